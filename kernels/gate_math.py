@@ -1,0 +1,70 @@
+"""Gate math of the three MPS cells, written once for every variant.
+
+These ``ti.func``s take a gate's pre-activation (input term + recurrent term +
+peephole term, as the variant computed them: a matrix product for matrix layers,
+a convolution for image layers) and finish the cell for one output channel
+``i``: the gate's neuron (with its bias already in the input term), and the state
+update. The image kernels call the same functions with ``i`` = feature channel.
+
+The layer header in ``frame`` says which neuron each gate uses; ``prm`` holds the
+neuron parameters and PReLU slopes (see ``layout.py``).
+"""
+import taichi as ti
+
+from .layout import F_CELL_NEURON, F_FLIP, F_NEURON, F_OUT, F_P_CELL, F_P_NEURON, F_P_PNORM, F_P_PRELU, N_PRELU
+from .neurons import apply_neuron, pow32
+
+
+@ti.func
+def gate_neuron(frame: ti.template(), prm: ti.template(), g, i, x):
+    """Neuron of gate ``g`` (from its input-weights data source) at channel ``i``."""
+    o_neuron = frame[F_P_NEURON]
+    kind = frame[F_NEURON + g]
+    a = prm[o_neuron + 3 * g]
+    if kind == N_PRELU:
+        a = prm[frame[F_P_PRELU] + g * frame[F_OUT] + i]
+    return apply_neuron(kind, a, prm[o_neuron + 3 * g + 1], prm[o_neuron + 3 * g + 2], x)
+
+
+@ti.func
+def single_gate_output(frame: ti.template(), prm: ti.template(), i, pre):
+    """h1 = g(W x + U h0 + b)."""
+    return gate_neuron(frame, prm, 0, i, pre)
+
+
+@ti.func
+def gru_gates(frame: ti.template(), prm: ti.template(), i, pre_z, pre_r):
+    """(z, r): the input (update) gate and the recurrent (reset) gate."""
+    return gate_neuron(frame, prm, 0, i, pre_z), gate_neuron(frame, prm, 1, i, pre_r)
+
+
+@ti.func
+def gru_output(frame: ti.template(), prm: ti.template(), i, pre_h, z, h0):
+    """h1 from the proposed output's pre-activation (Wh x + Uh(r∘h0) + Vh(z∘h0) + bh)."""
+    h = gate_neuron(frame, prm, 2, i, pre_h)
+    p = prm[frame[F_P_PNORM]]
+    keep = 1.0 - z
+    if p != 1.0:
+        keep = pow32(1.0 - pow32(z, p), 1.0 / p)
+    h1 = keep * h + z * h0
+    if frame[F_FLIP] != 0:
+        h1 = keep * h0 + z * h
+    return h1
+
+
+@ti.func
+def lstm_cell_state(frame: ti.template(), prm: ti.template(), i, pre_i, pre_f, pre_c, c0):
+    """c1 = F∘c0 + I∘C from the input, forget and cell gates' pre-activations."""
+    gi = gate_neuron(frame, prm, 0, i, pre_i)
+    gf = gate_neuron(frame, prm, 1, i, pre_f)
+    gc = gate_neuron(frame, prm, 2, i, pre_c)
+    return gf * c0 + gi * gc
+
+
+@ti.func
+def lstm_output(frame: ti.template(), prm: ti.template(), i, pre_o, c1):
+    """h1 = O∘gh(c1); ``pre_o`` already includes the peephole on the new cell c1."""
+    o_cell = frame[F_P_CELL]
+    o = gate_neuron(frame, prm, 3, i, pre_o)
+    gh = apply_neuron(frame[F_CELL_NEURON], prm[o_cell], prm[o_cell + 1], prm[o_cell + 2], c1)
+    return o * gh

@@ -1,0 +1,81 @@
+"""Field positions shared by the host code and the kernels.
+
+A kernel gets everything it needs about a layer from three small device arrays:
+
+* ``frame`` (int32): the *plan header* (sizes of this run, the step cursor, the
+  workspace offsets), then the *layer header* (cell kind, channel counts, neuron
+  types, weight offsets), then the row count of every processing step.
+* ``prm`` (float32): biases, neuron parameters and PReLU slopes.
+* ``wts`` (float32 or float16): the weight matrices.
+
+Keeping the layout here, as plain Python ints, lets the kernels use the names as
+compile-time constants and lets the host build the arrays with the same names.
+"""
+
+# --- cell kinds -----------------------------------------------------------
+CELL_SINGLE_GATE = 0
+CELL_GRU = 1
+CELL_LSTM = 2
+GATES = {CELL_SINGLE_GATE: 1, CELL_GRU: 3, CELL_LSTM: 4}
+
+# --- how a gate reads x (its input-weights slot) ---------------------------
+INPUT_NIL = 0        # nil data source: no contribution (bias 0, identity neuron)
+INPUT_DENSE = 1      # W @ x
+INPUT_IDENTITY = 2   # use_layer_input_unit_transform_mode: x itself
+
+# --- LSTM memory (peephole) weights ----------------------------------------
+PEEP_NONE = 0
+PEEP_DENSE = 1
+PEEP_DIAGONAL = 2
+
+# --- neuron types (MPSCNNNeuronType raw values) ------------------------------
+N_NONE, N_RELU, N_LINEAR, N_SIGMOID, N_HARD_SIGMOID, N_TANH, N_ABSOLUTE = 0, 1, 2, 3, 4, 5, 6
+N_SOFT_PLUS, N_SOFT_SIGN, N_ELU, N_PRELU, N_RELU_N, N_POWER = 7, 8, 9, 10, 11, 12
+N_EXPONENTIAL, N_LOGARITHM, N_GELU = 13, 14, 15
+
+# --- frame: plan header ------------------------------------------------------
+F_CURSOR = 0       # processing step the next step kernel computes (advanced by it)
+F_STEPS = 1        # T
+F_BATCH = 2        # B: rows of the first step (rows never grow)
+F_WS_XW = 3        # workspace offset of the projected inputs, (T, B, G*H)
+F_WS_H = 4         # workspace offset of the output history, (T+1, B, H); slot 0 = initial state
+F_WS_C = 5         # workspace offset of the LSTM cell history, (T+1, B, H)
+F_WS_SCRATCH = 6   # workspace offset of per-step scratch, (3, B, H)
+# --- frame: layer header -----------------------------------------------------
+F_CELL = 8
+F_IN = 9           # input feature channels
+F_OUT = 10         # output feature channels (H)
+F_GATES = 11       # G
+F_W = 12           # offsets into wts: input weights (G, H, In)
+F_U = 13           #   recurrent weights (G, H, H)
+F_V = 14           #   LSTM memory weights (4, H, H) or (4, H); GRU Vh (H, H)
+F_PEEP = 15        # LSTM peephole mode (PEEP_*)
+F_FLIP = 16        # GRU flip_output_gates
+F_CELL_NEURON = 17 # LSTM cell-to-output neuron type
+F_P_BIAS = 18      # offsets into prm (see prm_offsets below)
+F_P_PRELU = 19
+F_P_NEURON = 20
+F_P_CELL = 21
+F_P_PNORM = 22
+F_INPUT_MODE = 24  # 4 entries: INPUT_* per gate
+F_NEURON = 28      # 4 entries: neuron type per gate
+F_HEADER = 32
+F_ROWS = F_HEADER  # T entries: rows present at each processing step
+
+# --- prm: float parameters -----------------------------------------------------
+# bias (G*H) at 0, PReLU slopes (G*H) at G*H, then per gate (a, b, c), then the
+# cell-to-output neuron's (a, b, c), then the GRU p-norm value.
+def prm_offsets(gates, hidden):
+    """Offsets of (bias, prelu, neuron params, cell neuron params, pnorm) in ``prm``.
+
+    The host stores them in the layer header (F_P_*), so kernels never recompute them."""
+    bias = 0
+    prelu = gates * hidden
+    neuron = 2 * gates * hidden
+    cell = neuron + 3 * gates
+    pnorm = cell + 3
+    return bias, prelu, neuron, cell, pnorm
+
+
+def prm_size(gates, hidden):
+    return prm_offsets(gates, hidden)[4] + 1

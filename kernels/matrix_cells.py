@@ -1,0 +1,169 @@
+"""Fused recurrent steps of the matrix layers: one kernel launch per time step.
+
+Each kernel advances one layer by one processing step ``s`` (read from the
+frame's cursor, which it then increments, so the same launch with the same
+arguments can be repeated T times, by a Python loop or a captured graph). For
+every present row r and output channel i it adds the recurrent products to the
+projected input XW[s] (see ``projection.py``), applies the gate math of
+``gate_math.py`` and writes the new state into slot s+1 of the workspace's
+state history. Rows whose sequence is absent at this step (it ended, or in a
+backward run has not started) copy their state forward unchanged.
+
+Products that need a whole state vector the step itself produces (the GRU's
+Uh·(r∘h0) needs every r; a dense LSTM output peephole Vo·c1 needs every c1)
+are a second parallel loop in the same kernel: Taichi runs a kernel's
+top-level loops in order, so the second sees all of the first's writes.
+
+Weights are row-major (row = output channel) float16 or float32; all sums are
+float32.
+"""
+import taichi as ti
+
+from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
+from .layout import (F_BATCH, F_CURSOR, F_OUT, F_PEEP, F_ROWS, F_U, F_V, F_WS_C, F_WS_H,
+                     F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
+
+
+@ti.func
+def w32(wts: ti.template(), k):
+    return ti.cast(wts[k], ti.f32)
+
+
+@ti.kernel
+def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
+                     prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+    s = frame[F_CURSOR]
+    B = frame[F_BATCH]
+    H = frame[F_OUT]
+    rows = frame[F_ROWS + s]
+    u0 = frame[F_U]
+    xw = frame[F_WS_XW] + s * B * H
+    h0 = frame[F_WS_H] + s * B * H
+    h1 = h0 + B * H
+    for idx in range(B * H):
+        r = idx // H
+        i = idx % H
+        if r < rows:
+            acc = ws[xw + r * H + i]
+            for j in range(H):
+                acc += w32(wts, u0 + i * H + j) * ws[h0 + r * H + j]
+            ws[h1 + idx] = single_gate_output(frame, prm, i, acc)
+        else:
+            ws[h1 + idx] = ws[h0 + idx]
+    frame[F_CURSOR] = s + 1
+
+
+@ti.kernel
+def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
+             prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+    s = frame[F_CURSOR]
+    B = frame[F_BATCH]
+    H = frame[F_OUT]
+    rows = frame[F_ROWS + s]
+    BH = B * H
+    uz = frame[F_U]
+    ur = uz + H * H
+    uh = ur + H * H
+    vh = frame[F_V]
+    xw = frame[F_WS_XW] + s * B * 3 * H
+    h0 = frame[F_WS_H] + s * BH
+    h1 = h0 + BH
+    # scratch: z, r∘h0, z∘h0
+    sz = frame[F_WS_SCRATCH]
+    srh = sz + BH
+    szh = srh + BH
+    for idx in range(rows * H):
+        r = idx // H
+        i = idx % H
+        pz = ws[xw + r * 3 * H + i]
+        pr = ws[xw + r * 3 * H + H + i]
+        for j in range(H):
+            hj = ws[h0 + r * H + j]
+            pz += w32(wts, uz + i * H + j) * hj
+            pr += w32(wts, ur + i * H + j) * hj
+        z, rg = gru_gates(frame, prm, i, pz, pr)
+        hi = ws[h0 + idx]
+        ws[sz + idx] = z
+        ws[srh + idx] = rg * hi
+        ws[szh + idx] = z * hi
+    for idx in range(B * H):
+        r = idx // H
+        i = idx % H
+        if r < rows:
+            ph = ws[xw + r * 3 * H + 2 * H + i]
+            for j in range(H):
+                ph += w32(wts, uh + i * H + j) * ws[srh + r * H + j] + w32(wts, vh + i * H + j) * ws[szh + r * H + j]
+            ws[h1 + idx] = gru_output(frame, prm, i, ph, ws[sz + idx], ws[h0 + idx])
+        else:
+            ws[h1 + idx] = ws[h0 + idx]
+    frame[F_CURSOR] = s + 1
+
+
+@ti.kernel
+def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
+              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+    s = frame[F_CURSOR]
+    B = frame[F_BATCH]
+    H = frame[F_OUT]
+    rows = frame[F_ROWS + s]
+    BH = B * H
+    HH = H * H
+    u0 = frame[F_U]
+    v0 = frame[F_V]
+    peep = frame[F_PEEP]
+    xw = frame[F_WS_XW] + s * B * 4 * H
+    h0 = frame[F_WS_H] + s * BH
+    h1 = h0 + BH
+    c0 = frame[F_WS_C] + s * BH
+    c1 = c0 + BH
+    pre_o = frame[F_WS_SCRATCH]   # output gate pre-activation, finished in the 2nd loop
+    n_dense = rows * H if peep == PEEP_DENSE else 0
+    for idx in range(B * H):
+        r = idx // H
+        i = idx % H
+        if r < rows:
+            x4 = xw + r * 4 * H + i
+            a_i = ws[x4]
+            a_f = ws[x4 + H]
+            a_c = ws[x4 + 2 * H]
+            a_o = ws[x4 + 3 * H]
+            for j in range(H):
+                hj = ws[h0 + r * H + j]
+                a_i += w32(wts, u0 + i * H + j) * hj
+                a_f += w32(wts, u0 + HH + i * H + j) * hj
+                a_c += w32(wts, u0 + 2 * HH + i * H + j) * hj
+                a_o += w32(wts, u0 + 3 * HH + i * H + j) * hj
+            c_old = ws[c0 + idx]
+            if peep == PEEP_DENSE:
+                for j in range(H):
+                    cj = ws[c0 + r * H + j]
+                    a_i += w32(wts, v0 + i * H + j) * cj
+                    a_f += w32(wts, v0 + HH + i * H + j) * cj
+                    a_c += w32(wts, v0 + 2 * HH + i * H + j) * cj
+            elif peep == PEEP_DIAGONAL:
+                a_i += w32(wts, v0 + i) * c_old
+                a_f += w32(wts, v0 + H + i) * c_old
+                a_c += w32(wts, v0 + 2 * H + i) * c_old
+            c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+            ws[c1 + idx] = c_new
+            if peep == PEEP_DENSE:
+                ws[pre_o + idx] = a_o
+            else:
+                if peep == PEEP_DIAGONAL:
+                    a_o += w32(wts, v0 + 3 * H + i) * c_new
+                ws[h1 + idx] = lstm_output(frame, prm, i, a_o, c_new)
+        else:
+            ws[h1 + idx] = ws[h0 + idx]
+            ws[c1 + idx] = ws[c0 + idx]
+    # dense output peephole: Vo·c1 needs the whole new cell vector of the row
+    for idx in range(n_dense):
+        r = idx // H
+        i = idx % H
+        a_o = ws[pre_o + idx]
+        for j in range(H):
+            a_o += w32(wts, v0 + 3 * HH + i * H + j) * ws[c1 + r * H + j]
+        ws[h1 + idx] = lstm_output(frame, prm, i, a_o, ws[c1 + idx])
+    frame[F_CURSOR] = s + 1
+
+
+STEP_KERNELS = {0: single_gate_step, 1: gru_step, 2: lstm_step}

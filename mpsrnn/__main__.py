@@ -1,0 +1,3 @@
+from mpsrnn.cli import main
+
+main()

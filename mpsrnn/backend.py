@@ -1,0 +1,137 @@
+"""Choosing and starting the Taichi backend, once per process."""
+import contextlib
+import io
+import os
+import platform
+import sys
+
+ARCHS = ("metal", "cuda", "vulkan", "cpu")
+_current = None
+
+
+def current_arch():
+    """The arch name in use, or None before ``init``."""
+    return _current
+
+
+def _ti_arch(name):
+    import taichi as ti
+    return {"metal": ti.metal, "cuda": ti.cuda, "vulkan": ti.vulkan, "cpu": ti.cpu}[name]
+
+
+def _available(name):
+    """Whether Taichi can run on ``name`` here (without starting it)."""
+    if name == "cpu":
+        return True
+    if name == "metal" and sys.platform != "darwin":
+        return False
+    import taichi as ti
+    from taichi.lang.misc import is_arch_supported
+    ti.set_logging_level(ti.ERROR)  # probing a missing driver is not worth a warning
+    try:
+        return bool(is_arch_supported(_ti_arch(name)))
+    finally:
+        ti.set_logging_level(ti.WARN)
+
+
+def _auto():
+    order = ("metal",) if sys.platform == "darwin" else ("cuda", "vulkan")
+    for name in order:
+        if _available(name):
+            return name
+    return "cpu"
+
+
+def init(arch=None):
+    """Pick and start the Taichi backend; returns the arch name in use.
+
+    ``arch`` is "metal", "cuda", "vulkan", "cpu", or None/"auto" (metal on macOS, else
+    cuda, else vulkan, else cpu). With ``arch=None`` the environment variable
+    ``MPSRNN_ARCH`` decides when set. A second call with the same arch, or with
+    None/"auto", is a no-op; asking for another arch is an error (a process runs on one).
+    """
+    global _current
+    if arch is not None and not isinstance(arch, str):
+        raise TypeError(f"arch: expected one of {', '.join(ARCHS)} or 'auto' as a string, got {arch!r}")
+    requested = (arch or "").strip().lower()
+    if _current is not None:
+        if requested in ("", "auto", _current):
+            return _current
+        raise RuntimeError(f"arch: mpsrnn is already running on {_current!r} in this process and cannot "
+                           f"switch to {requested!r}; start a new process (or set MPSRNN_ARCH) to use another arch")
+    if not requested:
+        requested = os.environ.get("MPSRNN_ARCH", "").strip().lower() or "auto"
+    if requested not in ARCHS + ("auto",):
+        raise ValueError(f"arch: expected one of {', '.join(ARCHS)} or 'auto', got {requested!r}")
+    name = _auto() if requested == "auto" else requested
+    if not _available(name):
+        raise RuntimeError(f"arch: Taichi cannot run on {name!r} on this machine "
+                           f"(no {name} device or driver found); try 'auto' or 'cpu'")
+    import taichi as ti
+    # fast_math off: float32 results must match a float64 reference to ~1e-5 relative.
+    with contextlib.redirect_stdout(io.StringIO()):  # Taichi prints a start-up line
+        ti.init(arch=_ti_arch(name), enable_fallback=False, fast_math=False, offline_cache=True,
+                default_fp=ti.f32, default_ip=ti.i32, log_level=ti.WARN)
+    _current = name
+    return name
+
+
+def ensure_init():
+    """``init()`` unless already initialised (what every first use of the library calls)."""
+    return _current if _current is not None else init()
+
+
+def sync():
+    """Wait for all submitted device work."""
+    if _current is not None:
+        import taichi as ti
+        ti.sync()
+
+
+def device_name():
+    """A human-readable name of the device in use (best effort)."""
+    arch = _current
+    if arch in ("cuda", "vulkan"):
+        name = _cuda_device_name()
+        if name:
+            return name
+        return f"{arch} device"
+    if arch == "metal":
+        return _run(["sysctl", "-n", "machdep.cpu.brand_string"]) or "Apple GPU"
+    return _cpu_name()
+
+
+def _cuda_device_name():
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
+        if lib.cuInit(0) != 0:
+            return None
+        dev = ctypes.c_int()
+        if lib.cuDeviceGet(ctypes.byref(dev), 0) != 0:
+            return None
+        buf = ctypes.create_string_buffer(256)
+        if lib.cuDeviceGetName(buf, 256, dev) != 0:
+            return None
+        return buf.value.decode()
+    except OSError:
+        return None
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def _run(cmd):
+    import subprocess
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""

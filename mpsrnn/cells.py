@@ -1,0 +1,135 @@
+"""A validated descriptor packed into the device arrays the kernels read.
+
+``PackedCell`` is a layer's compiled form, built once when a layer is made (MPS
+reads its descriptors then, so later edits to a descriptor do not reach the
+layer). It holds:
+
+* ``wts``: W (G, H, In), U (G, H, H), then V (LSTM memory weights, (4, H, H) or
+  diagonal (4, H); GRU Vh (H, H)), row-major, float16 unless
+  ``use_float32_weights`` (MPS's default), so float16 weights are rounded once here;
+* ``prm``: biases, PReLU slopes and neuron parameters, float32;
+* ``header``: the layer-header fields of the frame (see ``kernels/layout.py``).
+
+Gate order: single gate (g); GRU (z, r, h); LSTM (input, forget, cell, output).
+Nil slots are zeros (an input slot also means zero bias and the identity neuron);
+with ``use_layer_input_unit_transform_mode`` every gate reads x itself.
+"""
+import numpy as np
+
+from .backend import ensure_init
+from .descriptors import GRUDescriptor, LSTMDescriptor
+from .enums import DataType, NeuronType
+from .kernels import layout as L
+
+
+class PackedCell:
+    def __init__(self, descriptor, where=None):
+        descriptor.validate(where)
+        d = descriptor
+        if isinstance(d, LSTMDescriptor):
+            kind = L.CELL_LSTM
+        elif isinstance(d, GRUDescriptor):
+            kind = L.CELL_GRU
+        else:
+            kind = L.CELL_SINGLE_GATE
+        self.kind = kind
+        self.n_in = d.input_feature_channels
+        self.n_out = H = d.output_feature_channels
+        self.gates = G = L.GATES[kind]
+        self.direction = d.layer_sequence_direction
+        self.weight_type = DataType.FLOAT32 if d.use_float32_weights else DataType.FLOAT16
+
+        W = np.zeros((G, H, self.n_in), np.float32)
+        U = np.zeros((G, H, H), np.float32)
+        o_bias, o_prelu, o_neuron, o_cell, o_pnorm = L.prm_offsets(G, H)
+        prm = np.zeros(L.prm_size(G, H), np.float32)
+        header = np.zeros(L.F_HEADER, np.int32)
+        for g, slot in enumerate(d.INPUT_SLOTS):
+            cw = getattr(d, slot)
+            if d.use_layer_input_unit_transform_mode:
+                mode = L.INPUT_IDENTITY
+            elif cw is None:
+                mode = L.INPUT_NIL
+            else:
+                mode = L.INPUT_DENSE
+                W[g] = cw.matrix()
+            header[L.F_INPUT_MODE + g] = mode
+            neuron = None if cw is None else cw.neuron
+            if cw is not None and cw.bias is not None:
+                prm[o_bias + g * H: o_bias + (g + 1) * H] = cw.bias
+            ntype, a, b, c = NeuronType.NONE, 1.0, 0.0, 1.0
+            if neuron is not None:
+                ntype, b, c = neuron.type, neuron.b, neuron.c
+                if ntype == NeuronType.PRELU:
+                    prm[o_prelu + g * H: o_prelu + (g + 1) * H] = neuron.a
+                    a = 0.0
+                else:
+                    a = neuron.a
+            header[L.F_NEURON + g] = int(ntype)
+            prm[o_neuron + 3 * g: o_neuron + 3 * g + 3] = (a, b, c)
+        recurrent = d.RECURRENT_SLOTS[:G]
+        for g, slot in enumerate(recurrent):
+            cw = getattr(d, slot)
+            if cw is not None:
+                U[g] = cw.matrix()
+        V = np.zeros(0, np.float32)
+        if kind == L.CELL_GRU:
+            vh = d.output_gate_input_gate_weights
+            V = (vh.matrix() if vh is not None else np.zeros((H, H), np.float32)).reshape(-1)
+            prm[o_pnorm] = d.gate_pnorm_value
+            header[L.F_FLIP] = int(d.flip_output_gates)
+        elif kind == L.CELL_LSTM:
+            slots = [getattr(d, s) for s in d.MEMORY_SLOTS]
+            if all(cw is None for cw in slots):
+                header[L.F_PEEP] = L.PEEP_NONE
+            elif d.memory_weights_are_diagonal:
+                header[L.F_PEEP] = L.PEEP_DIAGONAL
+                V = np.stack([np.zeros(H, np.float32) if cw is None else cw.weights for cw in slots]).reshape(-1)
+            else:
+                header[L.F_PEEP] = L.PEEP_DENSE
+                V = np.stack([np.zeros((H, H), np.float32) if cw is None else cw.matrix()
+                              for cw in slots]).reshape(-1)
+            header[L.F_CELL_NEURON] = int(d.cell_to_output_neuron_type)
+            prm[o_cell: o_cell + 3] = (d.cell_to_output_neuron_param_a, d.cell_to_output_neuron_param_b,
+                                       d.cell_to_output_neuron_param_c)
+        header[L.F_CELL] = kind
+        header[L.F_IN] = self.n_in
+        header[L.F_OUT] = H
+        header[L.F_GATES] = G
+        header[L.F_W] = 0
+        header[L.F_U] = W.size
+        header[L.F_V] = W.size + U.size
+        header[L.F_P_BIAS: L.F_P_PNORM + 1] = (o_bias, o_prelu, o_neuron, o_cell, o_pnorm)
+        wtype = np.float32 if self.weight_type == DataType.FLOAT32 else np.float16
+        self.header = header
+        self.host_wts = np.concatenate([W.reshape(-1), U.reshape(-1), V]).astype(wtype)
+        self.host_prm = prm
+        self._upload()
+
+    def _upload(self):
+        ensure_init()
+        import taichi as ti
+        self.wts = ti.ndarray(ti.f32 if self.weight_type == DataType.FLOAT32 else ti.f16, self.host_wts.shape)
+        self.wts.from_numpy(self.host_wts)
+        self.prm = ti.ndarray(ti.f32, self.host_prm.shape)
+        self.prm.from_numpy(self.host_prm)
+
+    @property
+    def is_lstm(self):
+        return self.kind == L.CELL_LSTM
+
+    def copy(self):
+        """An independent cell with the same weights (new device arrays)."""
+        new = PackedCell.__new__(PackedCell)
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("wts", "prm")})
+        new._upload()
+        return new
+
+    def workspace_layout(self, steps, batch):
+        """Offsets (xw, h history, c history, scratch) and the total size of a workspace, in floats."""
+        H, G = self.n_out, self.gates
+        xw = 0
+        h = xw + steps * batch * G * H
+        c = h + (steps + 1) * batch * H
+        scratch = c + ((steps + 1) * batch * H if self.is_lstm else 0)
+        return xw, h, c, scratch, scratch + 3 * batch * H

@@ -1,0 +1,207 @@
+"""Device-resident matrices (MPSMatrix).
+
+A :class:`Matrix` is a view into a :class:`Storage`, one flat Taichi ndarray: an
+element offset, ``rows``, ``columns`` and a row stride (MPS's rowBytes). The
+layers write whole sequences into one storage and hand out per-step views, so a
+sequence costs one allocation and one transfer, and feeding a layer's output to
+another layer reads it in place.
+
+The host copy of a storage is cached and invalidated whenever a kernel writes
+the storage, so converting T views of one storage to NumPy is one transfer.
+"""
+import numpy as np
+
+from .arrays import as_numpy
+from .backend import ensure_init
+from .enums import DataType, coerce_enum
+
+NUMPY_TYPES = {DataType.FLOAT32: np.dtype(np.float32), DataType.FLOAT16: np.dtype(np.float16)}
+
+
+def data_type_of(np_dtype):
+    """DataType of a NumPy dtype, or None if it is not float32/float16."""
+    for dt, nt in NUMPY_TYPES.items():
+        if np.dtype(np_dtype) == nt:
+            return dt
+    return None
+
+
+class Storage:
+    """A flat device buffer of float32 or float16 that matrices view."""
+
+    def __init__(self, size, data_type):
+        ensure_init()
+        import taichi as ti
+        self.data_type = DataType(data_type)
+        self.size = int(size)
+        ti_type = ti.f32 if self.data_type == DataType.FLOAT32 else ti.f16
+        self.array = ti.ndarray(ti_type, (max(self.size, 1),))
+        self._version = 0
+        self._host = None
+        self._host_version = -1
+
+    @classmethod
+    def from_host(cls, flat):
+        s = cls(flat.size, data_type_of(flat.dtype))
+        s.upload(flat)
+        return s
+
+    @property
+    def itemsize(self):
+        return NUMPY_TYPES[self.data_type].itemsize
+
+    def written(self):
+        """Mark the device contents as changed (drops the cached host copy)."""
+        self._version += 1
+
+    def host(self):
+        """The whole buffer as a read-only NumPy array (cached until the next write)."""
+        if self._host_version != self._version:
+            self._host = self.array.to_numpy()[: self.size]
+            self._host.flags.writeable = False
+            self._host_version = self._version
+        return self._host
+
+    def upload(self, flat):
+        flat = np.ascontiguousarray(flat, dtype=NUMPY_TYPES[self.data_type]).reshape(-1)
+        if flat.size != self.size:
+            raise ValueError(f"internal: uploading {flat.size} values into a storage of {self.size}")
+        if self.size:
+            self.array.from_numpy(flat)
+        self.written()
+        self._host = flat.copy()
+        self._host.flags.writeable = False
+        self._host_version = self._version
+
+
+class Matrix:
+    """A device-resident 2-D array: ``rows`` × ``columns`` of float32 or float16.
+
+    For RNN layers, rows are the sequences of a batch and columns the feature
+    channels. ``Matrix(rows, columns)`` is zero-filled; ``Matrix.from_numpy(a)``
+    uploads an array; ``np.asarray(m)`` / ``m.numpy()`` read it back.
+    """
+
+    def __init__(self, rows, columns, data_type=DataType.FLOAT32, *, row_bytes=None):
+        rows = _positive(rows, "rows")
+        columns = _positive(columns, "columns")
+        data_type = coerce_enum(DataType, data_type, "data_type")
+        itemsize = NUMPY_TYPES[data_type].itemsize
+        stride = columns
+        if row_bytes is not None:
+            rb = _positive(row_bytes, "row_bytes")
+            if rb % itemsize or rb // itemsize < columns:
+                raise ValueError(f"row_bytes: expected a multiple of {itemsize} of at least "
+                                 f"{columns * itemsize} bytes for {columns} columns, got {rb}")
+            stride = rb // itemsize
+        storage = Storage(rows * stride, data_type)
+        if storage.size:
+            storage.array.fill(0)
+        storage.written()
+        self._bind(storage, 0, rows, columns, stride)
+
+    def _bind(self, storage, offset, rows, columns, row_stride):
+        self._storage = storage
+        self._offset = offset
+        self._rows = rows
+        self._columns = columns
+        self._row_stride = row_stride
+
+    @classmethod
+    def view(cls, storage, offset, rows, columns, row_stride):
+        """A matrix over part of an existing storage (element units)."""
+        m = cls.__new__(cls)
+        m._bind(storage, int(offset), int(rows), int(columns), int(row_stride))
+        return m
+
+    @classmethod
+    def from_numpy(cls, array, data_type=None):
+        """Upload a 2-D array (NumPy or PyTorch). Without ``data_type`` it must be float32 or float16;
+        with it, any real array is converted."""
+        a = as_numpy(array, "array")
+        if a.ndim != 2:
+            raise ValueError(f"array: expected a 2-D array (rows, columns), got shape {a.shape}")
+        if data_type is None:
+            dt = data_type_of(a.dtype)
+            if dt is None:
+                raise ValueError(f"array: dtype {a.dtype} is not supported; expected float32 or float16 "
+                                 f"(or pass data_type= to convert)")
+        else:
+            dt = coerce_enum(DataType, data_type, "data_type")
+            if a.dtype.kind not in "fiu":
+                raise ValueError(f"array: expected real numbers, got dtype {a.dtype}")
+        if a.shape[0] < 1 or a.shape[1] < 1:
+            raise ValueError(f"array: a matrix needs at least one row and one column, got shape {a.shape}")
+        flat = np.ascontiguousarray(a, dtype=NUMPY_TYPES[dt]).reshape(-1)
+        return cls.view(Storage.from_host(flat), 0, a.shape[0], a.shape[1], a.shape[1])
+
+    # -- properties --------------------------------------------------------
+    @property
+    def rows(self):
+        return self._rows
+
+    @property
+    def columns(self):
+        return self._columns
+
+    @property
+    def shape(self):
+        return (self._rows, self._columns)
+
+    @property
+    def data_type(self):
+        return self._storage.data_type
+
+    @property
+    def dtype(self):
+        return NUMPY_TYPES[self._storage.data_type]
+
+    @property
+    def row_bytes(self):
+        return self._row_stride * self._storage.itemsize
+
+    @property
+    def row_stride(self):
+        """Elements between the starts of two rows."""
+        return self._row_stride
+
+    @property
+    def storage(self):
+        return self._storage
+
+    @property
+    def offset(self):
+        """Element offset of this matrix in its storage."""
+        return self._offset
+
+    def span(self):
+        """[first, last + 1) elements of the storage this matrix covers."""
+        return self._offset, self._offset + (self._rows - 1) * self._row_stride + self._columns
+
+    # -- conversions -------------------------------------------------------
+    def numpy(self):
+        """A NumPy copy (float32 or float16)."""
+        return self._block(self._storage.host(), self._offset, self._rows, self._columns).copy()
+
+    def _block(self, flat, offset, rows, columns):
+        stride = self._row_stride
+        need = offset + rows * stride
+        if need > flat.size:
+            flat = np.concatenate([flat, np.zeros(need - flat.size, flat.dtype)])
+        return flat[offset: offset + rows * stride].reshape(rows, stride)[:, :columns]
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    def __repr__(self):
+        return f"Matrix({self._rows}x{self._columns}, {self.data_type.name.lower()})"
+
+
+def _positive(v, name):
+    if isinstance(v, bool) or not hasattr(v, "__index__"):
+        raise TypeError(f"{name}: expected a positive integer, got {v!r}")
+    v = int(v)
+    if v < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {v}")
+    return v

@@ -1,0 +1,295 @@
+"""RNNMatrixInferenceLayer (MPSRNNMatrixInferenceLayer)."""
+from .backend import current_arch, ensure_init
+from .cells import PackedCell
+from .command_buffer import submit
+from .descriptors import RNNDescriptor
+from .enums import BidirectionalCombineMode, DataType, SequenceDirection, coerce_enum
+from .matrix import Matrix, Storage
+from .scheduler import PlanCache, default_launch, plan_bidirectional, plan_sequence
+from .sequences import prepare_destination, read_source
+from .state import RNNRecurrentMatrixState
+
+
+def _descriptor_list(descriptors):
+    if isinstance(descriptors, RNNDescriptor):
+        return [descriptors]
+    if isinstance(descriptors, (list, tuple)) and descriptors:
+        for k, d in enumerate(descriptors):
+            if not isinstance(d, RNNDescriptor):
+                raise TypeError(f"descriptors[{k}]: expected an RNN descriptor (RNNSingleGateDescriptor, "
+                                f"GRUDescriptor or LSTMDescriptor), got {type(d).__name__}")
+        return list(descriptors)
+    raise TypeError("descriptors: expected an RNN descriptor or a non-empty list of them")
+
+
+def _chain_error(cells, indices, what):
+    """A message if the layers at ``indices`` do not chain (each reads the previous one's output)."""
+    for a, b in zip(indices, indices[1:]):
+        if cells[b].n_in != cells[a].n_out:
+            return (f"descriptors[{b}].input_feature_channels is {cells[b].n_in} but descriptors[{a}]."
+                    f"output_feature_channels is {cells[a].n_out}; {what}")
+    return None
+
+
+class RNNMatrixInferenceLayer:
+    """A stack of recurrent layers over sequences of matrices (rows = sequences, columns = channels).
+
+    Built from one descriptor or a list (index 0 first). The descriptors are read now;
+    later changes to them do not affect the layer.
+    """
+
+    def __init__(self, descriptors):
+        ensure_init()
+        ds = _descriptor_list(descriptors)
+        where = (lambda k: f"descriptors[{k}]") if len(ds) > 1 else (lambda k: None)
+        self._cells = [PackedCell(d, where(k)) for k, d in enumerate(ds)]
+        seq_err = self._sequence_chain_error()
+        bidi_err = self._bidirectional_chain_error()
+        if seq_err and bidi_err:
+            raise ValueError(seq_err)
+        self._plans = PlanCache()
+        self._launch = default_launch(current_arch())
+        self.recurrent_output_is_temporary = False
+        self.store_all_intermediate_states = False
+        self.bidirectional_combine_mode = BidirectionalCombineMode.NONE
+
+    # -- properties --------------------------------------------------------
+    @property
+    def number_of_layers(self):
+        return len(self._cells)
+
+    @property
+    def input_feature_channels(self):
+        return self._cells[0].n_in
+
+    @property
+    def output_feature_channels(self):
+        return self._cells[-1].n_out
+
+    @property
+    def bidirectional_combine_mode(self):
+        return self._combine
+
+    @bidirectional_combine_mode.setter
+    def bidirectional_combine_mode(self, value):
+        self._combine = coerce_enum(BidirectionalCombineMode, value, "bidirectional_combine_mode")
+
+    @property
+    def store_all_intermediate_states(self):
+        return self._store_all
+
+    @store_all_intermediate_states.setter
+    def store_all_intermediate_states(self, value):
+        self._store_all = _flag(value, "store_all_intermediate_states")
+
+    @property
+    def recurrent_output_is_temporary(self):
+        """A lifetime hint in MPS; here states are ordinary objects either way."""
+        return self._temporary
+
+    @recurrent_output_is_temporary.setter
+    def recurrent_output_is_temporary(self, value):
+        self._temporary = _flag(value, "recurrent_output_is_temporary")
+
+    def copy(self):
+        """An independent layer with the same weights and properties (MPS copy(with:device:))."""
+        new = RNNMatrixInferenceLayer.__new__(RNNMatrixInferenceLayer)
+        new._cells = [c.copy() for c in self._cells]
+        new._plans = PlanCache()
+        new._launch = self._launch
+        new._temporary = self._temporary
+        new._store_all = self._store_all
+        new._combine = self._combine
+        return new
+
+    # -- validation helpers --------------------------------------------------
+    def _sequence_chain_error(self):
+        return _chain_error(self._cells, list(range(len(self._cells))),
+                            "encode_sequence feeds each layer's output to the next layer")
+
+    def _directions(self):
+        fwd = [k for k, c in enumerate(self._cells) if c.direction == SequenceDirection.FORWARD]
+        bwd = [k for k, c in enumerate(self._cells) if c.direction == SequenceDirection.BACKWARD]
+        return fwd, bwd
+
+    def _bidirectional_chain_error(self):
+        fwd, bwd = self._directions()
+        what = "in encode_bidirectional_sequence each layer reads the previous layer of its own direction"
+        for ks in (fwd, bwd):
+            err = _chain_error(self._cells, ks, what)
+            if err:
+                return err
+        if not fwd or not bwd:
+            return ("encode_bidirectional_sequence needs at least one FORWARD and one BACKWARD layer "
+                    "(layer_sequence_direction)")
+        if self._cells[fwd[0]].n_in != self._cells[bwd[0]].n_in:
+            return (f"descriptors[{bwd[0]}].input_feature_channels is {self._cells[bwd[0]].n_in} but "
+                    f"descriptors[{fwd[0]}].input_feature_channels is {self._cells[fwd[0]].n_in}; the first "
+                    f"layer of each direction reads the source sequence")
+        return None
+
+    def _initial_state(self, state, batch):
+        """Per layer (h, c) matrices of ``state`` checked against this stack, or None."""
+        if state is None:
+            return None
+        if not isinstance(state, RNNRecurrentMatrixState):
+            raise TypeError(f"recurrent_input_state: expected a mpsrnn.RNNRecurrentMatrixState or None, got "
+                            f"{type(state).__name__}")
+        if state.number_of_layers != len(self._cells):
+            raise ValueError(f"recurrent_input_state: holds {state.number_of_layers} layers' state; this stack "
+                             f"has {len(self._cells)} layers")
+        pairs = []
+        for k, cell in enumerate(self._cells):
+            h = state.get_recurrent_output_matrix(k)
+            c = state.get_memory_cell_matrix(k)
+            for name, m in (("recurrent output", h), ("memory cell", c)):
+                if m is None:
+                    continue
+                if m.shape != (batch, cell.n_out):
+                    raise ValueError(f"recurrent_input_state: layer {k}'s {name} matrix is {m.rows}x{m.columns}; "
+                                     f"expected {batch}x{cell.n_out} (rows of the first step x output channels)")
+            if cell.is_lstm and c is None:
+                raise ValueError(f"recurrent_input_state: layer {k} is an LSTM and needs its memory cell matrix")
+            pairs.append((h, c if cell.is_lstm else None))
+        return pairs
+
+    # -- encoding ------------------------------------------------------------
+    def encode_sequence(self, source_matrices, destination_matrices=None, *, recurrent_input_state=None,
+                        recurrent_output_states=None, source_offsets=None, destination_offsets=None,
+                        command_buffer=None):
+        """Run the stack forward over a sequence; returns the destination matrices (one per step).
+
+        Every layer runs forward in time (``layer_sequence_direction`` is for the
+        bidirectional call). ``recurrent_input_state`` (None = zeros) seeds each layer;
+        ``recurrent_output_states``, a list, receives the last state, or one per step with
+        ``store_all_intermediate_states``.
+        """
+        err = self._sequence_chain_error()
+        if err:
+            raise ValueError(err)
+        src = read_source(source_matrices, "source_matrices", self.input_feature_channels, source_offsets)
+        rows, B, T = src.rows, src.rows[0], len(src.rows)
+        initial = self._initial_state(recurrent_input_state, B)
+        if recurrent_output_states is not None and not hasattr(recurrent_output_states, "append"):
+            raise TypeError("recurrent_output_states: expected a list to append states to, or None")
+        dst = prepare_destination(destination_matrices, "destination_matrices", rows,
+                                  self.output_feature_channels, src.data_type, destination_offsets,
+                                  sources=src.spans)
+        states = None
+        if recurrent_output_states is not None:
+            states = "all" if self._store_all else "last"
+        given = [initial is not None] * len(self._cells)
+        key = ("sequence", rows, tuple(given), states, src.data_type, dst.view.storage.data_type,
+               None if initial is None else tuple((h.data_type, c and c.data_type) for h, c in initial))
+        plan = self._plans.get(key, lambda: plan_sequence(self._cells, rows, given, states, self._launch))
+
+        values = dict(src.view.binds("x"))
+        values.update(dst.view.binds("y"))
+        if initial is not None:
+            for k, (h, c) in enumerate(initial):
+                for name, m in (("h0", h), ("c0", c)):
+                    if m is not None:
+                        values.update({f"{name}_{k}": m.storage.array, f"{name}_{k}_base": m.offset,
+                                       f"{name}_{k}_row": m.row_stride})
+        outputs = []
+        if states:
+            n = T if states == "all" else 1
+            per_layer = []
+            for k, cell in enumerate(self._cells):
+                H = cell.n_out
+                hs = Storage(n * B * H, DataType.FLOAT32)
+                cs = Storage(n * B * H, DataType.FLOAT32) if cell.is_lstm else None
+                values[f"hs_{k}"] = hs.array
+                if cs is not None:
+                    values[f"cs_{k}"] = cs.array
+                per_layer.append((hs, cs, H))
+                outputs += [hs] + ([cs] if cs is not None else [])
+            for t in range(n):
+                recurrent_output_states.append(RNNRecurrentMatrixState(
+                    [Matrix.view(hs, t * B * H, B, H, H) for hs, _, H in per_layer],
+                    [None if cs is None else Matrix.view(cs, t * B * H, B, H, H) for _, cs, H in per_layer]))
+
+        def work():
+            for p in src.prelude:
+                p()
+            plan.run(values)
+            _finish(dst, outputs)
+        submit(work, command_buffer)
+        return dst.result
+
+    def encode_bidirectional_sequence(self, source_sequence, destination_forward_matrices=None,
+                                      destination_backward_matrices=None, *, recurrent_input_state=None,
+                                      command_buffer=None):
+        """Run the FORWARD layers over the sequence and the BACKWARD layers over it reversed.
+
+        Returns ``(forward, backward)``, both indexed by input time; with
+        ``bidirectional_combine_mode`` ADD or CONCATENATE, ``(combined, None)``.
+        """
+        if recurrent_input_state is not None:
+            raise ValueError("recurrent_input_state: a bidirectional sequence cannot start from a prior state "
+                             "(MPS); run two unidirectional layers instead")
+        err = self._bidirectional_chain_error()
+        if err:
+            raise ValueError(err)
+        fwd_k, bwd_k = self._directions()
+        fwd_cells = [self._cells[k] for k in fwd_k]
+        bwd_cells = [self._cells[k] for k in bwd_k]
+        combine = self._combine
+        hf, hb = fwd_cells[-1].n_out, bwd_cells[-1].n_out
+        if combine == BidirectionalCombineMode.ADD and hf != hb:
+            raise ValueError(f"bidirectional_combine_mode: ADD needs both directions to have the same output "
+                             f"channels; forward has {hf}, backward {hb}")
+        if combine != BidirectionalCombineMode.NONE and destination_backward_matrices is not None:
+            raise ValueError(f"destination_backward_matrices: must be None with bidirectional_combine_mode "
+                             f"{combine.name}; the combined sequence goes to destination_forward_matrices")
+        src = read_source(source_sequence, "source_sequence", self._cells[fwd_k[0]].n_in)
+        rows, T = src.rows, len(src.rows)
+        width = hf + hb if combine == BidirectionalCombineMode.CONCATENATE else hf
+        dst = prepare_destination(destination_forward_matrices, "destination_forward_matrices", rows, width,
+                                  src.data_type, sources=src.spans)
+        dst2 = None
+        if combine == BidirectionalCombineMode.NONE:
+            dst2 = prepare_destination(destination_backward_matrices, "destination_backward_matrices", rows, hb,
+                                       src.data_type, sources=src.spans)
+        key = ("bidirectional", rows, int(combine), src.data_type, dst.view.storage.data_type,
+               dst2 and dst2.view.storage.data_type)
+        plan = self._plans.get(key, lambda: plan_bidirectional(fwd_cells, bwd_cells, rows, int(combine),
+                                                               self._launch))
+        values = dict(src.view.binds("x"))
+        values["xr_base"] = src.view.base + (T - 1) * src.view.step
+        values["xr_step"] = -src.view.step
+        values.update(dst.view.binds("y"))
+        if dst2 is not None:
+            values.update(dst2.view.binds("y2"))
+
+        def work():
+            for p in src.prelude:
+                p()
+            plan.run(values)
+            _finish(dst, [])
+            if dst2 is not None:
+                _finish(dst2, [])
+        submit(work, command_buffer)
+        return dst.result, (None if dst2 is None else dst2.result)
+
+    def __repr__(self):
+        kinds = {0: "single gate", 1: "GRU", 2: "LSTM"}
+        layers = ", ".join(f"{kinds[c.kind]} {c.n_in}->{c.n_out}" for c in self._cells)
+        return f"RNNMatrixInferenceLayer([{layers}])"
+
+
+def _finish(dst, state_storages):
+    """After the program: drop stale host copies, then run the destination's postlude."""
+    for s in dst.storages + state_storages:
+        s.written()
+    dst.view.storage.written()
+    for p in dst.postlude:
+        p()
+    for s in dst.storages:
+        s.written()
+
+
+def _flag(value, name):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return value

@@ -1,0 +1,195 @@
+"""Planning a sequence run, once per (layer stack, sequence shape, options).
+
+A plan owns what a run needs besides the user's data: one float32 workspace
+per layer (projected inputs, the state history, scratch), one int32 frame per
+layer (sizes, offsets, the row count of each processing step, the step
+cursor; see ``kernels/layout.py``), and the :class:`Program` of dispatches:
+
+    per layer:  initial state -> workspace slot 0   (copy, or zeros)
+                project_inputs                      (all T steps, one launch)
+                <cell>_step  x T                    (one launch per step)
+    then:       state history -> returned states    (encode_sequence, if asked)
+                last layer's history -> destination (copy, or ADD/CONCATENATE)
+
+A backward stack (bidirectional) runs in processing order T-1 .. 0: its first
+layer reads x with a negative step stride, its frames list the row counts in
+that order, and its history is read back in time order with a negative stride,
+so the kernels never need to know the direction.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from ..kernels import layout as L
+from ..kernels.matrix_cells import STEP_KERNELS
+from ..kernels.projection import project_inputs
+from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, SEQ_ZERO, copy_sequence
+from .program import Program, Slot
+
+
+class _LayerRun:
+    def __init__(self, cell, steps, batch, proc_rows):
+        import taichi as ti
+        xw, h, c, scratch, size = cell.workspace_layout(steps, batch)
+        frame = np.zeros(L.F_ROWS + steps, np.int32)
+        frame[: L.F_HEADER] = cell.header
+        frame[L.F_STEPS] = steps
+        frame[L.F_BATCH] = batch
+        frame[L.F_WS_XW] = xw
+        frame[L.F_WS_H] = h
+        frame[L.F_WS_C] = c
+        frame[L.F_WS_SCRATCH] = scratch
+        frame[L.F_ROWS:] = proc_rows
+        self.cell = cell
+        self.h = h
+        self.c = c
+        self.ws = ti.ndarray(ti.f32, (size,))
+        self.frame = ti.ndarray(ti.i32, frame.shape)
+        self.frame.from_numpy(frame)
+
+
+class StackRun:
+    """The layers of one direction, run one after another in one processing order."""
+
+    def __init__(self, cells, rows, reverse, time_rows):
+        self.steps = T = len(rows)
+        self.batch = rows[0]
+        self.reverse = reverse
+        self.time_rows = time_rows
+        proc_rows = list(rows[::-1] if reverse else rows)
+        self.layers = [_LayerRun(cell, T, self.batch, proc_rows) for cell in cells]
+
+    @property
+    def out_channels(self):
+        return self.layers[-1].cell.n_out
+
+    def emit(self, prog, x_slots, initial_state):
+        """Dispatches that run the stack; ``initial_state[k]`` says whether layer k's h0/c0 are slots."""
+        T, B = self.steps, self.batch
+        for k, lr in enumerate(self.layers):
+            cell, ws, H = lr.cell, lr.ws, lr.cell.n_out
+            for what, offset in (("h0", lr.h), ("c0", lr.c)):
+                if what == "c0" and not cell.is_lstm:
+                    continue
+                if initial_state[k]:
+                    src = (Slot(f"{what}_{k}"), Slot(f"{what}_{k}_base"), 0, Slot(f"{what}_{k}_row"))
+                    mode = SEQ_COPY
+                else:
+                    src, mode = (ws, 0, 0, 0), SEQ_ZERO
+                prog.add(copy_sequence, ws, offset, 0, H, *src, ws, 0, 0, 0, mode, H, 0, 1, B,
+                         self.time_rows, -1)
+            if k == 0:
+                x = x_slots
+            else:
+                prev = self.layers[k - 1]
+                hp = prev.cell.n_out
+                x = (prev.ws, prev.h + B * hp, B * hp, hp)
+            prog.add(project_inputs, *x, ws, cell.wts, cell.prm, lr.frame)
+            prog.repeat(T, STEP_KERNELS[cell.kind], ws, cell.wts, cell.prm, lr.frame)
+
+    def emit_states(self, prog, store_all):
+        """Copy every layer's last (or every) state into the ``hs_k``/``cs_k`` slots, (T or 1, B, H)."""
+        T, B = self.steps, self.batch
+        for k, lr in enumerate(self.layers):
+            H = lr.cell.n_out
+            BH = B * H
+            for name, offset in (("hs", lr.h), ("cs", lr.c)):
+                if name == "cs" and not lr.cell.is_lstm:
+                    continue
+                if store_all:
+                    src, n = (lr.ws, offset + BH, BH, H), T
+                else:
+                    src, n = (lr.ws, offset + T * BH, 0, H), 1
+                prog.add(copy_sequence, Slot(f"{name}_{k}"), 0, BH, H, *src, lr.ws, 0, 0, 0,
+                         SEQ_COPY, H, 0, n, B, self.time_rows, -1)
+
+    def output_view(self):
+        """(ws, base, step, row) of the last layer's outputs, indexed by input time."""
+        lr = self.layers[-1]
+        T, B, H = self.steps, self.batch, lr.cell.n_out
+        if self.reverse:  # time t was processing step T-1-t, stored in history slot T-t
+            return lr.ws, lr.h + T * B * H, -B * H, H
+        return lr.ws, lr.h + B * H, B * H, H
+
+
+def _dest(prefix):
+    return tuple(Slot(prefix + s) for s in ("", "_base", "_step", "_row"))
+
+
+class Plan:
+    """A program plus its launch strategy, prepared on first run."""
+
+    def __init__(self, program, strategy, keep):
+        self.program = program
+        self.strategy = strategy
+        self._keep = keep  # the stack runs whose arrays the program uses
+        self._runner = None
+
+    def run(self, values):
+        if self._runner is None:
+            self._runner = self.strategy.prepare(self.program, values)
+        self._runner(values)
+
+
+def _time_rows(rows):
+    import taichi as ti
+    t = ti.ndarray(ti.i32, (len(rows),))
+    t.from_numpy(np.asarray(rows, np.int32))
+    return t
+
+
+def plan_sequence(cells, rows, initial_state, states, strategy):
+    """encode_sequence: all layers forward. ``states`` is None, "last" or "all"."""
+    time_rows = _time_rows(rows)
+    run = StackRun(cells, rows, False, time_rows)
+    prog = Program()
+    run.emit(prog, _dest("x"), initial_state)
+    if states:
+        run.emit_states(prog, states == "all")
+    src = run.output_view()
+    prog.add(copy_sequence, *_dest("y"), *src, src[0], 0, 0, 0, SEQ_COPY, run.out_channels, 0,
+             run.steps, run.batch, time_rows, 0)
+    return Plan(prog, strategy, (run, time_rows))
+
+
+def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy):
+    """encode_bidirectional_sequence: a forward stack and a backward stack, then combine.
+
+    ``combine``: 0 NONE (forward to ``y``, backward to ``y2``), 1 ADD, 2 CONCATENATE (to ``y``).
+    """
+    time_rows = _time_rows(rows)
+    fwd = StackRun(fwd_cells, rows, False, time_rows)
+    bwd = StackRun(bwd_cells, rows, True, time_rows)
+    prog = Program()
+    fwd.emit(prog, _dest("x"), [False] * len(fwd_cells))
+    bwd.emit(prog, (Slot("x"), Slot("xr_base"), Slot("xr_step"), Slot("x_row")), [False] * len(bwd_cells))
+    f, b = fwd.output_view(), bwd.output_view()
+    T, B = fwd.steps, fwd.batch
+    if combine == 0:
+        prog.add(copy_sequence, *_dest("y"), *f, f[0], 0, 0, 0, SEQ_COPY, fwd.out_channels, 0, T, B, time_rows, 0)
+        prog.add(copy_sequence, *_dest("y2"), *b, b[0], 0, 0, 0, SEQ_COPY, bwd.out_channels, 0, T, B,
+                 time_rows, 0)
+    elif combine == 1:
+        prog.add(copy_sequence, *_dest("y"), *f, *b, SEQ_ADD, fwd.out_channels, 0, T, B, time_rows, 0)
+    else:
+        prog.add(copy_sequence, *_dest("y"), *f, *b, SEQ_CONCAT, fwd.out_channels, bwd.out_channels, T, B,
+                 time_rows, 0)
+    return Plan(prog, strategy, (fwd, bwd, time_rows))
+
+
+class PlanCache:
+    """Plans of one layer by key, least recently used dropped beyond ``size``."""
+
+    def __init__(self, size=16):
+        self._plans = OrderedDict()
+        self._size = size
+
+    def get(self, key, build):
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = build()
+            while len(self._plans) > self._size:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return plan

@@ -1,0 +1,304 @@
+"""Reading source sequences and preparing destination sequences.
+
+A sequence reaches the kernels as a :class:`View`: one storage and three
+strides, step t's element (r, c) at ``base + t*step + r*row + c``. Sequences
+that already are one (a 3-D upload, or the per-step views a layer returned) are
+used in place; anything else (separate matrices, host arrays) is packed into
+one storage first. Destinations are the same in reverse.
+
+Everything here validates before it touches the device, and every error names
+the argument and step and says what was expected, so a bad call leaves the
+user's data untouched.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .arrays import as_numpy, is_torch_tensor
+from .enums import DataType
+from .matrix import NUMPY_TYPES, Matrix, Storage, data_type_of
+
+
+@dataclass(frozen=True)
+class View:
+    storage: Storage
+    base: int
+    step: int
+    row: int
+
+    def binds(self, prefix):
+        return {prefix: self.storage.array, prefix + "_base": self.base,
+                prefix + "_step": self.step, prefix + "_row": self.row}
+
+
+@dataclass
+class Source:
+    view: View
+    rows: tuple          # rows present at each time step
+    data_type: DataType
+    prelude: list        # callables to run before the layer (packing on the device)
+    spans: list          # (storage, first, end) per step, for alias checks
+
+
+@dataclass
+class Destination:
+    view: View
+    result: list         # what encode returns: the user's destinations, or new matrices
+    postlude: list       # callables to run after the layer (scatter to irregular targets)
+    storages: list       # storages whose host copies must be dropped after writing
+
+
+def _items(obj, name):
+    """The per-step items of a sequence, each a Matrix or a host ndarray (3-D arrays split)."""
+    if isinstance(obj, Matrix):
+        raise TypeError(f"{name}: expected a sequence (a list of matrices, one per time step, or a 3-D "
+                        f"array of shape (steps, rows, columns)), got a single Matrix")
+    if isinstance(obj, (list, tuple)):
+        items = []
+        for t, m in enumerate(obj):
+            if isinstance(m, Matrix):
+                items.append(m)
+            else:
+                try:
+                    items.append(as_numpy(m, f"{name}[{t}]"))
+                except TypeError:
+                    raise TypeError(f"{name}[{t}]: expected a mpsrnn.Matrix, NumPy array or PyTorch tensor, "
+                                    f"got {type(m).__name__}") from None
+    else:
+        try:
+            a = as_numpy(obj, name)
+        except TypeError:
+            raise TypeError(f"{name}: expected a list of matrices (one per time step) or a 3-D array "
+                            f"(steps, rows, columns), got {type(obj).__name__}") from None
+        if a.ndim != 3:
+            raise ValueError(f"{name}: expected a list of matrices or a 3-D array (steps, rows, columns), "
+                             f"got an array of shape {a.shape}")
+        items = list(a)
+    if not items:
+        raise ValueError(f"{name}: the sequence is empty; expected at least one time step")
+    return items
+
+
+def _item_type(item, name):
+    if isinstance(item, Matrix):
+        return item.data_type
+    if item.ndim != 2:
+        raise ValueError(f"{name}: expected a 2-D matrix (rows = sequences, columns = feature channels), "
+                         f"got shape {item.shape}")
+    dt = data_type_of(item.dtype)
+    if dt is None:
+        raise ValueError(f"{name}: dtype {item.dtype} is not supported; expected float32 or float16")
+    return dt
+
+
+def _offsets(offsets, name, steps, itemsize):
+    """Element offsets per step from MPS-style byte offsets (None: zeros)."""
+    if offsets is None:
+        return None
+    try:
+        offs = [int(o) for o in offsets]
+    except TypeError:
+        raise TypeError(f"{name}: expected a list of byte offsets, one per time step") from None
+    if len(offs) != steps:
+        raise ValueError(f"{name}: has {len(offs)} offsets for a sequence of {steps} steps")
+    for t, o in enumerate(offs):
+        if o < 0 or o % itemsize:
+            raise ValueError(f"{name}[{t}]: byte offset {o} must be >= 0 and a multiple of the element size "
+                             f"({itemsize} bytes)")
+    return [o // itemsize for o in offs]
+
+
+def _check_columns(name, t, columns, channels, off, what):
+    if off is None:
+        if columns != channels:
+            raise ValueError(f"{name}[{t}]: has {columns} columns but {what} {channels} feature channels")
+    elif off + channels > columns:
+        raise ValueError(f"{name}[{t}]: an offset of {off} elements leaves {max(columns - off, 0)} of the "
+                         f"{channels} feature channels {what} inside a {columns}-column matrix")
+
+
+def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"):
+    """Validate a source sequence and return it as a :class:`Source` (nothing runs yet)."""
+    items = _items(obj, name)
+    types = [_item_type(m, f"{name}[{t}]") for t, m in enumerate(items)]
+    if len(set(types)) > 1:
+        t = types.index(types[-1])
+        raise ValueError(f"{name}[{t}]: all steps must share one data type; step 0 is "
+                         f"{types[0].name.lower()}, step {t} is {types[t].name.lower()}")
+    dt = types[0]
+    offs = _offsets(offsets, offsets_name, len(items), NUMPY_TYPES[dt].itemsize)
+    rows = []
+    for t, m in enumerate(items):
+        r, cols = (m.rows, m.columns) if isinstance(m, Matrix) else m.shape
+        _check_columns(name, t, cols, channels, None if offs is None else offs[t], "the layer expects")
+        if r < 1:
+            raise ValueError(f"{name}[{t}]: has no rows; every step needs at least one sequence")
+        if rows and r > rows[-1]:
+            raise ValueError(f"{name}[{t}]: has {r} rows after {rows[-1]} rows at step {t - 1}; the row count "
+                             f"may only shrink over time (a sequence that ends drops out)")
+        rows.append(r)
+    offs = offs or [0] * len(items)
+    spans = [(m.storage, m.span()[0], m.span()[1]) for m in items if isinstance(m, Matrix)]
+    view = _regular_view(items, offs)
+    prelude = []
+    if view is None:
+        view, prelude = _pack(items, offs, rows, channels, dt)
+    return Source(view, tuple(rows), dt, prelude, spans)
+
+
+def _regular_view(items, offs):
+    """A View over device matrices already laid out at a constant stride in one storage, else None."""
+    if not all(isinstance(m, Matrix) for m in items):
+        return None
+    first = items[0]
+    if any(m.storage is not first.storage or m.row_stride != first.row_stride for m in items):
+        return None
+    bases = [m.offset + o for m, o in zip(items, offs)]
+    step = bases[1] - bases[0] if len(bases) > 1 else 0
+    if any(b != bases[0] + t * step for t, b in enumerate(bases)):
+        return None
+    return View(first.storage, bases[0], step, first.row_stride)
+
+
+def _pack(items, offs, rows, channels, dt):
+    """Pack irregular steps into one new (T, B, channels) storage."""
+    T, B = len(items), rows[0]
+    if not any(isinstance(m, Matrix) for m in items):
+        packed = np.zeros((T, B, channels), NUMPY_TYPES[dt])
+        for t, (a, o) in enumerate(zip(items, offs)):
+            packed[t, : rows[t]] = a[:, o: o + channels]
+        storage = Storage.from_host(packed.reshape(-1))
+        return View(storage, 0, B * channels, channels), []
+    storage = Storage(T * B * channels, dt)
+    view = View(storage, 0, B * channels, channels)
+
+    def gather():
+        for t, (m, o) in enumerate(zip(items, offs)):
+            if not isinstance(m, Matrix):
+                m, o = Matrix.from_numpy(m[:, o: o + channels]), 0
+            copy_rows(View(m.storage, m.offset + o, 0, m.row_stride), view, t, rows[t], channels)
+        storage.written()
+    return view, [gather]
+
+
+def copy_rows(src, dst, t, rows, channels, src_t=0):
+    """Device copy of one step: ``rows`` × ``channels`` from src step ``src_t`` to dst step ``t``."""
+    from .kernels.sequence_copy import SEQ_COPY, copy_sequence
+    copy_sequence(dst.storage.array, dst.base + t * dst.step, 0, dst.row,
+                  src.storage.array, src.base + src_t * src.step, 0, src.row,
+                  src.storage.array, 0, 0, 0, SEQ_COPY, channels, 0, 1, rows, _no_rows(), -1)
+
+
+_NO_ROWS = []
+
+
+def _no_rows():
+    """A placeholder row table for copies that take every row."""
+    if not _NO_ROWS:
+        import taichi as ti
+        _NO_ROWS.append(ti.ndarray(ti.i32, (1,)))
+    return _NO_ROWS[0]
+
+
+def prepare_destination(obj, name, rows, channels, data_type, offsets=None, offsets_name="destination_offsets",
+                        sources=()):
+    """Validate destinations for a sequence with ``rows`` per step; None allocates new matrices."""
+    T, B = len(rows), rows[0]
+    if obj is None:
+        if offsets is not None:
+            raise ValueError(f"{offsets_name}: offsets need destination matrices to apply to")
+        storage = Storage(T * B * channels, data_type)
+        result = [Matrix.view(storage, t * B * channels, rows[t], channels, channels) for t in range(T)]
+        return Destination(View(storage, 0, B * channels, channels), result, [], [storage])
+    if isinstance(obj, Matrix) or not isinstance(obj, (list, tuple)) and not isinstance(obj, np.ndarray) \
+            and not is_torch_tensor(obj):
+        raise TypeError(f"{name}: expected a list of {T} destination matrices (or None to allocate them), "
+                        f"got {type(obj).__name__}")
+    items = list(obj)
+    if len(items) != T:
+        raise ValueError(f"{name}: has {len(items)} matrices for a sequence of {T} steps")
+    on_device = [isinstance(m, Matrix) for m in items]
+    if any(on_device) and not all(on_device):
+        raise TypeError(f"{name}: mix of mpsrnn.Matrix and host arrays; use one kind for all steps")
+    if all(on_device):
+        return _device_destination(items, name, rows, channels, offsets, offsets_name, sources)
+    return _host_destination(items, name, rows, channels, offsets, offsets_name)
+
+
+def _device_destination(items, name, rows, channels, offsets, offsets_name, sources):
+    dt = items[0].data_type
+    offs = _offsets(offsets, offsets_name, len(items), NUMPY_TYPES[dt].itemsize)
+    for t, m in enumerate(items):
+        if m.data_type != dt:
+            raise ValueError(f"{name}[{t}]: all steps must share one data type; step 0 is "
+                             f"{dt.name.lower()}, step {t} is {m.data_type.name.lower()}")
+        if m.rows != rows[t]:
+            raise ValueError(f"{name}[{t}]: has {m.rows} rows; step {t} of the sequence has {rows[t]}")
+        _check_columns(name, t, m.columns, channels, None if offs is None else offs[t], "the layer writes")
+    offs = offs or [0] * len(items)
+    _check_alias(items, offs, channels, name, sources)
+    view = _regular_view(items, offs)
+    storages = list({id(m.storage): m.storage for m in items}.values())
+    if view is not None:
+        return Destination(view, list(items), [], storages)
+    T, B = len(rows), rows[0]
+    staging = Storage(T * B * channels, DataType.FLOAT32)
+    sview = View(staging, 0, B * channels, channels)
+
+    def scatter():
+        for t, (m, o) in enumerate(zip(items, offs)):
+            copy_rows(sview, View(m.storage, m.offset + o, 0, m.row_stride), 0, rows[t], channels, src_t=t)
+    return Destination(sview, list(items), [scatter], storages)
+
+
+def _check_alias(items, offs, channels, name, sources):
+    """Destinations may not overlap source matrices (MPS forbids aliasing)."""
+    for t, (m, o) in enumerate(zip(items, offs)):
+        first = m.offset + o
+        end = first + (m.rows - 1) * m.row_stride + channels
+        for storage, s_first, s_end in sources:
+            if storage is m.storage and first < s_end and s_first < end:
+                raise ValueError(f"{name}[{t}]: overlaps a source matrix; destinations may not alias sources")
+
+
+def _host_destination(items, name, rows, channels, offsets, offsets_name):
+    """NumPy arrays or PyTorch tensors to fill in place once the layer has run."""
+    arrays, types = [], []
+    for t, m in enumerate(items):
+        if isinstance(m, np.ndarray):
+            a = m
+            if not a.flags.writeable:
+                raise ValueError(f"{name}[{t}]: the array is read-only")
+        elif is_torch_tensor(m):
+            a = m.detach()
+        else:
+            raise TypeError(f"{name}[{t}]: expected a mpsrnn.Matrix, NumPy array or PyTorch tensor, "
+                            f"got {type(m).__name__}")
+        if len(a.shape) != 2:
+            raise ValueError(f"{name}[{t}]: expected a 2-D matrix, got shape {tuple(a.shape)}")
+        dt = data_type_of(as_numpy(a[:0], name).dtype)
+        if dt is None:
+            raise ValueError(f"{name}[{t}]: dtype {a.dtype} is not supported; expected float32 or float16")
+        if a.shape[0] != rows[t]:
+            raise ValueError(f"{name}[{t}]: has {a.shape[0]} rows; step {t} of the sequence has {rows[t]}")
+        arrays.append(a)
+        types.append(dt)
+    if len(set(types)) > 1:
+        raise ValueError(f"{name}: all steps must share one data type")
+    offs = _offsets(offsets, offsets_name, len(items), NUMPY_TYPES[types[0]].itemsize)
+    for t, a in enumerate(arrays):
+        _check_columns(name, t, a.shape[1], channels, None if offs is None else offs[t], "the layer writes")
+    offs = offs or [0] * len(items)
+    T, B = len(rows), rows[0]
+    staging = Storage(T * B * channels, DataType.FLOAT32)
+
+    def copy_out():
+        host = staging.host().reshape(T, B, channels)
+        for t, (a, o) in enumerate(zip(arrays, offs)):
+            block = host[t, : rows[t]]
+            if isinstance(a, np.ndarray):
+                a[:, o: o + channels] = block
+            else:
+                import torch
+                a[:, o: o + channels].copy_(torch.from_numpy(block.copy()))
+    return Destination(View(staging, 0, B * channels, channels), list(items), [copy_out], [staging])
