@@ -128,16 +128,24 @@ class RNNMatrixInferenceLayer:
                     f"layer of each direction reads the source sequence")
         return None
 
-    def _initial_state(self, state, batch):
-        """Per layer (h, c) matrices of ``state`` checked against this stack, or None."""
+    def _initial_state(self, state, rows):
+        """(per layer (h, c) of ``state`` checked against this stack, batch rows), or (None, rows[0]).
+
+        A state may have more rows than the first step: rows are sequences, and those
+        absent from this call (they ended earlier) keep their state, as within a call.
+        """
         if state is None:
-            return None
+            return None, rows[0]
         if not isinstance(state, RNNRecurrentMatrixState):
             raise TypeError(f"recurrent_input_state: expected a mpsrnn.RNNRecurrentMatrixState or None, got "
                             f"{type(state).__name__}")
         if state.number_of_layers != len(self._cells):
             raise ValueError(f"recurrent_input_state: holds {state.number_of_layers} layers' state; this stack "
                              f"has {len(self._cells)} layers")
+        batch = state.get_recurrent_output_matrix(0).rows
+        if batch < rows[0]:
+            raise ValueError(f"recurrent_input_state: has {batch} rows (sequences) but the first step of "
+                             f"source_matrices has {rows[0]}; a state needs a row for every sequence")
         pairs = []
         for k, cell in enumerate(self._cells):
             h = state.get_recurrent_output_matrix(k)
@@ -147,11 +155,12 @@ class RNNMatrixInferenceLayer:
                     continue
                 if m.shape != (batch, cell.n_out):
                     raise ValueError(f"recurrent_input_state: layer {k}'s {name} matrix is {m.rows}x{m.columns}; "
-                                     f"expected {batch}x{cell.n_out} (rows of the first step x output channels)")
+                                     f"expected {batch}x{cell.n_out} (the state's rows x this layer's output "
+                                     f"channels)")
             if cell.is_lstm and c is None:
                 raise ValueError(f"recurrent_input_state: layer {k} is an LSTM and needs its memory cell matrix")
             pairs.append((h, c if cell.is_lstm else None))
-        return pairs
+        return pairs, batch
 
     # -- encoding ------------------------------------------------------------
     def encode_sequence(self, source_matrices, destination_matrices=None, *, recurrent_input_state=None,
@@ -168,8 +177,8 @@ class RNNMatrixInferenceLayer:
         if err:
             raise ValueError(err)
         src = read_source(source_matrices, "source_matrices", self.input_feature_channels, source_offsets)
-        rows, B, T = src.rows, src.rows[0], len(src.rows)
-        initial = self._initial_state(recurrent_input_state, B)
+        rows, T = src.rows, len(src.rows)
+        initial, B = self._initial_state(recurrent_input_state, rows)
         if recurrent_output_states is not None and not hasattr(recurrent_output_states, "append"):
             raise TypeError("recurrent_output_states: expected a list to append states to, or None")
         dst = prepare_destination(destination_matrices, "destination_matrices", rows,
@@ -179,9 +188,9 @@ class RNNMatrixInferenceLayer:
         if recurrent_output_states is not None:
             states = "all" if self._store_all else "last"
         given = [initial is not None] * len(self._cells)
-        key = ("sequence", rows, tuple(given), states, src.data_type, dst.view.storage.data_type,
+        key = ("sequence", rows, B, tuple(given), states, src.data_type, dst.view.storage.data_type,
                None if initial is None else tuple((h.data_type, c and c.data_type) for h, c in initial))
-        plan = self._plans.get(key, lambda: plan_sequence(self._cells, rows, given, states, self._launch))
+        plan = self._plans.get(key, lambda: plan_sequence(self._cells, rows, B, given, states, self._launch))
 
         values = dict(src.view.binds("x"))
         values.update(dst.view.binds("y"))

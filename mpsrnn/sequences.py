@@ -221,8 +221,12 @@ def prepare_destination(obj, name, rows, channels, data_type, offsets=None, offs
     if any(on_device) and not all(on_device):
         raise TypeError(f"{name}: mix of mpsrnn.Matrix and host arrays; use one kind for all steps")
     if all(on_device):
-        return _device_destination(items, name, rows, channels, offsets, offsets_name, sources)
-    return _host_destination(items, name, rows, channels, offsets, offsets_name)
+        dst = _device_destination(items, name, rows, channels, offsets, offsets_name, sources)
+    else:
+        dst = _host_destination(items, name, rows, channels, offsets, offsets_name)
+    if isinstance(obj, list):
+        dst.result = obj  # encode returns the very list the caller passed
+    return dst
 
 
 def _device_destination(items, name, rows, channels, offsets, offsets_name, sources):

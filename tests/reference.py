@@ -377,7 +377,9 @@ def run_layer(d, xs, h0=None, c0=None, reverse=False):
     is_lstm = cell_kind(d) == "lstm"
     if not xs:
         return [], [], []
-    B = rows[0]
+    # B = rows of the first step; a given initial state may hold more rows (sequences that
+    # are absent from the whole call keep their state, like ended sequences within a call).
+    B = rows[0] if h0 is None else max(rows[0], np.shape(h0)[0])
     h = np.zeros((B, n_out), dtype=F64) if h0 is None else np.array(h0, dtype=F64).reshape(B, n_out)
     c = None
     if is_lstm:

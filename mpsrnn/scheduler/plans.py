@@ -26,6 +26,9 @@ from ..kernels.projection import project_inputs
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, SEQ_ZERO, copy_sequence
 from .program import Program, Slot
 
+# Tests set this: workspaces start as NaN, so reading memory no kernel wrote shows up.
+POISON_WORKSPACES = False
+
 
 class _LayerRun:
     def __init__(self, cell, steps, batch, proc_rows):
@@ -44,6 +47,8 @@ class _LayerRun:
         self.h = h
         self.c = c
         self.ws = ti.ndarray(ti.f32, (size,))
+        if POISON_WORKSPACES:
+            self.ws.fill(float("nan"))
         self.frame = ti.ndarray(ti.i32, frame.shape)
         self.frame.from_numpy(frame)
 
@@ -51,9 +56,9 @@ class _LayerRun:
 class StackRun:
     """The layers of one direction, run one after another in one processing order."""
 
-    def __init__(self, cells, rows, reverse, time_rows):
+    def __init__(self, cells, rows, reverse, time_rows, batch=None):
         self.steps = T = len(rows)
-        self.batch = rows[0]
+        self.batch = batch or rows[0]
         self.reverse = reverse
         self.time_rows = time_rows
         proc_rows = list(rows[::-1] if reverse else rows)
@@ -138,10 +143,12 @@ def _time_rows(rows):
     return t
 
 
-def plan_sequence(cells, rows, initial_state, states, strategy):
-    """encode_sequence: all layers forward. ``states`` is None, "last" or "all"."""
+def plan_sequence(cells, rows, batch, initial_state, states, strategy):
+    """encode_sequence: all layers forward over ``batch`` sequences (>= rows[0]).
+
+    ``states`` is None, "last" or "all"."""
     time_rows = _time_rows(rows)
-    run = StackRun(cells, rows, False, time_rows)
+    run = StackRun(cells, rows, False, time_rows, batch)
     prog = Program()
     run.emit(prog, _dest("x"), initial_state)
     if states:

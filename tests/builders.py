@@ -1,0 +1,102 @@
+"""Random descriptors and sequences for the tests (plain helpers, no magic)."""
+import numpy as np
+
+import mpsrnn as m
+
+# Neuron sets per gate role, chosen to keep states bounded over a few steps.
+GATE_NEURONS = {
+    "classic": {"gate": m.Neuron("sigmoid"), "main": m.Neuron("tanh")},
+    "hard": {"gate": m.Neuron("hard_sigmoid"), "main": m.Neuron("soft_sign")},
+    "rectified": {"gate": m.Neuron("sigmoid"), "main": m.Neuron("relu_n", a=0.1, b=2.0)},
+    "smooth": {"gate": m.Neuron("hard_sigmoid", a=0.3, b=0.4), "main": m.Neuron("gelu")},
+    "elu": {"gate": m.Neuron("sigmoid"), "main": m.Neuron("elu", a=0.7)},
+    "tanh_scaled": {"gate": m.Neuron("tanh", a=0.5, b=0.8), "main": m.Neuron("linear", a=0.6, b=0.1)},
+}
+
+
+def weights(rng, out, n_in, neuron=None, bias=True, scale=1.0):
+    w = (rng.standard_normal((out, n_in)) * scale / np.sqrt(n_in)).astype(np.float32)
+    b = (rng.standard_normal(out) * 0.5).astype(np.float32) if bias else None
+    return m.ConvolutionWeights(w, b, neuron)
+
+
+def square(rng, out, scale=1.0):
+    return m.ConvolutionWeights((rng.standard_normal((out, out)) * scale / np.sqrt(out)).astype(np.float32))
+
+
+def single_gate(rng, n_in, n_out, neurons="classic", neuron=None, nil=(), **props):
+    d = m.RNNSingleGateDescriptor(n_in, n_out, **props)
+    if "input_weights" not in nil:
+        d.input_weights = weights(rng, n_out, n_in, neuron if neuron is not None else GATE_NEURONS[neurons]["main"])
+    if "recurrent_weights" not in nil:
+        d.recurrent_weights = square(rng, n_out)
+    return d
+
+
+def gru(rng, n_in, n_out, neurons="classic", nil=(), **props):
+    ns = GATE_NEURONS[neurons]
+    d = m.GRUDescriptor(n_in, n_out, **props)
+    for slot, neuron in (("input_gate_input_weights", ns["gate"]), ("recurrent_gate_input_weights", ns["gate"]),
+                         ("output_gate_input_weights", ns["main"])):
+        if slot not in nil:
+            setattr(d, slot, weights(rng, n_out, n_in, neuron))
+    for slot in ("input_gate_recurrent_weights", "recurrent_gate_recurrent_weights",
+                 "output_gate_recurrent_weights", "output_gate_input_gate_weights"):
+        if slot not in nil:
+            setattr(d, slot, square(rng, n_out))
+    return d
+
+
+def lstm(rng, n_in, n_out, neurons="classic", peephole="dense", nil=(), **props):
+    ns = GATE_NEURONS[neurons]
+    d = m.LSTMDescriptor(n_in, n_out, **props)
+    for gate in ("input", "forget", "cell", "output"):
+        slot = f"{gate}_gate_input_weights"
+        if slot not in nil:
+            setattr(d, slot, weights(rng, n_out, n_in, ns["main"] if gate == "cell" else ns["gate"]))
+        slot = f"{gate}_gate_recurrent_weights"
+        if slot not in nil:
+            setattr(d, slot, square(rng, n_out))
+        slot = f"{gate}_gate_memory_weights"
+        if peephole and slot not in nil:
+            if peephole == "diagonal":
+                d.memory_weights_are_diagonal = True
+                setattr(d, slot, m.ConvolutionWeights((rng.standard_normal(n_out) * 0.5).astype(np.float32)))
+            else:
+                setattr(d, slot, square(rng, n_out, scale=0.5))
+    return d
+
+
+BUILD = {"single": single_gate, "gru": gru, "lstm": lstm}
+
+
+def descriptor(kind, rng, n_in, n_out, **kw):
+    if kind in ("single", "gru"):
+        kw.pop("peephole", None)
+    return BUILD[kind](rng, n_in, n_out, **kw)
+
+
+def sequence(rng, rows, channels, dtype=np.float32, scale=1.0):
+    """A list of (rows[t], channels) arrays."""
+    return [(rng.standard_normal((r, channels)) * scale).astype(dtype) for r in rows]
+
+
+def assert_close(got, ref, rtol=1e-5, what=""):
+    """Elementwise |got - ref| <= rtol·(|ref| + 0.1·max|ref|) and same NaN/inf pattern."""
+    got = np.asarray(got, np.float64)
+    ref = np.asarray(ref, np.float64)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
+    assert not np.isnan(ref).any(), f"{what}: the reference has NaN; pick other inputs"
+    assert np.isfinite(got).all(), f"{what}: non-finite values in the result: {got}"
+    scale = 0.1 * max(np.abs(ref).max(), 1e-3)
+    err = np.abs(got - ref)
+    bound = rtol * (np.abs(ref) + scale)
+    worst = np.unravel_index(np.argmax(err / bound), err.shape)
+    assert (err <= bound).all(), (f"{what}: max error {err[worst]:.3g} at {worst} (got {got[worst]!r}, "
+                                  f"reference {ref[worst]!r}, allowed {bound[worst]:.3g})")
+
+
+def assert_seq_close(got, ref, rtol=1e-5, what="output"):
+    assert len(got) == len(ref), f"{what}: {len(got)} steps, expected {len(ref)}"
+    for t, (g, r) in enumerate(zip(got, ref)):
+        assert_close(np.asarray(g), r, rtol, f"{what}[{t}]")

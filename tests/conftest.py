@@ -1,0 +1,35 @@
+"""Test session set-up: one Taichi init per session, fresh random data per test.
+
+The arch is MPSRNN_ARCH when set (``mpsrnn check --arch metal`` sets it), else the
+best one here. Workspaces are poisoned with NaN so a kernel that reads memory no
+step wrote shows up as NaN in the results.
+"""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mpsrnn  # noqa: E402
+from mpsrnn.scheduler import plans  # noqa: E402
+
+plans.POISON_WORKSPACES = True
+
+
+def pytest_report_header(config):
+    return f"mpsrnn arch: {mpsrnn.init()}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def arch():
+    return mpsrnn.init()
+
+
+@pytest.fixture
+def rng(request):
+    """A generator with a fresh seed (printed, so a failure can be replayed with MPSRNN_TEST_SEED)."""
+    seed = int(os.environ.get("MPSRNN_TEST_SEED", np.random.SeedSequence().entropy % 2**32))
+    print(f"random seed {seed} (replay: MPSRNN_TEST_SEED={seed})")
+    return np.random.default_rng(seed)
