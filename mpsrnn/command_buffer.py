@@ -38,11 +38,18 @@ class CommandBuffer:
         self._status = "completed"
 
 
+def check_command_buffer(command_buffer):
+    """Validate an encode call's ``command_buffer`` argument (before anything else runs)."""
+    if command_buffer is not None and not isinstance(command_buffer, CommandBuffer):
+        raise TypeError(f"command_buffer: expected a mpsrnn.CommandBuffer or None, got {type(command_buffer).__name__}")
+    if command_buffer is not None and command_buffer.status != "not_enqueued":
+        raise RuntimeError("command_buffer: this buffer was already committed; make a new CommandBuffer")
+
+
 def submit(work, command_buffer):
     """Run ``work`` now, or record it in ``command_buffer``."""
+    check_command_buffer(command_buffer)
     if command_buffer is None:
         work()
-    elif isinstance(command_buffer, CommandBuffer):
-        command_buffer._enqueue(work)
     else:
-        raise TypeError(f"command_buffer: expected a mpsrnn.CommandBuffer or None, got {type(command_buffer).__name__}")
+        command_buffer._enqueue(work)

@@ -1,7 +1,7 @@
 """RNNMatrixInferenceLayer (MPSRNNMatrixInferenceLayer)."""
 from .backend import current_arch, ensure_init
 from .cells import PackedCell
-from .command_buffer import submit
+from .command_buffer import check_command_buffer, submit
 from .descriptors import RNNDescriptor
 from .enums import BidirectionalCombineMode, DataType, SequenceDirection, coerce_enum
 from .matrix import Matrix, Storage
@@ -173,6 +173,7 @@ class RNNMatrixInferenceLayer:
         ``recurrent_output_states``, a list, receives the last state, or one per step with
         ``store_all_intermediate_states``.
         """
+        check_command_buffer(command_buffer)
         err = self._sequence_chain_error()
         if err:
             raise ValueError(err)
@@ -234,6 +235,7 @@ class RNNMatrixInferenceLayer:
         Returns ``(forward, backward)``, both indexed by input time; with
         ``bidirectional_combine_mode`` ADD or CONCATENATE, ``(combined, None)``.
         """
+        check_command_buffer(command_buffer)
         if recurrent_input_state is not None:
             raise ValueError("recurrent_input_state: a bidirectional sequence cannot start from a prior state "
                              "(MPS); run two unidirectional layers instead")

@@ -118,7 +118,10 @@ def _check_columns(name, t, columns, channels, off, what):
 
 
 def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"):
-    """Validate a source sequence and return it as a :class:`Source` (nothing runs yet)."""
+    """Validate a source sequence and return it as a :class:`Source`.
+
+    Nothing touches the device yet: host data is packed here and uploaded by the
+    prelude, when the call runs, after every argument has been checked."""
     items = _items(obj, name)
     types = [_item_type(m, f"{name}[{t}]") for t, m in enumerate(items)]
     if len(set(types)) > 1:
@@ -163,13 +166,13 @@ def _regular_view(items, offs):
 def _pack(items, offs, rows, channels, dt):
     """Pack irregular steps into one new (T, B, channels) storage."""
     T, B = len(items), rows[0]
+    storage = Storage(T * B * channels, dt)
     if not any(isinstance(m, Matrix) for m in items):
         packed = np.zeros((T, B, channels), NUMPY_TYPES[dt])
         for t, (a, o) in enumerate(zip(items, offs)):
             packed[t, : rows[t]] = a[:, o: o + channels]
-        storage = Storage.from_host(packed.reshape(-1))
-        return View(storage, 0, B * channels, channels), []
-    storage = Storage(T * B * channels, dt)
+        # uploaded when the call runs: validation of the other arguments comes first
+        return View(storage, 0, B * channels, channels), [lambda: storage.upload(packed)]
     view = View(storage, 0, B * channels, channels)
 
     def gather():
