@@ -1,0 +1,84 @@
+"""The project's promises: the README's example and commands, the CLI, the wheel."""
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IN_CHECKOUT = os.path.isfile(os.path.join(ROOT, "pyproject.toml"))
+checkout_only = pytest.mark.skipif(not IN_CHECKOUT, reason="needs the source checkout (not the installed suite)")
+
+
+def _readme():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        return f.read()
+
+
+def _run(args, cwd=ROOT, timeout=600, **env):
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **env))
+
+
+@checkout_only
+def test_readme_example_runs_as_written(tmp_path):
+    block = re.search(r"## Usage\n\n```python\n(.*?)```", _readme(), re.S).group(1)
+    script = tmp_path / "example.py"
+    script.write_text(block)
+    r = _run([sys.executable, str(script)], cwd=tmp_path, PYTHONPATH=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "10 (4, 16)\n"   # what the example's comment promises
+
+
+@checkout_only
+def test_ci_runs_the_readme_test_command():
+    commands = re.findall(r"^(python -m pip install .*?)\s+#", _readme(), re.M)
+    assert len(commands) == 2, commands
+    test_command = next(c for c in commands if "pytest" in c)
+    with open(os.path.join(ROOT, ".ci", "run")) as f:
+        assert test_command in f.read().splitlines()
+
+
+def test_cli_help_and_info():
+    r = _run([sys.executable, "-m", "mpsrnn", "--help"], PYTHONPATH=ROOT)
+    assert r.returncode == 0 and all(cmd in r.stdout for cmd in ("info", "check", "bench"))
+    r = _run([sys.executable, "-m", "mpsrnn", "info"], PYTHONPATH=ROOT)
+    assert r.returncode == 0, r.stderr
+    fields = dict(line.split(None, 1) for line in r.stdout.strip().splitlines())
+    assert fields["taichi"].startswith("1.7.")
+    assert fields["arch"] in ("metal", "cuda", "vulkan", "cpu") and fields["device"]
+
+
+@checkout_only
+def test_wheel_installs_into_a_fresh_venv(tmp_path):
+    dist = tmp_path / "dist"
+    r = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), ROOT], timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (wheel,) = dist.glob("mpsrnn-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+    top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top == {"mpsrnn"}, top
+    for needed in ("mpsrnn/kernels/matrix_cells.py", "mpsrnn/cli.py", "mpsrnn/conformance/reference.py"):
+        assert needed in names
+    venv = tmp_path / "venv"
+    assert _run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
+    py = str(venv / ("Scripts" if os.name == "nt" else "bin") / "python")
+    r = _run([py, "-m", "pip", "install", "-q", str(wheel)], timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    smoke = ("import numpy as np, mpsrnn, mpsrnn.kernels; print(mpsrnn.__file__); "
+             "d = mpsrnn.RNNSingleGateDescriptor(2, 3, use_float32_weights=True, "
+             "input_weights=mpsrnn.ConvolutionWeights(np.ones((3, 2), np.float32))); "
+             "y = mpsrnn.RNNMatrixInferenceLayer(d).encode_sequence(np.ones((1, 1, 2), np.float32)); "
+             "print(np.asarray(y[0]).tolist())")
+    r = _run([py, "-c", smoke], cwd=tmp_path, PYTHONPATH="")
+    assert r.returncode == 0, r.stderr
+    where, value = r.stdout.strip().splitlines()
+    assert str(venv) in where                      # the installed copy, not the checkout
+    assert value == "[[2.0, 2.0, 2.0]]"
+    exe = str(venv / ("Scripts" if os.name == "nt" else "bin") / "mpsrnn")
+    for cmd in ([exe, "--help"], [py, "-m", "mpsrnn", "--help"]):
+        r = _run(cmd, cwd=tmp_path, PYTHONPATH="")
+        assert r.returncode == 0 and "check" in r.stdout, r.stderr
