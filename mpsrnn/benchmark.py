@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .backend import current_arch, ensure_init, sync
+from .backend import ensure_init, sync
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -118,7 +118,11 @@ def time_config(cell="lstm", n_in=512, hidden=512, batch=16, steps=100, layers=1
                 torch.cuda.synchronize()
             return out
         if cell != "gru":
+            # compare in true float32: cuDNN may use TF32 tensor cores by default (timed as is below)
+            tf32 = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = False
             ref = run_torch().float().cpu().numpy()
+            torch.backends.cudnn.allow_tf32 = tf32
             got = np.stack([np.asarray(y) for y in ours])
             result["max_abs_diff_vs_torch"] = float(np.abs(ref - got).max())
     for _ in range(warmup):
@@ -156,7 +160,3 @@ def format_row(r):
     else:
         line += "   (PyTorch not installed: mpsrnn alone)"
     return line
-
-
-def current():
-    return current_arch()

@@ -7,8 +7,12 @@ step wrote shows up as NaN in the results.
 import os
 import sys
 
+import warnings
+
 import numpy as np
 import pytest
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="taichi")  # Taichi's own, at import
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,13 +11,17 @@ from builders import gru, lstm, sequence, single_gate, square, weights
 
 @contextlib.contextmanager
 def no_kernels(monkeypatch):
-    """Fail the test if any Taichi kernel (ours, or Taichi's own copy/fill kernels) launches."""
+    """Fail the test if any Taichi kernel launches: ours or Taichi's own copy/fill kernels called
+    from Python, or a captured graph replaying them."""
+    from taichi.graph import Graph
     from taichi.lang.kernel_impl import Kernel
 
     def forbidden(self, *args, **kwargs):
-        raise AssertionError(f"kernel {self.func.__name__} ran before the error was raised")
+        raise AssertionError(f"{getattr(getattr(self, 'func', None), '__name__', 'a graph')} ran before the "
+                             f"error was raised")
     with monkeypatch.context() as mp:
         mp.setattr(Kernel, "__call__", forbidden)
+        mp.setattr(Graph, "run", forbidden)
         yield
 
 
