@@ -31,9 +31,8 @@ def info(arch):
 
 def conformance_dir():
     """The conformance tests: ``tests/`` in a source checkout, else the copy installed in the package."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    for path in (os.path.join(os.path.dirname(here), "tests"), os.path.join(here, "tests"),
-                 os.path.join(here, "conformance")):
+    here = os.path.dirname(os.path.abspath(__file__))  # the checkout's root, or the installed package
+    for path in (os.path.join(here, "tests"), os.path.join(here, "conformance")):
         if os.path.isfile(os.path.join(path, "reference.py")):
             return path
     raise click.ClickException("the conformance tests are not installed with this copy of mpsrnn")
@@ -53,7 +52,7 @@ def check(arch, keyword, pytest_args):
                                    "pip install 'mpsrnn[test]'") from None
     name = arch.lower()
     if name == "auto":
-        name = backend._auto()
+        name = backend.best_available_arch()
     path = conformance_dir()
     click.echo(f"mpsrnn check: conformance suite on {name} ({path})")
     env = dict(os.environ, MPSRNN_ARCH=name)

@@ -29,17 +29,22 @@ def w32(wts: ti.template(), k):
     return ti.cast(wts[k], ti.f32)
 
 
-@ti.kernel
-def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                     prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+@ti.func
+def step_slots(frame: ti.template(), gates):
+    """Where processing step s (the cursor) reads and writes: (s, B, H, rows present, offset of
+    XW[s], of the state h[s] it reads, of the state h[s+1] it writes), workspace units."""
     s = frame[F_CURSOR]
     B = frame[F_BATCH]
     H = frame[F_OUT]
-    rows = frame[F_ROWS + s]
-    u0 = frame[F_U]
-    xw = frame[F_WS_XW] + s * B * H
     h0 = frame[F_WS_H] + s * B * H
-    h1 = h0 + B * H
+    return s, B, H, frame[F_ROWS + s], frame[F_WS_XW] + s * B * gates * H, h0, h0 + B * H
+
+
+@ti.kernel
+def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
+                     prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+    s, B, H, rows, xw, h0, h1 = step_slots(frame, 1)
+    u0 = frame[F_U]
     for idx in range(B * H):
         r = idx // H
         i = idx % H
@@ -56,18 +61,12 @@ def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.n
 @ti.kernel
 def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    s = frame[F_CURSOR]
-    B = frame[F_BATCH]
-    H = frame[F_OUT]
-    rows = frame[F_ROWS + s]
+    s, B, H, rows, xw, h0, h1 = step_slots(frame, 3)
     BH = B * H
     uz = frame[F_U]
     ur = uz + H * H
     uh = ur + H * H
     vh = frame[F_V]
-    xw = frame[F_WS_XW] + s * B * 3 * H
-    h0 = frame[F_WS_H] + s * BH
-    h1 = h0 + BH
     # scratch: z, r∘h0, z∘h0
     sz = frame[F_WS_SCRATCH]
     srh = sz + BH
@@ -102,18 +101,12 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
 @ti.kernel
 def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    s = frame[F_CURSOR]
-    B = frame[F_BATCH]
-    H = frame[F_OUT]
-    rows = frame[F_ROWS + s]
+    s, B, H, rows, xw, h0, h1 = step_slots(frame, 4)
     BH = B * H
     HH = H * H
     u0 = frame[F_U]
     v0 = frame[F_V]
     peep = frame[F_PEEP]
-    xw = frame[F_WS_XW] + s * B * 4 * H
-    h0 = frame[F_WS_H] + s * BH
-    h1 = h0 + BH
     c0 = frame[F_WS_C] + s * BH
     c1 = c0 + BH
     pre_o = frame[F_WS_SCRATCH]   # output gate pre-activation, finished in the 2nd loop

@@ -34,7 +34,8 @@ def _available(name):
         ti.set_logging_level(ti.WARN)
 
 
-def _auto():
+def best_available_arch():
+    """The arch ``init('auto')`` picks: metal on macOS, else cuda, else vulkan, else cpu."""
     order = ("metal",) if sys.platform == "darwin" else ("cuda", "vulkan")
     for name in order:
         if _available(name):
@@ -63,7 +64,7 @@ def init(arch=None):
         requested = os.environ.get("MPSRNN_ARCH", "").strip().lower() or "auto"
     if requested not in ARCHS + ("auto",):
         raise ValueError(f"arch: expected one of {', '.join(ARCHS)} or 'auto', got {requested!r}")
-    name = _auto() if requested == "auto" else requested
+    name = best_available_arch() if requested == "auto" else requested
     if not _available(name):
         raise RuntimeError(f"arch: Taichi cannot run on {name!r} on this machine "
                            f"(no {name} device or driver found); try 'auto' or 'cpu'")

@@ -290,13 +290,11 @@ class RNNMatrixInferenceLayer:
 
 
 def _finish(dst, state_storages):
-    """After the program: drop stale host copies, then run the destination's postlude."""
-    for s in dst.storages + state_storages:
-        s.written()
-    dst.view.storage.written()
+    """After the program: drop stale host copies, running the destination's postlude in between."""
+    dst.view.storage.written()   # the program wrote it; a postlude may read it back
     for p in dst.postlude:
         p()
-    for s in dst.storages:
+    for s in dst.storages + state_storages:
         s.written()
 
 

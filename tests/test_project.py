@@ -99,3 +99,12 @@ def test_wheel_installs_into_a_fresh_venv(tmp_path):
     for cmd in ([exe, "--help"], [py, "-m", "mpsrnn", "--help"]):
         r = _run(cmd, cwd=tmp_path, PYTHONPATH="")
         assert r.returncode == 0 and "check" in r.stdout, r.stderr
+
+
+def test_check_command_runs_the_conformance_suite():
+    import mpsrnn
+    r = _run([sys.executable, "-m", "mpsrnn", "check", "--arch", mpsrnn.current_arch(), "-k", "neuron_defaults"],
+             PYTHONPATH=_with_checkout_on_path())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"conformance suite on {mpsrnn.current_arch()}" in r.stdout
+    assert re.search(r"\b10 passed\b", r.stdout), r.stdout
