@@ -59,7 +59,19 @@ F_P_CELL = 21
 F_P_PNORM = 22
 F_INPUT_MODE = 24  # 4 entries: INPUT_* per gate
 F_NEURON = 28      # 4 entries: neuron type per gate
-F_HEADER = 32
+# strides of the weight matrices, in elements: element (o, j) of W is at
+# wts[F_W + o*F_W_SO + j*F_W_SJ], o = gate*H + unit, j = input channel; likewise
+# U and the dense V (LSTM peepholes: o = gate*H + unit; GRU Vh: o = unit).
+# Row-major (SO = row length, SJ = 1) suits a thread that walks one row (CPU);
+# transposed (SO = 1, SJ = column length) lets neighbouring GPU threads, which
+# own neighbouring rows o, read neighbouring addresses (coalesced).
+F_W_SO = 32
+F_W_SJ = 33
+F_U_SO = 34
+F_U_SJ = 35
+F_V_SO = 36
+F_V_SJ = 37
+F_HEADER = 40
 F_ROWS = F_HEADER  # T entries: rows present at each processing step
 
 # --- prm: float parameters -----------------------------------------------------

@@ -14,14 +14,15 @@ Uh·(r∘h0) needs every r; a dense LSTM output peephole Vo·c1 needs every c1)
 are a second parallel loop in the same kernel: Taichi runs a kernel's
 top-level loops in order, so the second sees all of the first's writes.
 
-Weights are row-major (row = output channel) float16 or float32; all sums are
-float32.
+Threads own neighbouring channels i, so with the GPU's transposed weight layout
+their loads of row o = g·H + i are neighbours (coalesced). Weights are float16
+or float32; all sums are float32.
 """
 import taichi as ti
 
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .layout import (F_BATCH, F_CURSOR, F_OUT, F_PEEP, F_ROWS, F_U, F_V, F_WS_C, F_WS_H,
-                     F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
+from .layout import (F_BATCH, F_CURSOR, F_OUT, F_PEEP, F_ROWS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C,
+                     F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
 
 
 @ti.func
@@ -45,13 +46,15 @@ def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.n
                      prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
     s, B, H, rows, xw, h0, h1 = step_slots(frame, 1)
     u0 = frame[F_U]
+    uso = frame[F_U_SO]
+    usj = frame[F_U_SJ]
     for idx in range(B * H):
         r = idx // H
         i = idx % H
         if r < rows:
             acc = ws[xw + r * H + i]
             for j in range(H):
-                acc += w32(wts, u0 + i * H + j) * ws[h0 + r * H + j]
+                acc += w32(wts, u0 + i * uso + j * usj) * ws[h0 + r * H + j]
             ws[h1 + idx] = single_gate_output(frame, prm, i, acc)
         else:
             ws[h1 + idx] = ws[h0 + idx]
@@ -63,10 +66,12 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
     s, B, H, rows, xw, h0, h1 = step_slots(frame, 3)
     BH = B * H
-    uz = frame[F_U]
-    ur = uz + H * H
-    uh = ur + H * H
+    u0 = frame[F_U]
+    uso = frame[F_U_SO]
+    usj = frame[F_U_SJ]
     vh = frame[F_V]
+    vso = frame[F_V_SO]
+    vsj = frame[F_V_SJ]
     # scratch: z, r∘h0, z∘h0
     sz = frame[F_WS_SCRATCH]
     srh = sz + BH
@@ -78,8 +83,8 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
         pr = ws[xw + r * 3 * H + H + i]
         for j in range(H):
             hj = ws[h0 + r * H + j]
-            pz += w32(wts, uz + i * H + j) * hj
-            pr += w32(wts, ur + i * H + j) * hj
+            pz += w32(wts, u0 + i * uso + j * usj) * hj
+            pr += w32(wts, u0 + (H + i) * uso + j * usj) * hj
         z, rg = gru_gates(frame, prm, i, pz, pr)
         hi = ws[h0 + idx]
         ws[sz + idx] = z
@@ -91,7 +96,8 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
         if r < rows:
             ph = ws[xw + r * 3 * H + 2 * H + i]
             for j in range(H):
-                ph += w32(wts, uh + i * H + j) * ws[srh + r * H + j] + w32(wts, vh + i * H + j) * ws[szh + r * H + j]
+                ph += (w32(wts, u0 + (2 * H + i) * uso + j * usj) * ws[srh + r * H + j]
+                       + w32(wts, vh + i * vso + j * vsj) * ws[szh + r * H + j])
             ws[h1 + idx] = gru_output(frame, prm, i, ph, ws[sz + idx], ws[h0 + idx])
         else:
             ws[h1 + idx] = ws[h0 + idx]
@@ -103,9 +109,12 @@ def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
     s, B, H, rows, xw, h0, h1 = step_slots(frame, 4)
     BH = B * H
-    HH = H * H
     u0 = frame[F_U]
+    uso = frame[F_U_SO]
+    usj = frame[F_U_SJ]
     v0 = frame[F_V]
+    vso = frame[F_V_SO]
+    vsj = frame[F_V_SJ]
     peep = frame[F_PEEP]
     c0 = frame[F_WS_C] + s * BH
     c1 = c0 + BH
@@ -122,17 +131,17 @@ def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
             a_o = ws[x4 + 3 * H]
             for j in range(H):
                 hj = ws[h0 + r * H + j]
-                a_i += w32(wts, u0 + i * H + j) * hj
-                a_f += w32(wts, u0 + HH + i * H + j) * hj
-                a_c += w32(wts, u0 + 2 * HH + i * H + j) * hj
-                a_o += w32(wts, u0 + 3 * HH + i * H + j) * hj
+                a_i += w32(wts, u0 + i * uso + j * usj) * hj
+                a_f += w32(wts, u0 + (H + i) * uso + j * usj) * hj
+                a_c += w32(wts, u0 + (2 * H + i) * uso + j * usj) * hj
+                a_o += w32(wts, u0 + (3 * H + i) * uso + j * usj) * hj
             c_old = ws[c0 + idx]
             if peep == PEEP_DENSE:
                 for j in range(H):
                     cj = ws[c0 + r * H + j]
-                    a_i += w32(wts, v0 + i * H + j) * cj
-                    a_f += w32(wts, v0 + HH + i * H + j) * cj
-                    a_c += w32(wts, v0 + 2 * HH + i * H + j) * cj
+                    a_i += w32(wts, v0 + i * vso + j * vsj) * cj
+                    a_f += w32(wts, v0 + (H + i) * vso + j * vsj) * cj
+                    a_c += w32(wts, v0 + (2 * H + i) * vso + j * vsj) * cj
             elif peep == PEEP_DIAGONAL:
                 a_i += w32(wts, v0 + i) * c_old
                 a_f += w32(wts, v0 + H + i) * c_old
@@ -154,7 +163,7 @@ def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
         i = idx % H
         a_o = ws[pre_o + idx]
         for j in range(H):
-            a_o += w32(wts, v0 + 3 * HH + i * H + j) * ws[c1 + r * H + j]
+            a_o += w32(wts, v0 + (3 * H + i) * vso + j * vsj) * ws[c1 + r * H + j]
         ws[h1 + idx] = lstm_output(frame, prm, i, a_o, ws[c1 + idx])
     frame[F_CURSOR] = s + 1
 

@@ -9,12 +9,13 @@ The step kernels then only add the recurrent terms.
 stride is negative when a backward-running stack reads its input from the last
 time step), so user matrices, offset views and the previous layer's output
 history are all read in place. Rows a sequence no longer has (variable length)
-are skipped. Accumulation is float32 whatever the storage type of x and W.
+are skipped. Accumulation is float32 whatever the storage type of x and W,
+which is read through the layer's strides (row-major or transposed).
 """
 import taichi as ti
 
 from .layout import (F_BATCH, F_CURSOR, F_GATES, F_IN, F_INPUT_MODE, F_OUT, F_P_BIAS, F_ROWS, F_STEPS, F_W,
-                     F_WS_XW, INPUT_DENSE, INPUT_IDENTITY)
+                     F_W_SJ, F_W_SO, F_WS_XW, INPUT_DENSE, INPUT_IDENTITY)
 
 
 @ti.kernel
@@ -29,6 +30,8 @@ def project_inputs(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, 
     w0 = frame[F_W]
     xw0 = frame[F_WS_XW]
     o_bias = frame[F_P_BIAS]
+    so = frame[F_W_SO]
+    sj = frame[F_W_SJ]
     GH = G * H
     for idx in range(T * B * GH):
         o = idx % GH
@@ -42,9 +45,9 @@ def project_inputs(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, 
             x0 = x_base + s * x_step + r * x_row
             acc = 0.0
             if mode == INPUT_DENSE:
-                wrow = w0 + o * n_in
+                wrow = w0 + o * so
                 for j in range(n_in):
-                    acc += ti.cast(wts[wrow + j], ti.f32) * ti.cast(x[x0 + j], ti.f32)
+                    acc += ti.cast(wts[wrow + j * sj], ti.f32) * ti.cast(x[x0 + j], ti.f32)
             elif mode == INPUT_IDENTITY:
                 acc = ti.cast(x[x0 + i], ti.f32)
             ws[xw0 + n * GH + o] = acc + prm[o_bias + o]

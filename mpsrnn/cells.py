@@ -11,6 +11,8 @@ layer). It holds:
 * ``header``: the layer-header fields of the frame (see ``kernels/layout.py``).
 
 Gate order: single gate (g); GRU (z, r, h); LSTM (input, forget, cell, output).
+Matrices are stored row-major or transposed (``transposed``; see the F_*_SO/SJ
+strides in ``kernels/layout.py``): the layer picks what its arch's kernels read best.
 Nil slots are zeros (an input slot also means zero bias and the identity neuron);
 with ``use_layer_input_unit_transform_mode`` every gate reads x itself.
 """
@@ -23,7 +25,7 @@ from .kernels import layout as L
 
 
 class PackedCell:
-    def __init__(self, descriptor, where=None):
+    def __init__(self, descriptor, where=None, transposed=False):
         descriptor.validate(where)
         d = descriptor
         if isinstance(d, LSTMDescriptor):
@@ -96,13 +98,29 @@ class PackedCell:
         header[L.F_IN] = self.n_in
         header[L.F_OUT] = H
         header[L.F_GATES] = G
+        header[L.F_P_BIAS: L.F_P_PNORM + 1] = (o_bias, o_prelu, o_neuron, o_cell, o_pnorm)
+        # (rows, columns) of each matrix as (output o, input j); V is (4H, H) dense LSTM
+        # peepholes, (H, H) GRU Vh, or a diagonal vector (no strides).
+        W = W.reshape(G * H, self.n_in)
+        U = U.reshape(G * H, H)
+        v_rows = 0
+        if V.size and not (kind == L.CELL_LSTM and header[L.F_PEEP] == L.PEEP_DIAGONAL):
+            v_rows = V.size // H
+            V = V.reshape(v_rows, H)
+        if transposed:
+            W, U = W.T, U.T
+            V = V.T if v_rows else V
         header[L.F_W] = 0
         header[L.F_U] = W.size
         header[L.F_V] = W.size + U.size
-        header[L.F_P_BIAS: L.F_P_PNORM + 1] = (o_bias, o_prelu, o_neuron, o_cell, o_pnorm)
+        for (so, sj), rows, cols in (((L.F_W_SO, L.F_W_SJ), G * H, self.n_in), ((L.F_U_SO, L.F_U_SJ), G * H, H),
+                                     ((L.F_V_SO, L.F_V_SJ), max(v_rows, 1), H)):
+            header[so], header[sj] = (1, rows) if transposed else (cols, 1)
         wtype = np.float32 if self.weight_type == DataType.FLOAT32 else np.float16
         self.header = header
-        self.host_wts = np.concatenate([W.reshape(-1), U.reshape(-1), V]).astype(wtype)
+        self.transposed = transposed
+        self.host_wts = np.concatenate([np.ascontiguousarray(W).reshape(-1), np.ascontiguousarray(U).reshape(-1),
+                                        np.ascontiguousarray(V).reshape(-1)]).astype(wtype)
         self.host_prm = prm
         self._upload()
 

@@ -21,10 +21,11 @@ from collections import OrderedDict
 import numpy as np
 
 from ..kernels import layout as L
-from ..kernels.matrix_cells import STEP_KERNELS
+from ..backend import current_arch
 from ..kernels.projection import project_inputs
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, SEQ_ZERO, copy_sequence
 from .program import Program, Slot
+from .recurrence import choose_recurrence, emit_recurrence
 
 # Tests set this: workspaces start as NaN, so reading memory no kernel wrote shows up.
 POISON_WORKSPACES = False
@@ -44,6 +45,7 @@ class _LayerRun:
         frame[L.F_WS_SCRATCH] = scratch
         frame[L.F_ROWS:] = proc_rows
         self.cell = cell
+        self.recurrence = choose_recurrence(current_arch(), cell, steps, batch)
         self.h = h
         self.c = c
         self.ws = ti.ndarray(ti.f32, (size,))
@@ -90,7 +92,7 @@ class StackRun:
                 hp = prev.cell.n_out
                 x = (prev.ws, prev.h + B * hp, B * hp, hp)
             prog.add(project_inputs, *x, ws, cell.wts, cell.prm, lr.frame)
-            prog.repeat(T, STEP_KERNELS[cell.kind], ws, cell.wts, cell.prm, lr.frame)
+            emit_recurrence(prog, lr.recurrence, lr, T)
 
     def emit_states(self, prog, store_all):
         """Copy every layer's last (or every) state into the ``hs_k``/``cs_k`` slots, (T or 1, B, H)."""
@@ -129,6 +131,11 @@ class Plan:
         self.strategy = strategy
         self._keep = keep  # the stack runs whose arrays the program uses
         self._runner = None
+
+    @property
+    def recurrences(self):
+        """The recurrence kernel of each layer run (for reports)."""
+        return [lr.recurrence for part in self._keep if isinstance(part, StackRun) for lr in part.layers]
 
     def run(self, values):
         if self._runner is None:
