@@ -29,18 +29,21 @@ def main():
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--launch", nargs="*", default=sorted(STRATEGIES))
+    p.add_argument("--recurrence", nargs="*", default=[""], help="force recurrence kernels (default: the scheduler's)")
     p.add_argument("--json", default=None, help="append the records to this JSON-lines file")
     a = p.parse_args()
     arch = mpsrnn.init(a.arch)
     print(f"# {arch}: {mpsrnn.backend.device_name()}", flush=True)
-    for launch in a.launch:
-        os.environ["MPSRNN_LAUNCH"] = launch
-        r = time_config(a.cell, a.input or a.hidden, a.hidden, a.batch, a.steps, a.layers, repeats=a.repeats)
-        print(format_row(r) + (f"   max|diff| vs torch {r['max_abs_diff_vs_torch']:.2e}"
-                               if "max_abs_diff_vs_torch" in r else ""), flush=True)
-        if a.json:
-            with open(a.json, "a") as f:
-                f.write(json.dumps(r) + "\n")
+    for recurrence in a.recurrence:
+        os.environ["MPSRNN_RECURRENCE"] = recurrence
+        for launch in a.launch:
+            os.environ["MPSRNN_LAUNCH"] = launch
+            r = time_config(a.cell, a.input or a.hidden, a.hidden, a.batch, a.steps, a.layers, repeats=a.repeats)
+            print(format_row(r) + (f"   max|diff| vs torch {r['max_abs_diff_vs_torch']:.2e}"
+                                   if "max_abs_diff_vs_torch" in r else ""), flush=True)
+            if a.json:
+                with open(a.json, "a") as f:
+                    f.write(json.dumps(r) + "\n")
 
 
 if __name__ == "__main__":

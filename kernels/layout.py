@@ -38,9 +38,12 @@ F_CURSOR = 0       # processing step the next step kernel computes (advanced by 
 F_STEPS = 1        # T
 F_BATCH = 2        # B: rows of the first step (rows never grow)
 F_WS_XW = 3        # workspace offset of the projected inputs, (T, B, G*H)
-F_WS_H = 4         # workspace offset of the output history, (T+1, B, H); slot 0 = initial state
-F_WS_C = 5         # workspace offset of the LSTM cell history, (T+1, B, H)
+F_WS_H = 4         # workspace offset of the output history, T+1 slots of (B, H); slot 0 = initial state
+F_WS_C = 5         # workspace offset of the LSTM cell history, T+1 slots of (B, H)
 F_WS_SCRATCH = 6   # workspace offset of per-step scratch, (3, B, H)
+F_SLOT = 7         # elements between two history slots: B*H rounded up to a 128-byte line, so
+                   # that a slot written by one GPU block never shares a cache line with the
+                   # slot another block is reading (L1 caches are not coherent across SMs)
 # --- frame: layer header -----------------------------------------------------
 F_CELL = 8
 F_IN = 9           # input feature channels
@@ -57,6 +60,7 @@ F_P_PRELU = 19
 F_P_NEURON = 20
 F_P_CELL = 21
 F_P_PNORM = 22
+F_BARRIER = 23     # arrivals at the grid barrier of a persistent kernel (reset by project_inputs)
 F_INPUT_MODE = 24  # 4 entries: INPUT_* per gate
 F_NEURON = 28      # 4 entries: neuron type per gate
 # strides of the weight matrices, in elements: element (o, j) of W is at
@@ -91,3 +95,8 @@ def prm_offsets(gates, hidden):
 
 def prm_size(gates, hidden):
     return prm_offsets(gates, hidden)[4] + 1
+
+
+def history_slot(batch, hidden):
+    """Elements between two state-history slots (see F_SLOT)."""
+    return -(-batch * hidden // 32) * 32

@@ -21,7 +21,7 @@ or float32; all sums are float32.
 import taichi as ti
 
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .layout import (F_BATCH, F_CURSOR, F_OUT, F_PEEP, F_ROWS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C,
+from .layout import (F_BATCH, F_CURSOR, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C,
                      F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
 
 
@@ -37,8 +37,8 @@ def step_slots(frame: ti.template(), gates):
     s = frame[F_CURSOR]
     B = frame[F_BATCH]
     H = frame[F_OUT]
-    h0 = frame[F_WS_H] + s * B * H
-    return s, B, H, frame[F_ROWS + s], frame[F_WS_XW] + s * B * gates * H, h0, h0 + B * H
+    h0 = frame[F_WS_H] + s * frame[F_SLOT]
+    return s, B, H, frame[F_ROWS + s], frame[F_WS_XW] + s * B * gates * H, h0, h0 + frame[F_SLOT]
 
 
 @ti.kernel
@@ -116,8 +116,8 @@ def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
     vso = frame[F_V_SO]
     vsj = frame[F_V_SJ]
     peep = frame[F_PEEP]
-    c0 = frame[F_WS_C] + s * BH
-    c1 = c0 + BH
+    c0 = frame[F_WS_C] + s * frame[F_SLOT]
+    c1 = c0 + frame[F_SLOT]
     pre_o = frame[F_WS_SCRATCH]   # output gate pre-activation, finished in the 2nd loop
     n_dense = rows * H if peep == PEEP_DENSE else 0
     for idx in range(B * H):

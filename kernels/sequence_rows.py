@@ -15,7 +15,7 @@ GFLOP/s on this project's CPU). Same inputs and outputs as ``matrix_cells``
 import taichi as ti
 
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .layout import (F_BATCH, F_OUT, F_PEEP, F_ROWS, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C,
+from .layout import (F_BATCH, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C,
                      F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
 
 
@@ -64,8 +64,8 @@ def single_gate_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.n
     ti.loop_config(block_dim=1)
     for r in range(B):
         for s in range(T):
-            h0 = frame[F_WS_H] + (s * B + r) * H
-            h1 = h0 + B * H
+            h0 = frame[F_WS_H] + s * frame[F_SLOT] + r * H
+            h1 = h0 + frame[F_SLOT]
             if r < frame[F_ROWS + s]:
                 xw = frame[F_WS_XW] + (s * B + r) * H
                 for i in range(H):
@@ -94,8 +94,8 @@ def gru_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
         srh = sz + B * H
         szh = srh + B * H
         for s in range(T):
-            h0 = frame[F_WS_H] + (s * B + r) * H
-            h1 = h0 + B * H
+            h0 = frame[F_WS_H] + s * frame[F_SLOT] + r * H
+            h1 = h0 + frame[F_SLOT]
             if r < frame[F_ROWS + s]:
                 xw = frame[F_WS_XW] + (s * B + r) * 3 * H
                 for i in range(H):
@@ -129,10 +129,10 @@ def lstm_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
     for r in range(B):
         pre_o = frame[F_WS_SCRATCH] + r * H
         for s in range(T):
-            h0 = frame[F_WS_H] + (s * B + r) * H
-            h1 = h0 + B * H
-            c0 = frame[F_WS_C] + (s * B + r) * H
-            c1 = c0 + B * H
+            h0 = frame[F_WS_H] + s * frame[F_SLOT] + r * H
+            h1 = h0 + frame[F_SLOT]
+            c0 = frame[F_WS_C] + s * frame[F_SLOT] + r * H
+            c1 = c0 + frame[F_SLOT]
             if r < frame[F_ROWS + s]:
                 xw = frame[F_WS_XW] + (s * B + r) * 4 * H
                 for i in range(H):

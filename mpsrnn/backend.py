@@ -102,6 +102,23 @@ def device_name():
     return _cpu_name()
 
 
+def gpu_multiprocessors():
+    """Streaming multiprocessors of CUDA device 0 (what a persistent grid may occupy), else 1."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
+        if lib.cuInit(0) != 0:
+            return 1
+        dev, count = ctypes.c_int(), ctypes.c_int()
+        if lib.cuDeviceGet(ctypes.byref(dev), 0) != 0:
+            return 1
+        if lib.cuDeviceGetAttribute(ctypes.byref(count), 16, dev) != 0:  # 16: MULTIPROCESSOR_COUNT
+            return 1
+        return max(1, count.value)
+    except OSError:
+        return 1
+
+
 def _cuda_device_name():
     import ctypes
     try:

@@ -103,8 +103,9 @@ def time_config(cell="lstm", n_in=512, hidden=512, batch=16, steps=100, layers=1
         layer.encode_sequence(xs, ours)
         sync()
 
+    plan = next(iter(layer._plans._plans.values()))
     result = {"cell": cell, "input": n_in, "hidden": hidden, "batch": batch, "steps": steps, "layers": layers,
-              "arch": arch, "launch": layer._launch.name,
+              "arch": arch, "launch": layer._launch.name, "recurrence": "+".join(sorted(set(plan.recurrences))),
               "flops_per_step": 2.0 * batch * GATES[cell] * hidden * (n_in + hidden + (layers - 1) * 2 * hidden)}
     t_ours, t_torch = [], []
     run_torch = None
@@ -151,7 +152,7 @@ def format_row(r):
     ours = r["mpsrnn"]
     line = (f"{r['cell']:>4} in={r['input']:<5} hidden={r['hidden']:<5} batch={r['batch']:<4} steps={r['steps']:<5} "
             f"layers={r['layers']}  mpsrnn {ours['median_us']:9.1f} us/step [{ours['p20_us']:.1f}, "
-            f"{ours['p80_us']:.1f}] ({ours['tflops']:.4f} TFLOP/s, {r['arch']}, {r['launch']})")
+            f"{ours['p80_us']:.1f}] ({ours['tflops']:.4f} TFLOP/s, {r['arch']}, {r['recurrence']}, {r['launch']})")
     if "torch" in r:
         t = r["torch"]
         note = "" if r.get("same_math", True) else "  (GRU: PyTorch's reset-after GRU, timing only)"

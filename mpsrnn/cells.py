@@ -133,6 +133,10 @@ class PackedCell:
         self.prm.from_numpy(self.host_prm)
 
     @property
+    def header_peep(self):
+        return int(self.header[L.F_PEEP])
+
+    @property
     def is_lstm(self):
         return self.kind == L.CELL_LSTM
 
@@ -144,10 +148,15 @@ class PackedCell:
         return new
 
     def workspace_layout(self, steps, batch):
-        """Offsets (xw, h history, c history, scratch) and the total size of a workspace, in floats."""
+        """Offsets (xw, h history, c history, scratch), history slot stride and total size, in floats.
+
+        Every region starts on a 128-byte line (see ``kernels/layout.history_slot``)."""
         H, G = self.n_out, self.gates
+        slot = L.history_slot(batch, H)
         xw = 0
-        h = xw + steps * batch * G * H
-        c = h + (steps + 1) * batch * H
-        scratch = c + ((steps + 1) * batch * H if self.is_lstm else 0)
-        return xw, h, c, scratch, scratch + 3 * batch * H
+        h = L.history_slot(steps * batch * G, H)
+        c = h + (steps + 1) * slot
+        # the C region: the LSTM's cell history; for a GRU, per-step r∘h and z∘h (persistent kernels)
+        c_slots = {L.CELL_LSTM: steps + 1, L.CELL_GRU: 2 * steps}.get(self.kind, 0)
+        scratch = c + c_slots * slot
+        return xw, h, c, scratch, slot, scratch + 3 * batch * H

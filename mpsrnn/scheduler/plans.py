@@ -34,7 +34,7 @@ POISON_WORKSPACES = False
 class _LayerRun:
     def __init__(self, cell, steps, batch, proc_rows):
         import taichi as ti
-        xw, h, c, scratch, size = cell.workspace_layout(steps, batch)
+        xw, h, c, scratch, slot, size = cell.workspace_layout(steps, batch)
         frame = np.zeros(L.F_ROWS + steps, np.int32)
         frame[: L.F_HEADER] = cell.header
         frame[L.F_STEPS] = steps
@@ -43,11 +43,13 @@ class _LayerRun:
         frame[L.F_WS_H] = h
         frame[L.F_WS_C] = c
         frame[L.F_WS_SCRATCH] = scratch
+        frame[L.F_SLOT] = slot
         frame[L.F_ROWS:] = proc_rows
         self.cell = cell
         self.recurrence = choose_recurrence(current_arch(), cell, steps, batch)
         self.h = h
         self.c = c
+        self.slot = slot
         self.ws = ti.ndarray(ti.f32, (size,))
         if POISON_WORKSPACES:
             self.ws.fill(float("nan"))
@@ -89,34 +91,31 @@ class StackRun:
                 x = x_slots
             else:
                 prev = self.layers[k - 1]
-                hp = prev.cell.n_out
-                x = (prev.ws, prev.h + B * hp, B * hp, hp)
+                x = (prev.ws, prev.h + prev.slot, prev.slot, prev.cell.n_out)
             prog.add(project_inputs, *x, ws, cell.wts, cell.prm, lr.frame)
-            emit_recurrence(prog, lr.recurrence, lr, T)
+            emit_recurrence(prog, lr.recurrence, lr, T, B)
 
     def emit_states(self, prog, store_all):
         """Copy every layer's last (or every) state into the ``hs_k``/``cs_k`` slots, (T or 1, B, H)."""
         T, B = self.steps, self.batch
         for k, lr in enumerate(self.layers):
             H = lr.cell.n_out
-            BH = B * H
             for name, offset in (("hs", lr.h), ("cs", lr.c)):
                 if name == "cs" and not lr.cell.is_lstm:
                     continue
                 if store_all:
-                    src, n = (lr.ws, offset + BH, BH, H), T
+                    src, n = (lr.ws, offset + lr.slot, lr.slot, H), T
                 else:
-                    src, n = (lr.ws, offset + T * BH, 0, H), 1
-                prog.add(copy_sequence, Slot(f"{name}_{k}"), 0, BH, H, *src, lr.ws, 0, 0, 0,
+                    src, n = (lr.ws, offset + T * lr.slot, 0, H), 1
+                prog.add(copy_sequence, Slot(f"{name}_{k}"), 0, B * H, H, *src, lr.ws, 0, 0, 0,
                          SEQ_COPY, H, 0, n, B, self.time_rows, -1)
 
     def output_view(self):
         """(ws, base, step, row) of the last layer's outputs, indexed by input time."""
         lr = self.layers[-1]
-        T, B, H = self.steps, self.batch, lr.cell.n_out
         if self.reverse:  # time t was processing step T-1-t, stored in history slot T-t
-            return lr.ws, lr.h + T * B * H, -B * H, H
-        return lr.ws, lr.h + B * H, B * H, H
+            return lr.ws, lr.h + self.steps * lr.slot, -lr.slot, lr.cell.n_out
+        return lr.ws, lr.h + lr.slot, lr.slot, lr.cell.n_out
 
 
 def _dest(prefix):

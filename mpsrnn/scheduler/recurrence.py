@@ -1,19 +1,27 @@
 """Which kernels run a layer's recurrence, chosen per arch and shape.
 
 * ``step``: ``kernels/matrix_cells``, one fused step per launch, T launches
-  (any arch, any size; the general path).
+  (any arch, any size; the general path and the fallback).
 * ``rows``: ``kernels/sequence_rows``, the whole sequence in one launch, one
   thread per sequence (the CPU path: no per-step launch or task cost).
+* ``blocks``: ``kernels/sequence_blocks``, the whole sequence in one launch, one
+  GPU block per sequence with the state in shared memory (small hidden sizes;
+  CUDA, Vulkan, Metal: needs only block barriers).
+* ``persistent``: ``kernels/sequence_persistent``, the whole sequence in one
+  launch over every SM, a grid barrier per step (CUDA; larger hidden sizes).
 
 :func:`choose_recurrence` picks the default; ``MPSRNN_RECURRENCE`` forces one
 where it applies (benchmarks compare them; tests run each against the reference).
 """
 import os
 
+from ..kernels.layout import PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS
+from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
+from ..kernels.sequence_persistent import MAX_CHUNK, persistent_fits, persistent_kernel
 from ..kernels.sequence_rows import ROW_KERNELS
 
-RECURRENCES = ("step", "rows")
+SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
 
 
 def weights_transposed(arch):
@@ -27,22 +35,58 @@ def weights_transposed(arch):
     return arch != "cpu"
 
 
+def available_recurrences(arch):
+    """The recurrence kernels that can run on ``arch``."""
+    if arch == "cpu":
+        return ["step", "rows"]
+    if arch == "cuda":
+        return ["step", "rows", "blocks", "persistent"]
+    return ["step", "rows", "blocks"]
+
+
+def applies(name, arch, cell):
+    """Whether recurrence ``name`` can run this layer (a forced one that cannot falls back to the default)."""
+    if name == "blocks":
+        return cell.n_out <= MAX_HIDDEN
+    if name == "persistent":
+        return arch == "cuda" and persistent_fits(cell.kind, cell.header_peep, cell.n_out, _grid(cell))
+    return True
+
+
 def choose_recurrence(arch, cell, steps, batch):
     forced = os.environ.get("MPSRNN_RECURRENCE", "").strip().lower()
     if forced:
-        if forced not in RECURRENCES:
-            raise ValueError(f"MPSRNN_RECURRENCE: expected one of {', '.join(RECURRENCES)}, got {forced!r}")
-        return forced
+        if forced not in available_recurrences(arch):
+            raise ValueError(f"MPSRNN_RECURRENCE: expected one of {', '.join(available_recurrences(arch))} on "
+                             f"{arch}, got {forced!r}")
+        if applies(forced, arch, cell):
+            return forced
     if arch == "cpu":
         return "rows"
+    if cell.n_out <= SMALL_HIDDEN:
+        return "blocks"
+    if applies("persistent", arch, cell):
+        return "persistent"
     return "step"
 
 
-def emit_recurrence(prog, name, layer_run, steps):
+def _grid(cell):
+    """Blocks of a persistent kernel: one per SM, never more than there are units."""
+    from ..backend import gpu_multiprocessors
+    return max(1, min(gpu_multiprocessors(), cell.n_out))
+
+
+def emit_recurrence(prog, name, layer_run, steps, batch):
     """Add the dispatches that advance ``layer_run`` through all ``steps``."""
     lr = layer_run
     args = (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+    kind = lr.cell.kind
     if name == "rows":
-        prog.add(ROW_KERNELS[lr.cell.kind], *args)
+        prog.add(ROW_KERNELS[kind], *args)
+    elif name == "blocks":
+        prog.add(BLOCK_KERNELS[kind], *args)
+    elif name == "persistent":
+        chunk = min(MAX_CHUNK, 1 << (batch - 1).bit_length())
+        prog.add(persistent_kernel(kind, _grid(lr.cell), chunk), *args)
     else:
-        prog.repeat(steps, STEP_KERNELS[lr.cell.kind], *args)
+        prog.repeat(steps, STEP_KERNELS[kind], *args)

@@ -1,0 +1,209 @@
+"""Whole sequences in one launch across the whole GPU (CUDA): persistent kernels.
+
+Every SM gets one block that lives for the whole sequence. Block k owns a slice
+of the hidden units (all gates of each, so it can finish their state update
+itself). Per step its threads compute the pre-activations of its gate rows for
+a chunk of batch rows: thread t takes row ``t % R`` (R = gates x units) and one
+of ``256 // R`` slices of the input index j, so the dot products of a row are
+split across threads and summed through shared memory. The block then applies
+the gate math for its units and writes the new state to the next history slot.
+The blocks meet at a grid barrier (a counter in the frame, spun on atomically,
+after a memory fence) before anyone reads that state.
+
+Why a new slot each step: a block reads h written by other SMs, through its own
+L1, which is not coherent with theirs; a slot no one has read before (slots are
+aligned to 128-byte lines, ``layout.F_SLOT``) cannot be stale in any L1.
+
+The grid must be resident all at once or the barrier never opens: one block of
+256 threads per SM, at most 8 KiB of shared memory, and never more blocks than
+SMs. Dense LSTM peepholes need a second barrier per step and are left to the
+other paths. Shapes: nblocks and the batch chunk are compile-time constants,
+so ``persistent_kernel`` builds (and caches) one kernel per (cell, nblocks, chunk).
+"""
+import functools
+
+import taichi as ti
+
+from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
+from .layout import (CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_BARRIER, F_BATCH, F_OUT, F_PEEP, F_ROWS, F_SLOT,
+                     F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C, F_WS_H, F_WS_SCRATCH, F_WS_XW,
+                     PEEP_DIAGONAL)
+
+BLOCK = 256
+MAX_CHUNK = 8
+
+
+@ti.func
+def w32(wts: ti.template(), k):
+    return ti.cast(wts[k], ti.f32)
+
+
+@ti.func
+def grid_barrier(frame: ti.template(), tid, target):
+    """Wait until ``target`` block arrivals have been counted (all earlier writes visible)."""
+    ti.simt.grid.memfence()
+    ti.simt.block.sync()
+    if tid == 0:
+        ti.atomic_add(frame[F_BARRIER], 1)
+        while ti.atomic_add(frame[F_BARRIER], 0) < target:
+            pass
+    ti.simt.block.sync()
+
+
+@functools.lru_cache(maxsize=None)
+def persistent_kernel(cell, nblocks, chunk):
+    """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``."""
+    gates_a = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}[cell]   # gate rows of the first phase
+
+    @ti.func
+    def partial_dots(wts: ti.template(), ws: ti.template(), red: ti.template(), u0, uso, usj, rows_r, units,
+                     u_lo, tid, vec, B, H, b0, w2: ti.template(), v2, v2so, v2sj, vec2, with2):
+        """red[tid, k] = this thread's slice of Σ_j W(o, j)·vec[b0 + k, j] (+ the same with W2, vec2)."""
+        lane = tid % rows_r
+        split = tid // rows_r
+        n_split = BLOCK // rows_r
+        g = lane // units
+        iu = lane % units
+        i = u_lo + iu
+        o = g * H + i
+        jl = (H + n_split - 1) // n_split
+        acc = ti.Vector([0.0] * chunk, ti.f32)
+        if i < H and split < n_split:
+            for j in range(split * jl, ti.min(H, split * jl + jl)):
+                w = w32(wts, u0 + o * uso + j * usj)
+                for k in ti.static(range(chunk)):
+                    acc[k] += w * ws[vec + ti.min(b0 + k, B - 1) * H + j]
+                if with2:
+                    w_2 = w32(w2, v2 + i * v2so + j * v2sj)
+                    for k in ti.static(range(chunk)):
+                        acc[k] += w_2 * ws[vec2 + ti.min(b0 + k, B - 1) * H + j]
+        for k in ti.static(range(chunk)):
+            red[tid * chunk + k] = acc[k]
+
+    @ti.func
+    def reduced(red: ti.template(), rows_r, units, g, iu, k):
+        """The full dot product of gate g, unit iu, batch k of the chunk: the sum over slices."""
+        total = 0.0
+        for split in range(BLOCK // rows_r):
+            total += red[(split * rows_r + g * units + iu) * chunk + k]
+        return total
+
+    @ti.kernel
+    def kernel(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
+               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+        T = frame[F_STEPS]
+        B = frame[F_BATCH]
+        H = frame[F_OUT]
+        slot = frame[F_SLOT]
+        u0 = frame[F_U]
+        uso = frame[F_U_SO]
+        usj = frame[F_U_SJ]
+        v0 = frame[F_V]
+        vso = frame[F_V_SO]
+        vsj = frame[F_V_SJ]
+        peep = frame[F_PEEP]
+        units = (H + nblocks - 1) // nblocks
+        ti.loop_config(block_dim=BLOCK)
+        for t in range(nblocks * BLOCK):
+            blk = t // BLOCK
+            tid = t % BLOCK
+            red = ti.simt.block.SharedArray((BLOCK * MAX_CHUNK,), ti.f32)
+            u_lo = blk * units
+            barrier = 0
+            for s in range(T):
+                rows = frame[F_ROWS + s]
+                hp = frame[F_WS_H] + s * slot
+                hn = hp + slot
+                # GRU: r∘h0 and z∘h0 of every unit, for the second phase (fresh slots in the C region)
+                rh = frame[F_WS_C] + (2 * s) * slot
+                zh = rh + slot
+                for bc in range((B + chunk - 1) // chunk):
+                    b0 = bc * chunk
+                    partial_dots(wts, ws, red, u0, uso, usj, gates_a * units, units, u_lo, tid, hp, B, H, b0,
+                                 wts, 0, 0, 0, hp, False)
+                    ti.simt.block.sync()
+                    for q_ in range((units * chunk - tid + BLOCK - 1) // BLOCK if tid < units * chunk else 0):
+                        q = tid + q_ * BLOCK
+                        iu = q // chunk
+                        k = q % chunk
+                        i = u_lo + iu
+                        b = b0 + k
+                        if i < H and b < B:
+                            if ti.static(cell == CELL_LSTM):
+                                cp = frame[F_WS_C] + s * slot + b * H + i
+                                cn = cp + slot
+                                if b < rows:
+                                    xw = frame[F_WS_XW] + (s * B + b) * 4 * H + i
+                                    a_i = ws[xw] + reduced(red, 4 * units, units, 0, iu, k)
+                                    a_f = ws[xw + H] + reduced(red, 4 * units, units, 1, iu, k)
+                                    a_c = ws[xw + 2 * H] + reduced(red, 4 * units, units, 2, iu, k)
+                                    a_o = ws[xw + 3 * H] + reduced(red, 4 * units, units, 3, iu, k)
+                                    c_old = ws[cp]
+                                    if peep == PEEP_DIAGONAL:
+                                        a_i += w32(wts, v0 + i) * c_old
+                                        a_f += w32(wts, v0 + H + i) * c_old
+                                        a_c += w32(wts, v0 + 2 * H + i) * c_old
+                                    c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+                                    if peep == PEEP_DIAGONAL:
+                                        a_o += w32(wts, v0 + 3 * H + i) * c_new
+                                    ws[cn] = c_new
+                                    ws[hn + b * H + i] = lstm_output(frame, prm, i, a_o, c_new)
+                                else:
+                                    ws[cn] = ws[cp]
+                                    ws[hn + b * H + i] = ws[hp + b * H + i]
+                            elif ti.static(cell == CELL_SINGLE_GATE):
+                                if b < rows:
+                                    xw = frame[F_WS_XW] + (s * B + b) * H + i
+                                    pre = ws[xw] + reduced(red, units, units, 0, iu, k)
+                                    ws[hn + b * H + i] = single_gate_output(frame, prm, i, pre)
+                                else:
+                                    ws[hn + b * H + i] = ws[hp + b * H + i]
+                            else:  # GRU, first phase: z and r
+                                h0 = ws[hp + b * H + i]
+                                z = 0.0
+                                rg = 0.0
+                                if b < rows:
+                                    xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
+                                    z, rg = gru_gates(frame, prm, i, ws[xw] + reduced(red, 2 * units, units, 0, iu, k),
+                                                      ws[xw + H] + reduced(red, 2 * units, units, 1, iu, k))
+                                ws[frame[F_WS_SCRATCH] + b * H + i] = z
+                                ws[rh + b * H + i] = rg * h0
+                                ws[zh + b * H + i] = z * h0
+                    ti.simt.block.sync()
+                if ti.static(cell == CELL_GRU):
+                    # second phase: Uh·(r∘h0) + Vh·(z∘h0) needs every unit's r and z
+                    barrier += nblocks
+                    grid_barrier(frame, tid, barrier)
+                    for bc in range((B + chunk - 1) // chunk):
+                        b0 = bc * chunk
+                        partial_dots(wts, ws, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, rh, B, H,
+                                     b0, wts, v0, vso, vsj, zh, True)
+                        ti.simt.block.sync()
+                        for q_ in range((units * chunk - tid + BLOCK - 1) // BLOCK if tid < units * chunk else 0):
+                            q = tid + q_ * BLOCK
+                            iu = q // chunk
+                            k = q % chunk
+                            i = u_lo + iu
+                            b = b0 + k
+                            if i < H and b < B:
+                                if b < rows:
+                                    xw = frame[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i
+                                    ws[hn + b * H + i] = gru_output(frame, prm, i, ws[xw] + reduced(red, units, units,
+                                                                                                    0, iu, k),
+                                                                    ws[frame[F_WS_SCRATCH] + b * H + i],
+                                                                    ws[hp + b * H + i])
+                                else:
+                                    ws[hn + b * H + i] = ws[hp + b * H + i]
+                        ti.simt.block.sync()
+                barrier += nblocks
+                grid_barrier(frame, tid, barrier)
+
+    return kernel
+
+
+def persistent_fits(cell_kind, peep, hidden, nblocks):
+    """Whether the persistent kernel handles this layer on a grid of ``nblocks``."""
+    from .layout import PEEP_DENSE
+    gates = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}[cell_kind]
+    units = -(-hidden // nblocks)
+    return gates * units <= BLOCK and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE)

@@ -1,0 +1,68 @@
+"""Every recurrence path and weight layout available on this arch, against the float64 reference.
+
+The scheduler picks one path per arch and shape; these tests force each in turn
+(MPSRNN_RECURRENCE, MPSRNN_WEIGHT_LAYOUT) so a fast path is held to the same
+reference as the plain one, on sizes that are not multiples of any tile and on
+batches whose row count shrinks over time.
+"""
+import numpy as np
+import pytest
+
+import mpsrnn as m
+import reference as R
+from builders import assert_seq_close, descriptor, sequence
+from mpsrnn.scheduler.recurrence import applies, available_recurrences
+
+PATHS = [(rec, layout) for rec in available_recurrences(m.init()) for layout in ("rows", "transposed")]
+
+
+@pytest.fixture(params=PATHS, ids=lambda p: f"{p[0]}-{p[1]}")
+def path(request, monkeypatch):
+    rec, layout = request.param
+    monkeypatch.setenv("MPSRNN_RECURRENCE", rec)
+    monkeypatch.setenv("MPSRNN_WEIGHT_LAYOUT", layout)
+    return request.param
+
+
+SCENARIOS = [
+    # (kind, extra descriptor options, input, hidden, rows per step)
+    ("lstm", {"peephole": None}, 7, 13, [5, 5, 4, 2, 1]),
+    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 9, 37, [3, 3, 3, 1]),
+    ("lstm", {"peephole": "dense", "neurons": "hard"}, 5, 11, [4, 2, 2]),
+    ("gru", {}, 6, 19, [6, 4, 4, 3, 1]),
+    ("gru", {"gate_pnorm_value": 2.0, "flip_output_gates": True, "use_float32_weights": False}, 3, 33, [2, 2, 1]),
+    ("single", {"neurons": "rectified"}, 10, 9, [3, 2, 2, 2, 1, 1]),
+]
+
+
+@pytest.mark.parametrize("kind, opts, n_in, hidden, rows", SCENARIOS,
+                         ids=[f"{s[0]}-{s[3]}x{s[4]}" for s in SCENARIOS])
+def test_each_path_matches_reference(path, kind, opts, n_in, hidden, rows, rng):
+    opts = dict(opts)
+    opts.setdefault("use_float32_weights", True)
+    d = descriptor(kind, rng, n_in, hidden, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    xs = sequence(rng, rows, n_in)
+    states = []
+    ys = layer.encode_sequence(xs, recurrent_output_states=states)
+    ref, ref_states = R.encode_sequence([d], xs)
+    assert_seq_close(ys, ref)
+    assert_seq_close([states[0].get_recurrent_output_matrix(0)], [ref_states[-1][0][0]], what="final h")
+    expected = path[0] if applies(path[0], m.current_arch(), layer._cells[0]) else None
+    used = [r for p in layer._plans._plans.values() for r in p.recurrences]
+    assert used and (expected is None or used == [expected]), used
+
+
+def test_each_path_runs_stacks_and_bidirectional(path, rng):
+    ds = [descriptor("lstm", rng, 5, 12, use_float32_weights=True),
+          descriptor("gru", rng, 5, 12, use_float32_weights=True,
+                     layer_sequence_direction=m.SequenceDirection.BACKWARD),
+          descriptor("single", rng, 12, 7, use_float32_weights=True)]
+    layer = m.RNNMatrixInferenceLayer(ds)
+    layer.bidirectional_combine_mode = m.BidirectionalCombineMode.CONCATENATE
+    rows = [4, 4, 3, 1]
+    xs = sequence(rng, rows, 5)
+    fwd, _ = layer.encode_bidirectional_sequence(xs)
+    assert_seq_close(fwd, R.encode_bidirectional(ds, xs, 2)[0])
+    seq = m.RNNMatrixInferenceLayer([ds[0], ds[2]])
+    assert_seq_close(seq.encode_sequence(xs), R.encode_sequence([ds[0], ds[2]], xs)[0])
