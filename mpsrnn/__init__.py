@@ -21,7 +21,7 @@ from .command_buffer import CommandBuffer  # noqa: E402
 from .descriptors import GRUDescriptor, LSTMDescriptor, RNNDescriptor, RNNSingleGateDescriptor  # noqa: E402
 from .enums import (BidirectionalCombineMode, DataType, NeuronType, RNNMatrixId,  # noqa: E402
                     SequenceDirection)
-from .matrix import Matrix  # noqa: E402
+from .matrix import Matrix, MatrixSequence  # noqa: E402
 from .matrix_layer import RNNMatrixInferenceLayer  # noqa: E402
 from .neuron import Neuron  # noqa: E402
 from .state import RNNRecurrentMatrixState  # noqa: E402
@@ -30,7 +30,7 @@ from .weights import ConvolutionWeights  # noqa: E402
 __version__ = "0.1.0"
 
 __all__ = [
-    "init", "current_arch", "CommandBuffer", "Matrix", "DataType", "Neuron", "NeuronType",
+    "init", "current_arch", "CommandBuffer", "Matrix", "MatrixSequence", "DataType", "Neuron", "NeuronType",
     "ConvolutionWeights", "SequenceDirection", "BidirectionalCombineMode", "RNNMatrixId",
     "RNNDescriptor", "RNNSingleGateDescriptor", "GRUDescriptor", "LSTMDescriptor",
     "RNNMatrixInferenceLayer", "RNNRecurrentMatrixState",

@@ -9,6 +9,8 @@ another layer reads it in place.
 The host copy of a storage is cached and invalidated whenever a kernel writes
 the storage, so converting T views of one storage to NumPy is one transfer.
 """
+from collections.abc import Sequence
+
 import numpy as np
 
 from .arrays import as_numpy
@@ -205,3 +207,130 @@ def _positive(v, name):
     if v < 1:
         raise ValueError(f"{name}: expected a positive integer, got {v}")
     return v
+
+
+class MatrixSequence(Sequence):
+    """A whole sequence of matrices in one device storage, step t's rows at ``base + t·step``.
+
+    It reads like a list of :class:`Matrix` (``len``, ``seq[t]``, iteration, slices),
+    but a layer takes it as one object: checking and binding it costs the same for
+    10 steps or 10 000, where a list of matrices costs a little per step. Layers
+    return one when given one. Rows may shrink over time (``rows`` per step).
+
+    ``MatrixSequence(steps, rows, columns)`` is zero-filled (``rows`` an int or one
+    per step); ``MatrixSequence.from_numpy(a)`` takes a 3-D array (steps, rows,
+    columns) or a list of 2-D arrays.
+    """
+
+    def __init__(self, steps, rows, columns, data_type=DataType.FLOAT32):
+        steps = _positive(steps, "steps")
+        rows = _rows_per_step(rows, steps)
+        columns = _positive(columns, "columns")
+        data_type = coerce_enum(DataType, data_type, "data_type")
+        storage = Storage(steps * rows[0] * columns, data_type)
+        storage.array.fill(0)
+        storage.written()
+        self._bind(storage, 0, rows[0] * columns, rows, columns, columns)
+
+    def _bind(self, storage, base, step, rows, columns, row_stride):
+        self._storage = storage
+        self._base = base
+        self._step = step
+        self._rows = tuple(rows)
+        self._columns = columns
+        self._row_stride = row_stride
+        self._shrinks = all(a >= b for a, b in zip(self._rows, self._rows[1:]))
+
+    @classmethod
+    def view(cls, storage, base, step, rows, columns, row_stride):
+        seq = cls.__new__(cls)
+        seq._bind(storage, int(base), int(step), tuple(int(r) for r in rows), int(columns), int(row_stride))
+        return seq
+
+    @classmethod
+    def from_numpy(cls, array, data_type=None):
+        """Upload a 3-D array (steps, rows, columns), or a list of 2-D arrays whose rows shrink."""
+        if isinstance(array, (list, tuple)):
+            arrays = [as_numpy(a, f"array[{t}]") for t, a in enumerate(array)]
+            if not arrays or any(a.ndim != 2 for a in arrays):
+                raise ValueError("array: expected a non-empty list of 2-D arrays (rows, columns)")
+            if len({a.shape[1] for a in arrays}) != 1:
+                raise ValueError("array: every step needs the same number of columns")
+            rows = [a.shape[0] for a in arrays]
+            padded = np.zeros((len(arrays), max(rows), arrays[0].shape[1]), arrays[0].dtype)
+            for t, a in enumerate(arrays):
+                padded[t, : a.shape[0]] = a
+            a, rows = padded, rows
+        else:
+            a = as_numpy(array, "array")
+            if a.ndim != 3:
+                raise ValueError(f"array: expected a 3-D array (steps, rows, columns), got shape {a.shape}")
+            rows = [a.shape[1]] * a.shape[0]
+        if min(a.shape) < 1:
+            raise ValueError(f"array: every dimension needs at least one element, got shape {a.shape}")
+        flat = Matrix.from_numpy(a.reshape(-1, a.shape[2]), data_type)
+        steps, width, columns = a.shape
+        return cls.view(flat.storage, 0, width * columns, rows, columns, columns)
+
+    # -- the list protocol ----------------------------------------------------
+    def __len__(self):
+        return len(self._rows)
+
+    def __getitem__(self, t):
+        if isinstance(t, slice):
+            start, stop, stride = t.indices(len(self))
+            if stride != 1:
+                raise ValueError("MatrixSequence slices take consecutive steps (step 1)")
+            stop = max(stop, start)
+            return MatrixSequence.view(self._storage, self._base + start * self._step, self._step,
+                                       self._rows[start:stop], self._columns, self._row_stride)
+        t = range(len(self))[t]
+        return Matrix.view(self._storage, self._base + t * self._step, self._rows[t], self._columns,
+                           self._row_stride)
+
+    # -- properties -----------------------------------------------------------
+    @property
+    def rows(self):
+        """Rows (sequences present) at each step."""
+        return self._rows
+
+    @property
+    def columns(self):
+        return self._columns
+
+    @property
+    def data_type(self):
+        return self._storage.data_type
+
+    @property
+    def storage(self):
+        return self._storage
+
+    def numpy(self):
+        """The steps as a list of 2-D NumPy arrays (one transfer for all of them)."""
+        return [m.numpy() for m in self]
+
+    def __array__(self, dtype=None, copy=None):
+        if len(set(self._rows)) != 1:
+            raise ValueError("a MatrixSequence whose rows shrink has no 3-D array form; use .numpy()")
+        a = np.stack(self.numpy())
+        return a if dtype is None else a.astype(dtype)
+
+    def span(self):
+        """[first, last + 1) elements of the storage the sequence covers."""
+        ends = [self._base + t * self._step + (r - 1) * self._row_stride + self._columns
+                for t, r in ((0, self._rows[0]), (len(self) - 1, self._rows[-1]))]
+        return min(self._base, self._base + (len(self) - 1) * self._step), max(ends)
+
+    def __repr__(self):
+        return f"MatrixSequence({len(self)} steps, rows={self._rows[0]}..{self._rows[-1]}, columns={self._columns}, " \
+               f"{self.data_type.name.lower()})"
+
+
+def _rows_per_step(rows, steps):
+    if hasattr(rows, "__index__"):
+        return (_positive(rows, "rows"),) * steps
+    rows = tuple(_positive(r, "rows") for r in rows)
+    if len(rows) != steps:
+        raise ValueError(f"rows: expected {steps} row counts (one per step), got {len(rows)}")
+    return rows

@@ -4,7 +4,7 @@ from .cells import PackedCell
 from .command_buffer import check_command_buffer, submit
 from .descriptors import RNNDescriptor
 from .enums import BidirectionalCombineMode, DataType, SequenceDirection, coerce_enum
-from .matrix import Matrix, Storage
+from .matrix import Matrix, MatrixSequence, Storage
 from .scheduler import PlanCache, default_launch, plan_bidirectional, plan_sequence, weights_transposed
 from .sequences import prepare_destination, read_source
 from .state import RNNRecurrentMatrixState
@@ -185,7 +185,7 @@ class RNNMatrixInferenceLayer:
             raise TypeError("recurrent_output_states: expected a list to append states to, or None")
         dst = prepare_destination(destination_matrices, "destination_matrices", rows,
                                   self.output_feature_channels, src.data_type, destination_offsets,
-                                  sources=src.spans)
+                                  sources=src.spans, as_sequence=isinstance(source_matrices, MatrixSequence))
         states = None
         if recurrent_output_states is not None:
             states = "all" if self._store_all else "last"
@@ -257,12 +257,13 @@ class RNNMatrixInferenceLayer:
         src = read_source(source_sequence, "source_sequence", self._cells[fwd_k[0]].n_in)
         rows, T = src.rows, len(src.rows)
         width = hf + hb if combine == BidirectionalCombineMode.CONCATENATE else hf
+        seq = isinstance(source_sequence, MatrixSequence)
         dst = prepare_destination(destination_forward_matrices, "destination_forward_matrices", rows, width,
-                                  src.data_type, sources=src.spans)
+                                  src.data_type, sources=src.spans, as_sequence=seq)
         dst2 = None
         if combine == BidirectionalCombineMode.NONE:
             dst2 = prepare_destination(destination_backward_matrices, "destination_backward_matrices", rows, hb,
-                                       src.data_type, sources=src.spans)
+                                       src.data_type, sources=src.spans, as_sequence=seq)
         key = ("bidirectional", rows, int(combine), src.data_type, dst.view.storage.data_type,
                dst2 and dst2.view.storage.data_type)
         plan = self._plans.get(key, lambda: plan_bidirectional(fwd_cells, bwd_cells, rows, int(combine),

@@ -10,13 +10,14 @@ Everything here validates before it touches the device, and every error names
 the argument and step and says what was expected, so a bad call leaves the
 user's data untouched.
 """
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
 
 from .arrays import as_numpy, is_torch_tensor
 from .enums import DataType
-from .matrix import NUMPY_TYPES, Matrix, Storage, data_type_of
+from .matrix import NUMPY_TYPES, Matrix, MatrixSequence, Storage, data_type_of
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"
 
     Nothing touches the device yet: host data is packed here and uploaded by the
     prelude, when the call runs, after every argument has been checked."""
+    if isinstance(obj, MatrixSequence):
+        return _read_matrix_sequence(obj, name, channels, offsets, offsets_name)
     items = _items(obj, name)
     types = [_item_type(m, f"{name}[{t}]") for t, m in enumerate(items)]
     if len(set(types)) > 1:
@@ -147,6 +150,33 @@ def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"
     if view is None:
         view, prelude = _pack(items, offs, rows, channels, dt)
     return Source(view, tuple(rows), dt, prelude, spans)
+
+
+def _shrink_error(name, rows):
+    for t in range(1, len(rows)):
+        if rows[t] > rows[t - 1]:
+            return (f"{name}[{t}]: has {rows[t]} rows after {rows[t - 1]} rows at step {t - 1}; the row count "
+                    f"may only shrink over time (a sequence that ends drops out)")
+    return None
+
+
+def _no_offsets(offsets, offsets_name):
+    if offsets is not None:
+        raise ValueError(f"{offsets_name}: offsets address the matrices of a list; a MatrixSequence is addressed "
+                         f"as a whole (slice or view it instead)")
+
+
+def _read_matrix_sequence(seq, name, channels, offsets, offsets_name):
+    """A MatrixSequence is already one strided view: checked in O(1) (its rows were checked when made)."""
+    _no_offsets(offsets, offsets_name)
+    if len(seq) == 0:
+        raise ValueError(f"{name}: the sequence is empty; expected at least one time step")
+    if seq.columns != channels:
+        raise ValueError(f"{name}: has {seq.columns} columns but the layer expects {channels} feature channels")
+    if not seq._shrinks:
+        raise ValueError(_shrink_error(name, seq.rows))
+    view = View(seq.storage, seq._base, seq._step, seq._row_stride)
+    return Source(view, seq.rows, seq.data_type, [], [(seq.storage, *seq.span())])
 
 
 def _regular_view(items, offs):
@@ -204,15 +234,21 @@ def _no_rows():
 
 
 def prepare_destination(obj, name, rows, channels, data_type, offsets=None, offsets_name="destination_offsets",
-                        sources=()):
-    """Validate destinations for a sequence with ``rows`` per step; None allocates new matrices."""
+                        sources=(), as_sequence=False):
+    """Validate destinations for a sequence with ``rows`` per step; None allocates new matrices
+    (a MatrixSequence with ``as_sequence``, else a list of Matrix views of one storage)."""
     T, B = len(rows), rows[0]
     if obj is None:
         if offsets is not None:
             raise ValueError(f"{offsets_name}: offsets need destination matrices to apply to")
         storage = Storage(T * B * channels, data_type)
-        result = [Matrix.view(storage, t * B * channels, rows[t], channels, channels) for t in range(T)]
+        if as_sequence:
+            result = MatrixSequence.view(storage, 0, B * channels, rows, channels, channels)
+        else:
+            result = [Matrix.view(storage, t * B * channels, rows[t], channels, channels) for t in range(T)]
         return Destination(View(storage, 0, B * channels, channels), result, [], [storage])
+    if isinstance(obj, MatrixSequence):
+        return _sequence_destination(obj, name, rows, channels, offsets, offsets_name, sources)
     if isinstance(obj, Matrix) or not isinstance(obj, (list, tuple)) and not isinstance(obj, np.ndarray) \
             and not is_torch_tensor(obj):
         raise TypeError(f"{name}: expected a list of {T} destination matrices (or None to allocate them), "
@@ -230,6 +266,22 @@ def prepare_destination(obj, name, rows, channels, data_type, offsets=None, offs
     if isinstance(obj, list):
         dst.result = obj  # encode returns the very list the caller passed
     return dst
+
+
+def _sequence_destination(seq, name, rows, channels, offsets, offsets_name, sources):
+    _no_offsets(offsets, offsets_name)
+    if len(seq) != len(rows):
+        raise ValueError(f"{name}: has {len(seq)} steps for a sequence of {len(rows)} steps")
+    if seq.columns != channels:
+        raise ValueError(f"{name}: has {seq.columns} columns but the layer writes {channels} feature channels")
+    if seq.rows != tuple(rows):
+        t = next(t for t, (a, b) in enumerate(zip(seq.rows, rows)) if a != b)
+        raise ValueError(f"{name}[{t}]: has {seq.rows[t]} rows; step {t} of the sequence has {rows[t]}")
+    first, end = seq.span()
+    for storage, s_first, s_end in sources:
+        if storage is seq.storage and first < s_end and s_first < end:
+            raise ValueError(f"{name}: overlaps the source sequence; destinations may not alias sources")
+    return Destination(View(seq.storage, seq._base, seq._step, seq._row_stride), seq, [], [seq.storage])
 
 
 def _device_destination(items, name, rows, channels, offsets, offsets_name, sources):
@@ -259,13 +311,31 @@ def _device_destination(items, name, rows, channels, offsets, offsets_name, sour
 
 
 def _check_alias(items, offs, channels, name, sources):
-    """Destinations may not overlap source matrices (MPS forbids aliasing)."""
+    """Destinations may not overlap source matrices (MPS forbids aliasing). O(T log T)."""
+    spans = {}
+    for storage, first, end in sources:
+        spans.setdefault(id(storage), []).append((first, end))
+    if not spans:
+        return
+    merged = {}
+    for key, ivs in spans.items():   # disjoint, sorted intervals per storage
+        ivs.sort()
+        out = [list(ivs[0])]
+        for first, end in ivs[1:]:
+            if first <= out[-1][1]:
+                out[-1][1] = max(out[-1][1], end)
+            else:
+                out.append([first, end])
+        merged[key] = ([a for a, _ in out], [b for _, b in out])
     for t, (m, o) in enumerate(zip(items, offs)):
+        if id(m.storage) not in merged:
+            continue
+        starts, ends = merged[id(m.storage)]
         first = m.offset + o
         end = first + (m.rows - 1) * m.row_stride + channels
-        for storage, s_first, s_end in sources:
-            if storage is m.storage and first < s_end and s_first < end:
-                raise ValueError(f"{name}[{t}]: overlaps a source matrix; destinations may not alias sources")
+        k = bisect.bisect_right(starts, first) - 1   # the last source interval starting at or before us
+        if (k >= 0 and ends[k] > first) or (k + 1 < len(starts) and starts[k + 1] < end):
+            raise ValueError(f"{name}[{t}]: overlaps a source matrix; destinations may not alias sources")
 
 
 def _host_destination(items, name, rows, channels, offsets, offsets_name):

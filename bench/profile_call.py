@@ -1,0 +1,78 @@
+"""Where one encode_sequence call spends its time: each planned dispatch, and the host.
+
+    python bench/profile_call.py --arch cuda --cell lstm --hidden 512 --batch 1 --steps 25
+
+Times the whole call (as `mpsrnn bench` does), then replays the plan's dispatches
+one at a time with a device synchronisation around each, so the per-kernel
+figures are device time plus one launch each; the difference to the whole call
+is host-side overhead (argument checks, plan lookup, launches).
+"""
+import argparse
+import os
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import mpsrnn  # noqa: E402
+from mpsrnn.backend import sync  # noqa: E402
+from mpsrnn.benchmark import build_pair  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--arch", default=None)
+    p.add_argument("--cell", default="lstm")
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    arch = mpsrnn.init(a.arch)
+    layer, _ = build_pair(a.cell, a.hidden, a.hidden, 1)
+    x = mpsrnn.MatrixSequence.from_numpy(
+        np.random.default_rng(0).standard_normal((a.steps, a.batch, a.hidden)).astype(np.float32))
+    ys = layer.encode_sequence(x)
+    captured = {}
+    plan = next(iter(layer._plans._plans.values()))
+    run = plan.run
+
+    def spy(values):
+        captured.update(values)
+        run(values)
+    plan.run = spy
+    layer.encode_sequence(x, ys)
+    sync()
+    whole = []
+    for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        layer.encode_sequence(x, ys)
+        sync()
+        whole.append(time.perf_counter() - t0)
+    per = defaultdict(list)
+    for _ in range(a.repeats):
+        for d in plan.program.dispatches:
+            name = getattr(d.kernel, "__name__", None) or type(d.kernel).__name__
+            sync()
+            t0 = time.perf_counter()
+            d.kernel(*d.bound_args(captured))
+            sync()
+            per[name].append(time.perf_counter() - t0)
+    total = float(np.median(whole))
+    print(f"# {arch} {a.cell} hidden={a.hidden} batch={a.batch} steps={a.steps} recurrence={plan.recurrences} "
+          f"launch={layer._launch.name}")
+    print(f"whole call            {total * 1e6:10.1f} us  ({total / a.steps * 1e6:8.2f} us/step)")
+    kernels = 0.0
+    for name, ts in per.items():
+        t = float(np.median(ts)) * len(ts) / a.repeats
+        kernels += t
+        print(f"  {name:20s}{t * 1e6:10.1f} us  ({t / a.steps * 1e6:8.2f} us/step, {len(ts) // a.repeats} launches)")
+    print(f"  host and launches   {(total - kernels) * 1e6:10.1f} us (whole call minus the kernels above; "
+          f"negative when replaying one by one costs more)")
+
+
+if __name__ == "__main__":
+    main()

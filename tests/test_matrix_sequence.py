@@ -1,0 +1,71 @@
+"""MatrixSequence: one storage for a whole sequence, used by layers as a whole."""
+import numpy as np
+import pytest
+
+import mpsrnn as m
+import reference as R
+from builders import assert_seq_close, gru, lstm, sequence
+
+
+def test_reads_like_a_list(rng):
+    a = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    seq = m.MatrixSequence.from_numpy(a)
+    assert len(seq) == 4 and seq.rows == (3, 3, 3, 3) and seq.columns == 5
+    assert all(np.array_equal(np.asarray(seq[t]), a[t]) for t in range(4))
+    assert np.array_equal(np.asarray(seq[-1]), a[3]) and np.array_equal(np.asarray(seq), a)
+    assert [np.asarray(x).tolist() for x in seq[1:3]] == a[1:3].tolist()
+    shrinking = m.MatrixSequence.from_numpy([a[0], a[1][:2], a[2][:1]])
+    assert shrinking.rows == (3, 2, 1)
+    assert [x.shape for x in shrinking.numpy()] == [(3, 5), (2, 5), (1, 5)]
+    with pytest.raises(ValueError, match="no 3-D array form"):
+        np.asarray(shrinking)
+    assert m.MatrixSequence(3, [2, 2, 1], 4, m.DataType.FLOAT16).numpy()[2].dtype == np.float16
+
+
+def test_layers_take_and_return_sequences(rng):
+    ds = [lstm(rng, 3, 5, use_float32_weights=True), gru(rng, 5, 4, use_float32_weights=True)]
+    layer = m.RNNMatrixInferenceLayer(ds)
+    xs = sequence(rng, [4, 4, 3, 1], 3)
+    seq = m.MatrixSequence.from_numpy(xs)
+    ys = layer.encode_sequence(seq)
+    assert isinstance(ys, m.MatrixSequence) and ys.rows == seq.rows
+    assert_seq_close(ys, R.encode_sequence(ds, xs)[0])
+    out = m.MatrixSequence(4, [4, 4, 3, 1], 4)
+    assert layer.encode_sequence(seq, out) is out
+    assert_seq_close(out, R.encode_sequence(ds, xs)[0])
+    states = []   # chunks of one sequence, carried through the state
+    first = layer.encode_sequence(seq[:2], recurrent_output_states=states)
+    second = layer.encode_sequence(seq[2:], recurrent_input_state=states[0])
+    assert_seq_close(list(first) + list(second), R.encode_sequence(ds, xs)[0])
+
+
+def test_bidirectional_with_a_sequence(rng):
+    ds = [lstm(rng, 3, 4, use_float32_weights=True),
+          lstm(rng, 3, 4, use_float32_weights=True, layer_sequence_direction=m.SequenceDirection.BACKWARD)]
+    layer = m.RNNMatrixInferenceLayer(ds)
+    xs = sequence(rng, [3, 2, 2], 3)
+    fwd, bwd = layer.encode_bidirectional_sequence(m.MatrixSequence.from_numpy(xs))
+    ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
+    assert isinstance(fwd, m.MatrixSequence) and isinstance(bwd, m.MatrixSequence)
+    assert_seq_close(fwd, ref_f)
+    assert_seq_close(bwd, ref_b)
+
+
+def test_sequence_errors(rng):
+    layer = m.RNNMatrixInferenceLayer(lstm(rng, 3, 4))
+    seq = m.MatrixSequence.from_numpy(rng.standard_normal((3, 2, 3)).astype(np.float32))
+    with pytest.raises(ValueError, match="source_matrices: has 3 columns but the layer expects"):
+        m.RNNMatrixInferenceLayer(lstm(rng, 5, 4)).encode_sequence(seq)
+    with pytest.raises(ValueError, match=r"source_matrices\[1\]: has 3 rows after 1 rows"):
+        layer.encode_sequence(m.MatrixSequence(3, [1, 3, 3], 3))
+    with pytest.raises(ValueError, match="source_offsets: offsets address the matrices of a list"):
+        layer.encode_sequence(seq, source_offsets=[0, 0, 0])
+    with pytest.raises(ValueError, match="the sequence is empty"):
+        layer.encode_sequence(seq[3:])
+    with pytest.raises(ValueError, match=r"destination_matrices\[0\]: has 1 rows; step 0 of the sequence has 2"):
+        layer.encode_sequence(seq, m.MatrixSequence(3, 1, 4))
+    with pytest.raises(ValueError, match="destination_matrices: overlaps the source sequence"):
+        wide = m.MatrixSequence(3, 2, 4)
+        m.RNNMatrixInferenceLayer(lstm(rng, 4, 4)).encode_sequence(wide, wide)
+    with pytest.raises(ValueError, match="rows: expected 3 row counts"):
+        m.MatrixSequence(3, [2, 2], 4)
