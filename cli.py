@@ -63,21 +63,105 @@ def check(arch, keyword, pytest_args):
     sys.exit(subprocess.call(cmd, env=env))
 
 
+def _environment():
+    """Machine and versions for benchmark records."""
+    import datetime
+    import platform
+
+    import taichi as ti
+
+    import mpsrnn
+    env = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "arch": backend.current_arch(), "device": backend.device_name(), "host": platform.node(),
+           "python": platform.python_version(), "mpsrnn": mpsrnn.__version__,
+           "taichi": ".".join(map(str, ti.__version__)), "numpy": __import__("numpy").__version__}
+    try:
+        import torch
+        env["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            env["cudnn"] = str(torch.backends.cudnn.version())
+    except ImportError:
+        env["torch"] = None
+    return env
+
+
 @main.command()
+@click.option("--suite", type=click.Choice(["smoke", "deepbench-inference", "small-hidden", "stacks"]), default=None,
+              help="Run a named suite instead of one configuration.")
 @click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True)
 @click.option("--input", "n_in", type=int, default=None, help="Input channels (default: hidden).")
 @click.option("--hidden", type=int, default=256, show_default=True)
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--steps", type=int, default=50, show_default=True)
 @click.option("--layers", type=int, default=1, show_default=True)
-@click.option("--repeats", type=int, default=10, show_default=True)
+@click.option("--bidirectional", is_flag=True, help="One layer per direction, outputs concatenated.")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
+@click.option("--repeats", type=int, default=10, show_default=True, help="Timed runs per configuration.")
+@click.option("--warmup", type=int, default=3, show_default=True)
 @click.option("--arch", type=ARCH_CHOICE, default=None, help="Backend (default: MPSRNN_ARCH, else the best here).")
-def bench(cell, n_in, hidden, batch, steps, layers, repeats, arch):
-    """Time one configuration per time step, next to PyTorch in the same process."""
-    from .benchmark import format_row, time_config
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the records (one per configuration, with a 'ratio' field) to this JSON file.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Plot the ratios to this image (needs matplotlib).")
+def bench(suite, cell, n_in, hidden, batch, steps, layers, bidirectional, dtype, repeats, warmup, arch, json_path,
+          plot_path):
+    """Time configurations per time step next to PyTorch (cuDNN on a GPU) in the same process."""
+    import json
+
+    from .benchmark import HEADER, SUITES, Config, format_row, time_config
     backend.init(arch)
-    r = time_config(cell, n_in or hidden, hidden, batch, steps, layers, repeats=repeats)
-    click.echo(format_row(r))
+    configs = SUITES[suite] if suite else [Config(cell, n_in or hidden, hidden, batch, steps, layers, bidirectional,
+                                                  dtype)]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        click.echo("PyTorch is not installed: timing mpsrnn alone (pip install 'mpsrnn[test]' for the comparison).")
+    env = _environment()
+    click.echo(f"# {env['arch']} on {env['device']}; mpsrnn {env['mpsrnn']}, taichi {env['taichi']}, "
+               f"torch {env.get('torch')}; {env['date']}")
+    click.echo(HEADER)
+    records = []
+    with click.progressbar(configs, label=suite or "bench", file=sys.stderr,
+                           show_pos=True) if len(configs) > 3 else _plain(configs) as items:
+        for cfg in items:
+            r = time_config(cfg, repeats=repeats, warmup=warmup)
+            records.append(r)
+            click.echo(("\n" if len(configs) > 3 and sys.stderr.isatty() else "") + format_row(r))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({"environment": env, "suite": suite, "records": records}, f, indent=1)
+    if plot_path:
+        _plot(records, plot_path, env)
+
+
+class _plain:
+    def __init__(self, items):
+        self.items = items
+
+    def __enter__(self):
+        return self.items
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _plot(records, path, env):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        click.echo("--plot: matplotlib is not installed; skipping the plot")
+        return
+    rows = [r for r in records if r.get("ratio")]
+    fig, ax = plt.subplots(figsize=(8, 0.25 * len(rows) + 1.5))
+    ax.barh([r["label"] for r in rows], [r["ratio"] for r in rows])
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("mpsrnn / PyTorch time per step (lower is better)")
+    ax.set_title(f"{env['arch']} on {env['device']}")
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 if __name__ == "__main__":

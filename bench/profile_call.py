@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mpsrnn  # noqa: E402
 from mpsrnn.backend import sync  # noqa: E402
-from mpsrnn.benchmark import build_pair  # noqa: E402
+from mpsrnn.benchmark import Config, build_pair  # noqa: E402
 
 
 def main():
@@ -32,7 +32,7 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args()
     arch = mpsrnn.init(a.arch)
-    layer, _ = build_pair(a.cell, a.hidden, a.hidden, 1)
+    layer, _ = build_pair(Config(a.cell, a.hidden, a.hidden, a.batch, a.steps))
     x = mpsrnn.MatrixSequence.from_numpy(
         np.random.default_rng(0).standard_normal((a.steps, a.batch, a.hidden)).astype(np.float32))
     ys = layer.encode_sequence(x)

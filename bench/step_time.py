@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mpsrnn  # noqa: E402
-from mpsrnn.benchmark import format_row, time_config  # noqa: E402
+from mpsrnn.benchmark import Config, format_row, time_config  # noqa: E402
 from mpsrnn.scheduler import STRATEGIES  # noqa: E402
 
 
@@ -38,7 +38,8 @@ def main():
         os.environ["MPSRNN_RECURRENCE"] = recurrence
         for launch in a.launch:
             os.environ["MPSRNN_LAUNCH"] = launch
-            r = time_config(a.cell, a.input or a.hidden, a.hidden, a.batch, a.steps, a.layers, repeats=a.repeats)
+            r = time_config(Config(a.cell, a.input or a.hidden, a.hidden, a.batch, a.steps, a.layers),
+                            repeats=a.repeats)
             print(format_row(r) + (f"   max|diff| vs torch {r['max_abs_diff_vs_torch']:.2e}"
                                    if "max_abs_diff_vs_torch" in r else ""), flush=True)
             if a.json:

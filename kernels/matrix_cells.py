@@ -20,6 +20,7 @@ or float32; all sums are float32.
 """
 import taichi as ti
 
+from .dots import dot8
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import (F_BATCH, F_CURSOR, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C,
                      F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
@@ -52,9 +53,7 @@ def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.n
         r = idx // H
         i = idx % H
         if r < rows:
-            acc = ws[xw + r * H + i]
-            for j in range(H):
-                acc += w32(wts, u0 + i * uso + j * usj) * ws[h0 + r * H + j]
+            acc = ws[xw + r * H + i] + dot8(wts, u0 + i * uso, usj, ws, h0 + r * H, H)
             ws[h1 + idx] = single_gate_output(frame, prm, i, acc)
         else:
             ws[h1 + idx] = ws[h0 + idx]
@@ -79,12 +78,8 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
     for idx in range(rows * H):
         r = idx // H
         i = idx % H
-        pz = ws[xw + r * 3 * H + i]
-        pr = ws[xw + r * 3 * H + H + i]
-        for j in range(H):
-            hj = ws[h0 + r * H + j]
-            pz += w32(wts, u0 + i * uso + j * usj) * hj
-            pr += w32(wts, u0 + (H + i) * uso + j * usj) * hj
+        pz = ws[xw + r * 3 * H + i] + dot8(wts, u0 + i * uso, usj, ws, h0 + r * H, H)
+        pr = ws[xw + r * 3 * H + H + i] + dot8(wts, u0 + (H + i) * uso, usj, ws, h0 + r * H, H)
         z, rg = gru_gates(frame, prm, i, pz, pr)
         hi = ws[h0 + idx]
         ws[sz + idx] = z
@@ -94,10 +89,8 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
         r = idx // H
         i = idx % H
         if r < rows:
-            ph = ws[xw + r * 3 * H + 2 * H + i]
-            for j in range(H):
-                ph += (w32(wts, u0 + (2 * H + i) * uso + j * usj) * ws[srh + r * H + j]
-                       + w32(wts, vh + i * vso + j * vsj) * ws[szh + r * H + j])
+            ph = (ws[xw + r * 3 * H + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh + r * H, H)
+                  + dot8(wts, vh + i * vso, vsj, ws, szh + r * H, H))
             ws[h1 + idx] = gru_output(frame, prm, i, ph, ws[sz + idx], ws[h0 + idx])
         else:
             ws[h1 + idx] = ws[h0 + idx]
@@ -125,23 +118,17 @@ def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
         i = idx % H
         if r < rows:
             x4 = xw + r * 4 * H + i
-            a_i = ws[x4]
-            a_f = ws[x4 + H]
-            a_c = ws[x4 + 2 * H]
-            a_o = ws[x4 + 3 * H]
-            for j in range(H):
-                hj = ws[h0 + r * H + j]
-                a_i += w32(wts, u0 + i * uso + j * usj) * hj
-                a_f += w32(wts, u0 + (H + i) * uso + j * usj) * hj
-                a_c += w32(wts, u0 + (2 * H + i) * uso + j * usj) * hj
-                a_o += w32(wts, u0 + (3 * H + i) * uso + j * usj) * hj
+            hr = h0 + r * H
+            a_i = ws[x4] + dot8(wts, u0 + i * uso, usj, ws, hr, H)
+            a_f = ws[x4 + H] + dot8(wts, u0 + (H + i) * uso, usj, ws, hr, H)
+            a_c = ws[x4 + 2 * H] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, hr, H)
+            a_o = ws[x4 + 3 * H] + dot8(wts, u0 + (3 * H + i) * uso, usj, ws, hr, H)
             c_old = ws[c0 + idx]
             if peep == PEEP_DENSE:
-                for j in range(H):
-                    cj = ws[c0 + r * H + j]
-                    a_i += w32(wts, v0 + i * vso + j * vsj) * cj
-                    a_f += w32(wts, v0 + (H + i) * vso + j * vsj) * cj
-                    a_c += w32(wts, v0 + (2 * H + i) * vso + j * vsj) * cj
+                cr = c0 + r * H
+                a_i += dot8(wts, v0 + i * vso, vsj, ws, cr, H)
+                a_f += dot8(wts, v0 + (H + i) * vso, vsj, ws, cr, H)
+                a_c += dot8(wts, v0 + (2 * H + i) * vso, vsj, ws, cr, H)
             elif peep == PEEP_DIAGONAL:
                 a_i += w32(wts, v0 + i) * c_old
                 a_f += w32(wts, v0 + H + i) * c_old
@@ -161,9 +148,7 @@ def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
     for idx in range(n_dense):
         r = idx // H
         i = idx % H
-        a_o = ws[pre_o + idx]
-        for j in range(H):
-            a_o += w32(wts, v0 + (3 * H + i) * vso + j * vsj) * ws[c1 + r * H + j]
+        a_o = ws[pre_o + idx] + dot8(wts, v0 + (3 * H + i) * vso, vsj, ws, c1 + r * H, H)
         ws[h1 + idx] = lstm_output(frame, prm, i, a_o, ws[c1 + idx])
     frame[F_CURSOR] = s + 1
 

@@ -56,8 +56,19 @@ def project_inputs(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, 
                     present[k] = 1
         acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
         if mode == INPUT_DENSE:
-            for j in range(n_in):
-                w = ti.cast(wts[w0 + o * so + j * sj], ti.f32)
+            wo = w0 + o * so
+            for q in range(n_in // 4):   # four weight loads in flight at once
+                j = q * 4
+                wa = ti.cast(wts[wo + j * sj], ti.f32)
+                wb = ti.cast(wts[wo + (j + 1) * sj], ti.f32)
+                wc = ti.cast(wts[wo + (j + 2) * sj], ti.f32)
+                wd = ti.cast(wts[wo + (j + 3) * sj], ti.f32)
+                for k in ti.static(range(ROWS_PER_THREAD)):
+                    xk = start[k] + j
+                    acc[k] += (wa * ti.cast(x[xk], ti.f32) + wb * ti.cast(x[xk + 1], ti.f32)) + (
+                        wc * ti.cast(x[xk + 2], ti.f32) + wd * ti.cast(x[xk + 3], ti.f32))
+            for j in range(n_in - n_in % 4, n_in):
+                w = ti.cast(wts[wo + j * sj], ti.f32)
                 for k in ti.static(range(ROWS_PER_THREAD)):
                     acc[k] += w * ti.cast(x[start[k] + j], ti.f32)
         elif mode == INPUT_IDENTITY:

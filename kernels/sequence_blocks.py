@@ -16,6 +16,7 @@ per block. A row absent at a step (variable length) copies its state forward.
 """
 import taichi as ti
 
+from .dots import dot8
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import (F_BATCH, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO,
                      F_WS_C, F_WS_H, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
@@ -33,15 +34,6 @@ def w32(wts: ti.template(), k):
 def rounds(n, tid):
     """How many of items tid, tid + BLOCK, ... are below n (a thread's share of n items)."""
     return (n - tid + BLOCK - 1) // BLOCK if tid < n else 0
-
-
-@ti.func
-def matvec_row(wts: ti.template(), w0, sj, vec: ti.template(), n):
-    """Σ_j W[j]·vec[j] over shared-memory ``vec``, W read with stride sj from w0."""
-    acc = 0.0
-    for j in range(n):
-        acc += w32(wts, w0 + j * sj) * vec[j]
-    return acc
 
 
 @ti.kernel
@@ -69,7 +61,7 @@ def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types
                 xw = frame[F_WS_XW] + (s * B + r) * H
                 for k in range(rounds(H, tid)):
                     o = tid + k * BLOCK
-                    pre[o] = ws[xw + o] + matvec_row(wts, u0 + o * uso, usj, h, H)
+                    pre[o] = ws[xw + o] + dot8(wts, u0 + o * uso, usj, h, 0, H)
                 ti.simt.block.sync()
                 for k in range(rounds(H, tid)):
                     i = tid + k * BLOCK
@@ -111,7 +103,7 @@ def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray
                 xw = frame[F_WS_XW] + (s * B + r) * 3 * H
                 for k in range(rounds(2 * H, tid)):
                     o = tid + k * BLOCK
-                    pre[o] = ws[xw + o] + matvec_row(wts, u0 + o * uso, usj, h, H)
+                    pre[o] = ws[xw + o] + dot8(wts, u0 + o * uso, usj, h, 0, H)
                 ti.simt.block.sync()
                 for k in range(rounds(H, tid)):
                     i = tid + k * BLOCK
@@ -122,8 +114,8 @@ def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray
                 ti.simt.block.sync()
                 for k in range(rounds(H, tid)):
                     i = tid + k * BLOCK
-                    ph = (ws[xw + 2 * H + i] + matvec_row(wts, u0 + (2 * H + i) * uso, usj, rh, H)
-                          + matvec_row(wts, vh + i * vso, vsj, zh, H))
+                    ph = (ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, rh, 0, H)
+                          + dot8(wts, vh + i * vso, vsj, zh, 0, H))
                     h[i] = gru_output(frame, prm, i, ph, pre[i], h[i])
                     ws[h_next + i] = h[i]
                 ti.simt.block.sync()
@@ -165,9 +157,9 @@ def lstm_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarra
                 xw = frame[F_WS_XW] + (s * B + r) * 4 * H
                 for k in range(rounds(4 * H, tid)):
                     o = tid + k * BLOCK
-                    acc = ws[xw + o] + matvec_row(wts, u0 + o * uso, usj, h, H)
+                    acc = ws[xw + o] + dot8(wts, u0 + o * uso, usj, h, 0, H)
                     if peep == PEEP_DENSE and o < 3 * H:
-                        acc += matvec_row(wts, v0 + o * vso, vsj, c, H)
+                        acc += dot8(wts, v0 + o * vso, vsj, c, 0, H)
                     pre[o] = acc
                 ti.simt.block.sync()
                 for k in range(rounds(H, tid)):
@@ -193,7 +185,7 @@ def lstm_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarra
                 if peep == PEEP_DENSE:   # Vo·c1 needs the whole new cell vector
                     for k in range(rounds(H, tid)):
                         i = tid + k * BLOCK
-                        a_o = pre[3 * H + i] + matvec_row(wts, v0 + (3 * H + i) * vso, vsj, c, H)
+                        a_o = pre[3 * H + i] + dot8(wts, v0 + (3 * H + i) * vso, vsj, c, 0, H)
                         h[i] = lstm_output(frame, prm, i, a_o, c[i])
                         ws[h_next + i] = h[i]
                     ti.simt.block.sync()

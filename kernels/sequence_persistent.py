@@ -14,9 +14,12 @@ Why a new slot each step: a block reads h written by other SMs, through its own
 L1, which is not coherent with theirs; a slot no one has read before (slots are
 aligned to 128-byte lines, ``layout.F_SLOT``) cannot be stale in any L1.
 
+Each pass first copies the batch rows' state vectors into shared memory in one
+coalesced sweep (reading them term by term from L2 left every loop iteration
+waiting on a load), then four weight loads are issued per iteration.
+
 The grid must be resident all at once or the barrier never opens: one block of
-256 threads per SM, at most 8 KiB of shared memory, and never more blocks than
-SMs. Dense LSTM peepholes need a second barrier per step and are left to the
+256 threads per SM, 32 KiB of shared memory, and never more blocks than SMs. Dense LSTM peepholes need a second barrier per step and are left to the
 other paths. Shapes: nblocks and the batch chunk are compile-time constants,
 so ``persistent_kernel`` builds (and caches) one kernel per (cell, nblocks, chunk).
 """
@@ -31,11 +34,18 @@ from .layout import (CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_BARRIER, F_BATCH, 
 
 BLOCK = 256
 MAX_CHUNK = 8
+STAGE = 6144    # floats of shared memory for the staged state rows; with the reduction
+                # buffer (BLOCK * MAX_CHUNK) that is 8192 floats = 32 KiB
 
 
 @ti.func
 def w32(wts: ti.template(), k):
     return ti.cast(wts[k], ti.f32)
+
+
+@ti.func
+def rounds(n, tid):
+    return (n - tid + BLOCK - 1) // BLOCK if tid < n else 0
 
 
 @ti.func
@@ -56,9 +66,18 @@ def persistent_kernel(cell, nblocks, chunk):
     gates_a = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}[cell]   # gate rows of the first phase
 
     @ti.func
-    def partial_dots(wts: ti.template(), ws: ti.template(), red: ti.template(), u0, uso, usj, rows_r, units,
-                     u_lo, tid, vec, B, H, b0, w2: ti.template(), v2, v2so, v2sj, vec2, with2):
-        """red[tid, k] = this thread's slice of Σ_j W(o, j)·vec[b0 + k, j] (+ the same with W2, vec2)."""
+    def stage(ws: ti.template(), stg: ti.template(), at, vec, B, H, b0, tid):
+        """Copy state rows b0 .. b0+chunk-1 (clamped to B-1) of ``vec`` to shared stg[at + k*H + j]:
+        one coalesced pass instead of a dependent L2 load per term of every dot product."""
+        for q in range(rounds(chunk * H, tid)):
+            e = tid + q * BLOCK
+            stg[at + e] = ws[vec + ti.min(b0 + e // H, B - 1) * H + e % H]
+
+    @ti.func
+    def partial_dots(wts: ti.template(), stg: ti.template(), red: ti.template(), u0, uso, usj, rows_r, units,
+                     u_lo, tid, H, v2, v2so, v2sj, with2):
+        """red[tid, k] = this thread's slice of Σ_j W(o, j)·stg[k, j] (+ Vh(i, j)·stg2[k, j] with ``with2``).
+        Four weight loads are issued together, so their latencies overlap."""
         lane = tid % rows_r
         split = tid // rows_r
         n_split = BLOCK // rows_r
@@ -69,14 +88,33 @@ def persistent_kernel(cell, nblocks, chunk):
         jl = (H + n_split - 1) // n_split
         acc = ti.Vector([0.0] * chunk, ti.f32)
         if i < H and split < n_split:
-            for j in range(split * jl, ti.min(H, split * jl + jl)):
+            j0 = split * jl
+            n = ti.max(ti.min(H, j0 + jl) - j0, 0)
+            for q in range(n // 4):
+                j = j0 + q * 4
+                wa = w32(wts, u0 + o * uso + j * usj)
+                wb = w32(wts, u0 + o * uso + (j + 1) * usj)
+                wc = w32(wts, u0 + o * uso + (j + 2) * usj)
+                wd = w32(wts, u0 + o * uso + (j + 3) * usj)
+                for k in ti.static(range(chunk)):
+                    acc[k] += (wa * stg[k * H + j] + wb * stg[k * H + j + 1]) + (
+                        wc * stg[k * H + j + 2] + wd * stg[k * H + j + 3])
+                if with2:
+                    va = w32(wts, v2 + i * v2so + j * v2sj)
+                    vb = w32(wts, v2 + i * v2so + (j + 1) * v2sj)
+                    vc = w32(wts, v2 + i * v2so + (j + 2) * v2sj)
+                    vd = w32(wts, v2 + i * v2so + (j + 3) * v2sj)
+                    for k in ti.static(range(chunk)):
+                        z0 = chunk * H + k * H + j
+                        acc[k] += (va * stg[z0] + vb * stg[z0 + 1]) + (vc * stg[z0 + 2] + vd * stg[z0 + 3])
+            for j in range(j0 + n - n % 4, j0 + n):
                 w = w32(wts, u0 + o * uso + j * usj)
                 for k in ti.static(range(chunk)):
-                    acc[k] += w * ws[vec + ti.min(b0 + k, B - 1) * H + j]
+                    acc[k] += w * stg[k * H + j]
                 if with2:
-                    w_2 = w32(w2, v2 + i * v2so + j * v2sj)
+                    v = w32(wts, v2 + i * v2so + j * v2sj)
                     for k in ti.static(range(chunk)):
-                        acc[k] += w_2 * ws[vec2 + ti.min(b0 + k, B - 1) * H + j]
+                        acc[k] += v * stg[chunk * H + k * H + j]
         for k in ti.static(range(chunk)):
             red[tid * chunk + k] = acc[k]
 
@@ -108,6 +146,7 @@ def persistent_kernel(cell, nblocks, chunk):
             blk = t // BLOCK
             tid = t % BLOCK
             red = ti.simt.block.SharedArray((BLOCK * MAX_CHUNK,), ti.f32)
+            stg = ti.simt.block.SharedArray((STAGE,), ti.f32)
             u_lo = blk * units
             barrier = 0
             for s in range(T):
@@ -119,8 +158,9 @@ def persistent_kernel(cell, nblocks, chunk):
                 zh = rh + slot
                 for bc in range((B + chunk - 1) // chunk):
                     b0 = bc * chunk
-                    partial_dots(wts, ws, red, u0, uso, usj, gates_a * units, units, u_lo, tid, hp, B, H, b0,
-                                 wts, 0, 0, 0, hp, False)
+                    stage(ws, stg, 0, hp, B, H, b0, tid)
+                    ti.simt.block.sync()
+                    partial_dots(wts, stg, red, u0, uso, usj, gates_a * units, units, u_lo, tid, H, 0, 0, 0, False)
                     ti.simt.block.sync()
                     for q_ in range((units * chunk - tid + BLOCK - 1) // BLOCK if tid < units * chunk else 0):
                         q = tid + q_ * BLOCK
@@ -176,8 +216,11 @@ def persistent_kernel(cell, nblocks, chunk):
                     grid_barrier(frame, tid, barrier)
                     for bc in range((B + chunk - 1) // chunk):
                         b0 = bc * chunk
-                        partial_dots(wts, ws, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, rh, B, H,
-                                     b0, wts, v0, vso, vsj, zh, True)
+                        stage(ws, stg, 0, rh, B, H, b0, tid)
+                        stage(ws, stg, chunk * H, zh, B, H, b0, tid)
+                        ti.simt.block.sync()
+                        partial_dots(wts, stg, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, H,
+                                     v0, vso, vsj, True)
                         ti.simt.block.sync()
                         for q_ in range((units * chunk - tid + BLOCK - 1) // BLOCK if tid < units * chunk else 0):
                             q = tid + q_ * BLOCK
@@ -201,9 +244,19 @@ def persistent_kernel(cell, nblocks, chunk):
     return kernel
 
 
+def persistent_chunk(cell_kind, hidden, batch):
+    """Batch rows per pass: up to MAX_CHUNK, as many as the staging buffer holds (0: does not fit)."""
+    vectors = 2 if cell_kind == CELL_GRU else 1   # GRU's second phase stages r∘h0 and z∘h0
+    chunk = min(MAX_CHUNK, 1 << (max(batch, 1) - 1).bit_length())
+    while chunk and chunk * vectors * hidden > STAGE:
+        chunk //= 2
+    return chunk
+
+
 def persistent_fits(cell_kind, peep, hidden, nblocks):
     """Whether the persistent kernel handles this layer on a grid of ``nblocks``."""
     from .layout import PEEP_DENSE
     gates = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}[cell_kind]
     units = -(-hidden // nblocks)
-    return gates * units <= BLOCK and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE)
+    return (gates * units <= BLOCK and persistent_chunk(cell_kind, hidden, 1) > 0
+            and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE))

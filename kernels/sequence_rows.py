@@ -6,44 +6,15 @@ run in parallel (``block_dim=1`` gives each row its own work item). This is
 what makes the CPU fast: a Taichi launch costs tens of µs here and a parallel
 task ~14 µs, more than a small cell's whole step.
 
-Dot products use eight independent accumulators (``dot8``): without
-fast-math the compiler may not reorder a float sum, so a single accumulator
-runs one add at a time; eight give it independent work (measured 2.4 -> 8.9
-GFLOP/s on this project's CPU). Same inputs and outputs as ``matrix_cells``
+Dot products use ``dots.dot8``. Same inputs and outputs as ``matrix_cells``
 (frame, workspace, weights), so plans switch between the two freely.
 """
 import taichi as ti
 
+from .dots import dot8
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import (F_BATCH, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C,
                      F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
-
-
-@ti.func
-def dot8(w: ti.template(), w0, sj, v: ti.template(), v0, n):
-    """Σ_j w[w0 + j·sj]·v[v0 + j], j < n, in float32 with eight accumulators (sj = 1 on the CPU's
-    row-major layout; any stride is correct)."""
-    a0 = 0.0
-    a1 = 0.0
-    a2 = 0.0
-    a3 = 0.0
-    a4 = 0.0
-    a5 = 0.0
-    a6 = 0.0
-    a7 = 0.0
-    for jj in range(n // 8):
-        j = jj * 8
-        a0 += ti.cast(w[w0 + j * sj], ti.f32) * v[v0 + j]
-        a1 += ti.cast(w[w0 + (j + 1) * sj], ti.f32) * v[v0 + j + 1]
-        a2 += ti.cast(w[w0 + (j + 2) * sj], ti.f32) * v[v0 + j + 2]
-        a3 += ti.cast(w[w0 + (j + 3) * sj], ti.f32) * v[v0 + j + 3]
-        a4 += ti.cast(w[w0 + (j + 4) * sj], ti.f32) * v[v0 + j + 4]
-        a5 += ti.cast(w[w0 + (j + 5) * sj], ti.f32) * v[v0 + j + 5]
-        a6 += ti.cast(w[w0 + (j + 6) * sj], ti.f32) * v[v0 + j + 6]
-        a7 += ti.cast(w[w0 + (j + 7) * sj], ti.f32) * v[v0 + j + 7]
-    for j in range(n - n % 8, n):
-        a0 += ti.cast(w[w0 + j * sj], ti.f32) * v[v0 + j]
-    return ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
 
 
 @ti.func

@@ -1,19 +1,81 @@
-"""Timing one recurrent configuration next to PyTorch, in the same process.
+"""Timing recurrent configurations next to PyTorch, in the same process.
 
 mpsrnn and PyTorch are timed alternately, after warm-up, with a device
 synchronisation at the end of every timed call, and reported per time step as
 the median and the 20th/80th percentiles of the repeats. The same weights are
-loaded into both, and the outputs compared, so a timing never hides a wrong
-result. FLOP/s count the multiply-adds of the input and recurrent products:
-2·steps·batch·gates·hidden·(input + hidden) per layer.
+loaded into both and the outputs compared (PyTorch with TF32 off), so a timing
+never hides a wrong result. TFLOP/s count the multiply-adds of the input and
+recurrent products, 2 x batch x gates x hidden x (input + hidden) per step,
+per layer and direction (a layer above the first has input = hidden).
+
+PyTorch's LSTM and tanh-RNN are MPS's LSTM and single gate with the matching
+neurons (same math). Its GRU applies the reset gate after the recurrent product,
+MPS's before: its timing is shown next to ours for scale, marked "not same math".
 """
 import time
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from .backend import ensure_init, sync
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+@dataclass(frozen=True)
+class Config:
+    cell: str = "lstm"
+    input: int = 256
+    hidden: int = 256
+    batch: int = 1
+    steps: int = 50
+    layers: int = 1
+    bidirectional: bool = False
+    dtype: str = "float32"
+
+    @property
+    def label(self):
+        s = f"{self.cell} {self.input}->{self.hidden} b{self.batch} t{self.steps}"
+        if self.layers > 1:
+            s += f" x{self.layers}"
+        if self.bidirectional:
+            s += " bidi"
+        if self.dtype != "float32":
+            s += f" {self.dtype}"
+        return s
+
+    def flops_per_step(self):
+        G, H = GATES[self.cell], self.hidden
+        per_dir = sum(2.0 * self.batch * G * H * ((self.input if k == 0 else H) + H) for k in range(self.layers))
+        return per_dir * (2 if self.bidirectional else 1)
+
+
+def _deepbench():
+    # Baidu DeepBench's inference RNN problems (kernels/rnn_problems.h): (hidden, batch, steps, cell);
+    # input = hidden, as DeepBench runs them. "vanilla" is a tanh RNN.
+    server = [(h, b, t, "lstm") for h, t in ((512, 25), (1024, 25), (2048, 25), (1536, 50), (256, 150))
+              for b in (1, 2, 4)]
+    server += [(h, b, t, "gru") for h in (2816, 2048, 1536, 2560) for b in (1, 2, 4) for t in (1500, 750, 375, 187)]
+    server += [(512, b, 1, "gru") for b in (1, 2, 4)] + [(1024, b, 1500, "gru") for b in (1, 2, 4)]
+    device = [(32, 1, 672, "vanilla"), (64, 1, 96, "vanilla"), (256, 1, 150, "lstm")]
+    cell = {"vanilla": "rnn", "lstm": "lstm", "gru": "gru"}
+    return [Config(cell[c], h, h, b, t) for h, b, t, c in server + device]
+
+
+SUITES = {
+    # seconds on a CPU; includes the project's CPU target, LSTM hidden 256 batch 1
+    "smoke": [Config("lstm", 64, 64, 1, 50), Config("lstm", 256, 256, 1, 50), Config("gru", 128, 128, 2, 50),
+              Config("rnn", 128, 128, 4, 50), Config("lstm", 64, 64, 2, 25, layers=2),
+              Config("lstm", 64, 64, 2, 25, bidirectional=True)],
+    "deepbench-inference": _deepbench(),
+    # long sequences over small states: where cuDNN's persistent kernels shine
+    "small-hidden": [Config(c, h, h, b, t) for c, h, b, t in (
+        ("lstm", 32, 1, 2000), ("lstm", 64, 1, 1000), ("lstm", 64, 8, 1000), ("lstm", 128, 1, 1000),
+        ("lstm", 128, 8, 1000), ("lstm", 192, 4, 1000), ("gru", 64, 1, 1000), ("gru", 128, 8, 1000),
+        ("rnn", 128, 4, 2000))],
+    "stacks": [Config("lstm", 512, 512, 64, 100, layers=4), Config("lstm", 512, 512, 16, 100, bidirectional=True),
+               Config("lstm", 512, 512, 64, 100, bidirectional=True)],
+}
 
 
 def _torch():
@@ -24,42 +86,12 @@ def _torch():
         return None
 
 
-def build_pair(cell, n_in, hidden, layers, seed=0, torch_device=None):
-    """An mpsrnn layer and, where PyTorch's math is the same, the equivalent torch module.
-
-    LSTM and tanh-RNN map exactly (MPS with PyTorch's neurons); GRU does not (PyTorch's
-    GRU applies the reset gate after the recurrent product), so its peer is PyTorch's
-    GRU of the same size, for timing only.
-    """
-    import mpsrnn as m
-    torch = _torch()
-    rng = np.random.default_rng(seed)
-    k = 1.0 / np.sqrt(hidden)
-    descs, tmod = [], None
-    if torch is not None:
-        ctor = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
-        tmod = ctor(n_in, hidden, num_layers=layers).to(torch_device or "cpu").eval()
-    for layer in range(layers):
-        i = n_in if layer == 0 else hidden
-        G = GATES[cell]
-        w_ih = rng.uniform(-k, k, (G * hidden, i)).astype(np.float32)
-        w_hh = rng.uniform(-k, k, (G * hidden, hidden)).astype(np.float32)
-        b = rng.uniform(-k, k, G * hidden).astype(np.float32)
-        if tmod is not None:
-            with torch.no_grad():
-                getattr(tmod, f"weight_ih_l{layer}").copy_(torch.from_numpy(w_ih))
-                getattr(tmod, f"weight_hh_l{layer}").copy_(torch.from_numpy(w_hh))
-                getattr(tmod, f"bias_ih_l{layer}").copy_(torch.from_numpy(b))
-                getattr(tmod, f"bias_hh_l{layer}").zero_()
-        descs.append(_descriptor(m, cell, i, hidden, w_ih, w_hh, b))
-    return m.RNNMatrixInferenceLayer(descs), tmod
-
-
-def _descriptor(m, cell, n_in, hidden, w_ih, w_hh, b):
+def _descriptor(m, cell, n_in, hidden, w_ih, w_hh, b, float32_weights, direction):
     H = hidden
     cw = m.ConvolutionWeights
+    props = dict(use_float32_weights=float32_weights, layer_sequence_direction=direction)
     if cell == "lstm":  # PyTorch gate order i, f, g, o == MPS input, forget, cell, output
-        d = m.LSTMDescriptor(n_in, H, use_float32_weights=True)
+        d = m.LSTMDescriptor(n_in, H, **props)
         for g, name in enumerate(("input", "forget", "cell", "output")):
             neuron = m.Neuron("tanh" if name == "cell" else "sigmoid")
             sl = slice(g * H, (g + 1) * H)
@@ -67,9 +99,9 @@ def _descriptor(m, cell, n_in, hidden, w_ih, w_hh, b):
             setattr(d, f"{name}_gate_recurrent_weights", cw(w_hh[sl]))
         return d
     if cell == "rnn":
-        return m.RNNSingleGateDescriptor(n_in, H, use_float32_weights=True,
-                                         input_weights=cw(w_ih, b, m.Neuron("tanh")), recurrent_weights=cw(w_hh))
-    d = m.GRUDescriptor(n_in, H, use_float32_weights=True)  # PyTorch order r, z, n
+        return m.RNNSingleGateDescriptor(n_in, H, input_weights=cw(w_ih, b, m.Neuron("tanh")),
+                                         recurrent_weights=cw(w_hh), **props)
+    d = m.GRUDescriptor(n_in, H, **props)  # PyTorch order r, z, n (its math differs: timing only)
     d.recurrent_gate_input_weights = cw(w_ih[:H], b[:H], m.Neuron("sigmoid"))
     d.recurrent_gate_recurrent_weights = cw(w_hh[:H])
     d.input_gate_input_weights = cw(w_ih[H:2 * H], b[H:2 * H], m.Neuron("sigmoid"))
@@ -79,33 +111,76 @@ def _descriptor(m, cell, n_in, hidden, w_ih, w_hh, b):
     return d
 
 
+def build_pair(cfg, seed=0, torch_device="cpu"):
+    """An mpsrnn layer and the PyTorch module with the same weights (None without PyTorch).
+
+    Bidirectional: one layer per direction (PyTorch's upper bidirectional layers read both
+    directions, MPS's read their own; one layer each is the same math in both).
+    """
+    import mpsrnn as m
+    torch = _torch()
+    rng = np.random.default_rng(seed)
+    k = 1.0 / np.sqrt(cfg.hidden)
+    G, H = GATES[cfg.cell], cfg.hidden
+    tmod = None
+    if torch is not None:
+        ctor = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cfg.cell]
+        tmod = ctor(cfg.input, H, num_layers=cfg.layers, bidirectional=cfg.bidirectional).to(torch_device).eval()
+        if cfg.dtype == "float16":
+            tmod = tmod.half()
+    descs = []
+    directions = (("", m.SequenceDirection.FORWARD), ("_reverse", m.SequenceDirection.BACKWARD))
+    for suffix, direction in directions[: 2 if cfg.bidirectional else 1]:
+        for layer in range(cfg.layers):
+            n_in = cfg.input if layer == 0 else H * (2 if cfg.bidirectional else 1)
+            w_ih = rng.uniform(-k, k, (G * H, n_in)).astype(np.float32)
+            w_hh = rng.uniform(-k, k, (G * H, H)).astype(np.float32)
+            b = rng.uniform(-k, k, G * H).astype(np.float32)
+            if tmod is not None:
+                with torch.no_grad():
+                    getattr(tmod, f"weight_ih_l{layer}{suffix}").copy_(torch.from_numpy(w_ih))
+                    getattr(tmod, f"weight_hh_l{layer}{suffix}").copy_(torch.from_numpy(w_hh))
+                    getattr(tmod, f"bias_ih_l{layer}{suffix}").copy_(torch.from_numpy(b))
+                    getattr(tmod, f"bias_hh_l{layer}{suffix}").zero_()
+            if cfg.bidirectional and layer > 0:
+                w_ih = w_ih[:, :H]  # MPS: a direction's upper layer reads only its own direction
+            descs.append(_descriptor(m, cfg.cell, w_ih.shape[1], H, w_ih, w_hh, b, cfg.dtype == "float32", direction))
+    layer = m.RNNMatrixInferenceLayer(descs)
+    if cfg.bidirectional:
+        layer.bidirectional_combine_mode = m.BidirectionalCombineMode.CONCATENATE
+    return layer, tmod
+
+
 def _percentiles(seconds, steps):
     us = np.asarray(seconds) / steps * 1e6
     return {"median_us": float(np.median(us)), "p20_us": float(np.percentile(us, 20)),
             "p80_us": float(np.percentile(us, 80))}
 
 
-def time_config(cell="lstm", n_in=512, hidden=512, batch=16, steps=100, layers=1, repeats=20, warmup=3,
-                seed=0):
-    """Per-step timings of mpsrnn and PyTorch for one configuration, as a dict."""
+def time_config(cfg, repeats=10, warmup=3, seed=0):
+    """Per-step timings of mpsrnn and PyTorch for ``cfg``, as a JSON-ready record."""
+    import mpsrnn as m
     arch = ensure_init()
     torch = _torch()
-    tdev = "cuda" if arch in ("cuda", "vulkan") and torch is not None and torch.cuda.is_available() else "cpu"
-    layer, tmod = build_pair(cell, n_in, hidden, layers, seed, tdev)
-    rng = np.random.default_rng(seed + 1)
-    x = rng.standard_normal((steps, batch, n_in)).astype(np.float32)
-    import mpsrnn as m
-    xs = m.MatrixSequence.from_numpy(x)  # one device storage; checked in O(1) per call
-    ours = layer.encode_sequence(xs)  # compiles kernels, builds the plan
+    gpu = arch in ("cuda", "vulkan") and torch is not None and torch.cuda.is_available()
+    tdev = "cuda" if gpu else "cpu"
+    layer, tmod = build_pair(cfg, seed, tdev)
+    np_type = np.float16 if cfg.dtype == "float16" else np.float32
+    x = np.random.default_rng(seed + 1).standard_normal((cfg.steps, cfg.batch, cfg.input)).astype(np_type)
+    xs = m.MatrixSequence.from_numpy(x)  # one device storage, checked in O(1) per call
+    encode = layer.encode_bidirectional_sequence if cfg.bidirectional else layer.encode_sequence
+    ours = encode(xs)  # compiles kernels, builds the plan
+    if cfg.bidirectional:
+        ours = ours[0]
 
     def run_ours():
-        layer.encode_sequence(xs, ours)
+        encode(xs, ours)
         sync()
 
     plan = next(iter(layer._plans._plans.values()))
-    result = {"cell": cell, "input": n_in, "hidden": hidden, "batch": batch, "steps": steps, "layers": layers,
-              "arch": arch, "launch": layer._launch.name, "recurrence": "+".join(sorted(set(plan.recurrences))),
-              "flops_per_step": 2.0 * batch * GATES[cell] * hidden * (n_in + hidden + (layers - 1) * 2 * hidden)}
+    record = dict(asdict(cfg), label=cfg.label, arch=arch, launch=layer._launch.name,
+                  recurrence="+".join(sorted(set(plan.recurrences))), flops_per_step=cfg.flops_per_step(),
+                  same_math=cfg.cell != "gru")
     t_ours, t_torch = [], []
     run_torch = None
     if tmod is not None:
@@ -114,17 +189,16 @@ def time_config(cell="lstm", n_in=512, hidden=512, batch=16, steps=100, layers=1
         def run_torch():
             with torch.no_grad():
                 out = tmod(xt)[0]
-            if tdev == "cuda":
+            if gpu:
                 torch.cuda.synchronize()
             return out
-        if cell != "gru":
-            # compare in true float32: cuDNN may use TF32 tensor cores by default (timed as is below)
-            tf32 = torch.backends.cudnn.allow_tf32
+        if record["same_math"]:
+            tf32 = torch.backends.cudnn.allow_tf32   # compare in true float32 (timed with the defaults)
             torch.backends.cudnn.allow_tf32 = False
             ref = run_torch().float().cpu().numpy()
             torch.backends.cudnn.allow_tf32 = tf32
-            got = np.stack([np.asarray(y) for y in ours])
-            result["max_abs_diff_vs_torch"] = float(np.abs(ref - got).max())
+            got = np.stack([np.asarray(y, np.float32) for y in ours])
+            record["max_abs_diff_vs_torch"] = float(np.abs(ref - got).max())
     for _ in range(warmup):
         run_ours()
         if run_torch:
@@ -137,26 +211,33 @@ def time_config(cell="lstm", n_in=512, hidden=512, batch=16, steps=100, layers=1
             t0 = time.perf_counter()
             run_torch()
             t_torch.append(time.perf_counter() - t0)
-    result["mpsrnn"] = _percentiles(t_ours, steps)
+    record["mpsrnn"] = _percentiles(t_ours, cfg.steps)
+    record["mpsrnn"]["tflops"] = cfg.flops_per_step() / (record["mpsrnn"]["median_us"] * 1e-6) / 1e12
     if t_torch:
-        result["torch"] = _percentiles(t_torch, steps)
-        result["torch_device"] = tdev
-        result["ratio"] = result["mpsrnn"]["median_us"] / result["torch"]["median_us"]
-        result["same_math"] = cell != "gru"
-    result["mpsrnn"]["tflops"] = result["flops_per_step"] / (result["mpsrnn"]["median_us"] * 1e-6) / 1e12
-    return result
+        record["torch"] = _percentiles(t_torch, cfg.steps)
+        record["torch"]["tflops"] = cfg.flops_per_step() / (record["torch"]["median_us"] * 1e-6) / 1e12
+        record["torch_device"] = "cuDNN" if gpu else "cpu"
+        record["ratio"] = record["mpsrnn"]["median_us"] / record["torch"]["median_us"]
+    else:
+        record["torch"] = None
+        record["ratio"] = None
+    return record
+
+
+HEADER = (f"{'configuration':34s} {'mpsrnn us/step [p20, p80]':>28s} {'TFLOP/s':>8s} "
+          f"{'PyTorch us/step [p20, p80]':>28s} {'ratio':>6s}  path")
 
 
 def format_row(r):
     ours = r["mpsrnn"]
-    line = (f"{r['cell']:>4} in={r['input']:<5} hidden={r['hidden']:<5} batch={r['batch']:<4} steps={r['steps']:<5} "
-            f"layers={r['layers']}  mpsrnn {ours['median_us']:9.1f} us/step [{ours['p20_us']:.1f}, "
-            f"{ours['p80_us']:.1f}] ({ours['tflops']:.4f} TFLOP/s, {r['arch']}, {r['recurrence']}, {r['launch']})")
-    if "torch" in r:
+    line = (f"{r['label']:34s} {ours['median_us']:10.1f} [{ours['p20_us']:7.1f}, {ours['p80_us']:7.1f}] "
+            f"{ours['tflops']:8.3f} ")
+    if r.get("torch"):
         t = r["torch"]
-        note = "" if r.get("same_math", True) else "  (GRU: PyTorch's reset-after GRU, timing only)"
-        line += (f"   torch {t['median_us']:9.1f} us/step [{t['p20_us']:.1f}, {t['p80_us']:.1f}] ({r['torch_device']})"
-                 f"   ratio {r['ratio']:.2f}{note}")
+        line += f"{t['median_us']:10.1f} [{t['p20_us']:7.1f}, {t['p80_us']:7.1f}] {r['ratio']:6.2f}"
     else:
-        line += "   (PyTorch not installed: mpsrnn alone)"
+        line += f"{'(no PyTorch)':>28s} {'-':>6s}"
+    line += f"  {r['arch']}/{r['recurrence']}/{r['launch']}"
+    if not r.get("same_math", True):
+        line += "  (GRU: PyTorch's is reset-after, not same math)"
     return line

@@ -18,7 +18,7 @@ import os
 from ..kernels.layout import PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
-from ..kernels.sequence_persistent import MAX_CHUNK, persistent_fits, persistent_kernel
+from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel
 from ..kernels.sequence_rows import ROW_KERNELS
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
@@ -86,7 +86,7 @@ def emit_recurrence(prog, name, layer_run, steps, batch):
     elif name == "blocks":
         prog.add(BLOCK_KERNELS[kind], *args)
     elif name == "persistent":
-        chunk = min(MAX_CHUNK, 1 << (batch - 1).bit_length())
+        chunk = persistent_chunk(kind, lr.cell.n_out, batch)
         prog.add(persistent_kernel(kind, _grid(lr.cell), chunk), *args)
     else:
         prog.repeat(steps, STEP_KERNELS[kind], *args)

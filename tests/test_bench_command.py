@@ -1,0 +1,47 @@
+"""`mpsrnn bench` runs and writes well-formed JSON (timings live in bench/, never in a test)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _bench(*args, **env):
+    path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+    return subprocess.run([sys.executable, "-m", "mpsrnn", "bench", *args], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, PYTHONPATH=path, **env))
+
+
+def test_smoke_suite_writes_one_record_per_configuration(tmp_path):
+    from mpsrnn.benchmark import SUITES
+    out = tmp_path / "smoke.json"
+    r = _bench("--suite", "smoke", "--repeats", "1", "--warmup", "0", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    assert {"date", "arch", "device", "taichi", "mpsrnn"} <= set(data["environment"])
+    records = data["records"]
+    assert len(records) == len(SUITES["smoke"])
+    for rec, cfg in zip(records, SUITES["smoke"]):
+        assert rec["label"] == cfg.label and rec["mpsrnn"]["median_us"] > 0
+        assert rec["ratio"] > 0 and rec["torch"]["median_us"] > 0
+        assert rec["ratio"] == rec["mpsrnn"]["median_us"] / rec["torch"]["median_us"]
+        if rec["same_math"]:
+            assert rec["max_abs_diff_vs_torch"] < 1e-4   # a timing never hides a wrong result
+    assert all(cfg.label in r.stdout for cfg in SUITES["smoke"])
+
+
+def test_single_configuration_and_gru_note():
+    r = _bench("--cell", "gru", "--hidden", "16", "--batch", "2", "--steps", "4", "--repeats", "1", "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    assert "gru 16->16 b2 t4" in r.stdout and "not same math" in r.stdout
+
+
+def test_suites_are_what_the_issue_names():
+    from mpsrnn.benchmark import SUITES
+    assert set(SUITES) == {"smoke", "deepbench-inference", "small-hidden", "stacks"}
+    deep = SUITES["deepbench-inference"]
+    assert len(deep) == 72 and {c.batch for c in deep} == {1, 2, 4}
+    assert all(c.hidden <= 192 and c.steps >= 1000 for c in SUITES["small-hidden"])
+    assert any(c.layers == 4 and c.hidden == 512 and c.batch == 64 for c in SUITES["stacks"])
+    assert any(c.bidirectional for c in SUITES["stacks"])
