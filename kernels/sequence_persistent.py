@@ -61,23 +61,38 @@ def grid_barrier(frame: ti.template(), tid, target):
 
 
 @functools.lru_cache(maxsize=None)
-def persistent_kernel(cell, nblocks, chunk):
-    """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``."""
+def persistent_kernel(cell, nblocks, chunk, staged):
+    """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
+    ``staged``: the chunk's state vectors are copied to shared memory first (when they fit)."""
     gates_a = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}[cell]   # gate rows of the first phase
 
     @ti.func
     def stage(ws: ti.template(), stg: ti.template(), at, vec, B, H, b0, tid):
         """Copy state rows b0 .. b0+chunk-1 (clamped to B-1) of ``vec`` to shared stg[at + k*H + j]:
-        one coalesced pass instead of a dependent L2 load per term of every dot product."""
-        for q in range(rounds(chunk * H, tid)):
-            e = tid + q * BLOCK
-            stg[at + e] = ws[vec + ti.min(b0 + e // H, B - 1) * H + e % H]
+        one coalesced pass instead of a dependent L2 load per term of every dot product.
+        Unstaged kernels read the rows where they are (``row_starts``)."""
+        if ti.static(staged):
+            for q in range(rounds(chunk * H, tid)):
+                e = tid + q * BLOCK
+                stg[at + e] = ws[vec + ti.min(b0 + e // H, B - 1) * H + e % H]
 
     @ti.func
-    def partial_dots(wts: ti.template(), stg: ti.template(), red: ti.template(), u0, uso, usj, rows_r, units,
-                     u_lo, tid, H, v2, v2so, v2sj, with2):
-        """red[tid, k] = this thread's slice of Σ_j W(o, j)·stg[k, j] (+ Vh(i, j)·stg2[k, j] with ``with2``).
-        Four weight loads are issued together, so their latencies overlap."""
+    def row_starts(at, vec, B, H, b0):
+        """Where row k of the chunk starts: in the staging buffer, or in the workspace."""
+        start = ti.Vector([0] * chunk, ti.i32)
+        for k in ti.static(range(chunk)):
+            if ti.static(staged):
+                start[k] = at + k * H
+            else:
+                start[k] = vec + ti.min(b0 + k, B - 1) * H
+        return start
+
+    @ti.func
+    def partial_dots(wts: ti.template(), src: ti.template(), red: ti.template(), u0, uso, usj, rows_r, units,
+                     u_lo, tid, H, x1, v2, v2so, v2sj, x2, with2):
+        """red[tid, k] = this thread's slice of Σ_j W(o, j)·src[x1[k] + j] (+ Vh(i, j)·src[x2[k] + j] with
+        ``with2``). Four weight loads are issued together, so their latencies overlap, and each weight
+        load serves every batch row of the chunk."""
         lane = tid % rows_r
         split = tid // rows_r
         n_split = BLOCK // rows_r
@@ -97,24 +112,24 @@ def persistent_kernel(cell, nblocks, chunk):
                 wc = w32(wts, u0 + o * uso + (j + 2) * usj)
                 wd = w32(wts, u0 + o * uso + (j + 3) * usj)
                 for k in ti.static(range(chunk)):
-                    acc[k] += (wa * stg[k * H + j] + wb * stg[k * H + j + 1]) + (
-                        wc * stg[k * H + j + 2] + wd * stg[k * H + j + 3])
+                    e = x1[k] + j
+                    acc[k] += (wa * src[e] + wb * src[e + 1]) + (wc * src[e + 2] + wd * src[e + 3])
                 if with2:
                     va = w32(wts, v2 + i * v2so + j * v2sj)
                     vb = w32(wts, v2 + i * v2so + (j + 1) * v2sj)
                     vc = w32(wts, v2 + i * v2so + (j + 2) * v2sj)
                     vd = w32(wts, v2 + i * v2so + (j + 3) * v2sj)
                     for k in ti.static(range(chunk)):
-                        z0 = chunk * H + k * H + j
-                        acc[k] += (va * stg[z0] + vb * stg[z0 + 1]) + (vc * stg[z0 + 2] + vd * stg[z0 + 3])
+                        e = x2[k] + j
+                        acc[k] += (va * src[e] + vb * src[e + 1]) + (vc * src[e + 2] + vd * src[e + 3])
             for j in range(j0 + n - n % 4, j0 + n):
                 w = w32(wts, u0 + o * uso + j * usj)
                 for k in ti.static(range(chunk)):
-                    acc[k] += w * stg[k * H + j]
+                    acc[k] += w * src[x1[k] + j]
                 if with2:
                     v = w32(wts, v2 + i * v2so + j * v2sj)
                     for k in ti.static(range(chunk)):
-                        acc[k] += v * stg[chunk * H + k * H + j]
+                        acc[k] += v * src[x2[k] + j]
         for k in ti.static(range(chunk)):
             red[tid * chunk + k] = acc[k]
 
@@ -160,7 +175,13 @@ def persistent_kernel(cell, nblocks, chunk):
                     b0 = bc * chunk
                     stage(ws, stg, 0, hp, B, H, b0, tid)
                     ti.simt.block.sync()
-                    partial_dots(wts, stg, red, u0, uso, usj, gates_a * units, units, u_lo, tid, H, 0, 0, 0, False)
+                    x1 = row_starts(0, hp, B, H, b0)
+                    if ti.static(staged):
+                        partial_dots(wts, stg, red, u0, uso, usj, gates_a * units, units, u_lo, tid, H, x1,
+                                     0, 0, 0, x1, False)
+                    else:
+                        partial_dots(wts, ws, red, u0, uso, usj, gates_a * units, units, u_lo, tid, H, x1,
+                                     0, 0, 0, x1, False)
                     ti.simt.block.sync()
                     for q_ in range((units * chunk - tid + BLOCK - 1) // BLOCK if tid < units * chunk else 0):
                         q = tid + q_ * BLOCK
@@ -219,8 +240,14 @@ def persistent_kernel(cell, nblocks, chunk):
                         stage(ws, stg, 0, rh, B, H, b0, tid)
                         stage(ws, stg, chunk * H, zh, B, H, b0, tid)
                         ti.simt.block.sync()
-                        partial_dots(wts, stg, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, H,
-                                     v0, vso, vsj, True)
+                        x1 = row_starts(0, rh, B, H, b0)
+                        x2 = row_starts(chunk * H, zh, B, H, b0)
+                        if ti.static(staged):
+                            partial_dots(wts, stg, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, H,
+                                         x1, v0, vso, vsj, x2, True)
+                        else:
+                            partial_dots(wts, ws, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, H,
+                                         x1, v0, vso, vsj, x2, True)
                         ti.simt.block.sync()
                         for q_ in range((units * chunk - tid + BLOCK - 1) // BLOCK if tid < units * chunk else 0):
                             q = tid + q_ * BLOCK
@@ -245,12 +272,14 @@ def persistent_kernel(cell, nblocks, chunk):
 
 
 def persistent_chunk(cell_kind, hidden, batch):
-    """Batch rows per pass: up to MAX_CHUNK, as many as the staging buffer holds (0: does not fit)."""
+    """(batch rows per pass, whether they are staged in shared memory).
+
+    Each weight load serves a whole chunk, so the chunk never shrinks to fit the
+    staging buffer: a chunk that does not fit reads its vectors in place instead
+    (re-reading the weights per row cost 4x at GRU 2560, batch 4)."""
     vectors = 2 if cell_kind == CELL_GRU else 1   # GRU's second phase stages r∘h0 and z∘h0
     chunk = min(MAX_CHUNK, 1 << (max(batch, 1) - 1).bit_length())
-    while chunk and chunk * vectors * hidden > STAGE:
-        chunk //= 2
-    return chunk
+    return chunk, chunk * vectors * hidden <= STAGE
 
 
 def persistent_fits(cell_kind, peep, hidden, nblocks):
@@ -258,5 +287,4 @@ def persistent_fits(cell_kind, peep, hidden, nblocks):
     from .layout import PEEP_DENSE
     gates = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}[cell_kind]
     units = -(-hidden // nblocks)
-    return (gates * units <= BLOCK and persistent_chunk(cell_kind, hidden, 1) > 0
-            and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE))
+    return gates * units <= BLOCK and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE)

@@ -94,6 +94,7 @@ class PackedCell:
             header[L.F_CELL_NEURON] = int(d.cell_to_output_neuron_type)
             prm[o_cell: o_cell + 3] = (d.cell_to_output_neuron_param_a, d.cell_to_output_neuron_param_b,
                                        d.cell_to_output_neuron_param_c)
+        header[L.F_STANDARD] = int(_standard(d, kind, header, prm, o_neuron, o_cell))
         header[L.F_CELL] = kind
         header[L.F_IN] = self.n_in
         header[L.F_OUT] = H
@@ -160,3 +161,20 @@ class PackedCell:
         c_slots = {L.CELL_LSTM: steps + 1, L.CELL_GRU: 2 * steps}.get(self.kind, 0)
         scratch = c + c_slots * slot
         return xw, h, c, scratch, slot, scratch + 3 * batch * H
+
+
+def _standard(d, kind, header, prm, o_neuron, o_cell):
+    """Whether every gate uses its usual neuron (see kernels/layout.F_STANDARD)."""
+    sig, tanh = int(NeuronType.SIGMOID), int(NeuronType.TANH)
+    want = {L.CELL_LSTM: (sig, sig, tanh, sig), L.CELL_GRU: (sig, sig, tanh), L.CELL_SINGLE_GATE: (tanh,)}[kind]
+    for g, neuron in enumerate(want):
+        if header[L.F_NEURON + g] != neuron:
+            return False
+        if neuron == tanh and tuple(prm[o_neuron + 3 * g: o_neuron + 3 * g + 2]) != (1.0, 1.0):
+            return False
+    if kind == L.CELL_LSTM:
+        return (d.cell_to_output_neuron_type == NeuronType.TANH and d.cell_to_output_neuron_param_a == 1.0
+                and d.cell_to_output_neuron_param_b == 1.0)
+    if kind == L.CELL_GRU:
+        return d.gate_pnorm_value == 1.0
+    return True

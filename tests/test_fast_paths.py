@@ -66,3 +66,21 @@ def test_each_path_runs_stacks_and_bidirectional(path, rng):
     assert_seq_close(fwd, R.encode_bidirectional(ds, xs, 2)[0])
     seq = m.RNNMatrixInferenceLayer([ds[0], ds[2]])
     assert_seq_close(seq.encode_sequence(xs), R.encode_sequence([ds[0], ds[2]], xs)[0])
+
+
+def test_standard_neuron_flag_only_for_the_usual_neurons(rng):
+    from mpsrnn.kernels.layout import F_STANDARD
+
+    def flag(d):
+        return int(m.RNNMatrixInferenceLayer(d)._cells[0].header[F_STANDARD])
+    assert flag(descriptor("lstm", rng, 3, 4)) == 1
+    assert flag(descriptor("gru", rng, 3, 4)) == 1
+    assert flag(descriptor("single", rng, 3, 4)) == 1
+    d = descriptor("lstm", rng, 3, 4)
+    d.cell_to_output_neuron_param_b = 2.0
+    assert flag(d) == 0
+    d = descriptor("lstm", rng, 3, 4, nil=("forget_gate_input_weights",))   # nil slot: identity neuron
+    assert flag(d) == 0
+    assert flag(descriptor("gru", rng, 3, 4, gate_pnorm_value=2.0)) == 0
+    assert flag(descriptor("single", rng, 3, 4, neuron=m.Neuron("tanh", a=1.3))) == 0
+    assert flag(descriptor("lstm", rng, 3, 4, neurons="tanh_scaled")) == 0

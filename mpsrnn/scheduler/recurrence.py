@@ -86,7 +86,7 @@ def emit_recurrence(prog, name, layer_run, steps, batch):
     elif name == "blocks":
         prog.add(BLOCK_KERNELS[kind], *args)
     elif name == "persistent":
-        chunk = persistent_chunk(kind, lr.cell.n_out, batch)
-        prog.add(persistent_kernel(kind, _grid(lr.cell), chunk), *args)
+        chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
+        prog.add(persistent_kernel(kind, _grid(lr.cell), chunk, staged), *args)
     else:
         prog.repeat(steps, STEP_KERNELS[kind], *args)
