@@ -4,7 +4,7 @@ Every SM gets one block that lives for the whole sequence. Block k owns a slice
 of the hidden units (all gates of each, so it can finish their state update
 itself). Per step its threads compute the pre-activations of its gate rows for
 a chunk of batch rows: thread t takes row ``t % R`` (R = gates x units) and one
-of ``BLOCK // R`` slices of the input index j, so the dot products of a row are
+of ``256 // R`` slices of the input index j, so the dot products of a row are
 split across threads and summed through shared memory. The block then applies
 the gate math for its units and writes the new state to the next history slot.
 The blocks meet at a grid barrier (a counter in the frame, spun on atomically,
@@ -16,10 +16,10 @@ aligned to 128-byte lines, ``layout.F_SLOT``) cannot be stale in any L1.
 
 Each pass first copies the batch rows' state vectors into shared memory in one
 coalesced sweep (reading them term by term from L2 left every loop iteration
-waiting on a load), then eight weight loads are issued per iteration.
+waiting on a load), then four weight loads are issued per iteration.
 
 The grid must be resident all at once or the barrier never opens: one block of
-BLOCK threads per SM, 32 KiB of shared memory, and never more blocks than SMs. Dense LSTM peepholes need a second barrier per step and are left to the
+256 threads per SM, 32 KiB of shared memory, and never more blocks than SMs. Dense LSTM peepholes need a second barrier per step and are left to the
 other paths. Shapes: nblocks and the batch chunk are compile-time constants,
 so ``persistent_kernel`` builds (and caches) one kernel per (cell, nblocks, chunk).
 """
@@ -32,9 +32,9 @@ from .layout import (CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_BARRIER, F_BATCH, 
                      F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C, F_WS_H, F_WS_SCRATCH, F_WS_XW,
                      PEEP_DIAGONAL)
 
-BLOCK = 512    # 16 warps per SM keep enough weight loads in flight for HBM-bound (large) layers
+BLOCK = 256
 MAX_CHUNK = 8
-STAGE = 4096    # floats of shared memory for the staged state rows; with the reduction
+STAGE = 6144    # floats of shared memory for the staged state rows; with the reduction
                 # buffer (BLOCK * MAX_CHUNK) that is 8192 floats = 32 KiB
 
 
@@ -91,7 +91,7 @@ def persistent_kernel(cell, nblocks, chunk, staged):
     def partial_dots(wts: ti.template(), src: ti.template(), red: ti.template(), u0, uso, usj, rows_r, units,
                      u_lo, tid, H, x1, v2, v2so, v2sj, x2, with2):
         """red[tid, k] = this thread's slice of Σ_j W(o, j)·src[x1[k] + j] (+ Vh(i, j)·src[x2[k] + j] with
-        ``with2``). Eight weight loads are issued together, so their latencies overlap, and each weight
+        ``with2``). Four weight loads are issued together, so their latencies overlap, and each weight
         load serves every batch row of the chunk."""
         lane = tid % rows_r
         split = tid // rows_r
@@ -105,33 +105,31 @@ def persistent_kernel(cell, nblocks, chunk, staged):
         if i < H and split < n_split:
             j0 = split * jl
             n = ti.max(ti.min(H, j0 + jl) - j0, 0)
-            for q in range(n // 8):
-                j = j0 + q * 8
-                # the weights stream from L2 or HBM: issue eight loads before using any, so
-                # enough bytes are in flight per SM to approach the memory's bandwidth
-                w = ti.Vector([0.0] * 8, ti.f32)
-                for u in ti.static(range(8)):
-                    w[u] = w32(wts, u0 + o * uso + (j + u) * usj)
+            for q in range(n // 4):
+                j = j0 + q * 4
+                wa = w32(wts, u0 + o * uso + j * usj)
+                wb = w32(wts, u0 + o * uso + (j + 1) * usj)
+                wc = w32(wts, u0 + o * uso + (j + 2) * usj)
+                wd = w32(wts, u0 + o * uso + (j + 3) * usj)
                 for k in ti.static(range(chunk)):
                     e = x1[k] + j
-                    acc[k] += ((w[0] * src[e] + w[1] * src[e + 1]) + (w[2] * src[e + 2] + w[3] * src[e + 3])) + (
-                        (w[4] * src[e + 4] + w[5] * src[e + 5]) + (w[6] * src[e + 6] + w[7] * src[e + 7]))
+                    acc[k] += (wa * src[e] + wb * src[e + 1]) + (wc * src[e + 2] + wd * src[e + 3])
                 if with2:
-                    v = ti.Vector([0.0] * 8, ti.f32)
-                    for u in ti.static(range(8)):
-                        v[u] = w32(wts, v2 + i * v2so + (j + u) * v2sj)
+                    va = w32(wts, v2 + i * v2so + j * v2sj)
+                    vb = w32(wts, v2 + i * v2so + (j + 1) * v2sj)
+                    vc = w32(wts, v2 + i * v2so + (j + 2) * v2sj)
+                    vd = w32(wts, v2 + i * v2so + (j + 3) * v2sj)
                     for k in ti.static(range(chunk)):
                         e = x2[k] + j
-                        acc[k] += ((v[0] * src[e] + v[1] * src[e + 1]) + (v[2] * src[e + 2] + v[3] * src[e + 3])) + (
-                            (v[4] * src[e + 4] + v[5] * src[e + 5]) + (v[6] * src[e + 6] + v[7] * src[e + 7]))
-            for j in range(j0 + n - n % 8, j0 + n):
-                wj = w32(wts, u0 + o * uso + j * usj)
+                        acc[k] += (va * src[e] + vb * src[e + 1]) + (vc * src[e + 2] + vd * src[e + 3])
+            for j in range(j0 + n - n % 4, j0 + n):
+                w = w32(wts, u0 + o * uso + j * usj)
                 for k in ti.static(range(chunk)):
-                    acc[k] += wj * src[x1[k] + j]
+                    acc[k] += w * src[x1[k] + j]
                 if with2:
-                    vj = w32(wts, v2 + i * v2so + j * v2sj)
+                    v = w32(wts, v2 + i * v2so + j * v2sj)
                     for k in ti.static(range(chunk)):
-                        acc[k] += vj * src[x2[k] + j]
+                        acc[k] += v * src[x2[k] + j]
         for k in ti.static(range(chunk)):
             red[tid * chunk + k] = acc[k]
 
