@@ -32,6 +32,9 @@ SCENARIOS = [
     ("gru", {}, 6, 19, [6, 4, 4, 3, 1]),
     ("gru", {"gate_pnorm_value": 2.0, "flip_output_gates": True, "use_float32_weights": False}, 3, 33, [2, 2, 1]),
     ("single", {"neurons": "rectified"}, 10, 9, [3, 2, 2, 2, 1, 1]),
+    # wide enough that a GPU persistent kernel reads a batch chunk in place (over its 6144-float stage)
+    ("gru", {}, 5, 401, [8, 8, 7, 3]),
+    ("lstm", {"peephole": "diagonal"}, 6, 777, [8, 6, 6]),
 ]
 
 
