@@ -127,9 +127,10 @@ def bench(suite, cell, n_in, hidden, batch, steps, layers, bidirectional, dtype,
             r = time_config(cfg, repeats=repeats, warmup=warmup)
             records.append(r)
             click.echo(("\n" if len(configs) > 3 and sys.stderr.isatty() else "") + format_row(r))
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump({"environment": env, "suite": suite, "records": records}, f, indent=1)
+            if json_path:   # after every configuration: a run cut short keeps what it measured
+                with open(json_path, "w") as f:
+                    json.dump({"environment": env, "suite": suite, "planned": len(configs), "records": records},
+                              f, indent=1)
     if plot_path:
         _plot(records, plot_path, env)
 

@@ -63,8 +63,8 @@ def choose_recurrence(arch, cell, steps, batch):
             return forced
     if arch == "cpu":
         return "rows"
-    if cell.n_out <= SMALL_HIDDEN:
-        return "blocks"
+    if cell.n_out <= SMALL_HIDDEN or (arch != "cuda" and applies("blocks", arch, cell)):
+        return "blocks"   # without a grid barrier (Vulkan, Metal), one block per sequence up to its limit
     if applies("persistent", arch, cell):
         return "persistent"
     return "step"
