@@ -45,3 +45,24 @@ def test_suites_are_what_the_issue_names():
     assert all(c.hidden <= 192 and c.steps >= 1000 for c in SUITES["small-hidden"])
     assert any(c.layers == 4 and c.hidden == 512 and c.batch == 64 for c in SUITES["stacks"])
     assert any(c.bidirectional for c in SUITES["stacks"])
+
+
+def test_results_page_is_regenerated_from_the_records(tmp_path):
+    import glob
+    bench = os.path.join(ROOT, "bench")
+    if not os.path.isdir(os.path.join(bench, "results")):
+        import pytest
+        pytest.skip("the installed conformance suite has no bench/ folder")
+    out = tmp_path / "RESULTS.md"
+    r = subprocess.run([sys.executable, os.path.join(bench, "make_results.py"), "--out", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    page = out.read_text()
+    assert "## Targets" in page and "| H100 CUDA, small-hidden | ≤ 1.0 |" in page
+    for path in glob.glob(os.path.join(bench, "results", "*.json")):
+        with open(path) as f:
+            data = json.load(f)
+        assert f"`results/{os.path.basename(path)}`" in page
+        assert all(rec["label"] in page for rec in data["records"])
+    with open(os.path.join(bench, "RESULTS.md")) as f:
+        assert f.read() == page, "bench/RESULTS.md is stale: run python bench/make_results.py"
