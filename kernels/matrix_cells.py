@@ -21,8 +21,9 @@ or float32; all sums are float32.
 import taichi as ti
 
 from .dots import dot8
+from .frame import memory_weights, recurrent_weights
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .layout import (F_BATCH, F_CURSOR, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C,
+from .layout import (F_BATCH, F_CURSOR, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_WS_C,
                      F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
 
 
@@ -46,9 +47,7 @@ def step_slots(frame: ti.template(), gates):
 def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                      prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
     s, B, H, rows, xw, h0, h1 = step_slots(frame, 1)
-    u0 = frame[F_U]
-    uso = frame[F_U_SO]
-    usj = frame[F_U_SJ]
+    u0, uso, usj = recurrent_weights(frame)
     for idx in range(B * H):
         r = idx // H
         i = idx % H
@@ -65,12 +64,8 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
     s, B, H, rows, xw, h0, h1 = step_slots(frame, 3)
     BH = B * H
-    u0 = frame[F_U]
-    uso = frame[F_U_SO]
-    usj = frame[F_U_SJ]
-    vh = frame[F_V]
-    vso = frame[F_V_SO]
-    vsj = frame[F_V_SJ]
+    u0, uso, usj = recurrent_weights(frame)
+    vh, vso, vsj = memory_weights(frame)
     # scratch: z, r∘h0, z∘h0
     sz = frame[F_WS_SCRATCH]
     srh = sz + BH
@@ -101,13 +96,8 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
 def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
     s, B, H, rows, xw, h0, h1 = step_slots(frame, 4)
-    BH = B * H
-    u0 = frame[F_U]
-    uso = frame[F_U_SO]
-    usj = frame[F_U_SJ]
-    v0 = frame[F_V]
-    vso = frame[F_V_SO]
-    vsj = frame[F_V_SJ]
+    u0, uso, usj = recurrent_weights(frame)
+    v0, vso, vsj = memory_weights(frame)
     peep = frame[F_PEEP]
     c0 = frame[F_WS_C] + s * frame[F_SLOT]
     c1 = c0 + frame[F_SLOT]

@@ -17,9 +17,9 @@ per block. A row absent at a step (variable length) copies its state forward.
 import taichi as ti
 
 from .dots import dot8
+from .frame import memory_weights, recurrent_weights, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .layout import (F_BATCH, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO,
-                     F_WS_C, F_WS_H, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
+from .layout import (F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
 
 BLOCK = 256
 MAX_HIDDEN = 256
@@ -39,13 +39,8 @@ def rounds(n, tid):
 @ti.kernel
 def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                        prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T = frame[F_STEPS]
-    B = frame[F_BATCH]
-    H = frame[F_OUT]
-    slot = frame[F_SLOT]
-    u0 = frame[F_U]
-    uso = frame[F_U_SO]
-    usj = frame[F_U_SJ]
+    T, B, H, slot = run_sizes(frame)
+    u0, uso, usj = recurrent_weights(frame)
     ti.loop_config(block_dim=BLOCK)
     for t in range(B * BLOCK):
         r = t // BLOCK
@@ -76,16 +71,9 @@ def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types
 @ti.kernel
 def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T = frame[F_STEPS]
-    B = frame[F_BATCH]
-    H = frame[F_OUT]
-    slot = frame[F_SLOT]
-    u0 = frame[F_U]
-    uso = frame[F_U_SO]
-    usj = frame[F_U_SJ]
-    vh = frame[F_V]
-    vso = frame[F_V_SO]
-    vsj = frame[F_V_SJ]
+    T, B, H, slot = run_sizes(frame)
+    u0, uso, usj = recurrent_weights(frame)
+    vh, vso, vsj = memory_weights(frame)
     ti.loop_config(block_dim=BLOCK)
     for t in range(B * BLOCK):
         r = t // BLOCK
@@ -127,16 +115,9 @@ def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray
 @ti.kernel
 def lstm_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                 prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T = frame[F_STEPS]
-    B = frame[F_BATCH]
-    H = frame[F_OUT]
-    slot = frame[F_SLOT]
-    u0 = frame[F_U]
-    uso = frame[F_U_SO]
-    usj = frame[F_U_SJ]
-    v0 = frame[F_V]
-    vso = frame[F_V_SO]
-    vsj = frame[F_V_SJ]
+    T, B, H, slot = run_sizes(frame)
+    u0, uso, usj = recurrent_weights(frame)
+    v0, vso, vsj = memory_weights(frame)
     peep = frame[F_PEEP]
     ti.loop_config(block_dim=BLOCK)
     for t in range(B * BLOCK):

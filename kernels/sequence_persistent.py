@@ -27,9 +27,9 @@ import functools
 
 import taichi as ti
 
+from .frame import memory_weights, recurrent_weights, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .layout import (CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_BARRIER, F_BATCH, F_OUT, F_PEEP, F_ROWS, F_SLOT,
-                     F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C, F_WS_H, F_WS_SCRATCH, F_WS_XW,
+from .layout import (CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_BARRIER, F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_SCRATCH, F_WS_XW,
                      PEEP_DIAGONAL)
 
 BLOCK = 256
@@ -144,16 +144,9 @@ def persistent_kernel(cell, nblocks, chunk, staged):
     @ti.kernel
     def kernel(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-        T = frame[F_STEPS]
-        B = frame[F_BATCH]
-        H = frame[F_OUT]
-        slot = frame[F_SLOT]
-        u0 = frame[F_U]
-        uso = frame[F_U_SO]
-        usj = frame[F_U_SJ]
-        v0 = frame[F_V]
-        vso = frame[F_V_SO]
-        vsj = frame[F_V_SJ]
+        T, B, H, slot = run_sizes(frame)
+        u0, uso, usj = recurrent_weights(frame)
+        v0, vso, vsj = memory_weights(frame)
         peep = frame[F_PEEP]
         units = (H + nblocks - 1) // nblocks
         ti.loop_config(block_dim=BLOCK)

@@ -12,8 +12,9 @@ Dot products use ``dots.dot8``. Same inputs and outputs as ``matrix_cells``
 import taichi as ti
 
 from .dots import dot8
+from .frame import memory_weights, recurrent_weights, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .layout import (F_BATCH, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_WS_C,
+from .layout import (F_PEEP, F_ROWS, F_WS_C,
                      F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
 
 
@@ -26,17 +27,13 @@ def copy_row_forward(ws: ti.template(), src, dst, n):
 @ti.kernel
 def single_gate_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                      prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T = frame[F_STEPS]
-    B = frame[F_BATCH]
-    H = frame[F_OUT]
-    u0 = frame[F_U]
-    uso = frame[F_U_SO]
-    usj = frame[F_U_SJ]
+    T, B, H, slot = run_sizes(frame)
+    u0, uso, usj = recurrent_weights(frame)
     ti.loop_config(block_dim=1)
     for r in range(B):
         for s in range(T):
-            h0 = frame[F_WS_H] + s * frame[F_SLOT] + r * H
-            h1 = h0 + frame[F_SLOT]
+            h0 = frame[F_WS_H] + s * slot + r * H
+            h1 = h0 + slot
             if r < frame[F_ROWS + s]:
                 xw = frame[F_WS_XW] + (s * B + r) * H
                 for i in range(H):
@@ -49,15 +46,9 @@ def single_gate_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.n
 @ti.kernel
 def gru_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T = frame[F_STEPS]
-    B = frame[F_BATCH]
-    H = frame[F_OUT]
-    u0 = frame[F_U]
-    uso = frame[F_U_SO]
-    usj = frame[F_U_SJ]
-    vh = frame[F_V]
-    vso = frame[F_V_SO]
-    vsj = frame[F_V_SJ]
+    T, B, H, slot = run_sizes(frame)
+    u0, uso, usj = recurrent_weights(frame)
+    vh, vso, vsj = memory_weights(frame)
     ti.loop_config(block_dim=1)
     for r in range(B):
         # this row's scratch: z, r∘h0, z∘h0
@@ -65,8 +56,8 @@ def gru_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
         srh = sz + B * H
         szh = srh + B * H
         for s in range(T):
-            h0 = frame[F_WS_H] + s * frame[F_SLOT] + r * H
-            h1 = h0 + frame[F_SLOT]
+            h0 = frame[F_WS_H] + s * slot + r * H
+            h1 = h0 + slot
             if r < frame[F_ROWS + s]:
                 xw = frame[F_WS_XW] + (s * B + r) * 3 * H
                 for i in range(H):
@@ -86,24 +77,18 @@ def gru_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
 @ti.kernel
 def lstm_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T = frame[F_STEPS]
-    B = frame[F_BATCH]
-    H = frame[F_OUT]
-    u0 = frame[F_U]
-    uso = frame[F_U_SO]
-    usj = frame[F_U_SJ]
-    v0 = frame[F_V]
-    vso = frame[F_V_SO]
-    vsj = frame[F_V_SJ]
+    T, B, H, slot = run_sizes(frame)
+    u0, uso, usj = recurrent_weights(frame)
+    v0, vso, vsj = memory_weights(frame)
     peep = frame[F_PEEP]
     ti.loop_config(block_dim=1)
     for r in range(B):
         pre_o = frame[F_WS_SCRATCH] + r * H
         for s in range(T):
-            h0 = frame[F_WS_H] + s * frame[F_SLOT] + r * H
-            h1 = h0 + frame[F_SLOT]
-            c0 = frame[F_WS_C] + s * frame[F_SLOT] + r * H
-            c1 = c0 + frame[F_SLOT]
+            h0 = frame[F_WS_H] + s * slot + r * H
+            h1 = h0 + slot
+            c0 = frame[F_WS_C] + s * slot + r * H
+            c1 = c0 + slot
             if r < frame[F_ROWS + s]:
                 xw = frame[F_WS_XW] + (s * B + r) * 4 * H
                 for i in range(H):

@@ -3,10 +3,9 @@ import contextlib
 
 import numpy as np
 import pytest
-import taichi as ti
 
 import mpsrnn as m
-from builders import gru, lstm, sequence, single_gate, square, weights
+from builders import gru, lstm, sequence, single_gate
 
 
 @contextlib.contextmanager

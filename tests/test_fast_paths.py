@@ -5,7 +5,6 @@ The scheduler picks one path per arch and shape; these tests force each in turn
 reference as the plain one, on sizes that are not multiples of any tile and on
 batches whose row count shrinks over time.
 """
-import numpy as np
 import pytest
 
 import mpsrnn as m

@@ -9,7 +9,7 @@ import pytest
 import mpsrnn as m
 import reference as R
 from builders import (GATE_NEURONS, assert_close, assert_seq_close, descriptor, gru, lstm, sequence, single_gate,
-                      square, weights)
+                      weights)
 
 KINDS = ["single", "gru", "lstm"]
 VARIABLE_ROWS = [5, 5, 4, 2, 2, 1]

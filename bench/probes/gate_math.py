@@ -79,7 +79,6 @@ def main():
         x = mpsrnn.MatrixSequence.from_numpy(
             np.random.default_rng(0).standard_normal((steps, batch, hidden)).astype(np.float32))
         y = layer.encode_sequence(x)
-        ref = np.stack([np.asarray(v) for v in y])
         cell = layer._cells[0]
         lr = next(iter(layer._plans._plans.values()))._keep[0].layers[0]
         args = (lr.ws, cell.wts, cell.prm, lr.frame)

@@ -15,7 +15,6 @@ where it applies (benchmarks compare them; tests run each against the reference)
 """
 import os
 
-from ..kernels.layout import PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel
