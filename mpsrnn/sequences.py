@@ -128,7 +128,7 @@ def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"
     items = _items(obj, name)
     types = [_item_type(m, f"{name}[{t}]") for t, m in enumerate(items)]
     if len(set(types)) > 1:
-        t = types.index(types[-1])
+        t = next(t for t, x in enumerate(types) if x != types[0])
         raise ValueError(f"{name}[{t}]: all steps must share one data type; step 0 is "
                          f"{types[0].name.lower()}, step {t} is {types[t].name.lower()}")
     dt = types[0]
@@ -139,10 +139,10 @@ def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"
         _check_columns(name, t, cols, channels, None if offs is None else offs[t], "the layer expects")
         if r < 1:
             raise ValueError(f"{name}[{t}]: has no rows; every step needs at least one sequence")
-        if rows and r > rows[-1]:
-            raise ValueError(f"{name}[{t}]: has {r} rows after {rows[-1]} rows at step {t - 1}; the row count "
-                             f"may only shrink over time (a sequence that ends drops out)")
         rows.append(r)
+    error = _shrink_error(name, rows)
+    if error:
+        raise ValueError(error)
     offs = offs or [0] * len(items)
     spans = [(m.storage, m.span()[0], m.span()[1]) for m in items if isinstance(m, Matrix)]
     view = _regular_view(items, offs)

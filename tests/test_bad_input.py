@@ -62,9 +62,11 @@ def test_wrong_dtype(layer, rng, monkeypatch, dtype):
 
 
 def test_mixed_dtypes_within_a_sequence(layer, rng, monkeypatch):
-    xs = [rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((2, 3)).astype(np.float16)]
+    xs = [rng.standard_normal((2, 3)).astype(np.float32), rng.standard_normal((2, 3)).astype(np.float16),
+          rng.standard_normal((2, 3)).astype(np.float32)]
     expect_error(monkeypatch, lambda: layer.encode_sequence(xs), ValueError,
-                 r"source_matrices\[1\]: all steps must share one data type", *xs)
+                 r"source_matrices\[1\]: all steps must share one data type; step 0 is float32, step 1 is float16",
+                 *xs)
 
 
 def test_rows_growing_over_time(layer, rng, monkeypatch):
