@@ -9,6 +9,12 @@ import taichi as ti
 
 
 @ti.func
+def w32(wts: ti.template(), k):
+    """Weight k as float32 (weights are stored as float16 or float32)."""
+    return ti.cast(wts[k], ti.f32)
+
+
+@ti.func
 def dot8(w: ti.template(), w0, sj, v: ti.template(), v0, n):
     """Σ_j w[w0 + j·sj]·v[v0 + j] for j < n, float32 (w may be float16; v any array or shared array)."""
     a0 = 0.0

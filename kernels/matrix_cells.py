@@ -20,16 +20,11 @@ or float32; all sums are float32.
 """
 import taichi as ti
 
-from .dots import dot8
+from .dots import dot8, w32
 from .frame import memory_weights, recurrent_weights
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import (F_BATCH, F_CURSOR, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_WS_C,
                      F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
-
-
-@ti.func
-def w32(wts: ti.template(), k):
-    return ti.cast(wts[k], ti.f32)
 
 
 @ti.func

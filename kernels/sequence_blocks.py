@@ -16,18 +16,13 @@ per block. A row absent at a step (variable length) copies its state forward.
 """
 import taichi as ti
 
-from .dots import dot8
+from .dots import dot8, w32
 from .frame import memory_weights, recurrent_weights, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import (F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
 
 BLOCK = 256
 MAX_HIDDEN = 256
-
-
-@ti.func
-def w32(wts: ti.template(), k):
-    return ti.cast(wts[k], ti.f32)
 
 
 @ti.func

@@ -27,6 +27,7 @@ import functools
 
 import taichi as ti
 
+from .dots import w32
 from .frame import memory_weights, recurrent_weights, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import (CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_BARRIER, F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_SCRATCH, F_WS_XW,
@@ -39,13 +40,17 @@ STAGE = 6144    # floats of shared memory for the staged state rows; with the re
 
 
 @ti.func
-def w32(wts: ti.template(), k):
-    return ti.cast(wts[k], ti.f32)
+def rounds(n, tid):
+    """How many of items tid, tid + BLOCK, ... are below n (a thread's share of n items)."""
+    return (n - tid + BLOCK - 1) // BLOCK if tid < n else 0
 
 
 @ti.func
-def rounds(n, tid):
-    return (n - tid + BLOCK - 1) // BLOCK if tid < n else 0
+def unit_pair(tid, q_, chunk, u_lo, b0):
+    """The q_-th (unit, batch row) pair of this thread when a block finishes a chunk:
+    (unit in the block, row in the chunk, unit index i, batch row b)."""
+    q = tid + q_ * BLOCK
+    return q // chunk, q % chunk, u_lo + q // chunk, b0 + q % chunk
 
 
 @ti.func
@@ -176,12 +181,8 @@ def persistent_kernel(cell, nblocks, chunk, staged):
                         partial_dots(wts, ws, red, u0, uso, usj, gates_a * units, units, u_lo, tid, H, x1,
                                      0, 0, 0, x1, False)
                     ti.simt.block.sync()
-                    for q_ in range((units * chunk - tid + BLOCK - 1) // BLOCK if tid < units * chunk else 0):
-                        q = tid + q_ * BLOCK
-                        iu = q // chunk
-                        k = q % chunk
-                        i = u_lo + iu
-                        b = b0 + k
+                    for q_ in range(rounds(units * chunk, tid)):
+                        iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
                         if i < H and b < B:
                             if ti.static(cell == CELL_LSTM):
                                 cp = frame[F_WS_C] + s * slot + b * H + i
@@ -242,12 +243,8 @@ def persistent_kernel(cell, nblocks, chunk, staged):
                             partial_dots(wts, ws, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, H,
                                          x1, v0, vso, vsj, x2, True)
                         ti.simt.block.sync()
-                        for q_ in range((units * chunk - tid + BLOCK - 1) // BLOCK if tid < units * chunk else 0):
-                            q = tid + q_ * BLOCK
-                            iu = q // chunk
-                            k = q % chunk
-                            i = u_lo + iu
-                            b = b0 + k
+                        for q_ in range(rounds(units * chunk, tid)):
+                            iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
                             if i < H and b < B:
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i

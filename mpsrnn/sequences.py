@@ -144,7 +144,7 @@ def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"
     if error:
         raise ValueError(error)
     offs = offs or [0] * len(items)
-    spans = [(m.storage, m.span()[0], m.span()[1]) for m in items if isinstance(m, Matrix)]
+    spans = [(m.storage, *m.span()) for m in items if isinstance(m, Matrix)]
     view = _regular_view(items, offs)
     prelude = []
     if view is None:
