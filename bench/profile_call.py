@@ -30,6 +30,8 @@ def main():
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--cprofile", type=int, default=0, metavar="N",
+                   help="also print the N host functions with the most own time over 100 calls")
     a = p.parse_args()
     arch = mpsrnn.init(a.arch)
     layer, _ = build_pair(Config(a.cell, a.hidden, a.hidden, a.batch, a.steps))
@@ -72,6 +74,16 @@ def main():
         print(f"  {name:20s}{t * 1e6:10.1f} us  ({t / a.steps * 1e6:8.2f} us/step, {len(ts) // a.repeats} launches)")
     print(f"  host and launches   {(total - kernels) * 1e6:10.1f} us (whole call minus the kernels above; "
           f"negative when replaying one by one costs more)")
+    if a.cprofile:
+        import cProfile
+        import pstats
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(100):
+            layer.encode_sequence(x, ys)
+            sync()
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(a.cprofile)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ N_SOFT_PLUS, N_SOFT_SIGN, N_ELU, N_PRELU, N_RELU_N, N_POWER = 7, 8, 9, 10, 11, 1
 N_EXPONENTIAL, N_LOGARITHM, N_GELU = 13, 14, 15
 
 # --- frame: plan header ------------------------------------------------------
-F_CURSOR = 0       # processing step the next step kernel computes (advanced by it)
+F_ZERO_STATE = 0   # 1: the run has no initial state; project_inputs writes zeros to history slot 0
 F_STEPS = 1        # T
 F_BATCH = 2        # B: rows of the first step (rows never grow)
 F_WS_XW = 3        # workspace offset of the projected inputs, (T, B, G*H)

@@ -1,6 +1,7 @@
 """Whole sequences in one launch, one GPU block per sequence (small hidden sizes).
 
-A block runs every step of one batch row. Its threads compute the gate
+A block runs every step of one batch row (a fixed grid of ``grid.row_blocks()``
+blocks: block b takes rows b, b + row_blocks(), ..., see ``grid.py``). Its threads compute the gate
 pre-activations, row o = g·H + i each (with the transposed weight layout,
 neighbouring threads read neighbouring addresses), against h held in shared
 memory; a block barrier; then the gate math of ``gate_math.py`` for the units,
@@ -18,6 +19,7 @@ import taichi as ti
 
 from .dots import dot8, w32
 from .frame import memory_weights, recurrent_weights, run_sizes
+from .grid import block_share, row_blocks
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import (F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
 
@@ -34,142 +36,151 @@ def rounds(n, tid):
 @ti.kernel
 def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                        prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T, B, H, slot = run_sizes(frame)
-    u0, uso, usj = recurrent_weights(frame)
     ti.loop_config(block_dim=BLOCK)
-    for t in range(B * BLOCK):
-        r = t // BLOCK
+    for t in range(ti.static(row_blocks() * BLOCK)):
+        T, B, H, slot = run_sizes(frame)
+        u0, uso, usj = recurrent_weights(frame)
+        blk = t // BLOCK
+        first, count, stride = block_share(B, blk)
         tid = t % BLOCK
         pre = ti.simt.block.SharedArray((MAX_HIDDEN,), ti.f32)
         h = ti.simt.block.SharedArray((MAX_HIDDEN,), ti.f32)
-        for k in range(rounds(H, tid)):
-            h[tid + k * BLOCK] = ws[frame[F_WS_H] + r * H + tid + k * BLOCK]
-        ti.simt.block.sync()
-        for s in range(T):
-            h_next = frame[F_WS_H] + (s + 1) * slot + r * H
-            if r < frame[F_ROWS + s]:
-                xw = frame[F_WS_XW] + (s * B + r) * H
-                for k in range(rounds(H, tid)):
-                    o = tid + k * BLOCK
-                    pre[o] = ws[xw + o] + dot8(wts, u0 + o * uso, usj, h, 0, H)
-                ti.simt.block.sync()
-                for k in range(rounds(H, tid)):
-                    i = tid + k * BLOCK
-                    h[i] = single_gate_output(frame, prm, i, pre[i])
-                    ws[h_next + i] = h[i]
-                ti.simt.block.sync()
-            else:
-                for k in range(rounds(H, tid)):
-                    ws[h_next + tid + k * BLOCK] = h[tid + k * BLOCK]
+        for q in range(count):
+            r = first + q * stride
+            for k in range(rounds(H, tid)):
+                h[tid + k * BLOCK] = ws[frame[F_WS_H] + r * H + tid + k * BLOCK]
+            ti.simt.block.sync()
+            for s in range(T):
+                h_next = frame[F_WS_H] + (s + 1) * slot + r * H
+                if r < frame[F_ROWS + s]:
+                    xw = frame[F_WS_XW] + (s * B + r) * H
+                    for k in range(rounds(H, tid)):
+                        o = tid + k * BLOCK
+                        pre[o] = ws[xw + o] + dot8(wts, u0 + o * uso, usj, h, 0, H)
+                    ti.simt.block.sync()
+                    for k in range(rounds(H, tid)):
+                        i = tid + k * BLOCK
+                        h[i] = single_gate_output(frame, prm, i, pre[i])
+                        ws[h_next + i] = h[i]
+                    ti.simt.block.sync()
+                else:
+                    for k in range(rounds(H, tid)):
+                        ws[h_next + tid + k * BLOCK] = h[tid + k * BLOCK]
 
 
 @ti.kernel
 def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T, B, H, slot = run_sizes(frame)
-    u0, uso, usj = recurrent_weights(frame)
-    vh, vso, vsj = memory_weights(frame)
     ti.loop_config(block_dim=BLOCK)
-    for t in range(B * BLOCK):
-        r = t // BLOCK
+    for t in range(ti.static(row_blocks() * BLOCK)):
+        T, B, H, slot = run_sizes(frame)
+        u0, uso, usj = recurrent_weights(frame)
+        vh, vso, vsj = memory_weights(frame)
+        blk = t // BLOCK
+        first, count, stride = block_share(B, blk)
         tid = t % BLOCK
         pre = ti.simt.block.SharedArray((2 * MAX_HIDDEN,), ti.f32)   # z and r pre-activations, then z
         h = ti.simt.block.SharedArray((MAX_HIDDEN,), ti.f32)
         rh = ti.simt.block.SharedArray((MAX_HIDDEN,), ti.f32)          # r∘h0
         zh = ti.simt.block.SharedArray((MAX_HIDDEN,), ti.f32)          # z∘h0
-        for k in range(rounds(H, tid)):
-            h[tid + k * BLOCK] = ws[frame[F_WS_H] + r * H + tid + k * BLOCK]
-        ti.simt.block.sync()
-        for s in range(T):
-            h_next = frame[F_WS_H] + (s + 1) * slot + r * H
-            if r < frame[F_ROWS + s]:
-                xw = frame[F_WS_XW] + (s * B + r) * 3 * H
-                for k in range(rounds(2 * H, tid)):
-                    o = tid + k * BLOCK
-                    pre[o] = ws[xw + o] + dot8(wts, u0 + o * uso, usj, h, 0, H)
-                ti.simt.block.sync()
-                for k in range(rounds(H, tid)):
-                    i = tid + k * BLOCK
-                    z, rg = gru_gates(frame, prm, i, pre[i], pre[H + i])
-                    rh[i] = rg * h[i]
-                    zh[i] = z * h[i]
-                    pre[i] = z
-                ti.simt.block.sync()
-                for k in range(rounds(H, tid)):
-                    i = tid + k * BLOCK
-                    ph = (ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, rh, 0, H)
-                          + dot8(wts, vh + i * vso, vsj, zh, 0, H))
-                    h[i] = gru_output(frame, prm, i, ph, pre[i], h[i])
-                    ws[h_next + i] = h[i]
-                ti.simt.block.sync()
-            else:
-                for k in range(rounds(H, tid)):
-                    ws[h_next + tid + k * BLOCK] = h[tid + k * BLOCK]
+        for q in range(count):
+            r = first + q * stride
+            for k in range(rounds(H, tid)):
+                h[tid + k * BLOCK] = ws[frame[F_WS_H] + r * H + tid + k * BLOCK]
+            ti.simt.block.sync()
+            for s in range(T):
+                h_next = frame[F_WS_H] + (s + 1) * slot + r * H
+                if r < frame[F_ROWS + s]:
+                    xw = frame[F_WS_XW] + (s * B + r) * 3 * H
+                    for k in range(rounds(2 * H, tid)):
+                        o = tid + k * BLOCK
+                        pre[o] = ws[xw + o] + dot8(wts, u0 + o * uso, usj, h, 0, H)
+                    ti.simt.block.sync()
+                    for k in range(rounds(H, tid)):
+                        i = tid + k * BLOCK
+                        z, rg = gru_gates(frame, prm, i, pre[i], pre[H + i])
+                        rh[i] = rg * h[i]
+                        zh[i] = z * h[i]
+                        pre[i] = z
+                    ti.simt.block.sync()
+                    for k in range(rounds(H, tid)):
+                        i = tid + k * BLOCK
+                        ph = (ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, rh, 0, H)
+                              + dot8(wts, vh + i * vso, vsj, zh, 0, H))
+                        h[i] = gru_output(frame, prm, i, ph, pre[i], h[i])
+                        ws[h_next + i] = h[i]
+                    ti.simt.block.sync()
+                else:
+                    for k in range(rounds(H, tid)):
+                        ws[h_next + tid + k * BLOCK] = h[tid + k * BLOCK]
 
 
 @ti.kernel
 def lstm_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                 prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T, B, H, slot = run_sizes(frame)
-    u0, uso, usj = recurrent_weights(frame)
-    v0, vso, vsj = memory_weights(frame)
-    peep = frame[F_PEEP]
     ti.loop_config(block_dim=BLOCK)
-    for t in range(B * BLOCK):
-        r = t // BLOCK
+    for t in range(ti.static(row_blocks() * BLOCK)):
+        T, B, H, slot = run_sizes(frame)
+        u0, uso, usj = recurrent_weights(frame)
+        v0, vso, vsj = memory_weights(frame)
+        peep = frame[F_PEEP]
+        blk = t // BLOCK
+        first, count, stride = block_share(B, blk)
         tid = t % BLOCK
         pre = ti.simt.block.SharedArray((4 * MAX_HIDDEN,), ti.f32)
         h = ti.simt.block.SharedArray((MAX_HIDDEN,), ti.f32)
         c = ti.simt.block.SharedArray((MAX_HIDDEN,), ti.f32)
-        for k in range(rounds(H, tid)):
-            i = tid + k * BLOCK
-            h[i] = ws[frame[F_WS_H] + r * H + i]
-            c[i] = ws[frame[F_WS_C] + r * H + i]
-        ti.simt.block.sync()
-        for s in range(T):
-            h_next = frame[F_WS_H] + (s + 1) * slot + r * H
-            c_next = frame[F_WS_C] + (s + 1) * slot + r * H
-            if r < frame[F_ROWS + s]:
-                xw = frame[F_WS_XW] + (s * B + r) * 4 * H
-                for k in range(rounds(4 * H, tid)):
-                    o = tid + k * BLOCK
-                    acc = ws[xw + o] + dot8(wts, u0 + o * uso, usj, h, 0, H)
-                    if peep == PEEP_DENSE and o < 3 * H:
-                        acc += dot8(wts, v0 + o * vso, vsj, c, 0, H)
-                    pre[o] = acc
-                ti.simt.block.sync()
-                for k in range(rounds(H, tid)):
-                    i = tid + k * BLOCK
-                    a_i = pre[i]
-                    a_f = pre[H + i]
-                    a_c = pre[2 * H + i]
-                    c_old = c[i]
-                    if peep == PEEP_DIAGONAL:
-                        a_i += w32(wts, v0 + i) * c_old
-                        a_f += w32(wts, v0 + H + i) * c_old
-                        a_c += w32(wts, v0 + 2 * H + i) * c_old
-                    c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
-                    c[i] = c_new
-                    ws[c_next + i] = c_new
-                    if peep != PEEP_DENSE:
-                        a_o = pre[3 * H + i]
-                        if peep == PEEP_DIAGONAL:
-                            a_o += w32(wts, v0 + 3 * H + i) * c_new
-                        h[i] = lstm_output(frame, prm, i, a_o, c_new)
-                        ws[h_next + i] = h[i]
-                ti.simt.block.sync()
-                if peep == PEEP_DENSE:   # Vo·c1 needs the whole new cell vector
+        for q in range(count):
+            r = first + q * stride
+            for k in range(rounds(H, tid)):
+                i = tid + k * BLOCK
+                h[i] = ws[frame[F_WS_H] + r * H + i]
+                c[i] = ws[frame[F_WS_C] + r * H + i]
+            ti.simt.block.sync()
+            for s in range(T):
+                h_next = frame[F_WS_H] + (s + 1) * slot + r * H
+                c_next = frame[F_WS_C] + (s + 1) * slot + r * H
+                if r < frame[F_ROWS + s]:
+                    xw = frame[F_WS_XW] + (s * B + r) * 4 * H
+                    for k in range(rounds(4 * H, tid)):
+                        o = tid + k * BLOCK
+                        acc = ws[xw + o] + dot8(wts, u0 + o * uso, usj, h, 0, H)
+                        if peep == PEEP_DENSE and o < 3 * H:
+                            acc += dot8(wts, v0 + o * vso, vsj, c, 0, H)
+                        pre[o] = acc
+                    ti.simt.block.sync()
                     for k in range(rounds(H, tid)):
                         i = tid + k * BLOCK
-                        a_o = pre[3 * H + i] + dot8(wts, v0 + (3 * H + i) * vso, vsj, c, 0, H)
-                        h[i] = lstm_output(frame, prm, i, a_o, c[i])
-                        ws[h_next + i] = h[i]
+                        a_i = pre[i]
+                        a_f = pre[H + i]
+                        a_c = pre[2 * H + i]
+                        c_old = c[i]
+                        if peep == PEEP_DIAGONAL:
+                            a_i += w32(wts, v0 + i) * c_old
+                            a_f += w32(wts, v0 + H + i) * c_old
+                            a_c += w32(wts, v0 + 2 * H + i) * c_old
+                        c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+                        c[i] = c_new
+                        ws[c_next + i] = c_new
+                        if peep != PEEP_DENSE:
+                            a_o = pre[3 * H + i]
+                            if peep == PEEP_DIAGONAL:
+                                a_o += w32(wts, v0 + 3 * H + i) * c_new
+                            h[i] = lstm_output(frame, prm, i, a_o, c_new)
+                            ws[h_next + i] = h[i]
                     ti.simt.block.sync()
-            else:
-                for k in range(rounds(H, tid)):
-                    i = tid + k * BLOCK
-                    ws[h_next + i] = h[i]
-                    ws[c_next + i] = c[i]
+                    if peep == PEEP_DENSE:   # Vo·c1 needs the whole new cell vector
+                        for k in range(rounds(H, tid)):
+                            i = tid + k * BLOCK
+                            a_o = pre[3 * H + i] + dot8(wts, v0 + (3 * H + i) * vso, vsj, c, 0, H)
+                            h[i] = lstm_output(frame, prm, i, a_o, c[i])
+                            ws[h_next + i] = h[i]
+                        ti.simt.block.sync()
+                else:
+                    for k in range(rounds(H, tid)):
+                        i = tid + k * BLOCK
+                        ws[h_next + i] = h[i]
+                        ws[c_next + i] = c[i]
 
 
 BLOCK_KERNELS = {0: single_gate_blocks, 1: gru_blocks, 2: lstm_blocks}

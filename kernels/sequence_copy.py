@@ -3,7 +3,6 @@
 ``copy_sequence`` writes T steps of a destination view from one or two source
 views, each given as (buffer, base, step stride, row stride), element units:
 
-* ZERO: zeros (an initial state of zeros);
 * COPY: the source (initial states in, outputs and states out, gathers);
 * ADD: source + source2 (bidirectional ADD);
 * CONCAT: source channels then source2 channels (bidirectional CONCATENATE).
@@ -12,11 +11,13 @@ Negative step strides read a backward run's history in input-time order. Only
 the rows present at each step are written (``rows_tab[rows_at + t]``; a
 negative ``rows_at`` means all ``batch`` rows at every step), so a user's
 matrices with fewer rows are never written past their end. Values are stored in
-the destination's type (float16 or float32).
+the destination's type (float16 or float32). One task on the device: the
+workers of ``grid.py`` share the items.
 """
 import taichi as ti
 
-SEQ_ZERO = 0
+from .grid import share, worker_block, workers
+
 SEQ_COPY = 1
 SEQ_ADD = 2
 SEQ_CONCAT = 3
@@ -28,25 +29,29 @@ def copy_sequence(dst: ti.types.ndarray(ndim=1), d_base: ti.i32, d_step: ti.i32,
                   src2: ti.types.ndarray(ndim=1), s2_base: ti.i32, s2_step: ti.i32, s2_row: ti.i32,
                   mode: ti.i32, channels: ti.i32, channels2: ti.i32, steps: ti.i32, batch: ti.i32,
                   rows_tab: ti.types.ndarray(dtype=ti.i32, ndim=1), rows_at: ti.i32):
-    width = channels + channels2 if mode == SEQ_CONCAT else channels
-    for idx in range(steps * batch * width):
-        c = idx % width
-        n = idx // width
-        t = n // batch
-        r = n % batch
-        rows = batch
-        if rows_at >= 0:
-            rows = rows_tab[rows_at + t]
-        if r < rows:
-            v = 0.0
-            if mode == SEQ_COPY:
-                v = ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
-            elif mode == SEQ_ADD:
-                v = (ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
-                     + ti.cast(src2[s2_base + t * s2_step + r * s2_row + c], ti.f32))
-            elif mode == SEQ_CONCAT:
-                if c < channels:
+    ti.loop_config(block_dim=ti.static(worker_block()))
+    for w in range(ti.static(workers())):
+        width = channels + channels2 if mode == SEQ_CONCAT else channels
+        first, count, stride = share(steps * batch * width, w)
+        for q in range(count):
+            idx = first + q * stride
+            c = idx % width
+            n = idx // width
+            t = n // batch
+            r = n % batch
+            rows = batch
+            if rows_at >= 0:
+                rows = rows_tab[rows_at + t]
+            if r < rows:
+                v = 0.0
+                if mode == SEQ_COPY:
                     v = ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
-                else:
-                    v = ti.cast(src2[s2_base + t * s2_step + r * s2_row + c - channels], ti.f32)
-            dst[d_base + t * d_step + r * d_row + c] = ti.cast(v, dst.get_type().element_type)
+                elif mode == SEQ_ADD:
+                    v = (ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
+                         + ti.cast(src2[s2_base + t * s2_step + r * s2_row + c], ti.f32))
+                elif mode == SEQ_CONCAT:
+                    if c < channels:
+                        v = ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
+                    else:
+                        v = ti.cast(src2[s2_base + t * s2_step + r * s2_row + c - channels], ti.f32)
+                dst[d_base + t * d_step + r * d_row + c] = ti.cast(v, dst.get_type().element_type)

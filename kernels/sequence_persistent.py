@@ -149,13 +149,15 @@ def persistent_kernel(cell, nblocks, chunk, staged):
     @ti.kernel
     def kernel(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-        T, B, H, slot = run_sizes(frame)
-        u0, uso, usj = recurrent_weights(frame)
-        v0, vso, vsj = memory_weights(frame)
-        peep = frame[F_PEEP]
-        units = (H + nblocks - 1) // nblocks
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
+            # the frame is read inside the loop: a statement before it would be a separate
+            # serial task on the device, a second launch per call (see grid.py)
+            T, B, H, slot = run_sizes(frame)
+            u0, uso, usj = recurrent_weights(frame)
+            v0, vso, vsj = memory_weights(frame)
+            peep = frame[F_PEEP]
+            units = (H + nblocks - 1) // nblocks
             blk = t // BLOCK
             tid = t % BLOCK
             red = ti.simt.block.SharedArray((BLOCK * MAX_CHUNK,), ti.f32)

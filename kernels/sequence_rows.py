@@ -2,9 +2,10 @@
 
 Rows of a batch are independent sequences, so a thread can run every step of
 its row on its own: no barrier between steps, no launch per step. The rows
-run in parallel (``block_dim=1`` gives each row its own work item). This is
+run in parallel (on the CPU each worker is its own work item). This is
 what makes the CPU fast: a Taichi launch costs tens of µs here and a parallel
-task ~14 µs, more than a small cell's whole step.
+task ~14 µs, more than a small cell's whole step. Rows are shared among the
+fixed workers of ``grid.py`` (a worker per row up to 64 rows).
 
 Dot products use ``dots.dot8``. Same inputs and outputs as ``matrix_cells``
 (frame, workspace, weights), so plans switch between the two freely.
@@ -13,6 +14,7 @@ import taichi as ti
 
 from .dots import dot8
 from .frame import memory_weights, recurrent_weights, run_sizes
+from .grid import share, worker_block, workers
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import (F_PEEP, F_ROWS, F_WS_C,
                      F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
@@ -27,99 +29,108 @@ def copy_row_forward(ws: ti.template(), src, dst, n):
 @ti.kernel
 def single_gate_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                      prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T, B, H, slot = run_sizes(frame)
-    u0, uso, usj = recurrent_weights(frame)
-    ti.loop_config(block_dim=1)
-    for r in range(B):
-        for s in range(T):
-            h0 = frame[F_WS_H] + s * slot + r * H
-            h1 = h0 + slot
-            if r < frame[F_ROWS + s]:
-                xw = frame[F_WS_XW] + (s * B + r) * H
-                for i in range(H):
-                    pre = ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H)
-                    ws[h1 + i] = single_gate_output(frame, prm, i, pre)
-            else:
-                copy_row_forward(ws, h0, h1, H)
+    ti.loop_config(block_dim=ti.static(worker_block()))
+    for w in range(ti.static(workers())):
+        T, B, H, slot = run_sizes(frame)
+        u0, uso, usj = recurrent_weights(frame)
+        first, count, stride = share(B, w)
+        for q in range(count):
+            r = first + q * stride
+            for s in range(T):
+                h0 = frame[F_WS_H] + s * slot + r * H
+                h1 = h0 + slot
+                if r < frame[F_ROWS + s]:
+                    xw = frame[F_WS_XW] + (s * B + r) * H
+                    for i in range(H):
+                        pre = ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H)
+                        ws[h1 + i] = single_gate_output(frame, prm, i, pre)
+                else:
+                    copy_row_forward(ws, h0, h1, H)
 
 
 @ti.kernel
 def gru_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T, B, H, slot = run_sizes(frame)
-    u0, uso, usj = recurrent_weights(frame)
-    vh, vso, vsj = memory_weights(frame)
-    ti.loop_config(block_dim=1)
-    for r in range(B):
-        # this row's scratch: z, r∘h0, z∘h0
-        sz = frame[F_WS_SCRATCH] + r * H
-        srh = sz + B * H
-        szh = srh + B * H
-        for s in range(T):
-            h0 = frame[F_WS_H] + s * slot + r * H
-            h1 = h0 + slot
-            if r < frame[F_ROWS + s]:
-                xw = frame[F_WS_XW] + (s * B + r) * 3 * H
-                for i in range(H):
-                    z, rg = gru_gates(frame, prm, i, ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H),
-                                      ws[xw + H + i] + dot8(wts, u0 + (H + i) * uso, usj, ws, h0, H))
-                    ws[sz + i] = z
-                    ws[srh + i] = rg * ws[h0 + i]
-                    ws[szh + i] = z * ws[h0 + i]
-                for i in range(H):
-                    pre = (ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh, H)
-                           + dot8(wts, vh + i * vso, vsj, ws, szh, H))
-                    ws[h1 + i] = gru_output(frame, prm, i, pre, ws[sz + i], ws[h0 + i])
-            else:
-                copy_row_forward(ws, h0, h1, H)
+    ti.loop_config(block_dim=ti.static(worker_block()))
+    for w in range(ti.static(workers())):
+        T, B, H, slot = run_sizes(frame)
+        u0, uso, usj = recurrent_weights(frame)
+        vh, vso, vsj = memory_weights(frame)
+        first, count, stride = share(B, w)
+        for q in range(count):
+            r = first + q * stride
+            # this row's scratch: z, r∘h0, z∘h0
+            sz = frame[F_WS_SCRATCH] + r * H
+            srh = sz + B * H
+            szh = srh + B * H
+            for s in range(T):
+                h0 = frame[F_WS_H] + s * slot + r * H
+                h1 = h0 + slot
+                if r < frame[F_ROWS + s]:
+                    xw = frame[F_WS_XW] + (s * B + r) * 3 * H
+                    for i in range(H):
+                        z, rg = gru_gates(frame, prm, i, ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H),
+                                          ws[xw + H + i] + dot8(wts, u0 + (H + i) * uso, usj, ws, h0, H))
+                        ws[sz + i] = z
+                        ws[srh + i] = rg * ws[h0 + i]
+                        ws[szh + i] = z * ws[h0 + i]
+                    for i in range(H):
+                        pre = (ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh, H)
+                               + dot8(wts, vh + i * vso, vsj, ws, szh, H))
+                        ws[h1 + i] = gru_output(frame, prm, i, pre, ws[sz + i], ws[h0 + i])
+                else:
+                    copy_row_forward(ws, h0, h1, H)
 
 
 @ti.kernel
 def lstm_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    T, B, H, slot = run_sizes(frame)
-    u0, uso, usj = recurrent_weights(frame)
-    v0, vso, vsj = memory_weights(frame)
-    peep = frame[F_PEEP]
-    ti.loop_config(block_dim=1)
-    for r in range(B):
-        pre_o = frame[F_WS_SCRATCH] + r * H
-        for s in range(T):
-            h0 = frame[F_WS_H] + s * slot + r * H
-            h1 = h0 + slot
-            c0 = frame[F_WS_C] + s * slot + r * H
-            c1 = c0 + slot
-            if r < frame[F_ROWS + s]:
-                xw = frame[F_WS_XW] + (s * B + r) * 4 * H
-                for i in range(H):
-                    a_i = ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H)
-                    a_f = ws[xw + H + i] + dot8(wts, u0 + (H + i) * uso, usj, ws, h0, H)
-                    a_c = ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, h0, H)
-                    a_o = ws[xw + 3 * H + i] + dot8(wts, u0 + (3 * H + i) * uso, usj, ws, h0, H)
-                    c_old = ws[c0 + i]
-                    if peep == PEEP_DENSE:
-                        a_i += dot8(wts, v0 + i * vso, vsj, ws, c0, H)
-                        a_f += dot8(wts, v0 + (H + i) * vso, vsj, ws, c0, H)
-                        a_c += dot8(wts, v0 + (2 * H + i) * vso, vsj, ws, c0, H)
-                    elif peep == PEEP_DIAGONAL:
-                        a_i += ti.cast(wts[v0 + i], ti.f32) * c_old
-                        a_f += ti.cast(wts[v0 + H + i], ti.f32) * c_old
-                        a_c += ti.cast(wts[v0 + 2 * H + i], ti.f32) * c_old
-                    c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
-                    ws[c1 + i] = c_new
-                    if peep == PEEP_DENSE:
-                        ws[pre_o + i] = a_o   # Vo·c1 needs the whole new cell: second pass
-                    else:
-                        if peep == PEEP_DIAGONAL:
-                            a_o += ti.cast(wts[v0 + 3 * H + i], ti.f32) * c_new
-                        ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
-                if peep == PEEP_DENSE:
+    ti.loop_config(block_dim=ti.static(worker_block()))
+    for w in range(ti.static(workers())):
+        T, B, H, slot = run_sizes(frame)
+        u0, uso, usj = recurrent_weights(frame)
+        v0, vso, vsj = memory_weights(frame)
+        peep = frame[F_PEEP]
+        first, count, stride = share(B, w)
+        for q in range(count):
+            r = first + q * stride
+            pre_o = frame[F_WS_SCRATCH] + r * H
+            for s in range(T):
+                h0 = frame[F_WS_H] + s * slot + r * H
+                h1 = h0 + slot
+                c0 = frame[F_WS_C] + s * slot + r * H
+                c1 = c0 + slot
+                if r < frame[F_ROWS + s]:
+                    xw = frame[F_WS_XW] + (s * B + r) * 4 * H
                     for i in range(H):
-                        a_o = ws[pre_o + i] + dot8(wts, v0 + (3 * H + i) * vso, vsj, ws, c1, H)
-                        ws[h1 + i] = lstm_output(frame, prm, i, a_o, ws[c1 + i])
-            else:
-                copy_row_forward(ws, h0, h1, H)
-                copy_row_forward(ws, c0, c1, H)
+                        a_i = ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H)
+                        a_f = ws[xw + H + i] + dot8(wts, u0 + (H + i) * uso, usj, ws, h0, H)
+                        a_c = ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, h0, H)
+                        a_o = ws[xw + 3 * H + i] + dot8(wts, u0 + (3 * H + i) * uso, usj, ws, h0, H)
+                        c_old = ws[c0 + i]
+                        if peep == PEEP_DENSE:
+                            a_i += dot8(wts, v0 + i * vso, vsj, ws, c0, H)
+                            a_f += dot8(wts, v0 + (H + i) * vso, vsj, ws, c0, H)
+                            a_c += dot8(wts, v0 + (2 * H + i) * vso, vsj, ws, c0, H)
+                        elif peep == PEEP_DIAGONAL:
+                            a_i += ti.cast(wts[v0 + i], ti.f32) * c_old
+                            a_f += ti.cast(wts[v0 + H + i], ti.f32) * c_old
+                            a_c += ti.cast(wts[v0 + 2 * H + i], ti.f32) * c_old
+                        c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+                        ws[c1 + i] = c_new
+                        if peep == PEEP_DENSE:
+                            ws[pre_o + i] = a_o   # Vo·c1 needs the whole new cell: second pass
+                        else:
+                            if peep == PEEP_DIAGONAL:
+                                a_o += ti.cast(wts[v0 + 3 * H + i], ti.f32) * c_new
+                            ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
+                    if peep == PEEP_DENSE:
+                        for i in range(H):
+                            a_o = ws[pre_o + i] + dot8(wts, v0 + (3 * H + i) * vso, vsj, ws, c1, H)
+                            ws[h1 + i] = lstm_output(frame, prm, i, a_o, ws[c1 + i])
+                else:
+                    copy_row_forward(ws, h0, h1, H)
+                    copy_row_forward(ws, c0, c1, H)
 
 
 ROW_KERNELS = {0: single_gate_rows, 1: gru_rows, 2: lstm_rows}

@@ -34,6 +34,8 @@ SCENARIOS = [
     # wide enough that a GPU persistent kernel reads a batch chunk in place (over its 6144-float stage)
     ("gru", {}, 5, 401, [8, 8, 7, 3]),
     ("lstm", {"peephole": "diagonal"}, 6, 777, [8, 6, 6]),
+    # more rows than the fixed grids have workers or blocks (kernels/grid.py): each takes several
+    ("single", {}, 4, 6, [1100, 1100, 1037]),
 ]
 
 

@@ -5,9 +5,10 @@ per layer (projected inputs, the state history, scratch), one int32 frame per
 layer (sizes, offsets, the row count of each processing step, the step
 cursor; see ``kernels/layout.py``), and the :class:`Program` of dispatches:
 
-    per layer:  initial state -> workspace slot 0   (copy, or zeros)
+    per layer:  initial state -> workspace slot 0   (a copy; without one, project_inputs
+                                                     writes zeros: no dispatch of its own)
                 project_inputs                      (all T steps, one launch)
-                <cell>_step  x T                    (one launch per step)
+                the recurrence                      (one launch, or one per step)
     then:       state history -> returned states    (encode_sequence, if asked)
                 last layer's history -> destination (copy, or ADD/CONCATENATE)
 
@@ -23,7 +24,7 @@ import numpy as np
 from ..kernels import layout as L
 from ..backend import current_arch
 from ..kernels.projection import project_inputs
-from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, SEQ_ZERO, copy_sequence
+from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence
 from .program import Program, Slot
 from .recurrence import choose_recurrence, emit_recurrence
 
@@ -32,7 +33,7 @@ POISON_WORKSPACES = False
 
 
 class _LayerRun:
-    def __init__(self, cell, steps, batch, proc_rows):
+    def __init__(self, cell, steps, batch, proc_rows, has_initial_state):
         import taichi as ti
         xw, h, c, scratch, slot, size = cell.workspace_layout(steps, batch)
         frame = np.zeros(L.F_ROWS + steps, np.int32)
@@ -45,6 +46,8 @@ class _LayerRun:
         frame[L.F_WS_SCRATCH] = scratch
         frame[L.F_SLOT] = slot
         frame[L.F_ROWS:] = proc_rows
+        frame[L.F_ZERO_STATE] = 0 if has_initial_state else 1
+        self.has_initial_state = has_initial_state
         self.cell = cell
         self.recurrence = choose_recurrence(current_arch(), cell, steps, batch)
         self.h = h
@@ -60,33 +63,30 @@ class _LayerRun:
 class StackRun:
     """The layers of one direction, run one after another in one processing order."""
 
-    def __init__(self, cells, rows, reverse, time_rows, batch=None):
+    def __init__(self, cells, rows, reverse, time_rows, initial_state, batch=None):
+        """``initial_state[k]``: whether layer k's h0/c0 come from the caller (slots)."""
         self.steps = T = len(rows)
         self.batch = batch or rows[0]
         self.reverse = reverse
         self.time_rows = time_rows
         proc_rows = list(rows[::-1] if reverse else rows)
-        self.layers = [_LayerRun(cell, T, self.batch, proc_rows) for cell in cells]
+        self.layers = [_LayerRun(cell, T, self.batch, proc_rows, given)
+                       for cell, given in zip(cells, initial_state)]
 
     @property
     def out_channels(self):
         return self.layers[-1].cell.n_out
 
-    def emit(self, prog, x_slots, initial_state):
-        """Dispatches that run the stack; ``initial_state[k]`` says whether layer k's h0/c0 are slots."""
+    def emit(self, prog, x_slots):
+        """Dispatches that run the stack."""
         T, B = self.steps, self.batch
         for k, lr in enumerate(self.layers):
             cell, ws, H = lr.cell, lr.ws, lr.cell.n_out
             for what, offset in (("h0", lr.h), ("c0", lr.c)):
-                if what == "c0" and not cell.is_lstm:
-                    continue
-                if initial_state[k]:
+                if lr.has_initial_state and (what == "h0" or cell.is_lstm):
                     src = (Slot(f"{what}_{k}"), Slot(f"{what}_{k}_base"), 0, Slot(f"{what}_{k}_row"))
-                    mode = SEQ_COPY
-                else:
-                    src, mode = (ws, 0, 0, 0), SEQ_ZERO
-                prog.add(copy_sequence, ws, offset, 0, H, *src, ws, 0, 0, 0, mode, H, 0, 1, B,
-                         self.time_rows, -1)
+                    prog.add(copy_sequence, ws, offset, 0, H, *src, ws, 0, 0, 0, SEQ_COPY, H, 0, 1, B,
+                             self.time_rows, -1)
             if k == 0:
                 x = x_slots
             else:
@@ -154,9 +154,9 @@ def plan_sequence(cells, rows, batch, initial_state, states, strategy):
 
     ``states`` is None, "last" or "all"."""
     time_rows = _time_rows(rows)
-    run = StackRun(cells, rows, False, time_rows, batch)
+    run = StackRun(cells, rows, False, time_rows, initial_state, batch)
     prog = Program()
-    run.emit(prog, _dest("x"), initial_state)
+    run.emit(prog, _dest("x"))
     if states:
         run.emit_states(prog, states == "all")
     src = run.output_view()
@@ -171,11 +171,11 @@ def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy):
     ``combine``: 0 NONE (forward to ``y``, backward to ``y2``), 1 ADD, 2 CONCATENATE (to ``y``).
     """
     time_rows = _time_rows(rows)
-    fwd = StackRun(fwd_cells, rows, False, time_rows)
-    bwd = StackRun(bwd_cells, rows, True, time_rows)
+    fwd = StackRun(fwd_cells, rows, False, time_rows, [False] * len(fwd_cells))
+    bwd = StackRun(bwd_cells, rows, True, time_rows, [False] * len(bwd_cells))
     prog = Program()
-    fwd.emit(prog, _dest("x"), [False] * len(fwd_cells))
-    bwd.emit(prog, (Slot("x"), Slot("xr_base"), Slot("xr_step"), Slot("x_row")), [False] * len(bwd_cells))
+    fwd.emit(prog, _dest("x"))
+    bwd.emit(prog, (Slot("x"), Slot("xr_base"), Slot("xr_step"), Slot("x_row")))
     f, b = fwd.output_view(), bwd.output_view()
     T, B = fwd.steps, fwd.batch
     if combine == 0:

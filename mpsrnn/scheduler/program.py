@@ -39,17 +39,13 @@ class Dispatch:
 
 
 class Program:
-    """An ordered list of dispatches; ``repeat`` runs one dispatch several times in a row."""
+    """An ordered list of dispatches."""
 
     def __init__(self):
         self.dispatches = []
 
     def add(self, kernel, *args):
         self.dispatches.append(Dispatch(kernel, *args))
-
-    def repeat(self, times, kernel, *args):
-        d = Dispatch(kernel, *args)
-        self.dispatches.extend([d] * times)
 
     def slot_names(self):
         return {name for d in self.dispatches for _, name in d.slots}

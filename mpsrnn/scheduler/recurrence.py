@@ -1,7 +1,8 @@
 """Which kernels run a layer's recurrence, chosen per arch and shape.
 
 * ``step``: ``kernels/matrix_cells``, one fused step per launch, T launches
-  (any arch, any size; the general path and the fallback).
+  that differ only in their step argument (any arch, any size; the general
+  path and the fallback).
 * ``rows``: ``kernels/sequence_rows``, the whole sequence in one launch, one
   thread per sequence (the CPU path: no per-step launch or task cost).
 * ``blocks``: ``kernels/sequence_blocks``, the whole sequence in one launch, one
@@ -15,7 +16,8 @@ where it applies (benchmarks compare them; tests run each against the reference)
 """
 import os
 
-from ..kernels.matrix_cells import STEP_KERNELS
+from ..kernels.layout import CELL_LSTM, PEEP_DENSE
+from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel
 from ..kernels.sequence_rows import ROW_KERNELS
@@ -92,4 +94,8 @@ def emit_recurrence(prog, name, layer_run, steps, batch):
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
         prog.add(persistent_kernel(kind, _grid(lr.cell), chunk, staged), *args)
     else:
-        prog.repeat(steps, STEP_KERNELS[kind], *args)
+        dense_peepholes = kind == CELL_LSTM and lr.cell.header_peep == PEEP_DENSE
+        for s in range(steps):
+            prog.add(STEP_KERNELS[kind], *args, s)
+            if dense_peepholes:
+                prog.add(lstm_peephole_output_step, *args, s)
