@@ -14,6 +14,10 @@ It replaces T step launches (each ~10-60 µs from Python, ~9 µs in a graph)
 by one, and keeps the state on chip. Limits: output channels ≤ MAX_HIDDEN
 (shared memory: 2048 floats = 8 KiB, well inside Metal's 32 KiB), 256 threads
 per block. A row absent at a step (variable length) copies its state forward.
+
+Sizes and weight offsets are read from the frame again at every step instead of
+being held in registers across the time loop: that is what the persistent
+kernel needed (``sequence_persistent.py``: 1.5-2x at GRU batch 2-4).
 """
 import taichi as ti
 
@@ -39,7 +43,6 @@ def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
-        u0, uso, usj = recurrent_weights(frame)
         blk = t // BLOCK
         first, count, stride = block_share(B, blk)
         tid = t % BLOCK
@@ -51,6 +54,8 @@ def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types
                 h[tid + k * BLOCK] = ws[frame[F_WS_H] + r * H + tid + k * BLOCK]
             ti.simt.block.sync()
             for s in range(T):
+                _, _, H, slot = run_sizes(frame)   # re-read each step: see the note above
+                u0, uso, usj = recurrent_weights(frame)
                 h_next = frame[F_WS_H] + (s + 1) * slot + r * H
                 if r < frame[F_ROWS + s]:
                     xw = frame[F_WS_XW] + (s * B + r) * H
@@ -74,8 +79,6 @@ def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
-        u0, uso, usj = recurrent_weights(frame)
-        vh, vso, vsj = memory_weights(frame)
         blk = t // BLOCK
         first, count, stride = block_share(B, blk)
         tid = t % BLOCK
@@ -89,6 +92,9 @@ def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray
                 h[tid + k * BLOCK] = ws[frame[F_WS_H] + r * H + tid + k * BLOCK]
             ti.simt.block.sync()
             for s in range(T):
+                _, _, H, slot = run_sizes(frame)   # re-read each step: see the note above
+                u0, uso, usj = recurrent_weights(frame)
+                vh, vso, vsj = memory_weights(frame)
                 h_next = frame[F_WS_H] + (s + 1) * slot + r * H
                 if r < frame[F_ROWS + s]:
                     xw = frame[F_WS_XW] + (s * B + r) * 3 * H
@@ -121,9 +127,6 @@ def lstm_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarra
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
-        u0, uso, usj = recurrent_weights(frame)
-        v0, vso, vsj = memory_weights(frame)
-        peep = frame[F_PEEP]
         blk = t // BLOCK
         first, count, stride = block_share(B, blk)
         tid = t % BLOCK
@@ -138,6 +141,10 @@ def lstm_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarra
                 c[i] = ws[frame[F_WS_C] + r * H + i]
             ti.simt.block.sync()
             for s in range(T):
+                _, _, H, slot = run_sizes(frame)   # re-read each step: see the note above
+                u0, uso, usj = recurrent_weights(frame)
+                v0, vso, vsj = memory_weights(frame)
+                peep = frame[F_PEEP]
                 h_next = frame[F_WS_H] + (s + 1) * slot + r * H
                 c_next = frame[F_WS_C] + (s + 1) * slot + r * H
                 if r < frame[F_ROWS + s]:
