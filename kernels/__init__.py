@@ -9,6 +9,7 @@ is shaped that way:
 * ``projection``: W·x + b for all time steps of a sequence in one launch;
 * ``matrix_cells``: one fused recurrent step per cell type for matrix layers;
 * ``sequence_copy``: strided copies/combinations of whole sequences;
+* ``grid``: the fixed worker grids every kernel loops over (one device task per kernel);
 * ``layout``: the field positions of the small arrays that describe a layer.
 
 The plain float64 reference these are tested against lives in ``tests/reference.py``.

@@ -2,8 +2,8 @@
 
 A kernel gets everything it needs about a layer from three small device arrays:
 
-* ``frame`` (int32): the *plan header* (sizes of this run, the step cursor, the
-  workspace offsets), then the *layer header* (cell kind, channel counts, neuron
+* ``frame`` (int32): the *plan header* (sizes of this run, whether it starts from
+  zero states, the workspace offsets), then the *layer header* (cell kind, channel counts, neuron
   types, weight offsets), then the row count of every processing step.
 * ``prm`` (float32): biases, neuron parameters and PReLU slopes.
 * ``wts`` (float32 or float16): the weight matrices.

@@ -2,8 +2,8 @@
 
 A plan owns what a run needs besides the user's data: one float32 workspace
 per layer (projected inputs, the state history, scratch), one int32 frame per
-layer (sizes, offsets, the row count of each processing step, the step
-cursor; see ``kernels/layout.py``), and the :class:`Program` of dispatches:
+layer (sizes, offsets, the row count of each processing step, whether the
+run starts from zeros; see ``kernels/layout.py``), and the :class:`Program` of dispatches:
 
     per layer:  initial state -> workspace slot 0   (a copy; without one, project_inputs
                                                      writes zeros: no dispatch of its own)
