@@ -40,6 +40,13 @@ def step_slots(frame: ti.template(), s, gates):
     return B, H, frame[F_ROWS + s], frame[F_WS_XW] + s * B * gates * H, h0, h0 + frame[F_SLOT]
 
 
+@ti.func
+def gru_scratch(frame: ti.template(), B, H):
+    """Offsets of the GRU's per-step scratch vectors: z, r∘h0 and z∘h0, (B, H) each."""
+    sz = frame[F_WS_SCRATCH]
+    return sz, sz + B * H, sz + 2 * B * H
+
+
 @ti.kernel
 def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                      prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
@@ -63,14 +70,11 @@ def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.n
 @ti.kernel
 def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1), s: ti.i32):
-    # scratch: z, r∘h0, z∘h0
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 3)
         u0, uso, usj = recurrent_weights(frame)
-        sz = frame[F_WS_SCRATCH]
-        srh = sz + B * H
-        szh = srh + B * H
+        sz, srh, szh = gru_scratch(frame, B, H)
         first, count, stride = share(rows * H, w)
         for q in range(count):
             idx = first + q * stride
@@ -88,9 +92,7 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 3)
         u0, uso, usj = recurrent_weights(frame)
         vh, vso, vsj = memory_weights(frame)
-        sz = frame[F_WS_SCRATCH]
-        srh = sz + B * H
-        szh = srh + B * H
+        sz, srh, szh = gru_scratch(frame, B, H)
         first, count, stride = share(B * H, w)
         for q in range(count):
             idx = first + q * stride
