@@ -16,7 +16,8 @@ import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)   # a source checkout's root (installed, the tests are mpsrnn/conformance)
 
 CHILD = textwrap.dedent("""
     import json, os, sys
@@ -24,7 +25,7 @@ CHILD = textwrap.dedent("""
     import taichi as ti
     start = ti.init
     ti.init = lambda *a, **k: start(*a, **{**k, "kernel_profiler": True})
-    sys.path.insert(0, os.path.join(os.environ["MPSRNN_ROOT"], "tests"))
+    sys.path.insert(0, os.environ["MPSRNN_TESTS"])
     import mpsrnn as m
     from builders import descriptor, sequence
     m.init("cpu")
@@ -69,7 +70,9 @@ CHILD = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def task_names():
-    env = dict(os.environ, MPSRNN_ROOT=ROOT, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, MPSRNN_TESTS=TESTS)
+    if os.path.exists(os.path.join(ROOT, "pyproject.toml")):   # run from a checkout: import its mpsrnn
+        env["PYTHONPATH"] = os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])
     out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("REPORT")][-1]
