@@ -1,7 +1,18 @@
 """Reading a layer's frame (see ``layout.py``) at the top of a kernel: one place for the field list."""
 import taichi as ti
 
-from .layout import F_BATCH, F_OUT, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO
+from .layout import (
+    F_BATCH,
+    F_OUT,
+    F_SLOT,
+    F_STEPS,
+    F_U,
+    F_U_SJ,
+    F_U_SO,
+    F_V,
+    F_V_SJ,
+    F_V_SO,
+)
 
 
 @ti.func

@@ -15,8 +15,18 @@ nothing and needs no separate compile.
 """
 import taichi as ti
 
-from .layout import (F_CELL_NEURON, F_FLIP, F_NEURON, F_OUT, F_P_CELL, F_P_NEURON, F_P_PNORM, F_P_PRELU, F_STANDARD,
-                     N_PRELU)
+from .layout import (
+    F_CELL_NEURON,
+    F_FLIP,
+    F_NEURON,
+    F_OUT,
+    F_P_CELL,
+    F_P_NEURON,
+    F_P_PNORM,
+    F_P_PRELU,
+    F_STANDARD,
+    N_PRELU,
+)
 from .neurons import apply_neuron, pow32, sigmoid32, tanh32
 
 

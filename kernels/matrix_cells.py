@@ -24,10 +24,28 @@ import taichi as ti
 
 from .dots import dot8, w32
 from .frame import memory_weights, recurrent_weights
-from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
+from .gate_math import (
+    gru_gates,
+    gru_output,
+    lstm_cell_state,
+    lstm_output,
+    single_gate_output,
+)
 from .grid import share, worker_block, workers
-from .layout import (F_BATCH, F_OUT, F_PEEP, F_ROWS, F_SLOT, F_WS_C, F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE,
-                     PEEP_DIAGONAL)
+from .layout import (
+    F_BATCH,
+    F_OUT,
+    F_PEEP,
+    F_ROWS,
+    F_SLOT,
+    F_WS_C,
+    F_WS_H,
+    F_WS_SCRATCH,
+    F_WS_XW,
+    PEEP_DENSE,
+    PEEP_DIAGONAL,
+)
+from .sequence_copy import store_output
 
 
 @ti.func
@@ -50,7 +68,7 @@ def gru_scratch(frame: ti.template(), B, H):
 @ti.kernel
 def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                      prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-                     s: ti.i32):
+                     out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 1)
@@ -63,13 +81,15 @@ def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.n
             if r < rows:
                 acc = ws[xw + r * H + i] + dot8(wts, u0 + i * uso, usj, ws, h0 + r * H, H)
                 ws[h1 + idx] = single_gate_output(frame, prm, i, acc)
+                store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + idx])
             else:
                 ws[h1 + idx] = ws[h0 + idx]
 
 
 @ti.kernel
 def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-             prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1), s: ti.i32):
+             prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
+             out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 3)
@@ -102,13 +122,15 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
                 ph = (ws[xw + r * 3 * H + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh + r * H, H)
                       + dot8(wts, vh + i * vso, vsj, ws, szh + r * H, H))
                 ws[h1 + idx] = gru_output(frame, prm, i, ph, ws[sz + idx], ws[h0 + idx])
+                store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + idx])
             else:
                 ws[h1 + idx] = ws[h0 + idx]
 
 
 @ti.kernel
 def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1), s: ti.i32):
+              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
+              out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 4)
@@ -148,6 +170,7 @@ def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
                     if peep == PEEP_DIAGONAL:
                         a_o += w32(wts, v0 + 3 * H + i) * c_new
                     ws[h1 + idx] = lstm_output(frame, prm, i, a_o, c_new)
+                    store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + idx])
             else:
                 ws[h1 + idx] = ws[h0 + idx]
                 ws[c1 + idx] = ws[c0 + idx]
@@ -156,7 +179,8 @@ def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
 @ti.kernel
 def lstm_peephole_output_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                               prm: ti.types.ndarray(dtype=ti.f32, ndim=1),
-                              frame: ti.types.ndarray(dtype=ti.i32, ndim=1), s: ti.i32):
+                              frame: ti.types.ndarray(dtype=ti.i32, ndim=1), out: ti.types.ndarray(ndim=1),
+                              out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
     """The output gate of an LSTM with dense peepholes: Vo·c1 needs the whole new cell vector of
     the row, so it runs after ``lstm_step`` has written every c1."""
     ti.loop_config(block_dim=ti.static(worker_block()))
@@ -172,6 +196,7 @@ def lstm_peephole_output_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: t
             i = idx % H
             a_o = ws[pre_o + idx] + dot8(wts, v0 + (3 * H + i) * vso, vsj, ws, c1 + r * H, H)
             ws[h1 + idx] = lstm_output(frame, prm, i, a_o, ws[c1 + idx])
+            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + idx])
 
 
 STEP_KERNELS = {0: single_gate_step, 1: gru_step, 2: lstm_step}

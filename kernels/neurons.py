@@ -24,8 +24,21 @@ as Metal has none.
 import taichi as ti
 
 from .layout import (
-    N_ABSOLUTE, N_ELU, N_EXPONENTIAL, N_GELU, N_HARD_SIGMOID, N_LINEAR, N_LOGARITHM,
-    N_POWER, N_PRELU, N_RELU, N_RELU_N, N_SIGMOID, N_SOFT_PLUS, N_SOFT_SIGN, N_TANH,
+    N_ABSOLUTE,
+    N_ELU,
+    N_EXPONENTIAL,
+    N_GELU,
+    N_HARD_SIGMOID,
+    N_LINEAR,
+    N_LOGARITHM,
+    N_POWER,
+    N_PRELU,
+    N_RELU,
+    N_RELU_N,
+    N_SIGMOID,
+    N_SOFT_PLUS,
+    N_SOFT_SIGN,
+    N_TANH,
 )
 
 

@@ -24,9 +24,28 @@ sequence costs one dispatch here instead of three (a dispatch costs ~20 µs).
 import taichi as ti
 
 from .grid import share, worker_block, workers
-from .layout import (CELL_LSTM, F_BARRIER, F_BATCH, F_CELL, F_GATES, F_IN, F_INPUT_MODE, F_OUT, F_P_BIAS, F_ROWS,
-                     F_STEPS, F_W, F_W_SJ, F_W_SO, F_WS_C, F_WS_H, F_WS_XW, F_ZERO_STATE, INPUT_DENSE,
-                     INPUT_IDENTITY)
+from .layout import (
+    CELL_LSTM,
+    F_BARRIER,
+    F_BATCH,
+    F_CELL,
+    F_GATES,
+    F_IN,
+    F_INPUT_MODE,
+    F_OUT,
+    F_P_BIAS,
+    F_ROWS,
+    F_STEPS,
+    F_W,
+    F_W_SJ,
+    F_W_SO,
+    F_WS_C,
+    F_WS_H,
+    F_WS_XW,
+    F_ZERO_STATE,
+    INPUT_DENSE,
+    INPUT_IDENTITY,
+)
 
 ROWS_PER_THREAD = 8
 

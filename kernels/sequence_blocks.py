@@ -23,9 +23,16 @@ import taichi as ti
 
 from .dots import dot8, w32
 from .frame import memory_weights, recurrent_weights, run_sizes
+from .gate_math import (
+    gru_gates,
+    gru_output,
+    lstm_cell_state,
+    lstm_output,
+    single_gate_output,
+)
 from .grid import block_share, row_blocks
-from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .layout import (F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
+from .layout import F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL
+from .sequence_copy import store_output
 
 BLOCK = 256
 MAX_HIDDEN = 256
@@ -39,7 +46,8 @@ def rounds(n, tid):
 
 @ti.kernel
 def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                       prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+                       prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
+                       out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -67,6 +75,7 @@ def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types
                         i = tid + k * BLOCK
                         h[i] = single_gate_output(frame, prm, i, pre[i])
                         ws[h_next + i] = h[i]
+                        store_output(out, out_base, out_step, out_row, s, r, i, h[i])
                     ti.simt.block.sync()
                 else:
                     for k in range(rounds(H, tid)):
@@ -75,7 +84,8 @@ def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types
 
 @ti.kernel
 def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
+               out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -115,6 +125,7 @@ def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray
                               + dot8(wts, vh + i * vso, vsj, zh, 0, H))
                         h[i] = gru_output(frame, prm, i, ph, pre[i], h[i])
                         ws[h_next + i] = h[i]
+                        store_output(out, out_base, out_step, out_row, s, r, i, h[i])
                     ti.simt.block.sync()
                 else:
                     for k in range(rounds(H, tid)):
@@ -123,7 +134,8 @@ def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray
 
 @ti.kernel
 def lstm_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+                prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
+                out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -175,6 +187,7 @@ def lstm_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarra
                                 a_o += w32(wts, v0 + 3 * H + i) * c_new
                             h[i] = lstm_output(frame, prm, i, a_o, c_new)
                             ws[h_next + i] = h[i]
+                            store_output(out, out_base, out_step, out_row, s, r, i, h[i])
                     ti.simt.block.sync()
                     if peep == PEEP_DENSE:   # Vo·c1 needs the whole new cell vector
                         for k in range(rounds(H, tid)):
@@ -182,6 +195,7 @@ def lstm_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarra
                             a_o = pre[3 * H + i] + dot8(wts, v0 + (3 * H + i) * vso, vsj, c, 0, H)
                             h[i] = lstm_output(frame, prm, i, a_o, c[i])
                             ws[h_next + i] = h[i]
+                            store_output(out, out_base, out_step, out_row, s, r, i, h[i])
                         ti.simt.block.sync()
                 else:
                     for k in range(rounds(H, tid)):

@@ -19,8 +19,8 @@ coalesced sweep (reading them term by term from L2 left every loop iteration
 waiting on a load), then four weight loads are issued per iteration.
 
 The grid must be resident all at once or the barrier never opens: one block of
-256 threads per SM, 32 KiB of shared memory, and never more blocks than SMs. Dense LSTM peepholes need a second barrier per step and are left to the
-other paths. Shapes: nblocks and the batch chunk are compile-time constants,
+256 threads per SM, 32 KiB of shared memory, and never more blocks than SMs. Dense LSTM
+peepholes need a second barrier per step and are left to the other paths. Shapes: nblocks and the batch chunk are compile-time constants,
 so ``persistent_kernel`` builds (and caches) one kernel per (cell, nblocks, chunk).
 """
 import functools
@@ -29,9 +29,28 @@ import taichi as ti
 
 from .dots import w32
 from .frame import memory_weights, recurrent_weights, run_sizes
-from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .layout import (CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_BARRIER, F_PEEP, F_ROWS, F_STEPS, F_WS_C, F_WS_H,
-                     F_WS_SCRATCH, F_WS_XW, PEEP_DIAGONAL)
+from .gate_math import (
+    gru_gates,
+    gru_output,
+    lstm_cell_state,
+    lstm_output,
+    single_gate_output,
+)
+from .layout import (
+    CELL_GRU,
+    CELL_LSTM,
+    CELL_SINGLE_GATE,
+    F_BARRIER,
+    F_PEEP,
+    F_ROWS,
+    F_STEPS,
+    F_WS_C,
+    F_WS_H,
+    F_WS_SCRATCH,
+    F_WS_XW,
+    PEEP_DIAGONAL,
+)
+from .sequence_copy import store_output
 
 BLOCK = 256
 MAX_CHUNK = 8
@@ -148,7 +167,8 @@ def persistent_kernel(cell, nblocks, chunk, staged):
 
     @ti.kernel
     def kernel(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
+               out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
             # the frame is read inside the loop: a statement before it would be a separate
@@ -207,6 +227,7 @@ def persistent_kernel(cell, nblocks, chunk, staged):
                                         a_o += w32(wts, v0 + 3 * H + i) * c_new
                                     ws[cn] = c_new
                                     ws[hn + b * H + i] = lstm_output(frame, prm, i, a_o, c_new)
+                                    store_output(out, out_base, out_step, out_row, s, b, i, ws[hn + b * H + i])
                                 else:
                                     ws[cn] = ws[cp]
                                     ws[hn + b * H + i] = ws[hp + b * H + i]
@@ -215,6 +236,7 @@ def persistent_kernel(cell, nblocks, chunk, staged):
                                     xw = frame[F_WS_XW] + (s * B + b) * H + i
                                     pre = ws[xw] + reduced(red, units, units, 0, iu, k)
                                     ws[hn + b * H + i] = single_gate_output(frame, prm, i, pre)
+                                    store_output(out, out_base, out_step, out_row, s, b, i, ws[hn + b * H + i])
                                 else:
                                     ws[hn + b * H + i] = ws[hp + b * H + i]
                             else:  # GRU, first phase: z and r
@@ -256,6 +278,7 @@ def persistent_kernel(cell, nblocks, chunk, staged):
                                                                                                     0, iu, k),
                                                                     ws[frame[F_WS_SCRATCH] + b * H + i],
                                                                     ws[hp + b * H + i])
+                                    store_output(out, out_base, out_step, out_row, s, b, i, ws[hn + b * H + i])
                                 else:
                                     ws[hn + b * H + i] = ws[hp + b * H + i]
                         ti.simt.block.sync()

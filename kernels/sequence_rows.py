@@ -14,10 +14,25 @@ import taichi as ti
 
 from .dots import dot8
 from .frame import memory_weights, recurrent_weights, run_sizes
+from .gate_math import (
+    gru_gates,
+    gru_output,
+    lstm_cell_state,
+    lstm_output,
+    single_gate_output,
+)
 from .grid import share, worker_block, workers
-from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .layout import (F_PEEP, F_ROWS, F_WS_C,
-                     F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL)
+from .layout import (
+    F_PEEP,
+    F_ROWS,
+    F_WS_C,
+    F_WS_H,
+    F_WS_SCRATCH,
+    F_WS_XW,
+    PEEP_DENSE,
+    PEEP_DIAGONAL,
+)
+from .sequence_copy import store_output
 
 
 @ti.func
@@ -28,7 +43,8 @@ def copy_row_forward(ws: ti.template(), src, dst, n):
 
 @ti.kernel
 def single_gate_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                     prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+                     prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
+                     out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         T, B, H, slot = run_sizes(frame)
@@ -44,13 +60,15 @@ def single_gate_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.n
                     for i in range(H):
                         pre = ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H)
                         ws[h1 + i] = single_gate_output(frame, prm, i, pre)
+                        store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
                 else:
                     copy_row_forward(ws, h0, h1, H)
 
 
 @ti.kernel
 def gru_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-             prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+             prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
+             out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         T, B, H, slot = run_sizes(frame)
@@ -78,13 +96,15 @@ def gru_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
                         pre = (ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh, H)
                                + dot8(wts, vh + i * vso, vsj, ws, szh, H))
                         ws[h1 + i] = gru_output(frame, prm, i, pre, ws[sz + i], ws[h0 + i])
+                        store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
                 else:
                     copy_row_forward(ws, h0, h1, H)
 
 
 @ti.kernel
 def lstm_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
+              out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         T, B, H, slot = run_sizes(frame)
@@ -124,10 +144,12 @@ def lstm_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
                             if peep == PEEP_DIAGONAL:
                                 a_o += ti.cast(wts[v0 + 3 * H + i], ti.f32) * c_new
                             ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
+                            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
                     if peep == PEEP_DENSE:
                         for i in range(H):
                             a_o = ws[pre_o + i] + dot8(wts, v0 + (3 * H + i) * vso, vsj, ws, c1, H)
                             ws[h1 + i] = lstm_output(frame, prm, i, a_o, ws[c1 + i])
+                            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
                 else:
                     copy_row_forward(ws, h0, h1, H)
                     copy_row_forward(ws, c0, c1, H)

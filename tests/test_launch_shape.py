@@ -87,11 +87,11 @@ def test_every_kernel_is_one_range_task(task_names):
         assert not serial, f"{run}: tasks that are not the kernel's one parallel loop: {serial}"
 
 
-def test_runs_without_initial_state_launch_no_copy_in(task_names):
-    """Zero initial states are written by the projection: a single-layer run is projection,
-    recurrence, output copy."""
+def test_a_plain_run_is_two_launches(task_names):
+    """Zero initial states are written by the projection and the outputs by the recurrence: a
+    single-layer run without states is the projection and the recurrence, nothing else."""
     names = task_names["rows-lstm"]
-    assert [n.split("_c")[0] for n in names] == ["project_inputs", "lstm_rows", "copy_sequence"], names
+    assert [n.split("_c")[0] for n in names] == ["project_inputs", "lstm_rows"], names
     # the step path: one task per step (three steps), two for the GRU's two phases and the
     # dense-peephole LSTM's output pass
     assert sum("single_gate_step" in n for n in task_names["step-single"]) == 3

@@ -10,7 +10,8 @@ run starts from zeros; see ``kernels/layout.py``), and the :class:`Program` of d
                 project_inputs                      (all T steps, one launch)
                 the recurrence                      (one launch, or one per step)
     then:       state history -> returned states    (encode_sequence, if asked)
-                last layer's history -> destination (copy, or ADD/CONCATENATE)
+                last layer's history -> destination (bidirectional: copy, ADD or CONCATENATE;
+                                                     encode_sequence's last layer writes it itself)
 
 A backward stack (bidirectional) runs in processing order T-1 .. 0: its first
 layer reads x with a negative step stride, its frames list the row counts in
@@ -77,8 +78,9 @@ class StackRun:
     def out_channels(self):
         return self.layers[-1].cell.n_out
 
-    def emit(self, prog, x_slots):
-        """Dispatches that run the stack."""
+    def emit(self, prog, x_slots, output=None):
+        """Dispatches that run the stack; ``output``, a destination view the last layer writes its
+        outputs to as it goes (in processing order, so forward stacks only)."""
         T, B = self.steps, self.batch
         for k, lr in enumerate(self.layers):
             cell, ws, H = lr.cell, lr.ws, lr.cell.n_out
@@ -93,7 +95,8 @@ class StackRun:
                 prev = self.layers[k - 1]
                 x = (prev.ws, prev.h + prev.slot, prev.slot, prev.cell.n_out)
             prog.add(project_inputs, *x, ws, cell.wts, cell.prm, lr.frame)
-            emit_recurrence(prog, lr.recurrence, lr, T, B)
+            last = k == len(self.layers) - 1
+            emit_recurrence(prog, lr.recurrence, lr, T, B, output if last and output else (ws, -1, 0, 0))
 
     def emit_states(self, prog, store_all):
         """Copy every layer's last (or every) state into the ``hs_k``/``cs_k`` slots, (T or 1, B, H)."""
@@ -156,12 +159,9 @@ def plan_sequence(cells, rows, batch, initial_state, states, strategy):
     time_rows = _time_rows(rows)
     run = StackRun(cells, rows, False, time_rows, initial_state, batch)
     prog = Program()
-    run.emit(prog, _dest("x"))
+    run.emit(prog, _dest("x"), output=_dest("y"))   # the last layer writes y itself: no copy dispatch
     if states:
         run.emit_states(prog, states == "all")
-    src = run.output_view()
-    prog.add(copy_sequence, *_dest("y"), *src, src[0], 0, 0, 0, SEQ_COPY, run.out_channels, 0,
-             run.steps, run.batch, time_rows, 0)
     return Plan(prog, strategy, (run, time_rows))
 
 

@@ -81,10 +81,12 @@ def _grid(cell):
     return max(1, min(gpu_multiprocessors(), cell.n_out))
 
 
-def emit_recurrence(prog, name, layer_run, steps, batch):
-    """Add the dispatches that advance ``layer_run`` through all ``steps``."""
+def emit_recurrence(prog, name, layer_run, steps, batch, output):
+    """Add the dispatches that advance ``layer_run`` through all ``steps``. ``output``: the
+    (buffer, base, step stride, row stride) view the kernels also write each new h to, the
+    caller's destination for the last layer of encode_sequence, or a negative base for none."""
     lr = layer_run
-    args = (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+    args = (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *output)
     kind = lr.cell.kind
     if name == "rows":
         prog.add(ROW_KERNELS[kind], *args)
