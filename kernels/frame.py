@@ -1,4 +1,5 @@
-"""Reading a layer's frame (see ``layout.py``) at the top of a kernel: one place for the field list."""
+"""The arrays every recurrence kernel takes, and reading a layer's frame (see ``layout.py``): one
+place for the argument types and the field list."""
 import taichi as ti
 
 from .layout import (
@@ -14,6 +15,12 @@ from .layout import (
     F_V_SO,
 )
 
+# argument types of the recurrence kernels: (ws, wts, prm, frame, out, out_base, out_step, out_row)
+WORKSPACE = ti.types.ndarray(dtype=ti.f32, ndim=1)   # projected inputs, state history, scratch
+WEIGHTS = ti.types.ndarray(ndim=1)                    # float16 or float32 weight matrices
+PARAMS = ti.types.ndarray(dtype=ti.f32, ndim=1)      # biases and neuron parameters
+FRAME = ti.types.ndarray(dtype=ti.i32, ndim=1)       # sizes, offsets, rows per step
+OUTPUT = ti.types.ndarray(ndim=1)                     # the caller's destination (float16 or float32)
 
 @ti.func
 def run_sizes(frame: ti.template()):

@@ -23,7 +23,15 @@ or float32; all sums are float32.
 import taichi as ti
 
 from .dots import dot8, w32
-from .frame import memory_weights, recurrent_weights
+from .frame import (
+    FRAME,
+    OUTPUT,
+    PARAMS,
+    WEIGHTS,
+    WORKSPACE,
+    memory_weights,
+    recurrent_weights,
+)
 from .gate_math import (
     gru_gates,
     gru_output,
@@ -66,9 +74,8 @@ def gru_scratch(frame: ti.template(), B, H):
 
 
 @ti.kernel
-def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                     prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-                     out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
+def single_gate_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+                     out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 1)
@@ -87,9 +94,8 @@ def single_gate_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.n
 
 
 @ti.kernel
-def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-             prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-             out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
+def gru_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+             out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 3)
@@ -128,9 +134,8 @@ def gru_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
 
 
 @ti.kernel
-def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-              out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
+def lstm_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+              out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 4)
@@ -177,10 +182,8 @@ def lstm_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(
 
 
 @ti.kernel
-def lstm_peephole_output_step(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                              prm: ti.types.ndarray(dtype=ti.f32, ndim=1),
-                              frame: ti.types.ndarray(dtype=ti.i32, ndim=1), out: ti.types.ndarray(ndim=1),
-                              out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
+def lstm_peephole_output_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+                              out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
     """The output gate of an LSTM with dense peepholes: Vo·c1 needs the whole new cell vector of
     the row, so it runs after ``lstm_step`` has written every c1."""
     ti.loop_config(block_dim=ti.static(worker_block()))

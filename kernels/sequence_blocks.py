@@ -22,7 +22,16 @@ kernel needed (``sequence_persistent.py``: 1.5-2x at GRU batch 2-4).
 import taichi as ti
 
 from .dots import dot8, w32
-from .frame import memory_weights, recurrent_weights, run_sizes
+from .frame import (
+    FRAME,
+    OUTPUT,
+    PARAMS,
+    WEIGHTS,
+    WORKSPACE,
+    memory_weights,
+    recurrent_weights,
+    run_sizes,
+)
 from .gate_math import (
     gru_gates,
     gru_output,
@@ -45,9 +54,8 @@ def rounds(n, tid):
 
 
 @ti.kernel
-def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                       prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-                       out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def single_gate_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+                       out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -83,9 +91,8 @@ def single_gate_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types
 
 
 @ti.kernel
-def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-               out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+               out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -133,9 +140,8 @@ def gru_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray
 
 
 @ti.kernel
-def lstm_blocks(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-                out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def lstm_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+                out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)

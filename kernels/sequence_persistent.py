@@ -28,7 +28,16 @@ import functools
 import taichi as ti
 
 from .dots import w32
-from .frame import memory_weights, recurrent_weights, run_sizes
+from .frame import (
+    FRAME,
+    OUTPUT,
+    PARAMS,
+    WEIGHTS,
+    WORKSPACE,
+    memory_weights,
+    recurrent_weights,
+    run_sizes,
+)
 from .gate_math import (
     gru_gates,
     gru_output,
@@ -166,9 +175,8 @@ def persistent_kernel(cell, nblocks, chunk, staged):
         return total
 
     @ti.kernel
-    def kernel(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-               prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-               out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+    def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+               out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
             # the frame is read inside the loop: a statement before it would be a separate

@@ -13,7 +13,16 @@ Dot products use ``dots.dot8``. Same inputs and outputs as ``matrix_cells``
 import taichi as ti
 
 from .dots import dot8
-from .frame import memory_weights, recurrent_weights, run_sizes
+from .frame import (
+    FRAME,
+    OUTPUT,
+    PARAMS,
+    WEIGHTS,
+    WORKSPACE,
+    memory_weights,
+    recurrent_weights,
+    run_sizes,
+)
 from .gate_math import (
     gru_gates,
     gru_output,
@@ -42,9 +51,8 @@ def copy_row_forward(ws: ti.template(), src, dst, n):
 
 
 @ti.kernel
-def single_gate_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                     prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-                     out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def single_gate_rows(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+                     out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         T, B, H, slot = run_sizes(frame)
@@ -66,9 +74,8 @@ def single_gate_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.n
 
 
 @ti.kernel
-def gru_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-             prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-             out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def gru_rows(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+             out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         T, B, H, slot = run_sizes(frame)
@@ -102,9 +109,8 @@ def gru_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(n
 
 
 @ti.kernel
-def lstm_rows(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-              prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1),
-              out: ti.types.ndarray(ndim=1), out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def lstm_rows(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
+              out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         T, B, H, slot = run_sizes(frame)
