@@ -2,18 +2,7 @@
 place for the argument types and the field list."""
 import taichi as ti
 
-from .layout import (
-    F_BATCH,
-    F_OUT,
-    F_SLOT,
-    F_STEPS,
-    F_U,
-    F_U_SJ,
-    F_U_SO,
-    F_V,
-    F_V_SJ,
-    F_V_SO,
-)
+from .layout import F_BATCH, F_OUT, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO
 
 # argument types of the recurrence kernels: (ws, wts, prm, frame, out, out_base, out_step, out_row)
 WORKSPACE = ti.types.ndarray(dtype=ti.f32, ndim=1)   # projected inputs, state history, scratch

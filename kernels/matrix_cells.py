@@ -23,22 +23,8 @@ or float32; all sums are float32.
 import taichi as ti
 
 from .dots import dot8, w32
-from .frame import (
-    FRAME,
-    OUTPUT,
-    PARAMS,
-    WEIGHTS,
-    WORKSPACE,
-    memory_weights,
-    recurrent_weights,
-)
-from .gate_math import (
-    gru_gates,
-    gru_output,
-    lstm_cell_state,
-    lstm_output,
-    single_gate_output,
-)
+from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights
+from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .layout import (
     F_BATCH,

@@ -22,23 +22,8 @@ kernel needed (``sequence_persistent.py``: 1.5-2x at GRU batch 2-4).
 import taichi as ti
 
 from .dots import dot8, w32
-from .frame import (
-    FRAME,
-    OUTPUT,
-    PARAMS,
-    WEIGHTS,
-    WORKSPACE,
-    memory_weights,
-    recurrent_weights,
-    run_sizes,
-)
-from .gate_math import (
-    gru_gates,
-    gru_output,
-    lstm_cell_state,
-    lstm_output,
-    single_gate_output,
-)
+from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
+from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import block_share, row_blocks
 from .layout import F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL
 from .sequence_copy import store_output

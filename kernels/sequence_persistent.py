@@ -20,31 +20,17 @@ waiting on a load), then four weight loads are issued per iteration.
 
 The grid must be resident all at once or the barrier never opens: one block of
 256 threads per SM, 32 KiB of shared memory, and never more blocks than SMs. Dense LSTM
-peepholes need a second barrier per step and are left to the other paths. Shapes: nblocks and the batch chunk are compile-time constants,
-so ``persistent_kernel`` builds (and caches) one kernel per (cell, nblocks, chunk).
+peepholes need a second barrier per step and are left to the other paths. Shapes: nblocks and
+the batch chunk are compile-time constants, so ``persistent_kernel`` builds (and caches) one
+kernel per (cell, nblocks, chunk).
 """
 import functools
 
 import taichi as ti
 
 from .dots import w32
-from .frame import (
-    FRAME,
-    OUTPUT,
-    PARAMS,
-    WEIGHTS,
-    WORKSPACE,
-    memory_weights,
-    recurrent_weights,
-    run_sizes,
-)
-from .gate_math import (
-    gru_gates,
-    gru_output,
-    lstm_cell_state,
-    lstm_output,
-    single_gate_output,
-)
+from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
+from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import (
     CELL_GRU,
     CELL_LSTM,

@@ -13,34 +13,10 @@ Dot products use ``dots.dot8``. Same inputs and outputs as ``matrix_cells``
 import taichi as ti
 
 from .dots import dot8
-from .frame import (
-    FRAME,
-    OUTPUT,
-    PARAMS,
-    WEIGHTS,
-    WORKSPACE,
-    memory_weights,
-    recurrent_weights,
-    run_sizes,
-)
-from .gate_math import (
-    gru_gates,
-    gru_output,
-    lstm_cell_state,
-    lstm_output,
-    single_gate_output,
-)
+from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
+from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
-from .layout import (
-    F_PEEP,
-    F_ROWS,
-    F_WS_C,
-    F_WS_H,
-    F_WS_SCRATCH,
-    F_WS_XW,
-    PEEP_DENSE,
-    PEEP_DIAGONAL,
-)
+from .layout import F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL
 from .sequence_copy import store_output
 
 
