@@ -12,8 +12,12 @@ takes its share of the items with :func:`share`:
 * GPU (CUDA, Vulkan, Metal): worker w takes items w, w + W, w + 2W, ... so that
   neighbouring threads touch neighbouring addresses (coalesced); W is large
   enough to fill the device, and idle workers exit at once.
-* CPU: worker w takes one contiguous run of items (neighbouring workers on
-  different cores never share a cache line they write); W is a few per core.
+* CPU: Taichi 1.7 hands a CPU thread at least 512 iterations of a parallel
+  loop at a time (its adaptive block size overrides ``loop_config``), so the
+  workers come in tasks of CPU_TASK = 512, one task per pool thread, and the
+  items are split first across the tasks, then into contiguous runs across a
+  task's workers. Rows of a small batch thus land on different threads (with
+  every worker in one task, a batch of 8 rows ran on one core).
 
 Block kernels (one GPU block per sequence) loop over ``row_blocks()`` blocks
 the same way, each taking batch rows b, b + row_blocks(), ...
@@ -21,7 +25,8 @@ the same way, each taking batch rows b, b + row_blocks(), ...
 import taichi as ti
 
 GPU_WORKERS = 1 << 17       # 512 blocks of 256 threads: ~4 blocks per SM on an H100
-CPU_WORKERS = 1024            # tasks of the CPU thread pool (block_dim 1): a few per core
+CPU_TASK = 512              # loop iterations Taichi gives a CPU thread at a time
+MAX_CPU_TASKS = 8           # at most this many threads share a kernel (empty workers cost a few ns)
 GPU_ROW_BLOCKS = 512        # blocks of a block-per-sequence kernel; more rows loop
 
 
@@ -30,8 +35,13 @@ def on_cpu():
     return ti.lang.impl.current_cfg().arch in (ti.x64, ti.arm64)
 
 
+def cpu_tasks():
+    """Tasks of a CPU kernel: one per thread of Taichi's pool, at most MAX_CPU_TASKS."""
+    return max(1, min(ti.lang.impl.current_cfg().cpu_max_num_threads, MAX_CPU_TASKS))
+
+
 def workers():
-    return CPU_WORKERS if on_cpu() else GPU_WORKERS
+    return CPU_TASK * cpu_tasks() if on_cpu() else GPU_WORKERS
 
 
 def worker_block():
@@ -49,9 +59,13 @@ def share(n, w):
     the item is first + q * stride."""
     first, count, stride = 0, 0, 1
     if ti.static(on_cpu()):
-        run = (n + CPU_WORKERS - 1) // CPU_WORKERS
-        first = w * run
-        count = ti.max(ti.min(n - first, run), 0)
+        tasks = ti.static(cpu_tasks())
+        per_task = (n + tasks - 1) // tasks
+        lo = (w // CPU_TASK) * per_task
+        hi = ti.min(n, lo + per_task)
+        run = (ti.max(hi - lo, 0) + CPU_TASK - 1) // CPU_TASK
+        first = lo + (w % CPU_TASK) * run
+        count = ti.max(ti.min(hi - first, run), 0)
     else:
         first = w
         stride = GPU_WORKERS
