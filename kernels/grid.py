@@ -45,7 +45,8 @@ def workers():
 
 
 def worker_block():
-    """block_dim of the workers' loop: one worker per CPU task, 256 threads per GPU block."""
+    """block_dim of the workers' loop: 256 threads per GPU block. On the CPU Taichi 1.7 replaces it
+    with its own block of at least CPU_TASK iterations (see above); 1 asks for the finest split."""
     return 1 if on_cpu() else 256
 
 
