@@ -79,7 +79,9 @@ F_STANDARD = 38    # 1 when every gate uses the neurons the cell is usually buil
                    # gates, tanh cell and cell-to-output; GRU: sigmoid gates, tanh output, p = 1;
                    # single gate: tanh), all with a = b = 1: the gate math then skips the run-time
                    # choice among sixteen neurons (measured ~1 us a step on small GPU layers)
-F_HEADER = 40
+F_LANE_U = 39      # offsets, in 8-float vectors, of U and V in the CPU's lane-packed weights
+F_LANE_V = 40      # (W starts at 0; see lanes.py)
+F_HEADER = 44
 F_ROWS = F_HEADER  # T entries: rows present at each processing step
 
 # --- prm: float parameters -----------------------------------------------------

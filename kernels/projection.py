@@ -24,6 +24,7 @@ sequence costs one dispatch here instead of three (a dispatch costs ~20 µs).
 import taichi as ti
 
 from .grid import share, worker_block, workers
+from .lanes import LANE_WEIGHTS, LANES
 from .layout import (
     CELL_LSTM,
     F_BARRIER,
@@ -50,6 +51,37 @@ from .layout import (
 ROWS_PER_THREAD = 8
 
 
+@ti.func
+def start_run(ws: ti.template(), frame: ti.template(), w):
+    """Worker w's share of what a run needs before its recurrence: zero initial states (history
+    slot 0 of h, and of an LSTM's c) when the run has none, and the grid-barrier count at 0."""
+    if frame[F_ZERO_STATE] != 0:
+        first, count, stride = share(frame[F_BATCH] * frame[F_OUT], w)
+        for q in range(count):
+            e = first + q * stride
+            ws[frame[F_WS_H] + e] = 0.0
+            if frame[F_CELL] == CELL_LSTM:
+                ws[frame[F_WS_C] + e] = 0.0
+    if w == 0:
+        frame[F_BARRIER] = 0   # a persistent kernel counts grid-barrier arrivals from 0
+
+
+@ti.func
+def row_starts(frame: ti.template(), n0, N, B, x_base, x_step, x_row):
+    """Where x starts for rows n0 .. n0+7 (n = s·B + r), and which of them the sequence has at
+    its step. Absent rows read row 0 of step 0 (always present), so every load stays inside the
+    caller's matrices; they are not stored."""
+    start = ti.Vector([x_base] * ROWS_PER_THREAD, ti.i32)
+    present = ti.Vector([0] * ROWS_PER_THREAD, ti.i32)
+    for k in ti.static(range(ROWS_PER_THREAD)):
+        n = n0 + k
+        if n < N:
+            if n % B < frame[F_ROWS + n // B]:
+                start[k] = x_base + (n // B) * x_step + (n % B) * x_row
+                present[k] = 1
+    return start, present
+
+
 @ti.kernel
 def project_inputs(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, x_row: ti.i32,
                    ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
@@ -73,16 +105,7 @@ def project_inputs(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, 
             o = idx % GH
             n0 = (idx // GH) * ROWS_PER_THREAD
             mode = frame[F_INPUT_MODE + o // H]
-            # where each of the 8 rows' x starts; absent rows read row 0 of step 0 (always
-            # present) so every load stays inside the caller's matrices, and are not stored
-            start = ti.Vector([x_base] * ROWS_PER_THREAD, ti.i32)
-            present = ti.Vector([0] * ROWS_PER_THREAD, ti.i32)
-            for k in ti.static(range(ROWS_PER_THREAD)):
-                n = n0 + k
-                if n < N:
-                    if n % B < frame[F_ROWS + n // B]:
-                        start[k] = x_base + (n // B) * x_step + (n % B) * x_row
-                        present[k] = 1
+            start, present = row_starts(frame, n0, N, B, x_base, x_step, x_row)
             acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
             if mode == INPUT_DENSE:
                 wo = w0 + o * so
@@ -107,13 +130,51 @@ def project_inputs(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, 
             for k in ti.static(range(ROWS_PER_THREAD)):
                 if present[k] != 0:
                     ws[xw0 + (n0 + k) * GH + o] = acc[k] + bias
-        # a run without initial states starts from zeros: history slot 0 of h (and of an LSTM's c)
-        if frame[F_ZERO_STATE] != 0:
-            first0, count0, stride0 = share(B * H, w)
-            for q in range(count0):
-                e = first0 + q * stride0
-                ws[frame[F_WS_H] + e] = 0.0
-                if frame[F_CELL] == CELL_LSTM:
-                    ws[frame[F_WS_C] + e] = 0.0
-        if w == 0:
-            frame[F_BARRIER] = 0   # a persistent kernel counts grid-barrier arrivals from 0
+        start_run(ws, frame, w)
+
+
+@ti.kernel
+def project_inputs_lanes(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, x_row: ti.i32,
+                         ws: ti.types.ndarray(dtype=ti.f32, ndim=1), lanes: LANE_WEIGHTS,
+                         prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+    """The same projection on the CPU's lane-packed W (``lanes.py``): a work item is one block of 8
+    units of one gate for 8 rows, 8 vector accumulators; each weight vector load serves 64
+    multiply-adds (measured: 60 GFLOP/s on one core of this project's CPU)."""
+    ti.loop_config(block_dim=ti.static(worker_block()))
+    for w in range(ti.static(workers())):
+        T = frame[F_STEPS]
+        B = frame[F_BATCH]
+        H = frame[F_OUT]
+        G = frame[F_GATES]
+        n_in = frame[F_IN]
+        N = T * B
+        blocks = G * ((H + LANES - 1) // LANES)
+        first, count, stride = share(((N + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD) * blocks, w)
+        for q in range(count):
+            idx = first + q * stride
+            blk = idx % blocks   # unit block u = blk // G of gate g = blk % G
+            g = blk % G
+            n0 = (idx // blocks) * ROWS_PER_THREAD
+            mode = frame[F_INPUT_MODE + g]
+            start, present = row_starts(frame, n0, N, B, x_base, x_step, x_row)
+            acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(ROWS_PER_THREAD))]
+            i0 = (blk // G) * LANES
+            if mode == INPUT_DENSE:
+                wb = blk * n_in
+                for j in range(n_in):
+                    wv = lanes[wb + j]
+                    for k in ti.static(range(ROWS_PER_THREAD)):
+                        acc[k] += wv * ti.cast(x[start[k] + j], ti.f32)
+            elif mode == INPUT_IDENTITY:
+                for k in ti.static(range(ROWS_PER_THREAD)):
+                    for m in ti.static(range(LANES)):
+                        if i0 + m < H:
+                            acc[k][m] = ti.cast(x[start[k] + i0 + m], ti.f32)
+            xw = frame[F_WS_XW] + g * H
+            o_bias = frame[F_P_BIAS] + g * H
+            for k in ti.static(range(ROWS_PER_THREAD)):
+                if present[k] != 0:
+                    for m in ti.static(range(LANES)):
+                        if i0 + m < H:
+                            ws[xw + (n0 + k) * G * H + i0 + m] = acc[k][m] + prm[o_bias + i0 + m]
+        start_run(ws, frame, w)

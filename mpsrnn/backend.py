@@ -70,9 +70,11 @@ def init(arch=None):
                            f"(no {name} device or driver found); try 'auto' or 'cpu'")
     import taichi as ti
     # fast_math off: float32 results must match a float64 reference to ~1e-5 relative.
+    # On the CPU vectors stay whole (real_matrix_scalarize off), so the lane-packed products
+    # compile to vector instructions (kernels/lanes.py).
     with contextlib.redirect_stdout(io.StringIO()):  # Taichi prints a start-up line
         ti.init(arch=_ti_arch(name), enable_fallback=False, fast_math=False, offline_cache=True,
-                default_fp=ti.f32, default_ip=ti.i32, log_level=ti.WARN)
+                default_fp=ti.f32, default_ip=ti.i32, log_level=ti.WARN, real_matrix_scalarize=name != "cpu")
     _current = name
     return name
 

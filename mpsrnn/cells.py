@@ -13,6 +13,8 @@ layer). It holds:
 Gate order: single gate (g); GRU (z, r, h); LSTM (input, forget, cell, output).
 Matrices are stored row-major or transposed (``transposed``; see the F_*_SO/SJ
 strides in ``kernels/layout.py``): the layer picks what its arch's kernels read best.
+On the CPU (``lanes``) they are also packed eight output rows wide into ``lanes``
+(``kernels/lanes.py``), which the CPU's projection and recurrence read.
 Nil slots are zeros (an input slot also means zero bias and the identity neuron);
 with ``use_layer_input_unit_transform_mode`` every gate reads x itself.
 """
@@ -22,10 +24,11 @@ from .backend import ensure_init
 from .descriptors import GRUDescriptor, LSTMDescriptor
 from .enums import DataType, NeuronType
 from .kernels import layout as L
+from .kernels.lanes import LANES, pack_lanes
 
 
 class PackedCell:
-    def __init__(self, descriptor, where=None, transposed=False):
+    def __init__(self, descriptor, where=None, transposed=False, lanes=False):
         descriptor.validate(where)
         d = descriptor
         if isinstance(d, LSTMDescriptor):
@@ -108,6 +111,7 @@ class PackedCell:
         if V.size and not (kind == L.CELL_LSTM and header[L.F_PEEP] == L.PEEP_DIAGONAL):
             v_rows = V.size // H
             V = V.reshape(v_rows, H)
+        self.host_lanes = self._pack_lanes(W, U, V, v_rows, header, wtype_of(self.weight_type)) if lanes else None
         if transposed:
             W, U = W.T, U.T
             V = V.T if v_rows else V
@@ -117,7 +121,7 @@ class PackedCell:
         for (so, sj), rows, cols in (((L.F_W_SO, L.F_W_SJ), G * H, self.n_in), ((L.F_U_SO, L.F_U_SJ), G * H, H),
                                      ((L.F_V_SO, L.F_V_SJ), max(v_rows, 1), H)):
             header[so], header[sj] = (1, rows) if transposed else (cols, 1)
-        wtype = np.float32 if self.weight_type == DataType.FLOAT32 else np.float16
+        wtype = wtype_of(self.weight_type)
         self.header = header
         self.transposed = transposed
         self.host_wts = np.concatenate([np.ascontiguousarray(W).reshape(-1), np.ascontiguousarray(U).reshape(-1),
@@ -125,9 +129,25 @@ class PackedCell:
         self.host_prm = prm
         self._upload()
 
+    def _pack_lanes(self, W, U, V, v_rows, header, wtype):
+        """W, U and V in the CPU's lane layout (kernels/lanes.py), after rounding to the weight type;
+        their offsets go to the header (F_LANE_U, F_LANE_V)."""
+        G, H = self.gates, self.n_out
+        parts = [pack_lanes(W.astype(wtype), G, H), pack_lanes(U.astype(wtype), G, H)]
+        if V.size:
+            v_gates = v_rows // H if v_rows else 4   # dense: 4 (LSTM) or 1 (GRU Vh) gates; diagonal: 4 columns of one
+            parts.append(pack_lanes(V.reshape(v_gates * H, -1).astype(wtype), v_gates, H))
+        header[L.F_LANE_U] = len(parts[0])
+        header[L.F_LANE_V] = len(parts[0]) + len(parts[1])
+        return np.concatenate(parts).astype(np.float32)
+
     def _upload(self):
         ensure_init()
         import taichi as ti
+        self.lanes = None
+        if self.host_lanes is not None:
+            self.lanes = ti.Vector.ndarray(LANES, ti.f32, len(self.host_lanes))
+            self.lanes.from_numpy(self.host_lanes)
         self.wts = ti.ndarray(ti.f32 if self.weight_type == DataType.FLOAT32 else ti.f16, self.host_wts.shape)
         self.wts.from_numpy(self.host_wts)
         self.prm = ti.ndarray(ti.f32, self.host_prm.shape)
@@ -144,7 +164,7 @@ class PackedCell:
     def copy(self):
         """An independent cell with the same weights (new device arrays)."""
         new = PackedCell.__new__(PackedCell)
-        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("wts", "prm")})
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("wts", "prm", "lanes")})
         new._upload()
         return new
 
@@ -161,6 +181,10 @@ class PackedCell:
         c_slots = {L.CELL_LSTM: steps + 1, L.CELL_GRU: 2 * steps}.get(self.kind, 0)
         scratch = c + c_slots * slot
         return xw, h, c, scratch, slot, scratch + 3 * batch * H
+
+
+def wtype_of(weight_type):
+    return np.float32 if weight_type == DataType.FLOAT32 else np.float16
 
 
 def _standard(d, kind, header, prm, o_neuron, o_cell):

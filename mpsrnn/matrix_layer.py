@@ -5,7 +5,8 @@ from .command_buffer import check_command_buffer, submit
 from .descriptors import RNNDescriptor
 from .enums import BidirectionalCombineMode, DataType, SequenceDirection, coerce_enum
 from .matrix import Matrix, MatrixSequence, Storage
-from .scheduler import PlanCache, default_launch, plan_bidirectional, plan_sequence, weights_transposed
+from .scheduler import (PlanCache, default_launch, packs_lanes, plan_bidirectional, plan_sequence,
+                        weights_transposed)
 from .sequences import prepare_destination, read_source
 from .state import RNNRecurrentMatrixState
 
@@ -42,8 +43,8 @@ class RNNMatrixInferenceLayer:
         ensure_init()
         ds = _descriptor_list(descriptors)
         where = (lambda k: f"descriptors[{k}]") if len(ds) > 1 else (lambda k: None)
-        transposed = weights_transposed(current_arch())
-        self._cells = [PackedCell(d, where(k), transposed) for k, d in enumerate(ds)]
+        arch = current_arch()
+        self._cells = [PackedCell(d, where(k), weights_transposed(arch), packs_lanes(arch)) for k, d in enumerate(ds)]
         seq_err = self._sequence_chain_error()
         bidi_err = self._bidirectional_chain_error()
         if seq_err and bidi_err:

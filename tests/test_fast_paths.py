@@ -12,7 +12,9 @@ import reference as R
 from builders import assert_seq_close, descriptor, sequence
 from mpsrnn.scheduler.recurrence import applies, available_recurrences
 
-PATHS = [(rec, layout) for rec in available_recurrences(m.init()) for layout in ("rows", "transposed")]
+# the lanes path reads only its own packed weights: the plain layout does not matter to it
+PATHS = [(rec, layout) for rec in available_recurrences(m.init()) for layout in ("rows", "transposed")
+         if not (rec == "lanes" and layout == "transposed")]
 
 
 @pytest.fixture(params=PATHS, ids=lambda p: f"{p[0]}-{p[1]}")

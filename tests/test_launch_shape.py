@@ -46,7 +46,7 @@ CHILD = textwrap.dedent("""
                  if not r.name.startswith(("ext_arr_to_ndarray", "ndarray_to_ext_arr"))]
         report[name] = names
 
-    for rec in ("rows", "step"):
+    for rec in ("lanes", "rows", "step"):
         os.environ["MPSRNN_RECURRENCE"] = rec
         for kind, opts in (("lstm", {"peephole": "dense"}), ("gru", {}), ("single", {})):
             d = descriptor(kind, rng, 5, 6, **opts)
@@ -80,7 +80,7 @@ def task_names():
 
 
 def test_every_kernel_is_one_range_task(task_names):
-    assert len(task_names) == 14
+    assert len(task_names) == 21
     for run, names in task_names.items():
         assert names, run
         serial = [n for n in names if not n.endswith("_range_for")]
@@ -92,6 +92,8 @@ def test_a_plain_run_is_two_launches(task_names):
     single-layer run without states is the projection and the recurrence, nothing else."""
     names = task_names["rows-lstm"]
     assert [n.split("_c")[0] for n in names] == ["project_inputs", "lstm_rows"], names
+    names = task_names["lanes-lstm"]
+    assert [n.split("_c")[0] for n in names] == ["project_inputs_lanes", "lstm_lanes"], names
     # the step path: one task per step (three steps), two for the GRU's two phases and the
     # dense-peephole LSTM's output pass
     assert sum("single_gate_step" in n for n in task_names["step-single"]) == 3

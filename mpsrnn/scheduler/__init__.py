@@ -2,7 +2,7 @@
 from .launch import STRATEGIES, default_launch
 from .plans import PlanCache, plan_bidirectional, plan_sequence
 from .program import Dispatch, Program, Slot
-from .recurrence import weights_transposed
+from .recurrence import packs_lanes, weights_transposed
 
 __all__ = ["STRATEGIES", "default_launch", "PlanCache", "plan_bidirectional", "plan_sequence",
-           "Dispatch", "Program", "Slot", "weights_transposed"]
+           "Dispatch", "Program", "Slot", "packs_lanes", "weights_transposed"]

@@ -67,7 +67,8 @@ class GraphLaunch:
 def _graph_arg(ti, name, value):
     if isinstance(value, int):
         return ti.graph.Arg(ti.graph.ArgKind.SCALAR, name, ti.i32)
-    return ti.graph.Arg(ti.graph.ArgKind.NDARRAY, name, value.dtype, ndim=len(value.shape))
+    dtype = ti.types.vector(value.n, value.dtype) if isinstance(value, ti.lang.matrix.VectorNdarray) else value.dtype
+    return ti.graph.Arg(ti.graph.ArgKind.NDARRAY, name, dtype, ndim=len(value.shape))
 
 
 STRATEGIES = {"eager": EagerLaunch, "graph": GraphLaunch}

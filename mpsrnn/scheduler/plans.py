@@ -24,7 +24,7 @@ import numpy as np
 
 from ..kernels import layout as L
 from ..backend import current_arch
-from ..kernels.projection import project_inputs
+from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence
 from .program import Program, Slot
 from .recurrence import choose_recurrence, emit_recurrence
@@ -94,7 +94,10 @@ class StackRun:
             else:
                 prev = self.layers[k - 1]
                 x = (prev.ws, prev.h + prev.slot, prev.slot, prev.cell.n_out)
-            prog.add(project_inputs, *x, ws, cell.wts, cell.prm, lr.frame)
+            if lr.recurrence == "lanes":   # the CPU: both read the lane-packed weights
+                prog.add(project_inputs_lanes, *x, ws, cell.lanes, cell.prm, lr.frame)
+            else:
+                prog.add(project_inputs, *x, ws, cell.wts, cell.prm, lr.frame)
             last = k == len(self.layers) - 1
             emit_recurrence(prog, lr.recurrence, lr, T, B, output if last and output else (ws, -1, 0, 0))
 

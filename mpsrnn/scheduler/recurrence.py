@@ -3,8 +3,12 @@
 * ``step``: ``kernels/matrix_cells``, one fused step per launch, T launches
   that differ only in their step argument (any arch, any size; the general
   path and the fallback).
-* ``rows``: ``kernels/sequence_rows``, the whole sequence in one launch, one
-  thread per sequence (the CPU path: no per-step launch or task cost).
+* ``lanes``: ``kernels/sequence_lanes``, the whole sequence in one launch, one
+  thread per sequence, on weights packed 8 output rows wide so the products run
+  as vector code (the CPU path: no per-step launch or task cost); its layers'
+  input projection reads the same packed weights.
+* ``rows``: ``kernels/sequence_rows``, the same schedule on the plain weight
+  layout with scalar dot products (any arch; the CPU's path before ``lanes``).
 * ``blocks``: ``kernels/sequence_blocks``, the whole sequence in one launch, one
   GPU block per sequence with the state in shared memory (small hidden sizes;
   CUDA, Vulkan, Metal: needs only block barriers).
@@ -20,6 +24,7 @@ from ..kernels.layout import CELL_LSTM, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel
+from ..kernels.sequence_lanes import LANE_KERNELS
 from ..kernels.sequence_rows import ROW_KERNELS
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
@@ -36,10 +41,15 @@ def weights_transposed(arch):
     return arch != "cpu"
 
 
+def packs_lanes(arch):
+    """Whether layers on ``arch`` also keep their weights lane-packed (kernels/lanes.py): the CPU."""
+    return arch == "cpu"
+
+
 def available_recurrences(arch):
     """The recurrence kernels that can run on ``arch``."""
     if arch == "cpu":
-        return ["step", "rows"]
+        return ["step", "rows", "lanes"]
     if arch == "cuda":
         return ["step", "rows", "blocks", "persistent"]
     return ["step", "rows", "blocks"]
@@ -49,6 +59,8 @@ def applies(name, arch, cell):
     """Whether recurrence ``name`` can run this layer (a forced one that cannot falls back to the default)."""
     if name == "blocks":
         return cell.n_out <= MAX_HIDDEN
+    if name == "lanes":
+        return cell.lanes is not None
     if name == "persistent":
         return arch == "cuda" and persistent_fits(cell.kind, cell.header_peep, cell.n_out, _grid(cell))
     return True
@@ -63,7 +75,7 @@ def choose_recurrence(arch, cell, steps, batch):
         if applies(forced, arch, cell):
             return forced
     if arch == "cpu":
-        return "rows"
+        return "lanes"
     if arch == "metal":
         # Metal has not run the block kernel yet (no Mac here): plain kernels until `mpsrnn check
         # --arch metal`, which forces every path against the reference, has passed on one
@@ -88,7 +100,9 @@ def emit_recurrence(prog, name, layer_run, steps, batch, output):
     lr = layer_run
     args = (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *output)
     kind = lr.cell.kind
-    if name == "rows":
+    if name == "lanes":
+        prog.add(LANE_KERNELS[kind], lr.ws, lr.cell.lanes, *args[2:])
+    elif name == "rows":
         prog.add(ROW_KERNELS[kind], *args)
     elif name == "blocks":
         prog.add(BLOCK_KERNELS[kind], *args)

@@ -1,0 +1,137 @@
+"""Whole sequences in one launch, one thread per sequence, on lane-packed weights (the CPU path).
+
+As in ``sequence_rows``, a worker runs every step of its batch row alone: no barrier and no
+launch per step. Each step has two parts:
+
+1. the recurrent products, added in place to the step's projected inputs (read once, so the
+   workspace rows can take the sum): ``add_products`` walks the state once per block of 8 units
+   and serves every gate of those units with vector multiply-adds (see ``lanes.py``);
+2. the gate math, unit by unit, from those pre-activations (``gate_math``, as every variant).
+
+A GRU needs r∘h0 and z∘h0 before its third gate's products, so its step is
+products (z, r), gates, products (h), output. A dense-peephole LSTM adds V·c0 to the input,
+forget and cell gates and, once the whole new cell is known, Vo·c1 to the output gate.
+
+Same frame, workspace and output arguments as the other recurrence kernels, with the lane-packed
+weights (``lanes``) in place of ``wts``.
+"""
+import taichi as ti
+
+from .frame import FRAME, OUTPUT, PARAMS, WORKSPACE, run_sizes
+from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
+from .grid import share, worker_block, workers
+from .lanes import LANE_WEIGHTS, LANES, add_products
+from .layout import F_LANE_U, F_LANE_V, F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL
+from .sequence_copy import store_output
+from .sequence_rows import copy_row_forward
+
+
+@ti.func
+def lane_weight(lanes: ti.template(), base, layout_gates, g, i):
+    """Element i of gate g of a lane-packed vector (one column: diagonal peepholes)."""
+    return lanes[base + (i // LANES) * layout_gates + g][i % LANES]
+
+
+@ti.kernel
+def single_gate_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
+                      out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+    ti.loop_config(block_dim=ti.static(worker_block()))
+    for w in range(ti.static(workers())):
+        T, B, H, slot = run_sizes(frame)
+        first, count, stride = share(B, w)
+        for q in range(count):
+            r = first + q * stride
+            for s in range(T):
+                h0 = frame[F_WS_H] + s * slot + r * H
+                h1 = h0 + slot
+                if r < frame[F_ROWS + s]:
+                    xw = frame[F_WS_XW] + (s * B + r) * H
+                    add_products(ws, xw, lanes, frame[F_LANE_U], 1, 0, 1, H, h0, H)
+                    for i in range(H):
+                        ws[h1 + i] = single_gate_output(frame, prm, i, ws[xw + i])
+                        store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+                else:
+                    copy_row_forward(ws, h0, h1, H)
+
+
+@ti.kernel
+def gru_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
+              out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+    ti.loop_config(block_dim=ti.static(worker_block()))
+    for w in range(ti.static(workers())):
+        T, B, H, slot = run_sizes(frame)
+        first, count, stride = share(B, w)
+        for q in range(count):
+            r = first + q * stride
+            # this row's scratch: z, r∘h0, z∘h0
+            sz = frame[F_WS_SCRATCH] + r * H
+            srh = sz + B * H
+            szh = srh + B * H
+            for s in range(T):
+                h0 = frame[F_WS_H] + s * slot + r * H
+                h1 = h0 + slot
+                if r < frame[F_ROWS + s]:
+                    xw = frame[F_WS_XW] + (s * B + r) * 3 * H
+                    add_products(ws, xw, lanes, frame[F_LANE_U], 3, 0, 2, H, h0, H)   # Uz·h0, Ur·h0
+                    for i in range(H):
+                        z, rg = gru_gates(frame, prm, i, ws[xw + i], ws[xw + H + i])
+                        ws[sz + i] = z
+                        ws[srh + i] = rg * ws[h0 + i]
+                        ws[szh + i] = z * ws[h0 + i]
+                    add_products(ws, xw + 2 * H, lanes, frame[F_LANE_U], 3, 2, 1, H, srh, H)   # Uh·(r∘h0)
+                    add_products(ws, xw + 2 * H, lanes, frame[F_LANE_V], 1, 0, 1, H, szh, H)   # Vh·(z∘h0)
+                    for i in range(H):
+                        ws[h1 + i] = gru_output(frame, prm, i, ws[xw + 2 * H + i], ws[sz + i], ws[h0 + i])
+                        store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+                else:
+                    copy_row_forward(ws, h0, h1, H)
+
+
+@ti.kernel
+def lstm_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
+               out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+    ti.loop_config(block_dim=ti.static(worker_block()))
+    for w in range(ti.static(workers())):
+        T, B, H, slot = run_sizes(frame)
+        peep = frame[F_PEEP]
+        first, count, stride = share(B, w)
+        for q in range(count):
+            r = first + q * stride
+            for s in range(T):
+                h0 = frame[F_WS_H] + s * slot + r * H
+                h1 = h0 + slot
+                c0 = frame[F_WS_C] + s * slot + r * H
+                c1 = c0 + slot
+                if r < frame[F_ROWS + s]:
+                    xw = frame[F_WS_XW] + (s * B + r) * 4 * H
+                    add_products(ws, xw, lanes, frame[F_LANE_U], 4, 0, 4, H, h0, H)
+                    if peep == PEEP_DENSE:
+                        add_products(ws, xw, lanes, frame[F_LANE_V], 4, 0, 3, H, c0, H)
+                    for i in range(H):
+                        a_i = ws[xw + i]
+                        a_f = ws[xw + H + i]
+                        a_c = ws[xw + 2 * H + i]
+                        c_old = ws[c0 + i]
+                        if peep == PEEP_DIAGONAL:
+                            a_i += lane_weight(lanes, frame[F_LANE_V], 4, 0, i) * c_old
+                            a_f += lane_weight(lanes, frame[F_LANE_V], 4, 1, i) * c_old
+                            a_c += lane_weight(lanes, frame[F_LANE_V], 4, 2, i) * c_old
+                        c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+                        ws[c1 + i] = c_new
+                        if peep != PEEP_DENSE:   # a dense peephole needs the whole new cell: below
+                            a_o = ws[xw + 3 * H + i]
+                            if peep == PEEP_DIAGONAL:
+                                a_o += lane_weight(lanes, frame[F_LANE_V], 4, 3, i) * c_new
+                            ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
+                            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+                    if peep == PEEP_DENSE:
+                        add_products(ws, xw + 3 * H, lanes, frame[F_LANE_V], 4, 3, 1, H, c1, H)   # Vo·c1
+                        for i in range(H):
+                            ws[h1 + i] = lstm_output(frame, prm, i, ws[xw + 3 * H + i], ws[c1 + i])
+                            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+                else:
+                    copy_row_forward(ws, h0, h1, H)
+                    copy_row_forward(ws, c0, c1, H)
+
+
+LANE_KERNELS = {0: single_gate_lanes, 1: gru_lanes, 2: lstm_lanes}
