@@ -75,7 +75,7 @@ def row_starts(frame: ti.template(), n0, N, B, x_base, x_step, x_row):
     present = ti.Vector([0] * ROWS_PER_THREAD, ti.i32)
     for k in ti.static(range(ROWS_PER_THREAD)):
         n = n0 + k
-        if n < N:
+        if n < N:   # noqa: SIM102 (Taichi's `and` does not short-circuit: frame[] would read past the rows)
             if n % B < frame[F_ROWS + n // B]:
                 start[k] = x_base + (n // B) * x_step + (n % B) * x_row
                 present[k] = 1
