@@ -67,18 +67,26 @@ def start_run(ws: ti.template(), frame: ti.template(), w):
 
 
 @ti.func
-def row_starts(frame: ti.template(), n0, N, B, x_base, x_step, x_row):
-    """Where x starts for rows n0 .. n0+7 (n = s·B + r), and which of them the sequence has at
-    its step. Absent rows read row 0 of step 0 (always present), so every load stays inside the
-    caller's matrices; they are not stored."""
+def row_group(frame: ti.template(), n0, N, B, x_base, x_step, x_row):
+    """(where x starts, whether present) for rows n0 .. n0+7 (n = s·B + r, of N), as two vectors.
+
+    An absent row (past N, or one its sequence no longer has at step s) reads row 0 of step 0
+    (always present), so every load stays inside the caller's matrices; it is not stored. One
+    division, then the rows are walked: eight divisions per row cost more than a small item's
+    products on the CPU."""
     start = ti.Vector([x_base] * ROWS_PER_THREAD, ti.i32)
     present = ti.Vector([0] * ROWS_PER_THREAD, ti.i32)
+    s = n0 // B
+    r = n0 - s * B
     for k in ti.static(range(ROWS_PER_THREAD)):
-        n = n0 + k
-        if n < N:   # noqa: SIM102 (Taichi's `and` does not short-circuit: frame[] would read past the rows)
-            if n % B < frame[F_ROWS + n // B]:
-                start[k] = x_base + (n // B) * x_step + (n % B) * x_row
+        if n0 + k < N:   # noqa: SIM102 (Taichi's `and` does not short-circuit: frame[] would read past the rows)
+            if r < frame[F_ROWS + s]:
+                start[k] = x_base + s * x_step + r * x_row
                 present[k] = 1
+        r += 1
+        if r == B:
+            r = 0
+            s += 1
     return start, present
 
 
@@ -105,7 +113,7 @@ def project_inputs(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, 
             o = idx % GH
             n0 = (idx // GH) * ROWS_PER_THREAD
             mode = frame[F_INPUT_MODE + o // H]
-            start, present = row_starts(frame, n0, N, B, x_base, x_step, x_row)
+            start, present = row_group(frame, n0, N, B, x_base, x_step, x_row)
             acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
             if mode == INPUT_DENSE:
                 wo = w0 + o * so
@@ -156,7 +164,10 @@ def project_inputs_lanes(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti
             g = blk % G
             n0 = (idx // blocks) * ROWS_PER_THREAD
             mode = frame[F_INPUT_MODE + g]
-            start, present = row_starts(frame, n0, N, B, x_base, x_step, x_row)
+            starts, present = row_group(frame, n0, N, B, x_base, x_step, x_row)
+            # scalars for the loop: the CPU keeps Taichi vectors whole, and LLVM would otherwise
+            # redo the index arithmetic as a vector with an extract per load
+            start = [starts[k] for k in ti.static(range(ROWS_PER_THREAD))]
             acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(ROWS_PER_THREAD))]
             i0 = (blk // G) * LANES
             if mode == INPUT_DENSE:

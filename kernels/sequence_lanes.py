@@ -20,8 +20,22 @@ import taichi as ti
 from .frame import FRAME, OUTPUT, PARAMS, WORKSPACE, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
+from .lane_math import load_lanes, sigmoid_lanes, store_lanes, tanh_lanes
 from .lanes import LANE_WEIGHTS, LANES, add_products
-from .layout import F_LANE_U, F_LANE_V, F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_SCRATCH, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL
+from .layout import (
+    F_FLIP,
+    F_LANE_U,
+    F_LANE_V,
+    F_PEEP,
+    F_ROWS,
+    F_STANDARD,
+    F_WS_C,
+    F_WS_H,
+    F_WS_SCRATCH,
+    F_WS_XW,
+    PEEP_DENSE,
+    PEEP_DIAGONAL,
+)
 from .sequence_copy import store_output
 from .sequence_rows import copy_row_forward
 
@@ -30,6 +44,74 @@ from .sequence_rows import copy_row_forward
 def lane_weight(lanes: ti.template(), base, layout_gates, g, i):
     """Element i of gate g of a lane-packed vector (one column: diagonal peepholes)."""
     return lanes[base + (i // LANES) * layout_gates + g][i % LANES]
+
+
+@ti.func
+def store_new_h(ws: ti.template(), h1, v, i0, n, out: ti.template(), out_base, out_step, out_row, s, r):
+    """New outputs i0 .. i0+n-1 of row r at step s: to the history and to the caller's destination."""
+    store_lanes(ws, h1 + i0, v, n)
+    for m in ti.static(range(LANES)):
+        if m < n:
+            store_output(out, out_base, out_step, out_row, s, r, i0 + m, v[m])
+
+
+@ti.func
+def lstm_standard_lanes(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h1, c0, c1, H, peep,
+                        out: ti.template(), out_base, out_step, out_row, s, r):
+    """The LSTM step's gate math with the usual neurons, 8 units at a time (same formulas, same order
+    as gate_math.lstm_cell_state and lstm_output)."""
+    vl = frame[F_LANE_V]
+    for u in range((H + LANES - 1) // LANES):
+        i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+        a_i = load_lanes(ws, xw + i0, n)
+        a_f = load_lanes(ws, xw + H + i0, n)
+        a_c = load_lanes(ws, xw + 2 * H + i0, n)
+        c_old = load_lanes(ws, c0 + i0, n)
+        if peep == PEEP_DIAGONAL:
+            a_i += lanes[vl + u * 4] * c_old
+            a_f += lanes[vl + u * 4 + 1] * c_old
+            a_c += lanes[vl + u * 4 + 2] * c_old
+        c_new = sigmoid_lanes(a_f) * c_old + sigmoid_lanes(a_i) * tanh_lanes(a_c)
+        store_lanes(ws, c1 + i0, c_new, n)
+        if peep != PEEP_DENSE:   # a dense peephole needs the whole new cell: below
+            a_o = load_lanes(ws, xw + 3 * H + i0, n)
+            if peep == PEEP_DIAGONAL:
+                a_o += lanes[vl + u * 4 + 3] * c_new
+            store_new_h(ws, h1, sigmoid_lanes(a_o) * tanh_lanes(c_new), i0, n, out, out_base, out_step, out_row, s, r)
+    if peep == PEEP_DENSE:
+        add_products(ws, xw + 3 * H, lanes, vl, 4, 3, 1, H, c1, H)   # Vo·c1
+        for u in range((H + LANES - 1) // LANES):
+            i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+            h_new = sigmoid_lanes(load_lanes(ws, xw + 3 * H + i0, n)) * tanh_lanes(load_lanes(ws, c1 + i0, n))
+            store_new_h(ws, h1, h_new, i0, n, out, out_base, out_step, out_row, s, r)
+
+
+@ti.func
+def lstm_any_lanes(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h1, c0, c1,
+                   H, peep, out: ti.template(), out_base, out_step, out_row, s, r):
+    """The LSTM step's gate math with any neurons, unit by unit (gate_math)."""
+    for i in range(H):
+        a_i = ws[xw + i]
+        a_f = ws[xw + H + i]
+        a_c = ws[xw + 2 * H + i]
+        c_old = ws[c0 + i]
+        if peep == PEEP_DIAGONAL:
+            a_i += lane_weight(lanes, frame[F_LANE_V], 4, 0, i) * c_old
+            a_f += lane_weight(lanes, frame[F_LANE_V], 4, 1, i) * c_old
+            a_c += lane_weight(lanes, frame[F_LANE_V], 4, 2, i) * c_old
+        c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+        ws[c1 + i] = c_new
+        if peep != PEEP_DENSE:   # a dense peephole needs the whole new cell: below
+            a_o = ws[xw + 3 * H + i]
+            if peep == PEEP_DIAGONAL:
+                a_o += lane_weight(lanes, frame[F_LANE_V], 4, 3, i) * c_new
+            ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
+            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+    if peep == PEEP_DENSE:
+        add_products(ws, xw + 3 * H, lanes, frame[F_LANE_V], 4, 3, 1, H, c1, H)   # Vo·c1
+        for i in range(H):
+            ws[h1 + i] = lstm_output(frame, prm, i, ws[xw + 3 * H + i], ws[c1 + i])
+            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
 
 
 @ti.kernel
@@ -47,9 +129,15 @@ def single_gate_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FR
                 if r < frame[F_ROWS + s]:
                     xw = frame[F_WS_XW] + (s * B + r) * H
                     add_products(ws, xw, lanes, frame[F_LANE_U], 1, 0, 1, H, h0, H)
-                    for i in range(H):
-                        ws[h1 + i] = single_gate_output(frame, prm, i, ws[xw + i])
-                        store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+                    if frame[F_STANDARD] != 0:
+                        for u in range((H + LANES - 1) // LANES):
+                            i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+                            store_new_h(ws, h1, tanh_lanes(load_lanes(ws, xw + i0, n)), i0, n,
+                                        out, out_base, out_step, out_row, s, r)
+                    else:
+                        for i in range(H):
+                            ws[h1 + i] = single_gate_output(frame, prm, i, ws[xw + i])
+                            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
                 else:
                     copy_row_forward(ws, h0, h1, H)
 
@@ -73,16 +161,37 @@ def gru_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
                 if r < frame[F_ROWS + s]:
                     xw = frame[F_WS_XW] + (s * B + r) * 3 * H
                     add_products(ws, xw, lanes, frame[F_LANE_U], 3, 0, 2, H, h0, H)   # Uz·h0, Ur·h0
-                    for i in range(H):
-                        z, rg = gru_gates(frame, prm, i, ws[xw + i], ws[xw + H + i])
-                        ws[sz + i] = z
-                        ws[srh + i] = rg * ws[h0 + i]
-                        ws[szh + i] = z * ws[h0 + i]
+                    if frame[F_STANDARD] != 0:
+                        for u in range((H + LANES - 1) // LANES):
+                            i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+                            z = sigmoid_lanes(load_lanes(ws, xw + i0, n))
+                            hv = load_lanes(ws, h0 + i0, n)
+                            store_lanes(ws, sz + i0, z, n)
+                            store_lanes(ws, srh + i0, sigmoid_lanes(load_lanes(ws, xw + H + i0, n)) * hv, n)
+                            store_lanes(ws, szh + i0, z * hv, n)
+                    else:
+                        for i in range(H):
+                            z, rg = gru_gates(frame, prm, i, ws[xw + i], ws[xw + H + i])
+                            ws[sz + i] = z
+                            ws[srh + i] = rg * ws[h0 + i]
+                            ws[szh + i] = z * ws[h0 + i]
                     add_products(ws, xw + 2 * H, lanes, frame[F_LANE_U], 3, 2, 1, H, srh, H)   # Uh·(r∘h0)
                     add_products(ws, xw + 2 * H, lanes, frame[F_LANE_V], 1, 0, 1, H, szh, H)   # Vh·(z∘h0)
-                    for i in range(H):
-                        ws[h1 + i] = gru_output(frame, prm, i, ws[xw + 2 * H + i], ws[sz + i], ws[h0 + i])
-                        store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+                    if frame[F_STANDARD] != 0:
+                        for u in range((H + LANES - 1) // LANES):
+                            i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+                            z = load_lanes(ws, sz + i0, n)
+                            hv = tanh_lanes(load_lanes(ws, xw + 2 * H + i0, n))
+                            h_old = load_lanes(ws, h0 + i0, n)
+                            keep = 1.0 - z
+                            h_new = keep * hv + z * h_old
+                            if frame[F_FLIP] != 0:
+                                h_new = keep * h_old + z * hv
+                            store_new_h(ws, h1, h_new, i0, n, out, out_base, out_step, out_row, s, r)
+                    else:
+                        for i in range(H):
+                            ws[h1 + i] = gru_output(frame, prm, i, ws[xw + 2 * H + i], ws[sz + i], ws[h0 + i])
+                            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
                 else:
                     copy_row_forward(ws, h0, h1, H)
 
@@ -107,28 +216,12 @@ def lstm_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
                     add_products(ws, xw, lanes, frame[F_LANE_U], 4, 0, 4, H, h0, H)
                     if peep == PEEP_DENSE:
                         add_products(ws, xw, lanes, frame[F_LANE_V], 4, 0, 3, H, c0, H)
-                    for i in range(H):
-                        a_i = ws[xw + i]
-                        a_f = ws[xw + H + i]
-                        a_c = ws[xw + 2 * H + i]
-                        c_old = ws[c0 + i]
-                        if peep == PEEP_DIAGONAL:
-                            a_i += lane_weight(lanes, frame[F_LANE_V], 4, 0, i) * c_old
-                            a_f += lane_weight(lanes, frame[F_LANE_V], 4, 1, i) * c_old
-                            a_c += lane_weight(lanes, frame[F_LANE_V], 4, 2, i) * c_old
-                        c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
-                        ws[c1 + i] = c_new
-                        if peep != PEEP_DENSE:   # a dense peephole needs the whole new cell: below
-                            a_o = ws[xw + 3 * H + i]
-                            if peep == PEEP_DIAGONAL:
-                                a_o += lane_weight(lanes, frame[F_LANE_V], 4, 3, i) * c_new
-                            ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
-                            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
-                    if peep == PEEP_DENSE:
-                        add_products(ws, xw + 3 * H, lanes, frame[F_LANE_V], 4, 3, 1, H, c1, H)   # Vo·c1
-                        for i in range(H):
-                            ws[h1 + i] = lstm_output(frame, prm, i, ws[xw + 3 * H + i], ws[c1 + i])
-                            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+                    if frame[F_STANDARD] != 0:
+                        lstm_standard_lanes(ws, lanes, frame, xw, h1, c0, c1, H, peep, out, out_base, out_step,
+                                            out_row, s, r)
+                    else:
+                        lstm_any_lanes(ws, lanes, prm, frame, xw, h1, c0, c1, H, peep, out, out_base, out_step,
+                                       out_row, s, r)
                 else:
                     copy_row_forward(ws, h0, h1, H)
                     copy_row_forward(ws, c0, c1, H)

@@ -30,7 +30,9 @@ SCENARIOS = [
     ("lstm", {"peephole": None}, 7, 13, [5, 5, 4, 2, 1]),
     ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 9, 37, [3, 3, 3, 1]),
     ("lstm", {"peephole": "dense", "neurons": "hard"}, 5, 11, [4, 2, 2]),
+    ("lstm", {"peephole": "dense"}, 6, 21, [3, 3, 2]),
     ("gru", {}, 6, 19, [6, 4, 4, 3, 1]),
+    ("gru", {"flip_output_gates": True}, 4, 10, [2, 2, 1]),
     ("gru", {"gate_pnorm_value": 2.0, "flip_output_gates": True, "use_float32_weights": False}, 3, 33, [2, 2, 1]),
     ("single", {"neurons": "rectified"}, 10, 9, [3, 2, 2, 2, 1, 1]),
     # wide enough that a GPU persistent kernel reads a batch chunk in place (over its 6144-float stage)
