@@ -43,13 +43,23 @@ def tanh_lanes(x):
 
 @ti.func
 def load_lanes(ws: ti.template(), b, n):
-    """ws[b .. b+7] as a vector; lanes from n on repeat element n-1 (never read past the array)."""
-    return ti.Vector([ws[b + ti.min(m, n - 1)] for m in ti.static(range(LANES))])
+    """ws[b .. b+7] as a vector; in a partial block (n < 8) lanes from n on repeat element n-1,
+    so nothing past the array is read. A full block is 8 plain loads, which LLVM merges."""
+    v = ti.Vector([0.0] * LANES)
+    if n == LANES:
+        v = ti.Vector([ws[b + m] for m in ti.static(range(LANES))])
+    else:
+        v = ti.Vector([ws[b + ti.min(m, n - 1)] for m in ti.static(range(LANES))])
+    return v
 
 
 @ti.func
 def store_lanes(ws: ti.template(), b, v, n):
-    """ws[b + m] = v[m] for the first n lanes."""
-    for m in ti.static(range(LANES)):
-        if m < n:
+    """ws[b + m] = v[m] for the first n lanes (a full block: 8 plain stores, merged by LLVM)."""
+    if n == LANES:
+        for m in ti.static(range(LANES)):
             ws[b + m] = v[m]
+    else:
+        for m in ti.static(range(LANES)):
+            if m < n:
+                ws[b + m] = v[m]

@@ -43,19 +43,26 @@ def pack_lanes(matrix, gates, hidden):
 
 
 @ti.func
+def accumulate_products(acc: ti.template(), lanes: ti.template(), b, cols, ws: ti.template(), v0):
+    """acc[g] += Σ_j lanes[b + g·cols + j]·ws[v0 + j] for each accumulator g (a list of 8-float
+    vectors, updated in place): the blocks of len(acc) consecutive gates of one unit block, with
+    one pass over v for all of them."""
+    for j in range(cols):
+        vj = ws[v0 + j]
+        for g in ti.static(range(len(acc))):
+            acc[g] += lanes[b + g * cols + j] * vj
+
+
+@ti.func
 def add_products(ws: ti.template(), dst, lanes: ti.template(), base, layout_gates, first, count: ti.template(),
                  cols, v0, H):
     """ws[dst + g·H + i] += Σ_j M[(first + g)·H + i, j]·ws[v0 + j], for g < count and i < H.
 
-    M is the lane-packed matrix at ``base`` with ``layout_gates`` gates and ``cols`` columns. One pass
-    over v serves the ``count`` gates (count is a compile-time constant: one accumulator each)."""
+    M is the lane-packed matrix at ``base`` with ``layout_gates`` gates and ``cols`` columns (the
+    kernels' path for any neurons, whose gate math then runs unit by unit)."""
     for u in range((H + LANES - 1) // LANES):
         acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(count))]
-        b = base + (u * layout_gates + first) * cols
-        for j in range(cols):
-            vj = ws[v0 + j]
-            for g in ti.static(range(count)):
-                acc[g] += lanes[b + g * cols + j] * vj
+        accumulate_products(acc, lanes, base + (u * layout_gates + first) * cols, cols, ws, v0)
         for g in ti.static(range(count)):
             for m in ti.static(range(LANES)):
                 i = u * LANES + m

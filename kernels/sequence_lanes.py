@@ -1,16 +1,19 @@
 """Whole sequences in one launch, one thread per sequence, on lane-packed weights (the CPU path).
 
 As in ``sequence_rows``, a worker runs every step of its batch row alone: no barrier and no
-launch per step. Each step has two parts:
+launch per step. The recurrent products walk the state once per block of 8 units and serve every
+gate of those units with vector multiply-adds (``lanes.py``). Then:
 
-1. the recurrent products, added in place to the step's projected inputs (read once, so the
-   workspace rows can take the sum): ``add_products`` walks the state once per block of 8 units
-   and serves every gate of those units with vector multiply-adds (see ``lanes.py``);
-2. the gate math, unit by unit, from those pre-activations (``gate_math``, as every variant).
+* with the usual neurons (``F_STANDARD``), each block's gate math runs right away on the
+  accumulators, 8 units at a time (``lane_math``), and the block's new h (and c) are stored;
+* with any other neurons the products are added in place to the step's projected inputs
+  (read once, so those workspace rows can take the sum) and the gate math runs unit by unit
+  (``gate_math``, as in every other variant).
 
-A GRU needs r∘h0 and z∘h0 before its third gate's products, so its step is
-products (z, r), gates, products (h), output. A dense-peephole LSTM adds V·c0 to the input,
-forget and cell gates and, once the whole new cell is known, Vo·c1 to the output gate.
+Both add the terms in the same order as the other kernels: (input term + U·h) + peephole. A GRU
+needs r∘h0 and z∘h0 before its third gate's products, so its step is two passes over the blocks.
+A dense-peephole LSTM adds V·c0 to the input, forget and cell gates, and Vo·c1 to the output gate
+once the whole new cell is known (a second pass).
 
 Same frame, workspace and output arguments as the other recurrence kernels, with the lane-packed
 weights (``lanes``) in place of ``wts``.
@@ -21,7 +24,7 @@ from .frame import FRAME, OUTPUT, PARAMS, WORKSPACE, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .lane_math import load_lanes, sigmoid_lanes, store_lanes, tanh_lanes
-from .lanes import LANE_WEIGHTS, LANES, add_products
+from .lanes import LANE_WEIGHTS, LANES, accumulate_products, add_products
 from .layout import (
     F_FLIP,
     F_LANE_U,
@@ -47,6 +50,11 @@ def lane_weight(lanes: ti.template(), base, layout_gates, g, i):
 
 
 @ti.func
+def zeros(count: ti.template()):
+    return [ti.Vector([0.0] * LANES) for _ in ti.static(range(count))]
+
+
+@ti.func
 def store_new_h(ws: ti.template(), h1, v, i0, n, out: ti.template(), out_base, out_step, out_row, s, r):
     """New outputs i0 .. i0+n-1 of row r at step s: to the history and to the caller's destination."""
     store_lanes(ws, h1 + i0, v, n)
@@ -55,63 +63,26 @@ def store_new_h(ws: ti.template(), h1, v, i0, n, out: ti.template(), out_base, o
             store_output(out, out_base, out_step, out_row, s, r, i0 + m, v[m])
 
 
+# --- single gate ---------------------------------------------------------------------------
+
 @ti.func
-def lstm_standard_lanes(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h1, c0, c1, H, peep,
-                        out: ti.template(), out_base, out_step, out_row, s, r):
-    """The LSTM step's gate math with the usual neurons, 8 units at a time (same formulas, same order
-    as gate_math.lstm_cell_state and lstm_output)."""
-    vl = frame[F_LANE_V]
+def single_gate_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
+                         out: ti.template(), out_base, out_step, out_row, s, r):
     for u in range((H + LANES - 1) // LANES):
         i0, n = u * LANES, ti.min(LANES, H - u * LANES)
-        a_i = load_lanes(ws, xw + i0, n)
-        a_f = load_lanes(ws, xw + H + i0, n)
-        a_c = load_lanes(ws, xw + 2 * H + i0, n)
-        c_old = load_lanes(ws, c0 + i0, n)
-        if peep == PEEP_DIAGONAL:
-            a_i += lanes[vl + u * 4] * c_old
-            a_f += lanes[vl + u * 4 + 1] * c_old
-            a_c += lanes[vl + u * 4 + 2] * c_old
-        c_new = sigmoid_lanes(a_f) * c_old + sigmoid_lanes(a_i) * tanh_lanes(a_c)
-        store_lanes(ws, c1 + i0, c_new, n)
-        if peep != PEEP_DENSE:   # a dense peephole needs the whole new cell: below
-            a_o = load_lanes(ws, xw + 3 * H + i0, n)
-            if peep == PEEP_DIAGONAL:
-                a_o += lanes[vl + u * 4 + 3] * c_new
-            store_new_h(ws, h1, sigmoid_lanes(a_o) * tanh_lanes(c_new), i0, n, out, out_base, out_step, out_row, s, r)
-    if peep == PEEP_DENSE:
-        add_products(ws, xw + 3 * H, lanes, vl, 4, 3, 1, H, c1, H)   # Vo·c1
-        for u in range((H + LANES - 1) // LANES):
-            i0, n = u * LANES, ti.min(LANES, H - u * LANES)
-            h_new = sigmoid_lanes(load_lanes(ws, xw + 3 * H + i0, n)) * tanh_lanes(load_lanes(ws, c1 + i0, n))
-            store_new_h(ws, h1, h_new, i0, n, out, out_base, out_step, out_row, s, r)
+        acc = zeros(1)
+        accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
+        store_new_h(ws, h1, tanh_lanes(load_lanes(ws, xw + i0, n) + acc[0]), i0, n,
+                    out, out_base, out_step, out_row, s, r)
 
 
 @ti.func
-def lstm_any_lanes(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h1, c0, c1,
-                   H, peep, out: ti.template(), out_base, out_step, out_row, s, r):
-    """The LSTM step's gate math with any neurons, unit by unit (gate_math)."""
+def single_gate_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1,
+                    H, out: ti.template(), out_base, out_step, out_row, s, r):
+    add_products(ws, xw, lanes, frame[F_LANE_U], 1, 0, 1, H, h0, H)
     for i in range(H):
-        a_i = ws[xw + i]
-        a_f = ws[xw + H + i]
-        a_c = ws[xw + 2 * H + i]
-        c_old = ws[c0 + i]
-        if peep == PEEP_DIAGONAL:
-            a_i += lane_weight(lanes, frame[F_LANE_V], 4, 0, i) * c_old
-            a_f += lane_weight(lanes, frame[F_LANE_V], 4, 1, i) * c_old
-            a_c += lane_weight(lanes, frame[F_LANE_V], 4, 2, i) * c_old
-        c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
-        ws[c1 + i] = c_new
-        if peep != PEEP_DENSE:   # a dense peephole needs the whole new cell: below
-            a_o = ws[xw + 3 * H + i]
-            if peep == PEEP_DIAGONAL:
-                a_o += lane_weight(lanes, frame[F_LANE_V], 4, 3, i) * c_new
-            ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
-            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
-    if peep == PEEP_DENSE:
-        add_products(ws, xw + 3 * H, lanes, frame[F_LANE_V], 4, 3, 1, H, c1, H)   # Vo·c1
-        for i in range(H):
-            ws[h1 + i] = lstm_output(frame, prm, i, ws[xw + 3 * H + i], ws[c1 + i])
-            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+        ws[h1 + i] = single_gate_output(frame, prm, i, ws[xw + i])
+        store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
 
 
 @ti.kernel
@@ -128,18 +99,59 @@ def single_gate_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FR
                 h1 = h0 + slot
                 if r < frame[F_ROWS + s]:
                     xw = frame[F_WS_XW] + (s * B + r) * H
-                    add_products(ws, xw, lanes, frame[F_LANE_U], 1, 0, 1, H, h0, H)
                     if frame[F_STANDARD] != 0:
-                        for u in range((H + LANES - 1) // LANES):
-                            i0, n = u * LANES, ti.min(LANES, H - u * LANES)
-                            store_new_h(ws, h1, tanh_lanes(load_lanes(ws, xw + i0, n)), i0, n,
-                                        out, out_base, out_step, out_row, s, r)
+                        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
                     else:
-                        for i in range(H):
-                            ws[h1 + i] = single_gate_output(frame, prm, i, ws[xw + i])
-                            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+                        single_gate_any(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
                 else:
                     copy_row_forward(ws, h0, h1, H)
+
+
+# --- GRU -----------------------------------------------------------------------------------
+
+@ti.func
+def gru_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh, szh, H,
+                 out: ti.template(), out_base, out_step, out_row, s, r):
+    for u in range((H + LANES - 1) // LANES):   # z and r: the row's scratch gets z, r∘h0, z∘h0
+        i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+        acc = zeros(2)
+        accumulate_products(acc, lanes, frame[F_LANE_U] + u * 3 * H, H, ws, h0)
+        z = sigmoid_lanes(load_lanes(ws, xw + i0, n) + acc[0])
+        rg = sigmoid_lanes(load_lanes(ws, xw + H + i0, n) + acc[1])
+        h_old = load_lanes(ws, h0 + i0, n)
+        store_lanes(ws, sz + i0, z, n)
+        store_lanes(ws, srh + i0, rg * h_old, n)
+        store_lanes(ws, szh + i0, z * h_old, n)
+    for u in range((H + LANES - 1) // LANES):   # h1 from Uh·(r∘h0) + Vh·(z∘h0)
+        i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+        acc_u = zeros(1)
+        acc_v = zeros(1)
+        accumulate_products(acc_u, lanes, frame[F_LANE_U] + (u * 3 + 2) * H, H, ws, srh)
+        accumulate_products(acc_v, lanes, frame[F_LANE_V] + u * H, H, ws, szh)
+        hv = tanh_lanes((load_lanes(ws, xw + 2 * H + i0, n) + acc_u[0]) + acc_v[0])
+        z = load_lanes(ws, sz + i0, n)
+        h_old = load_lanes(ws, h0 + i0, n)
+        keep = 1.0 - z
+        h_new = keep * hv + z * h_old
+        if frame[F_FLIP] != 0:
+            h_new = keep * h_old + z * hv
+        store_new_h(ws, h1, h_new, i0, n, out, out_base, out_step, out_row, s, r)
+
+
+@ti.func
+def gru_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh,
+            szh, H, out: ti.template(), out_base, out_step, out_row, s, r):
+    add_products(ws, xw, lanes, frame[F_LANE_U], 3, 0, 2, H, h0, H)   # Uz·h0, Ur·h0
+    for i in range(H):
+        z, rg = gru_gates(frame, prm, i, ws[xw + i], ws[xw + H + i])
+        ws[sz + i] = z
+        ws[srh + i] = rg * ws[h0 + i]
+        ws[szh + i] = z * ws[h0 + i]
+    add_products(ws, xw + 2 * H, lanes, frame[F_LANE_U], 3, 2, 1, H, srh, H)   # Uh·(r∘h0)
+    add_products(ws, xw + 2 * H, lanes, frame[F_LANE_V], 1, 0, 1, H, szh, H)   # Vh·(z∘h0)
+    for i in range(H):
+        ws[h1 + i] = gru_output(frame, prm, i, ws[xw + 2 * H + i], ws[sz + i], ws[h0 + i])
+        store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
 
 
 @ti.kernel
@@ -160,40 +172,88 @@ def gru_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
                 h1 = h0 + slot
                 if r < frame[F_ROWS + s]:
                     xw = frame[F_WS_XW] + (s * B + r) * 3 * H
-                    add_products(ws, xw, lanes, frame[F_LANE_U], 3, 0, 2, H, h0, H)   # Uz·h0, Ur·h0
                     if frame[F_STANDARD] != 0:
-                        for u in range((H + LANES - 1) // LANES):
-                            i0, n = u * LANES, ti.min(LANES, H - u * LANES)
-                            z = sigmoid_lanes(load_lanes(ws, xw + i0, n))
-                            hv = load_lanes(ws, h0 + i0, n)
-                            store_lanes(ws, sz + i0, z, n)
-                            store_lanes(ws, srh + i0, sigmoid_lanes(load_lanes(ws, xw + H + i0, n)) * hv, n)
-                            store_lanes(ws, szh + i0, z * hv, n)
+                        gru_standard(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H,
+                                     out, out_base, out_step, out_row, s, r)
                     else:
-                        for i in range(H):
-                            z, rg = gru_gates(frame, prm, i, ws[xw + i], ws[xw + H + i])
-                            ws[sz + i] = z
-                            ws[srh + i] = rg * ws[h0 + i]
-                            ws[szh + i] = z * ws[h0 + i]
-                    add_products(ws, xw + 2 * H, lanes, frame[F_LANE_U], 3, 2, 1, H, srh, H)   # Uh·(r∘h0)
-                    add_products(ws, xw + 2 * H, lanes, frame[F_LANE_V], 1, 0, 1, H, szh, H)   # Vh·(z∘h0)
-                    if frame[F_STANDARD] != 0:
-                        for u in range((H + LANES - 1) // LANES):
-                            i0, n = u * LANES, ti.min(LANES, H - u * LANES)
-                            z = load_lanes(ws, sz + i0, n)
-                            hv = tanh_lanes(load_lanes(ws, xw + 2 * H + i0, n))
-                            h_old = load_lanes(ws, h0 + i0, n)
-                            keep = 1.0 - z
-                            h_new = keep * hv + z * h_old
-                            if frame[F_FLIP] != 0:
-                                h_new = keep * h_old + z * hv
-                            store_new_h(ws, h1, h_new, i0, n, out, out_base, out_step, out_row, s, r)
-                    else:
-                        for i in range(H):
-                            ws[h1 + i] = gru_output(frame, prm, i, ws[xw + 2 * H + i], ws[sz + i], ws[h0 + i])
-                            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+                        gru_any(ws, lanes, prm, frame, xw, h0, h1, sz, srh, szh, H,
+                                out, out_base, out_step, out_row, s, r)
                 else:
                     copy_row_forward(ws, h0, h1, H)
+
+
+# --- LSTM ----------------------------------------------------------------------------------
+
+@ti.func
+def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1, H, peep,
+                  out: ti.template(), out_base, out_step, out_row, s, r):
+    """Same formulas and order as gate_math.lstm_cell_state and lstm_output, 8 units at a time."""
+    vl = frame[F_LANE_V]
+    for u in range((H + LANES - 1) // LANES):
+        i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+        acc = zeros(4)
+        accumulate_products(acc, lanes, frame[F_LANE_U] + u * 4 * H, H, ws, h0)
+        a_i = load_lanes(ws, xw + i0, n) + acc[0]
+        a_f = load_lanes(ws, xw + H + i0, n) + acc[1]
+        a_c = load_lanes(ws, xw + 2 * H + i0, n) + acc[2]
+        a_o = load_lanes(ws, xw + 3 * H + i0, n) + acc[3]
+        c_old = load_lanes(ws, c0 + i0, n)
+        if peep == PEEP_DENSE:
+            pv = zeros(3)
+            accumulate_products(pv, lanes, vl + u * 4 * H, H, ws, c0)
+            a_i += pv[0]
+            a_f += pv[1]
+            a_c += pv[2]
+        elif peep == PEEP_DIAGONAL:
+            a_i += lanes[vl + u * 4] * c_old
+            a_f += lanes[vl + u * 4 + 1] * c_old
+            a_c += lanes[vl + u * 4 + 2] * c_old
+        c_new = sigmoid_lanes(a_f) * c_old + sigmoid_lanes(a_i) * tanh_lanes(a_c)
+        store_lanes(ws, c1 + i0, c_new, n)
+        if peep == PEEP_DENSE:
+            store_lanes(ws, xw + 3 * H + i0, a_o, n)   # Vo·c1 needs the whole new cell: below
+        else:
+            if peep == PEEP_DIAGONAL:
+                a_o += lanes[vl + u * 4 + 3] * c_new
+            store_new_h(ws, h1, sigmoid_lanes(a_o) * tanh_lanes(c_new), i0, n, out, out_base, out_step, out_row, s, r)
+    if peep == PEEP_DENSE:
+        for u in range((H + LANES - 1) // LANES):
+            i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+            acc = zeros(1)
+            accumulate_products(acc, lanes, vl + (u * 4 + 3) * H, H, ws, c1)
+            h_new = sigmoid_lanes(load_lanes(ws, xw + 3 * H + i0, n) + acc[0]) * tanh_lanes(load_lanes(ws, c1 + i0, n))
+            store_new_h(ws, h1, h_new, i0, n, out, out_base, out_step, out_row, s, r)
+
+
+@ti.func
+def lstm_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
+             H, peep, out: ti.template(), out_base, out_step, out_row, s, r):
+    vl = frame[F_LANE_V]
+    add_products(ws, xw, lanes, frame[F_LANE_U], 4, 0, 4, H, h0, H)
+    if peep == PEEP_DENSE:
+        add_products(ws, xw, lanes, vl, 4, 0, 3, H, c0, H)
+    for i in range(H):
+        a_i = ws[xw + i]
+        a_f = ws[xw + H + i]
+        a_c = ws[xw + 2 * H + i]
+        c_old = ws[c0 + i]
+        if peep == PEEP_DIAGONAL:
+            a_i += lane_weight(lanes, vl, 4, 0, i) * c_old
+            a_f += lane_weight(lanes, vl, 4, 1, i) * c_old
+            a_c += lane_weight(lanes, vl, 4, 2, i) * c_old
+        c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+        ws[c1 + i] = c_new
+        if peep != PEEP_DENSE:   # a dense peephole needs the whole new cell: below
+            a_o = ws[xw + 3 * H + i]
+            if peep == PEEP_DIAGONAL:
+                a_o += lane_weight(lanes, vl, 4, 3, i) * c_new
+            ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
+            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+    if peep == PEEP_DENSE:
+        add_products(ws, xw + 3 * H, lanes, vl, 4, 3, 1, H, c1, H)   # Vo·c1
+        for i in range(H):
+            ws[h1 + i] = lstm_output(frame, prm, i, ws[xw + 3 * H + i], ws[c1 + i])
+            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
 
 
 @ti.kernel
@@ -213,15 +273,12 @@ def lstm_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
                 c1 = c0 + slot
                 if r < frame[F_ROWS + s]:
                     xw = frame[F_WS_XW] + (s * B + r) * 4 * H
-                    add_products(ws, xw, lanes, frame[F_LANE_U], 4, 0, 4, H, h0, H)
-                    if peep == PEEP_DENSE:
-                        add_products(ws, xw, lanes, frame[F_LANE_V], 4, 0, 3, H, c0, H)
                     if frame[F_STANDARD] != 0:
-                        lstm_standard_lanes(ws, lanes, frame, xw, h1, c0, c1, H, peep, out, out_base, out_step,
-                                            out_row, s, r)
+                        lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep,
+                                      out, out_base, out_step, out_row, s, r)
                     else:
-                        lstm_any_lanes(ws, lanes, prm, frame, xw, h1, c0, c1, H, peep, out, out_base, out_step,
-                                       out_row, s, r)
+                        lstm_any(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, peep,
+                                 out, out_base, out_step, out_row, s, r)
                 else:
                     copy_row_forward(ws, h0, h1, H)
                     copy_row_forward(ws, c0, c1, H)
