@@ -10,6 +10,7 @@ WEIGHTS = ti.types.ndarray(ndim=1)                    # float16 or float32 weigh
 PARAMS = ti.types.ndarray(dtype=ti.f32, ndim=1)      # biases and neuron parameters
 FRAME = ti.types.ndarray(dtype=ti.i32, ndim=1)       # sizes, offsets, rows per step
 OUTPUT = ti.types.ndarray(ndim=1)                     # the caller's destination (float16 or float32)
+INPUT = ti.types.ndarray(ndim=1)                      # a layer's input sequence (float16 or float32)
 
 @ti.func
 def run_sizes(frame: ti.template()):

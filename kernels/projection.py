@@ -24,7 +24,7 @@ sequence costs one dispatch here instead of three (a dispatch costs ~20 µs).
 import taichi as ti
 
 from .grid import share, worker_block, workers
-from .lanes import LANE_WEIGHTS, LANES
+from .lanes import LANES
 from .layout import (
     CELL_LSTM,
     F_BARRIER,
@@ -48,7 +48,7 @@ from .layout import (
     INPUT_IDENTITY,
 )
 
-ROWS_PER_THREAD = 8
+ROWS_PER_THREAD = 8   # rows (8 time steps of one row, on the CPU) per weight load
 
 
 @ti.func
@@ -141,51 +141,52 @@ def project_inputs(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, 
         start_run(ws, frame, w)
 
 
-@ti.kernel
-def project_inputs_lanes(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, x_row: ti.i32,
-                         ws: ti.types.ndarray(dtype=ti.f32, ndim=1), lanes: LANE_WEIGHTS,
-                         prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
-    """The same projection on the CPU's lane-packed W (``lanes.py``): a work item is one block of 8
-    units of one gate for 8 rows, 8 vector accumulators; each weight vector load serves 64
-    multiply-adds (measured: 60 GFLOP/s on one core of this project's CPU)."""
-    ti.loop_config(block_dim=ti.static(worker_block()))
-    for w in range(ti.static(workers())):
-        T = frame[F_STEPS]
-        B = frame[F_BATCH]
-        H = frame[F_OUT]
-        G = frame[F_GATES]
-        n_in = frame[F_IN]
-        N = T * B
-        blocks = G * ((H + LANES - 1) // LANES)
-        first, count, stride = share(((N + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD) * blocks, w)
-        for q in range(count):
-            idx = first + q * stride
-            blk = idx % blocks   # unit block u = blk // G of gate g = blk % G
-            g = blk % G
-            n0 = (idx // blocks) * ROWS_PER_THREAD
-            mode = frame[F_INPUT_MODE + g]
-            starts, present = row_group(frame, n0, N, B, x_base, x_step, x_row)
-            # scalars for the loop: the CPU keeps Taichi vectors whole, and LLVM would otherwise
-            # redo the index arithmetic as a vector with an extract per load
-            start = [starts[k] for k in ti.static(range(ROWS_PER_THREAD))]
-            acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(ROWS_PER_THREAD))]
-            i0 = (blk // G) * LANES
-            if mode == INPUT_DENSE:
-                wb = blk * n_in
-                for j in range(n_in):
-                    wv = lanes[wb + j]
-                    for k in ti.static(range(ROWS_PER_THREAD)):
-                        acc[k] += wv * ti.cast(x[start[k] + j], ti.f32)
-            elif mode == INPUT_IDENTITY:
+@ti.func
+def step_group(frame: ti.template(), r, s0, T, x_base, x_step, x_row):
+    """(where x starts, whether present) for row r at steps s0 .. s0+7, as two vectors (absent:
+    past T, or a step the row's sequence no longer has; it reads row 0 of step 0 and is not stored)."""
+    start = ti.Vector([x_base] * ROWS_PER_THREAD, ti.i32)
+    present = ti.Vector([0] * ROWS_PER_THREAD, ti.i32)
+    for k in ti.static(range(ROWS_PER_THREAD)):
+        if s0 + k < T:   # noqa: SIM102 (Taichi's `and` does not short-circuit: frame[] would read past the rows)
+            if r < frame[F_ROWS + s0 + k]:
+                start[k] = x_base + (s0 + k) * x_step + r * x_row
+                present[k] = 1
+    return start, present
+
+
+@ti.func
+def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.template(), lanes: ti.template(),
+                  prm: ti.template(), frame: ti.template()):
+    """The projection on the CPU's lane-packed W (``lanes.py``) for 8 input rows (x at ``starts``),
+    into ws[dst0 + k·dst_stride + o]: a block of 8 units of one gate at a time, 8 vector
+    accumulators, so each weight vector load serves 64 multiply-adds."""
+    H = frame[F_OUT]
+    G = frame[F_GATES]
+    n_in = frame[F_IN]
+    # scalars for the loop: the CPU keeps Taichi vectors whole, and LLVM would otherwise redo
+    # the index arithmetic as a vector with an extract per load
+    start = [starts[k] for k in ti.static(range(ROWS_PER_THREAD))]
+    for blk in range(G * ((H + LANES - 1) // LANES)):   # unit block u = blk // G of gate g = blk % G
+        g = blk % G
+        i0 = (blk // G) * LANES
+        mode = frame[F_INPUT_MODE + g]
+        acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(ROWS_PER_THREAD))]
+        if mode == INPUT_DENSE:
+            wb = blk * n_in
+            for j in range(n_in):
+                wv = lanes[wb + j]
                 for k in ti.static(range(ROWS_PER_THREAD)):
-                    for m in ti.static(range(LANES)):
-                        if i0 + m < H:
-                            acc[k][m] = ti.cast(x[start[k] + i0 + m], ti.f32)
-            xw = frame[F_WS_XW] + g * H
-            o_bias = frame[F_P_BIAS] + g * H
+                    acc[k] += wv * ti.cast(x[start[k] + j], ti.f32)
+        elif mode == INPUT_IDENTITY:
             for k in ti.static(range(ROWS_PER_THREAD)):
-                if present[k] != 0:
-                    for m in ti.static(range(LANES)):
-                        if i0 + m < H:
-                            ws[xw + (n0 + k) * G * H + i0 + m] = acc[k][m] + prm[o_bias + i0 + m]
-        start_run(ws, frame, w)
+                for m in ti.static(range(LANES)):
+                    if i0 + m < H:
+                        acc[k][m] = ti.cast(x[start[k] + i0 + m], ti.f32)
+        o = g * H + i0
+        o_bias = frame[F_P_BIAS] + o
+        for k in ti.static(range(ROWS_PER_THREAD)):
+            if present[k] != 0:
+                for m in ti.static(range(LANES)):
+                    if i0 + m < H:
+                        ws[dst0 + k * dst_stride + o + m] = acc[k][m] + prm[o_bias + m]

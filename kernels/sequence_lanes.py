@@ -1,7 +1,10 @@
-"""Whole sequences in one launch, one thread per sequence, on lane-packed weights (the CPU path).
+"""Whole layers in one launch, one thread per sequence, on lane-packed weights (the CPU path).
 
 As in ``sequence_rows``, a worker runs every step of its batch row alone: no barrier and no
-launch per step. The recurrent products walk the state once per block of 8 units and serve every
+launch per step. It also projects its row's inputs (W·x + b), 8 steps at a time just before it
+runs them (``projection.project_lanes``: one weight load serves the 8 steps), and writes the row's
+zero initial state when the run has none: a layer is one dispatch, where a CPU dispatch costs
+~15-20 µs (the thread pool's round trip, whatever the kernel does). The recurrent products walk the state once per block of 8 units and serve every
 gate of those units with vector multiply-adds (``lanes.py``). Then:
 
 * with the usual neurons (``F_STANDARD``), each block's gate math runs right away on the
@@ -15,38 +18,71 @@ needs r∘h0 and z∘h0 before its third gate's products, so its step is two pas
 A dense-peephole LSTM adds V·c0 to the input, forget and cell gates, and Vo·c1 to the output gate
 once the whole new cell is known (a second pass).
 
-Same frame, workspace and output arguments as the other recurrence kernels, with the lane-packed
-weights (``lanes``) in place of ``wts``.
+Arguments: the layer's input view (as ``project_inputs`` takes it), then those of the other
+recurrence kernels (frame, workspace, output), with the lane-packed weights (``lanes``) in place of
+``wts``.
 """
 import taichi as ti
 
-from .frame import FRAME, OUTPUT, PARAMS, WORKSPACE, run_sizes
+from .frame import FRAME, INPUT, OUTPUT, PARAMS, WORKSPACE, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .lane_math import load_lanes, sigmoid_lanes, store_lanes, tanh_lanes
 from .lanes import LANE_WEIGHTS, LANES, accumulate_products, add_products
 from .layout import (
+    CELL_LSTM,
+    F_BATCH,
+    F_CELL,
     F_FLIP,
+    F_GATES,
     F_LANE_U,
     F_LANE_V,
+    F_OUT,
     F_PEEP,
     F_ROWS,
     F_STANDARD,
+    F_STEPS,
     F_WS_C,
     F_WS_H,
     F_WS_SCRATCH,
     F_WS_XW,
+    F_ZERO_STATE,
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
+from .projection import ROWS_PER_THREAD, project_lanes, step_group
 from .sequence_copy import store_output
 from .sequence_rows import copy_row_forward
+
+STEP_BLOCK = ROWS_PER_THREAD   # steps projected together, before the recurrence runs them
 
 
 @ti.func
 def lane_weight(lanes: ti.template(), base, layout_gates, g, i):
     """Element i of gate g of a lane-packed vector (one column: diagonal peepholes)."""
     return lanes[base + (i // LANES) * layout_gates + g][i % LANES]
+
+
+@ti.func
+def start_row(ws: ti.template(), frame: ti.template(), r, H):
+    """Zero initial state (history slot 0) for row r when the run has none."""
+    if frame[F_ZERO_STATE] != 0:
+        for i in range(H):
+            ws[frame[F_WS_H] + r * H + i] = 0.0
+            if frame[F_CELL] == CELL_LSTM:
+                ws[frame[F_WS_C] + r * H + i] = 0.0
+
+
+@ti.func
+def project_steps(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), lanes: ti.template(),
+                  prm: ti.template(), frame: ti.template(), r, s0):
+    """Input terms W·x + b of row r for steps s0 .. s0+STEP_BLOCK-1 (those it has), into its
+    workspace rows: the projection fused into the recurrence, one weight load for 8 steps."""
+    T, B = frame[F_STEPS], frame[F_BATCH]
+    G = frame[F_GATES]
+    H = frame[F_OUT]
+    starts, present = step_group(frame, r, s0, T, x_base, x_step, x_row)
+    project_lanes(x, starts, present, frame[F_WS_XW] + (s0 * B + r) * G * H, B * G * H, ws, lanes, prm, frame)
 
 
 @ti.func
@@ -86,25 +122,28 @@ def single_gate_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(),
 
 
 @ti.kernel
-def single_gate_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
-                      out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def single_gate_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, lanes: LANE_WEIGHTS,
+                      prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         T, B, H, slot = run_sizes(frame)
         first, count, stride = share(B, w)
         for q in range(count):
             r = first + q * stride
-            for s in range(T):
-                h0 = frame[F_WS_H] + s * slot + r * H
-                h1 = h0 + slot
-                if r < frame[F_ROWS + s]:
-                    xw = frame[F_WS_XW] + (s * B + r) * H
-                    if frame[F_STANDARD] != 0:
-                        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
+            start_row(ws, frame, r, H)
+            for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
+                project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
+                for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
+                    h0 = frame[F_WS_H] + s * slot + r * H
+                    h1 = h0 + slot
+                    if r < frame[F_ROWS + s]:
+                        xw = frame[F_WS_XW] + (s * B + r) * H
+                        if frame[F_STANDARD] != 0:
+                            single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
+                        else:
+                            single_gate_any(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
                     else:
-                        single_gate_any(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
-                else:
-                    copy_row_forward(ws, h0, h1, H)
+                        copy_row_forward(ws, h0, h1, H)
 
 
 # --- GRU -----------------------------------------------------------------------------------
@@ -155,8 +194,8 @@ def gru_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: 
 
 
 @ti.kernel
-def gru_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
-              out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def gru_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, lanes: LANE_WEIGHTS,
+              prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         T, B, H, slot = run_sizes(frame)
@@ -167,19 +206,22 @@ def gru_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
             sz = frame[F_WS_SCRATCH] + r * H
             srh = sz + B * H
             szh = srh + B * H
-            for s in range(T):
-                h0 = frame[F_WS_H] + s * slot + r * H
-                h1 = h0 + slot
-                if r < frame[F_ROWS + s]:
-                    xw = frame[F_WS_XW] + (s * B + r) * 3 * H
-                    if frame[F_STANDARD] != 0:
-                        gru_standard(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H,
-                                     out, out_base, out_step, out_row, s, r)
+            start_row(ws, frame, r, H)
+            for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
+                project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
+                for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
+                    h0 = frame[F_WS_H] + s * slot + r * H
+                    h1 = h0 + slot
+                    if r < frame[F_ROWS + s]:
+                        xw = frame[F_WS_XW] + (s * B + r) * 3 * H
+                        if frame[F_STANDARD] != 0:
+                            gru_standard(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H,
+                                         out, out_base, out_step, out_row, s, r)
+                        else:
+                            gru_any(ws, lanes, prm, frame, xw, h0, h1, sz, srh, szh, H,
+                                    out, out_base, out_step, out_row, s, r)
                     else:
-                        gru_any(ws, lanes, prm, frame, xw, h0, h1, sz, srh, szh, H,
-                                out, out_base, out_step, out_row, s, r)
-                else:
-                    copy_row_forward(ws, h0, h1, H)
+                        copy_row_forward(ws, h0, h1, H)
 
 
 # --- LSTM ----------------------------------------------------------------------------------
@@ -257,8 +299,8 @@ def lstm_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame:
 
 
 @ti.kernel
-def lstm_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
-               out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def lstm_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, lanes: LANE_WEIGHTS,
+               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         T, B, H, slot = run_sizes(frame)
@@ -266,22 +308,25 @@ def lstm_lanes(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME,
         first, count, stride = share(B, w)
         for q in range(count):
             r = first + q * stride
-            for s in range(T):
-                h0 = frame[F_WS_H] + s * slot + r * H
-                h1 = h0 + slot
-                c0 = frame[F_WS_C] + s * slot + r * H
-                c1 = c0 + slot
-                if r < frame[F_ROWS + s]:
-                    xw = frame[F_WS_XW] + (s * B + r) * 4 * H
-                    if frame[F_STANDARD] != 0:
-                        lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep,
-                                      out, out_base, out_step, out_row, s, r)
+            start_row(ws, frame, r, H)
+            for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
+                project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
+                for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
+                    h0 = frame[F_WS_H] + s * slot + r * H
+                    h1 = h0 + slot
+                    c0 = frame[F_WS_C] + s * slot + r * H
+                    c1 = c0 + slot
+                    if r < frame[F_ROWS + s]:
+                        xw = frame[F_WS_XW] + (s * B + r) * 4 * H
+                        if frame[F_STANDARD] != 0:
+                            lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep,
+                                          out, out_base, out_step, out_row, s, r)
+                        else:
+                            lstm_any(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, peep,
+                                     out, out_base, out_step, out_row, s, r)
                     else:
-                        lstm_any(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, peep,
-                                 out, out_base, out_step, out_row, s, r)
-                else:
-                    copy_row_forward(ws, h0, h1, H)
-                    copy_row_forward(ws, c0, c1, H)
+                        copy_row_forward(ws, h0, h1, H)
+                        copy_row_forward(ws, c0, c1, H)
 
 
 LANE_KERNELS = {0: single_gate_lanes, 1: gru_lanes, 2: lstm_lanes}

@@ -5,9 +5,10 @@ per layer (projected inputs, the state history, scratch), one int32 frame per
 layer (sizes, offsets, the row count of each processing step, whether the
 run starts from zeros; see ``kernels/layout.py``), and the :class:`Program` of dispatches:
 
-    per layer:  initial state -> workspace slot 0   (a copy; without one, project_inputs
+    per layer:  initial state -> workspace slot 0   (a copy; without one, the projection
                                                      writes zeros: no dispatch of its own)
-                project_inputs                      (all T steps, one launch)
+                project_inputs                      (all T steps, one launch; on the CPU
+                                                     the recurrence kernel projects as it goes)
                 the recurrence                      (one launch, or one per step)
     then:       state history -> returned states    (encode_sequence, if asked)
                 last layer's history -> destination (bidirectional: copy, ADD or CONCATENATE;
@@ -22,12 +23,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..kernels import layout as L
 from ..backend import current_arch
-from ..kernels.projection import project_inputs, project_inputs_lanes
+from ..kernels import layout as L
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence
 from .program import Program, Slot
-from .recurrence import choose_recurrence, emit_recurrence
+from .recurrence import choose_recurrence, emit_layer
 
 # Tests set this: workspaces start as NaN, so reading memory no kernel wrote shows up.
 POISON_WORKSPACES = False
@@ -94,12 +94,8 @@ class StackRun:
             else:
                 prev = self.layers[k - 1]
                 x = (prev.ws, prev.h + prev.slot, prev.slot, prev.cell.n_out)
-            if lr.recurrence == "lanes":   # the CPU: both read the lane-packed weights
-                prog.add(project_inputs_lanes, *x, ws, cell.lanes, cell.prm, lr.frame)
-            else:
-                prog.add(project_inputs, *x, ws, cell.wts, cell.prm, lr.frame)
             last = k == len(self.layers) - 1
-            emit_recurrence(prog, lr.recurrence, lr, T, B, output if last and output else (ws, -1, 0, 0))
+            emit_layer(prog, lr.recurrence, lr, T, B, x, output if last and output else (ws, -1, 0, 0))
 
     def emit_states(self, prog, store_all):
         """Copy every layer's last (or every) state into the ``hs_k``/``cs_k`` slots, (T or 1, B, H)."""

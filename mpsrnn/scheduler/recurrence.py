@@ -3,10 +3,10 @@
 * ``step``: ``kernels/matrix_cells``, one fused step per launch, T launches
   that differ only in their step argument (any arch, any size; the general
   path and the fallback).
-* ``lanes``: ``kernels/sequence_lanes``, the whole sequence in one launch, one
-  thread per sequence, on weights packed 8 output rows wide so the products run
-  as vector code (the CPU path: no per-step launch or task cost); its layers'
-  input projection reads the same packed weights.
+* ``lanes``: ``kernels/sequence_lanes``, the whole layer in one launch (input
+  projection included), one thread per sequence, on weights packed 8 output rows
+  wide so the products run as vector code (the CPU path: no per-step launch or
+  task cost).
 * ``rows``: ``kernels/sequence_rows``, the same schedule on the plain weight
   layout with scalar dot products (any arch; the CPU's path before ``lanes``).
 * ``blocks``: ``kernels/sequence_blocks``, the whole sequence in one launch, one
@@ -22,9 +22,10 @@ import os
 
 from ..kernels.layout import CELL_LSTM, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
+from ..kernels.projection import project_inputs
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
-from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel
 from ..kernels.sequence_lanes import LANE_KERNELS
+from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel
 from ..kernels.sequence_rows import ROW_KERNELS
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
@@ -93,16 +94,19 @@ def _grid(cell):
     return max(1, min(gpu_multiprocessors(), cell.n_out))
 
 
-def emit_recurrence(prog, name, layer_run, steps, batch, output):
-    """Add the dispatches that advance ``layer_run`` through all ``steps``. ``output``: the
-    (buffer, base, step stride, row stride) view the kernels also write each new h to, the
-    caller's destination for the last layer of encode_sequence, or a negative base for none."""
+def emit_layer(prog, name, layer_run, steps, batch, x, output):
+    """Add the dispatches that run ``layer_run`` through all ``steps``: its input projection, then
+    the recurrence ``name``. ``x``: the (buffer, base, step stride, row stride) view of the layer's
+    input; ``output``: the same view of where the kernels also write each new h (the caller's
+    destination for the last layer of encode_sequence), or a negative base for none."""
     lr = layer_run
     args = (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *output)
     kind = lr.cell.kind
-    if name == "lanes":
-        prog.add(LANE_KERNELS[kind], lr.ws, lr.cell.lanes, *args[2:])
-    elif name == "rows":
+    if name == "lanes":   # one kernel: it projects each row's inputs as it goes
+        prog.add(LANE_KERNELS[kind], *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame, *output)
+        return
+    prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+    if name == "rows":
         prog.add(ROW_KERNELS[kind], *args)
     elif name == "blocks":
         prog.add(BLOCK_KERNELS[kind], *args)
