@@ -81,6 +81,8 @@ F_STANDARD = 38    # 1 when every gate uses the neurons the cell is usually buil
                    # choice among sixteen neurons (measured ~1 us a step on small GPU layers)
 F_LANE_U = 39      # offsets, in 8-float vectors, of U and V in the CPU's lane-packed weights
 F_LANE_V = 40      # (W starts at 0; see lanes.py)
+F_PROJECTED = 41   # 1: project_inputs_lanes has written this run's input terms, so the CPU's lanes
+                   # kernel does not project them itself (set per run by the plan)
 F_HEADER = 44
 F_ROWS = F_HEADER  # T entries: rows present at each processing step
 

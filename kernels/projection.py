@@ -24,7 +24,7 @@ sequence costs one dispatch here instead of three (a dispatch costs ~20 µs).
 import taichi as ti
 
 from .grid import share, worker_block, workers
-from .lanes import LANES
+from .lanes import LANE_WEIGHTS, LANES
 from .layout import (
     CELL_LSTM,
     F_BARRIER,
@@ -190,3 +190,24 @@ def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.te
                 for m in ti.static(range(LANES)):
                     if i0 + m < H:
                         ws[dst0 + k * dst_stride + o + m] = acc[k][m] + prm[o_bias + m]
+
+
+@ti.kernel
+def project_inputs_lanes(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, x_row: ti.i32,
+                         ws: ti.types.ndarray(dtype=ti.f32, ndim=1), lanes: LANE_WEIGHTS,
+                         prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+    """``project_inputs`` on the CPU's lane-packed W, a work item per 8 rows n = s·B + r: for a
+    large projection whose batch is too small to give every CPU thread rows of its own (the lanes
+    kernel projects as it goes otherwise, and saves this dispatch)."""
+    ti.loop_config(block_dim=ti.static(worker_block()))
+    for w in range(ti.static(workers())):
+        T = frame[F_STEPS]
+        B = frame[F_BATCH]
+        N = T * B
+        GH = frame[F_GATES] * frame[F_OUT]
+        first, count, stride = share((N + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD, w)
+        for q in range(count):
+            n0 = (first + q * stride) * ROWS_PER_THREAD
+            starts, present = row_group(frame, n0, N, B, x_base, x_step, x_row)
+            project_lanes(x, starts, present, frame[F_WS_XW] + n0 * GH, GH, ws, lanes, prm, frame)
+        start_run(ws, frame, w)

@@ -39,6 +39,7 @@ from .layout import (
     F_LANE_V,
     F_OUT,
     F_PEEP,
+    F_PROJECTED,
     F_ROWS,
     F_STANDARD,
     F_STEPS,
@@ -130,9 +131,12 @@ def single_gate_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, w
         first, count, stride = share(B, w)
         for q in range(count):
             r = first + q * stride
-            start_row(ws, frame, r, H)
+            projected = frame[F_PROJECTED]
+            if projected == 0:
+                start_row(ws, frame, r, H)
             for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
-                project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
+                if projected == 0:
+                    project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
                 for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
                     h0 = frame[F_WS_H] + s * slot + r * H
                     h1 = h0 + slot
@@ -206,9 +210,12 @@ def gru_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKS
             sz = frame[F_WS_SCRATCH] + r * H
             srh = sz + B * H
             szh = srh + B * H
-            start_row(ws, frame, r, H)
+            projected = frame[F_PROJECTED]
+            if projected == 0:
+                start_row(ws, frame, r, H)
             for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
-                project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
+                if projected == 0:
+                    project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
                 for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
                     h0 = frame[F_WS_H] + s * slot + r * H
                     h1 = h0 + slot
@@ -308,9 +315,12 @@ def lstm_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORK
         first, count, stride = share(B, w)
         for q in range(count):
             r = first + q * stride
-            start_row(ws, frame, r, H)
+            projected = frame[F_PROJECTED]
+            if projected == 0:
+                start_row(ws, frame, r, H)
             for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
-                project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
+                if projected == 0:
+                    project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
                 for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
                     h0 = frame[F_WS_H] + s * slot + r * H
                     h1 = h0 + slot

@@ -12,16 +12,19 @@ import reference as R
 from builders import assert_seq_close, descriptor, sequence
 from mpsrnn.scheduler.recurrence import applies, available_recurrences
 
-# the lanes path reads only its own packed weights: the plain layout does not matter to it
-PATHS = [(rec, layout) for rec in available_recurrences(m.init()) for layout in ("rows", "transposed")
-         if not (rec == "lanes" and layout == "transposed")]
+# the lanes path reads only its own packed weights, so the plain layout does not matter to it;
+# it projects the inputs inside its kernel or in a kernel of its own (MPSRNN_CPU_PROJECTION)
+PATHS = [(rec, layout, "") for rec in available_recurrences(m.init()) for layout in ("rows", "transposed")
+         if rec != "lanes"] + [("lanes", "rows", where) for where in ("inside", "apart")
+                               if "lanes" in available_recurrences(m.init())]
 
 
-@pytest.fixture(params=PATHS, ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(params=PATHS, ids=lambda p: "-".join(filter(None, p)))
 def path(request, monkeypatch):
-    rec, layout = request.param
+    rec, layout, projection = request.param
     monkeypatch.setenv("MPSRNN_RECURRENCE", rec)
     monkeypatch.setenv("MPSRNN_WEIGHT_LAYOUT", layout)
+    monkeypatch.setenv("MPSRNN_CPU_PROJECTION", projection)
     return request.param
 
 

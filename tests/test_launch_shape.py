@@ -64,6 +64,11 @@ CHILD = textwrap.dedent("""
         layer.bidirectional_combine_mode = m.BidirectionalCombineMode.ADD
         xs = sequence(rng, [2, 2, 1], 5)
         record(f"{rec}-bidirectional", lambda: layer.encode_bidirectional_sequence(xs))
+    os.environ["MPSRNN_RECURRENCE"] = "lanes"
+    os.environ["MPSRNN_CPU_PROJECTION"] = "apart"
+    layer = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 5, 6))
+    xs = sequence(rng, [3, 2, 2], 5)
+    record("lanes-apart-lstm", lambda: layer.encode_sequence(xs))
     print("REPORT" + json.dumps(report))
 """)
 
@@ -80,7 +85,7 @@ def task_names():
 
 
 def test_every_kernel_is_one_range_task(task_names):
-    assert len(task_names) == 21
+    assert len(task_names) == 22
     for run, names in task_names.items():
         assert names, run
         serial = [n for n in names if not n.endswith("_range_for")]
@@ -95,6 +100,8 @@ def test_a_plain_run_is_two_launches(task_names):
     # the CPU's lanes kernel projects the inputs itself: one launch
     names = task_names["lanes-lstm"]
     assert [n.split("_c")[0] for n in names] == ["lstm_lanes"], names
+    names = task_names["lanes-apart-lstm"]
+    assert [n.split("_c")[0] for n in names] == ["project_inputs_lanes", "lstm_lanes"], names
     # the step path: one task per step (three steps), two for the GRU's two phases and the
     # dense-peephole LSTM's output pass
     assert sum("single_gate_step" in n for n in task_names["step-single"]) == 3

@@ -27,7 +27,7 @@ from ..backend import current_arch
 from ..kernels import layout as L
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence
 from .program import Program, Slot
-from .recurrence import choose_recurrence, emit_layer
+from .recurrence import choose_recurrence, emit_layer, project_apart
 
 # Tests set this: workspaces start as NaN, so reading memory no kernel wrote shows up.
 POISON_WORKSPACES = False
@@ -51,6 +51,8 @@ class _LayerRun:
         self.has_initial_state = has_initial_state
         self.cell = cell
         self.recurrence = choose_recurrence(current_arch(), cell, steps, batch)
+        self.projected_apart = project_apart(self.recurrence, cell, steps, batch)
+        frame[L.F_PROJECTED] = int(self.projected_apart)
         self.h = h
         self.c = c
         self.slot = slot

@@ -22,7 +22,7 @@ import os
 
 from ..kernels.layout import CELL_LSTM, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
-from ..kernels.projection import project_inputs
+from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import LANE_KERNELS
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel
@@ -94,6 +94,27 @@ def _grid(cell):
     return max(1, min(gpu_multiprocessors(), cell.n_out))
 
 
+APART_FLOPS = 4e6   # a lanes projection this large runs as its own kernel when the batch is small
+
+
+def project_apart(name, cell, steps, batch):
+    """Whether the CPU's lanes path projects a layer's inputs in a kernel of its own, before the
+    recurrence, instead of inside it. Apart, every CPU thread shares the projection, at the cost of
+    a dispatch (~15-20 µs); inside, a row's thread projects its own steps. So apart only when the
+    batch leaves threads without rows and the projection outweighs a dispatch.
+    ``MPSRNN_CPU_PROJECTION`` (``apart`` or ``inside``) overrides, for benchmarks and tests."""
+    if name != "lanes":
+        return False
+    forced = os.environ.get("MPSRNN_CPU_PROJECTION", "").strip().lower()
+    if forced:
+        if forced not in ("apart", "inside"):
+            raise ValueError(f"MPSRNN_CPU_PROJECTION: expected 'apart' or 'inside', got {forced!r}")
+        return forced == "apart"
+    from ..kernels.grid import cpu_tasks
+    flops = 2.0 * steps * batch * cell.gates * cell.n_out * cell.n_in
+    return batch < cpu_tasks() and flops >= APART_FLOPS
+
+
 def emit_layer(prog, name, layer_run, steps, batch, x, output):
     """Add the dispatches that run ``layer_run`` through all ``steps``: its input projection, then
     the recurrence ``name``. ``x``: the (buffer, base, step stride, row stride) view of the layer's
@@ -102,7 +123,9 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     lr = layer_run
     args = (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *output)
     kind = lr.cell.kind
-    if name == "lanes":   # one kernel: it projects each row's inputs as it goes
+    if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
+        if lr.projected_apart:
+            prog.add(project_inputs_lanes, *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame)
         prog.add(LANE_KERNELS[kind], *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame, *output)
         return
     prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
