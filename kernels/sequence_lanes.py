@@ -30,7 +30,9 @@ from .grid import share, worker_block, workers
 from .lane_math import load_lanes, sigmoid_lanes, store_lanes, tanh_lanes
 from .lanes import LANE_WEIGHTS, LANES, accumulate_products, add_products
 from .layout import (
+    CELL_GRU,
     CELL_LSTM,
+    CELL_SINGLE_GATE,
     F_BATCH,
     F_CELL,
     F_FLIP,
@@ -48,6 +50,7 @@ from .layout import (
     F_WS_SCRATCH,
     F_WS_XW,
     F_ZERO_STATE,
+    GATES,
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
@@ -122,32 +125,13 @@ def single_gate_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(),
         store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
 
 
-@ti.kernel
-def single_gate_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, lanes: LANE_WEIGHTS,
-                      prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
-    ti.loop_config(block_dim=ti.static(worker_block()))
-    for w in range(ti.static(workers())):
-        T, B, H, slot = run_sizes(frame)
-        first, count, stride = share(B, w)
-        for q in range(count):
-            r = first + q * stride
-            projected = frame[F_PROJECTED]
-            if projected == 0:
-                start_row(ws, frame, r, H)
-            for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
-                if projected == 0:
-                    project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
-                for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-                    h0 = frame[F_WS_H] + s * slot + r * H
-                    h1 = h0 + slot
-                    if r < frame[F_ROWS + s]:
-                        xw = frame[F_WS_XW] + (s * B + r) * H
-                        if frame[F_STANDARD] != 0:
-                            single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
-                        else:
-                            single_gate_any(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
-                    else:
-                        copy_row_forward(ws, h0, h1, H)
+@ti.func
+def single_gate_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1,
+                     H, out: ti.template(), out_base, out_step, out_row, s, r):
+    if frame[F_STANDARD] != 0:
+        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
+    else:
+        single_gate_any(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
 
 
 # --- GRU -----------------------------------------------------------------------------------
@@ -197,38 +181,17 @@ def gru_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: 
         store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
 
 
-@ti.kernel
-def gru_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, lanes: LANE_WEIGHTS,
-              prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
-    ti.loop_config(block_dim=ti.static(worker_block()))
-    for w in range(ti.static(workers())):
-        T, B, H, slot = run_sizes(frame)
-        first, count, stride = share(B, w)
-        for q in range(count):
-            r = first + q * stride
-            # this row's scratch: z, r∘h0, z∘h0
-            sz = frame[F_WS_SCRATCH] + r * H
-            srh = sz + B * H
-            szh = srh + B * H
-            projected = frame[F_PROJECTED]
-            if projected == 0:
-                start_row(ws, frame, r, H)
-            for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
-                if projected == 0:
-                    project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
-                for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-                    h0 = frame[F_WS_H] + s * slot + r * H
-                    h1 = h0 + slot
-                    if r < frame[F_ROWS + s]:
-                        xw = frame[F_WS_XW] + (s * B + r) * 3 * H
-                        if frame[F_STANDARD] != 0:
-                            gru_standard(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H,
-                                         out, out_base, out_step, out_row, s, r)
-                        else:
-                            gru_any(ws, lanes, prm, frame, xw, h0, h1, sz, srh, szh, H,
-                                    out, out_base, out_step, out_row, s, r)
-                    else:
-                        copy_row_forward(ws, h0, h1, H)
+@ti.func
+def gru_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, H,
+             out: ti.template(), out_base, out_step, out_row, s, r):
+    B = frame[F_BATCH]
+    sz = frame[F_WS_SCRATCH] + r * H   # this row's scratch: z, r∘h0, z∘h0
+    srh = sz + B * H
+    szh = srh + B * H
+    if frame[F_STANDARD] != 0:
+        gru_standard(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, out_base, out_step, out_row, s, r)
+    else:
+        gru_any(ws, lanes, prm, frame, xw, h0, h1, sz, srh, szh, H, out, out_base, out_step, out_row, s, r)
 
 
 # --- LSTM ----------------------------------------------------------------------------------
@@ -305,38 +268,65 @@ def lstm_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame:
             store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
 
 
-@ti.kernel
-def lstm_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, lanes: LANE_WEIGHTS,
-               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
-    ti.loop_config(block_dim=ti.static(worker_block()))
-    for w in range(ti.static(workers())):
-        T, B, H, slot = run_sizes(frame)
-        peep = frame[F_PEEP]
-        first, count, stride = share(B, w)
-        for q in range(count):
-            r = first + q * stride
-            projected = frame[F_PROJECTED]
-            if projected == 0:
-                start_row(ws, frame, r, H)
-            for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
-                if projected == 0:
-                    project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
-                for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-                    h0 = frame[F_WS_H] + s * slot + r * H
-                    h1 = h0 + slot
-                    c0 = frame[F_WS_C] + s * slot + r * H
-                    c1 = c0 + slot
-                    if r < frame[F_ROWS + s]:
-                        xw = frame[F_WS_XW] + (s * B + r) * 4 * H
-                        if frame[F_STANDARD] != 0:
-                            lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep,
-                                          out, out_base, out_step, out_row, s, r)
-                        else:
-                            lstm_any(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, peep,
-                                     out, out_base, out_step, out_row, s, r)
-                    else:
-                        copy_row_forward(ws, h0, h1, H)
-                        copy_row_forward(ws, c0, c1, H)
+@ti.func
+def lstm_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
+              H, out: ti.template(), out_base, out_step, out_row, s, r):
+    peep = frame[F_PEEP]
+    if frame[F_STANDARD] != 0:
+        lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, out_base, out_step, out_row, s, r)
+    else:
+        lstm_any(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, peep, out, out_base, out_step, out_row, s, r)
+
+
+# --- the sequence ----------------------------------------------------------------------------
+
+@ti.func
+def run_row(kind: ti.template(), x: ti.template(), x_base, x_step, x_row, ws: ti.template(), lanes: ti.template(),
+            prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row, r):
+    """Every step of batch row r of a ``kind`` cell (CELL_*: one compiled kernel per kind)."""
+    T, B, H, slot = run_sizes(frame)
+    projected = frame[F_PROJECTED]
+    if projected == 0:
+        start_row(ws, frame, r, H)
+    for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
+        if projected == 0:
+            project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
+        for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
+            h0 = frame[F_WS_H] + s * slot + r * H
+            h1 = h0 + slot
+            c0 = frame[F_WS_C] + s * slot + r * H
+            c1 = c0 + slot
+            if r < frame[F_ROWS + s]:
+                xw = frame[F_WS_XW] + (s * B + r) * ti.static(GATES[kind]) * H
+                if ti.static(kind == CELL_LSTM):
+                    lstm_step(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, out, out_base, out_step, out_row, s, r)
+                elif ti.static(kind == CELL_GRU):
+                    gru_step(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
+                else:
+                    single_gate_step(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
+            else:
+                copy_row_forward(ws, h0, h1, H)
+                if ti.static(kind == CELL_LSTM):
+                    copy_row_forward(ws, c0, c1, H)
+
+
+def _lanes_kernel(kind):
+    """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py)."""
+    def run(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, lanes: LANE_WEIGHTS,
+            prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+        ti.loop_config(block_dim=ti.static(worker_block()))
+        for w in range(ti.static(workers())):
+            first, count, stride = share(frame[F_BATCH], w)
+            for q in range(count):
+                run_row(kind, x, x_base, x_step, x_row, ws, lanes, prm, frame, out, out_base, out_step, out_row,
+                        first + q * stride)
+    run.__name__ = run.__qualname__ = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes"   # names in profiles
+    return ti.kernel(run)
+
+
+single_gate_lanes = _lanes_kernel(CELL_SINGLE_GATE)
+gru_lanes = _lanes_kernel(CELL_GRU)
+lstm_lanes = _lanes_kernel(CELL_LSTM)
 
 
 LANE_KERNELS = {0: single_gate_lanes, 1: gru_lanes, 2: lstm_lanes}
