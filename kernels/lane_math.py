@@ -2,9 +2,10 @@
 
 A standard cell (``F_STANDARD``) spends most of a small step in its neurons: scalar sigmoid and
 tanh cost ~33 ns a unit on this project's CPU (libm's expf, a division, and a branch per tanh
-that the predictor misses), 5x the vector form here (``exp_lanes`` is Cephes' expf: 2^n times a
-polynomial on |r| <= ln2/2, within 1 ulp of expf, so results match the scalar path to float32
-rounding). tanh keeps ``neurons.tanh32``'s two forms, chosen per lane.
+that the predictor misses), 5x the vector form here. ``exp_lanes`` is Cephes' expf, 2^n times a
+polynomial on |r| <= ln2/2: its largest error against float64 exp, over 500k draws, was 7.9e-8
+relative (libm's expf: 6.0e-8), so results match the scalar path to float32 rounding. tanh keeps
+``neurons.tanh32``'s two forms, chosen per lane.
 
 Written around three gaps in Taichi 1.7's CPU code with whole vectors (real_matrix_scalarize
 off; see lanes.py): unary minus, ``ti.abs`` and vector casts crash LLVM, so negation is

@@ -28,18 +28,25 @@ LANE = ti.types.vector(LANES, ti.f32)
 LANE_WEIGHTS = ti.types.ndarray(dtype=LANE, ndim=1)
 
 
-def lane_blocks(hidden):
-    """Blocks of 8 units that cover ``hidden`` units."""
-    return -(-hidden // LANES)
-
-
 def pack_lanes(matrix, gates, hidden):
     """``matrix`` (gates·hidden, cols) as (blocks·gates·cols, 8) lane vectors (layout above)."""
     cols = matrix.shape[1]
-    blocks = lane_blocks(hidden)
+    blocks = (hidden + LANES - 1) // LANES
     padded = np.zeros((gates, blocks * LANES, cols), np.float32)
     padded[:, :hidden] = matrix.reshape(gates, hidden, cols)
     return padded.reshape(gates, blocks, LANES, cols).transpose(1, 0, 3, 2).reshape(-1, LANES)
+
+
+@ti.func
+def lane_blocks(H):
+    """Blocks of 8 units that cover H units."""
+    return (H + LANES - 1) // LANES
+
+
+@ti.func
+def block_span(u, H):
+    """(first unit, units present) of block u: 8, or fewer in the last block."""
+    return u * LANES, ti.min(LANES, H - u * LANES)
 
 
 @ti.func
@@ -60,7 +67,7 @@ def add_products(ws: ti.template(), dst, lanes: ti.template(), base, layout_gate
 
     M is the lane-packed matrix at ``base`` with ``layout_gates`` gates and ``cols`` columns (the
     kernels' path for any neurons, whose gate math then runs unit by unit)."""
-    for u in range((H + LANES - 1) // LANES):
+    for u in range(lane_blocks(H)):
         acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(count))]
         accumulate_products(acc, lanes, base + (u * layout_gates + first) * cols, cols, ws, v0)
         for g in ti.static(range(count)):

@@ -24,7 +24,7 @@ sequence costs one dispatch here instead of three (a dispatch costs ~20 µs).
 import taichi as ti
 
 from .grid import share, worker_block, workers
-from .lanes import LANE_WEIGHTS, LANES
+from .lanes import LANE_WEIGHTS, LANES, lane_blocks
 from .layout import (
     CELL_LSTM,
     F_BARRIER,
@@ -52,16 +52,21 @@ ROWS_PER_THREAD = 8   # rows (8 time steps of one row, on the CPU) per weight lo
 
 
 @ti.func
+def zero_initial_state(ws: ti.template(), frame: ti.template(), e):
+    """Element e (row·H + unit) of history slot 0: h, and an LSTM's c, set to 0."""
+    ws[frame[F_WS_H] + e] = 0.0
+    if frame[F_CELL] == CELL_LSTM:
+        ws[frame[F_WS_C] + e] = 0.0
+
+
+@ti.func
 def start_run(ws: ti.template(), frame: ti.template(), w):
     """Worker w's share of what a run needs before its recurrence: zero initial states (history
     slot 0 of h, and of an LSTM's c) when the run has none, and the grid-barrier count at 0."""
     if frame[F_ZERO_STATE] != 0:
         first, count, stride = share(frame[F_BATCH] * frame[F_OUT], w)
         for q in range(count):
-            e = first + q * stride
-            ws[frame[F_WS_H] + e] = 0.0
-            if frame[F_CELL] == CELL_LSTM:
-                ws[frame[F_WS_C] + e] = 0.0
+            zero_initial_state(ws, frame, first + q * stride)
     if w == 0:
         frame[F_BARRIER] = 0   # a persistent kernel counts grid-barrier arrivals from 0
 
@@ -167,7 +172,7 @@ def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.te
     # scalars for the loop: the CPU keeps Taichi vectors whole, and LLVM would otherwise redo
     # the index arithmetic as a vector with an extract per load
     start = [starts[k] for k in ti.static(range(ROWS_PER_THREAD))]
-    for blk in range(G * ((H + LANES - 1) // LANES)):   # unit block u = blk // G of gate g = blk % G
+    for blk in range(G * lane_blocks(H)):   # unit block u = blk // G of gate g = blk % G
         g = blk % G
         i0 = (blk // G) * LANES
         mode = frame[F_INPUT_MODE + g]

@@ -4,8 +4,9 @@ As in ``sequence_rows``, a worker runs every step of its batch row alone: no bar
 launch per step. It also projects its row's inputs (W·x + b), 8 steps at a time just before it
 runs them (``projection.project_lanes``: one weight load serves the 8 steps), and writes the row's
 zero initial state when the run has none: a layer is one dispatch, where a CPU dispatch costs
-~15-20 µs (the thread pool's round trip, whatever the kernel does). The recurrent products walk the state once per block of 8 units and serve every
-gate of those units with vector multiply-adds (``lanes.py``). Then:
+~15-20 µs (the thread pool's round trip, whatever the kernel does). The recurrent products walk
+the state once per block of 8 units and serve every gate of those units with vector
+multiply-adds (``lanes.py``). Then:
 
 * with the usual neurons (``F_STANDARD``), each block's gate math runs right away on the
   accumulators, 8 units at a time (``lane_math``), and the block's new h (and c) are stored;
@@ -28,13 +29,12 @@ from .frame import FRAME, INPUT, OUTPUT, PARAMS, WORKSPACE, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .lane_math import load_lanes, sigmoid_lanes, store_lanes, tanh_lanes
-from .lanes import LANE_WEIGHTS, LANES, accumulate_products, add_products
+from .lanes import LANE_WEIGHTS, LANES, accumulate_products, add_products, block_span, lane_blocks
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_SINGLE_GATE,
     F_BATCH,
-    F_CELL,
     F_FLIP,
     F_GATES,
     F_LANE_U,
@@ -54,7 +54,7 @@ from .layout import (
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
-from .projection import ROWS_PER_THREAD, project_lanes, step_group
+from .projection import ROWS_PER_THREAD, project_lanes, step_group, zero_initial_state
 from .sequence_copy import store_output
 from .sequence_rows import copy_row_forward
 
@@ -72,9 +72,7 @@ def start_row(ws: ti.template(), frame: ti.template(), r, H):
     """Zero initial state (history slot 0) for row r when the run has none."""
     if frame[F_ZERO_STATE] != 0:
         for i in range(H):
-            ws[frame[F_WS_H] + r * H + i] = 0.0
-            if frame[F_CELL] == CELL_LSTM:
-                ws[frame[F_WS_C] + r * H + i] = 0.0
+            zero_initial_state(ws, frame, r * H + i)
 
 
 @ti.func
@@ -108,8 +106,8 @@ def store_new_h(ws: ti.template(), h1, v, i0, n, out: ti.template(), out_base, o
 @ti.func
 def single_gate_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
                          out: ti.template(), out_base, out_step, out_row, s, r):
-    for u in range((H + LANES - 1) // LANES):
-        i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+    for u in range(lane_blocks(H)):
+        i0, n = block_span(u, H)
         acc = zeros(1)
         accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
         store_new_h(ws, h1, tanh_lanes(load_lanes(ws, xw + i0, n) + acc[0]), i0, n,
@@ -139,8 +137,8 @@ def single_gate_step(ws: ti.template(), lanes: ti.template(), prm: ti.template()
 @ti.func
 def gru_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh, szh, H,
                  out: ti.template(), out_base, out_step, out_row, s, r):
-    for u in range((H + LANES - 1) // LANES):   # z and r: the row's scratch gets z, r∘h0, z∘h0
-        i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+    for u in range(lane_blocks(H)):   # z and r: the row's scratch gets z, r∘h0, z∘h0
+        i0, n = block_span(u, H)
         acc = zeros(2)
         accumulate_products(acc, lanes, frame[F_LANE_U] + u * 3 * H, H, ws, h0)
         z = sigmoid_lanes(load_lanes(ws, xw + i0, n) + acc[0])
@@ -149,8 +147,8 @@ def gru_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), 
         store_lanes(ws, sz + i0, z, n)
         store_lanes(ws, srh + i0, rg * h_old, n)
         store_lanes(ws, szh + i0, z * h_old, n)
-    for u in range((H + LANES - 1) // LANES):   # h1 from Uh·(r∘h0) + Vh·(z∘h0)
-        i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+    for u in range(lane_blocks(H)):   # h1 from Uh·(r∘h0) + Vh·(z∘h0)
+        i0, n = block_span(u, H)
         acc_u = zeros(1)
         acc_v = zeros(1)
         accumulate_products(acc_u, lanes, frame[F_LANE_U] + (u * 3 + 2) * H, H, ws, srh)
@@ -201,8 +199,8 @@ def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(),
                   out: ti.template(), out_base, out_step, out_row, s, r):
     """Same formulas and order as gate_math.lstm_cell_state and lstm_output, 8 units at a time."""
     vl = frame[F_LANE_V]
-    for u in range((H + LANES - 1) // LANES):
-        i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+    for u in range(lane_blocks(H)):
+        i0, n = block_span(u, H)
         acc = zeros(4)
         accumulate_products(acc, lanes, frame[F_LANE_U] + u * 4 * H, H, ws, h0)
         a_i = load_lanes(ws, xw + i0, n) + acc[0]
@@ -229,8 +227,8 @@ def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(),
                 a_o += lanes[vl + u * 4 + 3] * c_new
             store_new_h(ws, h1, sigmoid_lanes(a_o) * tanh_lanes(c_new), i0, n, out, out_base, out_step, out_row, s, r)
     if peep == PEEP_DENSE:
-        for u in range((H + LANES - 1) // LANES):
-            i0, n = u * LANES, ti.min(LANES, H - u * LANES)
+        for u in range(lane_blocks(H)):
+            i0, n = block_span(u, H)
             acc = zeros(1)
             accumulate_products(acc, lanes, vl + (u * 4 + 3) * H, H, ws, c1)
             h_new = sigmoid_lanes(load_lanes(ws, xw + 3 * H + i0, n) + acc[0]) * tanh_lanes(load_lanes(ws, c1 + i0, n))

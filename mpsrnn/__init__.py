@@ -19,8 +19,7 @@ if not _os.path.isdir(_os.path.join(_here, "kernels")) and _os.path.isfile(_os.p
 from .backend import current_arch, init  # noqa: E402
 from .command_buffer import CommandBuffer  # noqa: E402
 from .descriptors import GRUDescriptor, LSTMDescriptor, RNNDescriptor, RNNSingleGateDescriptor  # noqa: E402
-from .enums import (BidirectionalCombineMode, DataType, NeuronType, RNNMatrixId,  # noqa: E402
-                    SequenceDirection)
+from .enums import BidirectionalCombineMode, DataType, NeuronType, RNNMatrixId, SequenceDirection  # noqa: E402
 from .matrix import Matrix, MatrixSequence  # noqa: E402
 from .matrix_layer import RNNMatrixInferenceLayer  # noqa: E402
 from .neuron import Neuron  # noqa: E402

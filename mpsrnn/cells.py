@@ -111,7 +111,8 @@ class PackedCell:
         if V.size and not (kind == L.CELL_LSTM and header[L.F_PEEP] == L.PEEP_DIAGONAL):
             v_rows = V.size // H
             V = V.reshape(v_rows, H)
-        self.host_lanes = self._pack_lanes(W, U, V, v_rows, header, wtype_of(self.weight_type)) if lanes else None
+        wtype = np.float32 if self.weight_type == DataType.FLOAT32 else np.float16
+        self.host_lanes = self._pack_lanes(W, U, V, v_rows, header, wtype) if lanes else None
         if transposed:
             W, U = W.T, U.T
             V = V.T if v_rows else V
@@ -121,7 +122,6 @@ class PackedCell:
         for (so, sj), rows, cols in (((L.F_W_SO, L.F_W_SJ), G * H, self.n_in), ((L.F_U_SO, L.F_U_SJ), G * H, H),
                                      ((L.F_V_SO, L.F_V_SJ), max(v_rows, 1), H)):
             header[so], header[sj] = (1, rows) if transposed else (cols, 1)
-        wtype = wtype_of(self.weight_type)
         self.header = header
         self.transposed = transposed
         self.host_wts = np.concatenate([np.ascontiguousarray(W).reshape(-1), np.ascontiguousarray(U).reshape(-1),
@@ -181,10 +181,6 @@ class PackedCell:
         c_slots = {L.CELL_LSTM: steps + 1, L.CELL_GRU: 2 * steps}.get(self.kind, 0)
         scratch = c + c_slots * slot
         return xw, h, c, scratch, slot, scratch + 3 * batch * H
-
-
-def wtype_of(weight_type):
-    return np.float32 if weight_type == DataType.FLOAT32 else np.float16
 
 
 def _standard(d, kind, header, prm, o_neuron, o_cell):

@@ -5,8 +5,7 @@ from .command_buffer import check_command_buffer, submit
 from .descriptors import RNNDescriptor
 from .enums import BidirectionalCombineMode, DataType, SequenceDirection, coerce_enum
 from .matrix import Matrix, MatrixSequence, Storage
-from .scheduler import (PlanCache, default_launch, packs_lanes, plan_bidirectional, plan_sequence,
-                        weights_transposed)
+from .scheduler import PlanCache, default_launch, packs_lanes, plan_bidirectional, plan_sequence, weights_transposed
 from .sequences import prepare_destination, read_source
 from .state import RNNRecurrentMatrixState
 

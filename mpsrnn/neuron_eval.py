@@ -9,6 +9,7 @@ from .enums import NeuronType
 def apply_neuron(neuron, x):
     ensure_init()
     import taichi as ti
+
     from .kernels.neurons import apply_neuron_array
 
     a = as_numpy(x, "x")
