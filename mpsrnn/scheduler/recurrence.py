@@ -9,6 +9,10 @@
   task cost).
 * ``rows``: ``kernels/sequence_rows``, the same schedule on the plain weight
   layout with scalar dot products (any arch; the CPU's path before ``lanes``).
+* ``tiles``: ``kernels/sequence_tiles``, one step per launch like ``step``, but
+  each gate row's dot product is split across a GPU block, so wide layers keep
+  every SM streaming weights (GPUs: Vulkan's and Metal's path for wide layers,
+  CUDA's where the persistent kernel does not fit).
 * ``blocks``: ``kernels/sequence_blocks``, the whole sequence in one launch, one
   GPU block per sequence with the state in shared memory (small hidden sizes;
   CUDA, Vulkan, Metal: needs only block barriers).
@@ -27,6 +31,7 @@ from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import LANE_KERNELS
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel
 from ..kernels.sequence_rows import ROW_KERNELS
+from ..kernels.sequence_tiles import tile_chunk, tile_kernels, tile_units
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
 
@@ -52,8 +57,8 @@ def available_recurrences(arch):
     if arch == "cpu":
         return ["step", "rows", "lanes"]
     if arch == "cuda":
-        return ["step", "rows", "blocks", "persistent"]
-    return ["step", "rows", "blocks"]
+        return ["step", "rows", "blocks", "tiles", "persistent"]
+    return ["step", "rows", "blocks", "tiles"]
 
 
 def applies(name, arch, cell):
@@ -62,6 +67,8 @@ def applies(name, arch, cell):
         return cell.n_out <= MAX_HIDDEN
     if name == "lanes":
         return cell.lanes is not None
+    if name == "tiles":
+        return not (cell.kind == CELL_LSTM and cell.header_peep == PEEP_DENSE)
     if name == "persistent":
         return arch == "cuda" and persistent_fits(cell.kind, cell.header_peep, cell.n_out, _grid(cell))
     return True
@@ -85,6 +92,8 @@ def choose_recurrence(arch, cell, steps, batch):
         return "blocks"   # without a grid barrier (Vulkan, Metal), one block per sequence up to its limit
     if applies("persistent", arch, cell):
         return "persistent"
+    if applies("tiles", arch, cell):
+        return "tiles"
     return "step"
 
 
@@ -136,6 +145,12 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "persistent":
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
         prog.add(persistent_kernel(kind, _grid(lr.cell), chunk, staged), *args)
+    elif name == "tiles":
+        step_kernels = tile_kernels(tile_chunk(batch))[kind]
+        units = tile_units(lr.cell.n_out)
+        for s in range(steps):
+            for kernel in step_kernels:
+                prog.add(kernel, *args, s, units)
     else:
         dense_peepholes = kind == CELL_LSTM and lr.cell.header_peep == PEEP_DENSE
         for s in range(steps):

@@ -1,0 +1,288 @@
+"""One recurrent step per launch, each gate row's dot product split across a GPU block.
+
+The plain step kernels (``matrix_cells.py``) give each (row, unit) one thread and
+a serial dot product over all H inputs. At H = 2816 that is 11 blocks of work for
+a 132-SM GPU, and a step takes 2 ms. Here a block of 256 threads owns a *tile*:
+``units`` neighbouring units, with every gate row of each, so that the block can
+finish their state update itself. Each of the tile's R = gates × units rows is
+split BLOCK / R ways over the inputs. Thread (split, row) sums the terms
+j = split, split + BLOCK/R, ...
+
+- **Coalescing.** With the GPU's transposed weights, the rows of one gate are
+  neighbouring floats for a given j. At 8 units they are one 32-byte sector, so
+  every warp load is four whole sectors.
+- **Bandwidth.** H/units tiles keep every SM streaming weights.
+- **Batch.** Each weight load serves a chunk of batch rows.
+
+The partial sums meet in shared memory (a block barrier), then the tile's units
+run their gate math (``gate_math.py``) and write the state to the next history
+slot.
+
+Where it runs. On Vulkan and Metal there is no grid barrier, so no persistent
+kernel: this is their path for layers too wide for one block per sequence
+(``sequence_blocks.py``), T launches in a captured graph. On CUDA it is the path
+where the persistent kernel does not fit.
+
+Kernels per step. The LSTM and the single gate take one. The GRU takes two,
+because Uh·(r∘h0) needs every unit's r first. Dense LSTM peepholes (Vo·c1 needs
+every new c) are left to the plain step kernels.
+
+Shared memory: BLOCK × chunk floats (8 KiB at chunk 8), inside Metal's 32 KiB.
+``units`` is a run-time argument (chosen by the scheduler, one compile for every
+size). The batch chunk is a compile-time constant: ``tile_kernels(chunk)``
+builds one set per chunk size (1, 2, 4 or 8).
+"""
+import functools
+
+import taichi as ti
+
+from .dots import w32
+from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights
+from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
+from .layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_PEEP, F_SLOT, F_WS_C, PEEP_DIAGONAL
+from .matrix_cells import gru_scratch, step_slots
+from .sequence_copy import store_output
+
+BLOCK = 256
+TILE_GRID = 1024   # blocks of the fixed grid (one device task, see grid.py); block b takes tiles
+                   # b, b + TILE_GRID, ...
+MAX_CHUNK = 8
+MAX_UNITS = 8      # units per tile (see tile_units): at most 4 x 8 = 32 gate rows, 8 splits each
+
+
+def tile_units(hidden):
+    """Units per tile. 8 gives whole 32-byte weight sectors per gate. Below H = 1024 that leaves
+    fewer tiles than SMs, so 4 (half sectors, but every SM busy)."""
+    return MAX_UNITS if hidden >= 1024 else 4
+
+
+def tile_chunk(batch):
+    """Batch rows per pass: the next power of two, at most MAX_CHUNK (a larger batch takes passes)."""
+    return min(MAX_CHUNK, 1 << (max(batch, 1) - 1).bit_length())
+
+
+@ti.func
+def tile_count(n_tiles, blk):
+    """How many of tiles blk, blk + TILE_GRID, ... exist."""
+    return (n_tiles - blk + TILE_GRID - 1) // TILE_GRID if blk < n_tiles else 0
+
+
+@functools.lru_cache(maxsize=None)
+def tile_kernels(chunk):
+    """{cell kind: the kernels of one step, in order}, for batch chunks of ``chunk`` rows."""
+
+    @ti.func
+    def row_starts(vec, B, H, b0):
+        """Where batch row b0 + k of the chunk starts in the workspace (rows past B read row B-1;
+        their sums are never used)."""
+        start = ti.Vector([0] * chunk, ti.i32)
+        for k in ti.static(range(chunk)):
+            start[k] = vec + ti.min(b0 + k, B - 1) * H
+        return start
+
+    @ti.func
+    def partials(ws: ti.template(), wts: ti.template(), red: ti.template(), m0, mso, msj, x1,
+                 m2, m2so, m2sj, x2, with2: ti.template(), gates, units, tile, tid, H):
+        """red[tid, k] = this thread's share of Σ_j M(o, j)·ws[x1[k] + j] (+ M2(i, j)·ws[x2[k] + j]
+        with ``with2``), for its row o = g·H + i of the tile and its split of j. Four weight loads
+        are issued together and each serves every batch row of the chunk."""
+        rows_r = gates * units
+        n_split = BLOCK // rows_r
+        lane = tid % rows_r
+        split = tid // rows_r
+        i = tile * units + lane % units
+        acc = ti.Vector([0.0] * chunk, ti.f32)
+        if i < H:
+            row = m0 + ((lane // units) * H + i) * mso
+            row2 = m2 + i * m2so
+            n = (H - split + n_split - 1) // n_split   # terms j = split + q * n_split, q < n
+            for q4 in range(n // 4):
+                j = split + q4 * 4 * n_split
+                wa = w32(wts, row + j * msj)
+                wb = w32(wts, row + (j + n_split) * msj)
+                wc = w32(wts, row + (j + 2 * n_split) * msj)
+                wd = w32(wts, row + (j + 3 * n_split) * msj)
+                for k in ti.static(range(chunk)):
+                    e = x1[k] + j
+                    acc[k] += (wa * ws[e] + wb * ws[e + n_split]) + (wc * ws[e + 2 * n_split]
+                                                                      + wd * ws[e + 3 * n_split])
+                if ti.static(with2):
+                    va = w32(wts, row2 + j * m2sj)
+                    vb = w32(wts, row2 + (j + n_split) * m2sj)
+                    vc = w32(wts, row2 + (j + 2 * n_split) * m2sj)
+                    vd = w32(wts, row2 + (j + 3 * n_split) * m2sj)
+                    for k in ti.static(range(chunk)):
+                        e = x2[k] + j
+                        acc[k] += (va * ws[e] + vb * ws[e + n_split]) + (vc * ws[e + 2 * n_split]
+                                                                          + vd * ws[e + 3 * n_split])
+            for q in range(n - n % 4, n):
+                j = split + q * n_split
+                w = w32(wts, row + j * msj)
+                for k in ti.static(range(chunk)):
+                    acc[k] += w * ws[x1[k] + j]
+                if ti.static(with2):
+                    v = w32(wts, row2 + j * m2sj)
+                    for k in ti.static(range(chunk)):
+                        acc[k] += v * ws[x2[k] + j]
+        for k in ti.static(range(chunk)):
+            red[tid * chunk + k] = acc[k]
+
+    @ti.func
+    def reduced(red: ti.template(), gates, units, g, iu, k):
+        """The whole product of gate g, unit iu of the tile, batch row k of the chunk: the sum of its
+        splits, in a fixed order."""
+        rows_r = gates * units
+        total = 0.0
+        for split in range(BLOCK // rows_r):
+            total += red[(split * rows_r + g * units + iu) * chunk + k]
+        return total
+
+    @ti.func
+    def tile_pairs(tid, tile, units, b0):
+        """This thread's (unit in the tile, row in the chunk, unit i, batch row b) for the gate math,
+        and whether it has one (threads tid < units * chunk do)."""
+        iu = tid // chunk
+        k = tid % chunk
+        return iu, k, tile * units + iu, b0 + k, tid < units * chunk
+
+    @ti.kernel
+    def single_gate_tiles(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
+                          out_step: ti.i32, out_row: ti.i32, s: ti.i32, units: ti.i32):
+        ti.loop_config(block_dim=BLOCK)
+        for t in range(ti.static(TILE_GRID * BLOCK)):
+            blk = t // BLOCK
+            tid = t % BLOCK
+            red = ti.simt.block.SharedArray((BLOCK * chunk,), ti.f32)
+            B, H, rows, xw, h0, h1 = step_slots(frame, s, 1)
+            u0, uso, usj = recurrent_weights(frame)
+            for tq in range(tile_count((H + units - 1) // units, blk)):
+                tile = blk + tq * TILE_GRID
+                for bc in range((B + chunk - 1) // chunk):
+                    b0 = bc * chunk
+                    x1 = row_starts(h0, B, H, b0)
+                    if b0 < rows:
+                        partials(ws, wts, red, u0, uso, usj, x1, 0, 0, 0, x1, False, 1, units, tile, tid, H)
+                    ti.simt.block.sync()
+                    iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
+                    if mine and i < H and b < B:
+                        if b < rows:
+                            pre = ws[xw + b * H + i] + reduced(red, 1, units, 0, iu, k)
+                            ws[h1 + b * H + i] = single_gate_output(frame, prm, i, pre)
+                            store_output(out, out_base, out_step, out_row, s, b, i, ws[h1 + b * H + i])
+                        else:
+                            ws[h1 + b * H + i] = ws[h0 + b * H + i]
+                    ti.simt.block.sync()
+
+    @ti.kernel
+    def lstm_tiles(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
+                   out_step: ti.i32, out_row: ti.i32, s: ti.i32, units: ti.i32):
+        ti.loop_config(block_dim=BLOCK)
+        for t in range(ti.static(TILE_GRID * BLOCK)):
+            blk = t // BLOCK
+            tid = t % BLOCK
+            red = ti.simt.block.SharedArray((BLOCK * chunk,), ti.f32)
+            B, H, rows, xw, h0, h1 = step_slots(frame, s, 4)
+            u0, uso, usj = recurrent_weights(frame)
+            v0, _, _ = memory_weights(frame)
+            peep = frame[F_PEEP]
+            c0 = frame[F_WS_C] + s * frame[F_SLOT]
+            c1 = c0 + frame[F_SLOT]
+            for tq in range(tile_count((H + units - 1) // units, blk)):
+                tile = blk + tq * TILE_GRID
+                for bc in range((B + chunk - 1) // chunk):
+                    b0 = bc * chunk
+                    x1 = row_starts(h0, B, H, b0)
+                    if b0 < rows:
+                        partials(ws, wts, red, u0, uso, usj, x1, 0, 0, 0, x1, False, 4, units, tile, tid, H)
+                    ti.simt.block.sync()
+                    iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
+                    if mine and i < H and b < B:
+                        if b < rows:
+                            x4 = xw + b * 4 * H + i
+                            a_i = ws[x4] + reduced(red, 4, units, 0, iu, k)
+                            a_f = ws[x4 + H] + reduced(red, 4, units, 1, iu, k)
+                            a_c = ws[x4 + 2 * H] + reduced(red, 4, units, 2, iu, k)
+                            a_o = ws[x4 + 3 * H] + reduced(red, 4, units, 3, iu, k)
+                            c_old = ws[c0 + b * H + i]
+                            if peep == PEEP_DIAGONAL:
+                                a_i += w32(wts, v0 + i) * c_old
+                                a_f += w32(wts, v0 + H + i) * c_old
+                                a_c += w32(wts, v0 + 2 * H + i) * c_old
+                            c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+                            if peep == PEEP_DIAGONAL:
+                                a_o += w32(wts, v0 + 3 * H + i) * c_new
+                            ws[c1 + b * H + i] = c_new
+                            ws[h1 + b * H + i] = lstm_output(frame, prm, i, a_o, c_new)
+                            store_output(out, out_base, out_step, out_row, s, b, i, ws[h1 + b * H + i])
+                        else:
+                            ws[c1 + b * H + i] = ws[c0 + b * H + i]
+                            ws[h1 + b * H + i] = ws[h0 + b * H + i]
+                    ti.simt.block.sync()
+
+    @ti.kernel
+    def gru_tiles_gates(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
+                        out_step: ti.i32, out_row: ti.i32, s: ti.i32, units: ti.i32):
+        """GRU, first kernel of a step: z and r of the present rows, into the scratch vectors z,
+        r∘h0 and z∘h0 that the second kernel reads."""
+        ti.loop_config(block_dim=BLOCK)
+        for t in range(ti.static(TILE_GRID * BLOCK)):
+            blk = t // BLOCK
+            tid = t % BLOCK
+            red = ti.simt.block.SharedArray((BLOCK * chunk,), ti.f32)
+            B, H, rows, xw, h0, _ = step_slots(frame, s, 3)
+            u0, uso, usj = recurrent_weights(frame)
+            sz, srh, szh = gru_scratch(frame, B, H)
+            for tq in range(tile_count((H + units - 1) // units, blk)):
+                tile = blk + tq * TILE_GRID
+                for bc in range((rows + chunk - 1) // chunk):
+                    b0 = bc * chunk
+                    x1 = row_starts(h0, B, H, b0)
+                    partials(ws, wts, red, u0, uso, usj, x1, 0, 0, 0, x1, False, 2, units, tile, tid, H)
+                    ti.simt.block.sync()
+                    iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
+                    if mine and i < H and b < rows:
+                        x3 = xw + b * 3 * H + i
+                        z, rg = gru_gates(frame, prm, i, ws[x3] + reduced(red, 2, units, 0, iu, k),
+                                          ws[x3 + H] + reduced(red, 2, units, 1, iu, k))
+                        hi = ws[h0 + b * H + i]
+                        ws[sz + b * H + i] = z
+                        ws[srh + b * H + i] = rg * hi
+                        ws[szh + b * H + i] = z * hi
+                    ti.simt.block.sync()
+
+    @ti.kernel
+    def gru_tiles_output(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
+                         out_step: ti.i32, out_row: ti.i32, s: ti.i32, units: ti.i32):
+        """GRU, second kernel of a step: Uh·(r∘h0) + Vh·(z∘h0), then the new h; absent rows keep
+        their state."""
+        ti.loop_config(block_dim=BLOCK)
+        for t in range(ti.static(TILE_GRID * BLOCK)):
+            blk = t // BLOCK
+            tid = t % BLOCK
+            red = ti.simt.block.SharedArray((BLOCK * chunk,), ti.f32)
+            B, H, rows, xw, h0, h1 = step_slots(frame, s, 3)
+            u0, uso, usj = recurrent_weights(frame)
+            vh, vso, vsj = memory_weights(frame)
+            sz, srh, szh = gru_scratch(frame, B, H)
+            for tq in range(tile_count((H + units - 1) // units, blk)):
+                tile = blk + tq * TILE_GRID
+                for bc in range((B + chunk - 1) // chunk):
+                    b0 = bc * chunk
+                    x1 = row_starts(srh, B, H, b0)
+                    x2 = row_starts(szh, B, H, b0)
+                    if b0 < rows:
+                        partials(ws, wts, red, u0 + 2 * H * uso, uso, usj, x1, vh, vso, vsj, x2, True, 1, units,
+                                 tile, tid, H)
+                    ti.simt.block.sync()
+                    iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
+                    if mine and i < H and b < B:
+                        if b < rows:
+                            ph = ws[xw + b * 3 * H + 2 * H + i] + reduced(red, 1, units, 0, iu, k)
+                            ws[h1 + b * H + i] = gru_output(frame, prm, i, ph, ws[sz + b * H + i], ws[h0 + b * H + i])
+                            store_output(out, out_base, out_step, out_row, s, b, i, ws[h1 + b * H + i])
+                        else:
+                            ws[h1 + b * H + i] = ws[h0 + b * H + i]
+                    ti.simt.block.sync()
+
+    return {CELL_SINGLE_GATE: (single_gate_tiles,), CELL_GRU: (gru_tiles_gates, gru_tiles_output),
+            CELL_LSTM: (lstm_tiles,)}
