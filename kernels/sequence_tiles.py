@@ -33,6 +33,7 @@ size). The batch chunk is a compile-time constant: ``tile_kernels(chunk)``
 builds one set per chunk size (1, 2, 4 or 8).
 """
 import functools
+import os
 
 import taichi as ti
 
@@ -52,7 +53,13 @@ MAX_UNITS = 8      # units per tile (see tile_units): at most 4 x 8 = 32 gate ro
 
 def tile_units(hidden):
     """Units per tile. 8 gives whole 32-byte weight sectors per gate. Below H = 1024 that leaves
-    fewer tiles than SMs, so 4 (half sectors, but every SM busy)."""
+    fewer tiles than SMs, so 4 (half sectors, but every SM busy). ``MPSRNN_TILE_UNITS`` (1, 2, 4
+    or 8) overrides, for benchmarks."""
+    forced = os.environ.get("MPSRNN_TILE_UNITS", "").strip()
+    if forced:
+        if forced not in ("1", "2", "4", "8"):
+            raise ValueError(f"MPSRNN_TILE_UNITS: expected 1, 2, 4 or 8, got {forced!r}")
+        return int(forced)
     return MAX_UNITS if hidden >= 1024 else 4
 
 
