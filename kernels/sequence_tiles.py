@@ -9,8 +9,7 @@ split BLOCK / R ways over the inputs. Thread (split, row) sums the terms
 j = split, split + BLOCK/R, ...
 
 - **Coalescing.** With the GPU's transposed weights, the rows of one gate are
-  neighbouring floats for a given j. At 8 units they are one 32-byte sector, so
-  every warp load is four whole sectors.
+  neighbouring floats for a given j: 4 units make 16 bytes, half a sector.
 - **Bandwidth.** H/units tiles keep every SM streaming weights.
 - **Batch.** Each weight load serves a chunk of batch rows.
 
@@ -48,19 +47,19 @@ BLOCK = 256
 TILE_GRID = 1024   # blocks of the fixed grid (one device task, see grid.py); block b takes tiles
                    # b, b + TILE_GRID, ...
 MAX_CHUNK = 8
-MAX_UNITS = 8      # units per tile (see tile_units): at most 4 x 8 = 32 gate rows, 8 splits each
 
 
 def tile_units(hidden):
-    """Units per tile. 8 gives whole 32-byte weight sectors per gate. Below H = 1024 that leaves
-    fewer tiles than SMs, so 4 (half sectors, but every SM busy). ``MPSRNN_TILE_UNITS`` (1, 2, 4
-    or 8) overrides, for benchmarks."""
+    """Units per tile: 4. Eight would give whole 32-byte weight sectors per gate, but half as many
+    tiles; on the H100 (Vulkan, 187-step GRU and 25-step LSTM at hidden 1024-2816) 4 was faster
+    in 3 of 4 configurations, by 10-20%, and 4% slower in the fourth; 2 was slower everywhere.
+    ``MPSRNN_TILE_UNITS`` (1, 2, 4 or 8) overrides, for benchmarks."""
     forced = os.environ.get("MPSRNN_TILE_UNITS", "").strip()
     if forced:
         if forced not in ("1", "2", "4", "8"):
             raise ValueError(f"MPSRNN_TILE_UNITS: expected 1, 2, 4 or 8, got {forced!r}")
         return int(forced)
-    return MAX_UNITS if hidden >= 1024 else 4
+    return 4
 
 
 def tile_chunk(batch):
