@@ -47,9 +47,10 @@ BLOCK = 256
 TILE_GRID = 1024   # blocks of the fixed grid (one device task, see grid.py); block b takes tiles
                    # b, b + TILE_GRID, ...
 MAX_CHUNK = 8
+GRU_GATES = "gru_gates"   # key of the GRU's first kernel in tile_kernels()
 
 
-def tile_units(hidden):
+def tile_units():
     """Units per tile: 4. Eight would give whole 32-byte weight sectors per gate, but half as many
     tiles; on the H100 (Vulkan, 187-step GRU and 25-step LSTM at hidden 1024-2816) 4 was faster
     in 3 of 4 configurations, by 10-20%, and 4% slower in the fourth; 2 was slower everywhere.
@@ -75,7 +76,8 @@ def tile_count(n_tiles, blk):
 
 @functools.lru_cache(maxsize=None)
 def tile_kernels(chunk):
-    """{cell kind: the kernels of one step, in order}, for batch chunks of ``chunk`` rows."""
+    """{cell kind: its step kernel; GRU_GATES: the GRU's first kernel, which runs before the GRU's
+    own}, for batch chunks of ``chunk`` rows."""
 
     @ti.func
     def row_starts(vec, B, H, b0):
@@ -226,10 +228,10 @@ def tile_kernels(chunk):
                     ti.simt.block.sync()
 
     @ti.kernel
-    def gru_tiles_gates(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
-                        out_step: ti.i32, out_row: ti.i32, s: ti.i32, units: ti.i32):
+    def gru_tiles_gates(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, s: ti.i32, units: ti.i32):
         """GRU, first kernel of a step: z and r of the present rows, into the scratch vectors z,
-        r∘h0 and z∘h0 that the second kernel reads."""
+        r∘h0 and z∘h0 that the second kernel reads. It writes no output, so it takes no output
+        arguments: on Vulkan every argument costs host time at each dispatch."""
         ti.loop_config(block_dim=BLOCK)
         for t in range(ti.static(TILE_GRID * BLOCK)):
             blk = t // BLOCK
@@ -290,5 +292,5 @@ def tile_kernels(chunk):
                             ws[h1 + b * H + i] = ws[h0 + b * H + i]
                     ti.simt.block.sync()
 
-    return {CELL_SINGLE_GATE: (single_gate_tiles,), CELL_GRU: (gru_tiles_gates, gru_tiles_output),
-            CELL_LSTM: (lstm_tiles,)}
+    return {CELL_SINGLE_GATE: single_gate_tiles, CELL_LSTM: lstm_tiles, CELL_GRU: gru_tiles_output,
+            GRU_GATES: gru_tiles_gates}

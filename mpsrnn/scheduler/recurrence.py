@@ -24,14 +24,14 @@ where it applies (benchmarks compare them; tests run each against the reference)
 """
 import os
 
-from ..kernels.layout import CELL_LSTM, PEEP_DENSE
+from ..kernels.layout import CELL_GRU, CELL_LSTM, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import LANE_KERNELS
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel
 from ..kernels.sequence_rows import ROW_KERNELS
-from ..kernels.sequence_tiles import tile_chunk, tile_kernels, tile_units
+from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
 
@@ -146,11 +146,12 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
         prog.add(persistent_kernel(kind, _grid(lr.cell), chunk, staged), *args)
     elif name == "tiles":
-        step_kernels = tile_kernels(tile_chunk(batch))[kind]
-        units = tile_units(lr.cell.n_out)
+        kernels = tile_kernels(tile_chunk(batch))
+        units = tile_units()
         for s in range(steps):
-            for kernel in step_kernels:
-                prog.add(kernel, *args, s, units)
+            if kind == CELL_GRU:
+                prog.add(kernels[GRU_GATES], *args[:4], s, units)
+            prog.add(kernels[kind], *args, s, units)
     else:
         dense_peepholes = kind == CELL_LSTM and lr.cell.header_peep == PEEP_DENSE
         for s in range(steps):
