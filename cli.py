@@ -101,10 +101,12 @@ def _environment():
 @click.option("--arch", type=ARCH_CHOICE, default=None, help="Backend (default: MPSRNN_ARCH, else the best here).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write the records (one per configuration, with a 'ratio' field) to this JSON file.")
+@click.option("--resume", is_flag=True,
+              help="With --json and --suite: keep the records already in that file and run only the rest.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Plot the ratios to this image (needs matplotlib).")
 def bench(suite, cell, n_in, hidden, batch, steps, layers, bidirectional, dtype, repeats, warmup, arch, json_path,
-          plot_path):
+          resume, plot_path):
     """Time configurations per time step next to PyTorch (cuDNN on a GPU) in the same process."""
     import json
 
@@ -121,6 +123,19 @@ def bench(suite, cell, n_in, hidden, batch, steps, layers, bidirectional, dtype,
                f"torch {env.get('torch')}; {env['date']}")
     click.echo(HEADER)
     records = []
+    planned = len(configs)
+    if resume:
+        if not (json_path and suite):
+            raise click.UsageError("--resume needs --json and --suite")
+        if os.path.exists(json_path):
+            with open(json_path) as f:
+                kept = json.load(f)
+            if kept.get("suite") != suite:
+                raise click.UsageError(f"--resume: {json_path} holds suite {kept.get('suite')!r}, not {suite!r}")
+            records = kept["records"]
+            done = {r["label"] for r in records}
+            configs = [c for c in configs if c.label not in done]
+            click.echo(f"resuming: {len(records)} of {planned} configurations kept from {json_path}")
     with click.progressbar(configs, label=suite or "bench", file=sys.stderr,
                            show_pos=True) if len(configs) > 3 else _plain(configs) as items:
         for cfg in items:
@@ -129,7 +144,7 @@ def bench(suite, cell, n_in, hidden, batch, steps, layers, bidirectional, dtype,
             click.echo(("\n" if len(configs) > 3 and sys.stderr.isatty() else "") + format_row(r))
             if json_path:   # after every configuration: a run cut short keeps what it measured
                 with open(json_path, "w") as f:
-                    json.dump({"environment": env, "suite": suite, "planned": len(configs), "records": records},
+                    json.dump({"environment": env, "suite": suite, "planned": planned, "records": records},
                               f, indent=1)
     if plot_path:
         _plot(records, plot_path, env)

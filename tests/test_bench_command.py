@@ -30,6 +30,26 @@ def test_smoke_suite_writes_one_record_per_configuration(tmp_path):
             assert rec["max_abs_diff_vs_torch"] < 1e-4   # a timing never hides a wrong result
     assert all(cfg.label in r.stdout for cfg in SUITES["smoke"])
 
+    # a run cut short after 4 configurations, resumed: only the other 2 run, the 4 are kept as they were
+    data["records"] = records[:4]
+    out.write_text(json.dumps(data))
+    r = _bench("--suite", "smoke", "--repeats", "1", "--warmup", "0", "--json", str(out), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert f"resuming: 4 of {len(SUITES['smoke'])}" in r.stdout
+    assert not any(cfg.label in r.stdout for cfg in SUITES["smoke"][:4])
+    resumed = json.loads(out.read_text())
+    assert resumed["records"][:4] == records[:4]
+    assert [rec["label"] for rec in resumed["records"]] == [cfg.label for cfg in SUITES["smoke"]]
+
+
+def test_resume_needs_a_json_file_of_the_same_suite(tmp_path):
+    r = _bench("--suite", "smoke", "--resume")
+    assert r.returncode != 0 and "--resume needs --json and --suite" in r.stderr
+    other = tmp_path / "stacks.json"
+    other.write_text(json.dumps({"suite": "stacks", "records": []}))
+    r = _bench("--suite", "smoke", "--json", str(other), "--resume")
+    assert r.returncode != 0 and "holds suite 'stacks', not 'smoke'" in r.stderr
+
 
 def test_single_configuration_and_gru_note():
     r = _bench("--cell", "gru", "--hidden", "16", "--batch", "2", "--steps", "4", "--repeats", "1", "--warmup", "0")

@@ -88,13 +88,31 @@ def choose_recurrence(arch, cell, steps, batch):
         # Metal has not run the block kernel yet (no Mac here): plain kernels until `mpsrnn check
         # --arch metal`, which forces every path against the reference, has passed on one
         return "step"
-    if cell.n_out <= SMALL_HIDDEN or (arch != "cuda" and applies("blocks", arch, cell)):
-        return "blocks"   # without a grid barrier (Vulkan, Metal), one block per sequence up to its limit
+    if cell.n_out <= SMALL_HIDDEN:
+        return "blocks"
+    if arch != "cuda" and applies("blocks", arch, cell):
+        # without a grid barrier (Vulkan, Metal): one block per sequence up to its limit, unless a
+        # step is so large that the per-step tiles kernels are faster
+        if not (applies("tiles", arch, cell) and block_step_outweighs_dispatches(cell)):
+            return "blocks"
     if applies("persistent", arch, cell):
         return "persistent"
     if applies("tiles", arch, cell):
         return "tiles"
     return "step"
+
+
+BLOCK_STEP_MACS = 150_000   # a block-per-sequence step of about this many multiply-adds takes as long as
+                            # one per-step dispatch on Vulkan (H100: LSTM 192 b4, blocks 33.0 µs a step,
+                            # tiles 33.7; LSTM 256 b1, 63.1 against 31.5)
+
+
+def block_step_outweighs_dispatches(cell):
+    """Whether one block's serial share of a step (all of U·h on one SM) costs more than the tiles
+    path's dispatches for that step (Vulkan: ~31 µs each, host-bound): true for the LSTM above
+    hidden ~192; never for the GRU (two dispatches a step) or the single gate within the block limit."""
+    macs = cell.gates * cell.n_out * cell.n_out
+    return macs > BLOCK_STEP_MACS * (2 if cell.kind == CELL_GRU else 1)
 
 
 def _grid(cell):
