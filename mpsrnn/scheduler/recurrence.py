@@ -97,11 +97,14 @@ def choose_recurrence(arch, cell, steps, batch):
             return "blocks"
     if applies("persistent", arch, cell):
         return "persistent"
-    if applies("tiles", arch, cell):
+    if applies("tiles", arch, cell) and batch <= TILES_MAX_BATCH:
         return "tiles"
     return "step"
 
 
+TILES_MAX_BATCH = 32        # above this the plain step kernel's thread per (row, unit) fills the GPU and wins:
+                            # Vulkan, LSTM 512 t100 bidirectional: b16 tiles 142 µs a step against 294 for
+                            # step; b64 397 against 331 (the tiles kernel takes the batch 8 rows a pass)
 BLOCK_STEP_MACS = 150_000   # a block-per-sequence step of about this many multiply-adds takes as long as
                             # one per-step dispatch on Vulkan (H100: LSTM 192 b4, blocks 33.0 µs a step,
                             # tiles 33.7; LSTM 256 b1, 63.1 against 31.5)
