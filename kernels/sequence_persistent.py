@@ -25,6 +25,7 @@ the batch chunk are compile-time constants, so ``persistent_kernel`` builds (and
 kernel per (cell, nblocks, chunk).
 """
 import functools
+import os
 
 import taichi as ti
 
@@ -80,10 +81,30 @@ def grid_barrier(frame: ti.template(), tid, target):
 
 
 @functools.lru_cache(maxsize=None)
-def persistent_kernel(cell, nblocks, chunk, staged):
+def persistent_kernel(cell, nblocks, chunk, staged, resident):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
-    ``staged``: the chunk's state vectors are copied to shared memory first (when they fit)."""
-    gates_a = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}[cell]   # gate rows of the first phase
+    ``staged``: the chunk's state vectors are copied to shared memory first (when they fit);
+    ``resident``: each thread's share of the first phase's weights, held in registers for the whole
+    sequence (0: they are read from memory at every step; see ``resident_terms``)."""
+    gates_a = FIRST_PHASE_GATES[cell]
+
+    @ti.func
+    def load_resident(wts: ti.template(), u0, uso, usj, rows_r, units, u_lo, tid, H):
+        """This thread's weights of its first-phase row o and split of j, read once (zero past H)."""
+        w = ti.Vector([0.0] * max(resident, 1), ti.f32)
+        if ti.static(resident > 0):
+            n_split = BLOCK // rows_r
+            lane = tid % rows_r
+            split = tid // rows_r
+            i = u_lo + lane % units
+            o = (lane // units) * H + i
+            jl = (H + n_split - 1) // n_split
+            if i < H and split < n_split:
+                for k in ti.static(range(resident)):
+                    j = split * jl + k
+                    if k < jl and j < H:
+                        w[k] = w32(wts, u0 + o * uso + j * usj)
+        return w
 
     @ti.func
     def stage(ws: ti.template(), stg: ti.template(), at, vec, B, H, b0, tid):
@@ -108,7 +129,7 @@ def persistent_kernel(cell, nblocks, chunk, staged):
 
     @ti.func
     def partial_dots(wts: ti.template(), src: ti.template(), red: ti.template(), u0, uso, usj, rows_r, units,
-                     u_lo, tid, H, x1, v2, v2so, v2sj, x2, with2):
+                     u_lo, tid, H, x1, v2, v2so, v2sj, x2, with2: ti.template(), wreg):
         """red[tid, k] = this thread's slice of Σ_j W(o, j)·src[x1[k] + j] (+ Vh(i, j)·src[x2[k] + j] with
         ``with2``). Four weight loads are issued together, so their latencies overlap, and each weight
         load serves every batch row of the chunk."""
@@ -121,7 +142,14 @@ def persistent_kernel(cell, nblocks, chunk, staged):
         o = g * H + i
         jl = (H + n_split - 1) // n_split
         acc = ti.Vector([0.0] * chunk, ti.f32)
-        if i < H and split < n_split:
+        if ti.static(resident > 0 and not with2):   # the first phase, weights in registers
+            if i < H and split < n_split:
+                j0 = split * jl
+                for kk in ti.static(range(resident)):
+                    if kk < jl and j0 + kk < H:
+                        for k in ti.static(range(chunk)):
+                            acc[k] += wreg[kk] * src[x1[k] + j0 + kk]
+        elif i < H and split < n_split:
             j0 = split * jl
             n = ti.max(ti.min(H, j0 + jl) - j0, 0)
             for q in range(n // 4):
@@ -174,6 +202,10 @@ def persistent_kernel(cell, nblocks, chunk, staged):
             red = ti.simt.block.SharedArray((BLOCK * MAX_CHUNK,), ti.f32)
             stg = ti.simt.block.SharedArray((STAGE,), ti.f32)
             barrier = 0
+            _, _, H0, _ = run_sizes(frame)
+            units0 = (H0 + nblocks - 1) // nblocks
+            r0, rso, rsj = recurrent_weights(frame)
+            wreg = load_resident(wts, r0, rso, rsj, gates_a * units0, units0, blk * units0, tid, H0)
             for s in range(frame[F_STEPS]):
                 _, B, H, slot = run_sizes(frame)
                 u0, uso, usj = recurrent_weights(frame)
@@ -194,10 +226,10 @@ def persistent_kernel(cell, nblocks, chunk, staged):
                     x1 = row_starts(0, hp, B, H, b0)
                     if ti.static(staged):
                         partial_dots(wts, stg, red, u0, uso, usj, gates_a * units, units, u_lo, tid, H, x1,
-                                     0, 0, 0, x1, False)
+                                     0, 0, 0, x1, False, wreg)
                     else:
                         partial_dots(wts, ws, red, u0, uso, usj, gates_a * units, units, u_lo, tid, H, x1,
-                                     0, 0, 0, x1, False)
+                                     0, 0, 0, x1, False, wreg)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
                         iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -258,10 +290,10 @@ def persistent_kernel(cell, nblocks, chunk, staged):
                         x2 = row_starts(chunk * H, zh, B, H, b0)
                         if ti.static(staged):
                             partial_dots(wts, stg, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, H,
-                                         x1, v0, vso, vsj, x2, True)
+                                         x1, v0, vso, vsj, x2, True, wreg)
                         else:
                             partial_dots(wts, ws, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, H,
-                                         x1, v0, vso, vsj, x2, True)
+                                         x1, v0, vso, vsj, x2, True, wreg)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -293,9 +325,27 @@ def persistent_chunk(cell_kind, hidden, batch):
     return chunk, chunk * vectors * hidden <= STAGE
 
 
+FIRST_PHASE_GATES = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}   # gate rows of U in the first phase
+MAX_RESIDENT = 64   # weights per thread kept in registers (with 256 threads and one block per SM, a
+                    # thread may use up to 255 registers)
+
+
+def resident_terms(cell_kind, hidden, nblocks):
+    """How many first-phase weights each thread holds in registers for the whole sequence: its
+    share of the dot product, ceil(H / splits), when that is at most MAX_RESIDENT, else 0 (the
+    weights are read from memory every step). The share is a compile-time length, so each
+    (hidden, grid) with resident weights compiles its own kernel."""
+    if os.environ.get("MPSRNN_RESIDENT_WEIGHTS", "").strip().lower() == "off":   # for A/B benchmarks
+        return 0
+    units = -(-hidden // nblocks)
+    n_split = BLOCK // (FIRST_PHASE_GATES[cell_kind] * units)
+    share = -(-hidden // n_split)
+    return share if share <= MAX_RESIDENT else 0
+
+
 def persistent_fits(cell_kind, peep, hidden, nblocks):
     """Whether the persistent kernel handles this layer on a grid of ``nblocks``."""
     from .layout import PEEP_DENSE
-    gates = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}[cell_kind]
+    gates = FIRST_PHASE_GATES[cell_kind]
     units = -(-hidden // nblocks)
     return gates * units <= BLOCK and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE)

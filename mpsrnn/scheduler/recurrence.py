@@ -29,7 +29,7 @@ from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import LANE_KERNELS
-from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel
+from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel, resident_terms
 from ..kernels.sequence_rows import ROW_KERNELS
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 
@@ -165,7 +165,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         prog.add(BLOCK_KERNELS[kind], *args)
     elif name == "persistent":
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
-        prog.add(persistent_kernel(kind, _grid(lr.cell), chunk, staged), *args)
+        grid = _grid(lr.cell)
+        prog.add(persistent_kernel(kind, grid, chunk, staged, resident_terms(kind, lr.cell.n_out, grid)), *args)
     elif name == "tiles":
         kernels = tile_kernels(tile_chunk(batch))
         units = tile_units()
