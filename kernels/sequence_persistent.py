@@ -326,16 +326,21 @@ def persistent_chunk(cell_kind, hidden, batch):
 
 
 FIRST_PHASE_GATES = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}   # gate rows of U in the first phase
-MAX_RESIDENT = 64   # weights per thread kept in registers (with 256 threads and one block per SM, a
-                    # thread may use up to 255 registers)
+# Register-resident weights pay only for short shares and small chunks. H100, CUDA, same machine,
+# µs a step with / without: shares of 6-16 gained (LSTM 192 b4 5.8 / 6.3, LSTM 256 b4 7.6 / 8.1,
+# GRU 512 b1 10.9 / 12.6); a share of 32 lost (LSTM 512 b4 22.5 / 15.6, b16 60.9 / 27.4, b64
+# 196 / 99.5: the fully unrolled products over a chunk of 8 rows); 64 lost (GRU 1024 b1 18.2 / 16.2).
+MAX_RESIDENT = 16   # weights per thread kept in registers
+MAX_RESIDENT_CHUNK = 4
 
 
-def resident_terms(cell_kind, hidden, nblocks):
+def resident_terms(cell_kind, hidden, nblocks, chunk):
     """How many first-phase weights each thread holds in registers for the whole sequence: its
-    share of the dot product, ceil(H / splits), when that is at most MAX_RESIDENT, else 0 (the
-    weights are read from memory every step). The share is a compile-time length, so each
-    (hidden, grid) with resident weights compiles its own kernel."""
-    if os.environ.get("MPSRNN_RESIDENT_WEIGHTS", "").strip().lower() == "off":   # for A/B benchmarks
+    share of the dot product, ceil(H / splits), when that is at most MAX_RESIDENT and the batch
+    chunk at most MAX_RESIDENT_CHUNK, else 0 (the weights are read from memory every step). The
+    share is a compile-time length, so each (hidden, grid) with resident weights compiles its own
+    kernel. ``MPSRNN_RESIDENT_WEIGHTS=off`` turns them off, for A/B benchmarks."""
+    if os.environ.get("MPSRNN_RESIDENT_WEIGHTS", "").strip().lower() == "off" or chunk > MAX_RESIDENT_CHUNK:
         return 0
     units = -(-hidden // nblocks)
     n_split = BLOCK // (FIRST_PHASE_GATES[cell_kind] * units)

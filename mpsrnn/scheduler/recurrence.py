@@ -166,7 +166,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "persistent":
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
         grid = _grid(lr.cell)
-        prog.add(persistent_kernel(kind, grid, chunk, staged, resident_terms(kind, lr.cell.n_out, grid)), *args)
+        prog.add(persistent_kernel(kind, grid, chunk, staged, resident_terms(kind, lr.cell.n_out, grid, chunk)), *args)
     elif name == "tiles":
         kernels = tile_kernels(tile_chunk(batch))
         units = tile_units()
