@@ -41,6 +41,9 @@ SCENARIOS = [
     # wide enough that a GPU persistent kernel reads a batch chunk in place (over its 6144-float stage)
     ("gru", {}, 5, 401, [8, 8, 7, 3]),
     ("lstm", {"peephole": "diagonal"}, 6, 777, [8, 6, 6]),
+    # a GPU persistent kernel keeps each thread's 8 weights in registers, the last share ragged
+    ("lstm", {}, 7, 250, [4, 3, 3, 1]),
+    ("gru", {"use_float32_weights": False}, 5, 300, [2, 2, 1]),
     # more rows than the fixed grids have workers or blocks (kernels/grid.py): each takes several
     ("single", {}, 4, 6, [1100, 1100, 1037]),
 ]
