@@ -83,6 +83,8 @@ F_LANE_U = 39      # offsets, in 8-float vectors, of U and V in the CPU's lane-p
 F_LANE_V = 40      # (W starts at 0; see lanes.py)
 F_PROJECTED = 41   # 1: project_inputs_lanes has written this run's input terms, so the CPU's lanes
                    # kernel does not project them itself (set per run by the plan)
+F_DEPART = 42      # blocks that have left a persistent kernel's last grid barrier: the last one out
+                   # resets this and F_BARRIER for the next run
 F_HEADER = 44
 F_ROWS = F_HEADER  # T entries: rows present at each processing step
 

@@ -95,54 +95,58 @@ def row_group(frame: ti.template(), n0, N, B, x_base, x_step, x_row):
     return start, present
 
 
+@ti.func
+def project_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+                 prm: ti.template(), frame: ti.template(), o, n0):
+    """XW of output channel o (o = g·H + i) for rows n0 .. n0+7 (n = s·B + r), written to the
+    workspace: W row o against each row's x (a dense input), x itself (identity), or nothing (nil),
+    plus the bias. Absent rows are neither read nor written."""
+    B = frame[F_BATCH]
+    H = frame[F_OUT]
+    n_in = frame[F_IN]
+    GH = frame[F_GATES] * H
+    so = frame[F_W_SO]
+    sj = frame[F_W_SJ]
+    mode = frame[F_INPUT_MODE + o // H]
+    start, present = row_group(frame, n0, frame[F_STEPS] * B, B, x_base, x_step, x_row)
+    acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
+    if mode == INPUT_DENSE:
+        wo = frame[F_W] + o * so
+        for qj in range(n_in // 4):   # four weight loads in flight at once
+            j = qj * 4
+            wa = ti.cast(wts[wo + j * sj], ti.f32)
+            wb = ti.cast(wts[wo + (j + 1) * sj], ti.f32)
+            wc = ti.cast(wts[wo + (j + 2) * sj], ti.f32)
+            wd = ti.cast(wts[wo + (j + 3) * sj], ti.f32)
+            for k in ti.static(range(ROWS_PER_THREAD)):
+                xk = start[k] + j
+                acc[k] += (wa * ti.cast(x[xk], ti.f32) + wb * ti.cast(x[xk + 1], ti.f32)) + (
+                    wc * ti.cast(x[xk + 2], ti.f32) + wd * ti.cast(x[xk + 3], ti.f32))
+        for j in range(n_in - n_in % 4, n_in):
+            wj = ti.cast(wts[wo + j * sj], ti.f32)
+            for k in ti.static(range(ROWS_PER_THREAD)):
+                acc[k] += wj * ti.cast(x[start[k] + j], ti.f32)
+    elif mode == INPUT_IDENTITY:
+        for k in ti.static(range(ROWS_PER_THREAD)):
+            acc[k] = ti.cast(x[start[k] + o % H], ti.f32)
+    bias = prm[frame[F_P_BIAS] + o]
+    for k in ti.static(range(ROWS_PER_THREAD)):
+        if present[k] != 0:
+            ws[frame[F_WS_XW] + (n0 + k) * GH + o] = acc[k] + bias
+
+
 @ti.kernel
 def project_inputs(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, x_row: ti.i32,
                    ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
                    prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
-        T = frame[F_STEPS]
-        B = frame[F_BATCH]
-        H = frame[F_OUT]
-        n_in = frame[F_IN]
-        GH = frame[F_GATES] * H
-        N = T * B
-        w0 = frame[F_W]
-        so = frame[F_W_SO]
-        sj = frame[F_W_SJ]
-        xw0 = frame[F_WS_XW]
-        o_bias = frame[F_P_BIAS]
+        GH = frame[F_GATES] * frame[F_OUT]
+        N = frame[F_STEPS] * frame[F_BATCH]
         first, count, stride = share(((N + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD) * GH, w)
         for q in range(count):
             idx = first + q * stride
-            o = idx % GH
-            n0 = (idx // GH) * ROWS_PER_THREAD
-            mode = frame[F_INPUT_MODE + o // H]
-            start, present = row_group(frame, n0, N, B, x_base, x_step, x_row)
-            acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
-            if mode == INPUT_DENSE:
-                wo = w0 + o * so
-                for qj in range(n_in // 4):   # four weight loads in flight at once
-                    j = qj * 4
-                    wa = ti.cast(wts[wo + j * sj], ti.f32)
-                    wb = ti.cast(wts[wo + (j + 1) * sj], ti.f32)
-                    wc = ti.cast(wts[wo + (j + 2) * sj], ti.f32)
-                    wd = ti.cast(wts[wo + (j + 3) * sj], ti.f32)
-                    for k in ti.static(range(ROWS_PER_THREAD)):
-                        xk = start[k] + j
-                        acc[k] += (wa * ti.cast(x[xk], ti.f32) + wb * ti.cast(x[xk + 1], ti.f32)) + (
-                            wc * ti.cast(x[xk + 2], ti.f32) + wd * ti.cast(x[xk + 3], ti.f32))
-                for j in range(n_in - n_in % 4, n_in):
-                    wj = ti.cast(wts[wo + j * sj], ti.f32)
-                    for k in ti.static(range(ROWS_PER_THREAD)):
-                        acc[k] += wj * ti.cast(x[start[k] + j], ti.f32)
-            elif mode == INPUT_IDENTITY:
-                for k in ti.static(range(ROWS_PER_THREAD)):
-                    acc[k] = ti.cast(x[start[k] + o % H], ti.f32)
-            bias = prm[o_bias + o]
-            for k in ti.static(range(ROWS_PER_THREAD)):
-                if present[k] != 0:
-                    ws[xw0 + (n0 + k) * GH + o] = acc[k] + bias
+            project_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, idx % GH, (idx // GH) * ROWS_PER_THREAD)
         start_run(ws, frame, w)
 
 

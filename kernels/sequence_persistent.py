@@ -30,13 +30,15 @@ import os
 import taichi as ti
 
 from .dots import w32
-from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
+from .frame import FRAME, INPUT, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_SINGLE_GATE,
     F_BARRIER,
+    F_DEPART,
+    F_GATES,
     F_PEEP,
     F_ROWS,
     F_STEPS,
@@ -44,8 +46,10 @@ from .layout import (
     F_WS_H,
     F_WS_SCRATCH,
     F_WS_XW,
+    F_ZERO_STATE,
     PEEP_DIAGONAL,
 )
+from .projection import ROWS_PER_THREAD, project_rows, zero_initial_state
 from .sequence_copy import store_output
 
 BLOCK = 256
@@ -81,11 +85,13 @@ def grid_barrier(frame: ti.template(), tid, target):
 
 
 @functools.lru_cache(maxsize=None)
-def persistent_kernel(cell, nblocks, chunk, staged, resident):
+def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``staged``: the chunk's state vectors are copied to shared memory first (when they fit);
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
-    sequence (0: they are read from memory at every step; see ``resident_terms``)."""
+    sequence (0: they are read from memory at every step; see ``resident_terms``);
+    ``projects``: the kernel computes its own input terms and zero initial states first (no
+    ``project_inputs`` dispatch before it; see ``project_own_rows``)."""
     gates_a = FIRST_PHASE_GATES[cell]
 
     @ti.func
@@ -188,9 +194,33 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident):
             total += red[(split * rows_r + g * units + iu) * chunk + k]
         return total
 
+    @ti.func
+    def project_own_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+                         prm: ti.template(), frame: ti.template(), blk, tid):
+        """The input terms of this block's own gate rows, every step and batch row (no other block
+        reads them), and its units' zero initial states when the run has none (every block reads
+        those: the caller's grid barrier follows)."""
+        T, B, H, _ = run_sizes(frame)
+        units = (H + nblocks - 1) // nblocks
+        rows_here = frame[F_GATES] * units
+        groups = (T * B + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD
+        for q in range(rounds(groups * rows_here, tid)):
+            e = tid + q * BLOCK
+            lo = e % rows_here
+            i = blk * units + lo % units
+            if i < H:
+                project_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, (lo // units) * H + i,
+                             (e // rows_here) * ROWS_PER_THREAD)
+        if frame[F_ZERO_STATE] != 0:
+            for q in range(rounds(B * units, tid)):
+                e = tid + q * BLOCK
+                i = blk * units + e % units
+                if i < H:
+                    zero_initial_state(ws, frame, (e // units) * H + i)
+
     @ti.kernel
-    def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
-               out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+    def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
+               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
             # the frame is read inside the loop: a statement before it would be a separate
@@ -202,6 +232,10 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident):
             red = ti.simt.block.SharedArray((BLOCK * MAX_CHUNK,), ti.f32)
             stg = ti.simt.block.SharedArray((STAGE,), ti.f32)
             barrier = 0
+            if ti.static(projects):
+                project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, blk, tid)
+                barrier += nblocks
+                grid_barrier(frame, tid, barrier)
             _, _, H0, _ = run_sizes(frame)
             units0 = (H0 + nblocks - 1) // nblocks
             r0, rso, rsj = recurrent_weights(frame)
@@ -310,6 +344,12 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident):
                         ti.simt.block.sync()
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
+            # every block has passed its last barrier once it is counted here, so the last one
+            # counted can reset the arrival count for the next run (no project_inputs may run first)
+            if tid == 0:
+                if ti.atomic_add(frame[F_DEPART], 1) == nblocks - 1:
+                    frame[F_BARRIER] = 0
+                    frame[F_DEPART] = 0
 
     return kernel
 

@@ -12,11 +12,15 @@ import reference as R
 from builders import assert_seq_close, descriptor, sequence
 from mpsrnn.scheduler.recurrence import applies, available_recurrences
 
-# the lanes path reads only its own packed weights, so the plain layout does not matter to it;
-# it projects the inputs inside its kernel or in a kernel of its own (MPSRNN_CPU_PROJECTION)
-PATHS = [(rec, layout, "") for rec in available_recurrences(m.init()) for layout in ("rows", "transposed")
-         if rec != "lanes"] + [("lanes", "rows", where) for where in ("inside", "apart")
-                               if "lanes" in available_recurrences(m.init())]
+# lanes and persistent project the inputs inside their kernel or in a kernel of their own
+# (MPSRNN_PROJECTION); the lanes path reads only its own packed weights, so the plain layout does not
+# matter to it
+ARCH_PATHS = available_recurrences(m.init())
+PATHS = ([(rec, layout, "") for rec in ARCH_PATHS for layout in ("rows", "transposed")
+          if rec not in ("lanes", "persistent")]
+         + [("persistent", layout, where) for layout in ("rows", "transposed") for where in ("inside", "apart")
+            if "persistent" in ARCH_PATHS]
+         + [("lanes", "rows", where) for where in ("inside", "apart") if "lanes" in ARCH_PATHS])
 
 
 @pytest.fixture(params=PATHS, ids=lambda p: "-".join(filter(None, p)))
@@ -24,7 +28,7 @@ def path(request, monkeypatch):
     rec, layout, projection = request.param
     monkeypatch.setenv("MPSRNN_RECURRENCE", rec)
     monkeypatch.setenv("MPSRNN_WEIGHT_LAYOUT", layout)
-    monkeypatch.setenv("MPSRNN_CPU_PROJECTION", projection)
+    monkeypatch.setenv("MPSRNN_PROJECTION", projection)
     return request.param
 
 
@@ -62,6 +66,9 @@ def test_each_path_matches_reference(path, kind, opts, n_in, hidden, rows, rng):
     ref, ref_states = R.encode_sequence([d], xs)
     assert_seq_close(ys, ref)
     assert_seq_close([states[0].get_recurrent_output_matrix(0)], [ref_states[-1][0][0]], what="final h")
+    # a second call runs the same plan again: a persistent kernel's barrier counts start from 0 again
+    xs = sequence(rng, rows, n_in)
+    assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
     expected = path[0] if applies(path[0], m.current_arch(), layer._cells[0]) else None
     used = [r for p in layer._plans._plans.values() for r in p.recurrences]
     assert used and (expected is None or used == [expected]), used

@@ -65,7 +65,7 @@ CHILD = textwrap.dedent("""
         xs = sequence(rng, [2, 2, 1], 5)
         record(f"{rec}-bidirectional", lambda: layer.encode_bidirectional_sequence(xs))
     os.environ["MPSRNN_RECURRENCE"] = "lanes"
-    os.environ["MPSRNN_CPU_PROJECTION"] = "apart"
+    os.environ["MPSRNN_PROJECTION"] = "apart"
     layer = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 5, 6))
     xs = sequence(rng, [3, 2, 2], 5)
     record("lanes-apart-lstm", lambda: layer.encode_sequence(xs))

@@ -124,25 +124,34 @@ def _grid(cell):
     return max(1, min(gpu_multiprocessors(), cell.n_out))
 
 
-APART_FLOPS = 4e6   # a lanes projection this large runs as its own kernel when the batch is small
+APART_FLOPS = 4e6     # CPU lanes: a projection this large runs as its own kernel when the batch is small
+FOLD_FLOPS = 256e6    # CUDA persistent: a projection up to this size runs inside the persistent kernel
 
 
 def project_apart(name, cell, steps, batch):
-    """Whether the CPU's lanes path projects a layer's inputs in a kernel of its own, before the
-    recurrence, instead of inside it. Apart, every CPU thread shares the projection, at the cost of
-    a dispatch (~15-20 µs); inside, a row's thread projects its own steps. So apart only when the
-    batch leaves threads without rows and the projection outweighs a dispatch.
-    ``MPSRNN_CPU_PROJECTION`` (``apart`` or ``inside``) overrides, for benchmarks and tests."""
-    if name != "lanes":
-        return False
-    forced = os.environ.get("MPSRNN_CPU_PROJECTION", "").strip().lower()
+    """Whether a layer's input projection runs as a kernel of its own before the recurrence, rather
+    than inside the recurrence kernel (which ``lanes`` and ``persistent`` can do; the others never).
+
+    * ``lanes`` (CPU): apart, every CPU thread shares the projection, at the cost of a dispatch
+      (~15-20 µs); inside, a row's thread projects its own steps. So apart only when the batch
+      leaves threads without rows and the projection outweighs a dispatch.
+    * ``persistent`` (CUDA): inside, each block projects the gate rows it owns before its time
+      loop, which saves a dispatch (~50 µs of host time on the H100); but one block per SM projects
+      more slowly than a launch over the whole GPU, so only small projections go inside.
+
+    ``MPSRNN_PROJECTION`` (``apart`` or ``inside``) overrides for those two, for benchmarks and tests."""
+    if name not in ("lanes", "persistent"):
+        return True
+    forced = os.environ.get("MPSRNN_PROJECTION", "").strip().lower()
     if forced:
         if forced not in ("apart", "inside"):
-            raise ValueError(f"MPSRNN_CPU_PROJECTION: expected 'apart' or 'inside', got {forced!r}")
+            raise ValueError(f"MPSRNN_PROJECTION: expected 'apart' or 'inside', got {forced!r}")
         return forced == "apart"
-    from ..kernels.grid import cpu_tasks
     flops = 2.0 * steps * batch * cell.gates * cell.n_out * cell.n_in
-    return batch < cpu_tasks() and flops >= APART_FLOPS
+    if name == "lanes":
+        from ..kernels.grid import cpu_tasks
+        return batch < cpu_tasks() and flops >= APART_FLOPS
+    return flops > FOLD_FLOPS
 
 
 def emit_layer(prog, name, layer_run, steps, batch, x, output):
@@ -158,7 +167,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
             prog.add(project_inputs_lanes, *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame)
         prog.add(LANE_KERNELS[kind], *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame, *output)
         return
-    prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+    if lr.projected_apart:
+        prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
     if name == "rows":
         prog.add(ROW_KERNELS[kind], *args)
     elif name == "blocks":
@@ -166,7 +176,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "persistent":
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
         grid = _grid(lr.cell)
-        prog.add(persistent_kernel(kind, grid, chunk, staged, resident_terms(kind, lr.cell.n_out, grid, chunk)), *args)
+        resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
+        prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart), *x, *args)
     elif name == "tiles":
         kernels = tile_kernels(tile_chunk(batch))
         units = tile_units()
