@@ -125,7 +125,12 @@ def _grid(cell):
 
 
 APART_FLOPS = 4e6     # CPU lanes: a projection this large runs as its own kernel when the batch is small
-FOLD_FLOPS = 256e6    # CUDA persistent: a projection up to this size runs inside the persistent kernel
+# CUDA persistent: a projection up to this size, of inputs up to this width, runs inside the kernel.
+# H100, µs a step inside / apart: LSTM 256 b1 t150 5.9 / 7.2, LSTM 512 b1 t25 12.2 / 16.2, b4 17.5 /
+# 19.5, GRU 512 b1 t1 132 / 211; but LSTM 1024 b1 t25 23.4 / 19.6 and b4 36.2 / 26.9 (a block's serial
+# dots over 1024 inputs); LSTM 256 b4 t150 (315 MFLOP) and LSTM 192 b4 t1000 (1.2 GFLOP) tie.
+FOLD_FLOPS = 256e6
+FOLD_MAX_INPUT = 512
 
 
 def project_apart(name, cell, steps, batch):
@@ -151,7 +156,7 @@ def project_apart(name, cell, steps, batch):
     if name == "lanes":
         from ..kernels.grid import cpu_tasks
         return batch < cpu_tasks() and flops >= APART_FLOPS
-    return flops > FOLD_FLOPS
+    return flops > FOLD_FLOPS or cell.n_in > FOLD_MAX_INPUT
 
 
 def emit_layer(prog, name, layer_run, steps, batch, x, output):
