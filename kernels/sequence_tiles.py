@@ -48,6 +48,8 @@ TILE_GRID = 1024   # blocks of the fixed grid (one device task, see grid.py); bl
                    # b, b + TILE_GRID, ...
 MAX_CHUNK = 8
 GRU_GATES = "gru_gates"   # key of the GRU's first kernel in tile_kernels()
+PHASE_GATES = {CELL_SINGLE_GATE: 1, CELL_LSTM: 4, GRU_GATES: 2, CELL_GRU: 1}   # gate rows of a tile's units
+STEP_GATES = {CELL_SINGLE_GATE: 1, CELL_LSTM: 4, GRU_GATES: 3, CELL_GRU: 3}    # gates of the projected input
 
 
 def tile_units():
@@ -77,7 +79,7 @@ def tile_count(n_tiles, blk):
 @functools.lru_cache(maxsize=None)
 def tile_kernels(chunk):
     """{cell kind: its step kernel; GRU_GATES: the GRU's first kernel, which runs before the GRU's
-    own}, for batch chunks of ``chunk`` rows."""
+    own}, for batch chunks of ``chunk`` rows. Every kernel takes the same arguments."""
 
     @ti.func
     def row_starts(vec, B, H, b0):
@@ -153,144 +155,95 @@ def tile_kernels(chunk):
         k = tid % chunk
         return iu, k, tile * units + iu, b0 + k, tid < units * chunk
 
-    @ti.kernel
-    def single_gate_tiles(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
-                          out_step: ti.i32, out_row: ti.i32, s: ti.i32, units: ti.i32):
-        ti.loop_config(block_dim=BLOCK)
-        for t in range(ti.static(TILE_GRID * BLOCK)):
-            blk = t // BLOCK
-            tid = t % BLOCK
-            red = ti.simt.block.SharedArray((BLOCK * chunk,), ti.f32)
-            B, H, rows, xw, h0, h1 = step_slots(frame, s, 1)
-            u0, uso, usj = recurrent_weights(frame)
-            for tq in range(tile_count((H + units - 1) // units, blk)):
-                tile = blk + tq * TILE_GRID
-                for bc in range((B + chunk - 1) // chunk):
-                    b0 = bc * chunk
-                    x1 = row_starts(h0, B, H, b0)
-                    if b0 < rows:
-                        partials(ws, wts, red, u0, uso, usj, x1, 0, 0, 0, x1, False, 1, units, tile, tid, H)
-                    ti.simt.block.sync()
-                    iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
-                    if mine and i < H and b < B:
-                        if b < rows:
-                            pre = ws[xw + b * H + i] + reduced(red, 1, units, 0, iu, k)
-                            ws[h1 + b * H + i] = single_gate_output(frame, prm, i, pre)
-                            store_output(out, out_base, out_step, out_row, s, b, i, ws[h1 + b * H + i])
-                        else:
-                            ws[h1 + b * H + i] = ws[h0 + b * H + i]
-                    ti.simt.block.sync()
+    @ti.func
+    def finish_unit(phase: ti.template(), ws: ti.template(), wts: ti.template(), prm: ti.template(),
+                    frame: ti.template(), red: ti.template(), out: ti.template(), out_base, out_step, out_row,
+                    s, units, iu, k, i, b):
+        """The gate math of unit i, batch row b, from the reduced products: the new state (a row
+        absent at this step keeps its own), or for the GRU's first phase its scratch vectors."""
+        B, H, rows, xw, h0, h1 = step_slots(frame, s, ti.static(STEP_GATES[phase]))
+        e = b * H + i
+        if ti.static(phase == GRU_GATES):   # z and r of a present row, into z, r∘h0 and z∘h0
+            sz, srh, szh = gru_scratch(frame, B, H)
+            x3 = xw + b * 3 * H + i
+            z, rg = gru_gates(frame, prm, i, ws[x3] + reduced(red, 2, units, 0, iu, k),
+                              ws[x3 + H] + reduced(red, 2, units, 1, iu, k))
+            ws[sz + e] = z
+            ws[srh + e] = rg * ws[h0 + e]
+            ws[szh + e] = z * ws[h0 + e]
+        elif b < rows:
+            if ti.static(phase == CELL_SINGLE_GATE):
+                ws[h1 + e] = single_gate_output(frame, prm, i, ws[xw + e] + reduced(red, 1, units, 0, iu, k))
+            elif ti.static(phase == CELL_GRU):
+                sz, _, _ = gru_scratch(frame, B, H)
+                ph = ws[xw + b * 3 * H + 2 * H + i] + reduced(red, 1, units, 0, iu, k)
+                ws[h1 + e] = gru_output(frame, prm, i, ph, ws[sz + e], ws[h0 + e])
+            else:
+                v0, _, _ = memory_weights(frame)
+                c0 = frame[F_WS_C] + s * frame[F_SLOT]
+                x4 = xw + b * 4 * H + i
+                a_i = ws[x4] + reduced(red, 4, units, 0, iu, k)
+                a_f = ws[x4 + H] + reduced(red, 4, units, 1, iu, k)
+                a_c = ws[x4 + 2 * H] + reduced(red, 4, units, 2, iu, k)
+                a_o = ws[x4 + 3 * H] + reduced(red, 4, units, 3, iu, k)
+                c_old = ws[c0 + e]
+                diagonal = frame[F_PEEP] == PEEP_DIAGONAL
+                if diagonal:
+                    a_i += w32(wts, v0 + i) * c_old
+                    a_f += w32(wts, v0 + H + i) * c_old
+                    a_c += w32(wts, v0 + 2 * H + i) * c_old
+                c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+                if diagonal:
+                    a_o += w32(wts, v0 + 3 * H + i) * c_new
+                ws[c0 + frame[F_SLOT] + e] = c_new
+                ws[h1 + e] = lstm_output(frame, prm, i, a_o, c_new)
+            store_output(out, out_base, out_step, out_row, s, b, i, ws[h1 + e])
+        else:
+            ws[h1 + e] = ws[h0 + e]
+            if ti.static(phase == CELL_LSTM):
+                c0 = frame[F_WS_C] + s * frame[F_SLOT]
+                ws[c0 + frame[F_SLOT] + e] = ws[c0 + e]
 
-    @ti.kernel
-    def lstm_tiles(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
+    def step_kernel(phase):
+        """The kernel of one phase: every block takes tiles blk, blk + TILE_GRID, ...; per batch chunk,
+        the partial products, a barrier, the gate math of the tile's units, a barrier."""
+        gates = PHASE_GATES[phase]
+        step_gates = STEP_GATES[phase]
+
+        @ti.kernel
+        def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
                    out_step: ti.i32, out_row: ti.i32, s: ti.i32, units: ti.i32):
-        ti.loop_config(block_dim=BLOCK)
-        for t in range(ti.static(TILE_GRID * BLOCK)):
-            blk = t // BLOCK
-            tid = t % BLOCK
-            red = ti.simt.block.SharedArray((BLOCK * chunk,), ti.f32)
-            B, H, rows, xw, h0, h1 = step_slots(frame, s, 4)
-            u0, uso, usj = recurrent_weights(frame)
-            v0, _, _ = memory_weights(frame)
-            peep = frame[F_PEEP]
-            c0 = frame[F_WS_C] + s * frame[F_SLOT]
-            c1 = c0 + frame[F_SLOT]
-            for tq in range(tile_count((H + units - 1) // units, blk)):
-                tile = blk + tq * TILE_GRID
-                for bc in range((B + chunk - 1) // chunk):
-                    b0 = bc * chunk
-                    x1 = row_starts(h0, B, H, b0)
-                    if b0 < rows:
-                        partials(ws, wts, red, u0, uso, usj, x1, 0, 0, 0, x1, False, 4, units, tile, tid, H)
-                    ti.simt.block.sync()
-                    iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
-                    if mine and i < H and b < B:
-                        if b < rows:
-                            x4 = xw + b * 4 * H + i
-                            a_i = ws[x4] + reduced(red, 4, units, 0, iu, k)
-                            a_f = ws[x4 + H] + reduced(red, 4, units, 1, iu, k)
-                            a_c = ws[x4 + 2 * H] + reduced(red, 4, units, 2, iu, k)
-                            a_o = ws[x4 + 3 * H] + reduced(red, 4, units, 3, iu, k)
-                            c_old = ws[c0 + b * H + i]
-                            if peep == PEEP_DIAGONAL:
-                                a_i += w32(wts, v0 + i) * c_old
-                                a_f += w32(wts, v0 + H + i) * c_old
-                                a_c += w32(wts, v0 + 2 * H + i) * c_old
-                            c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
-                            if peep == PEEP_DIAGONAL:
-                                a_o += w32(wts, v0 + 3 * H + i) * c_new
-                            ws[c1 + b * H + i] = c_new
-                            ws[h1 + b * H + i] = lstm_output(frame, prm, i, a_o, c_new)
-                            store_output(out, out_base, out_step, out_row, s, b, i, ws[h1 + b * H + i])
-                        else:
-                            ws[c1 + b * H + i] = ws[c0 + b * H + i]
-                            ws[h1 + b * H + i] = ws[h0 + b * H + i]
-                    ti.simt.block.sync()
+            ti.loop_config(block_dim=BLOCK)
+            for t in range(ti.static(TILE_GRID * BLOCK)):
+                blk = t // BLOCK
+                tid = t % BLOCK
+                red = ti.simt.block.SharedArray((BLOCK * chunk,), ti.f32)
+                B, H, rows, _, h0, _ = step_slots(frame, s, step_gates)
+                u0, uso, usj = recurrent_weights(frame)
+                vh, vso, vsj = memory_weights(frame)
+                _, srh, szh = gru_scratch(frame, B, H)
+                n_rows = B   # the GRU's first phase serves only the present rows; the others also carry the absent ones
+                if ti.static(phase == GRU_GATES):
+                    n_rows = rows
+                for tq in range(tile_count((H + units - 1) // units, blk)):
+                    tile = blk + tq * TILE_GRID
+                    for bc in range((n_rows + chunk - 1) // chunk):
+                        b0 = bc * chunk
+                        if b0 < rows:
+                            if ti.static(phase == CELL_GRU):   # Uh·(r∘h0) + Vh·(z∘h0)
+                                partials(ws, wts, red, u0 + 2 * H * uso, uso, usj, row_starts(srh, B, H, b0),
+                                         vh, vso, vsj, row_starts(szh, B, H, b0), True, gates, units, tile, tid, H)
+                            else:
+                                x1 = row_starts(h0, B, H, b0)
+                                partials(ws, wts, red, u0, uso, usj, x1, 0, 0, 0, x1, False, gates, units, tile,
+                                         tid, H)
+                        ti.simt.block.sync()
+                        iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
+                        if mine and i < H and b < n_rows:
+                            finish_unit(phase, ws, wts, prm, frame, red, out, out_base, out_step, out_row, s, units,
+                                        iu, k, i, b)
+                        ti.simt.block.sync()
 
-    @ti.kernel
-    def gru_tiles_gates(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, s: ti.i32, units: ti.i32):
-        """GRU, first kernel of a step: z and r of the present rows, into the scratch vectors z,
-        r∘h0 and z∘h0 that the second kernel reads. It writes no output, so it takes no output
-        arguments: on Vulkan every argument costs host time at each dispatch."""
-        ti.loop_config(block_dim=BLOCK)
-        for t in range(ti.static(TILE_GRID * BLOCK)):
-            blk = t // BLOCK
-            tid = t % BLOCK
-            red = ti.simt.block.SharedArray((BLOCK * chunk,), ti.f32)
-            B, H, rows, xw, h0, _ = step_slots(frame, s, 3)
-            u0, uso, usj = recurrent_weights(frame)
-            sz, srh, szh = gru_scratch(frame, B, H)
-            for tq in range(tile_count((H + units - 1) // units, blk)):
-                tile = blk + tq * TILE_GRID
-                for bc in range((rows + chunk - 1) // chunk):
-                    b0 = bc * chunk
-                    x1 = row_starts(h0, B, H, b0)
-                    partials(ws, wts, red, u0, uso, usj, x1, 0, 0, 0, x1, False, 2, units, tile, tid, H)
-                    ti.simt.block.sync()
-                    iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
-                    if mine and i < H and b < rows:
-                        x3 = xw + b * 3 * H + i
-                        z, rg = gru_gates(frame, prm, i, ws[x3] + reduced(red, 2, units, 0, iu, k),
-                                          ws[x3 + H] + reduced(red, 2, units, 1, iu, k))
-                        hi = ws[h0 + b * H + i]
-                        ws[sz + b * H + i] = z
-                        ws[srh + b * H + i] = rg * hi
-                        ws[szh + b * H + i] = z * hi
-                    ti.simt.block.sync()
+        return kernel
 
-    @ti.kernel
-    def gru_tiles_output(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
-                         out_step: ti.i32, out_row: ti.i32, s: ti.i32, units: ti.i32):
-        """GRU, second kernel of a step: Uh·(r∘h0) + Vh·(z∘h0), then the new h; absent rows keep
-        their state."""
-        ti.loop_config(block_dim=BLOCK)
-        for t in range(ti.static(TILE_GRID * BLOCK)):
-            blk = t // BLOCK
-            tid = t % BLOCK
-            red = ti.simt.block.SharedArray((BLOCK * chunk,), ti.f32)
-            B, H, rows, xw, h0, h1 = step_slots(frame, s, 3)
-            u0, uso, usj = recurrent_weights(frame)
-            vh, vso, vsj = memory_weights(frame)
-            sz, srh, szh = gru_scratch(frame, B, H)
-            for tq in range(tile_count((H + units - 1) // units, blk)):
-                tile = blk + tq * TILE_GRID
-                for bc in range((B + chunk - 1) // chunk):
-                    b0 = bc * chunk
-                    x1 = row_starts(srh, B, H, b0)
-                    x2 = row_starts(szh, B, H, b0)
-                    if b0 < rows:
-                        partials(ws, wts, red, u0 + 2 * H * uso, uso, usj, x1, vh, vso, vsj, x2, True, 1, units,
-                                 tile, tid, H)
-                    ti.simt.block.sync()
-                    iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
-                    if mine and i < H and b < B:
-                        if b < rows:
-                            ph = ws[xw + b * 3 * H + 2 * H + i] + reduced(red, 1, units, 0, iu, k)
-                            ws[h1 + b * H + i] = gru_output(frame, prm, i, ph, ws[sz + b * H + i], ws[h0 + b * H + i])
-                            store_output(out, out_base, out_step, out_row, s, b, i, ws[h1 + b * H + i])
-                        else:
-                            ws[h1 + b * H + i] = ws[h0 + b * H + i]
-                    ti.simt.block.sync()
-
-    return {CELL_SINGLE_GATE: single_gate_tiles, CELL_LSTM: lstm_tiles, CELL_GRU: gru_tiles_output,
-            GRU_GATES: gru_tiles_gates}
+    return {phase: step_kernel(phase) for phase in PHASE_GATES}

@@ -188,7 +188,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         units = tile_units()
         for s in range(steps):
             if kind == CELL_GRU:
-                prog.add(kernels[GRU_GATES], *args[:4], s, units)
+                prog.add(kernels[GRU_GATES], *args, s, units)
             prog.add(kernels[kind], *args, s, units)
     else:
         dense_peepholes = kind == CELL_LSTM and lr.cell.header_peep == PEEP_DENSE
