@@ -18,9 +18,10 @@ run their gate math (``gate_math.py``) and write the state to the next history
 slot.
 
 Where it runs. On Vulkan and Metal there is no grid barrier, so no persistent
-kernel: this is their path for layers too wide for one block per sequence
-(``sequence_blocks.py``), T launches in a captured graph. On CUDA it is the path
-where the persistent kernel does not fit.
+kernel: this is their path, T launches in a captured graph, for layers too wide
+for one block per sequence (``sequence_blocks.py``; for the LSTM already above
+hidden ~192), at batch ≤ 32 (``scheduler/recurrence.py``). On CUDA it is the
+path where the persistent kernel does not fit.
 
 Kernels per step. The LSTM and the single gate take one. The GRU takes two,
 because Uh·(r∘h0) needs every unit's r first. Dense LSTM peepholes (Vo·c1 needs
