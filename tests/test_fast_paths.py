@@ -105,3 +105,13 @@ def test_standard_neuron_flag_only_for_the_usual_neurons(rng):
     assert flag(descriptor("gru", rng, 3, 4, gate_pnorm_value=2.0)) == 0
     assert flag(descriptor("single", rng, 3, 4, neuron=m.Neuron("tanh", a=1.3))) == 0
     assert flag(descriptor("lstm", rng, 3, 4, neurons="tanh_scaled")) == 0
+
+
+def test_forcing_another_path_replans_the_same_layer(monkeypatch, rng):
+    d = descriptor("lstm", rng, 5, 9, use_float32_weights=True)
+    layer = m.RNNMatrixInferenceLayer(d)
+    xs = sequence(rng, [2, 2, 1], 5)
+    for rec in ("step", "rows"):
+        monkeypatch.setenv("MPSRNN_RECURRENCE", rec)
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    assert sorted(r for p in layer._plans._plans.values() for r in p.recurrences) == ["rows", "step"]

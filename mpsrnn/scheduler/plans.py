@@ -19,6 +19,7 @@ layer reads x with a negative step stride, its frames list the row counts in
 that order, and its history is read back in time order with a negative stride,
 so the kernels never need to know the direction.
 """
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -191,14 +192,21 @@ def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy):
     return Plan(prog, strategy, (fwd, bwd, time_rows))
 
 
+# environment variables the planner reads (scheduler/recurrence.py, kernels/): part of every plan's
+# key, so that forcing another path, as the benchmarks and tests do, builds a new plan
+PLANNING_KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS")
+
+
 class PlanCache:
-    """Plans of one layer by key, least recently used dropped beyond ``size``."""
+    """Plans of one layer by key (and the planning knobs' values), least recently used dropped
+    beyond ``size``."""
 
     def __init__(self, size=16):
         self._plans = OrderedDict()
         self._size = size
 
     def get(self, key, build):
+        key = (key, tuple(os.environ.get(name, "") for name in PLANNING_KNOBS))
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = build()
