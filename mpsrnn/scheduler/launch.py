@@ -39,14 +39,16 @@ class GraphLaunch:
         symbols = {}   # graph argument name -> ti.graph.Arg
         fixed = {}     # graph argument name -> value bound at every run
         builder = ti.graph.GraphBuilder()
-        for k, d in enumerate(program.dispatches):
+        for d in program.dispatches:
             slot_at = dict(d.slots)
             sym_args = []
             for i, a in enumerate(d.args):
                 if i in slot_at:
                     name, value = slot_at[i], sample_values[slot_at[i]]
                 elif isinstance(a, int):
-                    name, value = f"s{k}_{i}", a
+                    # one graph argument per distinct value: a per-step program's thousands of step
+                    # numbers and sizes would otherwise each be bound, in Python, at every run
+                    name, value = f"int_{a}" if a >= 0 else f"int_m{-a}", a
                 else:
                     name, value = f"n{id(a)}", a
                 if name not in symbols:
@@ -57,8 +59,9 @@ class GraphLaunch:
             builder.dispatch(d.kernel, *sym_args)
         graph = builder.compile()
 
+        args = dict(fixed)   # the per-call values (slots) are written over their own entries each run
+
         def run(values):
-            args = dict(fixed)
             args.update(values)
             graph.run(args)
         return run
