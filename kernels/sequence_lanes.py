@@ -42,21 +42,17 @@ from .layout import (
     F_OUT,
     F_PEEP,
     F_PROJECTED,
-    F_ROWS,
     F_STANDARD,
     F_STEPS,
-    F_WS_C,
-    F_WS_H,
     F_WS_SCRATCH,
     F_WS_XW,
     F_ZERO_STATE,
-    GATES,
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
 from .projection import ROWS_PER_THREAD, project_lanes, step_group, zero_initial_state
 from .sequence_copy import store_output
-from .sequence_rows import copy_row_forward
+from .sequence_rows import row_step
 
 STEP_BLOCK = ROWS_PER_THREAD   # steps projected together, before the recurrence runs them
 
@@ -278,11 +274,14 @@ def lstm_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame
 
 # --- the sequence ----------------------------------------------------------------------------
 
+LANE_STEPS = {CELL_SINGLE_GATE: single_gate_step, CELL_GRU: gru_step, CELL_LSTM: lstm_step}
+
+
 @ti.func
 def run_row(kind: ti.template(), x: ti.template(), x_base, x_step, x_row, ws: ti.template(), lanes: ti.template(),
             prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row, r):
     """Every step of batch row r of a ``kind`` cell (CELL_*: one compiled kernel per kind)."""
-    T, B, H, slot = run_sizes(frame)
+    T, _, H, _ = run_sizes(frame)
     projected = frame[F_PROJECTED]
     if projected == 0:
         start_row(ws, frame, r, H)
@@ -290,22 +289,7 @@ def run_row(kind: ti.template(), x: ti.template(), x_base, x_step, x_row, ws: ti
         if projected == 0:
             project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
         for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-            h0 = frame[F_WS_H] + s * slot + r * H
-            h1 = h0 + slot
-            c0 = frame[F_WS_C] + s * slot + r * H
-            c1 = c0 + slot
-            if r < frame[F_ROWS + s]:
-                xw = frame[F_WS_XW] + (s * B + r) * ti.static(GATES[kind]) * H
-                if ti.static(kind == CELL_LSTM):
-                    lstm_step(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, out, out_base, out_step, out_row, s, r)
-                elif ti.static(kind == CELL_GRU):
-                    gru_step(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
-                else:
-                    single_gate_step(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
-            else:
-                copy_row_forward(ws, h0, h1, H)
-                if ti.static(kind == CELL_LSTM):
-                    copy_row_forward(ws, c0, c1, H)
+            row_step(kind, ti.static(LANE_STEPS[kind]), ws, lanes, prm, frame, out, out_base, out_step, out_row, s, r)
 
 
 def _lanes_kernel(kind):

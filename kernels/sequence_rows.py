@@ -23,6 +23,7 @@ from .layout import (
     F_BATCH,
     F_PEEP,
     F_ROWS,
+    F_STEPS,
     F_WS_C,
     F_WS_H,
     F_WS_SCRATCH,
@@ -114,28 +115,37 @@ def lstm_row_step(ws: ti.template(), wts: ti.template(), prm: ti.template(), fra
 
 
 @ti.func
+def row_step(kind: ti.template(), step: ti.template(), ws: ti.template(), weights: ti.template(), prm: ti.template(),
+             frame: ti.template(), out: ti.template(), out_base, out_step, out_row, s, r):
+    """Step s of batch row r of a ``kind`` cell with its step function ``step`` (the row variants
+    here and the lane-packed ones in ``sequence_lanes`` take the same arguments, ``weights`` being
+    their own weight array); a row absent at step s carries its state forward."""
+    T, B, H, slot = run_sizes(frame)
+    h0 = frame[F_WS_H] + s * slot + r * H
+    h1 = h0 + slot
+    c0 = frame[F_WS_C] + s * slot + r * H
+    c1 = c0 + slot
+    if r < frame[F_ROWS + s]:
+        xw = frame[F_WS_XW] + (s * B + r) * ti.static(GATES[kind]) * H
+        if ti.static(kind == CELL_LSTM):
+            step(ws, weights, prm, frame, xw, h0, h1, c0, c1, H, out, out_base, out_step, out_row, s, r)
+        else:
+            step(ws, weights, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
+    else:
+        copy_row_forward(ws, h0, h1, H)
+        if ti.static(kind == CELL_LSTM):
+            copy_row_forward(ws, c0, c1, H)
+
+
+ROW_STEPS = {CELL_SINGLE_GATE: single_gate_row_step, CELL_GRU: gru_row_step, CELL_LSTM: lstm_row_step}
+
+
+@ti.func
 def run_row(kind: ti.template(), ws: ti.template(), wts: ti.template(), prm: ti.template(), frame: ti.template(),
             out: ti.template(), out_base, out_step, out_row, r):
-    """Every step of batch row r of a ``kind`` cell (CELL_*: one compiled kernel per kind); a row
-    absent at a step carries its state forward."""
-    T, B, H, slot = run_sizes(frame)
-    for s in range(T):
-        h0 = frame[F_WS_H] + s * slot + r * H
-        h1 = h0 + slot
-        c0 = frame[F_WS_C] + s * slot + r * H
-        c1 = c0 + slot
-        if r < frame[F_ROWS + s]:
-            xw = frame[F_WS_XW] + (s * B + r) * ti.static(GATES[kind]) * H
-            if ti.static(kind == CELL_LSTM):
-                lstm_row_step(ws, wts, prm, frame, xw, h0, h1, c0, c1, H, out, out_base, out_step, out_row, s, r)
-            elif ti.static(kind == CELL_GRU):
-                gru_row_step(ws, wts, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
-            else:
-                single_gate_row_step(ws, wts, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
-        else:
-            copy_row_forward(ws, h0, h1, H)
-            if ti.static(kind == CELL_LSTM):
-                copy_row_forward(ws, c0, c1, H)
+    """Every step of batch row r of a ``kind`` cell (CELL_*: one compiled kernel per kind)."""
+    for s in range(frame[F_STEPS]):
+        row_step(kind, ti.static(ROW_STEPS[kind]), ws, wts, prm, frame, out, out_base, out_step, out_row, s, r)
 
 
 def _rows_kernel(kind):
