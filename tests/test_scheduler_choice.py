@@ -1,0 +1,75 @@
+"""Which recurrence and projection the scheduler picks, per arch and shape (no kernel runs here).
+
+The rules are set from measurements (their comments in ``mpsrnn/scheduler/recurrence.py`` name
+them); these tests pin them, so a change to a threshold is a visible decision. The cells are built
+on this machine's arch, and the GPU choices are asked for by name, with an H100's 132 SMs for the
+persistent grid.
+"""
+import pytest
+
+import mpsrnn as m
+from builders import descriptor
+from mpsrnn.scheduler import recurrence as rec
+
+KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS")
+
+
+@pytest.fixture(autouse=True)
+def no_knobs(monkeypatch):
+    for name in KNOBS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(rec, "_grid", lambda cell: max(1, min(132, cell.n_out)))
+
+
+def cell(rng, kind, hidden, n_in=None, **opts):
+    """A layer's cell: LSTMs without peepholes unless asked (PyTorch's LSTM, the benchmarks')."""
+    opts.setdefault("peephole", None)
+    d = descriptor(kind, rng, n_in or hidden, hidden, use_float32_weights=True, **opts)
+    return m.RNNMatrixInferenceLayer(d)._cells[0]
+
+
+@pytest.mark.parametrize("kind, hidden, batch, opts, expected", [
+    ("lstm", 64, 1, {}, "blocks"),
+    ("lstm", 192, 4, {}, "blocks"),     # a block's step still costs less than a dispatch
+    ("lstm", 256, 1, {}, "tiles"),      # no longer (63 against 31.5 µs a step)
+    ("gru", 256, 8, {}, "blocks"),      # two dispatches a step: blocks up to their limit
+    ("single", 256, 4, {}, "blocks"),
+    ("lstm", 512, 16, {}, "tiles"),
+    ("lstm", 512, 64, {}, "step"),      # above batch 32 a thread per (row, unit) fills the GPU
+    ("lstm", 256, 1, {"peephole": "dense"}, "blocks"),   # tiles leave dense peepholes out
+    ("lstm", 512, 1, {"peephole": "dense"}, "step"),
+    ("gru", 2816, 4, {}, "tiles"),
+])
+def test_vulkan(rng, kind, hidden, batch, opts, expected):
+    assert rec.choose_recurrence("vulkan", cell(rng, kind, hidden, **opts), 25, batch) == expected
+
+
+@pytest.mark.parametrize("kind, hidden, batch, opts, expected", [
+    ("lstm", 128, 8, {}, "blocks"),
+    ("lstm", 192, 4, {}, "persistent"),
+    ("gru", 2816, 4, {}, "persistent"),
+    ("lstm", 512, 1, {"peephole": "dense"}, "step"),   # neither persistent nor tiles take them
+])
+def test_cuda(rng, kind, hidden, batch, opts, expected):
+    assert rec.choose_recurrence("cuda", cell(rng, kind, hidden, **opts), 25, batch) == expected
+
+
+def test_metal_and_cpu(rng):
+    c = cell(rng, "lstm", 300)
+    assert rec.choose_recurrence("metal", c, 25, 1) == "step"   # until `mpsrnn check` has passed on a Mac
+    assert rec.choose_recurrence("cpu", c, 25, 1) == "lanes"
+
+
+def test_where_the_persistent_kernel_projects(rng):
+    assert not rec.project_apart("persistent", cell(rng, "lstm", 512), 25, 4)        # 210 MFLOP, 512 wide
+    assert rec.project_apart("persistent", cell(rng, "lstm", 1024), 25, 1)           # 1024 wide
+    assert rec.project_apart("persistent", cell(rng, "lstm", 256), 150, 4)           # 315 MFLOP
+    assert rec.project_apart("tiles", cell(rng, "lstm", 64), 25, 1)                  # only lanes and persistent can
+
+
+def test_forced_path_that_does_not_apply_falls_back(rng, monkeypatch):
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "tiles")
+    assert rec.choose_recurrence("vulkan", cell(rng, "lstm", 512, peephole="dense"), 25, 1) == "step"
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
+    with pytest.raises(ValueError, match="MPSRNN_RECURRENCE: expected one of step, rows, blocks, tiles on vulkan"):
+        rec.choose_recurrence("vulkan", cell(rng, "lstm", 64), 25, 1)
