@@ -16,13 +16,22 @@ aligned to 128-byte lines, ``layout.F_SLOT``) cannot be stale in any L1.
 
 Each pass first copies the batch rows' state vectors into shared memory in one
 coalesced sweep (reading them term by term from L2 left every loop iteration
-waiting on a load), then four weight loads are issued per iteration.
+waiting on a load), then four weight loads are issued per iteration. Where a
+thread's share of the first phase's weights is short, it holds them in registers
+for the whole sequence instead (``resident_terms``).
+
+For small projections the kernel also projects its own inputs first: a block
+computes the input terms of the gate rows it owns (no other block reads them)
+and its units' zero initial states, then meets the others at a grid barrier. A
+layer is then one dispatch. The barrier count starts from 0 at every run: the
+last block to leave the last barrier resets it (``F_DEPART``), since no
+``project_inputs`` runs first to do it.
 
 The grid must be resident all at once or the barrier never opens: one block of
 256 threads per SM, 32 KiB of shared memory, and never more blocks than SMs. Dense LSTM
-peepholes need a second barrier per step and are left to the other paths. Shapes: nblocks and
-the batch chunk are compile-time constants, so ``persistent_kernel`` builds (and caches) one
-kernel per (cell, nblocks, chunk).
+peepholes need a second barrier per step and are left to the other paths. Shapes: the grid,
+the batch chunk, the resident share and whether the kernel projects are compile-time
+constants, so ``persistent_kernel`` builds (and caches) one kernel per combination.
 """
 import functools
 import os
