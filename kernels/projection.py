@@ -23,6 +23,7 @@ sequence costs one dispatch here instead of three (a dispatch costs ~20 µs).
 """
 import taichi as ti
 
+from .frame import FRAME, INPUT, PARAMS, WEIGHTS, WORKSPACE
 from .grid import share, worker_block, workers
 from .lanes import LANE_WEIGHTS, LANES, lane_blocks
 from .layout import (
@@ -136,9 +137,8 @@ def project_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts
 
 
 @ti.kernel
-def project_inputs(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, x_row: ti.i32,
-                   ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                   prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+def project_inputs(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
+                   prm: PARAMS, frame: FRAME):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         GH = frame[F_GATES] * frame[F_OUT]
@@ -202,9 +202,8 @@ def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.te
 
 
 @ti.kernel
-def project_inputs_lanes(x: ti.types.ndarray(ndim=1), x_base: ti.i32, x_step: ti.i32, x_row: ti.i32,
-                         ws: ti.types.ndarray(dtype=ti.f32, ndim=1), lanes: LANE_WEIGHTS,
-                         prm: ti.types.ndarray(dtype=ti.f32, ndim=1), frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+def project_inputs_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE,
+                         lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME):
     """``project_inputs`` on the CPU's lane-packed W, a work item per 8 rows n = s·B + r: for a
     large projection whose batch is too small to give every CPU thread rows of its own (the lanes
     kernel projects as it goes otherwise, and saves this dispatch)."""

@@ -391,15 +391,17 @@ def resident_terms(cell_kind, hidden, nblocks, chunk):
     kernel. ``MPSRNN_RESIDENT_WEIGHTS=off`` turns them off, for A/B benchmarks."""
     if os.environ.get("MPSRNN_RESIDENT_WEIGHTS", "").strip().lower() == "off" or chunk > MAX_RESIDENT_CHUNK:
         return 0
-    units = -(-hidden // nblocks)
-    n_split = BLOCK // (FIRST_PHASE_GATES[cell_kind] * units)
+    n_split = BLOCK // first_phase_rows(cell_kind, hidden, nblocks)
     share = -(-hidden // n_split)
     return share if share <= MAX_RESIDENT else 0
+
+
+def first_phase_rows(cell_kind, hidden, nblocks):
+    """Gate rows a block owns in the first phase: its units (ceil(H / nblocks)) times their gates."""
+    return FIRST_PHASE_GATES[cell_kind] * -(-hidden // nblocks)
 
 
 def persistent_fits(cell_kind, peep, hidden, nblocks):
     """Whether the persistent kernel handles this layer on a grid of ``nblocks``."""
     from .layout import PEEP_DENSE
-    gates = FIRST_PHASE_GATES[cell_kind]
-    units = -(-hidden // nblocks)
-    return gates * units <= BLOCK and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE)
+    return first_phase_rows(cell_kind, hidden, nblocks) <= BLOCK and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE)
