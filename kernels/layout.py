@@ -60,7 +60,7 @@ F_P_PRELU = 19
 F_P_NEURON = 20
 F_P_CELL = 21
 F_P_PNORM = 22
-F_BARRIER = 23     # arrivals at the grid barrier of a persistent kernel (reset by project_inputs)
+F_BARRIER = 23     # arrivals at the grid barrier of a persistent kernel (reset by its last block out)
 F_INPUT_MODE = 24  # 4 entries: INPUT_* per gate
 F_NEURON = 28      # 4 entries: neuron type per gate
 # strides of the weight matrices, in elements: element (o, j) of W is at

@@ -18,8 +18,8 @@ are neither read nor written. Accumulation is float32 whatever the storage type
 of x and W.
 
 The same launch also writes zero initial states when the run has none (the
-frame's F_ZERO_STATE), and resets the grid-barrier counter, so a plain
-sequence costs one dispatch here instead of three (a dispatch costs ~20 µs).
+frame's F_ZERO_STATE), so a plain sequence costs one dispatch here instead of
+three (a dispatch costs ~20 µs).
 """
 import taichi as ti
 
@@ -28,7 +28,6 @@ from .grid import share, worker_block, workers
 from .lanes import LANE_WEIGHTS, LANES, lane_blocks
 from .layout import (
     CELL_LSTM,
-    F_BARRIER,
     F_BATCH,
     F_CELL,
     F_GATES,
@@ -63,13 +62,12 @@ def zero_initial_state(ws: ti.template(), frame: ti.template(), e):
 @ti.func
 def start_run(ws: ti.template(), frame: ti.template(), w):
     """Worker w's share of what a run needs before its recurrence: zero initial states (history
-    slot 0 of h, and of an LSTM's c) when the run has none, and the grid-barrier count at 0."""
+    slot 0 of h, and of an LSTM's c) when the run has none. (A persistent kernel's grid-barrier
+    count needs no reset here: its last block out leaves it at 0, see sequence_persistent.)"""
     if frame[F_ZERO_STATE] != 0:
         first, count, stride = share(frame[F_BATCH] * frame[F_OUT], w)
         for q in range(count):
             zero_initial_state(ws, frame, first + q * stride)
-    if w == 0:
-        frame[F_BARRIER] = 0   # a persistent kernel counts grid-barrier arrivals from 0
 
 
 @ti.func

@@ -354,7 +354,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
             # every block has passed its last barrier once it is counted here, so the last one
-            # counted can reset the arrival count for the next run (no project_inputs may run first)
+            # counted can reset the arrival count for the next run (the only reset: no other kernel
+            # touches it, and a new frame starts at 0)
             if tid == 0:
                 if ti.atomic_add(frame[F_DEPART], 1) == nblocks - 1:
                     frame[F_BARRIER] = 0
