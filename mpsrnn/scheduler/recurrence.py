@@ -16,6 +16,9 @@
 * ``blocks``: ``kernels/sequence_blocks``, the whole sequence in one launch, one
   GPU block per sequence with the state in shared memory (small hidden sizes;
   CUDA, Vulkan, Metal: needs only block barriers).
+* ``registers``: ``kernels/sequence_registers``, the same schedule as ``blocks`` for layers whose
+  recurrent weights fit one block's registers (LSTM and GRU up to hidden 64, the single gate up to
+  128): each thread holds its share of U for the whole launch.
 * ``persistent``: ``kernels/sequence_persistent``, the whole sequence in one
   launch over every SM, a grid barrier per step (CUDA; larger hidden sizes).
 
@@ -29,6 +32,7 @@ from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import LANE_KERNELS
+from ..kernels.sequence_registers import REGISTER_KERNELS, registers_fit
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel, resident_terms
 from ..kernels.sequence_rows import ROW_KERNELS
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
@@ -57,14 +61,16 @@ def available_recurrences(arch):
     if arch == "cpu":
         return ["step", "rows", "lanes"]
     if arch == "cuda":
-        return ["step", "rows", "blocks", "tiles", "persistent"]
-    return ["step", "rows", "blocks", "tiles"]
+        return ["step", "rows", "blocks", "registers", "tiles", "persistent"]
+    return ["step", "rows", "blocks", "registers", "tiles"]
 
 
 def applies(name, arch, cell):
     """Whether recurrence ``name`` can run this layer (a forced one that cannot falls back to the default)."""
     if name == "blocks":
         return cell.n_out <= MAX_HIDDEN
+    if name == "registers":
+        return registers_fit(cell.kind, cell.header_peep, cell.n_out)
     if name == "lanes":
         return cell.lanes is not None
     if name == "tiles":
@@ -178,6 +184,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         prog.add(ROW_KERNELS[kind], *args)
     elif name == "blocks":
         prog.add(BLOCK_KERNELS[kind], *args)
+    elif name == "registers":
+        prog.add(REGISTER_KERNELS[kind], *args)
     elif name == "persistent":
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
         grid = _grid(lr.cell)
