@@ -2,14 +2,14 @@
 
 The small layers' path (LSTM and GRU up to hidden 64, the single gate up to 128). The plain block
 kernel (``sequence_blocks``) gives each gate row one thread that walks its row of U through the
-cache at every step, a serial chain of H dependent loads: 1.6-6.6 µs a step on the H100 where
-cuDNN takes 0.5-2.4. Here a layer's recurrent weights fit in one block's registers, so:
+cache at every step, a serial chain of H dependent loads: 1.6-3.2 µs a step on the H200 where
+cuDNN takes 0.4-0.8. Here a layer's recurrent weights fit in one block's registers, so:
 
-* every thread owns one gate row ``o`` and one chunk ``k`` of CHUNK input channels
-  (thread ``tid = k·R + o``, R gate rows), and loads those CHUNK weights once per launch;
+* every thread owns ``rho`` gate rows (1 or 2: rows p and p + ceil(R/rho) of the R gate rows) and
+  one chunk ``k`` of CHUNK input channels, and loads those rho·CHUNK weights once per launch;
 * a step multiplies them against the chunk of h in shared memory (every thread of a warp reads the
-  same address: a broadcast) with four independent accumulators, and leaves the partial sum in
-  shared memory; a block barrier;
+  same address: a broadcast; each load serves rho rows) with independent accumulators, and leaves
+  the partial sums in shared memory; a block barrier;
 * the thread of unit ``i`` adds its gates' partial sums to the projected input (loaded one step
   ahead, so its latency hides behind a whole step), finishes the cell with ``gate_math`` (the cell
   state stays in that thread's registers), and writes the new h to shared memory, the history and
@@ -17,14 +17,18 @@ cuDNN takes 0.5-2.4. Here a layer's recurrent weights fit in one block's registe
 
 That is two barriers a step (the GRU, whose second phase needs r∘h0, four). h in shared memory is
 padded with zeros to whole chunks, and weights past the layer's width are zero, so a chunk's
-product needs no bounds test. The GRU's threads hold a second set: the rows of Uh (against r∘h0)
-and of Vh (against z∘h0).
+product needs no bounds test. The GRU's threads (rho = 1) hold a second set: a row of Uh (against
+r∘h0) or of Vh (against z∘h0).
 
-Limits: gate rows x chunks ≤ BLOCK = 512 threads (``registers_fit``), CHUNK (32) weights a thread,
-the GRU 64; shared memory ~3.5 KiB. Only block barriers: CUDA, Vulkan and Metal. Dense LSTM
-peepholes (a second product per step) are left to the other paths. A row absent at a step copies
-its state forward.
+Why 256 threads and at most 64 weights a thread: Taichi's CUDA build caps a kernel's registers by
+its block size (ncu on the H200: 128 a thread at 256 threads, 64 at 512), and at 512 threads the
+weights spilled to local memory (LSTM 64: 0.78 M local stores a call, 1.3x slower than the plain
+block kernel). Limits: ceil(R/rho) x chunks ≤ BLOCK (``registers_rows``); shared memory ~2.6 KiB.
+Only block barriers: CUDA, Vulkan and Metal. Dense LSTM peepholes (a second product per step) are
+left to the other paths. A row absent at a step copies its state forward.
 """
+import functools
+
 import taichi as ti
 
 from .dots import w32
@@ -46,9 +50,10 @@ from .layout import (
 )
 from .sequence_copy import store_output
 
-BLOCK = 512        # threads per block
-CHUNK = 32         # weights of one gate row a thread holds
+BLOCK = 256        # threads per block (128 registers a thread; see above)
+CHUNK = 32         # input channels of a thread's share of a row
 MAX_CHUNKS = 4     # input chunks of the widest layer (single gate, hidden 128)
+MAX_ROWS = 2       # gate rows a thread holds (rho)
 PADDED = MAX_CHUNKS * CHUNK
 
 
@@ -57,46 +62,50 @@ def first_phase_rows(cell, hidden):
     return (2 if cell == CELL_GRU else GATES[cell]) * hidden
 
 
-def registers_fit(cell, peephole, hidden):
-    """Whether a layer's recurrent weights fit this kernel: a thread per (gate row, input chunk)
-    within one block. The GRU's second phase (rows of Uh and Vh, 2H) takes as many as its first."""
+def registers_rows(cell, peephole, hidden):
+    """Gate rows per thread (rho) with which a layer's recurrent weights fit one block, fewest first;
+    None where they do not fit. The GRU's second phase (rows of Uh and Vh, 2H) takes as many threads
+    as its first, and its threads hold one row of each (rho = 1)."""
     if cell == CELL_LSTM and peephole == PEEP_DENSE:
-        return False
+        return None
     chunks = -(-hidden // CHUNK)
-    return chunks <= MAX_CHUNKS and first_phase_rows(cell, hidden) * chunks <= BLOCK
+    if chunks > MAX_CHUNKS:
+        return None
+    rows = first_phase_rows(cell, hidden)
+    for rho in range(1, (1 if cell == CELL_GRU else MAX_ROWS) + 1):
+        if -(-rows // rho) * chunks <= BLOCK:
+            return rho
+    return None
 
 
 @ti.func
-def rounds(n, tid):
-    """How many of items tid, tid + BLOCK, ... are below n (a thread's share of n items)."""
-    return (n - tid + BLOCK - 1) // BLOCK if tid < n else 0
-
-
-@ti.func
-def load_chunk(wts: ti.template(), at, sj, j0, H, active):
-    """CHUNK weights of one row, from ``at`` (the row's first element) at input channels j0, j0+1, ...
-    (stride sj), as float32; zero past H or for an idle thread."""
-    w = ti.Vector([0.0] * CHUNK, ti.f32)
-    if active:
-        for j in ti.static(range(CHUNK)):
-            if j0 + j < H:
-                w[j] = w32(wts, at + (j0 + j) * sj)
+def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.template()):
+    """The weights of ``rho`` rows (first elements at rows[i], negative: none) at input channels
+    j0 .. j0+CHUNK-1 (stride sj), as float32, row i at [i·CHUNK + j]; zero past H."""
+    w = ti.Vector([0.0] * (rho * CHUNK), ti.f32)
+    for i in ti.static(range(rho)):
+        if rows[i] >= 0:
+            for j in ti.static(range(CHUNK)):
+                if j0 + j < H:
+                    w[i * CHUNK + j] = w32(wts, rows[i] + (j0 + j) * sj)
     return w
 
 
 @ti.func
-def chunk_dot(w, v: ti.template(), j0):
-    """Σ_j w[j]·v[j0 + j] over one chunk, with four independent accumulators."""
-    a0 = 0.0
-    a1 = 0.0
-    a2 = 0.0
-    a3 = 0.0
-    for j in ti.static(range(0, CHUNK, 4)):
-        a0 += w[j] * v[j0 + j]
-        a1 += w[j + 1] * v[j0 + j + 1]
-        a2 += w[j + 2] * v[j0 + j + 2]
-        a3 += w[j + 3] * v[j0 + j + 3]
-    return (a0 + a1) + (a2 + a3)
+def rows_dot(w, v: ti.template(), j0, rho: ti.template()):
+    """Σ_j w[i·CHUNK + j]·v[j0 + j] over one chunk for each of ``rho`` rows: each load of v serves
+    every row, and four independent accumulators in all keep the multiply-adds overlapped."""
+    per = ti.static(4 // rho)   # accumulators per row
+    acc = ti.Vector([0.0] * 4, ti.f32)
+    for j in ti.static(range(CHUNK)):
+        x = v[j0 + j]
+        for i in ti.static(range(rho)):
+            acc[i * per + j % per] += w[i * CHUNK + j] * x
+    sums = ti.Vector([0.0] * rho, ti.f32)
+    for i in ti.static(range(rho)):
+        for a in ti.static(range(per)):
+            sums[i] += acc[i * per + a]
+    return sums
 
 
 @ti.func
@@ -108,10 +117,16 @@ def gate_sum(part: ti.template(), rows, chunks, o):
     return total
 
 
-def _kernel(cell):
-    G = GATES[cell]
+@ti.func
+def rounds(n, tid):
+    """How many of items tid, tid + BLOCK, ... are below n (a thread's share of n items)."""
+    return (n - tid + BLOCK - 1) // BLOCK if tid < n else 0
 
-    @ti.kernel
+
+def _kernel(cell, rho, prefetch=True):
+    G = GATES[cell]
+    assert cell != CELL_GRU or rho == 1
+
     def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
@@ -120,26 +135,36 @@ def _kernel(cell):
             blk = t // BLOCK
             tid = t % BLOCK
             first, count, stride = block_share(B, blk)
-            part = ti.simt.block.SharedArray((BLOCK,), ti.f32)     # partial sums, one per thread
+            part = ti.simt.block.SharedArray((MAX_ROWS * BLOCK,), ti.f32)   # partial sums [chunk, row]
             h = ti.simt.block.SharedArray((PADDED,), ti.f32)       # h0, zero past H
             rh = ti.simt.block.SharedArray((PADDED,), ti.f32)      # GRU: r∘h0, zero past H
             zh = ti.simt.block.SharedArray((PADDED,), ti.f32)      # GRU: z∘h0, zero past H
-            # this thread's weights: row o of the first product, chunk k (and for the GRU, row o of
-            # [Uh; Vh], chunk k); loaded once for every row and step the block runs
+            # this thread's rows o[i] = p + i·span of the first product, chunk k (for the GRU also
+            # row o of [Uh; Vh]), loaded once for every batch row and step the block runs
             R = ti.static(2 if cell == CELL_GRU else G) * H
             chunks = (H + CHUNK - 1) // CHUNK
-            o = tid % R
-            k = tid // R
-            active = k < chunks
+            span = (R + rho - 1) // rho
+            p = tid % span
+            k = tid // span
+            o = ti.Vector([0] * rho, ti.i32)     # the rows, -1 where none
+            at = ti.Vector([-1] * rho, ti.i32)   # where they start in wts
             u0, uso, usj = recurrent_weights(frame)
             v0, vso, vsj = memory_weights(frame)
-            w1 = load_chunk(wts, u0 + o * uso, usj, k * CHUNK, H, active)
+            for i in ti.static(range(rho)):
+                o[i] = p + i * span
+                if k < chunks and o[i] < R:
+                    at[i] = u0 + o[i] * uso
+                else:
+                    o[i] = -1
+            w1 = load_rows(wts, at, usj, k * CHUNK, H, rho)
             w2 = ti.Vector([0.0] * CHUNK, ti.f32)
             if ti.static(cell == CELL_GRU):
-                if o < H:
-                    w2 = load_chunk(wts, u0 + (2 * H + o) * uso, usj, k * CHUNK, H, active)
-                else:
-                    w2 = load_chunk(wts, v0 + (o - H) * vso, vsj, k * CHUNK, H, active)
+                at2 = ti.Vector([-1], ti.i32)
+                if o[0] >= 0:
+                    at2[0] = u0 + (2 * H + o[0]) * uso
+                    if o[0] >= H:
+                        at2[0] = v0 + (o[0] - H) * vso
+                w2 = load_rows(wts, at2, ti.select(o[0] >= H, vsj, usj), k * CHUNK, H, 1)
             # the unit thread's diagonal peepholes (LSTM)
             peep = ti.Vector([0.0] * 4, ti.f32)
             if ti.static(cell == CELL_LSTM):
@@ -168,14 +193,21 @@ def _kernel(cell):
                 for s in range(T):
                     _, _, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
                     x = x_next
-                    if tid < H and s + 1 < T:           # the next step's inputs, a step ahead
-                        for g in ti.static(range(G)):
-                            x_next[g] = ws[frame[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + tid]
+                    if ti.static(prefetch):
+                        if tid < H and s + 1 < T:           # the next step's inputs, a step ahead
+                            for g in ti.static(range(G)):
+                                x_next[g] = ws[frame[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + tid]
+                    else:
+                        if tid < H:
+                            for g in ti.static(range(G)):
+                                x[g] = ws[frame[F_WS_XW] + (s * B + r) * G * H + g * H + tid]
                     h_next = frame[F_WS_H] + (s + 1) * slot + r * H
                     c_next = frame[F_WS_C] + (s + 1) * slot + r * H
                     if r < frame[F_ROWS + s]:
-                        if active:
-                            part[tid] = chunk_dot(w1, h, k * CHUNK)
+                        sums = rows_dot(w1, h, k * CHUNK, rho)
+                        for i in ti.static(range(rho)):
+                            if o[i] >= 0:
+                                part[k * R + o[i]] = sums[i]
                         ti.simt.block.sync()
                         hv = 0.0
                         if ti.static(cell == CELL_SINGLE_GATE):
@@ -199,11 +231,11 @@ def _kernel(cell):
                                 rh[tid] = rg * h[tid]
                                 zh[tid] = z * h[tid]
                             ti.simt.block.sync()
-                            if active:
-                                if o < H:
-                                    part[tid] = chunk_dot(w2, rh, k * CHUNK)
+                            if o[0] >= 0:
+                                if o[0] < H:
+                                    part[k * R + o[0]] = rows_dot(w2, rh, k * CHUNK, 1)[0]
                                 else:
-                                    part[tid] = chunk_dot(w2, zh, k * CHUNK)
+                                    part[k * R + o[0]] = rows_dot(w2, zh, k * CHUNK, 1)[0]
                             ti.simt.block.sync()
                             if tid < H:
                                 pre_h = x[2] + gate_sum(part, R, chunks, tid) + gate_sum(part, R, chunks, H + tid)
@@ -218,7 +250,11 @@ def _kernel(cell):
                         if ti.static(cell == CELL_LSTM):
                             ws[c_next + tid] = c
 
-    return kernel
+    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_registers{rho}"   # the name profilers show
+    return ti.kernel(kernel)
 
 
-REGISTER_KERNELS = {cell: _kernel(cell) for cell in (CELL_SINGLE_GATE, CELL_GRU, CELL_LSTM)}
+@functools.lru_cache(maxsize=None)
+def registers_kernel(cell, rho):
+    """The kernel of ``cell`` whose threads hold ``rho`` gate rows (one compile per pair, on first use)."""
+    return _kernel(cell, rho)

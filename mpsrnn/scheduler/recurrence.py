@@ -32,8 +32,8 @@ from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import LANE_KERNELS
-from ..kernels.sequence_registers import REGISTER_KERNELS, registers_fit
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel, resident_terms
+from ..kernels.sequence_registers import registers_kernel, registers_rows
 from ..kernels.sequence_rows import ROW_KERNELS
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 
@@ -70,7 +70,7 @@ def applies(name, arch, cell):
     if name == "blocks":
         return cell.n_out <= MAX_HIDDEN
     if name == "registers":
-        return registers_fit(cell.kind, cell.header_peep, cell.n_out)
+        return registers_rows(cell.kind, cell.header_peep, cell.n_out) is not None
     if name == "lanes":
         return cell.lanes is not None
     if name == "tiles":
@@ -185,7 +185,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "blocks":
         prog.add(BLOCK_KERNELS[kind], *args)
     elif name == "registers":
-        prog.add(REGISTER_KERNELS[kind], *args)
+        prog.add(registers_kernel(kind, registers_rows(kind, lr.cell.header_peep, lr.cell.n_out)), *args)
     elif name == "persistent":
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
         grid = _grid(lr.cell)

@@ -1,0 +1,54 @@
+"""The register-resident block kernel's variants side by side (``kernels/sequence_registers.py``):
+with and without the one-step-ahead input loads, each timed like ``mpsrnn bench`` next to the plain
+block kernel, in one process.
+
+    python bench/probes/registers_variants.py --arch cuda --configs lstm:64:1:1000 gru:64:1:1000
+
+A configuration is cell:hidden:batch:steps (input = hidden).
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import mpsrnn
+from mpsrnn.benchmark import Config, format_row, time_config
+from mpsrnn.kernels import sequence_registers as sr
+from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE
+from mpsrnn.scheduler import recurrence
+
+CELLS = {"lstm": CELL_LSTM, "gru": CELL_GRU, "rnn": CELL_SINGLE_GATE}
+VARIANTS = {   # name: the kernel's options besides the cell and its rows per thread
+    "prefetch": {"prefetch": True},
+    "no-prefetch": {"prefetch": False},
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default=None)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    p.add_argument("--configs", nargs="+", required=True, help="cell:hidden:batch:steps ...")
+    a = p.parse_args()
+    arch = mpsrnn.init(a.arch)
+    print(f"# {arch}: {mpsrnn.backend.device_name()}", flush=True)
+    kernels = {}
+    for spec in a.configs:
+        cell, hidden, batch, steps = spec.split(":")
+        cfg = Config(cell, int(hidden), int(hidden), int(batch), int(steps))
+        os.environ["MPSRNN_RECURRENCE"] = "blocks"
+        print(format_row(time_config(cfg, repeats=a.repeats)), flush=True)
+        os.environ["MPSRNN_RECURRENCE"] = "registers"
+        for name in a.variants:
+            rho = sr.registers_rows(CELLS[cell], 0, int(hidden))
+            key = (CELLS[cell], rho, name)
+            if key not in kernels:
+                kernels[key] = sr._kernel(CELLS[cell], rho, **VARIANTS[name])
+            recurrence.registers_kernel = lambda *_, kernel=kernels[key]: kernel   # what emit_layer adds
+            print(format_row(time_config(cfg, repeats=a.repeats)), name, flush=True)
+
+
+if __name__ == "__main__":
+    main()
