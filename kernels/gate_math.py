@@ -42,11 +42,50 @@ def gate_neuron(frame: ti.template(), prm: ti.template(), g, i, x):
 
 
 @ti.func
+def standard_single_gate_output(pre):
+    """h1 = tanh(W x + U h0 + b): the usual neuron."""
+    return tanh32(pre)
+
+
+@ti.func
+def standard_gru_gates(pre_z, pre_r):
+    """(z, r) with the usual sigmoid neurons."""
+    return sigmoid32(pre_z), sigmoid32(pre_r)
+
+
+@ti.func
+def gru_blend(frame: ti.template(), keep, z, h, h0):
+    """h1 = keep∘h + z∘h0, or keep∘h0 + z∘h with flip_output_gates."""
+    h1 = keep * h + z * h0
+    if frame[F_FLIP] != 0:
+        h1 = keep * h0 + z * h
+    return h1
+
+
+@ti.func
+def standard_gru_output(frame: ti.template(), pre_h, z, h0):
+    """h1 from the proposed output's pre-activation, with the usual tanh and p = 1."""
+    return gru_blend(frame, 1.0 - z, z, tanh32(pre_h), h0)
+
+
+@ti.func
+def standard_lstm_cell_state(pre_i, pre_f, pre_c, c0):
+    """c1 = F∘c0 + I∘C with the usual sigmoid gates and tanh cell gate."""
+    return sigmoid32(pre_f) * c0 + sigmoid32(pre_i) * tanh32(pre_c)
+
+
+@ti.func
+def standard_lstm_output(pre_o, c1):
+    """h1 = O∘tanh(c1) with the usual sigmoid output gate."""
+    return sigmoid32(pre_o) * tanh32(c1)
+
+
+@ti.func
 def single_gate_output(frame: ti.template(), prm: ti.template(), i, pre):
     """h1 = g(W x + U h0 + b)."""
     h = 0.0
     if frame[F_STANDARD] != 0:
-        h = tanh32(pre)
+        h = standard_single_gate_output(pre)
     else:
         h = gate_neuron(frame, prm, 0, i, pre)
     return h
@@ -58,8 +97,7 @@ def gru_gates(frame: ti.template(), prm: ti.template(), i, pre_z, pre_r):
     z = 0.0
     r = 0.0
     if frame[F_STANDARD] != 0:
-        z = sigmoid32(pre_z)
-        r = sigmoid32(pre_r)
+        z, r = standard_gru_gates(pre_z, pre_r)
     else:
         z = gate_neuron(frame, prm, 0, i, pre_z)
         r = gate_neuron(frame, prm, 1, i, pre_r)
@@ -78,10 +116,7 @@ def gru_output(frame: ti.template(), prm: ti.template(), i, pre_h, z, h0):
         p = prm[frame[F_P_PNORM]]
         if p != 1.0:
             keep = pow32(1.0 - pow32(z, p), 1.0 / p)
-    h1 = keep * h + z * h0
-    if frame[F_FLIP] != 0:
-        h1 = keep * h0 + z * h
-    return h1
+    return gru_blend(frame, keep, z, h, h0)
 
 
 @ti.func
@@ -89,7 +124,7 @@ def lstm_cell_state(frame: ti.template(), prm: ti.template(), i, pre_i, pre_f, p
     """c1 = F∘c0 + I∘C from the input, forget and cell gates' pre-activations."""
     c1 = 0.0
     if frame[F_STANDARD] != 0:
-        c1 = sigmoid32(pre_f) * c0 + sigmoid32(pre_i) * tanh32(pre_c)
+        c1 = standard_lstm_cell_state(pre_i, pre_f, pre_c, c0)
     else:
         gi = gate_neuron(frame, prm, 0, i, pre_i)
         gf = gate_neuron(frame, prm, 1, i, pre_f)
@@ -103,7 +138,7 @@ def lstm_output(frame: ti.template(), prm: ti.template(), i, pre_o, c1):
     """h1 = O∘gh(c1); ``pre_o`` already includes the peephole on the new cell c1."""
     h1 = 0.0
     if frame[F_STANDARD] != 0:
-        h1 = sigmoid32(pre_o) * tanh32(c1)
+        h1 = standard_lstm_output(pre_o, c1)
     else:
         o_cell = frame[F_P_CELL]
         o = gate_neuron(frame, prm, 3, i, pre_o)

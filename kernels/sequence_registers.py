@@ -23,7 +23,9 @@ r∘h0) or of Vh (against z∘h0).
 Why 256 threads and at most 64 weights a thread: Taichi's CUDA build caps a kernel's registers by
 its block size (ncu on the H200: 128 a thread at 256 threads, 64 at 512), and at 512 threads the
 weights spilled to local memory (LSTM 64: 0.78 M local stores a call, 1.3x slower than the plain
-block kernel). Limits: ceil(R/rho) x chunks ≤ BLOCK (``registers_rows``); shared memory ~2.6 KiB.
+block kernel). The usual cells only (sigmoid gates, tanh, the frame's F_STANDARD): with the sixteen-way neuron
+choice inlined at every gate, ptxas spilled the weights again. Limits: ceil(R/rho) x chunks ≤ BLOCK
+(``registers_rows``); shared memory ~2.6 KiB.
 Only block barriers: CUDA, Vulkan and Metal. Dense LSTM peepholes (a second product per step) are
 left to the other paths. A row absent at a step copies its state forward.
 """
@@ -33,7 +35,13 @@ import taichi as ti
 
 from .dots import w32
 from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
-from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
+from .gate_math import (
+    standard_gru_gates,
+    standard_gru_output,
+    standard_lstm_cell_state,
+    standard_lstm_output,
+    standard_single_gate_output,
+)
 from .grid import block_share, row_blocks
 from .layout import (
     CELL_GRU,
@@ -62,11 +70,12 @@ def first_phase_rows(cell, hidden):
     return (2 if cell == CELL_GRU else GATES[cell]) * hidden
 
 
-def registers_rows(cell, peephole, hidden):
+def registers_rows(cell, peephole, hidden, standard):
     """Gate rows per thread (rho) with which a layer's recurrent weights fit one block, fewest first;
-    None where they do not fit. The GRU's second phase (rows of Uh and Vh, 2H) takes as many threads
-    as its first, and its threads hold one row of each (rho = 1)."""
-    if cell == CELL_LSTM and peephole == PEEP_DENSE:
+    None where they do not fit or the cell is not the usual one (``standard``: the frame's
+    F_STANDARD). The GRU's second phase (rows of Uh and Vh, 2H) takes as many threads as its first,
+    and its threads hold one row of each (rho = 1)."""
+    if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
     chunks = -(-hidden // CHUNK)
     if chunks > MAX_CHUNKS:
@@ -212,22 +221,22 @@ def _kernel(cell, rho, prefetch=True):
                         hv = 0.0
                         if ti.static(cell == CELL_SINGLE_GATE):
                             if tid < H:
-                                hv = single_gate_output(frame, prm, tid, x[0] + gate_sum(part, R, chunks, tid))
+                                hv = standard_single_gate_output(x[0] + gate_sum(part, R, chunks, tid))
                         elif ti.static(cell == CELL_LSTM):
                             if tid < H:
                                 a_i = x[0] + gate_sum(part, R, chunks, tid) + peep[0] * c
                                 a_f = x[1] + gate_sum(part, R, chunks, H + tid) + peep[1] * c
                                 a_c = x[2] + gate_sum(part, R, chunks, 2 * H + tid) + peep[2] * c
-                                c = lstm_cell_state(frame, prm, tid, a_i, a_f, a_c, c)
+                                c = standard_lstm_cell_state(a_i, a_f, a_c, c)
                                 a_o = x[3] + gate_sum(part, R, chunks, 3 * H + tid) + peep[3] * c
-                                hv = lstm_output(frame, prm, tid, a_o, c)
+                                hv = standard_lstm_output(a_o, c)
                                 ws[c_next + tid] = c
                         else:   # GRU: z and r, then the proposed output from r∘h0 and z∘h0
                             z = 0.0
                             if tid < H:
                                 rg = 0.0
-                                z, rg = gru_gates(frame, prm, tid, x[0] + gate_sum(part, R, chunks, tid),
-                                                  x[1] + gate_sum(part, R, chunks, H + tid))
+                                z, rg = standard_gru_gates(x[0] + gate_sum(part, R, chunks, tid),
+                                                           x[1] + gate_sum(part, R, chunks, H + tid))
                                 rh[tid] = rg * h[tid]
                                 zh[tid] = z * h[tid]
                             ti.simt.block.sync()
@@ -239,7 +248,7 @@ def _kernel(cell, rho, prefetch=True):
                             ti.simt.block.sync()
                             if tid < H:
                                 pre_h = x[2] + gate_sum(part, R, chunks, tid) + gate_sum(part, R, chunks, H + tid)
-                                hv = gru_output(frame, prm, tid, pre_h, z, h[tid])
+                                hv = standard_gru_output(frame, pre_h, z, h[tid])
                         if tid < H:
                             h[tid] = hv
                             ws[h_next + tid] = hv

@@ -42,7 +42,7 @@ def main():
         print(format_row(time_config(cfg, repeats=a.repeats)), flush=True)
         os.environ["MPSRNN_RECURRENCE"] = "registers"
         for name in a.variants:
-            rho = sr.registers_rows(CELLS[cell], 0, int(hidden))
+            rho = sr.registers_rows(CELLS[cell], 0, int(hidden), True)
             key = (CELLS[cell], rho, name)
             if key not in kernels:
                 kernels[key] = sr._kernel(CELLS[cell], rho, **VARIANTS[name])

@@ -27,7 +27,7 @@ where it applies (benchmarks compare them; tests run each against the reference)
 """
 import os
 
-from ..kernels.layout import CELL_GRU, CELL_LSTM, PEEP_DENSE
+from ..kernels.layout import CELL_GRU, CELL_LSTM, F_STANDARD, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
@@ -70,7 +70,7 @@ def applies(name, arch, cell):
     if name == "blocks":
         return cell.n_out <= MAX_HIDDEN
     if name == "registers":
-        return registers_rows(cell.kind, cell.header_peep, cell.n_out) is not None
+        return _registers_rows(cell) is not None
     if name == "lanes":
         return cell.lanes is not None
     if name == "tiles":
@@ -122,6 +122,11 @@ def block_step_outweighs_dispatches(cell):
     hidden ~192; never for the GRU (two dispatches a step) or the single gate within the block limit."""
     macs = cell.gates * cell.n_out * cell.n_out
     return macs > BLOCK_STEP_MACS * (2 if cell.kind == CELL_GRU else 1)
+
+
+def _registers_rows(cell):
+    """Gate rows per thread of the registers kernel for this layer, or None where it does not fit."""
+    return registers_rows(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0)
 
 
 def _grid(cell):
@@ -185,7 +190,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "blocks":
         prog.add(BLOCK_KERNELS[kind], *args)
     elif name == "registers":
-        prog.add(registers_kernel(kind, registers_rows(kind, lr.cell.header_peep, lr.cell.n_out)), *args)
+        prog.add(registers_kernel(kind, _registers_rows(lr.cell)), *args)
     elif name == "persistent":
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
         grid = _grid(lr.cell)
