@@ -48,6 +48,7 @@ from .layout import (
     CELL_LSTM,
     CELL_SINGLE_GATE,
     F_PEEP,
+    F_V,
     F_ROWS,
     F_WS_C,
     F_WS_H,
@@ -126,25 +127,24 @@ def gate_sum(part: ti.template(), rows, chunks, o):
     return total
 
 
-@ti.func
-def rounds(n, tid):
-    """How many of items tid, tid + BLOCK, ... are below n (a thread's share of n items)."""
-    return (n - tid + BLOCK - 1) // BLOCK if tid < n else 0
-
-
-def _kernel(cell, rho, prefetch=True):
+def _kernel(cell, rho, block=BLOCK, prefetch=True):
     G = GATES[cell]
     assert cell != CELL_GRU or rho == 1
 
+    @ti.func
+    def rounds(n, tid):
+        """How many of items tid, tid + block, ... are below n (a thread's share of n items)."""
+        return (n - tid + block - 1) // block if tid < n else 0
+
     def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
-        ti.loop_config(block_dim=BLOCK)
-        for t in range(ti.static(row_blocks() * BLOCK)):
+        ti.loop_config(block_dim=block)
+        for t in range(ti.static(row_blocks() * block)):
             T, B, H, slot = run_sizes(frame)
-            blk = t // BLOCK
-            tid = t % BLOCK
+            blk = t // block
+            tid = t % block
             first, count, stride = block_share(B, blk)
-            part = ti.simt.block.SharedArray((MAX_ROWS * BLOCK,), ti.f32)   # partial sums [chunk, row]
+            part = ti.simt.block.SharedArray((MAX_ROWS * block,), ti.f32)   # partial sums [chunk, row]
             h = ti.simt.block.SharedArray((PADDED,), ti.f32)       # h0, zero past H
             rh = ti.simt.block.SharedArray((PADDED,), ti.f32)      # GRU: r∘h0, zero past H
             zh = ti.simt.block.SharedArray((PADDED,), ti.f32)      # GRU: z∘h0, zero past H
@@ -174,16 +174,10 @@ def _kernel(cell, rho, prefetch=True):
                     if o[0] >= H:
                         at2[0] = v0 + (o[0] - H) * vso
                 w2 = load_rows(wts, at2, ti.select(o[0] >= H, vsj, usj), k * CHUNK, H, 1)
-            # the unit thread's diagonal peepholes (LSTM)
-            peep = ti.Vector([0.0] * 4, ti.f32)
-            if ti.static(cell == CELL_LSTM):
-                if tid < H and frame[F_PEEP] == PEEP_DIAGONAL:
-                    for g in ti.static(range(4)):
-                        peep[g] = w32(wts, v0 + g * H + tid)
             for q in range(count):
                 r = first + q * stride
                 for e in range(rounds(PADDED, tid)):
-                    i = tid + e * BLOCK
+                    i = tid + e * block
                     v = 0.0
                     if i < H:
                         v = ws[frame[F_WS_H] + r * H + i]
@@ -224,6 +218,10 @@ def _kernel(cell, rho, prefetch=True):
                                 hv = standard_single_gate_output(x[0] + gate_sum(part, R, chunks, tid))
                         elif ti.static(cell == CELL_LSTM):
                             if tid < H:
+                                peep = ti.Vector([0.0] * 4, ti.f32)   # diagonal peepholes, from L1
+                                if frame[F_PEEP] == PEEP_DIAGONAL:
+                                    for g in ti.static(range(4)):
+                                        peep[g] = w32(wts, frame[F_V] + g * H + tid)
                                 a_i = x[0] + gate_sum(part, R, chunks, tid) + peep[0] * c
                                 a_f = x[1] + gate_sum(part, R, chunks, H + tid) + peep[1] * c
                                 a_c = x[2] + gate_sum(part, R, chunks, 2 * H + tid) + peep[2] * c
@@ -259,7 +257,9 @@ def _kernel(cell, rho, prefetch=True):
                         if ti.static(cell == CELL_LSTM):
                             ws[c_next + tid] = c
 
-    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_registers{rho}"   # the name profilers show
+    # the name profilers show: cell, rows per thread, and any option that is not the default
+    kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_registers{rho}"
+                       + ("" if block == BLOCK else f"_b{block}") + ("" if prefetch else "_np"))
     return ti.kernel(kernel)
 
 
