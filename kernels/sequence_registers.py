@@ -25,7 +25,7 @@ its block size (ncu on the H200: 128 a thread at 256 threads, 64 at 512), and at
 weights spilled to local memory (LSTM 64: 0.78 M local stores a call, 1.3x slower than the plain
 block kernel). The usual cells only (sigmoid gates, tanh, the frame's F_STANDARD): with the sixteen-way neuron
 choice inlined at every gate, ptxas spilled the weights again. Limits: ceil(R/rho) x chunks ≤ BLOCK
-(``registers_rows``); shared memory ~2.6 KiB.
+(``registers_rows``); shared memory ~5.5 KiB.
 Only block barriers: CUDA, Vulkan and Metal. Dense LSTM peepholes (a second product per step) are
 left to the other paths. A row absent at a step copies its state forward.
 """
@@ -63,6 +63,7 @@ BLOCK = 256        # threads per block (128 registers a thread; see above)
 CHUNK = 32         # input channels of a thread's share of a row
 MAX_CHUNKS = 4     # input chunks of the widest layer (single gate, hidden 128)
 MAX_ROWS = 2       # gate rows a thread holds (rho)
+MAX_GATE_ROWS = 256  # gate rows of a phase (LSTM 64: 4 x 64)
 PADDED = MAX_CHUNKS * CHUNK
 
 
@@ -82,6 +83,8 @@ def registers_rows(cell, peephole, hidden, standard):
     if chunks > MAX_CHUNKS:
         return None
     rows = first_phase_rows(cell, hidden)
+    if rows > MAX_GATE_ROWS:
+        return None
     for rho in range(1, (1 if cell == CELL_GRU else MAX_ROWS) + 1):
         if -(-rows // rho) * chunks <= BLOCK:
             return rho
@@ -119,11 +122,14 @@ def rows_dot(w, v: ti.template(), j0, rho: ti.template()):
 
 
 @ti.func
-def gate_sum(part: ti.template(), rows, chunks, o):
-    """The whole recurrent term of gate row o: its chunks' partial sums."""
-    total = 0.0
-    for k in range(chunks):
-        total += part[k * rows + o]
+def gate_sum(part: ti.template(), chunks, o):
+    """The whole recurrent term of gate row o: its chunks' partial sums, which lie side by side
+    (part[o·MAX_CHUNKS + k]: a run-time loop over k, or a layout with a stride per chunk, left ~30
+    loop-invariant addresses live across the time loop and the weights spilled)."""
+    total = part[o * MAX_CHUNKS]
+    for k in ti.static(range(1, MAX_CHUNKS)):
+        if k < chunks:
+            total += part[o * MAX_CHUNKS + k]
     return total
 
 
@@ -144,7 +150,7 @@ def _kernel(cell, rho, block=BLOCK, prefetch=True):
             blk = t // block
             tid = t % block
             first, count, stride = block_share(B, blk)
-            part = ti.simt.block.SharedArray((MAX_ROWS * block,), ti.f32)   # partial sums [chunk, row]
+            part = ti.simt.block.SharedArray((MAX_GATE_ROWS * MAX_CHUNKS,), ti.f32)   # partial sums [row, chunk]
             h = ti.simt.block.SharedArray((PADDED,), ti.f32)       # h0, zero past H
             rh = ti.simt.block.SharedArray((PADDED,), ti.f32)      # GRU: r∘h0, zero past H
             zh = ti.simt.block.SharedArray((PADDED,), ti.f32)      # GRU: z∘h0, zero past H
@@ -210,42 +216,42 @@ def _kernel(cell, rho, block=BLOCK, prefetch=True):
                         sums = rows_dot(w1, h, k * CHUNK, rho)
                         for i in ti.static(range(rho)):
                             if o[i] >= 0:
-                                part[k * R + o[i]] = sums[i]
+                                part[o[i] * MAX_CHUNKS + k] = sums[i]
                         ti.simt.block.sync()
                         hv = 0.0
                         if ti.static(cell == CELL_SINGLE_GATE):
                             if tid < H:
-                                hv = standard_single_gate_output(x[0] + gate_sum(part, R, chunks, tid))
+                                hv = standard_single_gate_output(x[0] + gate_sum(part, chunks, tid))
                         elif ti.static(cell == CELL_LSTM):
                             if tid < H:
                                 peep = ti.Vector([0.0] * 4, ti.f32)   # diagonal peepholes, from L1
                                 if frame[F_PEEP] == PEEP_DIAGONAL:
                                     for g in ti.static(range(4)):
                                         peep[g] = w32(wts, frame[F_V] + g * H + tid)
-                                a_i = x[0] + gate_sum(part, R, chunks, tid) + peep[0] * c
-                                a_f = x[1] + gate_sum(part, R, chunks, H + tid) + peep[1] * c
-                                a_c = x[2] + gate_sum(part, R, chunks, 2 * H + tid) + peep[2] * c
+                                a_i = x[0] + gate_sum(part, chunks, tid) + peep[0] * c
+                                a_f = x[1] + gate_sum(part, chunks, H + tid) + peep[1] * c
+                                a_c = x[2] + gate_sum(part, chunks, 2 * H + tid) + peep[2] * c
                                 c = standard_lstm_cell_state(a_i, a_f, a_c, c)
-                                a_o = x[3] + gate_sum(part, R, chunks, 3 * H + tid) + peep[3] * c
+                                a_o = x[3] + gate_sum(part, chunks, 3 * H + tid) + peep[3] * c
                                 hv = standard_lstm_output(a_o, c)
                                 ws[c_next + tid] = c
                         else:   # GRU: z and r, then the proposed output from r∘h0 and z∘h0
                             z = 0.0
                             if tid < H:
                                 rg = 0.0
-                                z, rg = standard_gru_gates(x[0] + gate_sum(part, R, chunks, tid),
-                                                           x[1] + gate_sum(part, R, chunks, H + tid))
+                                z, rg = standard_gru_gates(x[0] + gate_sum(part, chunks, tid),
+                                                           x[1] + gate_sum(part, chunks, H + tid))
                                 rh[tid] = rg * h[tid]
                                 zh[tid] = z * h[tid]
                             ti.simt.block.sync()
                             if o[0] >= 0:
                                 if o[0] < H:
-                                    part[k * R + o[0]] = rows_dot(w2, rh, k * CHUNK, 1)[0]
+                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, rh, k * CHUNK, 1)[0]
                                 else:
-                                    part[k * R + o[0]] = rows_dot(w2, zh, k * CHUNK, 1)[0]
+                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, zh, k * CHUNK, 1)[0]
                             ti.simt.block.sync()
                             if tid < H:
-                                pre_h = x[2] + gate_sum(part, R, chunks, tid) + gate_sum(part, R, chunks, H + tid)
+                                pre_h = x[2] + gate_sum(part, chunks, tid) + gate_sum(part, chunks, H + tid)
                                 hv = standard_gru_output(frame, pre_h, z, h[tid])
                         if tid < H:
                             h[tid] = hv
