@@ -8,26 +8,31 @@ cuDNN takes 0.4-0.8. Here a layer's recurrent weights fit in one block's registe
 * every thread owns ``rho`` gate rows (1 or 2: rows p and p + ceil(R/rho) of the R gate rows) and
   one chunk ``k`` of CHUNK input channels, and loads those rho·CHUNK weights once per launch;
 * a step multiplies them against the chunk of h in shared memory (every thread of a warp reads the
-  same address: a broadcast; each load serves rho rows) with independent accumulators, and leaves
+  same address: a broadcast; each load serves rho rows) with four accumulators per row, and leaves
   the partial sums in shared memory; a block barrier;
 * the thread of unit ``i`` adds its gates' partial sums to the projected input (loaded one step
-  ahead, so its latency hides behind a whole step), finishes the cell with ``gate_math`` (the cell
-  state stays in that thread's registers), and writes the new h to shared memory, the history and
-  the destination; another barrier.
+  ahead, so its latency hides behind a whole step), finishes the cell with the usual neurons (the
+  cell state stays in that thread's registers), and writes the new h to shared memory, the history
+  and the destination; another barrier.
 
 That is two barriers a step (the GRU, whose second phase needs r∘h0, four). h in shared memory is
 padded with zeros to whole chunks, and weights past the layer's width are zero, so a chunk's
 product needs no bounds test. The GRU's threads (rho = 1) hold a second set: a row of Uh (against
 r∘h0) or of Vh (against z∘h0).
 
-Why 256 threads and at most 64 weights a thread: Taichi's CUDA build caps a kernel's registers by
-its block size (ncu on the H200: 128 a thread at 256 threads, 64 at 512), and at 512 threads the
-weights spilled to local memory (LSTM 64: 0.78 M local stores a call, 1.3x slower than the plain
-block kernel). The usual cells only (sigmoid gates, tanh, the frame's F_STANDARD): with the sixteen-way neuron
-choice inlined at every gate, ptxas spilled the weights again. Limits: ceil(R/rho) x chunks ≤ BLOCK
-(``registers_rows``); shared memory ~5.5 KiB.
-Only block barriers: CUDA, Vulkan and Metal. Dense LSTM peepholes (a second product per step) are
-left to the other paths. A row absent at a step copies its state forward.
+What keeps the weights in registers (each found with ncu's local-memory counts on the H200; a
+spilled kernel ran 2-4x slower than the plain block kernel):
+
+* 256 threads: Taichi's CUDA build caps a kernel's registers by its block size (128 a thread at
+  256 threads, 64 at 512, whatever ``gpu_max_reg`` says), so at most 64 weights a thread;
+* the usual cells only (sigmoid gates, tanh: the frame's F_STANDARD, with ``gate_math``'s
+  ``standard_*`` functions): the sixteen-way neuron choice, inlined at every gate, spilled them;
+* the partial sums of a row side by side and summed in a static loop (``gate_sum``): a run-time
+  loop over chunks kept ~30 addresses live across the time loop (read in the PTX).
+
+Limits: ceil(R/rho) x chunks ≤ BLOCK (``registers_rows``); shared memory ~5.5 KiB. Only block
+barriers: CUDA, Vulkan and Metal. Dense LSTM peepholes (a second product per step) are left to the
+other paths. A row absent at a step copies its state forward.
 """
 import functools
 
@@ -48,8 +53,8 @@ from .layout import (
     CELL_LSTM,
     CELL_SINGLE_GATE,
     F_PEEP,
-    F_V,
     F_ROWS,
+    F_V,
     F_WS_C,
     F_WS_H,
     F_WS_XW,
@@ -107,9 +112,9 @@ def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.templa
 @ti.func
 def rows_dot(w, v: ti.template(), j0, rho: ti.template()):
     """Σ_j w[i·CHUNK + j]·v[j0 + j] over one chunk for each of ``rho`` rows: each load of v serves
-    every row, and four independent accumulators in all keep the multiply-adds overlapped."""
-    per = ti.static(4 // rho)   # accumulators per row
-    acc = ti.Vector([0.0] * 4, ti.f32)
+    every row, and four independent accumulators per row keep the multiply-adds overlapped."""
+    per = ti.static(4)   # accumulators per row
+    acc = ti.Vector([0.0] * (per * rho), ti.f32)
     for j in ti.static(range(CHUNK)):
         x = v[j0 + j]
         for i in ti.static(range(rho)):
@@ -133,22 +138,23 @@ def gate_sum(part: ti.template(), chunks, o):
     return total
 
 
-def _kernel(cell, rho, block=BLOCK, prefetch=True):
+@ti.func
+def rounds(n, tid):
+    """How many of items tid, tid + BLOCK, ... are below n (a thread's share of n items)."""
+    return (n - tid + BLOCK - 1) // BLOCK if tid < n else 0
+
+
+def _kernel(cell, rho):
     G = GATES[cell]
     assert cell != CELL_GRU or rho == 1
 
-    @ti.func
-    def rounds(n, tid):
-        """How many of items tid, tid + block, ... are below n (a thread's share of n items)."""
-        return (n - tid + block - 1) // block if tid < n else 0
-
     def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
-        ti.loop_config(block_dim=block)
-        for t in range(ti.static(row_blocks() * block)):
+        ti.loop_config(block_dim=BLOCK)
+        for t in range(ti.static(row_blocks() * BLOCK)):
             T, B, H, slot = run_sizes(frame)
-            blk = t // block
-            tid = t % block
+            blk = t // BLOCK
+            tid = t % BLOCK
             first, count, stride = block_share(B, blk)
             part = ti.simt.block.SharedArray((MAX_GATE_ROWS * MAX_CHUNKS,), ti.f32)   # partial sums [row, chunk]
             h = ti.simt.block.SharedArray((PADDED,), ti.f32)       # h0, zero past H
@@ -167,7 +173,7 @@ def _kernel(cell, rho, block=BLOCK, prefetch=True):
             v0, vso, vsj = memory_weights(frame)
             for i in ti.static(range(rho)):
                 o[i] = p + i * span
-                if k < chunks and o[i] < R:
+                if count > 0 and k < chunks and o[i] < R:   # (a block without rows loads nothing)
                     at[i] = u0 + o[i] * uso
                 else:
                     o[i] = -1
@@ -183,7 +189,7 @@ def _kernel(cell, rho, block=BLOCK, prefetch=True):
             for q in range(count):
                 r = first + q * stride
                 for e in range(rounds(PADDED, tid)):
-                    i = tid + e * block
+                    i = tid + e * BLOCK
                     v = 0.0
                     if i < H:
                         v = ws[frame[F_WS_H] + r * H + i]
@@ -202,14 +208,9 @@ def _kernel(cell, rho, block=BLOCK, prefetch=True):
                 for s in range(T):
                     _, _, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
                     x = x_next
-                    if ti.static(prefetch):
-                        if tid < H and s + 1 < T:           # the next step's inputs, a step ahead
-                            for g in ti.static(range(G)):
-                                x_next[g] = ws[frame[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + tid]
-                    else:
-                        if tid < H:
-                            for g in ti.static(range(G)):
-                                x[g] = ws[frame[F_WS_XW] + (s * B + r) * G * H + g * H + tid]
+                    if tid < H and s + 1 < T:           # the next step's inputs, a step ahead
+                        for g in ti.static(range(G)):
+                            x_next[g] = ws[frame[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + tid]
                     h_next = frame[F_WS_H] + (s + 1) * slot + r * H
                     c_next = frame[F_WS_C] + (s + 1) * slot + r * H
                     if r < frame[F_ROWS + s]:
@@ -263,9 +264,7 @@ def _kernel(cell, rho, block=BLOCK, prefetch=True):
                         if ti.static(cell == CELL_LSTM):
                             ws[c_next + tid] = c
 
-    # the name profilers show: cell, rows per thread, and any option that is not the default
-    kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_registers{rho}"
-                       + ("" if block == BLOCK else f"_b{block}") + ("" if prefetch else "_np"))
+    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_registers{rho}"   # the name profilers show
     return ti.kernel(kernel)
 
 

@@ -29,7 +29,9 @@ def cell(rng, kind, hidden, n_in=None, **opts):
 
 
 @pytest.mark.parametrize("kind, hidden, batch, opts, expected", [
-    ("lstm", 64, 1, {}, "blocks"),
+    ("lstm", 64, 1, {}, "registers"),   # U fits one block's registers
+    ("lstm", 65, 1, {}, "blocks"),
+    ("lstm", 64, 1, {"neurons": "hard"}, "blocks"),   # registers: the usual neurons only
     ("lstm", 192, 4, {}, "blocks"),     # a block's step still costs less than a dispatch
     ("lstm", 256, 1, {}, "tiles"),      # no longer (63 against 31.5 µs a step)
     ("gru", 256, 8, {}, "blocks"),      # two dispatches a step: blocks up to their limit
@@ -45,6 +47,10 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
 
 
 @pytest.mark.parametrize("kind, hidden, batch, opts, expected", [
+    ("lstm", 64, 8, {}, "registers"),
+    ("gru", 64, 1, {}, "registers"),
+    ("single", 128, 4, {}, "registers"),
+    ("lstm", 64, 1, {"peephole": "dense"}, "blocks"),
     ("lstm", 128, 8, {}, "blocks"),
     ("lstm", 192, 4, {}, "persistent"),
     ("gru", 1024, 4, {}, "persistent"),
@@ -71,5 +77,6 @@ def test_forced_path_that_does_not_apply_falls_back(rng, monkeypatch):
     monkeypatch.setenv("MPSRNN_RECURRENCE", "tiles")
     assert rec.choose_recurrence("vulkan", cell(rng, "lstm", 512, peephole="dense"), 25, 1) == "step"
     monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
-    with pytest.raises(ValueError, match="MPSRNN_RECURRENCE: expected one of step, rows, blocks, tiles on vulkan"):
+    with pytest.raises(ValueError, match="MPSRNN_RECURRENCE: expected one of step, rows, blocks, registers, tiles "
+                                         "on vulkan"):
         rec.choose_recurrence("vulkan", cell(rng, "lstm", 64), 25, 1)

@@ -94,6 +94,11 @@ def choose_recurrence(arch, cell, steps, batch):
         # Metal has not run the block kernel yet (no Mac here): plain kernels until `mpsrnn check
         # --arch metal`, which forces every path against the reference, has passed on one
         return "step"
+    if applies("registers", arch, cell):
+        # the weights fit one block's registers (H200, µs a step against the plain block kernel:
+        # CUDA LSTM 64 b1 1.0 / 2.2, GRU 64 b1 0.8 / 3.2, single gate 128 b4 0.6 / 1.8; Vulkan LSTM 64
+        # b1 2.5 / 3.6 before the last spills were mended)
+        return "registers"
     if cell.n_out <= SMALL_HIDDEN:
         return "blocks"
     if arch != "cuda" and applies("blocks", arch, cell):
