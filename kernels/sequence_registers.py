@@ -54,6 +54,7 @@ from .layout import (
     CELL_SINGLE_GATE,
     F_PEEP,
     F_ROWS,
+    F_V,
     F_WS_C,
     F_WS_H,
     F_WS_XW,
@@ -185,7 +186,6 @@ def _kernel(cell, rho):
                     if o[0] >= H:
                         at2[0] = v0 + (o[0] - H) * vso
                 w2 = load_rows(wts, at2, ti.select(o[0] >= H, vsj, usj), k * CHUNK, H, 1)
-            diagonal = frame[F_PEEP] == PEEP_DIAGONAL   # LSTM peepholes, read per step from L1
             for q in range(count):
                 r = first + q * stride
                 for e in range(rounds(PADDED, tid)):
@@ -200,30 +200,20 @@ def _kernel(cell, rho):
                 if ti.static(cell == CELL_LSTM):
                     if tid < H:
                         c = ws[frame[F_WS_C] + r * H + tid]
-                # where this row's inputs and state history lie, read from the frame once: a frame
-                # read on a step's critical path costs a dependent load (~10% of a step here)
-                xw = frame[F_WS_XW] + r * G * H + tid      # step s: xw + s * B * G * H
-                h_next = frame[F_WS_H] + r * H             # slot s + 1: + (s + 1) * slot
-                c_next = frame[F_WS_C] + r * H
                 x_next = ti.Vector([0.0] * G, ti.f32)
                 if tid < H:
                     for g in ti.static(range(G)):
-                        x_next[g] = ws[xw + g * H]
-                present_next = r < frame[F_ROWS]
+                        x_next[g] = ws[frame[F_WS_XW] + r * G * H + g * H + tid]
                 ti.simt.block.sync()
                 for s in range(T):
-                    # this step's inputs and presence were loaded a step ahead, so their latency hides
-                    # behind a whole step; load the next step's now
+                    _, _, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
                     x = x_next
-                    present = present_next
-                    if s + 1 < T:
-                        present_next = r < frame[F_ROWS + s + 1]
-                        if tid < H:
-                            for g in ti.static(range(G)):
-                                x_next[g] = ws[xw + (s + 1) * B * G * H + g * H]
-                    h_next += slot
-                    c_next += slot
-                    if present:
+                    if tid < H and s + 1 < T:           # the next step's inputs, a step ahead
+                        for g in ti.static(range(G)):
+                            x_next[g] = ws[frame[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + tid]
+                    h_next = frame[F_WS_H] + (s + 1) * slot + r * H
+                    c_next = frame[F_WS_C] + (s + 1) * slot + r * H
+                    if r < frame[F_ROWS + s]:
                         sums = rows_dot(w1, h, k * CHUNK, rho)
                         for i in ti.static(range(rho)):
                             if o[i] >= 0:
@@ -236,9 +226,9 @@ def _kernel(cell, rho):
                         elif ti.static(cell == CELL_LSTM):
                             if tid < H:
                                 peep = ti.Vector([0.0] * 4, ti.f32)   # diagonal peepholes, from L1
-                                if diagonal:
+                                if frame[F_PEEP] == PEEP_DIAGONAL:
                                     for g in ti.static(range(4)):
-                                        peep[g] = w32(wts, v0 + g * H + tid)
+                                        peep[g] = w32(wts, frame[F_V] + g * H + tid)
                                 a_i = x[0] + gate_sum(part, chunks, tid) + peep[0] * c
                                 a_f = x[1] + gate_sum(part, chunks, H + tid) + peep[1] * c
                                 a_c = x[2] + gate_sum(part, chunks, 2 * H + tid) + peep[2] * c
