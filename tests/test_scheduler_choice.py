@@ -80,3 +80,23 @@ def test_forced_path_that_does_not_apply_falls_back(rng, monkeypatch):
     with pytest.raises(ValueError, match="MPSRNN_RECURRENCE: expected one of step, rows, blocks, registers, tiles "
                                          "on vulkan"):
         rec.choose_recurrence("vulkan", cell(rng, "lstm", 64), 25, 1)
+
+
+@pytest.mark.parametrize("cell_kind, peephole, hidden, standard, rho", [
+    ("lstm", "none", 32, True, 1),      # 128 rows x 1 chunk: a row a thread
+    ("lstm", "none", 48, True, 2),      # 192 rows x 2 chunks > 256 threads: two rows a thread
+    ("lstm", "diagonal", 64, True, 2),
+    ("lstm", "none", 65, True, None),   # 260 gate rows
+    ("lstm", "dense", 16, True, None),  # a second product per step
+    ("lstm", "none", 16, False, None),  # other neurons: the plain block kernel
+    ("gru", "none", 64, True, 1),       # z and r: 128 rows x 2 chunks; the second set on the same threads
+    ("gru", "none", 65, True, None),    # would need two rows a thread, and its threads hold two sets
+    ("single", "none", 128, True, 2),   # 128 rows x 4 chunks
+    ("single", "none", 129, True, None),
+])
+def test_registers_shapes(cell_kind, peephole, hidden, standard, rho):
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, PEEP_DENSE, PEEP_DIAGONAL, PEEP_NONE
+    from mpsrnn.kernels.sequence_registers import registers_rows
+    kind = {"lstm": CELL_LSTM, "gru": CELL_GRU, "single": CELL_SINGLE_GATE}[cell_kind]
+    peep = {"none": PEEP_NONE, "dense": PEEP_DENSE, "diagonal": PEEP_DIAGONAL}[peephole]
+    assert registers_rows(kind, peep, hidden, standard) == rho

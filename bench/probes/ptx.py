@@ -1,10 +1,15 @@
-"""Print the PTX of the GPU kernels (CUDA), to read their registers, spills and shared memory.
+"""Dump the PTX of the GPU kernels (CUDA), to read their registers, spills and shared memory.
 
-    python bench/probes/ptx.py > kernels.ptx 2>&1
-    grep -E "^\\.(visible )?\\.entry|\\.reg|\\.local|\\.shared|ld\\.local" kernels.ptx
+    mkdir -p /tmp/ptx && cd /tmp/ptx && python /path/to/bench/probes/ptx.py
+    for f in taichi_kernel_nvptx_*.ptx; do strings $f > t.ptx; grep -o "entry [a-z_0-9]*" t.ptx;
+        ptxas -arch=sm_90 -v t.ptx -o /dev/null 2>&1 | grep -E "registers|spill"; done
 
-Compiles the kernels of three configurations with Taichi's assembly dump on and
-the offline cache off (a cached kernel is not compiled, so it prints nothing).
+Compiles the kernels of four configurations with Taichi's assembly dump on and the offline cache off
+(a cached kernel is not compiled, so it dumps nothing). Taichi writes one file per module,
+``taichi_kernel_nvptx_NNNN.ptx``, into the working directory (nothing to standard output); each ends
+in a NUL byte, hence ``strings``. Spills happen in ``ptxas``, so the PTX shows none: ``ncu``'s
+``smsp__sass_inst_executed_op_local_{ld,st}.sum`` count them on the device
+(``kernels/sequence_registers.py`` says what they found).
 """
 import os
 import sys
@@ -19,7 +24,8 @@ def main():
     ti.init(arch=ti.cuda, offline_cache=False, fast_math=False, print_kernel_asm=True, log_level=ti.WARN)
     backend._current = "cuda"   # started by hand above, with the dump on
     from mpsrnn.benchmark import Config, time_config
-    for cfg in (Config("lstm", 64, 64, 1, 20), Config("lstm", 512, 512, 4, 20), Config("gru", 512, 512, 4, 20)):
+    for cfg in (Config("lstm", 64, 64, 1, 20), Config("gru", 64, 64, 1, 20), Config("lstm", 512, 512, 4, 20),
+                Config("gru", 512, 512, 4, 20)):
         time_config(cfg, repeats=1, warmup=0)
 
 
