@@ -67,8 +67,9 @@ from .sequence_copy import store_output
 BLOCK = 256        # threads per block (128 registers a thread; see above)
 CHUNK = 32         # input channels of a thread's share of a row
 MAX_CHUNKS = 4     # input chunks of the widest layer (single gate, hidden 128)
-MAX_ROWS = 2       # gate rows a thread holds (rho)
-MAX_GATE_ROWS = 256  # gate rows of a phase (LSTM 64: 4 x 64)
+HELD_ROWS = 2      # gate rows a thread holds in registers; any more it reads from memory (L1) each step
+MAX_ROWS = 8       # gate rows a thread computes (rho)
+MAX_GATE_ROWS = 512  # gate rows of a phase (LSTM 128: 4 x 128)
 PADDED = MAX_CHUNKS * CHUNK
 
 
@@ -90,7 +91,7 @@ def registers_rows(cell, peephole, hidden, standard):
     rows = first_phase_rows(cell, hidden)
     if rows > MAX_GATE_ROWS:
         return None
-    for rho in range(1, (1 if cell == CELL_GRU else MAX_ROWS) + 1):
+    for rho in range(1, (1 if cell == CELL_GRU else MAX_ROWS) + 1):   # a GRU thread holds two sets
         if -(-rows // rho) * chunks <= BLOCK:
             return rho
     return None
@@ -98,10 +99,11 @@ def registers_rows(cell, peephole, hidden, standard):
 
 @ti.func
 def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.template()):
-    """The weights of ``rho`` rows (first elements at rows[i], negative: none) at input channels
-    j0 .. j0+CHUNK-1 (stride sj), as float32, row i at [i·CHUNK + j]; zero past H."""
-    w = ti.Vector([0.0] * (rho * CHUNK), ti.f32)
-    for i in ti.static(range(rho)):
+    """The weights a thread holds: of its first min(rho, HELD_ROWS) rows (first elements at rows[i],
+    negative: none) at input channels j0 .. j0+CHUNK-1 (stride sj), as float32, row i at
+    [i·CHUNK + j]; zero past H."""
+    w = ti.Vector([0.0] * (min(rho, HELD_ROWS) * CHUNK), ti.f32)
+    for i in ti.static(range(min(rho, HELD_ROWS))):
         if rows[i] >= 0:
             for j in ti.static(range(CHUNK)):
                 if j0 + j < H:
@@ -110,15 +112,21 @@ def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.templa
 
 
 @ti.func
-def rows_dot(w, v: ti.template(), j0, rho: ti.template()):
-    """Σ_j w[i·CHUNK + j]·v[j0 + j] over one chunk for each of ``rho`` rows: each load of v serves
-    every row, and four independent accumulators per row keep the multiply-adds overlapped."""
-    per = ti.static(4)   # accumulators per row
+def rows_dot(w, wts: ti.template(), rows: ti.template(), sj, H, v: ti.template(), j0, rho: ti.template()):
+    """Σ_j W(row i, j0 + j)·v[j0 + j] over one chunk for each of ``rho`` rows: the first HELD_ROWS
+    from the registers ``w`` (w[i·CHUNK + j]), the rest from ``wts`` (at rows[i] + j·sj). Reads from
+    memory stay inside the matrix: past H the column is clamped to H - 1, where v is zero, and a row
+    that does not exist (rows[i] < 0) reads from 0 and its sum is never stored. Each load of v serves
+    every row; independent accumulators per row keep the multiply-adds overlapped."""
+    per = ti.static(4 if rho <= HELD_ROWS else 2)   # accumulators per row
     acc = ti.Vector([0.0] * (per * rho), ti.f32)
     for j in ti.static(range(CHUNK)):
         x = v[j0 + j]
         for i in ti.static(range(rho)):
-            acc[i * per + j % per] += w[i * CHUNK + j] * x
+            if ti.static(i < HELD_ROWS):
+                acc[i * per + j % per] += w[i * CHUNK + j] * x
+            else:
+                acc[i * per + j % per] += w32(wts, ti.max(rows[i], 0) + ti.min(j0 + j, H - 1) * sj) * x
     sums = ti.Vector([0.0] * rho, ti.f32)
     for i in ti.static(range(rho)):
         for a in ti.static(range(per)):
@@ -179,8 +187,8 @@ def _kernel(cell, rho):
                     o[i] = -1
             w1 = load_rows(wts, at, usj, k * CHUNK, H, rho)
             w2 = ti.Vector([0.0] * CHUNK, ti.f32)
+            at2 = ti.Vector([-1], ti.i32)
             if ti.static(cell == CELL_GRU):
-                at2 = ti.Vector([-1], ti.i32)
                 if o[0] >= 0:
                     at2[0] = u0 + (2 * H + o[0]) * uso
                     if o[0] >= H:
@@ -214,7 +222,7 @@ def _kernel(cell, rho):
                     h_next = frame[F_WS_H] + (s + 1) * slot + r * H
                     c_next = frame[F_WS_C] + (s + 1) * slot + r * H
                     if r < frame[F_ROWS + s]:
-                        sums = rows_dot(w1, h, k * CHUNK, rho)
+                        sums = rows_dot(w1, wts, at, usj, H, h, k * CHUNK, rho)
                         for i in ti.static(range(rho)):
                             if o[i] >= 0:
                                 part[o[i] * MAX_CHUNKS + k] = sums[i]
@@ -247,9 +255,9 @@ def _kernel(cell, rho):
                             ti.simt.block.sync()
                             if o[0] >= 0:
                                 if o[0] < H:
-                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, rh, k * CHUNK, 1)[0]
+                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, wts, at2, usj, H, rh, k * CHUNK, 1)[0]
                                 else:
-                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, zh, k * CHUNK, 1)[0]
+                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, wts, at2, vsj, H, zh, k * CHUNK, 1)[0]
                             ti.simt.block.sync()
                             if tid < H:
                                 pre_h = x[2] + gate_sum(part, chunks, tid) + gate_sum(part, chunks, H + tid)

@@ -48,6 +48,9 @@ SCENARIOS = [
     # a GPU persistent kernel keeps each thread's 8 weights in registers, the last share ragged
     ("lstm", {}, 7, 250, [4, 3, 3, 1]),
     ("gru", {"use_float32_weights": False}, 5, 300, [2, 2, 1]),
+    # a GPU registers kernel holds 2 of a thread's 7 gate rows in registers and reads 5 from memory,
+    # the last rows ragged (400 gate rows)
+    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 5, 100, [3, 3, 2]),
     # more rows than the fixed grids have workers or blocks (kernels/grid.py): each takes several
     ("single", {}, 4, 6, [1100, 1100, 1037]),
 ]

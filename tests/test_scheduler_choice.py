@@ -30,7 +30,7 @@ def cell(rng, kind, hidden, n_in=None, **opts):
 
 @pytest.mark.parametrize("kind, hidden, batch, opts, expected", [
     ("lstm", 64, 1, {}, "registers"),   # U fits one block's registers
-    ("lstm", 65, 1, {}, "blocks"),
+    ("lstm", 128, 8, {}, "registers"),  # 2 of a thread's 8 rows in registers, the rest read from L1
     ("lstm", 64, 1, {"neurons": "hard"}, "blocks"),   # registers: the usual neurons only
     ("lstm", 192, 4, {}, "blocks"),     # a block's step still costs less than a dispatch
     ("lstm", 256, 1, {}, "tiles"),      # no longer (63 against 31.5 µs a step)
@@ -51,7 +51,7 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("gru", 64, 1, {}, "registers"),
     ("single", 128, 4, {}, "registers"),
     ("lstm", 64, 1, {"peephole": "dense"}, "blocks"),
-    ("lstm", 128, 8, {}, "blocks"),
+    ("lstm", 128, 8, {}, "blocks"),     # registers would read rows from memory: slower on CUDA
     ("lstm", 192, 4, {}, "persistent"),
     ("gru", 1024, 4, {}, "persistent"),
     ("lstm", 512, 1, {"peephole": "dense"}, "step"),   # neither persistent nor tiles take them
@@ -86,7 +86,9 @@ def test_forced_path_that_does_not_apply_falls_back(rng, monkeypatch):
     ("lstm", "none", 32, True, 1),      # 128 rows x 1 chunk: a row a thread
     ("lstm", "none", 48, True, 2),      # 192 rows x 2 chunks > 256 threads: two rows a thread
     ("lstm", "diagonal", 64, True, 2),
-    ("lstm", "none", 65, True, None),   # 260 gate rows
+    ("lstm", "none", 65, True, 4),      # 260 rows x 3 chunks: 2 rows a thread in registers, 2 from memory
+    ("lstm", "none", 128, True, 8),
+    ("lstm", "none", 129, True, None),  # 5 chunks
     ("lstm", "dense", 16, True, None),  # a second product per step
     ("lstm", "none", 16, False, None),  # other neurons: the plain block kernel
     ("gru", "none", 64, True, 1),       # z and r: 128 rows x 2 chunks; the second set on the same threads

@@ -33,7 +33,7 @@ from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import LANE_KERNELS
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel, resident_terms
-from ..kernels.sequence_registers import registers_kernel, registers_rows
+from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
 from ..kernels.sequence_rows import ROW_KERNELS
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 
@@ -70,7 +70,12 @@ def applies(name, arch, cell):
     if name == "blocks":
         return cell.n_out <= MAX_HIDDEN
     if name == "registers":
-        return _registers_rows(cell) is not None
+        # CUDA: only layers whose rows all stay in registers. Rows read from memory ran slower there
+        # than the plain block kernel (H200, µs a step: LSTM 128 b1 9.1 against 5.4, LSTM 96 b2 5.7
+        # against 3.8), and one test run crashed on them, not yet explained; on Vulkan they run 3x
+        # faster than the block kernel (LSTM 128 b1 4.8 against 15.0) and pass the tests
+        rho = _registers_rows(cell)
+        return rho is not None and (arch != "cuda" or rho <= HELD_ROWS)
     if name == "lanes":
         return cell.lanes is not None
     if name == "tiles":
@@ -97,7 +102,7 @@ def choose_recurrence(arch, cell, steps, batch):
     if applies("registers", arch, cell):
         # the weights fit one block's registers (H200, µs a step against the plain block kernel:
         # CUDA LSTM 64 b1 1.0 / 2.2, GRU 64 b1 0.8 / 3.2, single gate 128 b4 0.6 / 1.8; Vulkan LSTM 64
-        # b1 2.5 / 3.6 before the last spills were mended)
+        # b1 1.9 / 3.6, LSTM 128 b1 with 6 of 8 rows read from memory 4.8 / 15.0)
         return "registers"
     if cell.n_out <= SMALL_HIDDEN:
         return "blocks"
