@@ -23,6 +23,8 @@ Arguments: the layer's input view (as ``project_inputs`` takes it), then those o
 recurrence kernels (frame, workspace, output), with the lane-packed weights (``lanes``) in place of
 ``wts``.
 """
+import functools
+
 import taichi as ti
 
 from .frame import FRAME, INPUT, OUTPUT, PARAMS, WORKSPACE, run_sizes
@@ -292,23 +294,30 @@ def run_row(kind: ti.template(), x: ti.template(), x_base, x_step, x_row, ws: ti
             row_step(kind, ti.static(LANE_STEPS[kind]), ws, lanes, prm, frame, out, out_base, out_step, out_row, s, r)
 
 
-def _lanes_kernel(kind):
-    """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py)."""
+def _lanes_kernel(kind, serial):
+    """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py); or, with
+    ``serial``, one loop that Taichi runs on the calling thread, for a batch of one row, whose work
+    one thread does anyway. A parallel dispatch wakes Taichi's thread pool, which on a 2-core VM
+    costs 14-53 µs (p20, median) against 5 µs for a serial one (a trivial kernel in a graph)."""
     def run(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, lanes: LANE_WEIGHTS,
             prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
-        ti.loop_config(block_dim=ti.static(worker_block()))
-        for w in range(ti.static(workers())):
-            first, count, stride = share(frame[F_BATCH], w)
-            for q in range(count):
-                run_row(kind, x, x_base, x_step, x_row, ws, lanes, prm, frame, out, out_base, out_step, out_row,
-                        first + q * stride)
-    run.__name__ = run.__qualname__ = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes"   # names in profiles
+        if ti.static(serial):
+            ti.loop_config(serialize=True)
+            for r in range(1):
+                run_row(kind, x, x_base, x_step, x_row, ws, lanes, prm, frame, out, out_base, out_step, out_row, r)
+        else:
+            ti.loop_config(block_dim=ti.static(worker_block()))
+            for w in range(ti.static(workers())):
+                first, count, stride = share(frame[F_BATCH], w)
+                for q in range(count):
+                    run_row(kind, x, x_base, x_step, x_row, ws, lanes, prm, frame, out, out_base, out_step,
+                            out_row, first + q * stride)
+    name = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes{'_one_row' if serial else ''}"
+    run.__name__ = run.__qualname__ = name   # names in profiles
     return ti.kernel(run)
 
 
-single_gate_lanes = _lanes_kernel(CELL_SINGLE_GATE)
-gru_lanes = _lanes_kernel(CELL_GRU)
-lstm_lanes = _lanes_kernel(CELL_LSTM)
-
-
-LANE_KERNELS = {0: single_gate_lanes, 1: gru_lanes, 2: lstm_lanes}
+@functools.lru_cache(maxsize=None)
+def lanes_kernel(kind, batch):
+    """The lanes kernel of a ``kind`` cell for ``batch`` rows (compiled on first use)."""
+    return _lanes_kernel(kind, batch == 1)

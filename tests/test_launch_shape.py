@@ -65,6 +65,9 @@ CHILD = textwrap.dedent("""
         xs = sequence(rng, [2, 2, 1], 5)
         record(f"{rec}-bidirectional", lambda: layer.encode_bidirectional_sequence(xs))
     os.environ["MPSRNN_RECURRENCE"] = "lanes"
+    layer = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 5, 6))
+    xs = sequence(rng, [1, 1, 1], 5)
+    record("lanes-one-row-lstm", lambda: layer.encode_sequence(xs))
     os.environ["MPSRNN_PROJECTION"] = "apart"
     layer = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 5, 6))
     xs = sequence(rng, [3, 2, 2], 5)
@@ -85,11 +88,19 @@ def task_names():
 
 
 def test_every_kernel_is_one_range_task(task_names):
-    assert len(task_names) == 22
+    assert len(task_names) == 23
     for run, names in task_names.items():
         assert names, run
-        serial = [n for n in names if not n.endswith("_range_for")]
-        assert not serial, f"{run}: tasks that are not the kernel's one parallel loop: {serial}"
+        # one task per kernel: its parallel loop, or the one-row lanes kernel's serial loop
+        extra = [n for n in names if not (n.endswith("_range_for") or ("_one_row_" in n and n.endswith("_serial")))]
+        assert not extra, f"{run}: tasks that are not the kernel's one loop: {extra}"
+
+
+def test_one_row_runs_on_the_calling_thread(task_names):
+    """A batch of one row on the CPU takes the lanes kernel's serial form: one task, its loop run by
+    the calling thread (no thread-pool round trip)."""
+    names = task_names["lanes-one-row-lstm"]
+    assert [n.split("_c")[0] for n in names] == ["lstm_lanes_one_row"], names
 
 
 def test_a_plain_run_is_two_launches(task_names):

@@ -31,7 +31,7 @@ from ..kernels.layout import CELL_GRU, CELL_LSTM, F_STANDARD, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
-from ..kernels.sequence_lanes import LANE_KERNELS
+from ..kernels.sequence_lanes import lanes_kernel
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel, resident_terms
 from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
 from ..kernels.sequence_rows import ROW_KERNELS
@@ -191,7 +191,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
         if lr.projected_apart:
             prog.add(project_inputs_lanes, *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame)
-        prog.add(LANE_KERNELS[kind], *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame, *output)
+        prog.add(lanes_kernel(kind, batch), *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame, *output)
         return
     if lr.projected_apart:
         prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
