@@ -296,15 +296,18 @@ def run_row(kind: ti.template(), x: ti.template(), x_base, x_step, x_row, ws: ti
 
 def _lanes_kernel(kind, serial):
     """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py); or, with
-    ``serial``, one loop that Taichi runs on the calling thread, for a batch of one row, whose work
-    one thread does anyway. A parallel dispatch wakes Taichi's thread pool, which on a 2-core VM
-    costs 14-53 µs (p20, median) against 5 µs for a serial one (a trivial kernel in a graph)."""
+    ``serial``, one loop over the rows that Taichi runs on the calling thread. A parallel dispatch
+    wakes Taichi's thread pool, which on a 2-core VM costs 14-53 µs (p20, median) against 5 µs for a
+    serial one (a trivial kernel in a graph), so small layers run serially (``lanes_serial`` in
+    ``scheduler/recurrence.py`` decides)."""
     def run(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, lanes: LANE_WEIGHTS,
             prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
         if ti.static(serial):
             ti.loop_config(serialize=True)
-            for r in range(1):
-                run_row(kind, x, x_base, x_step, x_row, ws, lanes, prm, frame, out, out_base, out_step, out_row, r)
+            for _ in range(1):
+                for r in range(frame[F_BATCH]):
+                    run_row(kind, x, x_base, x_step, x_row, ws, lanes, prm, frame, out, out_base, out_step,
+                            out_row, r)
         else:
             ti.loop_config(block_dim=ti.static(worker_block()))
             for w in range(ti.static(workers())):
@@ -312,12 +315,12 @@ def _lanes_kernel(kind, serial):
                 for q in range(count):
                     run_row(kind, x, x_base, x_step, x_row, ws, lanes, prm, frame, out, out_base, out_step,
                             out_row, first + q * stride)
-    name = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes{'_one_row' if serial else ''}"
+    name = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes{'_serial' if serial else ''}"
     run.__name__ = run.__qualname__ = name   # names in profiles
     return ti.kernel(run)
 
 
 @functools.lru_cache(maxsize=None)
-def lanes_kernel(kind, batch):
-    """The lanes kernel of a ``kind`` cell for ``batch`` rows (compiled on first use)."""
-    return _lanes_kernel(kind, batch == 1)
+def lanes_kernel(kind, serial):
+    """The lanes kernel of a ``kind`` cell, parallel or serial (each compiled on first use)."""
+    return _lanes_kernel(kind, serial)

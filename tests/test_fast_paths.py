@@ -10,25 +10,30 @@ import pytest
 import mpsrnn as m
 import reference as R
 from builders import assert_seq_close, descriptor, sequence
+from mpsrnn.scheduler import recurrence
 from mpsrnn.scheduler.recurrence import applies, available_recurrences
 
 # lanes and persistent project the inputs inside their kernel or in a kernel of their own
 # (MPSRNN_PROJECTION); the lanes path reads only its own packed weights, so the plain layout does not
 # matter to it
 ARCH_PATHS = available_recurrences(m.init())
-PATHS = ([(rec, layout, "") for rec in ARCH_PATHS for layout in ("rows", "transposed")
+# and the lanes kernel runs serially on the calling thread or on every thread (LANES_SERIAL_FLOPS)
+PATHS = ([(rec, layout, "", "") for rec in ARCH_PATHS for layout in ("rows", "transposed")
           if rec not in ("lanes", "persistent")]
-         + [("persistent", layout, where) for layout in ("rows", "transposed") for where in ("inside", "apart")
+         + [("persistent", layout, where, "") for layout in ("rows", "transposed") for where in ("inside", "apart")
             if "persistent" in ARCH_PATHS]
-         + [("lanes", "rows", where) for where in ("inside", "apart") if "lanes" in ARCH_PATHS])
+         + [("lanes", "rows", where, threads) for where in ("inside", "apart") for threads in ("serial", "threads")
+            if "lanes" in ARCH_PATHS])
 
 
 @pytest.fixture(params=PATHS, ids=lambda p: "-".join(filter(None, p)))
 def path(request, monkeypatch):
-    rec, layout, projection = request.param
+    rec, layout, projection, threads = request.param
     monkeypatch.setenv("MPSRNN_RECURRENCE", rec)
     monkeypatch.setenv("MPSRNN_WEIGHT_LAYOUT", layout)
     monkeypatch.setenv("MPSRNN_PROJECTION", projection)
+    if threads:
+        monkeypatch.setattr(recurrence, "LANES_SERIAL_FLOPS", float("inf") if threads == "serial" else 0.0)
     return request.param
 
 

@@ -28,6 +28,7 @@ CHILD = textwrap.dedent("""
     sys.path.insert(0, os.environ["MPSRNN_TESTS"])
     import mpsrnn as m
     from builders import descriptor, sequence
+    from mpsrnn.scheduler import recurrence
     m.init("cpu")
     rng = np.random.default_rng(int(os.environ.get("MPSRNN_TEST_SEED", "5")))
     report = {}
@@ -65,9 +66,10 @@ CHILD = textwrap.dedent("""
         xs = sequence(rng, [2, 2, 1], 5)
         record(f"{rec}-bidirectional", lambda: layer.encode_bidirectional_sequence(xs))
     os.environ["MPSRNN_RECURRENCE"] = "lanes"
+    recurrence.LANES_SERIAL_FLOPS = 0.0   # a batch of rows on every thread
     layer = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 5, 6))
-    xs = sequence(rng, [1, 1, 1], 5)
-    record("lanes-one-row-lstm", lambda: layer.encode_sequence(xs))
+    xs = sequence(rng, [3, 2, 2], 5)
+    record("lanes-threads-lstm", lambda: layer.encode_sequence(xs))
     os.environ["MPSRNN_PROJECTION"] = "apart"
     layer = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 5, 6))
     xs = sequence(rng, [3, 2, 2], 5)
@@ -91,16 +93,10 @@ def test_every_kernel_is_one_range_task(task_names):
     assert len(task_names) == 23
     for run, names in task_names.items():
         assert names, run
-        # one task per kernel: its parallel loop, or the one-row lanes kernel's serial loop
-        extra = [n for n in names if not (n.endswith("_range_for") or ("_one_row_" in n and n.endswith("_serial")))]
+        # one task per kernel: its parallel loop, or the serial lanes kernel's loop
+        extra = [n for n in names
+                 if not (n.endswith("_range_for") or ("_lanes_serial_" in n and n.endswith("_serial")))]
         assert not extra, f"{run}: tasks that are not the kernel's one loop: {extra}"
-
-
-def test_one_row_runs_on_the_calling_thread(task_names):
-    """A batch of one row on the CPU takes the lanes kernel's serial form: one task, its loop run by
-    the calling thread (no thread-pool round trip)."""
-    names = task_names["lanes-one-row-lstm"]
-    assert [n.split("_c")[0] for n in names] == ["lstm_lanes_one_row"], names
 
 
 def test_a_plain_run_is_two_launches(task_names):
@@ -108,8 +104,11 @@ def test_a_plain_run_is_two_launches(task_names):
     single-layer run without states is the projection and the recurrence, nothing else."""
     names = task_names["rows-lstm"]
     assert [n.split("_c")[0] for n in names] == ["project_inputs", "lstm_rows"], names
-    # the CPU's lanes kernel projects the inputs itself: one launch
+    # the CPU's lanes kernel projects the inputs itself: one launch, run on the calling thread for
+    # a layer this small, on every thread when told
     names = task_names["lanes-lstm"]
+    assert [n.split("_c")[0] for n in names] == ["lstm_lanes_serial"], names
+    names = task_names["lanes-threads-lstm"]
     assert [n.split("_c")[0] for n in names] == ["lstm_lanes"], names
     names = task_names["lanes-apart-lstm"]
     assert [n.split("_c")[0] for n in names] == ["project_inputs_lanes", "lstm_lanes"], names

@@ -102,3 +102,10 @@ def test_registers_shapes(cell_kind, peephole, hidden, standard, rho):
     kind = {"lstm": CELL_LSTM, "gru": CELL_GRU, "single": CELL_SINGLE_GATE}[cell_kind]
     peep = {"none": PEEP_NONE, "dense": PEEP_DENSE, "diagonal": PEEP_DIAGONAL}[peephole]
     assert registers_rows(kind, peep, hidden, standard) == rho
+
+
+def test_where_the_lanes_kernel_runs_serially(rng):
+    assert rec.lanes_serial(cell(rng, "lstm", 256), 50, 1)          # one row: one thread works anyway
+    assert rec.lanes_serial(cell(rng, "lstm", 64), 25, 2)           # 3.3 MFLOP: waking the pool costs more
+    assert not rec.lanes_serial(cell(rng, "single", 128), 50, 4)    # 13 MFLOP
+    assert not rec.lanes_serial(cell(rng, "lstm", 64), 200, 8)

@@ -154,6 +154,20 @@ FOLD_FLOPS = 256e6
 FOLD_MAX_INPUT = 512
 
 
+# CPU lanes: a layer call of up to this many FLOPs (recurrence and projection) runs on the calling
+# thread, since waking Taichi's thread pool costs more than the second thread saves. This 2-core VM,
+# µs a step, parallel / serial, same process: LSTM 64 b2 t25 (3.3 MFLOP) two layers 16-25 / 12,
+# bidirectional 19 / 15-17; but single gate 128 b4 t50 (13 MFLOP) 9.3 / 11.9, GRU 128 b2 t50
+# (20 MFLOP) 14 / 24, LSTM 64 b8 t200 (105 MFLOP) 16 / 25. One row is always serial (one thread works).
+LANES_SERIAL_FLOPS = 6e6
+
+
+def lanes_serial(cell, steps, batch):
+    """Whether a layer's lanes kernel runs serially on the calling thread (see LANES_SERIAL_FLOPS)."""
+    flops = 2.0 * steps * batch * cell.gates * cell.n_out * (cell.n_out + cell.n_in)
+    return batch == 1 or flops <= LANES_SERIAL_FLOPS
+
+
 def project_apart(name, cell, steps, batch):
     """Whether a layer's input projection runs as a kernel of its own before the recurrence, rather
     than inside the recurrence kernel (which ``lanes`` and ``persistent`` can do; the others never).
@@ -191,7 +205,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
         if lr.projected_apart:
             prog.add(project_inputs_lanes, *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame)
-        prog.add(lanes_kernel(kind, batch), *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame, *output)
+        prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch)), *x, lr.ws, lr.cell.lanes, lr.cell.prm,
+                 lr.frame, *output)
         return
     if lr.projected_apart:
         prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
