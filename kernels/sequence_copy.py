@@ -28,38 +28,72 @@ SEQ_ADD = 2
 SEQ_CONCAT = 3
 
 
-@ti.kernel
-def copy_sequence(dst: ti.types.ndarray(ndim=1), d_base: ti.i32, d_step: ti.i32, d_row: ti.i32,
-                  src: ti.types.ndarray(ndim=1), s_base: ti.i32, s_step: ti.i32, s_row: ti.i32,
-                  src2: ti.types.ndarray(ndim=1), s2_base: ti.i32, s2_step: ti.i32, s2_row: ti.i32,
-                  mode: ti.i32, channels: ti.i32, channels2: ti.i32, steps: ti.i32, batch: ti.i32,
-                  rows_tab: ti.types.ndarray(dtype=ti.i32, ndim=1), rows_at: ti.i32):
-    ti.loop_config(block_dim=ti.static(worker_block()))
-    for w in range(ti.static(workers())):
-        width = channels + channels2 if mode == SEQ_CONCAT else channels
-        first, count, stride = share(steps * batch * width, w)
-        for q in range(count):
-            idx = first + q * stride
-            c = idx % width
-            n = idx // width
-            t = n // batch
-            r = n % batch
-            rows = batch
-            if rows_at >= 0:
-                rows = rows_tab[rows_at + t]
-            if r < rows:
-                v = 0.0
-                if mode == SEQ_COPY:
-                    v = ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
-                elif mode == SEQ_ADD:
-                    v = (ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
-                         + ti.cast(src2[s2_base + t * s2_step + r * s2_row + c], ti.f32))
-                elif mode == SEQ_CONCAT:
-                    if c < channels:
-                        v = ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
-                    else:
-                        v = ti.cast(src2[s2_base + t * s2_step + r * s2_row + c - channels], ti.f32)
-                dst[d_base + t * d_step + r * d_row + c] = ti.cast(v, dst.get_type().element_type)
+@ti.func
+def copy_item(dst: ti.template(), d_base, d_step, d_row, src: ti.template(), s_base, s_step, s_row,
+              src2: ti.template(), s2_base, s2_step, s2_row, mode, channels, width, batch,
+              rows_tab: ti.template(), rows_at, idx):
+    """Element ``idx`` of the (steps, batch, width) destination view."""
+    c = idx % width
+    n = idx // width
+    t = n // batch
+    r = n % batch
+    rows = batch
+    if rows_at >= 0:
+        rows = rows_tab[rows_at + t]
+    if r < rows:
+        v = 0.0
+        if mode == SEQ_COPY:
+            v = ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
+        elif mode == SEQ_ADD:
+            v = (ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
+                 + ti.cast(src2[s2_base + t * s2_step + r * s2_row + c], ti.f32))
+        elif mode == SEQ_CONCAT:
+            if c < channels:
+                v = ti.cast(src[s_base + t * s_step + r * s_row + c], ti.f32)
+            else:
+                v = ti.cast(src2[s2_base + t * s2_step + r * s2_row + c - channels], ti.f32)
+        dst[d_base + t * d_step + r * d_row + c] = ti.cast(v, dst.get_type().element_type)
+
+
+def _copy_kernel(serial):
+    """copy_sequence on the fixed workers (grid.py), or with ``serial`` as one loop that Taichi runs
+    on the calling thread: on the CPU a small copy costs less than waking the thread pool (see
+    ``COPY_SERIAL_ITEMS``)."""
+    def copy_sequence(dst: ti.types.ndarray(ndim=1), d_base: ti.i32, d_step: ti.i32, d_row: ti.i32,
+                      src: ti.types.ndarray(ndim=1), s_base: ti.i32, s_step: ti.i32, s_row: ti.i32,
+                      src2: ti.types.ndarray(ndim=1), s2_base: ti.i32, s2_step: ti.i32, s2_row: ti.i32,
+                      mode: ti.i32, channels: ti.i32, channels2: ti.i32, steps: ti.i32, batch: ti.i32,
+                      rows_tab: ti.types.ndarray(dtype=ti.i32, ndim=1), rows_at: ti.i32):
+        if ti.static(serial):
+            ti.loop_config(serialize=True)
+            for _ in range(1):
+                width = channels + channels2 if mode == SEQ_CONCAT else channels
+                for idx in range(steps * batch * width):
+                    copy_item(dst, d_base, d_step, d_row, src, s_base, s_step, s_row, src2, s2_base, s2_step,
+                              s2_row, mode, channels, width, batch, rows_tab, rows_at, idx)
+        else:
+            ti.loop_config(block_dim=ti.static(worker_block()))
+            for w in range(ti.static(workers())):
+                width = channels + channels2 if mode == SEQ_CONCAT else channels
+                first, count, stride = share(steps * batch * width, w)
+                for q in range(count):
+                    copy_item(dst, d_base, d_step, d_row, src, s_base, s_step, s_row, src2, s2_base, s2_step,
+                              s2_row, mode, channels, width, batch, rows_tab, rows_at, first + q * stride)
+    if serial:
+        copy_sequence.__name__ = copy_sequence.__qualname__ = "copy_sequence_serial"
+    return ti.kernel(copy_sequence)
+
+
+copy_sequence = _copy_kernel(False)
+copy_sequence_serial = _copy_kernel(True)
+COPY_SERIAL_ITEMS = 32768   # CPU: copies up to this many elements run serially. This 2-core VM, µs a
+                            # launch, parallel / serial (concatenate): 6,400 elements 190 / 107, 25,600
+                            # 343 / 240, 102,400 520 / 788
+
+
+def copy_kernel(arch, items):
+    """The copy kernel for ``items`` elements on ``arch``: serial for small copies on the CPU."""
+    return copy_sequence_serial if arch == "cpu" and items <= COPY_SERIAL_ITEMS else copy_sequence
 
 
 @ti.func
