@@ -5,11 +5,14 @@ kernel (``sequence_blocks``) gives each gate row one thread that walks its row o
 cache at every step, a serial chain of H dependent loads: 1.6-3.2 µs a step on the H200 where
 cuDNN takes 0.4-0.8. Here a layer's recurrent weights fit in one block's registers, so:
 
-* every thread owns ``rho`` gate rows (1 or 2: rows p and p + ceil(R/rho) of the R gate rows) and
-  one chunk ``k`` of CHUNK input channels, and loads those rho·CHUNK weights once per launch;
+* every thread owns ``rho`` gate rows (rows p, p + ceil(R/rho), ... of the R gate rows) and one
+  chunk ``k`` of CHUNK input channels, and loads the weights of its first HELD_ROWS (2) rows once
+  per launch;
 * a step multiplies them against the chunk of h in shared memory (every thread of a warp reads the
-  same address: a broadcast; each load serves rho rows) with four accumulators per row, and leaves
-  the partial sums in shared memory; a block barrier;
+  same address: a broadcast; each load serves rho rows), and leaves the partial sums in shared
+  memory; a block barrier. Rows past the first two (rho up to 8: the LSTM up to hidden 128) are read
+  from memory at every step, from L1 while they fit: 3x faster than the plain block kernel on
+  Vulkan, slower on CUDA, where the scheduler takes them only when rho ≤ 2;
 * the thread of unit ``i`` adds its gates' partial sums to the projected input (loaded one step
   ahead, so its latency hides behind a whole step), finishes the cell with the usual neurons (the
   cell state stays in that thread's registers), and writes the new h to shared memory, the history
@@ -30,7 +33,7 @@ spilled kernel ran 2-4x slower than the plain block kernel):
 * the partial sums of a row side by side and summed in a static loop (``gate_sum``): a run-time
   loop over chunks kept ~30 addresses live across the time loop (read in the PTX).
 
-Limits: ceil(R/rho) x chunks ≤ BLOCK (``registers_rows``); shared memory ~5.5 KiB. Only block
+Limits: ceil(R/rho) x chunks ≤ BLOCK (``registers_rows``); shared memory ~9.5 KiB. Only block
 barriers: CUDA, Vulkan and Metal. Dense LSTM peepholes (a second product per step) are left to the
 other paths. A row absent at a step copies its state forward.
 """
