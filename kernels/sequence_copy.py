@@ -57,8 +57,8 @@ def copy_item(dst: ti.template(), d_base, d_step, d_row, src: ti.template(), s_b
 
 def _copy_kernel(serial):
     """copy_sequence on the fixed workers (grid.py), or with ``serial`` as one loop that Taichi runs
-    on the calling thread: on the CPU a small copy costs less than waking the thread pool (see
-    ``COPY_SERIAL_ITEMS``)."""
+    on the calling thread: on the CPU a small copy costs less than waking the thread pool (the
+    scheduler's ``copy_kernel`` chooses)."""
     def copy_sequence(dst: ti.types.ndarray(ndim=1), d_base: ti.i32, d_step: ti.i32, d_row: ti.i32,
                       src: ti.types.ndarray(ndim=1), s_base: ti.i32, s_step: ti.i32, s_row: ti.i32,
                       src2: ti.types.ndarray(ndim=1), s2_base: ti.i32, s2_step: ti.i32, s2_row: ti.i32,
@@ -86,14 +86,6 @@ def _copy_kernel(serial):
 
 copy_sequence = _copy_kernel(False)
 copy_sequence_serial = _copy_kernel(True)
-COPY_SERIAL_ITEMS = 32768   # CPU: copies up to this many elements run serially. This 2-core VM, µs a
-                            # launch, parallel / serial (concatenate): 6,400 elements 190 / 107, 25,600
-                            # 343 / 240, 102,400 520 / 788
-
-
-def copy_kernel(arch, items):
-    """The copy kernel for ``items`` elements on ``arch``: serial for small copies on the CPU."""
-    return copy_sequence_serial if arch == "cpu" and items <= COPY_SERIAL_ITEMS else copy_sequence
 
 
 @ti.func
