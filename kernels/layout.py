@@ -17,6 +17,7 @@ CELL_SINGLE_GATE = 0
 CELL_GRU = 1
 CELL_LSTM = 2
 GATES = {CELL_SINGLE_GATE: 1, CELL_GRU: 3, CELL_LSTM: 4}
+FIRST_PHASE_GATES = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}   # gates of a step's first product (GRU: z, r)
 
 # --- how a gate reads x (its input-weights slot) ---------------------------
 INPUT_NIL = 0        # nil data source: no contribution (bias 0, identity neuron)

@@ -56,6 +56,7 @@ from .layout import (
     F_WS_SCRATCH,
     F_WS_XW,
     F_ZERO_STATE,
+    FIRST_PHASE_GATES,
     PEEP_DIAGONAL,
 )
 from .projection import ROWS_PER_THREAD, project_rows, zero_initial_state
@@ -375,7 +376,6 @@ def persistent_chunk(cell_kind, hidden, batch):
     return chunk, chunk * vectors * hidden <= STAGE
 
 
-FIRST_PHASE_GATES = {CELL_SINGLE_GATE: 1, CELL_GRU: 2, CELL_LSTM: 4}   # gate rows of U in the first phase
 # Register-resident weights pay only for short shares and small chunks. H100, CUDA, same machine,
 # µs a step with / without: shares of 6-16 gained (LSTM 192 b4 5.8 / 6.3, LSTM 256 b4 7.6 / 8.1,
 # GRU 512 b1 10.9 / 12.6); a share of 32 lost (LSTM 512 b4 22.5 / 15.6, b16 60.9 / 27.4, b64

@@ -61,6 +61,7 @@ from .layout import (
     F_WS_C,
     F_WS_H,
     F_WS_XW,
+    FIRST_PHASE_GATES,
     GATES,
     PEEP_DENSE,
     PEEP_DIAGONAL,
@@ -73,12 +74,8 @@ MAX_CHUNKS = 4     # input chunks of the widest layer (single gate, hidden 128)
 HELD_ROWS = 2      # gate rows a thread holds in registers; any more it reads from memory (L1) each step
 MAX_ROWS = 8       # gate rows a thread computes (rho)
 MAX_GATE_ROWS = 512  # gate rows of a phase (LSTM 128: 4 x 128)
-PADDED = MAX_CHUNKS * CHUNK
-
-
-def first_phase_rows(cell, hidden):
-    """Gate rows a step's first product computes: every gate (LSTM, single gate), z and r (GRU)."""
-    return (2 if cell == CELL_GRU else GATES[cell]) * hidden
+PADDED = MAX_CHUNKS * CHUNK   # h in shared memory, zero past H; at most one element a thread
+assert PADDED <= BLOCK
 
 
 def registers_rows(cell, peephole, hidden, standard):
@@ -91,7 +88,7 @@ def registers_rows(cell, peephole, hidden, standard):
     chunks = -(-hidden // CHUNK)
     if chunks > MAX_CHUNKS:
         return None
-    rows = first_phase_rows(cell, hidden)
+    rows = FIRST_PHASE_GATES[cell] * hidden   # gate rows of the first product
     if rows > MAX_GATE_ROWS:
         return None
     for rho in range(1, (1 if cell == CELL_GRU else MAX_ROWS) + 1):   # a GRU thread holds two sets
@@ -149,12 +146,6 @@ def gate_sum(part: ti.template(), chunks, o):
     return total
 
 
-@ti.func
-def rounds(n, tid):
-    """How many of items tid, tid + BLOCK, ... are below n (a thread's share of n items)."""
-    return (n - tid + BLOCK - 1) // BLOCK if tid < n else 0
-
-
 def _kernel(cell, rho):
     G = GATES[cell]
     assert cell != CELL_GRU or rho == 1
@@ -173,7 +164,7 @@ def _kernel(cell, rho):
             zh = ti.simt.block.SharedArray((PADDED,), ti.f32)      # GRU: z∘h0, zero past H
             # this thread's rows o[i] = p + i·span of the first product, chunk k (for the GRU also
             # row o of [Uh; Vh]), loaded once for every batch row and step the block runs
-            R = ti.static(2 if cell == CELL_GRU else G) * H
+            R = ti.static(FIRST_PHASE_GATES[cell]) * H
             chunks = (H + CHUNK - 1) // CHUNK
             span = (R + rho - 1) // rho
             p = tid % span
@@ -199,14 +190,13 @@ def _kernel(cell, rho):
                 w2 = load_rows(wts, at2, ti.select(o[0] >= H, vsj, usj), k * CHUNK, H, 1)
             for q in range(count):
                 r = first + q * stride
-                for e in range(rounds(PADDED, tid)):
-                    i = tid + e * BLOCK
+                if tid < PADDED:   # one element a thread (PADDED <= BLOCK)
                     v = 0.0
-                    if i < H:
-                        v = ws[frame[F_WS_H] + r * H + i]
-                    h[i] = v
-                    rh[i] = 0.0
-                    zh[i] = 0.0
+                    if tid < H:
+                        v = ws[frame[F_WS_H] + r * H + tid]
+                    h[tid] = v
+                    rh[tid] = 0.0
+                    zh[tid] = 0.0
                 c = 0.0
                 if ti.static(cell == CELL_LSTM):
                     if tid < H:
