@@ -94,6 +94,42 @@ def grid_barrier(frame: ti.template(), tid, target):
     ti.simt.block.sync()
 
 
+@ti.func
+def project_own_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+                     prm: ti.template(), frame: ti.template(), nblocks, blk, tid):
+    """The input terms of this block's own gate rows (its units: ceil(H / nblocks) from blk on), every step and batch row (no other block
+    reads them), and its units' zero initial states when the run has none (every block reads
+    those: the caller's grid barrier follows)."""
+    T, B, H, _ = run_sizes(frame)
+    units = (H + nblocks - 1) // nblocks
+    rows_here = frame[F_GATES] * units
+    groups = (T * B + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD
+    for q in range(rounds(groups * rows_here, tid)):
+        e = tid + q * BLOCK
+        lo = e % rows_here
+        i = blk * units + lo % units
+        if i < H:
+            project_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, (lo // units) * H + i,
+                         (e // rows_here) * ROWS_PER_THREAD)
+    if frame[F_ZERO_STATE] != 0:
+        for q in range(rounds(B * units, tid)):
+            e = tid + q * BLOCK
+            i = blk * units + e % units
+            if i < H:
+                zero_initial_state(ws, frame, (e // units) * H + i)
+
+
+@ti.func
+def leave_grid(frame: ti.template(), tid, nblocks):
+    """Count this block out of the kernel. Every block has passed its last grid barrier once it is
+    counted here, so the last one counted resets the arrival count for the next run (the only
+    reset: no other kernel touches it, and a new frame starts at 0)."""
+    if tid == 0:
+        if ti.atomic_add(frame[F_DEPART], 1) == nblocks - 1:
+            frame[F_BARRIER] = 0
+            frame[F_DEPART] = 0
+
+
 @functools.lru_cache(maxsize=None)
 def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
@@ -204,30 +240,6 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
             total += red[(split * rows_r + g * units + iu) * chunk + k]
         return total
 
-    @ti.func
-    def project_own_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
-                         prm: ti.template(), frame: ti.template(), blk, tid):
-        """The input terms of this block's own gate rows, every step and batch row (no other block
-        reads them), and its units' zero initial states when the run has none (every block reads
-        those: the caller's grid barrier follows)."""
-        T, B, H, _ = run_sizes(frame)
-        units = (H + nblocks - 1) // nblocks
-        rows_here = frame[F_GATES] * units
-        groups = (T * B + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD
-        for q in range(rounds(groups * rows_here, tid)):
-            e = tid + q * BLOCK
-            lo = e % rows_here
-            i = blk * units + lo % units
-            if i < H:
-                project_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, (lo // units) * H + i,
-                             (e // rows_here) * ROWS_PER_THREAD)
-        if frame[F_ZERO_STATE] != 0:
-            for q in range(rounds(B * units, tid)):
-                e = tid + q * BLOCK
-                i = blk * units + e % units
-                if i < H:
-                    zero_initial_state(ws, frame, (e // units) * H + i)
-
     @ti.kernel
     def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
                prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
@@ -243,7 +255,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
             stg = ti.simt.block.SharedArray((STAGE,), ti.f32)
             barrier = 0
             if ti.static(projects):
-                project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, blk, tid)
+                project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
             _, _, H0, _ = run_sizes(frame)
@@ -354,13 +366,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
                         ti.simt.block.sync()
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
-            # every block has passed its last barrier once it is counted here, so the last one
-            # counted can reset the arrival count for the next run (the only reset: no other kernel
-            # touches it, and a new frame starts at 0)
-            if tid == 0:
-                if ti.atomic_add(frame[F_DEPART], 1) == nblocks - 1:
-                    frame[F_BARRIER] = 0
-                    frame[F_DEPART] = 0
+            leave_grid(frame, tid, nblocks)
 
     return kernel
 

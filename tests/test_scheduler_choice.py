@@ -11,14 +11,15 @@ import mpsrnn as m
 from builders import descriptor
 from mpsrnn.scheduler import recurrence as rec
 
-KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS")
+KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
+         "MPSRNN_PERSISTENT_GRID")
 
 
 @pytest.fixture(autouse=True)
 def no_knobs(monkeypatch):
     for name in KNOBS:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(rec, "_grid", lambda cell: max(1, min(132, cell.n_out)))
+    monkeypatch.setattr(rec, "_sms", lambda: 132)
 
 
 def cell(rng, kind, hidden, n_in=None, **opts):
@@ -52,6 +53,13 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("single", 128, 4, {}, "registers"),
     ("lstm", 64, 1, {"peephole": "dense"}, "blocks"),
     ("lstm", 128, 8, {}, "blocks"),     # registers would read rows from memory: slower on CUDA
+    ("lstm", 128, 1, {}, "spread"),     # U spread over 8 SMs' registers, at batch 1-2
+    ("lstm", 512, 2, {}, "spread"),
+    ("single", 256, 1, {}, "spread"),
+    ("gru", 128, 1, {}, "blocks"),      # spread: no GRU (its second product needs a second grid barrier)
+    ("lstm", 128, 1, {"neurons": "hard"}, "blocks"),   # spread: the usual neurons only
+    ("lstm", 704, 1, {}, "persistent"),   # spread: U no longer fits 132 SMs' registers
+    ("lstm", 256, 4, {}, "persistent"),   # spread ties at batch 4 and loses above
     ("lstm", 192, 4, {}, "persistent"),
     ("gru", 1024, 4, {}, "persistent"),
     ("lstm", 512, 1, {"peephole": "dense"}, "step"),   # neither persistent nor tiles take them
@@ -71,6 +79,28 @@ def test_where_the_persistent_kernel_projects(rng):
     assert rec.project_apart("persistent", cell(rng, "lstm", 256, n_in=1024), 25, 1)  # 1024 wide
     assert rec.project_apart("persistent", cell(rng, "lstm", 256), 150, 4)           # 315 MFLOP
     assert rec.project_apart("tiles", cell(rng, "lstm", 64), 25, 1)                  # only lanes and persistent can
+
+
+def test_where_the_spread_kernel_projects(rng):
+    # its limit scales with its share of the SMs: 128 of 132 blocks for LSTM 512, 8 for LSTM 128
+    assert not rec.project_apart("spread", cell(rng, "lstm", 512), 25, 1)   # 52 MFLOP
+    assert rec.project_apart("spread", cell(rng, "lstm", 128), 1000, 1)     # 131 MFLOP on 8 of 132 SMs
+    assert not rec.project_apart("spread", cell(rng, "lstm", 128), 50, 1)   # 6.6 MFLOP
+
+
+@pytest.mark.parametrize("kind, hidden, batch, shape", [
+    ("lstm", 128, 1, (1, 8, 4, 1)),      # a row a thread: 4 x 16 rows x 4 chunks = 256 threads a block
+    ("lstm", 512, 2, (1, 128, 16, 2)),   # 16 rows x 16 chunks, 2 batch rows a pass
+    ("lstm", 640, 1, (2, 107, 20, 1)),   # a row a thread would take 214 blocks: two
+    ("lstm", 704, 1, None),              # two would take 141
+    ("single", 96, 8, (1, 2, 3, 4)),     # a pass of 8 rows needs 8 x 48 unit threads: 4
+    ("gru", 128, 1, None),
+])
+def test_spread_shapes(kind, hidden, batch, shape):
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE
+    from mpsrnn.kernels.sequence_spread import spread_shape
+    cell_kind = {"lstm": CELL_LSTM, "gru": CELL_GRU, "single": CELL_SINGLE_GATE}[kind]
+    assert spread_shape(cell_kind, 0, hidden, True, batch, 132) == shape
 
 
 def test_forced_path_that_does_not_apply_falls_back(rng, monkeypatch):

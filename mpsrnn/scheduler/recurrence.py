@@ -21,6 +21,8 @@
   128): each thread holds its share of U for the whole launch.
 * ``persistent``: ``kernels/sequence_persistent``, the whole sequence in one
   launch over every SM, a grid barrier per step (CUDA; larger hidden sizes).
+* ``spread``: ``kernels/sequence_spread``, the same schedule over just enough SMs to hold U in
+  their registers (CUDA; LSTM and single gate past the registers kernel's sizes, usual neurons).
 
 :func:`choose_recurrence` picks the default; ``MPSRNN_RECURRENCE`` forces one
 where it applies (benchmarks compare them; tests run each against the reference).
@@ -35,6 +37,7 @@ from ..kernels.sequence_lanes import lanes_kernel
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel, resident_terms
 from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
 from ..kernels.sequence_rows import ROW_KERNELS
+from ..kernels.sequence_spread import spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
@@ -61,7 +64,7 @@ def available_recurrences(arch):
     if arch == "cpu":
         return ["step", "rows", "lanes"]
     if arch == "cuda":
-        return ["step", "rows", "blocks", "registers", "tiles", "persistent"]
+        return ["step", "rows", "blocks", "registers", "tiles", "persistent", "spread"]
     return ["step", "rows", "blocks", "registers", "tiles"]
 
 
@@ -82,6 +85,8 @@ def applies(name, arch, cell):
         return not (cell.kind == CELL_LSTM and cell.header_peep == PEEP_DENSE)
     if name == "persistent":
         return arch == "cuda" and persistent_fits(cell.kind, cell.header_peep, cell.n_out, _grid(cell))
+    if name == "spread":
+        return arch == "cuda" and _spread_shape(cell, 1) is not None
     return True
 
 
@@ -104,6 +109,13 @@ def choose_recurrence(arch, cell, steps, batch):
         # CUDA LSTM 64 b1 1.0 / 2.2, GRU 64 b1 0.8 / 3.2, single gate 128 b4 0.6 / 1.8; Vulkan LSTM 64
         # b1 1.9 / 3.6, LSTM 128 b1 with 6 of 8 rows read from memory 4.8 / 15.0)
         return "registers"
+    if arch == "cuda" and batch <= SPREAD_MAX_BATCH and applies("spread", arch, cell):
+        # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
+        # (same process): LSTM 128 b1 2.8 / 5.5, LSTM 256 b1 3.6 / 5.2, LSTM 512 b1 t400 4.3 / 7.7, t25
+        # 8.3 / 11.6-15.2, b2 t25 9.6 / 12.8-16.1; but b4 ties or loses (LSTM 256 b4 6.6 / 6.9, LSTM 512
+        # b4 t25 17.5 / 15.6, single gate 256 b4 5.0 / 4.5) and b8 loses 2x: each thread's products
+        # grow with the rows of a pass, and one SM finishes them
+        return "spread"
     if cell.n_out <= SMALL_HIDDEN:
         return "blocks"
     if arch != "cuda" and applies("blocks", arch, cell):
@@ -118,6 +130,7 @@ def choose_recurrence(arch, cell, steps, batch):
     return "step"
 
 
+SPREAD_MAX_BATCH = 2
 TILES_MAX_BATCH = 32        # above this the plain step kernel's thread per (row, unit) fills the GPU and wins:
                             # Vulkan, LSTM 512 t100 bidirectional: b16 tiles 142 µs a step against 294 for
                             # step; b64 397 against 331 (the tiles kernel takes the batch 8 rows a pass)
@@ -139,10 +152,30 @@ def _registers_rows(cell):
     return registers_rows(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0)
 
 
-def _grid(cell):
-    """Blocks of a persistent kernel: one per SM, never more than there are units."""
+def _sms():
+    """SMs a persistent grid may occupy (1 without CUDA)."""
     from ..backend import gpu_multiprocessors
-    return max(1, min(gpu_multiprocessors(), cell.n_out))
+    return gpu_multiprocessors()
+
+
+def _spread_shape(cell, batch):
+    """(rows a thread, blocks, chunks, batch rows a pass) of the spread kernel, or None where it does
+    not fit. ``MPSRNN_PERSISTENT_GRID`` fixes its block count too."""
+    forced = _grid(cell) if os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip() else None
+    return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch, _sms(),
+                        forced)
+
+
+def _grid(cell):
+    """Blocks of a persistent kernel: one per SM, never more than there are units.
+    ``MPSRNN_PERSISTENT_GRID`` caps it lower, for benchmarks that compare grid sizes."""
+    cap = _sms()
+    forced = os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip()
+    if forced:
+        if not forced.isdigit() or int(forced) < 1:
+            raise ValueError(f"MPSRNN_PERSISTENT_GRID: expected a positive block count, got {forced!r}")
+        cap = min(cap, int(forced))
+    return max(1, min(cap, cell.n_out))
 
 
 APART_FLOPS = 4e6     # CPU lanes: a projection this large runs as its own kernel when the batch is small
@@ -170,17 +203,19 @@ def lanes_serial(cell, steps, batch):
 
 def project_apart(name, cell, steps, batch):
     """Whether a layer's input projection runs as a kernel of its own before the recurrence, rather
-    than inside the recurrence kernel (which ``lanes`` and ``persistent`` can do; the others never).
+    than inside the recurrence kernel (which ``lanes``, ``persistent`` and ``spread`` can do; the
+    others never).
 
     * ``lanes`` (CPU): apart, every CPU thread shares the projection, at the cost of a dispatch
       (~15-20 µs); inside, a row's thread projects its own steps. So apart only when the batch
       leaves threads without rows and the projection outweighs a dispatch.
     * ``persistent`` (CUDA): inside, each block projects the gate rows it owns before its time
       loop, which saves a dispatch (~50 µs of host time on the H100); but one block per SM projects
-      more slowly than a launch over the whole GPU, so only small projections go inside.
+      more slowly than a launch over the whole GPU, so only small projections go inside;
+    * ``spread`` (CUDA): the same, with the limit scaled down to the blocks it has.
 
     ``MPSRNN_PROJECTION`` (``apart`` or ``inside``) overrides for those two, for benchmarks and tests."""
-    if name not in ("lanes", "persistent"):
+    if name not in ("lanes", "persistent", "spread"):
         return True
     forced = os.environ.get("MPSRNN_PROJECTION", "").strip().lower()
     if forced:
@@ -191,6 +226,8 @@ def project_apart(name, cell, steps, batch):
     if name == "lanes":
         from ..kernels.grid import cpu_tasks
         return batch < cpu_tasks() and flops >= APART_FLOPS
+    if name == "spread":   # fewer blocks project: the limit shrinks with the share of SMs they are
+        flops *= _sms() / _spread_shape(cell, batch)[1]
     return flops > FOLD_FLOPS or cell.n_in > FOLD_MAX_INPUT
 
 
@@ -221,6 +258,9 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         grid = _grid(lr.cell)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
         prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart), *x, *args)
+    elif name == "spread":
+        rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
+        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), *x, *args)
     elif name == "tiles":
         kernels = tile_kernels(tile_chunk(batch))
         units = tile_units()

@@ -1,0 +1,194 @@
+"""Whole sequences in one launch over a few SMs, the recurrent weights held in their registers (CUDA).
+
+The registers kernel (``sequence_registers``) keeps U in one block's registers, which holds an LSTM
+up to hidden 64. Past that, this kernel spreads U over a grid of blocks, one per SM, as
+``sequence_persistent`` does: block k owns ``units`` hidden units (all their gates, so it finishes
+their cells itself), and each of its threads holds ``rho`` (1 or 2) of those gate rows × one chunk of
+32 input channels in registers for the whole launch. A step, for each pass over up to ``bc`` batch
+rows:
+
+1. copy the rows' h (every unit, written by every block at the last step) from the history slot to
+   shared memory, zero past H: one coalesced sweep. The slot is fresh (aligned to 128-byte lines,
+   ``layout.F_SLOT``), so no SM's L1 can hold it stale;
+2. the thread of each (unit, batch row) loads its projected inputs and cell state now, so their
+   latency hides behind the products;
+3. each thread multiplies its weights against its chunk of every row's h (a broadcast read: a warp's
+   threads share a chunk) and leaves the partial sums in shared memory; a block barrier;
+4. the (unit, row) threads add up their gates' partial sums, apply the usual neurons and write the
+   new h and c to the next slot and to the destination; a block barrier.
+
+Then a grid barrier (``sequence_persistent.grid_barrier``) before any block reads that h. In a step
+only h, x and c move through memory, where ``sequence_persistent``'s threads stream their rows of U
+from L2 at every step.
+
+Limits: ceil(gates × units / rho) × chunks ≤ 256 threads on at most one block per SM (LSTM up to
+hidden ~640 on 132 SMs), ``bc`` × (h + partial sums) ≤ 32 KiB of shared memory, the usual neurons,
+LSTM (no dense peepholes) and the single gate (the GRU's second product needs every unit's r, a
+second grid barrier a step: left to ``sequence_persistent``). The grid must be resident at once,
+as for every persistent kernel. A row absent at a step copies its state forward.
+"""
+import functools
+
+import taichi as ti
+
+from .frame import FRAME, INPUT, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, recurrent_weights, run_sizes
+from .gate_math import standard_lstm_cell_state, standard_lstm_output, standard_single_gate_output
+from .dots import w32
+from .layout import (
+    CELL_LSTM,
+    CELL_SINGLE_GATE,
+    F_PEEP,
+    F_ROWS,
+    F_STEPS,
+    F_V,
+    F_WS_C,
+    F_WS_H,
+    F_WS_XW,
+    GATES,
+    PEEP_DENSE,
+    PEEP_DIAGONAL,
+)
+from .sequence_copy import store_output
+from .sequence_persistent import grid_barrier, leave_grid, project_own_rows
+from .sequence_registers import CHUNK, load_rows, rows_dot
+
+BLOCK = 256          # threads a block: 128 registers a thread (see sequence_registers)
+MAX_ROWS = 2         # gate rows a thread holds
+MAX_BATCH_PASS = 8   # batch rows a pass
+SHARED = 8192        # floats of shared memory: 32 KiB
+
+
+def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None):
+    """(rho, blocks, chunks, batch rows a pass) of the spread kernel for a layer, or None where it does
+    not fit: the fewest rows a thread (1, else 2), on the fewest blocks that hold them, or on ``grid``
+    blocks where given. One row a thread beat two (H200, µs a step: LSTM 128 b1 2.7 on 8 blocks
+    against 2.8 on 4; LSTM 512 b1 t25 8.3 on 128 against 9.1 on 64)."""
+    if not standard or cell not in (CELL_LSTM, CELL_SINGLE_GATE) or (cell == CELL_LSTM and peephole == PEEP_DENSE):
+        return None
+    chunks = -(-hidden // CHUNK)
+    for rho in range(1, MAX_ROWS + 1):
+        for blocks in ([grid] if grid else range(1, sms + 1)):
+            units = -(-hidden // blocks)
+            if blocks > sms or -(-GATES[cell] * units // rho) * chunks > BLOCK or units > BLOCK:
+                continue
+            bc = min(MAX_BATCH_PASS, 1 << (max(batch, 1) - 1).bit_length())
+            while bc > 1 and (bc * units > BLOCK or bc * (chunks * CHUNK + rho * BLOCK) > SHARED):
+                bc //= 2
+            if chunks * CHUNK + rho * BLOCK <= SHARED:
+                return rho, blocks, chunks, bc
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def spread_kernel(cell, rho, nblocks, chunks, bc, projects):
+    """The kernel of ``cell`` on ``nblocks`` blocks whose threads hold ``rho`` rows of ``chunks`` chunks,
+    ``bc`` batch rows a pass; ``projects``: it computes its own input terms and zero initial states
+    first (``sequence_persistent.project_own_rows``). One compile per combination, on first use."""
+    G = GATES[cell]
+    PAD = chunks * CHUNK    # h in shared memory, zero past H
+
+    @ti.func
+    def gate_sum(part: ti.template(), o):
+        """Gate row o's recurrent term: its chunks' partial sums, side by side."""
+        total = 0.0
+        for kk in ti.static(range(chunks)):
+            total += part[o * chunks + kk]
+        return total
+
+    def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
+               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+        ti.loop_config(block_dim=BLOCK)
+        for t in range(nblocks * BLOCK):
+            blk = t // BLOCK
+            tid = t % BLOCK
+            hs = ti.simt.block.SharedArray((bc * PAD,), ti.f32)            # [batch row, channel]
+            part = ti.simt.block.SharedArray((bc * rho * BLOCK,), ti.f32)  # [batch row, gate row, chunk]
+            barrier = 0
+            if ti.static(projects):
+                project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
+                barrier += nblocks
+                grid_barrier(frame, tid, barrier)
+            # this thread's gate rows lr[i] = p + i·span of the block's R (gate g = lr // units of unit
+            # u_lo + lr % units) and its chunk k, loaded once for the whole launch
+            _, _, H, _ = run_sizes(frame)
+            units = (H + nblocks - 1) // nblocks
+            u_lo = blk * units
+            R = G * units
+            span = (R + rho - 1) // rho
+            p = tid % span
+            k = tid // span
+            lr = ti.Vector([-1] * rho, ti.i32)   # -1 where none
+            at = ti.Vector([-1] * rho, ti.i32)   # where the row starts in wts
+            u0, uso, usj = recurrent_weights(frame)
+            for i in ti.static(range(rho)):
+                r_ = p + i * span
+                if k < chunks and r_ < R and u_lo + r_ % units < H:
+                    lr[i] = r_
+                    at[i] = u0 + ((r_ // units) * H + u_lo + r_ % units) * uso
+            w = load_rows(wts, at, usj, k * CHUNK, H, rho)
+            kc = ti.min(k, chunks - 1)   # threads without rows read a valid chunk and store nothing
+            # the (unit, batch row) this thread finishes in each pass
+            bb = tid // units
+            iu = tid % units
+            i = u_lo + iu
+            for s in range(frame[F_STEPS]):
+                _, B, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
+                hp = frame[F_WS_H] + s * slot
+                cp = frame[F_WS_C] + s * slot
+                for pass_ in range((B + bc - 1) // bc):
+                    b0 = pass_ * bc
+                    for e_ in ti.static(range((bc * PAD + BLOCK - 1) // BLOCK)):
+                        e = tid + e_ * BLOCK
+                        if e < bc * PAD:
+                            v = 0.0
+                            if e % PAD < H and b0 + e // PAD < B:
+                                v = ws[hp + (b0 + e // PAD) * H + e % PAD]
+                            hs[e] = v
+                    b = b0 + bb
+                    mine = bb < bc and iu < units and i < H and b < B
+                    present = mine and b < frame[F_ROWS + s]
+                    xg = ti.Vector([0.0] * G, ti.f32)
+                    c = 0.0
+                    if present:
+                        for g in ti.static(range(G)):
+                            xg[g] = ws[frame[F_WS_XW] + (s * B + b) * G * H + g * H + i]
+                    if ti.static(cell == CELL_LSTM):
+                        if mine:
+                            c = ws[cp + b * H + i]
+                    ti.simt.block.sync()
+                    for r in ti.static(range(bc)):
+                        sums = rows_dot(w, wts, at, usj, H, hs, r * PAD + kc * CHUNK, rho)
+                        for q in ti.static(range(rho)):
+                            if lr[q] >= 0:
+                                part[(r * R + lr[q]) * chunks + k] = sums[q]
+                    ti.simt.block.sync()
+                    if mine:
+                        hv = 0.0
+                        if present:
+                            o = bb * R + iu
+                            if ti.static(cell == CELL_SINGLE_GATE):
+                                hv = standard_single_gate_output(xg[0] + gate_sum(part, o))
+                            else:
+                                peep = ti.Vector([0.0] * 4, ti.f32)   # diagonal peepholes, from L1
+                                if frame[F_PEEP] == PEEP_DIAGONAL:
+                                    for g in ti.static(range(4)):
+                                        peep[g] = w32(wts, frame[F_V] + g * H + i)
+                                a_i = xg[0] + gate_sum(part, o) + peep[0] * c
+                                a_f = xg[1] + gate_sum(part, o + units) + peep[1] * c
+                                a_c = xg[2] + gate_sum(part, o + 2 * units) + peep[2] * c
+                                c = standard_lstm_cell_state(a_i, a_f, a_c, c)
+                                a_o = xg[3] + gate_sum(part, o + 3 * units) + peep[3] * c
+                                hv = standard_lstm_output(a_o, c)
+                            store_output(out, out_base, out_step, out_row, s, b, i, hv)
+                        else:
+                            hv = ws[hp + b * H + i]
+                        ws[hp + slot + b * H + i] = hv
+                        if ti.static(cell == CELL_LSTM):
+                            ws[cp + slot + b * H + i] = c
+                    ti.simt.block.sync()   # before the next pass overwrites hs and part
+                barrier += nblocks
+                grid_barrier(frame, tid, barrier)
+            leave_grid(frame, tid, nblocks)
+
+    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_spread{rho}x{nblocks}"   # the name profilers show
+    return ti.kernel(kernel)
