@@ -52,15 +52,18 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("gru", 64, 1, {}, "registers"),
     ("single", 128, 4, {}, "registers"),
     ("lstm", 64, 1, {"peephole": "dense"}, "blocks"),
-    ("lstm", 128, 8, {}, "blocks"),     # registers would read rows from memory: slower on CUDA
-    ("lstm", 128, 1, {}, "spread"),     # U spread over 8 SMs' registers, at batch 1-2
+    ("lstm", 128, 8, {}, "spread"),     # U spread over 8 SMs' registers (registers would read rows from memory)
+    ("lstm", 128, 1, {}, "spread"),
     ("lstm", 512, 2, {}, "spread"),
     ("single", 256, 1, {}, "spread"),
     ("gru", 128, 1, {}, "blocks"),      # spread: no GRU (its second product needs a second grid barrier)
+    ("gru", 256, 1, {}, "persistent"),
     ("lstm", 128, 1, {"neurons": "hard"}, "blocks"),   # spread: the usual neurons only
     ("lstm", 704, 1, {}, "persistent"),   # spread: U no longer fits 132 SMs' registers
-    ("lstm", 256, 4, {}, "persistent"),   # spread ties at batch 4 and loses above
-    ("lstm", 192, 4, {}, "persistent"),
+    ("lstm", 192, 4, {}, "spread"),
+    ("lstm", 512, 16, {}, "spread"),
+    ("lstm", 512, 64, {}, "persistent"),   # spread: not measured above batch 16
+    ("gru", 128, 8, {}, "blocks"),
     ("gru", 1024, 4, {}, "persistent"),
     ("lstm", 512, 1, {"peephole": "dense"}, "step"),   # neither persistent nor tiles take them
 ])

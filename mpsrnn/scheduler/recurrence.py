@@ -111,10 +111,9 @@ def choose_recurrence(arch, cell, steps, batch):
         return "registers"
     if arch == "cuda" and batch <= SPREAD_MAX_BATCH and applies("spread", arch, cell):
         # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
-        # (same process): LSTM 128 b1 2.8 / 5.5, LSTM 256 b1 3.6 / 5.2, LSTM 512 b1 t400 4.3 / 7.7, t25
-        # 8.3 / 11.6-15.2, b2 t25 9.6 / 12.8-16.1; but b4 ties or loses (LSTM 256 b4 6.6 / 6.9, LSTM 512
-        # b4 t25 17.5 / 15.6, single gate 256 b4 5.0 / 4.5) and b8 loses 2x: each thread's products
-        # grow with the rows of a pass, and one SM finishes them
+        # (same process): LSTM 128 b1 2.6 / 5.5, b4 3.4 / 5.7, b8 4.5 / 5.9; LSTM 192 b4 4.0 / 5.9;
+        # LSTM 256 b1 3.6 / 5.2, b4 t150 5.7 / 6.9; LSTM 512 b1 t400 4.3 / 7.7, b4 t25 12.2 / 14.9,
+        # b16 t100 20.2 / 27.4; single gate 256 b4 3.8 / 4.6. Larger batches not measured yet
         return "spread"
     if cell.n_out <= SMALL_HIDDEN:
         return "blocks"
@@ -130,7 +129,7 @@ def choose_recurrence(arch, cell, steps, batch):
     return "step"
 
 
-SPREAD_MAX_BATCH = 2
+SPREAD_MAX_BATCH = 16     # the largest batch measured (see choose_recurrence)
 TILES_MAX_BATCH = 32        # above this the plain step kernel's thread per (row, unit) fills the GPU and wins:
                             # Vulkan, LSTM 512 t100 bidirectional: b16 tiles 142 µs a step against 294 for
                             # step; b64 397 against 331 (the tiles kernel takes the batch 8 rows a pass)
