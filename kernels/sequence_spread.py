@@ -21,10 +21,10 @@ Then a grid barrier (``sequence_persistent.grid_barrier``) before any block read
 only h, x and c move through memory, where ``sequence_persistent``'s threads stream their rows of U
 from L2 at every step.
 
-Limits: ceil(gates × units / rho) × chunks ≤ 256 threads on at most one block per SM (LSTM up to
-hidden ~640 on 132 SMs), ``bc`` × (h + partial sums) ≤ 32 KiB of shared memory, the usual neurons,
-LSTM (no dense peepholes) and the single gate (the GRU's second product needs every unit's r, a
-second grid barrier a step: left to ``sequence_persistent``). The grid must be resident at once,
+Limits: ceil(gates × units / rho) × chunks ≤ 256 threads on at most one block per SM (on 132 SMs:
+LSTM up to hidden 672, the single gate up to 1344); ``bc`` × (h + partial sums) ≤ 32 KiB of shared
+memory; the usual neurons; LSTM (no dense peepholes) and the single gate (the GRU's second product
+needs every unit's r, a second grid barrier a step: left to ``sequence_persistent``). The grid must be resident at once,
 as for every persistent kernel. A row absent at a step copies its state forward.
 """
 import functools

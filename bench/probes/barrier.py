@@ -20,7 +20,7 @@ def main():
     from mpsrnn.backend import gpu_multiprocessors
     from mpsrnn.kernels.layout import F_BARRIER
     from mpsrnn.kernels.sequence_persistent import BLOCK, grid_barrier
-    for nblocks in sorted({8, 32, gpu_multiprocessors()}):
+    for nblocks in sorted({1, 2, 4, 8, gpu_multiprocessors()}):
         @ti.kernel
         def barriers(frame: ti.types.ndarray(dtype=ti.i32, ndim=1), steps: ti.i32):
             ti.loop_config(block_dim=BLOCK)
