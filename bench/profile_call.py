@@ -29,12 +29,13 @@ def main():
     p.add_argument("--hidden", type=int, default=512)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--steps", type=int, default=25)
+    p.add_argument("--layers", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--cprofile", type=int, default=0, metavar="N",
                    help="also print the N host functions with the most own time over 100 calls")
     a = p.parse_args()
     arch = mpsrnn.init(a.arch)
-    layer, _ = build_pair(Config(a.cell, a.hidden, a.hidden, a.batch, a.steps))
+    layer, _ = build_pair(Config(a.cell, a.hidden, a.hidden, a.batch, a.steps, a.layers))
     x = mpsrnn.MatrixSequence.from_numpy(
         np.random.default_rng(0).standard_normal((a.steps, a.batch, a.hidden)).astype(np.float32))
     ys = layer.encode_sequence(x)
@@ -64,7 +65,8 @@ def main():
             sync()
             per[name].append(time.perf_counter() - t0)
     total = float(np.median(whole))
-    print(f"# {arch} {a.cell} hidden={a.hidden} batch={a.batch} steps={a.steps} recurrence={plan.recurrences} "
+    print(f"# {arch} {a.cell} hidden={a.hidden} batch={a.batch} steps={a.steps} layers={a.layers} "
+          f"recurrence={plan.recurrences} "
           f"launch={layer._launch.name}")
     print(f"whole call            {total * 1e6:10.1f} us  ({total / a.steps * 1e6:8.2f} us/step)")
     kernels = 0.0
