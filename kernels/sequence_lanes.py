@@ -29,16 +29,14 @@ import taichi as ti
 
 from .frame import FRAME, INPUT, OUTPUT, PARAMS, WORKSPACE, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .grid import CPU_TASK, share, worker_block, workers
+from .grid import share, worker_block, workers
 from .lane_math import load_lanes, sigmoid_lanes, store_lanes, tanh_lanes
 from .lanes import LANE_WEIGHTS, LANES, accumulate_products, add_products, block_span, lane_blocks
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_SINGLE_GATE,
-    F_BARRIER,
     F_BATCH,
-    F_DEPART,
     F_FLIP,
     F_GATES,
     F_LANE_U,
@@ -46,11 +44,8 @@ from .layout import (
     F_OUT,
     F_PEEP,
     F_PROJECTED,
-    F_ROWS,
     F_STANDARD,
     F_STEPS,
-    F_WS_C,
-    F_WS_H,
     F_WS_SCRATCH,
     F_WS_XW,
     F_ZERO_STATE,
@@ -108,9 +103,8 @@ def store_new_h(ws: ti.template(), h1, v, i0, n, out: ti.template(), out_base, o
 
 @ti.func
 def single_gate_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
-                         out: ti.template(), out_base, out_step, out_row, s, r, u_lo, u_hi):
-    """Unit blocks u_lo .. u_hi-1 (all of them, but for the split kernel)."""
-    for u in range(u_lo, u_hi):
+                         out: ti.template(), out_base, out_step, out_row, s, r):
+    for u in range(lane_blocks(H)):
         i0, n = block_span(u, H)
         acc = zeros(1)
         accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
@@ -131,8 +125,7 @@ def single_gate_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(),
 def single_gate_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1,
                      H, out: ti.template(), out_base, out_step, out_row, s, r):
     if frame[F_STANDARD] != 0:
-        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r, 0,
-                             lane_blocks(H))
+        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
     else:
         single_gate_any(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
 
@@ -201,11 +194,10 @@ def gru_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame:
 
 @ti.func
 def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1, H, peep,
-                  out: ti.template(), out_base, out_step, out_row, s, r, u_lo, u_hi):
-    """Same formulas and order as gate_math.lstm_cell_state and lstm_output, 8 units at a time, for
-    unit blocks u_lo .. u_hi-1 (all of them, but for the split kernel, which takes no dense peepholes)."""
+                  out: ti.template(), out_base, out_step, out_row, s, r):
+    """Same formulas and order as gate_math.lstm_cell_state and lstm_output, 8 units at a time."""
     vl = frame[F_LANE_V]
-    for u in range(u_lo, u_hi):
+    for u in range(lane_blocks(H)):
         i0, n = block_span(u, H)
         acc = zeros(4)
         accumulate_products(acc, lanes, frame[F_LANE_U] + u * 4 * H, H, ws, h0)
@@ -277,8 +269,7 @@ def lstm_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame
               H, out: ti.template(), out_base, out_step, out_row, s, r):
     peep = frame[F_PEEP]
     if frame[F_STANDARD] != 0:
-        lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, out_base, out_step, out_row, s, r, 0,
-                      lane_blocks(H))
+        lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, out_base, out_step, out_row, s, r)
     else:
         lstm_any(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, peep, out, out_base, out_step, out_row, s, r)
 
@@ -333,77 +324,3 @@ def _lanes_kernel(kind, serial):
 def lanes_kernel(kind, serial):
     """The lanes kernel of a ``kind`` cell, parallel or serial (each compiled on first use)."""
     return _lanes_kernel(kind, serial)
-
-
-# --- one row's units split across threads ------------------------------------------------------
-
-SPLIT_PARTS = 2   # threads that share each step
-
-
-@ti.func
-def parts_barrier(frame: ti.template(), target):
-    """Wait until ``target`` arrivals have been counted. The threads of one CPU dispatch share
-    memory coherently, and the atomic read-modify-writes order each thread's stores before its
-    arrival (seq_cst), so no fence is needed beyond them."""
-    ti.atomic_add(frame[F_BARRIER], 1)
-    while ti.atomic_add(frame[F_BARRIER], 0) < target:
-        pass
-
-
-def _split_kernel(kind):
-    """Every step of a layer whose rows are too few to keep the CPU's threads busy (a batch of one
-    row on two threads): SPLIT_PARTS threads each take a contiguous half of the unit blocks of every
-    row, run their gates (usual neurons, no dense peepholes: the output gates' Vo·c1 would need the
-    other half's cell), write their part of the new h, and meet at a barrier (a counter in the frame,
-    as the GPU's persistent kernels do) before the next step reads the whole of it. Each thread then
-    streams half of U per step, from its own core's cache: one thread alone streams all of it.
-
-    Taichi's pool hands a CPU thread the workers of a task at a time (``grid.py``); the first
-    worker of task p runs part p, the others nothing. A thread that spins in part 0's barrier holds
-    its task, and another thread takes part 1: so at least SPLIT_PARTS threads are needed
-    (``applies`` in ``scheduler/recurrence.py`` checks the pool). The projection runs before, in its
-    own dispatch (``project_inputs_lanes``), which also writes the zero initial state."""
-    G = {CELL_SINGLE_GATE: 1, CELL_LSTM: 4}[kind]
-
-    def run(ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
-            out_step: ti.i32, out_row: ti.i32):
-        ti.loop_config(block_dim=ti.static(worker_block()))
-        for w in range(ti.static(SPLIT_PARTS * CPU_TASK)):
-            if w % CPU_TASK == 0:
-                part = w // CPU_TASK
-                arrivals = 0
-                for s in range(frame[F_STEPS]):
-                    _, B, H, slot = run_sizes(frame)
-                    u_lo = lane_blocks(H) * part // SPLIT_PARTS
-                    u_hi = lane_blocks(H) * (part + 1) // SPLIT_PARTS
-                    for r in range(B):
-                        h0 = frame[F_WS_H] + s * slot + r * H
-                        c0 = frame[F_WS_C] + s * slot + r * H
-                        if r < frame[F_ROWS + s]:
-                            xw = frame[F_WS_XW] + (s * B + r) * G * H
-                            if ti.static(kind == CELL_LSTM):
-                                lstm_standard(ws, lanes, frame, xw, h0, h0 + slot, c0, c0 + slot, H, frame[F_PEEP],
-                                              out, out_base, out_step, out_row, s, r, u_lo, u_hi)
-                            else:
-                                single_gate_standard(ws, lanes, frame, xw, h0, h0 + slot, H, out, out_base,
-                                                     out_step, out_row, s, r, u_lo, u_hi)
-                        else:   # an absent row carries its state forward
-                            for i in range(u_lo * LANES, ti.min(u_hi * LANES, H)):
-                                ws[h0 + slot + i] = ws[h0 + i]
-                                if ti.static(kind == CELL_LSTM):
-                                    ws[c0 + slot + i] = ws[c0 + i]
-                    arrivals += SPLIT_PARTS
-                    parts_barrier(frame, arrivals)
-                # both parts have passed the last barrier once both are counted here: the last one
-                # resets the counts for the next run
-                if ti.atomic_add(frame[F_DEPART], 1) == SPLIT_PARTS - 1:
-                    frame[F_BARRIER] = 0
-                    frame[F_DEPART] = 0
-    run.__name__ = run.__qualname__ = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes_split"
-    return ti.kernel(run)
-
-
-@functools.lru_cache(maxsize=None)
-def split_kernel(kind):
-    """The split lanes kernel of a ``kind`` cell (LSTM or single gate; compiled on first use)."""
-    return _split_kernel(kind)

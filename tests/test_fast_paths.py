@@ -14,13 +14,12 @@ from mpsrnn.scheduler import recurrence
 from mpsrnn.scheduler.recurrence import applies, available_recurrences
 
 # lanes, persistent and spread project the inputs inside their kernel or in a kernel of their own
-# (MPSRNN_PROJECTION); the lanes and split paths read only their own packed weights, so the plain
-# layout does not matter to them
+# (MPSRNN_PROJECTION); the lanes path reads only its own packed weights, so the plain layout does not
+# matter to it
 ARCH_PATHS = available_recurrences(m.init())
 # and the lanes kernel runs serially on the calling thread or on every thread (LANES_SERIAL_FLOPS)
 PATHS = ([(rec, layout, "", "") for rec in ARCH_PATHS for layout in ("rows", "transposed")
-          if rec not in ("lanes", "persistent", "spread", "split")]
-         + [("split", "rows", "", "") for _ in range(1) if "split" in ARCH_PATHS]
+          if rec not in ("lanes", "persistent", "spread")]
          + [(rec, layout, where, "") for rec in ("persistent", "spread") for layout in ("rows", "transposed")
             for where in ("inside", "apart") if rec in ARCH_PATHS]
          + [("lanes", "rows", where, threads) for where in ("inside", "apart") for threads in ("serial", "threads")

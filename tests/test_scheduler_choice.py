@@ -74,24 +74,7 @@ def test_cuda(rng, kind, hidden, batch, opts, expected):
 def test_metal_and_cpu(rng):
     c = cell(rng, "lstm", 300)
     assert rec.choose_recurrence("metal", c, 25, 1) == "step"   # until `mpsrnn check` has passed on a Mac
-    assert rec.choose_recurrence("cpu", c, 25, 2) == "lanes"
-
-
-@pytest.mark.parametrize("kind, hidden, batch, opts, expected", [
-    ("lstm", 256, 1, {}, "split"),      # one row: its units on two threads
-    ("lstm", 128, 1, {}, "split"),
-    ("lstm", 64, 1, {}, "lanes"),       # too small to pay for the barrier and the projection's dispatch
-    ("single", 256, 1, {}, "split"),
-    ("single", 128, 1, {}, "lanes"),
-    ("lstm", 256, 2, {}, "lanes"),      # a row a thread
-    ("gru", 256, 1, {}, "lanes"),       # split: no GRU (a second pass a step)
-    ("lstm", 256, 1, {"peephole": "dense"}, "lanes"),
-    ("lstm", 256, 1, {"neurons": "hard"}, "lanes"),
-])
-def test_cpu(rng, monkeypatch, kind, hidden, batch, opts, expected):
-    from mpsrnn.kernels import grid
-    monkeypatch.setattr(grid, "cpu_tasks", lambda: 2)   # as on the 2-core machine the rule was measured on
-    assert rec.choose_recurrence("cpu", cell(rng, kind, hidden, **opts), 50, batch) == expected
+    assert rec.choose_recurrence("cpu", c, 25, 1) == "lanes"
 
 
 def test_where_the_persistent_kernel_projects(rng):

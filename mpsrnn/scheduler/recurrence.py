@@ -7,8 +7,6 @@
   projection included), one thread per sequence, on weights packed 8 output rows
   wide so the products run as vector code (the CPU path: no per-step launch or
   task cost).
-* ``split``: ``kernels/sequence_lanes.split_kernel``, the lanes kernel with each row's units split
-  across two threads that meet at a barrier every step (CPU; a batch too small for the threads).
 * ``rows``: ``kernels/sequence_rows``, the same schedule on the plain weight
   layout with scalar dot products (any arch; the CPU's path before ``lanes``).
 * ``tiles``: ``kernels/sequence_tiles``, one step per launch like ``step``, but
@@ -35,7 +33,7 @@ from ..kernels.layout import CELL_GRU, CELL_LSTM, F_STANDARD, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
-from ..kernels.sequence_lanes import SPLIT_PARTS, lanes_kernel, split_kernel
+from ..kernels.sequence_lanes import lanes_kernel
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel, resident_terms
 from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
 from ..kernels.sequence_rows import ROW_KERNELS
@@ -64,7 +62,7 @@ def packs_lanes(arch):
 def available_recurrences(arch):
     """The recurrence kernels that can run on ``arch``."""
     if arch == "cpu":
-        return ["step", "rows", "lanes", "split"]
+        return ["step", "rows", "lanes"]
     if arch == "cuda":
         return ["step", "rows", "blocks", "registers", "tiles", "persistent", "spread"]
     return ["step", "rows", "blocks", "registers", "tiles"]
@@ -83,10 +81,6 @@ def applies(name, arch, cell):
         return rho is not None and (arch != "cuda" or rho <= HELD_ROWS)
     if name == "lanes":
         return cell.lanes is not None
-    if name == "split":
-        from ..kernels.grid import cpu_tasks
-        return (cell.lanes is not None and cell.kind != CELL_GRU and cell.header[F_STANDARD] != 0
-                and cell.header_peep != PEEP_DENSE and cpu_tasks() >= SPLIT_PARTS)
     if name == "tiles":
         return not (cell.kind == CELL_LSTM and cell.header_peep == PEEP_DENSE)
     if name == "persistent":
@@ -105,7 +99,7 @@ def choose_recurrence(arch, cell, steps, batch):
         if applies(forced, arch, cell):
             return forced
     if arch == "cpu":
-        return "split" if batch == 1 and applies("split", arch, cell) and split_pays(cell) else "lanes"
+        return "lanes"
     if arch == "metal":
         # Metal has not run the block kernel yet (no Mac here): plain kernels until `mpsrnn check
         # --arch metal`, which forces every path against the reference, has passed on one
@@ -200,17 +194,6 @@ FOLD_MAX_INPUT = 512
 LANES_SERIAL_FLOPS = 6e6
 
 
-# CPU split: a row's step this large (gates x H x H multiply-adds) is worth two threads and a barrier
-# each step. This 2-core VM, µs a step, lanes / split, same process: LSTM 256 b1 t50 31.1 / 18.4,
-# LSTM 128 b1 t200 5.5 / 4.1; but LSTM 64 b1 t50 4.7 / 5.1 (split also projects in a dispatch of its own).
-SPLIT_MIN_MACS = 32768
-
-
-def split_pays(cell):
-    """Whether a one-row layer runs faster split across two threads (see SPLIT_MIN_MACS)."""
-    return cell.gates * cell.n_out * cell.n_out >= SPLIT_MIN_MACS
-
-
 def lanes_serial(cell, steps, batch):
     """Whether a layer's lanes kernel runs serially on the calling thread (see LANES_SERIAL_FLOPS)."""
     flops = 2.0 * steps * batch * cell.gates * cell.n_out * (cell.n_out + cell.n_in)
@@ -255,10 +238,6 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     lr = layer_run
     args = (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *output)
     kind = lr.cell.kind
-    if name == "split":   # the projection apart, on every thread; then the split recurrence
-        prog.add(project_inputs_lanes, *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame)
-        prog.add(split_kernel(kind), lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame, *output)
-        return
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
         if lr.projected_apart:
             prog.add(project_inputs_lanes, *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame)
