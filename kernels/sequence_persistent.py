@@ -97,9 +97,9 @@ def grid_barrier(frame: ti.template(), tid, target):
 @ti.func
 def project_own_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
                      prm: ti.template(), frame: ti.template(), nblocks, blk, tid):
-    """The input terms of this block's own gate rows (its units: ceil(H / nblocks) from blk on), every step and batch row (no other block
-    reads them), and its units' zero initial states when the run has none (every block reads
-    those: the caller's grid barrier follows)."""
+    """The input terms of this block's own gate rows (its units: ceil(H / nblocks) from blk on),
+    every step and batch row (no other block reads them), and its units' zero initial states when
+    the run has none (every block reads those: the caller's grid barrier follows)."""
     T, B, H, _ = run_sizes(frame)
     units = (H + nblocks - 1) // nblocks
     rows_here = frame[F_GATES] * units

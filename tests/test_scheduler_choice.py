@@ -81,7 +81,8 @@ def test_where_the_persistent_kernel_projects(rng):
     assert not rec.project_apart("persistent", cell(rng, "lstm", 512), 25, 4)        # 210 MFLOP, 512 wide
     assert rec.project_apart("persistent", cell(rng, "lstm", 256, n_in=1024), 25, 1)  # 1024 wide
     assert rec.project_apart("persistent", cell(rng, "lstm", 256), 150, 4)           # 315 MFLOP
-    assert rec.project_apart("tiles", cell(rng, "lstm", 64), 25, 1)                  # only lanes and persistent can
+    # only lanes, persistent and spread can project inside their kernel
+    assert rec.project_apart("tiles", cell(rng, "lstm", 64), 25, 1)
 
 
 def test_where_the_spread_kernel_projects(rng):

@@ -213,7 +213,7 @@ def project_apart(name, cell, steps, batch):
       more slowly than a launch over the whole GPU, so only small projections go inside;
     * ``spread`` (CUDA): the same, with the limit scaled down to the blocks it has.
 
-    ``MPSRNN_PROJECTION`` (``apart`` or ``inside``) overrides for those two, for benchmarks and tests."""
+    ``MPSRNN_PROJECTION`` (``apart`` or ``inside``) overrides for those three, for benchmarks and tests."""
     if name not in ("lanes", "persistent", "spread"):
         return True
     forced = os.environ.get("MPSRNN_PROJECTION", "").strip().lower()
