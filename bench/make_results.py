@@ -47,10 +47,12 @@ def table(run):
     return "\n".join(out)
 
 
-def find(runs, arch, suite):
+def find(runs, arch, suite, on=None):
     """The newest run of ``suite`` on ``arch`` (results/ keeps one per machine, and the GPU lent to
-    this project has changed: the H100's runs stay listed below the targets, but newer ones count)."""
-    found = [r for r in runs if r["environment"]["arch"] == arch and r["suite"] == suite]
+    this project has changed: the H100's runs stay listed below the targets, but newer ones count);
+    ``on``: only runs on that device."""
+    found = [r for r in runs if r["environment"]["arch"] == arch and r["suite"] == suite
+             and on in (None, r["environment"]["device"])]
     return max(found, key=lambda r: r["environment"]["date"]) if found else None
 
 
@@ -83,7 +85,9 @@ def targets(runs):
     rows.append(("this project's CPU, smoke", "≤ 1.0", *summarize(ratios("cpu", "smoke"), 1.0)))
     vk = []
     for suite in SUITE_ORDER:
-        cu, vu = find(runs, "cuda", suite), find(runs, "vulkan", suite)
+        # the newest Vulkan run against the CUDA run of the same device (not a newer GPU's)
+        vu = find(runs, "vulkan", suite)
+        cu = vu and find(runs, "cuda", suite, on=vu["environment"]["device"])
         if cu and vu:
             cuda_us = {r["label"]: r["mpsrnn"]["median_us"] for r in cu["records"]}
             vk += [r["mpsrnn"]["median_us"] / cuda_us[r["label"]] for r in vu["records"] if r["label"] in cuda_us]

@@ -112,8 +112,9 @@ def choose_recurrence(arch, cell, steps, batch):
     if arch == "cuda" and batch <= SPREAD_MAX_BATCH and applies("spread", arch, cell):
         # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
         # (same process): LSTM 128 b1 2.6 / 5.5, b4 3.4 / 5.7, b8 4.5 / 5.9; LSTM 192 b4 4.0 / 5.9;
-        # LSTM 256 b1 3.6 / 5.2, b4 t150 5.7 / 6.9; LSTM 512 b1 t400 4.3 / 7.7, b4 t25 12.2 / 14.9,
-        # b16 t100 20.2 / 27.4; single gate 256 b4 3.8 / 4.6. Larger batches not measured yet
+        # LSTM 256 b1 3.6 / 5.2, b4 t150 5.7 / 6.9; LSTM 512 b1 t400 4.3 / 7.7, b4 t25 12.2 / 14.9;
+        # single gate 256 b4 3.8 / 4.6. Since its h copy issues every load at once, LSTM 512 t100
+        # b16 14.0 / 27.4, b64 45 / 100, b128 86-88 (a pass of 8 rows each); 4 layers b64 208 / 397
         return "spread"
     if cell.n_out <= SMALL_HIDDEN:
         return "blocks"
@@ -129,7 +130,7 @@ def choose_recurrence(arch, cell, steps, batch):
     return "step"
 
 
-SPREAD_MAX_BATCH = 16     # the largest batch measured (see choose_recurrence)
+SPREAD_MAX_BATCH = 128    # the largest batch measured (see choose_recurrence)
 TILES_MAX_BATCH = 32        # above this the plain step kernel's thread per (row, unit) fills the GPU and wins:
                             # Vulkan, LSTM 512 t100 bidirectional: b16 tiles 142 µs a step against 294 for
                             # step; b64 397 against 331 (the tiles kernel takes the batch 8 rows a pass)
