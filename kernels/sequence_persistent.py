@@ -16,7 +16,8 @@ aligned to 128-byte lines, ``layout.F_SLOT``) cannot be stale in any L1.
 
 Each pass first copies the batch rows' state vectors into shared memory in one
 coalesced sweep (reading them term by term from L2 left every loop iteration
-waiting on a load), then four weight loads are issued per iteration. Where a
+waiting on a load), eight loads a thread in flight at a time, then four weight
+loads are issued per iteration. Where a
 thread's share of the first phase's weights is short, it holds them in registers
 for the whole sequence instead (``resident_terms``).
 
@@ -64,6 +65,7 @@ from .sequence_copy import store_output
 
 BLOCK = 256
 MAX_CHUNK = 8
+COPY_GROUP = 8  # elements of a staging copy a thread loads before it stores them
 STAGE = 6144    # floats of shared memory for the staged state rows; with the reduction
                 # buffer (BLOCK * MAX_CHUNK) that is 8192 floats = 32 KiB
 
@@ -164,9 +166,19 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
         one coalesced pass instead of a dependent L2 load per term of every dot product.
         Unstaged kernels read the rows where they are (``row_starts``)."""
         if ti.static(staged):
-            for q in range(rounds(chunk * H, tid)):
-                e = tid + q * BLOCK
-                stg[at + e] = ws[vec + ti.min(b0 + e // H, B - 1) * H + e % H]
+            # COPY_GROUP loads issued together, then their stores: one at a time, each load waited
+            # for the store before it (a shared store may alias Taichi's generic pointer), an L2
+            # round trip per element (ncu on the spread kernel's copy, which had the same shape)
+            n = chunk * H
+            for q0 in range((rounds(n, tid) + COPY_GROUP - 1) // COPY_GROUP):
+                got = ti.Vector([0.0] * COPY_GROUP, ti.f32)
+                for u in ti.static(range(COPY_GROUP)):
+                    e = tid + (q0 * COPY_GROUP + u) * BLOCK
+                    got[u] = ws[vec + ti.select(e < n, ti.min(b0 + e // H, B - 1) * H + e % H, 0)]
+                for u in ti.static(range(COPY_GROUP)):
+                    e = tid + (q0 * COPY_GROUP + u) * BLOCK
+                    if e < n:
+                        stg[at + e] = got[u]
 
     @ti.func
     def row_starts(at, vec, B, H, b0):
