@@ -1,6 +1,7 @@
 """Choosing and starting the Taichi backend, once per process."""
 import contextlib
 import io
+import functools
 import os
 import platform
 import sys
@@ -104,8 +105,10 @@ def device_name():
     return _cpu_name()
 
 
+@functools.lru_cache(maxsize=None)
 def gpu_multiprocessors():
-    """Streaming multiprocessors of CUDA device 0 (what a persistent grid may occupy), else 1."""
+    """Streaming multiprocessors of CUDA device 0 (what a persistent grid may occupy), else 1. Asked
+    once per process: the scheduler plans with it at every new shape."""
     import ctypes
     try:
         lib = ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
