@@ -26,6 +26,11 @@ LSTM up to hidden 672, the single gate up to 1344); ``bc`` × (h + partial sums)
 memory; the usual neurons; LSTM (no dense peepholes) and the single gate (the GRU's second product
 needs every unit's r, a second grid barrier a step: left to ``sequence_persistent``). The grid must be resident at once,
 as for every persistent kernel. A row absent at a step copies its state forward.
+
+``paired_spread_kernel`` runs two layers of one shape side by side, the two directions of a
+bidirectional level, on a grid of twice the blocks: the body (``run_layer``) is the same, each
+half reads its own arrays and meets only its own blocks at the barriers (counters in its frame).
+On 132 SMs a pair fits 66 blocks a direction: LSTM 512 then takes two rows a thread.
 """
 import functools
 
@@ -79,11 +84,22 @@ def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None):
     return None
 
 
-@functools.lru_cache(maxsize=None)
 def spread_kernel(cell, rho, nblocks, chunks, bc, projects):
     """The kernel of ``cell`` on ``nblocks`` blocks whose threads hold ``rho`` rows of ``chunks`` chunks,
     ``bc`` batch rows a pass; ``projects``: it computes its own input terms and zero initial states
     first (``sequence_persistent.project_own_rows``). One compile per combination, on first use."""
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects)[0]
+
+
+def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects):
+    """Two layers of the same shape at once (the two directions of a bidirectional level), each on
+    ``nblocks`` blocks of a grid of 2 × ``nblocks``: the arguments of ``spread_kernel`` twice. Each
+    layer meets only its own blocks at its grid barriers (the counters are in its frame)."""
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects)[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
     G = GATES[cell]
     PAD = chunks * CHUNK    # h in shared memory, zero past H
     COPIES = (bc * PAD + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
@@ -96,106 +112,130 @@ def spread_kernel(cell, rho, nblocks, chunks, bc, projects):
             total += part[o * chunks + kk]
         return total
 
+    @ti.func
+    def run_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+                  prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
+                  hs: ti.template(), part: ti.template(), blk, tid):
+        """Block blk's share of one layer's whole sequence (the kernel's body: see the module text)."""
+        barrier = 0
+        if ti.static(projects):
+            project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
+            barrier += nblocks
+            grid_barrier(frame, tid, barrier)
+        # this thread's gate rows lr[i] = p + i·span of the block's R (gate g = lr // units of unit
+        # u_lo + lr % units) and its chunk k, loaded once for the whole launch
+        _, _, H, _ = run_sizes(frame)
+        units = (H + nblocks - 1) // nblocks
+        u_lo = blk * units
+        R = G * units
+        span = (R + rho - 1) // rho
+        p = tid % span
+        k = tid // span
+        lr = ti.Vector([-1] * rho, ti.i32)   # -1 where none
+        at = ti.Vector([-1] * rho, ti.i32)   # where the row starts in wts
+        u0, uso, usj = recurrent_weights(frame)
+        for i in ti.static(range(rho)):
+            r_ = p + i * span
+            if k < chunks and r_ < R and u_lo + r_ % units < H:
+                lr[i] = r_
+                at[i] = u0 + ((r_ // units) * H + u_lo + r_ % units) * uso
+        w = load_rows(wts, at, usj, k * CHUNK, H, rho)
+        kc = ti.min(k, chunks - 1)   # threads without rows read a valid chunk and store nothing
+        # the (unit, batch row) this thread finishes in each pass
+        bb = tid // units
+        iu = tid % units
+        i = u_lo + iu
+        for s in range(frame[F_STEPS]):
+            _, B, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
+            hp = frame[F_WS_H] + s * slot
+            cp = frame[F_WS_C] + s * slot
+            for pass_ in range((B + bc - 1) // bc):
+                b0 = pass_ * bc
+                # every load first, none behind a branch, then the stores: a load behind its own
+                # branch (or after a shared store, which may alias a generic pointer) waited for
+                # the one before it, 16 L2 round trips in a row: ~5 µs of a pass (ncu, LSTM 512 b16)
+                got = ti.Vector([0.0] * COPIES, ti.f32)
+                for e_ in ti.static(range(COPIES)):
+                    e = tid + e_ * BLOCK
+                    ok = e < bc * PAD and e % PAD < H and b0 + e // PAD < B
+                    got[e_] = ti.select(ok, ws[hp + ti.select(ok, (b0 + e // PAD) * H + e % PAD, 0)], 0.0)
+                for e_ in ti.static(range(COPIES)):
+                    if tid + e_ * BLOCK < bc * PAD:
+                        hs[tid + e_ * BLOCK] = got[e_]
+                b = b0 + bb
+                mine = bb < bc and iu < units and i < H and b < B
+                present = mine and b < frame[F_ROWS + s]
+                xg = ti.Vector([0.0] * G, ti.f32)
+                c = 0.0
+                if present:
+                    for g in ti.static(range(G)):
+                        xg[g] = ws[frame[F_WS_XW] + (s * B + b) * G * H + g * H + i]
+                if ti.static(cell == CELL_LSTM):
+                    if mine:
+                        c = ws[cp + b * H + i]
+                ti.simt.block.sync()
+                # a run-time loop over the pass's rows: unrolled, the products of 8 rows were
+                # interleaved and ran 2-3x slower (b8 against b1, per row)
+                for r in range(ti.min(bc, B - b0)):
+                    sums = rows_dot(w, wts, at, usj, H, hs, r * PAD + kc * CHUNK, rho)
+                    for q in ti.static(range(rho)):
+                        if lr[q] >= 0:
+                            part[(r * R + lr[q]) * chunks + k] = sums[q]
+                ti.simt.block.sync()
+                if mine:
+                    hv = 0.0
+                    if present:
+                        o = bb * R + iu
+                        if ti.static(cell == CELL_SINGLE_GATE):
+                            hv = standard_single_gate_output(xg[0] + gate_sum(part, o))
+                        else:
+                            peep = ti.Vector([0.0] * 4, ti.f32)   # diagonal peepholes, from L1
+                            if frame[F_PEEP] == PEEP_DIAGONAL:
+                                for g in ti.static(range(4)):
+                                    peep[g] = w32(wts, frame[F_V] + g * H + i)
+                            a_i = xg[0] + gate_sum(part, o) + peep[0] * c
+                            a_f = xg[1] + gate_sum(part, o + units) + peep[1] * c
+                            a_c = xg[2] + gate_sum(part, o + 2 * units) + peep[2] * c
+                            c = standard_lstm_cell_state(a_i, a_f, a_c, c)
+                            a_o = xg[3] + gate_sum(part, o + 3 * units) + peep[3] * c
+                            hv = standard_lstm_output(a_o, c)
+                        store_output(out, out_base, out_step, out_row, s, b, i, hv)
+                    else:
+                        hv = ws[hp + b * H + i]
+                    ws[hp + slot + b * H + i] = hv
+                    if ti.static(cell == CELL_LSTM):
+                        ws[cp + slot + b * H + i] = c
+                ti.simt.block.sync()   # before the next pass overwrites hs and part
+            barrier += nblocks
+            grid_barrier(frame, tid, barrier)
+        leave_grid(frame, tid, nblocks)
+
     def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
                prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
-            blk = t // BLOCK
-            tid = t % BLOCK
             hs = ti.simt.block.SharedArray((bc * PAD,), ti.f32)            # [batch row, channel]
             part = ti.simt.block.SharedArray((bc * rho * BLOCK,), ti.f32)  # [batch row, gate row, chunk]
-            barrier = 0
-            if ti.static(projects):
-                project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
-                barrier += nblocks
-                grid_barrier(frame, tid, barrier)
-            # this thread's gate rows lr[i] = p + i·span of the block's R (gate g = lr // units of unit
-            # u_lo + lr % units) and its chunk k, loaded once for the whole launch
-            _, _, H, _ = run_sizes(frame)
-            units = (H + nblocks - 1) // nblocks
-            u_lo = blk * units
-            R = G * units
-            span = (R + rho - 1) // rho
-            p = tid % span
-            k = tid // span
-            lr = ti.Vector([-1] * rho, ti.i32)   # -1 where none
-            at = ti.Vector([-1] * rho, ti.i32)   # where the row starts in wts
-            u0, uso, usj = recurrent_weights(frame)
-            for i in ti.static(range(rho)):
-                r_ = p + i * span
-                if k < chunks and r_ < R and u_lo + r_ % units < H:
-                    lr[i] = r_
-                    at[i] = u0 + ((r_ // units) * H + u_lo + r_ % units) * uso
-            w = load_rows(wts, at, usj, k * CHUNK, H, rho)
-            kc = ti.min(k, chunks - 1)   # threads without rows read a valid chunk and store nothing
-            # the (unit, batch row) this thread finishes in each pass
-            bb = tid // units
-            iu = tid % units
-            i = u_lo + iu
-            for s in range(frame[F_STEPS]):
-                _, B, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
-                hp = frame[F_WS_H] + s * slot
-                cp = frame[F_WS_C] + s * slot
-                for pass_ in range((B + bc - 1) // bc):
-                    b0 = pass_ * bc
-                    # every load first, none behind a branch, then the stores: a load behind its own
-                    # branch (or after a shared store, which may alias a generic pointer) waited for
-                    # the one before it, 16 L2 round trips in a row: ~5 µs of a pass (ncu, LSTM 512 b16)
-                    got = ti.Vector([0.0] * COPIES, ti.f32)
-                    for e_ in ti.static(range(COPIES)):
-                        e = tid + e_ * BLOCK
-                        ok = e < bc * PAD and e % PAD < H and b0 + e // PAD < B
-                        got[e_] = ti.select(ok, ws[hp + ti.select(ok, (b0 + e // PAD) * H + e % PAD, 0)], 0.0)
-                    for e_ in ti.static(range(COPIES)):
-                        if tid + e_ * BLOCK < bc * PAD:
-                            hs[tid + e_ * BLOCK] = got[e_]
-                    b = b0 + bb
-                    mine = bb < bc and iu < units and i < H and b < B
-                    present = mine and b < frame[F_ROWS + s]
-                    xg = ti.Vector([0.0] * G, ti.f32)
-                    c = 0.0
-                    if present:
-                        for g in ti.static(range(G)):
-                            xg[g] = ws[frame[F_WS_XW] + (s * B + b) * G * H + g * H + i]
-                    if ti.static(cell == CELL_LSTM):
-                        if mine:
-                            c = ws[cp + b * H + i]
-                    ti.simt.block.sync()
-                    # a run-time loop over the pass's rows: unrolled, the products of 8 rows were
-                    # interleaved and ran 2-3x slower (b8 against b1, per row)
-                    for r in range(ti.min(bc, B - b0)):
-                        sums = rows_dot(w, wts, at, usj, H, hs, r * PAD + kc * CHUNK, rho)
-                        for q in ti.static(range(rho)):
-                            if lr[q] >= 0:
-                                part[(r * R + lr[q]) * chunks + k] = sums[q]
-                    ti.simt.block.sync()
-                    if mine:
-                        hv = 0.0
-                        if present:
-                            o = bb * R + iu
-                            if ti.static(cell == CELL_SINGLE_GATE):
-                                hv = standard_single_gate_output(xg[0] + gate_sum(part, o))
-                            else:
-                                peep = ti.Vector([0.0] * 4, ti.f32)   # diagonal peepholes, from L1
-                                if frame[F_PEEP] == PEEP_DIAGONAL:
-                                    for g in ti.static(range(4)):
-                                        peep[g] = w32(wts, frame[F_V] + g * H + i)
-                                a_i = xg[0] + gate_sum(part, o) + peep[0] * c
-                                a_f = xg[1] + gate_sum(part, o + units) + peep[1] * c
-                                a_c = xg[2] + gate_sum(part, o + 2 * units) + peep[2] * c
-                                c = standard_lstm_cell_state(a_i, a_f, a_c, c)
-                                a_o = xg[3] + gate_sum(part, o + 3 * units) + peep[3] * c
-                                hv = standard_lstm_output(a_o, c)
-                            store_output(out, out_base, out_step, out_row, s, b, i, hv)
-                        else:
-                            hv = ws[hp + b * H + i]
-                        ws[hp + slot + b * H + i] = hv
-                        if ti.static(cell == CELL_LSTM):
-                            ws[cp + slot + b * H + i] = c
-                    ti.simt.block.sync()   # before the next pass overwrites hs and part
-                barrier += nblocks
-                grid_barrier(frame, tid, barrier)
-            leave_grid(frame, tid, nblocks)
+            run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs, part,
+                      t // BLOCK, t % BLOCK)
 
-    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_spread{rho}x{nblocks}"   # the name profilers show
-    return ti.kernel(kernel)
+    def paired(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
+               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32,
+               x2: INPUT, x2_base: ti.i32, x2_step: ti.i32, x2_row: ti.i32, ws2: WORKSPACE, wts2: WEIGHTS,
+               prm2: PARAMS, frame2: FRAME, out2: OUTPUT, out2_base: ti.i32, out2_step: ti.i32, out2_row: ti.i32):
+        ti.loop_config(block_dim=BLOCK)
+        for t in range(2 * nblocks * BLOCK):
+            hs = ti.simt.block.SharedArray((bc * PAD,), ti.f32)
+            part = ti.simt.block.SharedArray((bc * rho * BLOCK,), ti.f32)
+            blk = t // BLOCK
+            if blk < nblocks:
+                run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs, part,
+                          blk, t % BLOCK)
+            else:
+                run_layer(x2, x2_base, x2_step, x2_row, ws2, wts2, prm2, frame2, out2, out2_base, out2_step,
+                          out2_row, hs, part, blk - nblocks, t % BLOCK)
+
+    name = f"{('single_gate', 'gru', 'lstm')[cell]}_spread{rho}x{nblocks}"   # the names profilers show
+    kernel.__name__ = name
+    paired.__name__ = name + "_paired"
+    return ti.kernel(kernel), ti.kernel(paired)

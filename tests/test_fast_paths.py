@@ -97,6 +97,31 @@ def test_each_path_runs_stacks_and_bidirectional(path, rng):
     assert_seq_close(seq.encode_sequence(xs), R.encode_sequence([ds[0], ds[2]], xs)[0])
 
 
+@pytest.mark.skipif("spread" not in ARCH_PATHS, reason="the spread kernel runs on CUDA only")
+@pytest.mark.parametrize("projection", ["inside", "apart"])
+def test_paired_directions_match_reference(projection, rng, monkeypatch):
+    """Both directions of a bidirectional level in one launch of the spread kernel, each on half the
+    grid, with different weights, against the reference; the second call reuses the plan."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "spread")
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    monkeypatch.setenv("MPSRNN_PROJECTION", projection)
+    backward = {"layer_sequence_direction": m.SequenceDirection.BACKWARD}
+    ds = [descriptor("lstm", rng, 7, 45, use_float32_weights=True, peephole=None),
+          descriptor("lstm", rng, 7, 45, use_float32_weights=True, peephole=None, **backward),
+          descriptor("single", rng, 45, 20, use_float32_weights=True),
+          descriptor("single", rng, 45, 20, use_float32_weights=True, **backward)]
+    layer = m.RNNMatrixInferenceLayer(ds)
+    layer.bidirectional_combine_mode = m.BidirectionalCombineMode.NONE
+    for _ in range(2):
+        xs = sequence(rng, [11, 10, 9, 2, 1], 7)
+        fwd, bwd = layer.encode_bidirectional_sequence(xs)
+        ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
+        assert_seq_close(fwd, ref_f, what="forward")
+        assert_seq_close(bwd, ref_b, what="backward")
+    names = [getattr(d.kernel, "__name__", "") for p in layer._plans._plans.values() for d in p.program.dispatches]
+    assert sum(name.endswith("_paired") for name in names) == 2, names
+
+
 def test_standard_neuron_flag_only_for_the_usual_neurons(rng):
     from mpsrnn.kernels.layout import F_STANDARD
 

@@ -12,7 +12,7 @@ from builders import descriptor
 from mpsrnn.scheduler import recurrence as rec
 
 KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
-         "MPSRNN_PERSISTENT_GRID")
+         "MPSRNN_PERSISTENT_GRID", "MPSRNN_PAIR_DIRECTIONS")
 
 
 @pytest.fixture(autouse=True)
@@ -144,3 +144,29 @@ def test_where_the_lanes_kernel_runs_serially(rng):
     assert rec.lanes_serial(cell(rng, "lstm", 64), 25, 2)           # 3.3 MFLOP: waking the pool costs more
     assert not rec.lanes_serial(cell(rng, "single", 128), 50, 4)    # 13 MFLOP
     assert not rec.lanes_serial(cell(rng, "lstm", 64), 200, 8)
+
+
+class _Run:
+    """The parts of a layer run that pair_directions reads."""
+
+    def __init__(self, cell, recurrence="spread", projected_apart=False):
+        self.cell, self.recurrence, self.projected_apart = cell, recurrence, projected_apart
+
+
+def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
+    lstm512 = cell(rng, "lstm", 512)
+    assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)   # off until measured
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    assert rec.pair_directions("cuda", _Run(lstm512), _Run(cell(rng, "lstm", 512)), 16)
+    assert rec._paired_shape(lstm512, 16) == (2, 64, 16, 8)   # two rows a thread on half the SMs
+    assert not rec.pair_directions("vulkan", _Run(lstm512), _Run(lstm512), 16)   # no grid barrier there
+    assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512, "persistent"), 16)
+    assert not rec.pair_directions("cuda", _Run(lstm512), _Run(cell(rng, "lstm", 512, n_in=256)), 16)
+    assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512, projected_apart=True), 16)
+    big = cell(rng, "lstm", 640)   # fits 132 SMs at two rows a thread (107 blocks), not 66
+    assert rec._spread_shape(big, 1) is not None and not rec.pair_directions("cuda", _Run(big), _Run(big), 1)
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "off")
+    assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "sometimes")
+    with pytest.raises(ValueError, match="MPSRNN_PAIR_DIRECTIONS: expected 'on' or 'off'"):
+        rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)

@@ -28,7 +28,7 @@ from ..backend import current_arch
 from ..kernels import layout as L
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence, copy_sequence_serial
 from .program import Program, Slot
-from .recurrence import choose_recurrence, emit_layer, project_apart
+from .recurrence import choose_recurrence, emit_layer, emit_paired, pair_directions, project_apart
 
 # Tests set this: workspaces start as NaN, so reading memory no kernel wrote shows up.
 POISON_WORKSPACES = False
@@ -95,21 +95,31 @@ class StackRun:
     def emit(self, prog, x_slots, output=None):
         """Dispatches that run the stack; ``output``, a destination view the last layer writes its
         outputs to as it goes (in processing order, so forward stacks only)."""
-        T, B = self.steps, self.batch
-        for k, lr in enumerate(self.layers):
-            cell, ws, H = lr.cell, lr.ws, lr.cell.n_out
-            for what, offset in (("h0", lr.h), ("c0", lr.c)):
-                if lr.has_initial_state and (what == "h0" or cell.is_lstm):
-                    src = (Slot(f"{what}_{k}"), Slot(f"{what}_{k}_base"), 0, Slot(f"{what}_{k}_row"))
-                    prog.add(copy_kernel(B * H), ws, offset, 0, H, *src, ws, 0, 0, 0, SEQ_COPY, H, 0, 1, B,
-                             self.time_rows, -1)
-            if k == 0:
-                x = x_slots
-            else:
-                prev = self.layers[k - 1]
-                x = (prev.ws, prev.h + prev.slot, prev.slot, prev.cell.n_out)
-            last = k == len(self.layers) - 1
-            emit_layer(prog, lr.recurrence, lr, T, B, x, output if last and output else (ws, -1, 0, 0))
+        for k in range(len(self.layers)):
+            self.emit_states_in(prog, k)
+            emit_layer(prog, self.layers[k].recurrence, self.layers[k], self.steps, self.batch,
+                       *self.views(k, x_slots, output))
+
+    def emit_states_in(self, prog, k):
+        """Copies of layer k's initial state (from the caller's slots) into its workspace, if given."""
+        lr, B = self.layers[k], self.batch
+        cell, ws, H = lr.cell, lr.ws, lr.cell.n_out
+        for what, offset in (("h0", lr.h), ("c0", lr.c)):
+            if lr.has_initial_state and (what == "h0" or cell.is_lstm):
+                src = (Slot(f"{what}_{k}"), Slot(f"{what}_{k}_base"), 0, Slot(f"{what}_{k}_row"))
+                prog.add(copy_kernel(B * H), ws, offset, 0, H, *src, ws, 0, 0, 0, SEQ_COPY, H, 0, 1, B,
+                         self.time_rows, -1)
+
+    def views(self, k, x_slots, output=None):
+        """(input view, output view) of layer k: the stack's input or the layer below's history;
+        ``output`` for the last layer where given, else none (a negative base)."""
+        if k == 0:
+            x = x_slots
+        else:
+            prev = self.layers[k - 1]
+            x = (prev.ws, prev.h + prev.slot, prev.slot, prev.cell.n_out)
+        last = k == len(self.layers) - 1
+        return x, (output if last and output else (self.layers[k].ws, -1, 0, 0))
 
     def emit_states(self, prog, store_all):
         """Copy every layer's last (or every) state into the ``hs_k``/``cs_k`` slots, (T or 1, B, H)."""
@@ -187,8 +197,21 @@ def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy):
     fwd = StackRun(fwd_cells, rows, False, time_rows, [False] * len(fwd_cells))
     bwd = StackRun(bwd_cells, rows, True, time_rows, [False] * len(bwd_cells))
     prog = Program()
-    fwd.emit(prog, _dest("x"))
-    bwd.emit(prog, (Slot("x"), Slot("xr_base"), Slot("xr_step"), Slot("x_row")))
+    x_fwd, x_bwd = _dest("x"), (Slot("x"), Slot("xr_base"), Slot("xr_step"), Slot("x_row"))
+    # level by level: a level's two directions depend only on the level below in their own direction,
+    # so where both run the spread kernel they can share one launch, each on half the SMs
+    # (the two stacks may differ in depth and cells: MPS takes each descriptor's direction)
+    for k in range(max(len(fwd.layers), len(bwd.layers))):
+        here = [(run, x) for run, x in ((fwd, x_fwd), (bwd, x_bwd)) if k < len(run.layers)]
+        for run, _ in here:
+            run.emit_states_in(prog, k)
+        views = [run.views(k, x) for run, x in here]
+        layers = [run.layers[k] for run, _ in here]
+        if len(here) == 2 and pair_directions(current_arch(), *layers, fwd.batch):
+            emit_paired(prog, layers, fwd.steps, fwd.batch, *zip(*views))
+        else:
+            for lr, (x, out) in zip(layers, views):
+                emit_layer(prog, lr.recurrence, lr, fwd.steps, fwd.batch, x, out)
     f, b = fwd.output_view(), bwd.output_view()
     T, B = fwd.steps, fwd.batch
     copy = copy_kernel(T * B * (fwd.out_channels + bwd.out_channels))
@@ -205,7 +228,8 @@ def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy):
 
 # environment variables the planner reads (scheduler/recurrence.py, kernels/): part of every plan's
 # key, so that forcing another path, as the benchmarks and tests do, builds a new plan
-PLANNING_KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS")
+PLANNING_KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
+                  "MPSRNN_PAIR_DIRECTIONS")
 
 
 class PlanCache:

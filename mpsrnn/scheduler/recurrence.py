@@ -37,7 +37,7 @@ from ..kernels.sequence_lanes import lanes_kernel
 from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel, resident_terms
 from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
 from ..kernels.sequence_rows import ROW_KERNELS
-from ..kernels.sequence_spread import spread_kernel, spread_shape
+from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
@@ -274,3 +274,42 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
             prog.add(STEP_KERNELS[kind], *args, s)
             if dense_peepholes:
                 prog.add(lstm_peephole_output_step, *args, s)
+
+
+def _paired_shape(cell, batch):
+    """The spread kernel's shape for one of two layers that share the GPU (half its SMs each)."""
+    return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch, _sms() // 2)
+
+
+PAIR_DIRECTIONS = False   # not yet measured on a GPU: opt in with MPSRNN_PAIR_DIRECTIONS=on
+
+
+def pair_directions(arch, fwd, bwd, batch):
+    """Whether a bidirectional level's two layer runs share one launch of the spread kernel
+    (``paired_spread_kernel``): both chose it, their cells have the same shape, and it fits half
+    the SMs. Off by default until measured (``PAIR_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off``
+    decides, for tests and A/B benchmarks."""
+    forced = os.environ.get("MPSRNN_PAIR_DIRECTIONS", "").strip().lower()
+    if forced not in ("", "on", "off"):
+        raise ValueError(f"MPSRNN_PAIR_DIRECTIONS: expected 'on' or 'off', got {forced!r}")
+    wanted = forced == "on" if forced else PAIR_DIRECTIONS
+    if not wanted or arch != "cuda" or not (fwd.recurrence == bwd.recurrence == "spread"):
+        return False
+    a, b = fwd.cell, bwd.cell
+    same = (a.kind, a.n_in, a.n_out, a.header_peep, a.header[F_STANDARD]) == \
+        (b.kind, b.n_in, b.n_out, b.header_peep, b.header[F_STANDARD])
+    return same and fwd.projected_apart == bwd.projected_apart and _paired_shape(a, batch) is not None
+
+
+def emit_paired(prog, runs, steps, batch, xs, outputs):
+    """The dispatches of two layer runs that ``pair_directions`` pairs: their projections where
+    apart, then one launch of the paired spread kernel with both runs' arguments."""
+    first = runs[0]
+    for lr, x in zip(runs, xs):
+        if lr.projected_apart:
+            prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+    rho, grid, chunks, bc = _paired_shape(first.cell, batch)
+    args = []
+    for lr, x, out in zip(runs, xs, outputs):
+        args += [*x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *out]
+    prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, not first.projected_apart), *args)
