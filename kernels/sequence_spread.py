@@ -23,9 +23,10 @@ from L2 at every step.
 
 Limits: ceil(gates × units / rho) × chunks ≤ 256 threads on at most one block per SM (on 132 SMs:
 LSTM up to hidden 672, the single gate up to 1344); ``bc`` × (h + partial sums) ≤ 32 KiB of shared
-memory; the usual neurons; LSTM (no dense peepholes) and the single gate (the GRU's second product
-needs every unit's r, a second grid barrier a step: left to ``sequence_persistent``). The grid must be resident at once,
-as for every persistent kernel. A row absent at a step copies its state forward.
+memory; the usual neurons; no dense LSTM peepholes. The GRU takes two phases a step, each ending
+at a grid barrier (its second product needs every unit's r: ``gru_layer``), its threads one row
+of each phase (LSTM-sized shares: up to hidden ~735 on 132 SMs). The grid must be resident at
+once, as for every persistent kernel. A row absent at a step copies its state forward.
 
 ``paired_spread_kernel`` runs two layers of one shape side by side, the two directions of a
 bidirectional level, on a grid of twice the blocks: the body (``run_layer``) is the same, each
@@ -36,10 +37,17 @@ import functools
 
 import taichi as ti
 
-from .frame import FRAME, INPUT, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, recurrent_weights, run_sizes
-from .gate_math import standard_lstm_cell_state, standard_lstm_output, standard_single_gate_output
+from .frame import FRAME, INPUT, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
+from .gate_math import (
+    standard_gru_gates,
+    standard_gru_output,
+    standard_lstm_cell_state,
+    standard_lstm_output,
+    standard_single_gate_output,
+)
 from .dots import w32
 from .layout import (
+    CELL_GRU,
     CELL_LSTM,
     CELL_SINGLE_GATE,
     F_PEEP,
@@ -48,7 +56,9 @@ from .layout import (
     F_V,
     F_WS_C,
     F_WS_H,
+    F_WS_SCRATCH,
     F_WS_XW,
+    FIRST_PHASE_GATES,
     GATES,
     PEEP_DENSE,
     PEEP_DIAGONAL,
@@ -68,18 +78,19 @@ def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None):
     not fit: the fewest rows a thread (1, else 2), on the fewest blocks that hold them, or on ``grid``
     blocks where given. One row a thread beat two (H200, µs a step: LSTM 128 b1 2.7 on 8 blocks
     against 2.8 on 4; LSTM 512 b1 t25 8.3 on 128 against 9.1 on 64)."""
-    if not standard or cell not in (CELL_LSTM, CELL_SINGLE_GATE) or (cell == CELL_LSTM and peephole == PEEP_DENSE):
+    if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
     chunks = -(-hidden // CHUNK)
-    for rho in range(1, MAX_ROWS + 1):
+    h_rows = 2 if cell == CELL_GRU else 1   # shared rows of h a batch row: the GRU's r∘h0 and z∘h0
+    for rho in range(1, (1 if cell == CELL_GRU else MAX_ROWS) + 1):   # a GRU thread holds two sets
         for blocks in ([grid] if grid else range(1, sms + 1)):
             units = -(-hidden // blocks)
-            if blocks > sms or -(-GATES[cell] * units // rho) * chunks > BLOCK or units > BLOCK:
+            if blocks > sms or -(-FIRST_PHASE_GATES[cell] * units // rho) * chunks > BLOCK or units > BLOCK:
                 continue
             bc = min(MAX_BATCH_PASS, 1 << (max(batch, 1) - 1).bit_length())
-            while bc > 1 and (bc * units > BLOCK or bc * (chunks * CHUNK + rho * BLOCK) > SHARED):
+            while bc > 1 and (bc * units > BLOCK or bc * (h_rows * chunks * CHUNK + rho * BLOCK) > SHARED):
                 bc //= 2
-            if chunks * CHUNK + rho * BLOCK <= SHARED:
+            if h_rows * chunks * CHUNK + rho * BLOCK <= SHARED:
                 return rho, blocks, chunks, bc
     return None
 
@@ -103,6 +114,22 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
     G = GATES[cell]
     PAD = chunks * CHUNK    # h in shared memory, zero past H
     COPIES = (bc * PAD + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
+    HS = (2 if cell == CELL_GRU else 1) * bc * PAD   # shared h: the GRU's second phase holds r∘h0, z∘h0
+
+    @ti.func
+    def copy_h(ws: ti.template(), src, hs: ti.template(), at, b0, B, H, tid):
+        """Rows b0 .. b0+bc-1 of the state vectors at ws[src + b·H] into hs[at + r·PAD + j], zero past H
+        and B. Every load is issued before any store, and none behind a branch: a load behind its own
+        branch, or after a shared store (which may alias a generic pointer), waited for the one
+        before it, 16 L2 round trips in a row, ~5 µs of a pass (ncu, LSTM 512 b16)."""
+        got = ti.Vector([0.0] * COPIES, ti.f32)
+        for e_ in ti.static(range(COPIES)):
+            e = tid + e_ * BLOCK
+            ok = e < bc * PAD and e % PAD < H and b0 + e // PAD < B
+            got[e_] = ti.select(ok, ws[src + ti.select(ok, (b0 + e // PAD) * H + e % PAD, 0)], 0.0)
+        for e_ in ti.static(range(COPIES)):
+            if tid + e_ * BLOCK < bc * PAD:
+                hs[at + tid + e_ * BLOCK] = got[e_]
 
     @ti.func
     def gate_sum(part: ti.template(), o):
@@ -117,6 +144,130 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                   prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
                   hs: ti.template(), part: ti.template(), blk, tid):
         """Block blk's share of one layer's whole sequence (the kernel's body: see the module text)."""
+        if ti.static(cell == CELL_GRU):
+            gru_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs, part,
+                      blk, tid)
+        else:
+            gated_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs, part,
+                        blk, tid)
+
+    @ti.func
+    def gru_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+                  prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
+                  hs: ti.template(), part: ti.template(), blk, tid):
+        """The GRU: two phases a step, each a pass per bc batch rows, with a grid barrier after each.
+        Phase 1: Uz and Ur against h give z and r of the block's units; r∘h0 and z∘h0 go to fresh
+        slots of the C region (z to the scratch rows). Phase 2 needs every unit's r∘h0 and z∘h0: Uh
+        against r∘h0 and Vh against z∘h0 (both copied into hs, z∘h0 after bc·PAD), then the output.
+        A thread holds one row of each phase (rho = 1): row p of [Uz; Ur] and row p of [Uh; Vh] for
+        the block's units, chunk k; its phase-2 product reads r∘h0 or z∘h0 by an offset, so a warp
+        that holds both kinds of row does not diverge."""
+        barrier = 0
+        if ti.static(projects):
+            project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
+            barrier += nblocks
+            grid_barrier(frame, tid, barrier)
+        _, _, H, _ = run_sizes(frame)
+        units = (H + nblocks - 1) // nblocks
+        u_lo = blk * units
+        R = 2 * units
+        p = tid % R
+        k = tid // R
+        u0, uso, usj = recurrent_weights(frame)
+        v0, vso, vsj = memory_weights(frame)
+        lr = -1
+        at1 = ti.Vector([-1], ti.i32)
+        at2 = ti.Vector([-1], ti.i32)
+        sj2 = usj
+        if k < chunks and u_lo + p % units < H:
+            lr = p
+            u = u_lo + p % units
+            at1[0] = u0 + ((p // units) * H + u) * uso    # Uz (p < units) or Ur
+            at2[0] = u0 + (2 * H + u) * uso                # Uh
+            if p >= units:
+                at2[0] = v0 + u * vso                      # Vh
+                sj2 = vsj
+        w1 = load_rows(wts, at1, usj, k * CHUNK, H, 1)
+        w2 = load_rows(wts, at2, sj2, k * CHUNK, H, 1)
+        kc = ti.min(k, chunks - 1)   # threads without rows read a valid chunk and store nothing
+        second = ti.select(p >= units, bc * PAD, 0)   # where this thread's phase-2 vector lies in hs
+        bb = tid // units
+        iu = tid % units
+        i = u_lo + iu
+        for s in range(frame[F_STEPS]):
+            _, B, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
+            hp = frame[F_WS_H] + s * slot
+            rh = frame[F_WS_C] + (2 * s) * slot   # fresh slots: no SM's L1 holds them stale
+            zh = rh + slot
+            zs = frame[F_WS_SCRATCH]
+            for pass_ in range((B + bc - 1) // bc):   # phase 1: z and r
+                b0 = pass_ * bc
+                copy_h(ws, hp, hs, 0, b0, B, H, tid)
+                b = b0 + bb
+                mine = bb < bc and i < H and b < B
+                present = mine and b < frame[F_ROWS + s]
+                xz = 0.0
+                xr = 0.0
+                if present:
+                    xz = ws[frame[F_WS_XW] + (s * B + b) * 3 * H + i]
+                    xr = ws[frame[F_WS_XW] + (s * B + b) * 3 * H + H + i]
+                ti.simt.block.sync()
+                for r in range(ti.min(bc, B - b0)):
+                    sums = rows_dot(w1, wts, at1, usj, H, hs, r * PAD + kc * CHUNK, 1)
+                    if lr >= 0:
+                        part[(r * R + lr) * chunks + k] = sums[0]
+                ti.simt.block.sync()
+                if mine:
+                    h0 = hs[bb * PAD + i]
+                    z = 0.0
+                    rg = 0.0
+                    if present:
+                        z, rg = standard_gru_gates(xz + gate_sum(part, bb * R + iu),
+                                                   xr + gate_sum(part, bb * R + units + iu))
+                    ws[zs + b * H + i] = z
+                    ws[rh + b * H + i] = rg * h0
+                    ws[zh + b * H + i] = z * h0
+                ti.simt.block.sync()   # before the next pass overwrites hs and part
+            barrier += nblocks
+            grid_barrier(frame, tid, barrier)
+            for pass_ in range((B + bc - 1) // bc):   # phase 2: the proposed output and the new h
+                b0 = pass_ * bc
+                copy_h(ws, rh, hs, 0, b0, B, H, tid)
+                copy_h(ws, zh, hs, bc * PAD, b0, B, H, tid)
+                b = b0 + bb
+                mine = bb < bc and i < H and b < B
+                present = mine and b < frame[F_ROWS + s]
+                xh = 0.0
+                z = 0.0
+                h0 = 0.0
+                if mine:
+                    z = ws[zs + b * H + i]
+                    h0 = ws[hp + b * H + i]
+                    if present:
+                        xh = ws[frame[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i]
+                ti.simt.block.sync()
+                for r in range(ti.min(bc, B - b0)):
+                    sums = rows_dot(w2, wts, at2, sj2, H, hs, second + r * PAD + kc * CHUNK, 1)
+                    if lr >= 0:
+                        part[(r * R + lr) * chunks + k] = sums[0]
+                ti.simt.block.sync()
+                if mine:
+                    hv = h0
+                    if present:
+                        pre_h = xh + gate_sum(part, bb * R + iu) + gate_sum(part, bb * R + units + iu)
+                        hv = standard_gru_output(frame, pre_h, z, h0)
+                        store_output(out, out_base, out_step, out_row, s, b, i, hv)
+                    ws[hp + slot + b * H + i] = hv
+                ti.simt.block.sync()
+            barrier += nblocks
+            grid_barrier(frame, tid, barrier)
+        leave_grid(frame, tid, nblocks)
+
+    @ti.func
+    def gated_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+                    prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
+                    hs: ti.template(), part: ti.template(), blk, tid):
+        """The LSTM and the single gate: one phase a step."""
         barrier = 0
         if ti.static(projects):
             project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
@@ -151,17 +302,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
             cp = frame[F_WS_C] + s * slot
             for pass_ in range((B + bc - 1) // bc):
                 b0 = pass_ * bc
-                # every load first, none behind a branch, then the stores: a load behind its own
-                # branch (or after a shared store, which may alias a generic pointer) waited for
-                # the one before it, 16 L2 round trips in a row: ~5 µs of a pass (ncu, LSTM 512 b16)
-                got = ti.Vector([0.0] * COPIES, ti.f32)
-                for e_ in ti.static(range(COPIES)):
-                    e = tid + e_ * BLOCK
-                    ok = e < bc * PAD and e % PAD < H and b0 + e // PAD < B
-                    got[e_] = ti.select(ok, ws[hp + ti.select(ok, (b0 + e // PAD) * H + e % PAD, 0)], 0.0)
-                for e_ in ti.static(range(COPIES)):
-                    if tid + e_ * BLOCK < bc * PAD:
-                        hs[tid + e_ * BLOCK] = got[e_]
+                copy_h(ws, hp, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and iu < units and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -214,7 +355,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
-            hs = ti.simt.block.SharedArray((bc * PAD,), ti.f32)            # [batch row, channel]
+            hs = ti.simt.block.SharedArray((HS,), ti.f32)                  # [batch row, channel]
             part = ti.simt.block.SharedArray((bc * rho * BLOCK,), ti.f32)  # [batch row, gate row, chunk]
             run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs, part,
                       t // BLOCK, t % BLOCK)
@@ -225,7 +366,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                prm2: PARAMS, frame2: FRAME, out2: OUTPUT, out2_base: ti.i32, out2_step: ti.i32, out2_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
         for t in range(2 * nblocks * BLOCK):
-            hs = ti.simt.block.SharedArray((bc * PAD,), ti.f32)
+            hs = ti.simt.block.SharedArray((HS,), ti.f32)
             part = ti.simt.block.SharedArray((bc * rho * BLOCK,), ti.f32)
             blk = t // BLOCK
             if blk < nblocks:

@@ -56,7 +56,7 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("lstm", 128, 1, {}, "spread"),
     ("lstm", 512, 2, {}, "spread"),
     ("single", 256, 1, {}, "spread"),
-    ("gru", 128, 1, {}, "blocks"),      # spread: no GRU (its second product needs a second grid barrier)
+    ("gru", 128, 1, {}, "blocks"),      # spread: the GRU's is not measured yet (forced only)
     ("gru", 256, 1, {}, "persistent"),
     ("lstm", 128, 1, {"neurons": "hard"}, "blocks"),   # spread: the usual neurons only
     ("lstm", 704, 1, {}, "persistent"),   # spread: U no longer fits 132 SMs' registers
@@ -99,7 +99,8 @@ def test_where_the_spread_kernel_projects(rng):
     ("lstm", 640, 1, (2, 107, 20, 1)),   # a row a thread would take 214 blocks: two
     ("lstm", 704, 1, None),              # two would take 141
     ("single", 96, 8, (1, 2, 3, 4)),     # a pass of 8 rows needs 8 x 48 unit threads: 4
-    ("gru", 128, 1, None),
+    ("gru", 128, 1, (1, 4, 4, 1)),       # z and r rows: 2 x 32 units x 4 chunks = 256 threads
+    ("gru", 512, 8, (1, 64, 16, 4)),     # r∘h0 and z∘h0 of 4 rows: 16 KiB of shared memory
 ])
 def test_spread_shapes(kind, hidden, batch, shape):
     from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE

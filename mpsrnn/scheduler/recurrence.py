@@ -109,12 +109,13 @@ def choose_recurrence(arch, cell, steps, batch):
         # CUDA LSTM 64 b1 1.0 / 2.2, GRU 64 b1 0.8 / 3.2, single gate 128 b4 0.6 / 1.8; Vulkan LSTM 64
         # b1 1.9 / 3.6, LSTM 128 b1 with 6 of 8 rows read from memory 4.8 / 15.0)
         return "registers"
-    if arch == "cuda" and batch <= SPREAD_MAX_BATCH and applies("spread", arch, cell):
+    if arch == "cuda" and batch <= SPREAD_MAX_BATCH and cell.kind != CELL_GRU and applies("spread", arch, cell):
         # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
         # (same process): LSTM 128 b1 2.6 / 5.5, b4 3.4 / 5.7, b8 4.5 / 5.9; LSTM 192 b4 4.0 / 5.9;
         # LSTM 256 b1 3.6 / 5.2, b4 t150 5.7 / 6.9; LSTM 512 b1 t400 4.3 / 7.7, b4 t25 12.2 / 14.9;
         # single gate 256 b4 3.8 / 4.6. Since its h copy issues every load at once, LSTM 512 t100
         # b16 14.0 / 27.4, b64 45 / 100, b128 86-88 (a pass of 8 rows each); 4 layers b64 208 / 397
+        # (the GRU's spread kernel, two grid barriers a step, is not measured yet: forced only)
         return "spread"
     if cell.n_out <= SMALL_HIDDEN:
         return "blocks"
