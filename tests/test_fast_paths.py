@@ -122,6 +122,43 @@ def test_paired_directions_match_reference(projection, rng, monkeypatch):
     assert sum(name.endswith("_paired") for name in names) == 2, names
 
 
+ONE_BLOCK = [("lstm", {"peephole": None}), ("lstm", {"peephole": "diagonal", "use_float32_weights": False}),
+             ("gru", {}), ("gru", {"flip_output_gates": True, "use_float32_weights": False}), ("single", {})]
+
+
+@pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only spread kernel on Vulkan")
+@pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])
+def test_spread_kernel_on_one_block_per_layer(kind, opts, rng, monkeypatch):
+    """The spread kernel (CUDA's path) on a grid of one block per layer, where its grid barrier is
+    a block barrier and any Vulkan device runs it, lavapipe included: so its logic can be held to
+    the reference before GPU time is spent. Alone and with both directions in one launch."""
+    from mpsrnn.scheduler import plans
+    opts = dict(opts)
+    opts.setdefault("use_float32_weights", True)
+    monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "spread")
+    monkeypatch.setattr(plans, "pair_directions",
+                        lambda arch, a, b, batch: recurrence.pair_directions("cuda", a, b, batch))
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    for sms in (1, 2):   # one block; then two, one a direction
+        monkeypatch.setattr(recurrence, "_sms", lambda sms=sms: sms)
+        ds = [descriptor(kind, rng, 7, 45, **opts),
+              descriptor(kind, rng, 7, 45, layer_sequence_direction=m.SequenceDirection.BACKWARD, **opts)]
+        layer = m.RNNMatrixInferenceLayer(ds if sms == 2 else ds[:1])
+        layer.bidirectional_combine_mode = m.BidirectionalCombineMode.NONE
+        for _ in range(2):
+            xs = sequence(rng, [11, 10, 9, 2, 1], 7)
+            if sms == 1:
+                assert_seq_close(layer.encode_sequence(xs), R.encode_sequence(ds[:1], xs)[0])
+            else:
+                fwd, bwd = layer.encode_bidirectional_sequence(xs)
+                ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
+                assert_seq_close(fwd, ref_f, what="forward")
+                assert_seq_close(bwd, ref_b, what="backward")
+        names = [getattr(d.kernel, "__name__", "") for p in layer._plans._plans.values() for d in p.program.dispatches]
+        spread = [name for name in names if "_spread" in name]   # one block a layer: "..._spread{rho}x1"
+        assert spread and all(name.endswith("x1_paired" if sms == 2 else "x1") for name in spread), names
+
+
 def test_standard_neuron_flag_only_for_the_usual_neurons(rng):
     from mpsrnn.kernels.layout import F_STANDARD
 
