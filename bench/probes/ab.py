@@ -1,0 +1,75 @@
+"""A/B of planning knobs on the same configurations, in one process, rounds alternating.
+
+    python bench/probes/ab.py --arch cuda \\
+        --config lstm:512:16:100:bidi --config lstm:512:64:100:bidi \\
+        --variant MPSRNN_PAIR_DIRECTIONS=off --variant MPSRNN_PAIR_DIRECTIONS=on
+
+A config is cell:hidden:batch:steps[:layers][:bidi] (input = hidden, as in DeepBench); a variant is
+a list of NAME=VALUE settings of ``MPSRNN_`` knobs joined by commas (empty: the defaults). Each
+timing builds its layer anew, so its plan reads the knobs as they are then, and variants can
+alternate in one process with no restart between them. Every round times each variant once per
+config (``mpsrnn bench``'s timing: warm-up, then repeats, PyTorch alternately), so a drift of the
+machine shows up as a drift across rounds rather than as a difference between variants. Prints µs
+a step per round, the median over rounds, the path taken, and the largest difference from PyTorch
+where the math is the same.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import mpsrnn  # noqa: E402
+from mpsrnn.benchmark import Config, time_config  # noqa: E402
+
+
+def parse_config(text):
+    parts = text.split(":")
+    cell, hidden, batch, steps = parts[0], int(parts[1]), int(parts[2]), int(parts[3])
+    layers = int(parts[4]) if len(parts) > 4 and parts[4].isdigit() else 1
+    return Config(cell, hidden, hidden, batch, steps, layers, bidirectional="bidi" in parts[4:])
+
+
+def parse_variant(text):
+    settings = dict(item.split("=", 1) for item in text.split(",") if item)
+    unknown = [name for name in settings if not name.startswith("MPSRNN_")]
+    if unknown:
+        raise SystemExit(f"--variant: expected MPSRNN_ settings, got {', '.join(unknown)}")
+    return settings
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--arch", default=None)
+    p.add_argument("--config", action="append", required=True)
+    p.add_argument("--variant", action="append", required=True)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=7)
+    a = p.parse_args()
+    mpsrnn.init(a.arch)
+    configs = [parse_config(c) for c in a.config]
+    variants = [(v or "defaults", parse_variant(v)) for v in a.variant]
+    times = {}
+    for rnd in range(a.rounds):
+        for cfg in configs:
+            for name, settings in variants:
+                for knob in {name for _, v in variants for name in v}:
+                    os.environ.pop(knob, None)
+                os.environ.update(settings)
+                r = time_config(cfg, repeats=a.repeats, warmup=2)
+                times.setdefault((cfg.label, name), []).append(r["mpsrnn"]["median_us"])
+                peer = f"{r['torch']['median_us']:8.2f}" if r.get("torch") else "       -"
+                diff = r.get("max_abs_diff_vs_torch")
+                print(f"round {rnd}  {cfg.label:28s} {name:36s} {r['mpsrnn']['median_us']:8.2f} us/step  "
+                      f"PyTorch {peer}  {r['recurrence']:12s}" + (f" diff {diff:.1e}" if diff is not None else ""),
+                      flush=True)
+    print("\nmedian over rounds, us a step")
+    for cfg in configs:
+        row = "  ".join(f"{name} {np.median(times[(cfg.label, name)]):8.2f}" for name, _ in variants)
+        print(f"{cfg.label:28s} {row}")
+
+
+if __name__ == "__main__":
+    main()
