@@ -144,17 +144,20 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                   prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
                   hs: ti.template(), part: ti.template(), blk, tid):
         """Block blk's share of one layer's whole sequence (the kernel's body: see the module text)."""
+        barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
+        if ti.static(projects):
+            project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
+            barrier += nblocks
+            grid_barrier(frame, tid, barrier)
         if ti.static(cell == CELL_GRU):
-            gru_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs, part,
-                      blk, tid)
+            gru_layer(ws, wts, frame, out, out_base, out_step, out_row, hs, part, blk, tid, barrier)
         else:
-            gated_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs, part,
-                        blk, tid)
+            gated_layer(ws, wts, frame, out, out_base, out_step, out_row, hs, part, blk, tid, barrier)
+        leave_grid(frame, tid, nblocks)
 
     @ti.func
-    def gru_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
-                  prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
-                  hs: ti.template(), part: ti.template(), blk, tid):
+    def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(), out_base,
+                  out_step, out_row, hs: ti.template(), part: ti.template(), blk, tid, passed):
         """The GRU: two phases a step, each a pass per bc batch rows, with a grid barrier after each.
         Phase 1: Uz and Ur against h give z and r of the block's units; r∘h0 and z∘h0 go to fresh
         slots of the C region (z to the scratch rows). Phase 2 needs every unit's r∘h0 and z∘h0: Uh
@@ -162,11 +165,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
         A thread holds one row of each phase (rho = 1): row p of [Uz; Ur] and row p of [Uh; Vh] for
         the block's units, chunk k; its phase-2 product reads r∘h0 or z∘h0 by an offset, so a warp
         that holds both kinds of row does not diverge."""
-        barrier = 0
-        if ti.static(projects):
-            project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
-            barrier += nblocks
-            grid_barrier(frame, tid, barrier)
+        barrier = passed   # run_layer's count so far
         _, _, H, _ = run_sizes(frame)
         units = (H + nblocks - 1) // nblocks
         u_lo = blk * units
@@ -261,18 +260,12 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                 ti.simt.block.sync()
             barrier += nblocks
             grid_barrier(frame, tid, barrier)
-        leave_grid(frame, tid, nblocks)
 
     @ti.func
-    def gated_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
-                    prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
-                    hs: ti.template(), part: ti.template(), blk, tid):
+    def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(), out_base,
+                    out_step, out_row, hs: ti.template(), part: ti.template(), blk, tid, passed):
         """The LSTM and the single gate: one phase a step."""
-        barrier = 0
-        if ti.static(projects):
-            project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
-            barrier += nblocks
-            grid_barrier(frame, tid, barrier)
+        barrier = passed
         # this thread's gate rows lr[i] = p + i·span of the block's R (gate g = lr // units of unit
         # u_lo + lr % units) and its chunk k, loaded once for the whole launch
         _, _, H, _ = run_sizes(frame)
@@ -349,7 +342,6 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                 ti.simt.block.sync()   # before the next pass overwrites hs and part
             barrier += nblocks
             grid_barrier(frame, tid, barrier)
-        leave_grid(frame, tid, nblocks)
 
     def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
                prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
