@@ -73,6 +73,11 @@ MAX_BATCH_PASS = 8   # batch rows a pass
 SHARED = 8192        # floats of shared memory: 32 KiB
 
 
+def h_buffers(cell):
+    """Vectors a batch row keeps in shared memory: h; for the GRU's second phase r∘h0 and z∘h0."""
+    return 2 if cell == CELL_GRU else 1
+
+
 def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None):
     """(rho, blocks, chunks, batch rows a pass) of the spread kernel for a layer, or None where it does
     not fit: the fewest rows a thread (1, else 2), on the fewest blocks that hold them, or on ``grid``
@@ -81,7 +86,7 @@ def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None):
     if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
     chunks = -(-hidden // CHUNK)
-    h_rows = 2 if cell == CELL_GRU else 1   # shared rows of h a batch row: the GRU's r∘h0 and z∘h0
+    h_rows = h_buffers(cell)
     for rho in range(1, (1 if cell == CELL_GRU else MAX_ROWS) + 1):   # a GRU thread holds two sets
         for blocks in ([grid] if grid else range(1, sms + 1)):
             units = -(-hidden // blocks)
@@ -114,7 +119,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
     G = GATES[cell]
     PAD = chunks * CHUNK    # h in shared memory, zero past H
     COPIES = (bc * PAD + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
-    HS = (2 if cell == CELL_GRU else 1) * bc * PAD   # shared h: the GRU's second phase holds r∘h0, z∘h0
+    HS = h_buffers(cell) * bc * PAD   # floats of shared h
 
     @ti.func
     def copy_h(ws: ti.template(), src, hs: ti.template(), at, b0, B, H, tid):
@@ -130,6 +135,19 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
         for e_ in ti.static(range(COPIES)):
             if tid + e_ * BLOCK < bc * PAD:
                 hs[at + tid + e_ * BLOCK] = got[e_]
+
+    @ti.func
+    def pass_products(part: ti.template(), w, wts: ti.template(), at: ti.template(), sj, H, hs: ti.template(),
+                      at_h, lr: ti.template(), k, R, rows):
+        """The partial sums of this thread's rows lr[q] (negative: none) and chunk k for each of the
+        pass's ``rows`` batch rows, against the vectors at hs[at_h + r·PAD] (at_h: the thread's chunk):
+        part[(r·R + lr[q])·chunks + k]. A run-time loop over the rows: unrolled, the products of 8 rows
+        were interleaved and ran 2-3x slower (b8 against b1, per row)."""
+        for r in range(rows):
+            sums = rows_dot(w, wts, at, sj, H, hs, at_h + r * PAD, lr.n)
+            for q in ti.static(range(lr.n)):
+                if lr[q] >= 0:
+                    part[(r * R + lr[q]) * chunks + k] = sums[q]
 
     @ti.func
     def gate_sum(part: ti.template(), o):
@@ -174,12 +192,12 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
         k = tid // R
         u0, uso, usj = recurrent_weights(frame)
         v0, vso, vsj = memory_weights(frame)
-        lr = -1
+        lr = ti.Vector([-1], ti.i32)   # the thread's row of each phase, -1 where none
         at1 = ti.Vector([-1], ti.i32)
         at2 = ti.Vector([-1], ti.i32)
         sj2 = usj
         if k < chunks and u_lo + p % units < H:
-            lr = p
+            lr[0] = p
             u = u_lo + p % units
             at1[0] = u0 + ((p // units) * H + u) * uso    # Uz (p < units) or Ur
             at2[0] = u0 + (2 * H + u) * uso                # Uh
@@ -211,10 +229,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                     xz = ws[frame[F_WS_XW] + (s * B + b) * 3 * H + i]
                     xr = ws[frame[F_WS_XW] + (s * B + b) * 3 * H + H + i]
                 ti.simt.block.sync()
-                for r in range(ti.min(bc, B - b0)):
-                    sums = rows_dot(w1, wts, at1, usj, H, hs, r * PAD + kc * CHUNK, 1)
-                    if lr >= 0:
-                        part[(r * R + lr) * chunks + k] = sums[0]
+                pass_products(part, w1, wts, at1, usj, H, hs, kc * CHUNK, lr, k, R, ti.min(bc, B - b0))
                 ti.simt.block.sync()
                 if mine:
                     h0 = hs[bb * PAD + i]
@@ -245,10 +260,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                     if present:
                         xh = ws[frame[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i]
                 ti.simt.block.sync()
-                for r in range(ti.min(bc, B - b0)):
-                    sums = rows_dot(w2, wts, at2, sj2, H, hs, second + r * PAD + kc * CHUNK, 1)
-                    if lr >= 0:
-                        part[(r * R + lr) * chunks + k] = sums[0]
+                pass_products(part, w2, wts, at2, sj2, H, hs, second + kc * CHUNK, lr, k, R, ti.min(bc, B - b0))
                 ti.simt.block.sync()
                 if mine:
                     hv = h0
@@ -308,13 +320,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                     if mine:
                         c = ws[cp + b * H + i]
                 ti.simt.block.sync()
-                # a run-time loop over the pass's rows: unrolled, the products of 8 rows were
-                # interleaved and ran 2-3x slower (b8 against b1, per row)
-                for r in range(ti.min(bc, B - b0)):
-                    sums = rows_dot(w, wts, at, usj, H, hs, r * PAD + kc * CHUNK, rho)
-                    for q in ti.static(range(rho)):
-                        if lr[q] >= 0:
-                            part[(r * R + lr[q]) * chunks + k] = sums[q]
+                pass_products(part, w, wts, at, usj, H, hs, kc * CHUNK, lr, k, R, ti.min(bc, B - b0))
                 ti.simt.block.sync()
                 if mine:
                     hv = 0.0

@@ -159,12 +159,13 @@ def _sms():
     return gpu_multiprocessors()
 
 
-def _spread_shape(cell, batch):
+def _spread_shape(cell, batch, sms=None):
     """(rows a thread, blocks, chunks, batch rows a pass) of the spread kernel, or None where it does
-    not fit. ``MPSRNN_PERSISTENT_GRID`` fixes its block count too."""
-    forced = _grid(cell) if os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip() else None
-    return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch, _sms(),
-                        forced)
+    not fit, on ``sms`` SMs; by default on all of them, where ``MPSRNN_PERSISTENT_GRID`` fixes its
+    block count too."""
+    forced = _grid(cell) if sms is None and os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip() else None
+    return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
+                        _sms() if sms is None else sms, forced)
 
 
 def _grid(cell):
@@ -238,7 +239,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     input; ``output``: the same view of where the kernels also write each new h (the caller's
     destination for the last layer of encode_sequence), or a negative base for none."""
     lr = layer_run
-    args = (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *output)
+    args = _recurrence_args(lr, output)
     kind = lr.cell.kind
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
         if lr.projected_apart:
@@ -246,8 +247,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch)), *x, lr.ws, lr.cell.lanes, lr.cell.prm,
                  lr.frame, *output)
         return
-    if lr.projected_apart:
-        prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+    _emit_projection(prog, lr, x)
     if name == "rows":
         prog.add(ROW_KERNELS[kind], *args)
     elif name == "blocks":
@@ -279,7 +279,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
 
 def _paired_shape(cell, batch):
     """The spread kernel's shape for one of two layers that share the GPU (half its SMs each)."""
-    return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch, _sms() // 2)
+    return _spread_shape(cell, batch, _sms() // 2)
 
 
 PAIR_DIRECTIONS = False   # not yet measured on a GPU: opt in with MPSRNN_PAIR_DIRECTIONS=on
@@ -296,10 +296,10 @@ def pair_directions(arch, fwd, bwd, batch):
     wanted = forced == "on" if forced else PAIR_DIRECTIONS
     if not wanted or arch != "cuda" or not (fwd.recurrence == bwd.recurrence == "spread"):
         return False
-    a, b = fwd.cell, bwd.cell
-    same = (a.kind, a.n_in, a.n_out, a.header_peep, a.header[F_STANDARD]) == \
-        (b.kind, b.n_in, b.n_out, b.header_peep, b.header[F_STANDARD])
-    return same and fwd.projected_apart == bwd.projected_apart and _paired_shape(a, batch) is not None
+    def shape(run):
+        c = run.cell
+        return c.kind, c.n_in, c.n_out, c.header_peep, c.header[F_STANDARD], run.projected_apart
+    return shape(fwd) == shape(bwd) and _paired_shape(fwd.cell, batch) is not None
 
 
 def emit_paired(prog, runs, steps, batch, xs, outputs):
@@ -307,10 +307,18 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
     apart, then one launch of the paired spread kernel with both runs' arguments."""
     first = runs[0]
     for lr, x in zip(runs, xs):
-        if lr.projected_apart:
-            prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+        _emit_projection(prog, lr, x)
     rho, grid, chunks, bc = _paired_shape(first.cell, batch)
-    args = []
-    for lr, x, out in zip(runs, xs, outputs):
-        args += [*x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *out]
+    args = [a for lr, x, out in zip(runs, xs, outputs) for a in (*x, *_recurrence_args(lr, out))]
     prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, not first.projected_apart), *args)
+
+
+def _recurrence_args(lr, output):
+    """A recurrence kernel's arguments after the input view: (ws, wts, prm, frame, *output)."""
+    return (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *output)
+
+
+def _emit_projection(prog, lr, x):
+    """The input projection's own dispatch, where the layer run projects apart (not the lanes path's)."""
+    if lr.projected_apart:
+        prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
