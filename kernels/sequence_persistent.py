@@ -16,8 +16,8 @@ aligned to 128-byte lines, ``layout.F_SLOT``) cannot be stale in any L1.
 
 Each pass first copies the batch rows' state vectors into shared memory in one
 coalesced sweep (reading them term by term from L2 left every loop iteration
-waiting on a load), eight loads a thread in flight at a time, then four weight
-loads are issued per iteration. Where a
+waiting on a load), eight loads a thread in flight at a time, then the weights are
+streamed in groups of loads issued together (``dot_group``). Where a
 thread's share of the first phase's weights is short, it holds them in registers
 for the whole sequence instead (``resident_terms``).
 
@@ -133,14 +133,17 @@ def leave_grid(frame: ti.template(), tid, nblocks):
 
 
 @functools.lru_cache(maxsize=None)
-def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
+def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``staged``: the chunk's state vectors are copied to shared memory first (when they fit);
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
     sequence (0: they are read from memory at every step; see ``resident_terms``);
     ``projects``: the kernel computes its own input terms and zero initial states first (no
-    ``project_inputs`` dispatch before it; see ``project_own_rows``)."""
+    ``project_inputs`` dispatch before it; see ``project_own_rows``);
+    ``loads``: weight loads a thread issues together; ``clamp_all``: every group of them clamped
+    and masked as the last one is (``persistent_loads``)."""
     gates_a = FIRST_PHASE_GATES[cell]
+    half_loads = max(loads // 2, 1)
 
     @ti.func
     def load_resident(wts: ti.template(), u0, uso, usj, rows_r, units, u_lo, tid, H):
@@ -192,11 +195,55 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
         return start
 
     @ti.func
+    def dot_group(wts: ti.template(), src: ti.template(), acc: ti.template(), w_row, wsj, v_row, vsj, x1, x2, j,
+                  j_end, group: ti.template(), with2: ti.template(), masked: ti.template()):
+        """acc[k] += Σ_u W(row, j + u)·src[x1[k] + j + u] (+ V(row, j + u)·src[x2[k] + j + u]) over one
+        group of inputs. The group's weight loads are all issued before any is used: the stream of
+        U is bound by the loads in flight (an SM's 8 warps wait out each memory round trip
+        together), not by bandwidth. ``masked``: the last, partial group, clamped to j_end - 1 and
+        its extra terms zero (the full groups stay free of the clamps' index arithmetic)."""
+        wv = ti.Vector([0.0] * group, ti.f32)
+        vv = ti.Vector([0.0] * group, ti.f32)
+        jc = ti.Vector([0] * group, ti.i32)   # the inputs read: j + u, or clamped
+        for u in ti.static(range(group)):
+            jc[u] = j + u
+            if ti.static(masked):
+                jc[u] = ti.min(j + u, j_end - 1)
+            wv[u] = w32(wts, w_row + jc[u] * wsj)
+            if ti.static(with2):
+                vv[u] = w32(wts, v_row + jc[u] * vsj)
+            if ti.static(masked):
+                if j + u >= j_end:
+                    wv[u] = 0.0
+                    vv[u] = 0.0
+        for k in ti.static(range(chunk)):
+            for u in ti.static(range(group)):
+                acc[k] += wv[u] * src[x1[k] + jc[u]]
+                if ti.static(with2):
+                    acc[k] += vv[u] * src[x2[k] + jc[u]]
+
+    @ti.func
+    def stream_dots(wts: ti.template(), src: ti.template(), acc: ti.template(), w_row, wsj, v_row, vsj, x1, x2,
+                    j0, j_end, group: ti.template(), with2: ti.template()):
+        """acc[k] += Σ_j W(row, j)·src[x1[k] + j] (+ V) for j0 <= j < j_end, in groups (``dot_group``)."""
+        n = ti.max(j_end - j0, 0)
+        if ti.static(clamp_all):
+            for q in range((n + group - 1) // group):
+                dot_group(wts, src, acc, w_row, wsj, v_row, vsj, x1, x2, j0 + q * group, j_end, group, with2, True)
+        else:
+            for q in range(n // group):
+                dot_group(wts, src, acc, w_row, wsj, v_row, vsj, x1, x2, j0 + q * group, j_end, group, with2,
+                          False)
+            if n % group != 0:
+                dot_group(wts, src, acc, w_row, wsj, v_row, vsj, x1, x2, j0 + n - n % group, j_end, group, with2,
+                          True)
+
+    @ti.func
     def partial_dots(wts: ti.template(), src: ti.template(), red: ti.template(), u0, uso, usj, rows_r, units,
                      u_lo, tid, H, x1, v2, v2so, v2sj, x2, with2: ti.template(), wreg):
         """red[tid, k] = this thread's slice of Σ_j W(o, j)·src[x1[k] + j] (+ Vh(i, j)·src[x2[k] + j] with
-        ``with2``). Four weight loads are issued together, so their latencies overlap, and each weight
-        load serves every batch row of the chunk."""
+        ``with2``). ``loads`` weight loads are issued together (``dot_group``), so their latencies
+        overlap, and each weight load serves every batch row of the chunk."""
         lane = tid % rows_r
         split = tid // rows_r
         n_split = BLOCK // rows_r
@@ -215,32 +262,12 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
                             acc[k] += wreg[kk] * src[x1[k] + j0 + kk]
         elif i < H and split < n_split:
             j0 = split * jl
-            n = ti.max(ti.min(H, j0 + jl) - j0, 0)
-            for q in range(n // 4):
-                j = j0 + q * 4
-                wa = w32(wts, u0 + o * uso + j * usj)
-                wb = w32(wts, u0 + o * uso + (j + 1) * usj)
-                wc = w32(wts, u0 + o * uso + (j + 2) * usj)
-                wd = w32(wts, u0 + o * uso + (j + 3) * usj)
-                for k in ti.static(range(chunk)):
-                    e = x1[k] + j
-                    acc[k] += (wa * src[e] + wb * src[e + 1]) + (wc * src[e + 2] + wd * src[e + 3])
-                if with2:
-                    va = w32(wts, v2 + i * v2so + j * v2sj)
-                    vb = w32(wts, v2 + i * v2so + (j + 1) * v2sj)
-                    vc = w32(wts, v2 + i * v2so + (j + 2) * v2sj)
-                    vd = w32(wts, v2 + i * v2so + (j + 3) * v2sj)
-                    for k in ti.static(range(chunk)):
-                        e = x2[k] + j
-                        acc[k] += (va * src[e] + vb * src[e + 1]) + (vc * src[e + 2] + vd * src[e + 3])
-            for j in range(j0 + n - n % 4, j0 + n):
-                w = w32(wts, u0 + o * uso + j * usj)
-                for k in ti.static(range(chunk)):
-                    acc[k] += w * src[x1[k] + j]
-                if with2:
-                    v = w32(wts, v2 + i * v2so + j * v2sj)
-                    for k in ti.static(range(chunk)):
-                        acc[k] += v * src[x2[k] + j]
+            j_end = ti.min(H, j0 + jl)   # this thread's inputs: j0 .. j_end - 1
+            if ti.static(with2):   # two streams: half the group from each, as many loads in flight
+                stream_dots(wts, src, acc, u0 + o * uso, usj, v2 + i * v2so, v2sj, x1, x2, j0, j_end,
+                            half_loads, True)
+            else:
+                stream_dots(wts, src, acc, u0 + o * uso, usj, 0, 0, x1, x2, j0, j_end, loads, False)
         for k in ti.static(range(chunk)):
             red[tid * chunk + k] = acc[k]
 
@@ -252,7 +279,6 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
             total += red[(split * rows_r + g * units + iu) * chunk + k]
         return total
 
-    @ti.kernel
     def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
                prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
@@ -380,7 +406,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects):
                 grid_barrier(frame, tid, barrier)
             leave_grid(frame, tid, nblocks)
 
-    return kernel
+    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}"   # the name profilers show
+    return ti.kernel(kernel)
 
 
 def persistent_chunk(cell_kind, hidden, batch):
@@ -424,3 +451,19 @@ def persistent_fits(cell_kind, peep, hidden, nblocks):
     """Whether the persistent kernel handles this layer on a grid of ``nblocks``."""
     from .layout import PEEP_DENSE
     return first_phase_rows(cell_kind, hidden, nblocks) <= BLOCK and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE)
+
+
+def persistent_loads():
+    """(weight loads a thread of the persistent kernel issues together, whether every group is
+    clamped), from ``MPSRNN_PERSISTENT_LOADS`` (4, 8, 16 or 32, ``c`` appended: clamped) for A/B
+    benchmarks, else the default."""
+    forced = os.environ.get("MPSRNN_PERSISTENT_LOADS", "").strip().lower()
+    if forced:
+        if forced.rstrip("c") not in ("4", "8", "16", "32") or forced.count("c") > 1:
+            raise ValueError(f"MPSRNN_PERSISTENT_LOADS: expected 4, 8, 16 or 32, optionally followed by c, "
+                             f"got {forced!r}")
+        return int(forced.rstrip("c")), forced.endswith("c")
+    return PERSISTENT_LOADS
+
+
+PERSISTENT_LOADS = (4, False)

@@ -159,6 +159,28 @@ def test_spread_kernel_on_one_block_per_layer(kind, opts, rng, monkeypatch):
         assert spread and all(name.endswith("x1_paired" if sms == 2 else "x1") for name in spread), names
 
 
+@pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")
+@pytest.mark.parametrize("loads", ["4", "16c"])
+@pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])
+def test_persistent_kernel_on_one_block(kind, opts, loads, rng, monkeypatch):
+    """The persistent kernel (CUDA's path) on a grid of one block, as the spread kernel above, for
+    its streams of weights in groups of ``loads`` (hidden 45: full groups and a partial last one
+    in each phase, the GRU's second phase half a group from each of Uh and Vh)."""
+    from mpsrnn.scheduler import plans
+    opts = dict(opts)
+    opts.setdefault("use_float32_weights", True)
+    monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "persistent")
+    monkeypatch.setattr(recurrence, "_sms", lambda: 1)
+    monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", loads)
+    d = descriptor(kind, rng, 7, 45, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    for _ in range(2):
+        xs = sequence(rng, [11, 10, 9, 2, 1], 7)
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    names = [getattr(d.kernel, "__name__", "") for p in layer._plans._plans.values() for d in p.program.dispatches]
+    assert any("persistent" in name for name in names), names
+
+
 def test_standard_neuron_flag_only_for_the_usual_neurons(rng):
     from mpsrnn.kernels.layout import F_STANDARD
 

@@ -12,7 +12,7 @@ from builders import descriptor
 from mpsrnn.scheduler import recurrence as rec
 
 KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
-         "MPSRNN_PERSISTENT_GRID", "MPSRNN_PAIR_DIRECTIONS")
+         "MPSRNN_PERSISTENT_GRID", "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_LOADS")
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +56,9 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("lstm", 128, 1, {}, "spread"),
     ("lstm", 512, 2, {}, "spread"),
     ("single", 256, 1, {}, "spread"),
-    ("gru", 128, 1, {}, "blocks"),      # spread: the GRU's is not measured yet (forced only)
-    ("gru", 256, 1, {}, "persistent"),
+    ("gru", 128, 1, {}, "blocks"),      # one block a sequence beats the GRU's spread kernel up to SMALL_HIDDEN
+    ("gru", 256, 1, {}, "spread"),
+    ("gru", 512, 4, {}, "spread"),      # 11.9 against persistent's 15.0 µs a step (H200)
     ("lstm", 128, 1, {"neurons": "hard"}, "blocks"),   # spread: the usual neurons only
     ("lstm", 704, 1, {}, "persistent"),   # spread: U no longer fits 132 SMs' registers
     ("lstm", 192, 4, {}, "spread"),
@@ -156,7 +157,7 @@ class _Run:
 
 def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
     lstm512 = cell(rng, "lstm", 512)
-    assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)   # off until measured
+    assert rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)   # on by default
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
     assert rec.pair_directions("cuda", _Run(lstm512), _Run(cell(rng, "lstm", 512)), 16)
     assert rec._paired_shape(lstm512, 16) == (2, 64, 16, 8)   # two rows a thread on half the SMs
@@ -171,3 +172,16 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "sometimes")
     with pytest.raises(ValueError, match="MPSRNN_PAIR_DIRECTIONS: expected 'on' or 'off'"):
         rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)
+
+
+def test_persistent_weight_load_groups(monkeypatch):
+    from mpsrnn.kernels.sequence_persistent import persistent_loads
+    assert persistent_loads() == (4, False)   # measured best on the H200 (bench/analysis.md)
+    monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", "16c")
+    assert persistent_loads() == (16, True)
+    monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", "8")
+    assert persistent_loads() == (8, False)
+    for bad in ("12", "16cc", "c"):
+        monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", bad)
+        with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_LOADS: expected 4, 8, 16 or 32"):
+            persistent_loads()

@@ -34,7 +34,13 @@ from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import lanes_kernel
-from ..kernels.sequence_persistent import persistent_chunk, persistent_fits, persistent_kernel, resident_terms
+from ..kernels.sequence_persistent import (
+    persistent_chunk,
+    persistent_fits,
+    persistent_kernel,
+    persistent_loads,
+    resident_terms,
+)
 from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
 from ..kernels.sequence_rows import ROW_KERNELS
 from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
@@ -109,13 +115,16 @@ def choose_recurrence(arch, cell, steps, batch):
         # CUDA LSTM 64 b1 1.0 / 2.2, GRU 64 b1 0.8 / 3.2, single gate 128 b4 0.6 / 1.8; Vulkan LSTM 64
         # b1 1.9 / 3.6, LSTM 128 b1 with 6 of 8 rows read from memory 4.8 / 15.0)
         return "registers"
-    if arch == "cuda" and batch <= SPREAD_MAX_BATCH and cell.kind != CELL_GRU and applies("spread", arch, cell):
+    small_gru = cell.kind == CELL_GRU and cell.n_out <= SMALL_HIDDEN
+    if arch == "cuda" and batch <= SPREAD_MAX_BATCH and not small_gru and applies("spread", arch, cell):
         # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
         # (same process): LSTM 128 b1 2.6 / 5.5, b4 3.4 / 5.7, b8 4.5 / 5.9; LSTM 192 b4 4.0 / 5.9;
         # LSTM 256 b1 3.6 / 5.2, b4 t150 5.7 / 6.9; LSTM 512 b1 t400 4.3 / 7.7, b4 t25 12.2 / 14.9;
         # single gate 256 b4 3.8 / 4.6. Since its h copy issues every load at once, LSTM 512 t100
         # b16 14.0 / 27.4, b64 45 / 100, b128 86-88 (a pass of 8 rows each); 4 layers b64 208 / 397
-        # (the GRU's spread kernel, two grid barriers a step, is not measured yet: forced only)
+        # The GRU's (two grid barriers a step), against persistent: GRU 512 b4 t100 11.9 / 15.0; up
+        # to SMALL_HIDDEN the block kernel's one block a sequence wins at length: GRU 128 b8 t1000 6.5 / 8.2
+        # (b2 t50 went the other way, 8.3 / 7.1)
         return "spread"
     if cell.n_out <= SMALL_HIDDEN:
         return "blocks"
@@ -258,7 +267,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
         grid = _grid(lr.cell)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
-        prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart), *x, *args)
+        prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads()),
+                 *x, *args)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), *x, *args)
@@ -282,14 +292,15 @@ def _paired_shape(cell, batch):
     return _spread_shape(cell, batch, _sms() // 2)
 
 
-PAIR_DIRECTIONS = False   # not yet measured on a GPU: opt in with MPSRNN_PAIR_DIRECTIONS=on
+PAIR_DIRECTIONS = True    # H200, LSTM 512 t100 bidirectional, µs a step, paired against two launches
+                          # (same process, median of 3 rounds): b16 23.1 / 26.9, b64 82.3 / 92.1
 
 
 def pair_directions(arch, fwd, bwd, batch):
     """Whether a bidirectional level's two layer runs share one launch of the spread kernel
     (``paired_spread_kernel``): both chose it, their cells have the same shape, and it fits half
-    the SMs. Off by default until measured (``PAIR_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off``
-    decides, for tests and A/B benchmarks."""
+    the SMs. On by default (``PAIR_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides, for
+    tests and A/B benchmarks."""
     forced = os.environ.get("MPSRNN_PAIR_DIRECTIONS", "").strip().lower()
     if forced not in ("", "on", "off"):
         raise ValueError(f"MPSRNN_PAIR_DIRECTIONS: expected 'on' or 'off', got {forced!r}")
