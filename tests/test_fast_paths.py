@@ -26,6 +26,11 @@ PATHS = ([(rec, layout, "", "") for rec in ARCH_PATHS for layout in ("rows", "tr
             if "lanes" in ARCH_PATHS])
 
 
+def dispatched_kernels(layer):
+    """The names of the kernels every plan of ``layer`` dispatches."""
+    return [getattr(d.kernel, "__name__", "") for p in layer._plans._plans.values() for d in p.program.dispatches]
+
+
 @pytest.fixture(params=PATHS, ids=lambda p: "-".join(filter(None, p)))
 def path(request, monkeypatch):
     rec, layout, projection, threads = request.param
@@ -118,7 +123,7 @@ def test_paired_directions_match_reference(projection, rng, monkeypatch):
         ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
         assert_seq_close(fwd, ref_f, what="forward")
         assert_seq_close(bwd, ref_b, what="backward")
-    names = [getattr(d.kernel, "__name__", "") for p in layer._plans._plans.values() for d in p.program.dispatches]
+    names = dispatched_kernels(layer)
     assert sum(name.endswith("_paired") for name in names) == 2, names
 
 
@@ -154,7 +159,7 @@ def test_spread_kernel_on_one_block_per_layer(kind, opts, rng, monkeypatch):
                 ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
                 assert_seq_close(fwd, ref_f, what="forward")
                 assert_seq_close(bwd, ref_b, what="backward")
-        names = [getattr(d.kernel, "__name__", "") for p in layer._plans._plans.values() for d in p.program.dispatches]
+        names = dispatched_kernels(layer)
         spread = [name for name in names if "_spread" in name]   # one block a layer: "..._spread{rho}x1"
         assert spread and all(name.endswith("x1_paired" if sms == 2 else "x1") for name in spread), names
 
@@ -177,7 +182,7 @@ def test_persistent_kernel_on_one_block(kind, opts, loads, rng, monkeypatch):
     for _ in range(2):
         xs = sequence(rng, [11, 10, 9, 2, 1], 7)
         assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
-    names = [getattr(d.kernel, "__name__", "") for p in layer._plans._plans.values() for d in p.program.dispatches]
+    names = dispatched_kernels(layer)
     assert any("persistent" in name for name in names), names
 
 
