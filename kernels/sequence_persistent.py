@@ -17,7 +17,8 @@ aligned to 128-byte lines, ``layout.F_SLOT``) cannot be stale in any L1.
 Each pass first copies the batch rows' state vectors into shared memory in one
 coalesced sweep (reading them term by term from L2 left every loop iteration
 waiting on a load), eight loads a thread in flight at a time, then the weights are
-streamed in groups of loads issued together (``dot_group``). Where a
+streamed in groups of loads issued together, four weights a load (``quad_group``; U and
+a GRU's Vh in the layout of ``kernels/quads.py``). Where a
 thread's share of the first phase's weights is short, it holds them in registers
 for the whole sequence instead (``resident_terms``).
 
@@ -58,9 +59,11 @@ from .layout import (
     F_WS_XW,
     F_ZERO_STATE,
     FIRST_PHASE_GATES,
+    GATES,
     PEEP_DIAGONAL,
 )
 from .projection import ROWS_PER_THREAD, project_rows, zero_initial_state
+from .quads import QUAD, QUAD_WEIGHTS
 from .sequence_copy import store_output
 
 BLOCK = 256
@@ -140,7 +143,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
     sequence (0: they are read from memory at every step; see ``resident_terms``);
     ``projects``: the kernel computes its own input terms and zero initial states first (no
     ``project_inputs`` dispatch before it; see ``project_own_rows``);
-    ``loads``: weight loads a thread issues together; ``clamp_all``: every group of them clamped
+    ``loads``: weight loads (quads) a thread issues together; ``clamp_all``: every group of them clamped
     and masked as the last one is (``persistent_loads``)."""
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
@@ -195,79 +198,95 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
         return start
 
     @ti.func
-    def dot_group(wts: ti.template(), src: ti.template(), acc: ti.template(), w_row, wsj, v_row, vsj, x1, x2, j,
-                  j_end, group: ti.template(), with2: ti.template(), masked: ti.template()):
-        """acc[k] += Σ_u W(row, j + u)·src[x1[k] + j + u] (+ V(row, j + u)·src[x2[k] + j + u]) over one
-        group of inputs. The group's weight loads are all issued before any is used: the stream of
-        U is bound by the loads in flight (an SM's 8 warps wait out each memory round trip
-        together), not by bandwidth. ``masked``: the last, partial group, clamped to j_end - 1 and
-        its extra terms zero (the full groups stay free of the clamps' index arithmetic)."""
-        wv = ti.Vector([0.0] * group, ti.f32)
-        vv = ti.Vector([0.0] * group, ti.f32)
-        jc = ti.Vector([0] * group, ti.i32)   # the inputs read: j + u, or clamped
+    def quad_group(wq: ti.template(), src: ti.template(), acc: ti.template(), w_row, v_row, rows_w, x1, x2, q, q_end,
+                   H, group: ti.template(), with2: ti.template(), masked: ti.template()):
+        """acc[k] += Σ W(row, j)·src[x1[k] + j] (+ V(row, j)·src[x2[k] + j]) over the inputs of quads
+        q .. q+group-1 (``kernels/quads.py``: W's quad p of this row at w_row + p·rows_w, V's at
+        v_row + p·H). The group's loads are all issued before any is used: the stream of U is bound
+        by the loads in flight (an SM's warps wait out each memory round trip together), and each
+        load brings four weights. ``masked``: the last group, whose quads may run past this
+        thread's (clamped to q_end - 1, their weights zero) or past H (the quads' padding is zero;
+        the inputs read there are clamped to H - 1). The full groups read no clamped index."""
+        wv = ti.Vector([0.0] * (QUAD * group), ti.f32)
+        vv = ti.Vector([0.0] * (QUAD * group), ti.f32)
+        qc = ti.Vector([0] * group, ti.i32)   # the quads read: q + u, or clamped
         for u in ti.static(range(group)):
-            jc[u] = j + u
+            qc[u] = q + u
             if ti.static(masked):
-                jc[u] = ti.min(j + u, j_end - 1)
-            wv[u] = w32(wts, w_row + jc[u] * wsj)
+                qc[u] = ti.min(q + u, q_end - 1)
+            w4 = wq[w_row + qc[u] * rows_w]
+            v4 = w4
             if ti.static(with2):
-                vv[u] = w32(wts, v_row + jc[u] * vsj)
+                v4 = wq[v_row + qc[u] * H]
+            for e in ti.static(range(QUAD)):
+                wv[QUAD * u + e] = w4[e]
+                if ti.static(with2):
+                    vv[QUAD * u + e] = v4[e]
             if ti.static(masked):
-                if j + u >= j_end:
-                    wv[u] = 0.0
-                    vv[u] = 0.0
+                if q + u >= q_end:
+                    for e in ti.static(range(QUAD)):
+                        wv[QUAD * u + e] = 0.0
+                        vv[QUAD * u + e] = 0.0
         for k in ti.static(range(chunk)):
             for u in ti.static(range(group)):
-                acc[k] += wv[u] * src[x1[k] + jc[u]]
-                if ti.static(with2):
-                    acc[k] += vv[u] * src[x2[k] + jc[u]]
+                for e in ti.static(range(QUAD)):
+                    j = QUAD * qc[u] + e
+                    if ti.static(masked):
+                        j = ti.min(j, H - 1)
+                    acc[k] += wv[QUAD * u + e] * src[x1[k] + j]
+                    if ti.static(with2):
+                        acc[k] += vv[QUAD * u + e] * src[x2[k] + j]
 
     @ti.func
-    def stream_dots(wts: ti.template(), src: ti.template(), acc: ti.template(), w_row, wsj, v_row, vsj, x1, x2,
-                    j0, j_end, group: ti.template(), with2: ti.template()):
-        """acc[k] += Σ_j W(row, j)·src[x1[k] + j] (+ V) for j0 <= j < j_end, in groups (``dot_group``)."""
-        n = ti.max(j_end - j0, 0)
+    def stream_quads(wq: ti.template(), src: ti.template(), acc: ti.template(), w_row, v_row, rows_w, x1, x2, q0,
+                     q_end, H, group: ti.template(), with2: ti.template()):
+        """acc[k] += Σ W(row, j)·src[x1[k] + j] (+ V) over the inputs of quads q0 .. q_end - 1, in
+        groups (``quad_group``): whole groups of quads that lie inside H, then one masked group
+        for the rest (fewer than a group of whole quads, and the partial quad at H, if any)."""
         if ti.static(clamp_all):
-            for q in range((n + group - 1) // group):
-                dot_group(wts, src, acc, w_row, wsj, v_row, vsj, x1, x2, j0 + q * group, j_end, group, with2, True)
+            for p in range((ti.max(q_end - q0, 0) + group - 1) // group):
+                quad_group(wq, src, acc, w_row, v_row, rows_w, x1, x2, q0 + p * group, q_end, H, group, with2,
+                           True)
         else:
-            for q in range(n // group):
-                dot_group(wts, src, acc, w_row, wsj, v_row, vsj, x1, x2, j0 + q * group, j_end, group, with2,
-                          False)
-            if n % group != 0:
-                dot_group(wts, src, acc, w_row, wsj, v_row, vsj, x1, x2, j0 + n - n % group, j_end, group, with2,
-                          True)
+            n = ti.max(ti.min(q_end, H // QUAD) - q0, 0)   # whole quads inside H
+            for p in range(n // group):
+                quad_group(wq, src, acc, w_row, v_row, rows_w, x1, x2, q0 + p * group, q_end, H, group, with2,
+                           False)
+            rest = q0 + n - n % group
+            if rest < q_end:
+                quad_group(wq, src, acc, w_row, v_row, rows_w, x1, x2, rest, q_end, H, group, with2, True)
 
     @ti.func
-    def partial_dots(wts: ti.template(), src: ti.template(), red: ti.template(), u0, uso, usj, rows_r, units,
-                     u_lo, tid, H, x1, v2, v2so, v2sj, x2, with2: ti.template(), wreg):
+    def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
+                     tid, H, x1, v_quads, x2, with2: ti.template(), wreg):
         """red[tid, k] = this thread's slice of Σ_j W(o, j)·src[x1[k] + j] (+ Vh(i, j)·src[x2[k] + j] with
-        ``with2``). ``loads`` weight loads are issued together (``dot_group``), so their latencies
-        overlap, and each weight load serves every batch row of the chunk."""
+        ``with2``), o = row0 + g·H + i, read from the quads (``rows_w``: rows of U; Vh's quads from
+        ``v_quads`` on). A thread takes a run of whole quads; ``loads`` of them are issued together
+        (``quad_group``), so their latencies overlap, and each serves every batch row of the chunk."""
         lane = tid % rows_r
         split = tid // rows_r
         n_split = BLOCK // rows_r
         g = lane // units
         iu = lane % units
         i = u_lo + iu
-        o = g * H + i
-        jl = (H + n_split - 1) // n_split
+        o = row0 + g * H + i
         acc = ti.Vector([0.0] * chunk, ti.f32)
         if ti.static(resident > 0 and not with2):   # the first phase, weights in registers
             if i < H and split < n_split:
-                j0 = split * jl
+                j0 = split * ((H + n_split - 1) // n_split)
                 for kk in ti.static(range(resident)):
-                    if kk < jl and j0 + kk < H:
+                    if kk < (H + n_split - 1) // n_split and j0 + kk < H:
                         for k in ti.static(range(chunk)):
                             acc[k] += wreg[kk] * src[x1[k] + j0 + kk]
         elif i < H and split < n_split:
-            j0 = split * jl
-            j_end = ti.min(H, j0 + jl)   # this thread's inputs: j0 .. j_end - 1
+            hq = (H + QUAD - 1) // QUAD
+            ql = (hq + n_split - 1) // n_split
+            q0 = split * ql
+            q_end = ti.min(hq, q0 + ql)   # this thread's quads: q0 .. q_end - 1
             if ti.static(with2):   # two streams: half the group from each, as many loads in flight
-                stream_dots(wts, src, acc, u0 + o * uso, usj, v2 + i * v2so, v2sj, x1, x2, j0, j_end,
-                            half_loads, True)
+                stream_quads(wq, src, acc, o, v_quads + i, rows_w, x1, x2, q0, q_end, H, half_loads, True)
             else:
-                stream_dots(wts, src, acc, u0 + o * uso, usj, 0, 0, x1, x2, j0, j_end, loads, False)
+                stream_quads(wq, src, acc, o, 0, rows_w, x1, x2, q0, q_end, H, loads, False)
         for k in ti.static(range(chunk)):
             red[tid * chunk + k] = acc[k]
 
@@ -280,7 +299,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
         return total
 
     def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
-               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+               wq: QUAD_WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32,
+               out_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
             # the frame is read inside the loop: a statement before it would be a separate
@@ -302,8 +322,9 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             wreg = load_resident(wts, r0, rso, rsj, gates_a * units0, units0, blk * units0, tid, H0)
             for s in range(frame[F_STEPS]):
                 _, B, H, slot = run_sizes(frame)
-                u0, uso, usj = recurrent_weights(frame)
-                v0, vso, vsj = memory_weights(frame)
+                v0, _, _ = memory_weights(frame)
+                rows_w = frame[F_GATES] * H   # U's rows: the stride of its quads
+                v_quads = (H + QUAD - 1) // QUAD * rows_w   # where Vh's quads start (GRU)
                 peep = frame[F_PEEP]
                 units = (H + nblocks - 1) // nblocks
                 u_lo = blk * units
@@ -319,11 +340,11 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                     ti.simt.block.sync()
                     x1 = row_starts(0, hp, B, H, b0)
                     if ti.static(staged):
-                        partial_dots(wts, stg, red, u0, uso, usj, gates_a * units, units, u_lo, tid, H, x1,
-                                     0, 0, 0, x1, False, wreg)
+                        partial_dots(wq, stg, red, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
+                                     False, wreg)
                     else:
-                        partial_dots(wts, ws, red, u0, uso, usj, gates_a * units, units, u_lo, tid, H, x1,
-                                     0, 0, 0, x1, False, wreg)
+                        partial_dots(wq, ws, red, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
+                                     False, wreg)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
                         iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -383,11 +404,11 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                         x1 = row_starts(0, rh, B, H, b0)
                         x2 = row_starts(chunk * H, zh, B, H, b0)
                         if ti.static(staged):
-                            partial_dots(wts, stg, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, H,
-                                         x1, v0, vso, vsj, x2, True, wreg)
+                            partial_dots(wq, stg, red, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
+                                         True, wreg)
                         else:
-                            partial_dots(wts, ws, red, u0 + 2 * H * uso, uso, usj, units, units, u_lo, tid, H,
-                                         x1, v0, vso, vsj, x2, True, wreg)
+                            partial_dots(wq, ws, red, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
+                                         True, wreg)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -454,16 +475,38 @@ def persistent_fits(cell_kind, peep, hidden, nblocks):
 
 
 def persistent_loads():
-    """(weight loads a thread of the persistent kernel issues together, whether every group is
-    clamped), from ``MPSRNN_PERSISTENT_LOADS`` (4, 8, 16 or 32, ``c`` appended: clamped) for A/B
-    benchmarks, else the default."""
+    """(weight loads, four weights each, a thread of the persistent kernel issues together, whether
+    every group is clamped), from ``MPSRNN_PERSISTENT_LOADS`` (2, 4, 8 or 16, ``c`` appended:
+    clamped) for A/B benchmarks, else the default."""
     forced = os.environ.get("MPSRNN_PERSISTENT_LOADS", "").strip().lower()
     if forced:
-        if forced.rstrip("c") not in ("4", "8", "16", "32") or forced.count("c") > 1:
-            raise ValueError(f"MPSRNN_PERSISTENT_LOADS: expected 4, 8, 16 or 32, optionally followed by c, "
+        if forced.rstrip("c") not in ("2", "4", "8", "16") or forced.count("c") > 1:
+            raise ValueError(f"MPSRNN_PERSISTENT_LOADS: expected 2, 4, 8 or 16, optionally followed by c, "
                              f"got {forced!r}")
         return int(forced.rstrip("c")), forced.endswith("c")
     return PERSISTENT_LOADS
 
 
 PERSISTENT_LOADS = (4, False)
+
+
+def persistent_per_sm(cell_kind, hidden, l2_bytes):
+    """Blocks of the persistent kernel per SM: two where the weights it streams every step (its quads:
+    U, and a GRU's Vh) do not fit the L2 cache of ``l2_bytes``, else one.
+
+    Streaming from HBM, a step waits on the bytes in flight, and a second block per SM doubles the
+    warps that keep loads in flight. H200 (50 MiB of L2), same process, µs a step, one / two blocks
+    per SM: LSTM 2048 (64 MiB of quads) b1 t25 42.9 / 37.9, b4 79.3 / 60.3, GRU 2816 (127 MiB) b1
+    68.3 / 54.4; but from L2 the second block's share of the barriers and reductions costs more
+    than it brings: LSTM 1024 (16 MiB) b1 15.9 / 16.2, GRU 1536 (36 MiB) b2 24.0 / 25.0. Two blocks
+    need both on an SM at once, or the first grid barrier never opens: 256 threads at Taichi's cap
+    of 128 registers each and 32 KiB of shared memory fit twice (``ncu``: a block limit of 2 by
+    registers). ``MPSRNN_PERSISTENT_PER_SM`` (1 or 2) decides instead, for A/B benchmarks."""
+    forced = os.environ.get("MPSRNN_PERSISTENT_PER_SM", "").strip()
+    if forced:
+        if forced not in ("1", "2"):
+            raise ValueError(f"MPSRNN_PERSISTENT_PER_SM: expected 1 or 2, got {forced!r}")
+        return int(forced)
+    streamed_rows = GATES[cell_kind] * hidden + (hidden if cell_kind == CELL_GRU else 0)
+    quad_bytes = streamed_rows * -(-hidden // QUAD) * QUAD * 4
+    return 2 if 0 < l2_bytes < quad_bytes else 1

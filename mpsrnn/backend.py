@@ -71,13 +71,25 @@ def init(arch=None):
                            f"(no {name} device or driver found); try 'auto' or 'cpu'")
     import taichi as ti
     # fast_math off: float32 results must match a float64 reference to ~1e-5 relative.
-    # On the CPU vectors stay whole (real_matrix_scalarize off), so the lane-packed products
-    # compile to vector instructions (kernels/lanes.py).
+    # On the CPU and CUDA vectors stay whole (real_matrix_scalarize off), so the CPU's lane-packed
+    # products compile to vector instructions (kernels/lanes.py) and CUDA reads the persistent
+    # kernel's weight quads with 128-bit loads (kernels/quads.py). MPSRNN_CUDA_SCALARIZE=on gives
+    # CUDA Taichi's default back, for A/B runs.
     with contextlib.redirect_stdout(io.StringIO()):  # Taichi prints a start-up line
         ti.init(arch=_ti_arch(name), enable_fallback=False, fast_math=False, offline_cache=True,
-                default_fp=ti.f32, default_ip=ti.i32, log_level=ti.WARN, real_matrix_scalarize=name != "cpu")
+                default_fp=ti.f32, default_ip=ti.i32, log_level=ti.WARN, real_matrix_scalarize=_scalarizes(name))
     _current = name
     return name
+
+
+def _scalarizes(name):
+    """Whether Taichi splits vectors into scalars on ``name`` (see ``init``)."""
+    forced = os.environ.get("MPSRNN_CUDA_SCALARIZE", "").strip().lower()
+    if forced not in ("", "on", "off"):
+        raise ValueError(f"MPSRNN_CUDA_SCALARIZE: expected 'on' or 'off', got {forced!r}")
+    if name == "cuda":
+        return forced == "on"
+    return name != "cpu"
 
 
 def ensure_init():
@@ -109,19 +121,30 @@ def device_name():
 def gpu_multiprocessors():
     """Streaming multiprocessors of CUDA device 0 (what a persistent grid may occupy), else 1. Asked
     once per process: the scheduler plans with it at every new shape."""
+    return max(1, _cuda_attribute(16) or 1)   # 16: CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+
+
+@functools.lru_cache(maxsize=None)
+def gpu_l2_bytes():
+    """Bytes of L2 cache of CUDA device 0, else 0 (no CUDA device)."""
+    return _cuda_attribute(38) or 0   # 38: CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE
+
+
+def _cuda_attribute(attribute):
+    """A device attribute of CUDA device 0 through the driver API, or None without one."""
     import ctypes
     try:
         lib = ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
         if lib.cuInit(0) != 0:
-            return 1
-        dev, count = ctypes.c_int(), ctypes.c_int()
+            return None
+        dev, value = ctypes.c_int(), ctypes.c_int()
         if lib.cuDeviceGet(ctypes.byref(dev), 0) != 0:
-            return 1
-        if lib.cuDeviceGetAttribute(ctypes.byref(count), 16, dev) != 0:  # 16: MULTIPROCESSOR_COUNT
-            return 1
-        return max(1, count.value)
+            return None
+        if lib.cuDeviceGetAttribute(ctypes.byref(value), attribute, dev) != 0:
+            return None
+        return value.value
     except OSError:
-        return 1
+        return None
 
 
 def _cuda_device_name():

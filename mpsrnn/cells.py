@@ -14,7 +14,9 @@ Gate order: single gate (g); GRU (z, r, h); LSTM (input, forget, cell, output).
 Matrices are stored row-major or transposed (``transposed``; see the F_*_SO/SJ
 strides in ``kernels/layout.py``): the layer picks what its arch's kernels read best.
 On the CPU (``lanes``) they are also packed eight output rows wide into ``lanes``
-(``kernels/lanes.py``), which the CPU's projection and recurrence read.
+(``kernels/lanes.py``), which the CPU's projection and recurrence read. The CUDA
+persistent kernel reads U (and a GRU's Vh) four inputs at a time, from ``quads()``
+(``kernels/quads.py``), made the first time a plan asks for them.
 Nil slots are zeros (an input slot also means zero bias and the identity neuron);
 with ``use_layer_input_unit_transform_mode`` every gate reads x itself.
 """
@@ -25,6 +27,7 @@ from .descriptors import GRUDescriptor, LSTMDescriptor
 from .enums import DataType, NeuronType
 from .kernels import layout as L
 from .kernels.lanes import LANES, pack_lanes
+from .kernels.quads import QUAD, pack_quads
 
 
 class PackedCell:
@@ -113,6 +116,9 @@ class PackedCell:
             V = V.reshape(v_rows, H)
         wtype = np.float32 if self.weight_type == DataType.FLOAT32 else np.float16
         self.host_lanes = self._pack_lanes(W, U, V, v_rows, header, wtype) if lanes else None
+        # row-major U and GRU Vh, rounded to the weight type, for quads()
+        self._host_rows = [m.astype(wtype).astype(np.float32) for m in ((U, V) if kind == L.CELL_GRU else (U,))]
+        self._quads = None
         if transposed:
             W, U = W.T, U.T
             V = V.T if v_rows else V
@@ -153,6 +159,17 @@ class PackedCell:
         self.prm = ti.ndarray(ti.f32, self.host_prm.shape)
         self.prm.from_numpy(self.host_prm)
 
+    def quads(self):
+        """U, then for a GRU Vh, in the quad layout (``kernels/quads.py``), as one device array:
+        U's quad q of row o at q·G·H + o, Vh's at ceil(H / 4)·G·H + q·H + o. Made on first use,
+        so only layers that run the persistent kernel hold this second copy."""
+        if self._quads is None:
+            import taichi as ti
+            host = np.concatenate([pack_quads(m) for m in self._host_rows])
+            self._quads = ti.Vector.ndarray(QUAD, ti.f32, len(host))
+            self._quads.from_numpy(host)
+        return self._quads
+
     @property
     def header_peep(self):
         return int(self.header[L.F_PEEP])
@@ -164,7 +181,8 @@ class PackedCell:
     def copy(self):
         """An independent cell with the same weights (new device arrays)."""
         new = PackedCell.__new__(PackedCell)
-        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("wts", "prm", "lanes")})
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("wts", "prm", "lanes", "_quads")})
+        new._quads = None
         new._upload()
         return new
 

@@ -12,7 +12,8 @@ from builders import descriptor
 from mpsrnn.scheduler import recurrence as rec
 
 KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
-         "MPSRNN_PERSISTENT_GRID", "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_LOADS")
+         "MPSRNN_PERSISTENT_GRID", "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_LOADS",
+         "MPSRNN_PERSISTENT_PER_SM")
 
 
 @pytest.fixture(autouse=True)
@@ -181,7 +182,26 @@ def test_persistent_weight_load_groups(monkeypatch):
     assert persistent_loads() == (16, True)
     monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", "8")
     assert persistent_loads() == (8, False)
-    for bad in ("12", "16cc", "c"):
+    monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", "2")
+    assert persistent_loads() == (2, False)
+    for bad in ("12", "32", "16cc", "c"):
         monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", bad)
-        with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_LOADS: expected 4, 8, 16 or 32"):
+        with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_LOADS: expected 2, 4, 8 or 16"):
             persistent_loads()
+
+
+def test_persistent_blocks_per_sm(monkeypatch):
+    """Two blocks per SM exactly where the streamed quads (U, and a GRU's Vh) outgrow the L2 cache."""
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
+    from mpsrnn.kernels.sequence_persistent import persistent_per_sm
+    l2 = 50 * 2 ** 20
+    assert persistent_per_sm(CELL_LSTM, 2048, l2) == 2     # 64 MiB of quads
+    assert persistent_per_sm(CELL_LSTM, 1536, l2) == 1     # 36 MiB
+    assert persistent_per_sm(CELL_GRU, 1792, l2) == 1      # 4 * 1792^2 * 4 bytes = 49 MiB
+    assert persistent_per_sm(CELL_GRU, 1810, l2) == 2      # 50 MiB and a little
+    assert persistent_per_sm(CELL_GRU, 2816, 0) == 1       # no CUDA device: nothing to stream past
+    monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
+    assert persistent_per_sm(CELL_LSTM, 64, l2) == 2
+    monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "3")
+    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_PER_SM: expected 1 or 2"):
+        persistent_per_sm(CELL_LSTM, 64, l2)

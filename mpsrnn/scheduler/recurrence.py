@@ -39,6 +39,7 @@ from ..kernels.sequence_persistent import (
     persistent_fits,
     persistent_kernel,
     persistent_loads,
+    persistent_per_sm,
     resident_terms,
 )
 from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
@@ -178,9 +179,11 @@ def _spread_shape(cell, batch, sms=None):
 
 
 def _grid(cell):
-    """Blocks of a persistent kernel: one per SM, never more than there are units.
-    ``MPSRNN_PERSISTENT_GRID`` caps it lower, for benchmarks that compare grid sizes."""
-    cap = _sms()
+    """Blocks of a persistent kernel: one or two per SM (``persistent_per_sm``), never more than
+    there are units. ``MPSRNN_PERSISTENT_GRID`` caps it lower, for benchmarks that compare grid
+    sizes."""
+    from ..backend import gpu_l2_bytes
+    cap = _sms() * persistent_per_sm(cell.kind, cell.n_out, gpu_l2_bytes())
     forced = os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip()
     if forced:
         if not forced.isdigit() or int(forced) < 1:
@@ -268,7 +271,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         grid = _grid(lr.cell)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
         prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads()),
-                 *x, *args)
+                 *x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, *output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), *x, *args)
