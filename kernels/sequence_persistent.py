@@ -490,18 +490,23 @@ def persistent_loads():
 PERSISTENT_LOADS = (4, False)
 
 
-def persistent_per_sm(cell_kind, hidden, l2_bytes):
-    """Blocks of the persistent kernel per SM: two where the weights it streams every step (its quads:
-    U, and a GRU's Vh) do not fit the L2 cache of ``l2_bytes``, else one.
+def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True):
+    """Blocks of the persistent kernel per SM on a CUDA device with ``l2_bytes`` of L2 cache (0: no
+    device, one block): two where the weights it streams every step (its quads: U, and a GRU's
+    Vh) do not fit L2, or where the batch chunk is read in place (``staged`` false: see
+    ``persistent_chunk``), else one.
 
     Streaming from HBM, a step waits on the bytes in flight, and a second block per SM doubles the
-    warps that keep loads in flight. H200 (50 MiB of L2), same process, µs a step, one / two blocks
+    warps that keep loads in flight; so does a chunk read in place, whose terms come from L1/L2
+    rather than shared memory. H200 (60 MiB of L2), same process, µs a step, one / two blocks
     per SM: LSTM 2048 (64 MiB of quads) b1 t25 42.9 / 37.9, b4 79.3 / 60.3, GRU 2816 (127 MiB) b1
-    68.3 / 54.4; but from L2 the second block's share of the barriers and reductions costs more
-    than it brings: LSTM 1024 (16 MiB) b1 15.9 / 16.2, GRU 1536 (36 MiB) b2 24.0 / 25.0. Two blocks
-    need both on an SM at once, or the first grid barrier never opens: 256 threads at Taichi's cap
-    of 128 registers each and 32 KiB of shared memory fit twice (``ncu``: a block limit of 2 by
-    registers). ``MPSRNN_PERSISTENT_PER_SM`` (1 or 2) decides instead, for A/B benchmarks."""
+    68.3 / 54.4; GRU 1536 (36 MiB) b4 t187, read in place, 39.8 / 32.7. But from L2 and staged
+    the second block's share of the barriers and reductions costs more than it brings: LSTM 1024
+    (16 MiB) b1 15.9 / 16.2, b4 21.7 / 23.5, LSTM 1536 b2 24.5 / 25.0, b4 31.2 / 33.2, GRU 1536
+    b2 24.0 / 25.0, GRU 1024 b4 19.7 / 21.0. Two blocks need both on an SM at once, or the first
+    grid barrier never opens: 256 threads at Taichi's cap of 128 registers each and 32 KiB of
+    shared memory fit twice (``ncu``: a block limit of 2 by registers).
+    ``MPSRNN_PERSISTENT_PER_SM`` (1 or 2) decides instead, for A/B benchmarks."""
     forced = os.environ.get("MPSRNN_PERSISTENT_PER_SM", "").strip()
     if forced:
         if forced not in ("1", "2"):
@@ -509,4 +514,4 @@ def persistent_per_sm(cell_kind, hidden, l2_bytes):
         return int(forced)
     streamed_rows = GATES[cell_kind] * hidden + (hidden if cell_kind == CELL_GRU else 0)
     quad_bytes = streamed_rows * -(-hidden // QUAD) * QUAD * 4
-    return 2 if 0 < l2_bytes < quad_bytes else 1
+    return 2 if l2_bytes > 0 and (l2_bytes < quad_bytes or not staged) else 1

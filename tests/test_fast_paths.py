@@ -212,3 +212,22 @@ def test_forcing_another_path_replans_the_same_layer(monkeypatch, rng):
         monkeypatch.setenv("MPSRNN_RECURRENCE", rec)
         assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
     assert sorted(r for p in layer._plans._plans.values() for r in p.recurrences) == ["rows", "step"]
+
+
+@pytest.mark.skipif("persistent" not in ARCH_PATHS, reason="the persistent kernel runs on CUDA only")
+@pytest.mark.parametrize("kind, opts, n_in, hidden, rows", [s for s in SCENARIOS if s[3] in (401, 777)],
+                         ids=["gru-401", "lstm-777"])
+def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, rng, monkeypatch):
+    """The persistent kernel on two blocks per SM (what layers whose weights outgrow L2, or whose
+    batch chunk is read in place, get), against the reference, twice (the barrier count restarts)."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
+    monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
+    opts = dict(opts)
+    opts.setdefault("use_float32_weights", True)
+    d = descriptor(kind, rng, n_in, hidden, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    for _ in range(2):
+        xs = sequence(rng, rows, n_in)
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    names = dispatched_kernels(layer)
+    assert any(f"persistent{2 * recurrence._sms()}" in name for name in names), names

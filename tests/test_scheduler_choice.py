@@ -200,6 +200,8 @@ def test_persistent_blocks_per_sm(monkeypatch):
     assert persistent_per_sm(CELL_GRU, 1792, l2) == 1      # 4 * 1792^2 * 4 bytes = 49 MiB
     assert persistent_per_sm(CELL_GRU, 1810, l2) == 2      # 50 MiB and a little
     assert persistent_per_sm(CELL_GRU, 2816, 0) == 1       # no CUDA device: nothing to stream past
+    assert persistent_per_sm(CELL_GRU, 1536, l2, staged=False) == 2   # a chunk read in place
+    assert persistent_per_sm(CELL_GRU, 1536, 0, staged=False) == 1
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
     assert persistent_per_sm(CELL_LSTM, 64, l2) == 2
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "3")
