@@ -1,8 +1,8 @@
 """Whole sequences in one launch across the whole GPU (CUDA): persistent kernels.
 
-Every SM gets one block that lives for the whole sequence. Block k owns a slice
-of the hidden units (all gates of each, so it can finish their state update
-itself). Per step its threads compute the pre-activations of its gate rows for
+Every SM gets one block (two where that keeps more loads in flight: ``persistent_per_sm``)
+that lives for the whole sequence. Block k owns a slice of the hidden units (all gates of
+each, so it can finish their state update itself). Per step its threads compute the pre-activations of its gate rows for
 a chunk of batch rows: thread t takes row ``t % R`` (R = gates x units) and one
 of ``256 // R`` slices of the input index j, so the dot products of a row are
 split across threads and summed through shared memory. The block then applies
@@ -29,8 +29,8 @@ layer is then one dispatch. The barrier count starts from 0 at every run: the
 last block to leave the last barrier resets it (``F_DEPART``), since no
 ``project_inputs`` runs first to do it.
 
-The grid must be resident all at once or the barrier never opens: one block of
-256 threads per SM, 32 KiB of shared memory, and never more blocks than SMs. Dense LSTM
+The grid must be resident all at once or the barrier never opens: one or two blocks
+of 256 threads per SM (``persistent_per_sm``), 32 KiB of shared memory each. Dense LSTM
 peepholes need a second barrier per step and are left to the other paths. Shapes: the grid,
 the batch chunk, the resident share and whether the kernel projects are compile-time
 constants, so ``persistent_kernel`` builds (and caches) one kernel per combination.
