@@ -5,6 +5,7 @@ them); these tests pin them, so a change to a threshold is a visible decision. T
 on this machine's arch, and the GPU choices are asked for by name, with an H100's 132 SMs for the
 persistent grid.
 """
+import numpy as np
 import pytest
 
 import mpsrnn as m
@@ -207,3 +208,29 @@ def test_persistent_blocks_per_sm(monkeypatch):
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "3")
     with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_PER_SM: expected 1 or 2"):
         persistent_per_sm(CELL_LSTM, 64, l2)
+
+
+def test_persistent_quad_layout(rng):
+    """quads[q·rows + o] = M[o, 4q .. 4q+3], zeros past the last column (kernels/quads.py), written out
+    element by element against the packing."""
+    from mpsrnn.kernels.quads import pack_quads
+    m = rng.standard_normal((5, 7)).astype(np.float32)
+    quads = pack_quads(m)
+    assert quads.shape == (2 * 5, 4)
+    for q in range(2):
+        for o in range(5):
+            for e in range(4):
+                j = 4 * q + e
+                assert quads[q * 5 + o, e] == (m[o, j] if j < 7 else 0.0)
+
+
+def test_cuda_keeps_vectors_whole(monkeypatch):
+    """Taichi's vectors stay whole on the CPU and CUDA (lanes, quads), scalarized elsewhere;
+    MPSRNN_CUDA_SCALARIZE=on scalarizes CUDA's too."""
+    from mpsrnn.backend import _scalarizes
+    assert [_scalarizes(a) for a in ("cpu", "cuda", "vulkan", "metal")] == [False, False, True, True]
+    monkeypatch.setenv("MPSRNN_CUDA_SCALARIZE", "on")
+    assert [_scalarizes(a) for a in ("cpu", "cuda", "vulkan")] == [False, True, True]
+    monkeypatch.setenv("MPSRNN_CUDA_SCALARIZE", "yes")
+    with pytest.raises(ValueError, match="MPSRNN_CUDA_SCALARIZE: expected 'on' or 'off'"):
+        _scalarizes("cuda")
