@@ -2,8 +2,9 @@
 
 Every SM gets one block (two where that keeps more loads in flight: ``persistent_per_sm``)
 that lives for the whole sequence. Block k owns a slice of the hidden units (all gates of
-each, so it can finish their state update itself). Per step its threads compute the pre-activations of its gate rows for
-a chunk of batch rows: thread t takes row ``t % R`` (R = gates x units) and one
+each, so it can finish their state update itself). Per step its threads compute the
+pre-activations of its gate rows for a chunk of batch rows: thread t takes row ``t % R``
+(R = gates x units) and one
 of ``256 // R`` slices of the input index j, so the dot products of a row are
 split across threads and summed through shared memory. The block then applies
 the gate math for its units and writes the new state to the next history slot.
