@@ -137,7 +137,7 @@ def leave_grid(frame: ti.template(), tid, nblocks):
 
 
 @functools.lru_cache(maxsize=None)
-def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all):
+def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all, rows=1):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``staged``: the chunk's state vectors are copied to shared memory first (when they fit);
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
@@ -145,7 +145,10 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
     ``projects``: the kernel computes its own input terms and zero initial states first (no
     ``project_inputs`` dispatch before it; see ``project_own_rows``);
     ``loads``: weight loads (quads) a thread issues together; ``clamp_all``: every group of them clamped
-    and masked as the last one is (``persistent_loads``)."""
+    and masked as the last one is (``persistent_loads``); ``rows``: gate rows a thread streams at
+    once, each term it reads serving all of them (``persistent_rows``; 1 with resident weights,
+    and rows x chunk at most MAX_CHUNK, the reduction buffer's room)."""
+    assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
 
@@ -199,80 +202,91 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
         return start
 
     @ti.func
-    def quad_group(wq: ti.template(), src: ti.template(), acc: ti.template(), w_row, v_row, rows_w, x1, x2, q, q_end,
-                   H, group: ti.template(), with2: ti.template(), masked: ti.template()):
-        """acc[k] += Σ W(row, j)·src[x1[k] + j] (+ V(row, j)·src[x2[k] + j]) over the inputs of quads
-        q .. q+group-1 (``kernels/quads.py``: W's quad p of this row at w_row + p·rows_w, V's at
-        v_row + p·H). The group's loads are all issued before any is used: the stream of U is bound
-        by the loads in flight (an SM's warps wait out each memory round trip together), and each
-        load brings four weights. ``masked``: the last group, whose quads may run past this
+    def quad_group(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q,
+                   q_end, H, group: ti.template(), with2: ti.template(), masked: ti.template()):
+        """acc[r·chunk + k] += Σ W(row r, j)·src[x1[k] + j] (+ V(row r, j)·src[x2[k] + j]) over the
+        inputs of quads q .. q+group-1, for the thread's ``rows`` rows (``kernels/quads.py``: W's
+        quad p of row r at w_rows[r] + p·rows_w, V's at v_rows[r] + p·H). The group's loads are
+        all issued before any is used: the stream of U is bound by the loads in flight (an SM's
+        warps wait out each memory round trip together), and each load brings four weights; each
+        term read serves every row. ``masked``: the last group, whose quads may run past this
         thread's (clamped to q_end - 1, their weights zero) or past H (the quads' padding is zero;
         the inputs read there are clamped to H - 1). The full groups read no clamped index."""
-        wv = ti.Vector([0.0] * (QUAD * group), ti.f32)
-        vv = ti.Vector([0.0] * (QUAD * group), ti.f32)
+        wv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
+        vv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
         qc = ti.Vector([0] * group, ti.i32)   # the quads read: q + u, or clamped
         for u in ti.static(range(group)):
             qc[u] = q + u
             if ti.static(masked):
                 qc[u] = ti.min(q + u, q_end - 1)
-            w4 = wq[w_row + qc[u] * rows_w]
-            v4 = w4
-            if ti.static(with2):
-                v4 = wq[v_row + qc[u] * H]
-            for e in ti.static(range(QUAD)):
-                wv[QUAD * u + e] = w4[e]
+            for r in ti.static(range(rows)):
+                w4 = wq[w_rows[r] + qc[u] * rows_w]
+                v4 = w4
                 if ti.static(with2):
-                    vv[QUAD * u + e] = v4[e]
-            if ti.static(masked):
-                if q + u >= q_end:
-                    for e in ti.static(range(QUAD)):
-                        wv[QUAD * u + e] = 0.0
-                        vv[QUAD * u + e] = 0.0
+                    v4 = wq[v_rows[r] + qc[u] * H]
+                for e in ti.static(range(QUAD)):
+                    wv[QUAD * (u * rows + r) + e] = w4[e]
+                    if ti.static(with2):
+                        vv[QUAD * (u * rows + r) + e] = v4[e]
+                if ti.static(masked):
+                    if q + u >= q_end:
+                        for e in ti.static(range(QUAD)):
+                            wv[QUAD * (u * rows + r) + e] = 0.0
+                            vv[QUAD * (u * rows + r) + e] = 0.0
         for k in ti.static(range(chunk)):
             for u in ti.static(range(group)):
                 for e in ti.static(range(QUAD)):
                     j = QUAD * qc[u] + e
                     if ti.static(masked):
                         j = ti.min(j, H - 1)
-                    acc[k] += wv[QUAD * u + e] * src[x1[k] + j]
+                    term = src[x1[k] + j]
+                    term2 = term
                     if ti.static(with2):
-                        acc[k] += vv[QUAD * u + e] * src[x2[k] + j]
+                        term2 = src[x2[k] + j]
+                    for r in ti.static(range(rows)):
+                        acc[r * chunk + k] += wv[QUAD * (u * rows + r) + e] * term
+                        if ti.static(with2):
+                            acc[r * chunk + k] += vv[QUAD * (u * rows + r) + e] * term2
 
     @ti.func
-    def stream_quads(wq: ti.template(), src: ti.template(), acc: ti.template(), w_row, v_row, rows_w, x1, x2, q0,
+    def stream_quads(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q0,
                      q_end, H, group: ti.template(), with2: ti.template()):
-        """acc[k] += Σ W(row, j)·src[x1[k] + j] (+ V) over the inputs of quads q0 .. q_end - 1, in
-        groups (``quad_group``): whole groups of quads that lie inside H, then one masked group
+        """acc[r·chunk + k] += Σ W(row r, j)·src[x1[k] + j] (+ V) over the inputs of quads q0 .. q_end - 1,
+        in groups (``quad_group``): whole groups of quads that lie inside H, then one masked group
         for the rest (fewer than a group of whole quads, and the partial quad at H, if any)."""
         if ti.static(clamp_all):
             for p in range((ti.max(q_end - q0, 0) + group - 1) // group):
-                quad_group(wq, src, acc, w_row, v_row, rows_w, x1, x2, q0 + p * group, q_end, H, group, with2,
+                quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0 + p * group, q_end, H, group, with2,
                            True)
         else:
             n = ti.max(ti.min(q_end, H // QUAD) - q0, 0)   # whole quads inside H
             for p in range(n // group):
-                quad_group(wq, src, acc, w_row, v_row, rows_w, x1, x2, q0 + p * group, q_end, H, group, with2,
+                quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0 + p * group, q_end, H, group, with2,
                            False)
             rest = q0 + n - n % group
             if rest < q_end:
-                quad_group(wq, src, acc, w_row, v_row, rows_w, x1, x2, rest, q_end, H, group, with2, True)
+                quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, rest, q_end, H, group, with2, True)
 
     @ti.func
     def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
                      tid, H, x1, v_quads, x2, with2: ti.template(), wreg):
-        """red[tid, k] = this thread's slice of Σ_j W(o, j)·src[x1[k] + j] (+ Vh(i, j)·src[x2[k] + j] with
-        ``with2``), o = row0 + g·H + i, read from the quads (``rows_w``: rows of U; Vh's quads from
-        ``v_quads`` on). A thread takes a run of whole quads; ``loads`` of them are issued together
-        (``quad_group``), so their latencies overlap, and each serves every batch row of the chunk."""
-        lane = tid % rows_r
-        split = tid // rows_r
-        n_split = BLOCK // rows_r
+        """red[(tid·rows + r)·chunk + k] = this thread's slice of Σ_j W(o, j)·src[x1[k] + j] (+ Vh(i, j)·
+        src[x2[k] + j] with ``with2``) for its rows r, o = row0 + g·H + i, read from the quads
+        (``rows_w``: rows of U; Vh's quads from ``v_quads`` on). The block's rows_r rows are dealt
+        to ceil(rows_r / rows) lanes, ``rows`` each (block row lane + r·lanes), and the inputs split
+        across the BLOCK // lanes threads of a lane. A thread takes a run of whole quads; ``loads``
+        of them are issued together (``quad_group``), so their latencies overlap, and each serves
+        every batch row of the chunk (and a term every row of the thread)."""
+        lanes = (rows_r + rows - 1) // rows
+        lane = tid % lanes
+        split = tid // lanes
+        n_split = BLOCK // lanes
         g = lane // units
         iu = lane % units
         i = u_lo + iu
         o = row0 + g * H + i
-        acc = ti.Vector([0.0] * chunk, ti.f32)
-        if ti.static(resident > 0 and not with2):   # the first phase, weights in registers
+        acc = ti.Vector([0.0] * (chunk * rows), ti.f32)
+        if ti.static(resident > 0 and not with2):   # the first phase, weights in registers (rows == 1)
             if i < H and split < n_split:
                 j0 = split * ((H + n_split - 1) // n_split)
                 for kk in ti.static(range(resident)):
@@ -280,23 +294,36 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                         for k in ti.static(range(chunk)):
                             acc[k] += wreg[kk] * src[x1[k] + j0 + kk]
         elif i < H and split < n_split:
+            # the thread's rows, a row past the block's or past H read as its first (and not summed)
+            w_rows = ti.Vector([o] * rows, ti.i32)
+            v_rows = ti.Vector([v_quads + i] * rows, ti.i32)
+            for r in ti.static(range(1, rows)):
+                rr = lane + r * lanes
+                ir = u_lo + rr % units
+                if rr < rows_r and ir < H:
+                    w_rows[r] = row0 + (rr // units) * H + ir
+                    v_rows[r] = v_quads + ir
             hq = (H + QUAD - 1) // QUAD
             ql = (hq + n_split - 1) // n_split
             q0 = split * ql
             q_end = ti.min(hq, q0 + ql)   # this thread's quads: q0 .. q_end - 1
             if ti.static(with2):   # two streams: half the group from each, as many loads in flight
-                stream_quads(wq, src, acc, o, v_quads + i, rows_w, x1, x2, q0, q_end, H, half_loads, True)
+                stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, half_loads, True)
             else:
-                stream_quads(wq, src, acc, o, 0, rows_w, x1, x2, q0, q_end, H, loads, False)
-        for k in ti.static(range(chunk)):
-            red[tid * chunk + k] = acc[k]
+                stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, loads, False)
+        for r in ti.static(range(rows)):
+            for k in ti.static(range(chunk)):
+                red[(tid * rows + r) * chunk + k] = acc[r * chunk + k]
 
     @ti.func
     def reduced(red: ti.template(), rows_r, units, g, iu, k):
-        """The full dot product of gate g, unit iu, batch k of the chunk: the sum over slices."""
+        """The full dot product of gate g, unit iu, batch k of the chunk: the sum over slices
+        (``partial_dots``: block row g·units + iu is row r of lane l)."""
+        lanes = (rows_r + rows - 1) // rows
+        rr = g * units + iu
         total = 0.0
-        for split in range(BLOCK // rows_r):
-            total += red[(split * rows_r + g * units + iu) * chunk + k]
+        for split in range(BLOCK // lanes):
+            total += red[((split * lanes + rr % lanes) * rows + rr // lanes) * chunk + k]
         return total
 
     def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
@@ -428,7 +455,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                 grid_barrier(frame, tid, barrier)
             leave_grid(frame, tid, nblocks)
 
-    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}"   # the name profilers show
+    # the name profilers show: lstm_persistent264, or lstm_persistent264x2 with two rows a thread
+    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
     return ti.kernel(kernel)
 
 
@@ -489,6 +517,18 @@ def persistent_loads():
 
 
 PERSISTENT_LOADS = (4, False)
+
+
+def persistent_rows(chunk, resident):
+    """Gate rows a thread of the persistent kernel streams at once (``partial_dots``), from
+    ``MPSRNN_PERSISTENT_ROWS`` (1 or 2) for A/B benchmarks, else 1; two only where they fit (no
+    resident weights, 2 x chunk at most MAX_CHUNK). Two rows halve the terms read (shared or L1
+    loads) per multiply-add, which grow with the batch chunk; not yet measured on a GPU."""
+    forced = os.environ.get("MPSRNN_PERSISTENT_ROWS", "").strip()
+    if forced and forced not in ("1", "2"):
+        raise ValueError(f"MPSRNN_PERSISTENT_ROWS: expected 1 or 2, got {forced!r}")
+    rows = int(forced) if forced else 1
+    return rows if resident == 0 and rows * chunk <= MAX_CHUNK else 1
 
 
 def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True):

@@ -14,7 +14,8 @@ from mpsrnn.scheduler import recurrence as rec
 
 KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
          "MPSRNN_PERSISTENT_GRID", "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_LOADS",
-         "MPSRNN_PERSISTENT_PER_SM")
+         "MPSRNN_PERSISTENT_PER_SM",
+         "MPSRNN_PERSISTENT_ROWS")
 
 
 @pytest.fixture(autouse=True)
@@ -234,3 +235,14 @@ def test_cuda_keeps_vectors_whole(monkeypatch):
     monkeypatch.setenv("MPSRNN_CUDA_SCALARIZE", "yes")
     with pytest.raises(ValueError, match="MPSRNN_CUDA_SCALARIZE: expected 'on' or 'off'"):
         _scalarizes("cuda")
+
+
+def test_persistent_rows_a_thread(monkeypatch):
+    from mpsrnn.kernels.sequence_persistent import persistent_rows
+    assert persistent_rows(4, 0) == 1   # the default until measured
+    monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", "2")
+    assert [persistent_rows(c, 0) for c in (1, 2, 4, 8)] == [2, 2, 2, 1]   # the reduction buffer's room
+    assert persistent_rows(2, 3) == 1   # resident weights: one row
+    monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", "4")
+    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_ROWS: expected 1 or 2"):
+        persistent_rows(1, 0)

@@ -229,7 +229,8 @@ def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy):
 # environment variables the planner reads (scheduler/recurrence.py, kernels/): part of every plan's
 # key, so that forcing another path, as the benchmarks and tests do, builds a new plan
 PLANNING_KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
-                  "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_LOADS", "MPSRNN_PERSISTENT_PER_SM")
+                  "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_LOADS", "MPSRNN_PERSISTENT_PER_SM",
+                  "MPSRNN_PERSISTENT_ROWS")
 
 
 class PlanCache:

@@ -40,6 +40,7 @@ from ..kernels.sequence_persistent import (
     persistent_kernel,
     persistent_loads,
     persistent_per_sm,
+    persistent_rows,
     resident_terms,
 )
 from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
@@ -272,7 +273,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
         grid = _grid(lr.cell, batch)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
-        prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads()),
+        prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads(),
+                                   persistent_rows(chunk, resident)),
                  *x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, *output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
