@@ -40,7 +40,7 @@ def conformance_dir():
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--arch", type=ARCH_CHOICE, default="auto", show_default=True,
-              help="Backend to check (auto: metal on macOS, else cuda, vulkan, cpu).")
+              help="Backend to check (auto: metal on macOS, else cuda, a Vulkan GPU, cpu).")
 @click.option("-k", "keyword", default=None, help="Only tests matching this pytest -k expression.")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def check(arch, keyword, pytest_args):

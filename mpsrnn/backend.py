@@ -36,19 +36,70 @@ def _available(name):
 
 
 def best_available_arch():
-    """The arch ``init('auto')`` picks: metal on macOS, else cuda, else vulkan, else cpu."""
+    """The arch ``init('auto')`` picks: metal on macOS, else cuda, else vulkan on a GPU, else cpu.
+
+    A Vulkan driver that runs on the CPU (lavapipe, SwiftShader) is passed over: it is slower than
+    the CPU backend, and lavapipe silently cuts long shader loops short (a whole-sequence kernel
+    then leaves outputs unwritten). ``arch="vulkan"`` still runs on one, as the tests do."""
     order = ("metal",) if sys.platform == "darwin" else ("cuda", "vulkan")
     for name in order:
-        if _available(name):
+        if _available(name) and not (name == "vulkan" and _vulkan_on_cpu_only()):
             return name
     return "cpu"
+
+
+VK_PHYSICAL_DEVICE_TYPE_CPU = 4
+
+
+def _vulkan_on_cpu_only():
+    """Whether every Vulkan device here is a CPU implementation (False when it cannot tell)."""
+    types = vulkan_device_types()
+    return bool(types) and all(t == VK_PHYSICAL_DEVICE_TYPE_CPU for t in types)
+
+
+@functools.lru_cache(maxsize=None)
+def vulkan_device_types():
+    """The VkPhysicalDeviceType of each Vulkan device, through the loader (an empty list without
+    one). Asked directly, since Taichi does not say which device it would take."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libvulkan.so.1" if sys.platform.startswith("linux") else
+                          "vulkan-1.dll" if sys.platform == "win32" else "libvulkan.1.dylib")
+    except OSError:
+        return []
+
+    class InstanceCreateInfo(ctypes.Structure):
+        _fields_ = [("sType", ctypes.c_int), ("pNext", ctypes.c_void_p), ("flags", ctypes.c_uint32),
+                    ("pApplicationInfo", ctypes.c_void_p), ("enabledLayerCount", ctypes.c_uint32),
+                    ("ppEnabledLayerNames", ctypes.c_void_p), ("enabledExtensionCount", ctypes.c_uint32),
+                    ("ppEnabledExtensionNames", ctypes.c_void_p)]
+
+    info = InstanceCreateInfo(sType=1)   # VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO
+    instance = ctypes.c_void_p()
+    if lib.vkCreateInstance(ctypes.byref(info), None, ctypes.byref(instance)) != 0:
+        return []
+    try:
+        count = ctypes.c_uint32()
+        if lib.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), None) != 0:
+            return []
+        devices = (ctypes.c_void_p * count.value)()
+        if lib.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), devices) != 0:
+            return []
+        types = []
+        for dev in devices[: count.value]:
+            props = (ctypes.c_uint32 * 1024)()   # VkPhysicalDeviceProperties (824 bytes), deviceType 5th
+            lib.vkGetPhysicalDeviceProperties(ctypes.c_void_p(dev), props)
+            types.append(int(props[4]))
+        return types
+    finally:
+        lib.vkDestroyInstance(instance, None)
 
 
 def init(arch=None):
     """Pick and start the Taichi backend; returns the arch name in use.
 
     ``arch`` is "metal", "cuda", "vulkan", "cpu", or None/"auto" (metal on macOS, else
-    cuda, else vulkan, else cpu). With ``arch=None`` the environment variable
+    cuda, else vulkan on a GPU, else cpu: ``best_available_arch``). With ``arch=None`` the environment variable
     ``MPSRNN_ARCH`` decides when set. A second call with the same arch, or with
     None/"auto", is a no-op; asking for another arch is an error (a process runs on one).
     """

@@ -91,6 +91,21 @@ def test_environment_variable_picks_the_arch():
     assert r.returncode != 0 and "arch: expected one of metal, cuda, vulkan, cpu or 'auto', got 'quantum'" in r.stderr
 
 
+@pytest.mark.skipif(sys.platform == "darwin", reason="on macOS 'auto' takes Metal or the CPU, never Vulkan")
+def test_auto_passes_over_a_vulkan_driver_on_the_cpu(monkeypatch):
+    """'auto' never takes a CPU implementation of Vulkan (lavapipe cuts long shader loops short),
+    whatever this machine has; types are VkPhysicalDeviceType values (4: CPU, 2: discrete GPU)."""
+    from mpsrnn import backend
+    assert all(isinstance(t, int) for t in backend.vulkan_device_types())   # the loader, if any, answers
+    monkeypatch.setattr(backend, "_available", lambda name: name in ("vulkan", "cpu"))
+    monkeypatch.setattr(backend, "vulkan_device_types", lambda: [backend.VK_PHYSICAL_DEVICE_TYPE_CPU])
+    assert backend.best_available_arch() == "cpu"
+    monkeypatch.setattr(backend, "vulkan_device_types", lambda: [backend.VK_PHYSICAL_DEVICE_TYPE_CPU, 2])
+    assert backend.best_available_arch() == "vulkan"
+    monkeypatch.setattr(backend, "vulkan_device_types", lambda: [])   # no loader to ask: Taichi's answer stands
+    assert backend.best_available_arch() == "vulkan"
+
+
 def test_unavailable_arch_is_a_clear_error():
     missing = next((a for a in ("metal", "cuda", "vulkan") if not m.backend._available(a)), None)
     if missing is None:
