@@ -10,8 +10,9 @@ timing builds its layer anew, so its plan reads the knobs as they are then, and 
 alternate in one process with no restart between them. Every round times each variant once per
 config (``mpsrnn bench``'s timing: warm-up, then repeats, PyTorch alternately), so a drift of the
 machine shows up as a drift across rounds rather than as a difference between variants. Prints µs
-a step per round, the median over rounds, the path taken, and the largest difference from PyTorch
-where the math is the same.
+a step per round, the median over rounds, the path taken, the largest difference from PyTorch
+where the math is the same, and the median of each round's ratio to PyTorch (on a machine whose
+speed drifts between rounds, the peer timed beside each variant is the steadier ruler).
 """
 import argparse
 import os
@@ -51,7 +52,7 @@ def main():
     mpsrnn.init(a.arch)
     configs = [parse_config(c) for c in a.config]
     variants = [(v or "defaults", parse_variant(v)) for v in a.variant]
-    times = {}
+    times, ratios = {}, {}
     for rnd in range(a.rounds):
         for cfg in configs:
             for name, settings in variants:
@@ -60,6 +61,8 @@ def main():
                 os.environ.update(settings)
                 r = time_config(cfg, repeats=a.repeats, warmup=2)
                 times.setdefault((cfg.label, name), []).append(r["mpsrnn"]["median_us"])
+                if r.get("ratio") is not None:
+                    ratios.setdefault((cfg.label, name), []).append(r["ratio"])
                 peer = f"{r['torch']['median_us']:8.2f}" if r.get("torch") else "       -"
                 diff = r.get("max_abs_diff_vs_torch")
                 print(f"round {rnd}  {cfg.label:28s} {name:36s} {r['mpsrnn']['median_us']:8.2f} us/step  "
@@ -69,6 +72,12 @@ def main():
     for cfg in configs:
         row = "  ".join(f"{name} {np.median(times[(cfg.label, name)]):8.2f}" for name, _ in variants)
         print(f"{cfg.label:28s} {row}")
+    if ratios:   # where the machine drifts (this project's CPU VM), the same round's PyTorch time is the ruler
+        print("\nmedian over rounds of the ratio to PyTorch in the same round")
+        for cfg in configs:
+            row = "  ".join(f"{name} {np.median(ratios[(cfg.label, name)]):6.2f}" for name, _ in variants
+                            if (cfg.label, name) in ratios)
+            print(f"{cfg.label:28s} {row}")
 
 
 if __name__ == "__main__":
