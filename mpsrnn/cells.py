@@ -116,8 +116,6 @@ class PackedCell:
             V = V.reshape(v_rows, H)
         wtype = np.float32 if self.weight_type == DataType.FLOAT32 else np.float16
         self.host_lanes = self._pack_lanes(W, U, V, v_rows, header, wtype) if lanes else None
-        # row-major U and GRU Vh, rounded to the weight type, for quads()
-        self._host_rows = [m.astype(wtype).astype(np.float32) for m in ((U, V) if kind == L.CELL_GRU else (U,))]
         self._quads = None
         if transposed:
             W, U = W.T, U.T
@@ -165,10 +163,18 @@ class PackedCell:
         so only layers that run the persistent kernel hold this second copy."""
         if self._quads is None:
             import taichi as ti
-            host = np.concatenate([pack_quads(m) for m in self._host_rows])
+            host = np.concatenate([pack_quads(m) for m in self._recurrent_rows()])
             self._quads = ti.Vector.ndarray(QUAD, ti.f32, len(host))
             self._quads.from_numpy(host)
         return self._quads
+
+    def _recurrent_rows(self):
+        """U (G·H, H), and for a GRU Vh (H, H), row-major float32, read back from ``host_wts``."""
+        G, H, h = self.gates, self.n_out, self.header
+        flat = self.host_wts.astype(np.float32)
+        mats = [(h[L.F_U], G * H)] + ([(h[L.F_V], H)] if self.kind == L.CELL_GRU else [])
+        return [flat[at: at + rows * H].reshape(H, rows).T if self.transposed else
+                flat[at: at + rows * H].reshape(rows, H) for at, rows in mats]
 
     @property
     def header_peep(self):

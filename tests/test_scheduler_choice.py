@@ -246,3 +246,22 @@ def test_persistent_rows_a_thread(monkeypatch):
     monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", "4")
     with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_ROWS: expected 1 or 2"):
         persistent_rows(1, 0)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "single"])
+@pytest.mark.parametrize("float32_weights", [True, False])
+def test_quads_hold_the_recurrent_weights(kind, float32_weights, rng):
+    """The persistent kernel's quads come from the packed weights, in either layout: U (and a GRU's
+    Vh) as the descriptor has them, rounded to float16 where the weights are."""
+    from mpsrnn.cells import PackedCell
+    from mpsrnn.kernels.quads import pack_quads
+    d = descriptor(kind, rng, 5, 9, use_float32_weights=float32_weights)
+    gates = {"lstm": 4, "gru": 3, "single": 1}[kind]
+    mats = [np.concatenate([getattr(d, s).matrix() for s in d.RECURRENT_SLOTS[:gates]])]
+    if kind == "gru":
+        mats.append(d.output_gate_input_gate_weights.matrix())
+    if not float32_weights:
+        mats = [a.astype(np.float16) for a in mats]
+    want = np.concatenate([pack_quads(np.asarray(a, np.float32)) for a in mats])
+    for transposed in (False, True):
+        assert np.array_equal(PackedCell(d, None, transposed).quads().to_numpy(), want)
