@@ -57,10 +57,15 @@ def _vulkan_on_cpu_only():
     return bool(types) and all(t == VK_PHYSICAL_DEVICE_TYPE_CPU for t in types)
 
 
-@functools.lru_cache(maxsize=None)
 def vulkan_device_types():
-    """The VkPhysicalDeviceType of each Vulkan device, through the loader (an empty list without
-    one). Asked directly, since Taichi does not say which device it would take."""
+    """The VkPhysicalDeviceType of each Vulkan device (an empty list without a Vulkan loader)."""
+    return [t for t, _ in _vulkan_devices()]
+
+
+@functools.lru_cache(maxsize=None)
+def _vulkan_devices():
+    """(VkPhysicalDeviceType, name) of each Vulkan device, through the loader (an empty list without
+    one). Asked directly, since Taichi does not say which devices there are."""
     import ctypes
     try:
         lib = ctypes.CDLL("libvulkan.so.1" if sys.platform.startswith("linux") else
@@ -85,12 +90,14 @@ def vulkan_device_types():
         devices = (ctypes.c_void_p * count.value)()
         if lib.vkEnumeratePhysicalDevices(instance, ctypes.byref(count), devices) != 0:
             return []
-        types = []
+        found = []
         for dev in devices[: count.value]:
-            props = (ctypes.c_uint32 * 1024)()   # VkPhysicalDeviceProperties (824 bytes), deviceType 5th
+            # VkPhysicalDeviceProperties (824 bytes): four uint32, deviceType, then deviceName[256]
+            props = (ctypes.c_uint32 * 1024)()
             lib.vkGetPhysicalDeviceProperties(ctypes.c_void_p(dev), props)
-            types.append(int(props[4]))
-        return types
+            name = ctypes.string_at(ctypes.addressof(props) + 20, 256).split(b"\0", 1)[0]
+            found.append((int(props[4]), name.decode(errors="replace")))
+        return found
     finally:
         lib.vkDestroyInstance(instance, None)
 
@@ -158,6 +165,10 @@ def sync():
 def device_name():
     """A human-readable name of the device in use (best effort)."""
     arch = _current
+    if arch == "vulkan":   # the loader's name for it, a GPU's before a CPU implementation's
+        named = sorted(_vulkan_devices(), key=lambda d: d[0] == VK_PHYSICAL_DEVICE_TYPE_CPU)
+        if named and named[0][1]:
+            return named[0][1]
     if arch in ("cuda", "vulkan"):
         name = _cuda_device_name()
         if name:
