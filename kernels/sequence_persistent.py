@@ -524,10 +524,7 @@ def persistent_rows(chunk, resident):
     ``MPSRNN_PERSISTENT_ROWS`` (1 or 2) for A/B benchmarks, else 1; two only where they fit (no
     resident weights, 2 x chunk at most MAX_CHUNK). Two rows halve the terms read (shared or L1
     loads) per multiply-add, which grow with the batch chunk; not yet measured on a GPU."""
-    forced = os.environ.get("MPSRNN_PERSISTENT_ROWS", "").strip()
-    if forced and forced not in ("1", "2"):
-        raise ValueError(f"MPSRNN_PERSISTENT_ROWS: expected 1 or 2, got {forced!r}")
-    rows = int(forced) if forced else 1
+    rows = _one_or_two("MPSRNN_PERSISTENT_ROWS") or 1
     return rows if resident == 0 and rows * chunk <= MAX_CHUNK else 1
 
 
@@ -548,11 +545,17 @@ def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True):
     grid barrier never opens: 256 threads at Taichi's cap of 128 registers each and 32 KiB of
     shared memory fit twice (``ncu``: a block limit of 2 by registers).
     ``MPSRNN_PERSISTENT_PER_SM`` (1 or 2) decides instead, for A/B benchmarks."""
-    forced = os.environ.get("MPSRNN_PERSISTENT_PER_SM", "").strip()
+    forced = _one_or_two("MPSRNN_PERSISTENT_PER_SM")
     if forced:
-        if forced not in ("1", "2"):
-            raise ValueError(f"MPSRNN_PERSISTENT_PER_SM: expected 1 or 2, got {forced!r}")
-        return int(forced)
+        return forced
     streamed_rows = GATES[cell_kind] * hidden + (hidden if cell_kind == CELL_GRU else 0)
     quad_bytes = streamed_rows * -(-hidden // QUAD) * QUAD * 4
     return 2 if l2_bytes > 0 and (l2_bytes < quad_bytes or not staged) else 1
+
+
+def _one_or_two(knob):
+    """An A/B knob that takes 1 or 2: its value, or None when unset."""
+    forced = os.environ.get(knob, "").strip()
+    if forced and forced not in ("1", "2"):
+        raise ValueError(f"{knob}: expected 1 or 2, got {forced!r}")
+    return int(forced) if forced else None

@@ -192,38 +192,38 @@ def gpu_l2_bytes():
     return _cuda_attribute(38) or 0   # 38: CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE
 
 
-def _cuda_attribute(attribute):
-    """A device attribute of CUDA device 0 through the driver API, or None without one."""
+def _cuda_device():
+    """(the CUDA driver library, device 0) through the driver API, or None without them."""
     import ctypes
     try:
         lib = ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
-        if lib.cuInit(0) != 0:
-            return None
-        dev, value = ctypes.c_int(), ctypes.c_int()
-        if lib.cuDeviceGet(ctypes.byref(dev), 0) != 0:
-            return None
-        if lib.cuDeviceGetAttribute(ctypes.byref(value), attribute, dev) != 0:
-            return None
-        return value.value
     except OSError:
         return None
+    dev = ctypes.c_int()
+    if lib.cuInit(0) != 0 or lib.cuDeviceGet(ctypes.byref(dev), 0) != 0:
+        return None
+    return lib, dev
+
+
+def _cuda_attribute(attribute):
+    """A device attribute of CUDA device 0, or None without one."""
+    import ctypes
+    found = _cuda_device()
+    if found is None:
+        return None
+    lib, dev = found
+    value = ctypes.c_int()
+    return value.value if lib.cuDeviceGetAttribute(ctypes.byref(value), attribute, dev) == 0 else None
 
 
 def _cuda_device_name():
     import ctypes
-    try:
-        lib = ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
-        if lib.cuInit(0) != 0:
-            return None
-        dev = ctypes.c_int()
-        if lib.cuDeviceGet(ctypes.byref(dev), 0) != 0:
-            return None
-        buf = ctypes.create_string_buffer(256)
-        if lib.cuDeviceGetName(buf, 256, dev) != 0:
-            return None
-        return buf.value.decode()
-    except OSError:
+    found = _cuda_device()
+    if found is None:
         return None
+    lib, dev = found
+    buf = ctypes.create_string_buffer(256)
+    return buf.value.decode() if lib.cuDeviceGetName(buf, 256, dev) == 0 else None
 
 
 def _cpu_name():

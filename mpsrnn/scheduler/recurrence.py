@@ -179,13 +179,12 @@ def _spread_shape(cell, batch, sms=None):
                         _sms() if sms is None else sms, forced)
 
 
-def _grid(cell, batch=None):
-    """Blocks of a persistent kernel: one or two per SM (``persistent_per_sm``; without ``batch``,
-    as for a staged chunk: the fewer blocks, so a layer that fits them fits the grid it gets), never
-    more than there are units. ``MPSRNN_PERSISTENT_GRID`` caps it lower, for benchmarks that
-    compare grid sizes."""
+def _grid(cell, staged=True):
+    """Blocks of a persistent kernel: one or two per SM (``persistent_per_sm``, ``staged``: whether
+    its batch chunk fits the stage; by default as for a staged one, the fewer blocks, so a layer
+    that fits them fits the grid it gets), never more than there are units.
+    ``MPSRNN_PERSISTENT_GRID`` caps it lower, for benchmarks that compare grid sizes."""
     from ..backend import gpu_l2_bytes
-    staged = True if batch is None else persistent_chunk(cell.kind, cell.n_out, batch)[1]
     cap = _sms() * persistent_per_sm(cell.kind, cell.n_out, gpu_l2_bytes(), staged)
     forced = os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip()
     if forced:
@@ -271,7 +270,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         prog.add(registers_kernel(kind, _registers_rows(lr.cell)), *args)
     elif name == "persistent":
         chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
-        grid = _grid(lr.cell, batch)
+        grid = _grid(lr.cell, staged)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
         prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads(),
                                    persistent_rows(chunk, resident)),
