@@ -137,7 +137,7 @@ def leave_grid(frame: ti.template(), tid, nblocks):
 
 
 @functools.lru_cache(maxsize=None)
-def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all, rows=1):
+def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all, rows=1, zigzag=False):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``staged``: the chunk's state vectors are copied to shared memory first (when they fit);
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
@@ -147,7 +147,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
     ``loads``: weight loads (quads) a thread issues together; ``clamp_all``: every group of them clamped
     and masked as the last one is (``persistent_loads``); ``rows``: gate rows a thread streams at
     once, each term it reads serving all of them (``persistent_rows``; 1 with resident weights,
-    and rows x chunk at most MAX_CHUNK, the reduction buffer's room)."""
+    and rows x chunk at most MAX_CHUNK, the reduction buffer's room); ``zigzag``: odd steps stream
+    each thread's quads in reverse (``persistent_zigzag``)."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
@@ -250,18 +251,24 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
 
     @ti.func
     def stream_quads(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q0,
-                     q_end, H, group: ti.template(), with2: ti.template()):
+                     q_end, H, group: ti.template(), with2: ti.template(), back):
         """acc[r·chunk + k] += Σ W(row r, j)·src[x1[k] + j] (+ V) over the inputs of quads q0 .. q_end - 1,
         in groups (``quad_group``): whole groups of quads that lie inside H, then one masked group
-        for the rest (fewer than a group of whole quads, and the partial quad at H, if any)."""
+        for the rest (fewer than a group of whole quads, and the partial quad at H, if any).
+        ``back`` (1 on a zigzag kernel's odd steps): the whole groups in reverse order, so that a
+        step starts on the weights the step before read last, the ones most likely still in L2."""
         if ti.static(clamp_all):
-            for p in range((ti.max(q_end - q0, 0) + group - 1) // group):
-                quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0 + p * group, q_end, H, group, with2,
+            n_groups = (ti.max(q_end - q0, 0) + group - 1) // group
+            for p in range(n_groups):
+                pp = ti.select(back != 0, n_groups - 1 - p, p)
+                quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0 + pp * group, q_end, H, group, with2,
                            True)
         else:
             n = ti.max(ti.min(q_end, H // QUAD) - q0, 0)   # whole quads inside H
-            for p in range(n // group):
-                quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0 + p * group, q_end, H, group, with2,
+            n_groups = n // group
+            for p in range(n_groups):
+                pp = ti.select(back != 0, n_groups - 1 - p, p)
+                quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0 + pp * group, q_end, H, group, with2,
                            False)
             rest = q0 + n - n % group
             if rest < q_end:
@@ -269,7 +276,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
 
     @ti.func
     def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
-                     tid, H, x1, v_quads, x2, with2: ti.template(), wreg):
+                     tid, H, x1, v_quads, x2, with2: ti.template(), wreg, back):
         """red[(tid·rows + r)·chunk + k] = this thread's slice of Σ_j W(o, j)·src[x1[k] + j] (+ Vh(i, j)·
         src[x2[k] + j] with ``with2``) for its rows r, o = row0 + g·H + i, read from the quads
         (``rows_w``: rows of U; Vh's quads from ``v_quads`` on). The block's rows_r rows are dealt
@@ -308,9 +315,9 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             q0 = split * ql
             q_end = ti.min(hq, q0 + ql)   # this thread's quads: q0 .. q_end - 1
             if ti.static(with2):   # two streams: half the group from each, as many loads in flight
-                stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, half_loads, True)
+                stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, half_loads, True, back)
             else:
-                stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, loads, False)
+                stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, loads, False, back)
         for r in ti.static(range(rows)):
             for k in ti.static(range(chunk)):
                 red[(tid * rows + r) * chunk + k] = acc[r * chunk + k]
@@ -357,6 +364,9 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                 units = (H + nblocks - 1) // nblocks
                 u_lo = blk * units
                 rows = frame[F_ROWS + s]
+                back = 0
+                if ti.static(zigzag):
+                    back = s % 2
                 hp = frame[F_WS_H] + s * slot
                 hn = hp + slot
                 # GRU: r∘h0 and z∘h0 of every unit, for the second phase (fresh slots in the C region)
@@ -369,10 +379,10 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                     x1 = row_starts(0, hp, B, H, b0)
                     if ti.static(staged):
                         partial_dots(wq, stg, red, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                     False, wreg)
+                                     False, wreg, back)
                     else:
                         partial_dots(wq, ws, red, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                     False, wreg)
+                                     False, wreg, back)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
                         iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -433,10 +443,10 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                         x2 = row_starts(chunk * H, zh, B, H, b0)
                         if ti.static(staged):
                             partial_dots(wq, stg, red, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                         True, wreg)
+                                         True, wreg, back)
                         else:
                             partial_dots(wq, ws, red, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                         True, wreg)
+                                         True, wreg, back)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -455,8 +465,9 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                 grid_barrier(frame, tid, barrier)
             leave_grid(frame, tid, nblocks)
 
-    # the name profilers show: lstm_persistent264, or lstm_persistent264x2 with two rows a thread
-    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
+    # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
+    # appended where odd steps stream in reverse
+    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "") + ("z" if zigzag else "")
     return ti.kernel(kernel)
 
 
@@ -526,6 +537,22 @@ def persistent_rows(chunk, resident):
     loads) per multiply-add, which grow with the batch chunk; not yet measured on a GPU."""
     rows = _one_or_two("MPSRNN_PERSISTENT_ROWS") or 1
     return rows if resident == 0 and rows * chunk <= MAX_CHUNK else 1
+
+
+def persistent_zigzag():
+    """Whether odd steps stream each thread's weights in reverse (``stream_quads``), from
+    ``MPSRNN_PERSISTENT_ZIGZAG`` (on or off) for A/B benchmarks, else on.
+
+    A cyclic sweep over weights that outgrow L2 a little evicts every line before its next use
+    (ncu, H200, LSTM 2048 b1: an L2 hit rate of 1.5% on its 64 MiB of quads); sweeping back and
+    forth starts each step on the lines the last one left there. H200, same process, µs a step,
+    forward only / zigzag: LSTM 2048 b1 31.3 / 25.1, b4 56.0 / 50.1, GRU 2048 b1 35.7 / 32.3,
+    GRU 2560 b2 59.0 / 55.9, GRU 2816 b4 101.9 / 95.6; where the weights fit L2, no change
+    (LSTM 1536 b4 31.3 / 31.8)."""
+    forced = os.environ.get("MPSRNN_PERSISTENT_ZIGZAG", "").strip().lower()
+    if forced and forced not in ("on", "off"):
+        raise ValueError(f"MPSRNN_PERSISTENT_ZIGZAG: expected on or off, got {forced!r}")
+    return forced != "off"
 
 
 def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True):

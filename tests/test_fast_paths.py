@@ -165,21 +165,24 @@ def test_spread_kernel_on_one_block_per_layer(kind, opts, rng, monkeypatch):
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")
-@pytest.mark.parametrize("stream", ["4", "16c", "4 rows 2"])
+@pytest.mark.parametrize("stream", ["4", "16c", "4 rows 2", "4 forward"])
 @pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])
 def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     """The persistent kernel (CUDA's path) on a grid of one block, as the spread kernel above, for
     its streams of weight quads in groups of ``loads`` (hidden 45: full groups and a partial last
     one in each phase, the GRU's second phase half a group from each of Uh and Vh; a chunk of 8
     rows taken in two passes), and with two gate rows a thread (a chunk of 4; the GRU's second
-    phase and the single gate have an odd row count, so one thread's second row is past them)."""
+    phase and the single gate have an odd row count, so one thread's second row is past them); odd
+    steps stream their groups in reverse (zigzag) but with "forward"."""
     from mpsrnn.scheduler import plans
+    stream, forward = stream.removesuffix(" forward"), stream.endswith(" forward")
     loads, _, rows = stream.partition(" rows ")
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "persistent")
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", loads)
+    monkeypatch.setenv("MPSRNN_PERSISTENT_ZIGZAG", "off" if forward else "on")
     if rows:   # (weights held in registers keep one row a thread: the single gate's would be)
         monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", rows)
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
@@ -189,7 +192,8 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
         xs = sequence(rng, [3, 3, 2, 1] if rows else [11, 10, 9, 2, 1], 7)
         assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
     names = dispatched_kernels(layer)
-    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "")) for name in names), names
+    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z"))
+               for name in names), names
 
 
 def test_standard_neuron_flag_only_for_the_usual_neurons(rng):

@@ -14,7 +14,7 @@ from mpsrnn.scheduler import recurrence as rec
 
 KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
          "MPSRNN_PERSISTENT_GRID", "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_LOADS",
-         "MPSRNN_PERSISTENT_PER_SM", "MPSRNN_PERSISTENT_ROWS")
+         "MPSRNN_PERSISTENT_PER_SM", "MPSRNN_PERSISTENT_ROWS", "MPSRNN_PERSISTENT_ZIGZAG")
 
 
 @pytest.fixture(autouse=True)
@@ -245,6 +245,16 @@ def test_persistent_rows_a_thread(monkeypatch):
     monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", "4")
     with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_ROWS: expected 1 or 2"):
         persistent_rows(1, 0)
+
+
+def test_persistent_zigzag_knob(monkeypatch):
+    from mpsrnn.kernels.sequence_persistent import persistent_zigzag
+    assert persistent_zigzag()   # the default: measured faster where the weights outgrow L2, no slower elsewhere
+    monkeypatch.setenv("MPSRNN_PERSISTENT_ZIGZAG", "off")
+    assert not persistent_zigzag()
+    monkeypatch.setenv("MPSRNN_PERSISTENT_ZIGZAG", "sideways")
+    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_ZIGZAG: expected on or off"):
+        persistent_zigzag()
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "single"])

@@ -230,7 +230,7 @@ def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy):
 # key, so that forcing another path, as the benchmarks and tests do, builds a new plan
 PLANNING_KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
                   "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_LOADS", "MPSRNN_PERSISTENT_PER_SM",
-                  "MPSRNN_PERSISTENT_ROWS")
+                  "MPSRNN_PERSISTENT_ROWS", "MPSRNN_PERSISTENT_ZIGZAG")
 
 
 class PlanCache:

@@ -41,6 +41,7 @@ from ..kernels.sequence_persistent import (
     persistent_loads,
     persistent_per_sm,
     persistent_rows,
+    persistent_zigzag,
     resident_terms,
 )
 from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
@@ -273,7 +274,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         grid = _grid(lr.cell, staged)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
         prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads(),
-                                   persistent_rows(chunk, resident)),
+                                   persistent_rows(chunk, resident), persistent_zigzag()),
                  *x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, *output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
