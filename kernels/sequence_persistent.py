@@ -137,7 +137,8 @@ def leave_grid(frame: ti.template(), tid, nblocks):
 
 
 @functools.lru_cache(maxsize=None)
-def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all, rows=1, zigzag=False):
+def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all, rows=1, zigzag=False,
+                      vh=True):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``staged``: the chunk's state vectors are copied to shared memory first (when they fit);
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
@@ -148,7 +149,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
     and masked as the last one is (``persistent_loads``); ``rows``: gate rows a thread streams at
     once, each term it reads serving all of them (``persistent_rows``; 1 with resident weights,
     and rows x chunk at most MAX_CHUNK, the reduction buffer's room); ``zigzag``: odd steps stream
-    each thread's quads in reverse (``persistent_zigzag``)."""
+    each thread's quads in reverse (``persistent_zigzag``); ``vh``: a GRU's Vh is set (nil, the
+    conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0)."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
@@ -276,10 +278,11 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
 
     @ti.func
     def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
-                     tid, H, x1, v_quads, x2, with2: ti.template(), wreg, back):
+                     tid, H, x1, v_quads, x2, with2: ti.template(), held: ti.template(), wreg, back):
         """red[(tid·rows + r)·chunk + k] = this thread's slice of Σ_j W(o, j)·src[x1[k] + j] (+ Vh(i, j)·
         src[x2[k] + j] with ``with2``) for its rows r, o = row0 + g·H + i, read from the quads
-        (``rows_w``: rows of U; Vh's quads from ``v_quads`` on). The block's rows_r rows are dealt
+        (``rows_w``: rows of U; Vh's quads from ``v_quads`` on), or with ``held`` (the first phase
+        of a kernel with resident weights) from ``wreg``. The block's rows_r rows are dealt
         to ceil(rows_r / rows) lanes, ``rows`` each (block row lane + r·lanes), and the inputs split
         across the BLOCK // lanes threads of a lane. A thread takes a run of whole quads; ``loads``
         of them are issued together (``quad_group``), so their latencies overlap, and each serves
@@ -293,7 +296,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
         i = u_lo + iu
         o = row0 + g * H + i
         acc = ti.Vector([0.0] * (chunk * rows), ti.f32)
-        if ti.static(resident > 0 and not with2):   # the first phase, weights in registers (rows == 1)
+        if ti.static(held):   # the first phase, weights in registers (rows == 1)
             if i < H and split < n_split:
                 j0 = split * ((H + n_split - 1) // n_split)
                 for kk in ti.static(range(resident)):
@@ -379,10 +382,10 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                     x1 = row_starts(0, hp, B, H, b0)
                     if ti.static(staged):
                         partial_dots(wq, stg, red, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                     False, wreg, back)
+                                     False, resident > 0, wreg, back)
                     else:
                         partial_dots(wq, ws, red, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                     False, wreg, back)
+                                     False, resident > 0, wreg, back)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
                         iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -428,7 +431,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                                       ws[xw + H] + reduced(red, 2 * units, units, 1, iu, k))
                                 ws[frame[F_WS_SCRATCH] + b * H + i] = z
                                 ws[rh + b * H + i] = rg * h0
-                                ws[zh + b * H + i] = z * h0
+                                if ti.static(vh):
+                                    ws[zh + b * H + i] = z * h0
                     ti.simt.block.sync()
                 if ti.static(cell == CELL_GRU):
                     # second phase: Uh·(r∘h0) + Vh·(z∘h0) needs every unit's r and z
@@ -437,16 +441,17 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                     for bc in range((B + chunk - 1) // chunk):
                         b0 = bc * chunk
                         stage(ws, stg, 0, rh, B, H, b0, tid)
-                        stage(ws, stg, chunk * H, zh, B, H, b0, tid)
+                        if ti.static(vh):
+                            stage(ws, stg, chunk * H, zh, B, H, b0, tid)
                         ti.simt.block.sync()
                         x1 = row_starts(0, rh, B, H, b0)
                         x2 = row_starts(chunk * H, zh, B, H, b0)
                         if ti.static(staged):
                             partial_dots(wq, stg, red, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                         True, wreg, back)
+                                         vh, False, wreg, back)
                         else:
                             partial_dots(wq, ws, red, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                         True, wreg, back)
+                                         vh, False, wreg, back)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -471,13 +476,13 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
     return ti.kernel(kernel)
 
 
-def persistent_chunk(cell_kind, hidden, batch):
+def persistent_chunk(cell_kind, hidden, batch, vh=True):
     """(batch rows per pass, whether they are staged in shared memory).
 
     Each weight load serves a whole chunk, so the chunk never shrinks to fit the
     staging buffer: a chunk that does not fit reads its vectors in place instead
     (re-reading the weights per row cost 4x at GRU 2560, batch 4)."""
-    vectors = 2 if cell_kind == CELL_GRU else 1   # GRU's second phase stages r∘h0 and z∘h0
+    vectors = 2 if cell_kind == CELL_GRU and vh else 1   # GRU's second phase stages r∘h0 and z∘h0
     chunk = min(MAX_CHUNK, 1 << (max(batch, 1) - 1).bit_length())
     return chunk, chunk * vectors * hidden <= STAGE
 
@@ -555,10 +560,10 @@ def persistent_zigzag():
     return forced != "off"
 
 
-def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True):
+def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True, vh=True):
     """Blocks of the persistent kernel per SM on a CUDA device with ``l2_bytes`` of L2 cache (0: no
     device, one block): two where the weights it streams every step (its quads: U, and a GRU's
-    Vh) do not fit L2, or where the batch chunk is read in place (``staged`` false: see
+    Vh, where set) do not fit L2, or where the batch chunk is read in place (``staged`` false: see
     ``persistent_chunk``), else one.
 
     Streaming from HBM, a step waits on the bytes in flight, and a second block per SM doubles the
@@ -575,7 +580,7 @@ def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True):
     forced = _one_or_two("MPSRNN_PERSISTENT_PER_SM")
     if forced:
         return forced
-    streamed_rows = GATES[cell_kind] * hidden + (hidden if cell_kind == CELL_GRU else 0)
+    streamed_rows = GATES[cell_kind] * hidden + (hidden if cell_kind == CELL_GRU and vh else 0)
     quad_bytes = streamed_rows * -(-hidden // QUAD) * QUAD * 4
     return 2 if l2_bytes > 0 and (l2_bytes < quad_bytes or not staged) else 1
 

@@ -81,8 +81,10 @@ class PackedCell:
             if cw is not None:
                 U[g] = cw.matrix()
         V = np.zeros(0, np.float32)
+        self.has_vh = False   # a GRU whose Vh is set (nil: zero, and the persistent kernel skips it)
         if kind == L.CELL_GRU:
             vh = d.output_gate_input_gate_weights
+            self.has_vh = vh is not None
             V = (vh.matrix() if vh is not None else np.zeros((H, H), np.float32)).reshape(-1)
             prm[o_pnorm] = d.gate_pnorm_value
             header[L.F_FLIP] = int(d.flip_output_gates)
@@ -158,9 +160,9 @@ class PackedCell:
         self.prm.from_numpy(self.host_prm)
 
     def quads(self):
-        """U, then for a GRU Vh, in the quad layout (``kernels/quads.py``), as one device array:
-        U's quad q of row o at q·G·H + o, Vh's at ceil(H / 4)·G·H + q·H + o. Made on first use,
-        so only layers that run the persistent kernel hold this second copy."""
+        """U, then for a GRU whose Vh is set Vh, in the quad layout (``kernels/quads.py``), as one
+        device array: U's quad q of row o at q·G·H + o, Vh's at ceil(H / 4)·G·H + q·H + o. Made on
+        first use, so only layers that run the persistent kernel hold this second copy."""
         if self._quads is None:
             import taichi as ti
             host = np.concatenate([pack_quads(m) for m in self._recurrent_rows()])
@@ -169,10 +171,11 @@ class PackedCell:
         return self._quads
 
     def _recurrent_rows(self):
-        """U (G·H, H), and for a GRU Vh (H, H), row-major float32, read back from ``host_wts``."""
+        """U (G·H, H), and for a GRU whose Vh is set Vh (H, H), row-major float32, read back from
+        ``host_wts``."""
         G, H, h = self.gates, self.n_out, self.header
         flat = self.host_wts.astype(np.float32)
-        mats = [(h[L.F_U], G * H)] + ([(h[L.F_V], H)] if self.kind == L.CELL_GRU else [])
+        mats = [(h[L.F_U], G * H)] + ([(h[L.F_V], H)] if self.has_vh else [])
         return [flat[at: at + rows * H].reshape(H, rows).T if self.transposed else
                 flat[at: at + rows * H].reshape(rows, H) for at, rows in mats]
 

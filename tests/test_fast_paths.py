@@ -51,6 +51,7 @@ SCENARIOS = [
     ("gru", {}, 6, 19, [6, 4, 4, 3, 1]),
     ("gru", {"flip_output_gates": True}, 4, 10, [2, 2, 1]),
     ("gru", {"gate_pnorm_value": 2.0, "flip_output_gates": True, "use_float32_weights": False}, 3, 33, [2, 2, 1]),
+    ("gru", {"nil": ("output_gate_input_gate_weights",)}, 5, 70, [4, 4, 3]),   # Vh nil: the conventional GRU
     ("single", {"neurons": "rectified"}, 10, 9, [3, 2, 2, 2, 1, 1]),
     # wide enough that a GPU persistent kernel reads a batch chunk in place (over its 6144-float stage)
     ("gru", {}, 5, 401, [8, 8, 7, 3]),
@@ -128,7 +129,8 @@ def test_paired_directions_match_reference(projection, rng, monkeypatch):
 
 
 ONE_BLOCK = [("lstm", {"peephole": None}), ("lstm", {"peephole": "diagonal", "use_float32_weights": False}),
-             ("gru", {}), ("gru", {"flip_output_gates": True, "use_float32_weights": False}), ("single", {})]
+             ("gru", {}), ("gru", {"flip_output_gates": True, "use_float32_weights": False}),
+             ("gru", {"nil": ("output_gate_input_gate_weights",)}), ("single", {})]
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only spread kernel on Vulkan")

@@ -200,6 +200,9 @@ def test_persistent_blocks_per_sm(monkeypatch):
     assert persistent_per_sm(CELL_LSTM, 1536, l2) == 1     # 36 MiB
     assert persistent_per_sm(CELL_GRU, 1792, l2) == 1      # 4 * 1792^2 * 4 bytes = 49 MiB
     assert persistent_per_sm(CELL_GRU, 1810, l2) == 2      # 50 MiB and a little
+    assert persistent_per_sm(CELL_GRU, 1810, l2, vh=False) == 1   # Vh nil: 3 * 1810^2 * 4 bytes, 38 MiB
+    assert persistent_per_sm(CELL_GRU, 2048, l2, vh=False) == 1   # 48 MiB
+    assert persistent_per_sm(CELL_GRU, 2100, l2, vh=False) == 2
     assert persistent_per_sm(CELL_GRU, 2816, 0) == 1       # no CUDA device: nothing to stream past
     assert persistent_per_sm(CELL_GRU, 1536, l2, staged=False) == 2   # a chunk read in place
     assert persistent_per_sm(CELL_GRU, 1536, 0, staged=False) == 1
@@ -257,17 +260,32 @@ def test_persistent_zigzag_knob(monkeypatch):
         persistent_zigzag()
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "single"])
+def test_persistent_chunk_stages_what_fits():
+    """A batch chunk is staged where its state vectors fit the 6144-float stage: a GRU's two (r∘h0
+    and z∘h0), or one where its Vh is nil (its second phase streams Uh alone)."""
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
+    from mpsrnn.kernels.sequence_persistent import persistent_chunk
+    assert persistent_chunk(CELL_LSTM, 1536, 4) == (4, True)
+    assert persistent_chunk(CELL_LSTM, 2048, 3) == (4, False)
+    assert persistent_chunk(CELL_GRU, 2816, 2) == (2, False)
+    assert persistent_chunk(CELL_GRU, 2816, 2, vh=False) == (2, True)
+    assert persistent_chunk(CELL_GRU, 1536, 4, vh=False) == (4, True)
+    assert persistent_chunk(CELL_GRU, 100, 11) == (8, True)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru-no-vh", "single"])
 @pytest.mark.parametrize("float32_weights", [True, False])
 def test_quads_hold_the_recurrent_weights(kind, float32_weights, rng):
     """The persistent kernel's quads come from the packed weights, in either layout: U (and a GRU's
-    Vh) as the descriptor has them, rounded to float16 where the weights are."""
+    Vh, where set) as the descriptor has them, rounded to float16 where the weights are."""
     from mpsrnn.cells import PackedCell
     from mpsrnn.kernels.quads import pack_quads
-    d = descriptor(kind, rng, 5, 9, use_float32_weights=float32_weights)
+    kind, no_vh = kind.removesuffix("-no-vh"), kind.endswith("-no-vh")
+    d = descriptor(kind, rng, 5, 9, use_float32_weights=float32_weights,
+                   **({"nil": ("output_gate_input_gate_weights",)} if no_vh else {}))
     gates = {"lstm": 4, "gru": 3, "single": 1}[kind]
     mats = [np.concatenate([getattr(d, s).matrix() for s in d.RECURRENT_SLOTS[:gates]])]
-    if kind == "gru":
+    if kind == "gru" and not no_vh:
         mats.append(d.output_gate_input_gate_weights.matrix())
     if not float32_weights:
         mats = [a.astype(np.float16) for a in mats]

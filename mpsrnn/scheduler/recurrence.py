@@ -186,7 +186,7 @@ def _grid(cell, staged=True):
     that fits them fits the grid it gets), never more than there are units.
     ``MPSRNN_PERSISTENT_GRID`` caps it lower, for benchmarks that compare grid sizes."""
     from ..backend import gpu_l2_bytes
-    cap = _sms() * persistent_per_sm(cell.kind, cell.n_out, gpu_l2_bytes(), staged)
+    cap = _sms() * persistent_per_sm(cell.kind, cell.n_out, gpu_l2_bytes(), staged, cell.has_vh)
     forced = os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip()
     if forced:
         if not forced.isdigit() or int(forced) < 1:
@@ -270,11 +270,11 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "registers":
         prog.add(registers_kernel(kind, _registers_rows(lr.cell)), *args)
     elif name == "persistent":
-        chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch)
+        chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch, lr.cell.has_vh)
         grid = _grid(lr.cell, staged)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
         prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads(),
-                                   persistent_rows(chunk, resident), persistent_zigzag()),
+                                   persistent_rows(chunk, resident), persistent_zigzag(), lr.cell.has_vh),
                  *x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, *output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
