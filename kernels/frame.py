@@ -2,7 +2,7 @@
 place for the argument types and the field list."""
 import taichi as ti
 
-from .layout import F_BATCH, F_OUT, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO
+from .layout import F_BATCH, F_HAS_VH, F_OUT, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO
 
 # argument types of the recurrence kernels: (ws, wts, prm, frame, out, out_base, out_step, out_row)
 WORKSPACE = ti.types.ndarray(dtype=ti.f32, ndim=1)   # projected inputs, state history, scratch
@@ -22,6 +22,13 @@ def run_sizes(frame: ti.template()):
 def recurrent_weights(frame: ti.template()):
     """(offset, stride per output row, stride per input) of U in the weight array."""
     return frame[F_U], frame[F_U_SO], frame[F_U_SJ]
+
+
+@ti.func
+def vh_is_set(frame: ti.template()):
+    """Whether a GRU's Vh is set: nil is zero, so kernels skip Vh·(z∘h0) (a uniform branch) rather
+    than sum a zero matrix's products."""
+    return frame[F_HAS_VH] != 0
 
 
 @ti.func

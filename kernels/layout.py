@@ -86,6 +86,7 @@ F_PROJECTED = 41   # 1: project_inputs_lanes has written this run's input terms,
                    # kernel does not project them itself (set per run by the plan)
 F_DEPART = 42      # blocks that have left a persistent kernel's last grid barrier: the last one out
                    # resets this and F_BARRIER for the next run
+F_HAS_VH = 43      # GRU: 1 when Vh is set; nil means zero, and the kernels skip Vh·(z∘h0)
 F_HEADER = 44
 F_ROWS = F_HEADER  # T entries: rows present at each processing step
 

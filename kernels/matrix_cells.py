@@ -23,7 +23,7 @@ or float32; all sums are float32.
 import taichi as ti
 
 from .dots import dot8, w32
-from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights
+from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .layout import (
@@ -111,8 +111,9 @@ def gru_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
             r = idx // H
             i = idx % H
             if r < rows:
-                ph = (ws[xw + r * 3 * H + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh + r * H, H)
-                      + dot8(wts, vh + i * vso, vsj, ws, szh + r * H, H))
+                ph = ws[xw + r * 3 * H + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh + r * H, H)
+                if vh_is_set(frame):
+                    ph += dot8(wts, vh + i * vso, vsj, ws, szh + r * H, H)
                 ws[h1 + idx] = gru_output(frame, prm, i, ph, ws[sz + idx], ws[h0 + idx])
                 store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + idx])
             else:

@@ -22,7 +22,7 @@ kernel needed (``sequence_persistent.py``: 1.5-2x at GRU batch 2-4).
 import taichi as ti
 
 from .dots import dot8, w32
-from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
+from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import block_share, row_blocks
 from .layout import F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL
@@ -113,8 +113,9 @@ def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                     ti.simt.block.sync()
                     for k in range(rounds(H, tid)):
                         i = tid + k * BLOCK
-                        ph = (ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, rh, 0, H)
-                              + dot8(wts, vh + i * vso, vsj, zh, 0, H))
+                        ph = ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, rh, 0, H)
+                        if vh_is_set(frame):
+                            ph += dot8(wts, vh + i * vso, vsj, zh, 0, H)
                         h[i] = gru_output(frame, prm, i, ph, pre[i], h[i])
                         ws[h_next + i] = h[i]
                         store_output(out, out_base, out_step, out_row, s, r, i, h[i])

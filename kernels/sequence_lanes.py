@@ -27,7 +27,7 @@ import functools
 
 import taichi as ti
 
-from .frame import FRAME, INPUT, OUTPUT, PARAMS, WORKSPACE, run_sizes
+from .frame import FRAME, INPUT, OUTPUT, PARAMS, WORKSPACE, run_sizes, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .lane_math import load_lanes, sigmoid_lanes, store_lanes, tanh_lanes
@@ -150,7 +150,8 @@ def gru_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), 
         acc_u = zeros(1)
         acc_v = zeros(1)
         accumulate_products(acc_u, lanes, frame[F_LANE_U] + (u * 3 + 2) * H, H, ws, srh)
-        accumulate_products(acc_v, lanes, frame[F_LANE_V] + u * H, H, ws, szh)
+        if vh_is_set(frame):
+            accumulate_products(acc_v, lanes, frame[F_LANE_V] + u * H, H, ws, szh)
         hv = tanh_lanes((load_lanes(ws, xw + 2 * H + i0, n) + acc_u[0]) + acc_v[0])
         z = load_lanes(ws, sz + i0, n)
         h_old = load_lanes(ws, h0 + i0, n)
@@ -171,7 +172,8 @@ def gru_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: 
         ws[srh + i] = rg * ws[h0 + i]
         ws[szh + i] = z * ws[h0 + i]
     add_products(ws, xw + 2 * H, lanes, frame[F_LANE_U], 3, 2, 1, H, srh, H)   # Uh·(r∘h0)
-    add_products(ws, xw + 2 * H, lanes, frame[F_LANE_V], 1, 0, 1, H, szh, H)   # Vh·(z∘h0)
+    if vh_is_set(frame):
+        add_products(ws, xw + 2 * H, lanes, frame[F_LANE_V], 1, 0, 1, H, szh, H)   # Vh·(z∘h0)
     for i in range(H):
         ws[h1 + i] = gru_output(frame, prm, i, ws[xw + 2 * H + i], ws[sz + i], ws[h0 + i])
         store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])

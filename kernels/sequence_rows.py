@@ -13,7 +13,7 @@ Dot products use ``dots.dot8``. Same inputs and outputs as ``matrix_cells``
 import taichi as ti
 
 from .dots import dot8, w32
-from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
+from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .layout import (
@@ -69,8 +69,9 @@ def gru_row_step(ws: ti.template(), wts: ti.template(), prm: ti.template(), fram
         ws[srh + i] = rg * ws[h0 + i]
         ws[szh + i] = z * ws[h0 + i]
     for i in range(H):
-        pre = (ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh, H)
-               + dot8(wts, vh + i * vso, vsj, ws, szh, H))
+        pre = ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh, H)
+        if vh_is_set(frame):
+            pre += dot8(wts, vh + i * vso, vsj, ws, szh, H)
         ws[h1 + i] = gru_output(frame, prm, i, pre, ws[sz + i], ws[h0 + i])
         store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
 

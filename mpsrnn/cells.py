@@ -87,6 +87,7 @@ class PackedCell:
             self.has_vh = vh is not None
             V = (vh.matrix() if vh is not None else np.zeros((H, H), np.float32)).reshape(-1)
             prm[o_pnorm] = d.gate_pnorm_value
+            header[L.F_HAS_VH] = int(self.has_vh)
             header[L.F_FLIP] = int(d.flip_output_gates)
         elif kind == L.CELL_LSTM:
             slots = [getattr(d, s) for s in d.MEMORY_SLOTS]
