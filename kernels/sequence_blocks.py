@@ -111,14 +111,39 @@ def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                         zh[i] = z * h[i]
                         pre[i] = z
                     ti.simt.block.sync()
-                    for k in range(rounds(H, tid)):
-                        i = tid + k * BLOCK
-                        ph = ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, rh, 0, H)
-                        if vh_is_set(frame):
-                            ph += dot8(wts, vh + i * vso, vsj, zh, 0, H)
-                        h[i] = gru_output(frame, prm, i, ph, pre[i], h[i])
-                        ws[h_next + i] = h[i]
-                        store_output(out, out_base, out_step, out_row, s, r, i, h[i])
+                    if 2 * H <= BLOCK:
+                        # two threads a unit, or half the block would idle: one takes Uh·(r∘h0), the
+                        # other Vh·(z∘h0); with Vh nil, each takes half of Uh·(r∘h0). Their sums meet
+                        # in pre[H ..], past the z kept in pre[.. H]
+                        if tid < 2 * H:
+                            i = tid % H
+                            half = tid // H
+                            part = 0.0
+                            if vh_is_set(frame):
+                                if half == 0:
+                                    part = dot8(wts, u0 + (2 * H + i) * uso, usj, rh, 0, H)
+                                else:
+                                    part = dot8(wts, vh + i * vso, vsj, zh, 0, H)
+                            else:
+                                j0 = half * (H // 2)
+                                part = dot8(wts, u0 + (2 * H + i) * uso + j0 * usj, usj, rh, j0,
+                                            ti.select(half == 0, H // 2, H - H // 2))
+                            pre[H + tid] = part
+                        ti.simt.block.sync()
+                        if tid < H:
+                            ph = ws[xw + 2 * H + tid] + pre[H + tid] + pre[2 * H + tid]
+                            h[tid] = gru_output(frame, prm, tid, ph, pre[tid], h[tid])
+                            ws[h_next + tid] = h[tid]
+                            store_output(out, out_base, out_step, out_row, s, r, tid, h[tid])
+                    else:
+                        for k in range(rounds(H, tid)):
+                            i = tid + k * BLOCK
+                            ph = ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, rh, 0, H)
+                            if vh_is_set(frame):
+                                ph += dot8(wts, vh + i * vso, vsj, zh, 0, H)
+                            h[i] = gru_output(frame, prm, i, ph, pre[i], h[i])
+                            ws[h_next + i] = h[i]
+                            store_output(out, out_base, out_step, out_row, s, r, i, h[i])
                     ti.simt.block.sync()
                 else:
                     for k in range(rounds(H, tid)):

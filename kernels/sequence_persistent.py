@@ -472,7 +472,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
 
     # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
     # appended where odd steps stream in reverse
-    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "") + ("z" if zigzag else "")
+    kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
+                       + ("z" if zigzag else ""))
     return ti.kernel(kernel)
 
 
@@ -535,12 +536,19 @@ def persistent_loads():
 PERSISTENT_LOADS = (4, False)
 
 
-def persistent_rows(chunk, resident):
-    """Gate rows a thread of the persistent kernel streams at once (``partial_dots``), from
-    ``MPSRNN_PERSISTENT_ROWS`` (1 or 2) for A/B benchmarks, else 1; two only where they fit (no
-    resident weights, 2 x chunk at most MAX_CHUNK). Two rows halve the terms read (shared or L1
-    loads) per multiply-add, which grow with the batch chunk; not yet measured on a GPU."""
-    rows = _one_or_two("MPSRNN_PERSISTENT_ROWS") or 1
+def persistent_rows(chunk, resident, from_hbm=False):
+    """Gate rows a thread of the persistent kernel streams at once (``partial_dots``): two on a
+    chunk of 4 batch rows whose weights stream from HBM (``from_hbm``: ``quads_outgrow_l2``), else
+    one; ``MPSRNN_PERSISTENT_ROWS`` (1 or 2) decides instead, for A/B benchmarks. Two only where
+    they fit (no resident weights, 2 x chunk at most MAX_CHUNK).
+
+    Two rows halve the terms read (shared or L1 loads) per multiply-add, and give each thread
+    twice the weight loads over half the inputs. H200, same process, µs a step, one / two rows:
+    from HBM at batch 4, GRU 2816 (Vh nil) 78.5 / 71.7 and 86.6 / 75.3, GRU 2560 68.3 / 63.6 and
+    69.1 / 62.9, LSTM 2048 50.1 / 50.0; from L2 or at batch 2, nothing or a loss: GRU 2048 b4
+    47.5 / 47.6, GRU 1536 b4 27.9 / 29.5, LSTM 1536 b4 30.6 / 30.1, GRU 2816 b2 53.8 / 55.2, GRU
+    2560 b2 46.2 / 46.6, LSTM 1024 b2 13.3 / 13.5."""
+    rows = _one_or_two("MPSRNN_PERSISTENT_ROWS") or (2 if from_hbm and chunk == 4 else 1)
     return rows if resident == 0 and rows * chunk <= MAX_CHUNK else 1
 
 
@@ -580,9 +588,14 @@ def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True, vh=True):
     forced = _one_or_two("MPSRNN_PERSISTENT_PER_SM")
     if forced:
         return forced
+    return 2 if l2_bytes > 0 and (quads_outgrow_l2(cell_kind, hidden, l2_bytes, vh) or not staged) else 1
+
+
+def quads_outgrow_l2(cell_kind, hidden, l2_bytes, vh=True):
+    """Whether the quads the persistent kernel streams every step (U, and a GRU's Vh where set)
+    outgrow an L2 cache of ``l2_bytes`` (0: no CUDA device, never)."""
     streamed_rows = GATES[cell_kind] * hidden + (hidden if cell_kind == CELL_GRU and vh else 0)
-    quad_bytes = streamed_rows * -(-hidden // QUAD) * QUAD * 4
-    return 2 if l2_bytes > 0 and (l2_bytes < quad_bytes or not staged) else 1
+    return 0 < l2_bytes < streamed_rows * -(-hidden // QUAD) * QUAD * 4
 
 
 def _one_or_two(knob):

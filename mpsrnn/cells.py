@@ -81,7 +81,7 @@ class PackedCell:
             if cw is not None:
                 U[g] = cw.matrix()
         V = np.zeros(0, np.float32)
-        self.has_vh = False   # a GRU whose Vh is set (nil: zero, and the persistent kernel skips it)
+        self.has_vh = False   # a GRU whose Vh is set (nil is zero: the kernels skip its product)
         if kind == L.CELL_GRU:
             vh = d.output_gate_input_gate_weights
             self.has_vh = vh is not None

@@ -51,7 +51,10 @@ SCENARIOS = [
     ("gru", {}, 6, 19, [6, 4, 4, 3, 1]),
     ("gru", {"flip_output_gates": True}, 4, 10, [2, 2, 1]),
     ("gru", {"gate_pnorm_value": 2.0, "flip_output_gates": True, "use_float32_weights": False}, 3, 33, [2, 2, 1]),
-    ("gru", {"nil": ("output_gate_input_gate_weights",)}, 5, 70, [4, 4, 3]),   # Vh nil: the conventional GRU
+    # Vh nil, the conventional GRU; a GPU block kernel splits each unit's second-phase product
+    # over two threads up to hidden 128 (the other GRUs: Uh's and Vh's), not at 150
+    ("gru", {"nil": ("output_gate_input_gate_weights",)}, 5, 70, [4, 4, 3]),
+    ("gru", {"nil": ("output_gate_input_gate_weights",)}, 4, 150, [2, 1]),
     ("single", {"neurons": "rectified"}, 10, 9, [3, 2, 2, 2, 1, 1]),
     # wide enough that a GPU persistent kernel reads a batch chunk in place (over its 6144-float stage)
     ("gru", {}, 5, 401, [8, 8, 7, 3]),
@@ -227,13 +230,20 @@ def test_forcing_another_path_replans_the_same_layer(monkeypatch, rng):
 
 
 @pytest.mark.skipif("persistent" not in ARCH_PATHS, reason="the persistent kernel runs on CUDA only")
+@pytest.mark.parametrize("gate_rows", ["1", "2"])
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows", [s for s in SCENARIOS if s[3] in (401, 777)],
                          ids=["gru-401", "lstm-777"])
-def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, rng, monkeypatch):
+def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, gate_rows, rng, monkeypatch):
     """The persistent kernel on two blocks per SM (what layers whose weights outgrow L2, or whose
-    batch chunk is read in place, get), against the reference, twice (the barrier count restarts)."""
+    batch chunk is read in place, get), against the reference, twice (the barrier count restarts),
+    with one or two gate rows a thread (two: on a chunk of 4 batch rows, within the reduction
+    buffer's room)."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
+    monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", gate_rows)
+    if gate_rows == "2":   # (weights held in registers keep one row a thread)
+        rows = [4, 4, 3, 1]
+        monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     d = descriptor(kind, rng, n_in, hidden, **opts)
@@ -242,4 +252,5 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
         xs = sequence(rng, rows, n_in)
         assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
     names = dispatched_kernels(layer)
-    assert any(f"persistent{2 * recurrence._sms()}" in name for name in names), names
+    grid = f"persistent{2 * recurrence._sms()}"
+    assert any(grid in name and ("x2" in name) == (gate_rows == "2") for name in names), names

@@ -42,6 +42,7 @@ from ..kernels.sequence_persistent import (
     persistent_per_sm,
     persistent_rows,
     persistent_zigzag,
+    quads_outgrow_l2,
     resident_terms,
 )
 from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
@@ -195,6 +196,12 @@ def _grid(cell, staged=True):
     return max(1, min(cap, cell.n_out))
 
 
+def _from_hbm(cell):
+    """Whether a persistent kernel streams this layer's weights from HBM (they outgrow L2)."""
+    from ..backend import gpu_l2_bytes
+    return quads_outgrow_l2(cell.kind, cell.n_out, gpu_l2_bytes(), cell.has_vh)
+
+
 APART_FLOPS = 4e6     # CPU lanes: a projection this large runs as its own kernel when the batch is small
 # CUDA persistent: a projection up to this size, of inputs up to this width, runs inside the kernel.
 # H100, µs a step inside / apart: LSTM 256 b1 t150 5.9 / 7.2, LSTM 512 b1 t25 12.2 / 16.2, b4 17.5 /
@@ -274,7 +281,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         grid = _grid(lr.cell, staged)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
         prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads(),
-                                   persistent_rows(chunk, resident), persistent_zigzag(), lr.cell.has_vh),
+                                   persistent_rows(chunk, resident, _from_hbm(lr.cell)), persistent_zigzag(),
+                                   lr.cell.has_vh),
                  *x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, *output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
