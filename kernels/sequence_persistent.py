@@ -19,9 +19,10 @@ Each pass first copies the batch rows' state vectors into shared memory in one
 coalesced sweep (reading them term by term from L2 left every loop iteration
 waiting on a load), eight loads a thread in flight at a time, then the weights are
 streamed in groups of loads issued together, four weights a load (``quad_group``; U and
-a GRU's Vh in the layout of ``kernels/quads.py``). Where a
-thread's share of the first phase's weights is short, it holds them in registers
-for the whole sequence instead (``resident_terms``).
+a GRU's Vh, where set, in the layout of ``kernels/quads.py``), each thread's groups in
+reverse on odd steps (``persistent_zigzag``). Where a thread's share of the first
+phase's weights is short, it holds them in registers for the whole sequence instead
+(``resident_terms``).
 
 For small projections the kernel also projects its own inputs first: a block
 computes the input terms of the gate rows it owns (no other block reads them)

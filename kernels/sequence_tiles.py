@@ -38,7 +38,7 @@ import os
 import taichi as ti
 
 from .dots import w32
-from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights
+from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_PEEP, F_SLOT, F_WS_C, PEEP_DIAGONAL
 from .matrix_cells import gru_scratch, step_slots
@@ -231,9 +231,14 @@ def tile_kernels(chunk):
                     for bc in range((n_rows + chunk - 1) // chunk):
                         b0 = bc * chunk
                         if b0 < rows:
-                            if ti.static(phase == CELL_GRU):   # Uh·(r∘h0) + Vh·(z∘h0)
-                                partials(ws, wts, red, u0 + 2 * H * uso, uso, usj, row_starts(srh, B, H, b0),
-                                         vh, vso, vsj, row_starts(szh, B, H, b0), True, gates, units, tile, tid, H)
+                            if ti.static(phase == CELL_GRU):   # Uh·(r∘h0) + Vh·(z∘h0), Vh's where set
+                                x1 = row_starts(srh, B, H, b0)
+                                if vh_is_set(frame):
+                                    partials(ws, wts, red, u0 + 2 * H * uso, uso, usj, x1, vh, vso, vsj,
+                                             row_starts(szh, B, H, b0), True, gates, units, tile, tid, H)
+                                else:
+                                    partials(ws, wts, red, u0 + 2 * H * uso, uso, usj, x1, 0, 0, 0, x1, False, gates,
+                                             units, tile, tid, H)
                             else:
                                 x1 = row_starts(h0, B, H, b0)
                                 partials(ws, wts, red, u0, uso, usj, x1, 0, 0, 0, x1, False, gates, units, tile,

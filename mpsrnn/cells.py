@@ -15,7 +15,7 @@ Matrices are stored row-major or transposed (``transposed``; see the F_*_SO/SJ
 strides in ``kernels/layout.py``): the layer picks what its arch's kernels read best.
 On the CPU (``lanes``) they are also packed eight output rows wide into ``lanes``
 (``kernels/lanes.py``), which the CPU's projection and recurrence read. The CUDA
-persistent kernel reads U (and a GRU's Vh) four inputs at a time, from ``quads()``
+persistent kernel reads U (and a GRU's Vh, where set) four inputs at a time, from ``quads()``
 (``kernels/quads.py``), made the first time a plan asks for them.
 Nil slots are zeros (an input slot also means zero bias and the identity neuron);
 with ``use_layer_input_unit_transform_mode`` every gate reads x itself.
