@@ -299,9 +299,10 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
         acc = ti.Vector([0.0] * (chunk * rows), ti.f32)
         if ti.static(held):   # the first phase, weights in registers (rows == 1)
             if i < H and split < n_split:
-                j0 = split * ((H + n_split - 1) // n_split)
+                jl = (H + n_split - 1) // n_split   # the thread's share of the inputs
+                j0 = split * jl
                 for kk in ti.static(range(resident)):
-                    if kk < (H + n_split - 1) // n_split and j0 + kk < H:
+                    if kk < jl and j0 + kk < H:
                         for k in ti.static(range(chunk)):
                             acc[k] += wreg[kk] * src[x1[k] + j0 + kk]
         elif i < H and split < n_split:

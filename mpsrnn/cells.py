@@ -81,13 +81,11 @@ class PackedCell:
             if cw is not None:
                 U[g] = cw.matrix()
         V = np.zeros(0, np.float32)
-        self.has_vh = False   # a GRU whose Vh is set (nil is zero: the kernels skip its product)
         if kind == L.CELL_GRU:
             vh = d.output_gate_input_gate_weights
-            self.has_vh = vh is not None
             V = (vh.matrix() if vh is not None else np.zeros((H, H), np.float32)).reshape(-1)
             prm[o_pnorm] = d.gate_pnorm_value
-            header[L.F_HAS_VH] = int(self.has_vh)
+            header[L.F_HAS_VH] = int(vh is not None)
             header[L.F_FLIP] = int(d.flip_output_gates)
         elif kind == L.CELL_LSTM:
             slots = [getattr(d, s) for s in d.MEMORY_SLOTS]
@@ -179,6 +177,11 @@ class PackedCell:
         mats = [(h[L.F_U], G * H)] + ([(h[L.F_V], H)] if self.has_vh else [])
         return [flat[at: at + rows * H].reshape(H, rows).T if self.transposed else
                 flat[at: at + rows * H].reshape(rows, H) for at, rows in mats]
+
+    @property
+    def has_vh(self):
+        """Whether this is a GRU whose Vh is set (nil is zero: the kernels skip its product)."""
+        return bool(self.header[L.F_HAS_VH])
 
     @property
     def header_peep(self):
