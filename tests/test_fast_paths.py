@@ -5,13 +5,14 @@ The scheduler picks one path per arch and shape; these tests force each in turn
 reference as the plain one, on sizes that are not multiples of any tile and on
 batches whose row count shrinks over time.
 """
+import numpy as np
 import pytest
 
 import mpsrnn as m
 import reference as R
 from builders import assert_seq_close, descriptor, sequence
 from mpsrnn.scheduler import recurrence
-from mpsrnn.scheduler.recurrence import applies, available_recurrences
+from mpsrnn.scheduler.recurrence import PROJECTION_TILES_ARCHS, applies, available_recurrences, projects_in_tiles
 
 # lanes, persistent and spread project the inputs inside their kernel or in a kernel of their own
 # (MPSRNN_PROJECTION); the lanes path reads only its own packed weights, so the plain layout does not
@@ -89,6 +90,54 @@ def test_each_path_matches_reference(path, kind, opts, n_in, hidden, rows, rng):
     expected = path[0] if applies(path[0], m.current_arch(), layer._cells[0]) else None
     used = [r for p in layer._plans._plans.values() for r in p.recurrences]
     assert used and (expected is None or used == [expected]), used
+
+
+TILED = [
+    # (kind, options, input, hidden, rows per step, input dtype): inputs over several slices of 16
+    # with a ragged last one, rows over a tile of 64 (batches that shrink), channels G·H over a tile
+    # of 128 or under it; a nil input gate (its W rows are zero); float16 weights and inputs
+    ("lstm", {"peephole": None}, 37, 45, [3] * 22 + [2, 1], np.float32),
+    ("gru", {"nil": ("recurrent_gate_input_weights",), "use_float32_weights": False}, 21, 30, [5] * 15 + [4, 1],
+     np.float16),
+    ("single", {}, 70, 140, [1] * 70, np.float32),
+]
+
+
+@pytest.mark.skipif(m.current_arch() not in PROJECTION_TILES_ARCHS, reason="the tiled projection runs on GPUs")
+@pytest.mark.parametrize("layout", ["rows", "transposed"])
+@pytest.mark.parametrize("kind, opts, n_in, hidden, rows, dtype", TILED, ids=[t[0] for t in TILED])
+def test_tiled_projection_matches_reference(kind, opts, n_in, hidden, rows, dtype, layout, rng, monkeypatch):
+    """The input projection as a tiled product in shared memory (``kernels/projection_tiled``), in
+    its own dispatch before the recurrence, against the reference, twice (fresh inputs)."""
+    monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "on")
+    monkeypatch.setenv("MPSRNN_PROJECTION", "apart")
+    monkeypatch.setenv("MPSRNN_WEIGHT_LAYOUT", layout)
+    opts = dict(opts)
+    opts.setdefault("use_float32_weights", True)
+    d = descriptor(kind, rng, n_in, hidden, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    for _ in range(2):
+        xs = sequence(rng, rows, n_in, dtype=dtype)
+        # float16 inputs give float16 outputs: their rounding (2^-11 relative), with room to spare
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0],
+                         rtol=1e-3 if dtype == np.float16 else 1e-5)
+    assert any(name.startswith("project_inputs_tiled") for name in dispatched_kernels(layer))
+
+
+def test_tiled_projection_only_where_it_runs(rng, monkeypatch):
+    """CUDA and Vulkan project in tiles; the CPU and Metal (not yet checked on a Mac) do not, nor an
+    identity input (no weights to multiply); the knob turns it off, or fails on a bad value."""
+    monkeypatch.delenv("MPSRNN_PROJECTION_TILES", raising=False)
+    dense = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 6, 6))._cells[0]
+    identity = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 6, 6,
+                                                    use_layer_input_unit_transform_mode=True))._cells[0]
+    assert [projects_in_tiles(a, dense) for a in ("cuda", "vulkan", "metal", "cpu")] == [True, True, False, False]
+    assert not projects_in_tiles("cuda", identity)
+    monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "off")
+    assert not projects_in_tiles("cuda", dense)
+    monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "yes")
+    with pytest.raises(ValueError, match="MPSRNN_PROJECTION_TILES: expected 'on' or 'off'"):
+        projects_in_tiles("cuda", dense)
 
 
 def test_each_path_runs_stacks_and_bidirectional(path, rng):

@@ -29,9 +29,11 @@ where it applies (benchmarks compare them; tests run each against the reference)
 """
 import os
 
-from ..kernels.layout import CELL_GRU, CELL_LSTM, F_STANDARD, PEEP_DENSE
+from ..backend import current_arch
+from ..kernels.layout import CELL_GRU, CELL_LSTM, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
+from ..kernels.projection_tiled import project_inputs_tiled
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import lanes_kernel
 from ..kernels.sequence_persistent import (
@@ -347,4 +349,21 @@ def _recurrence_args(lr, output):
 def _emit_projection(prog, lr, x):
     """The input projection's own dispatch, where the layer run projects apart (not the lanes path's)."""
     if lr.projected_apart:
-        prog.add(project_inputs, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+        kernel = project_inputs_tiled if projects_in_tiles(current_arch(), lr.cell) else project_inputs
+        prog.add(kernel, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+
+
+PROJECTION_TILES_ARCHS = ("cuda", "vulkan")
+
+
+def projects_in_tiles(arch, cell):
+    """Whether a layer's own projection dispatch is the tiled product (``kernels/projection_tiled``)
+    rather than ``project_inputs``: on CUDA and Vulkan (Metal keeps the plain kernels until `mpsrnn
+    check --arch metal` has passed on a Mac; the CPU has no block features), for inputs that are
+    not the identity. ``MPSRNN_PROJECTION_TILES`` (on or off) decides where it can run, for tests
+    and A/B benchmarks."""
+    forced = os.environ.get("MPSRNN_PROJECTION_TILES", "").strip().lower()
+    if forced not in ("", "on", "off"):
+        raise ValueError(f"MPSRNN_PROJECTION_TILES: expected 'on' or 'off', got {forced!r}")
+    can = arch in PROJECTION_TILES_ARCHS and INPUT_IDENTITY not in cell.header[F_INPUT_MODE:F_INPUT_MODE + 4]
+    return can and forced != "off"
