@@ -12,7 +12,7 @@ import mpsrnn as m
 import reference as R
 from builders import assert_seq_close, descriptor, sequence
 from mpsrnn.scheduler import recurrence
-from mpsrnn.scheduler.recurrence import PROJECTION_TILES_ARCHS, applies, available_recurrences, projects_in_tiles
+from mpsrnn.scheduler.recurrence import applies, available_recurrences, projects_in_tiles
 
 # lanes, persistent and spread project the inputs inside their kernel or in a kernel of their own
 # (MPSRNN_PROJECTION); the lanes path reads only its own packed weights, so the plain layout does not
@@ -103,7 +103,7 @@ TILED = [
 ]
 
 
-@pytest.mark.skipif(m.current_arch() not in PROJECTION_TILES_ARCHS, reason="the tiled projection runs on GPUs")
+@pytest.mark.skipif(m.current_arch() == "cpu", reason="the tiled projection runs on GPUs")
 @pytest.mark.parametrize("layout", ["rows", "transposed"])
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows, dtype", TILED, ids=[t[0] for t in TILED])
 def test_tiled_projection_matches_reference(kind, opts, n_in, hidden, rows, dtype, layout, rng, monkeypatch):
@@ -126,13 +126,17 @@ def test_tiled_projection_matches_reference(kind, opts, n_in, hidden, rows, dtyp
 
 def test_tiled_projection_only_where_it_runs(rng, monkeypatch):
     """CUDA and Vulkan project in tiles; the CPU and Metal (not yet checked on a Mac) do not, nor an
-    identity input (no weights to multiply); the knob turns it off, or fails on a bad value."""
+    identity input (no weights to multiply); the knob turns it off, or on for Metal (never the CPU),
+    or fails on a bad value."""
     monkeypatch.delenv("MPSRNN_PROJECTION_TILES", raising=False)
     dense = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 6, 6))._cells[0]
     identity = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 6, 6,
                                                     use_layer_input_unit_transform_mode=True))._cells[0]
     assert [projects_in_tiles(a, dense) for a in ("cuda", "vulkan", "metal", "cpu")] == [True, True, False, False]
     assert not projects_in_tiles("cuda", identity)
+    monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "on")
+    assert [projects_in_tiles(a, dense) for a in ("metal", "cpu")] == [True, False]
+    assert not projects_in_tiles("metal", identity)
     monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "off")
     assert not projects_in_tiles("cuda", dense)
     monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "yes")

@@ -353,17 +353,18 @@ def _emit_projection(prog, lr, x):
         prog.add(kernel, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
 
 
-PROJECTION_TILES_ARCHS = ("cuda", "vulkan")
+PROJECTION_TILES_ARCHS = ("cuda", "vulkan")   # by default; any GPU when told (MPSRNN_PROJECTION_TILES=on)
 
 
 def projects_in_tiles(arch, cell):
     """Whether a layer's own projection dispatch is the tiled product (``kernels/projection_tiled``)
-    rather than ``project_inputs``: on CUDA and Vulkan (Metal keeps the plain kernels until `mpsrnn
-    check --arch metal` has passed on a Mac; the CPU has no block features), for inputs that are
-    not the identity. ``MPSRNN_PROJECTION_TILES`` (on or off) decides where it can run, for tests
-    and A/B benchmarks."""
+    rather than ``project_inputs``: by default on CUDA and Vulkan (Metal keeps the plain kernel
+    until `mpsrnn check --arch metal` has passed on a Mac; the CPU has no block features), for
+    inputs that are not the identity. ``MPSRNN_PROJECTION_TILES`` (on or off) decides on any GPU,
+    for tests (the conformance suite runs it on Metal) and A/B benchmarks."""
     forced = os.environ.get("MPSRNN_PROJECTION_TILES", "").strip().lower()
     if forced not in ("", "on", "off"):
         raise ValueError(f"MPSRNN_PROJECTION_TILES: expected 'on' or 'off', got {forced!r}")
-    can = arch in PROJECTION_TILES_ARCHS and INPUT_IDENTITY not in cell.header[F_INPUT_MODE:F_INPUT_MODE + 4]
-    return can and forced != "off"
+    if arch == "cpu" or INPUT_IDENTITY in cell.header[F_INPUT_MODE:F_INPUT_MODE + 4]:
+        return False
+    return forced == "on" if forced else arch in PROJECTION_TILES_ARCHS
