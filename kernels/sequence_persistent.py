@@ -38,13 +38,13 @@ the batch chunk, the resident share and whether the kernel projects are compile-
 constants, so ``persistent_kernel`` builds (and caches) one kernel per combination.
 """
 import functools
-import os
 
 import taichi as ti
 
 from .dots import w32
 from .frame import FRAME, INPUT, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
+from .knobs import knob, switch
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -504,7 +504,7 @@ def resident_terms(cell_kind, hidden, nblocks, chunk):
     chunk at most MAX_RESIDENT_CHUNK, else 0 (the weights are read from memory every step). The
     share is a compile-time length, so each (hidden, grid) with resident weights compiles its own
     kernel. ``MPSRNN_RESIDENT_WEIGHTS=off`` turns them off, for A/B benchmarks."""
-    if os.environ.get("MPSRNN_RESIDENT_WEIGHTS", "").strip().lower() == "off" or chunk > MAX_RESIDENT_CHUNK:
+    if not switch("MPSRNN_RESIDENT_WEIGHTS", True) or chunk > MAX_RESIDENT_CHUNK:
         return 0
     n_split = BLOCK // first_phase_rows(cell_kind, hidden, nblocks)
     share = -(-hidden // n_split)
@@ -526,11 +526,8 @@ def persistent_loads():
     """(weight loads, four weights each, a thread of the persistent kernel issues together, whether
     every group is clamped), from ``MPSRNN_PERSISTENT_LOADS`` (2, 4, 8 or 16, ``c`` appended:
     clamped) for A/B benchmarks, else the default."""
-    forced = os.environ.get("MPSRNN_PERSISTENT_LOADS", "").strip().lower()
+    forced = knob("MPSRNN_PERSISTENT_LOADS", ("2", "4", "8", "16", "2c", "4c", "8c", "16c"))
     if forced:
-        if forced.rstrip("c") not in ("2", "4", "8", "16") or forced.count("c") > 1:
-            raise ValueError(f"MPSRNN_PERSISTENT_LOADS: expected 2, 4, 8 or 16, optionally followed by c, "
-                             f"got {forced!r}")
         return int(forced.rstrip("c")), forced.endswith("c")
     return PERSISTENT_LOADS
 
@@ -564,10 +561,7 @@ def persistent_zigzag():
     forward only / zigzag: LSTM 2048 b1 31.3 / 25.1, b4 56.0 / 50.1, GRU 2048 b1 35.7 / 32.3,
     GRU 2560 b2 59.0 / 55.9, GRU 2816 b4 101.9 / 95.6; where the weights fit L2, no change
     (LSTM 1536 b4 31.3 / 31.8)."""
-    forced = os.environ.get("MPSRNN_PERSISTENT_ZIGZAG", "").strip().lower()
-    if forced and forced not in ("on", "off"):
-        raise ValueError(f"MPSRNN_PERSISTENT_ZIGZAG: expected on or off, got {forced!r}")
-    return forced != "off"
+    return switch("MPSRNN_PERSISTENT_ZIGZAG", True)
 
 
 def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True, vh=True):
@@ -600,9 +594,7 @@ def quads_outgrow_l2(cell_kind, hidden, l2_bytes, vh=True):
     return 0 < l2_bytes < streamed_rows * -(-hidden // QUAD) * QUAD * 4
 
 
-def _one_or_two(knob):
+def _one_or_two(name):
     """An A/B knob that takes 1 or 2: its value, or None when unset."""
-    forced = os.environ.get(knob, "").strip()
-    if forced and forced not in ("1", "2"):
-        raise ValueError(f"{knob}: expected 1 or 2, got {forced!r}")
+    forced = knob(name, ("1", "2"))
     return int(forced) if forced else None

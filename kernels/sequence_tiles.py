@@ -33,13 +33,13 @@ size). The batch chunk is a compile-time constant: ``tile_kernels(chunk)``
 builds one set per chunk size (1, 2, 4 or 8).
 """
 import functools
-import os
 
 import taichi as ti
 
 from .dots import w32
 from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
+from .knobs import knob
 from .layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_PEEP, F_SLOT, F_WS_C, PEEP_DIAGONAL
 from .matrix_cells import gru_scratch, step_slots
 from .sequence_copy import store_output
@@ -58,12 +58,8 @@ def tile_units():
     tiles; on the H100 (Vulkan, 187-step GRU and 25-step LSTM at hidden 1024-2816) 4 was faster
     in 3 of 4 configurations, by 10-20%, and 4% slower in the fourth; 2 was slower everywhere.
     ``MPSRNN_TILE_UNITS`` (1, 2, 4 or 8) overrides, for benchmarks."""
-    forced = os.environ.get("MPSRNN_TILE_UNITS", "").strip()
-    if forced:
-        if forced not in ("1", "2", "4", "8"):
-            raise ValueError(f"MPSRNN_TILE_UNITS: expected 1, 2, 4 or 8, got {forced!r}")
-        return int(forced)
-    return 4
+    forced = knob("MPSRNN_TILE_UNITS", ("1", "2", "4", "8"))
+    return int(forced) if forced else 4
 
 
 def tile_chunk(batch):

@@ -6,6 +6,8 @@ import os
 import platform
 import sys
 
+from .kernels.knobs import switch
+
 ARCHS = ("metal", "cuda", "vulkan", "cpu")
 _current = None
 
@@ -142,11 +144,9 @@ def init(arch=None):
 
 def _scalarizes(name):
     """Whether Taichi splits vectors into scalars on ``name`` (see ``init``)."""
-    forced = os.environ.get("MPSRNN_CUDA_SCALARIZE", "").strip().lower()
-    if forced not in ("", "on", "off"):
-        raise ValueError(f"MPSRNN_CUDA_SCALARIZE: expected 'on' or 'off', got {forced!r}")
+    scalarize_cuda = switch("MPSRNN_CUDA_SCALARIZE", False)
     if name == "cuda":
-        return forced == "on"
+        return scalarize_cuda
     return name != "cpu"
 
 

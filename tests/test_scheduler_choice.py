@@ -116,8 +116,8 @@ def test_forced_path_that_does_not_apply_falls_back(rng, monkeypatch):
     monkeypatch.setenv("MPSRNN_RECURRENCE", "tiles")
     assert rec.choose_recurrence("vulkan", cell(rng, "lstm", 512, peephole="dense"), 25, 1) == "step"
     monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
-    with pytest.raises(ValueError, match="MPSRNN_RECURRENCE: expected one of step, rows, blocks, registers, tiles "
-                                         "on vulkan"):
+    with pytest.raises(ValueError, match="MPSRNN_RECURRENCE: expected 'step', 'rows', 'blocks', 'registers' or "
+                                         "'tiles' on vulkan"):
         rec.choose_recurrence("vulkan", cell(rng, "lstm", 64), 25, 1)
 
 
@@ -187,7 +187,7 @@ def test_persistent_weight_load_groups(monkeypatch):
     assert persistent_loads() == (2, False)
     for bad in ("12", "32", "16cc", "c"):
         monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", bad)
-        with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_LOADS: expected 2, 4, 8 or 16"):
+        with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_LOADS: expected 2, 4, 8, 16, '2c', '4c', '8c' or '16c'"):
             persistent_loads()
 
 
@@ -259,7 +259,7 @@ def test_persistent_zigzag_knob(monkeypatch):
     monkeypatch.setenv("MPSRNN_PERSISTENT_ZIGZAG", "off")
     assert not persistent_zigzag()
     monkeypatch.setenv("MPSRNN_PERSISTENT_ZIGZAG", "sideways")
-    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_ZIGZAG: expected on or off"):
+    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_ZIGZAG: expected 'on' or 'off'"):
         persistent_zigzag()
 
 
@@ -295,3 +295,19 @@ def test_quads_hold_the_recurrent_weights(kind, float32_weights, rng):
     want = np.concatenate([pack_quads(np.asarray(a, np.float32)) for a in mats])
     for transposed in (False, True):
         assert np.array_equal(PackedCell(d, None, transposed).quads().to_numpy(), want)
+
+
+def test_knobs_answer_bad_values_alike(monkeypatch):
+    """Every A/B knob goes through one reader: unset is None (a switch: its default), a set value is
+    taken stripped and in lower case, and anything else names the knob, the values it takes and
+    what it got."""
+    from mpsrnn.kernels.knobs import alternatives, knob, switch
+    monkeypatch.delenv("MPSRNN_TEST_KNOB", raising=False)
+    assert knob("MPSRNN_TEST_KNOB", ("a", "b")) is None
+    assert switch("MPSRNN_TEST_KNOB", True) is True and switch("MPSRNN_TEST_KNOB", False) is False
+    monkeypatch.setenv("MPSRNN_TEST_KNOB", " Off ")
+    assert switch("MPSRNN_TEST_KNOB", True) is False
+    monkeypatch.setenv("MPSRNN_TEST_KNOB", "2")
+    with pytest.raises(ValueError, match="MPSRNN_TEST_KNOB: expected 'rows', 4 or 'x' on cpu, got '2'"):
+        knob("MPSRNN_TEST_KNOB", ("rows", "4", "x"), " on cpu")
+    assert alternatives(("1",)) == "1" and alternatives(("on", "off")) == "'on' or 'off'"

@@ -16,7 +16,7 @@ hidden 512 batch 16, 274 vs 277 µs (CUDA) and 289 vs 295 µs (Vulkan), where
 the step kernel itself dominates. So graphs are the default; Metal keeps eager
 launches until Taichi's graph runtime has been checked there.
 """
-import os
+from ..kernels.knobs import knob
 
 
 class EagerLaunch:
@@ -79,9 +79,7 @@ STRATEGIES = {"eager": EagerLaunch, "graph": GraphLaunch}
 
 def default_launch(arch):
     """The launch strategy for ``arch`` (``MPSRNN_LAUNCH`` overrides)."""
-    name = os.environ.get("MPSRNN_LAUNCH", "").strip().lower()
+    name = knob("MPSRNN_LAUNCH", tuple(STRATEGIES))
     if name:
-        if name not in STRATEGIES:
-            raise ValueError(f"MPSRNN_LAUNCH: expected one of {', '.join(STRATEGIES)}, got {name!r}")
         return STRATEGIES[name]()
     return EagerLaunch() if arch == "metal" else GraphLaunch()

@@ -30,6 +30,7 @@ where it applies (benchmarks compare them; tests run each against the reference)
 import os
 
 from ..backend import current_arch
+from ..kernels.knobs import knob, switch
 from ..kernels.layout import CELL_GRU, CELL_LSTM, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
@@ -58,10 +59,8 @@ SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step 
 def weights_transposed(arch):
     """Weight layout for ``arch``: transposed for GPUs (coalesced), row-major on the CPU.
     ``MPSRNN_WEIGHT_LAYOUT`` (``rows`` or ``transposed``) overrides, so tests cover both."""
-    forced = os.environ.get("MPSRNN_WEIGHT_LAYOUT", "").strip().lower()
+    forced = knob("MPSRNN_WEIGHT_LAYOUT", ("rows", "transposed"))
     if forced:
-        if forced not in ("rows", "transposed"):
-            raise ValueError(f"MPSRNN_WEIGHT_LAYOUT: expected 'rows' or 'transposed', got {forced!r}")
         return forced == "transposed"
     return arch != "cpu"
 
@@ -103,13 +102,9 @@ def applies(name, arch, cell):
 
 
 def choose_recurrence(arch, cell, steps, batch):
-    forced = os.environ.get("MPSRNN_RECURRENCE", "").strip().lower()
-    if forced:
-        if forced not in available_recurrences(arch):
-            raise ValueError(f"MPSRNN_RECURRENCE: expected one of {', '.join(available_recurrences(arch))} on "
-                             f"{arch}, got {forced!r}")
-        if applies(forced, arch, cell):
-            return forced
+    forced = knob("MPSRNN_RECURRENCE", available_recurrences(arch), f" on {arch}")
+    if forced and applies(forced, arch, cell):
+        return forced
     if arch == "cpu":
         return "lanes"
     if arch == "metal":
@@ -243,10 +238,8 @@ def project_apart(name, cell, steps, batch):
     ``MPSRNN_PROJECTION`` (``apart`` or ``inside``) overrides for those three, for benchmarks and tests."""
     if name not in ("lanes", "persistent", "spread"):
         return True
-    forced = os.environ.get("MPSRNN_PROJECTION", "").strip().lower()
+    forced = knob("MPSRNN_PROJECTION", ("apart", "inside"))
     if forced:
-        if forced not in ("apart", "inside"):
-            raise ValueError(f"MPSRNN_PROJECTION: expected 'apart' or 'inside', got {forced!r}")
         return forced == "apart"
     flops = 2.0 * steps * batch * cell.gates * cell.n_out * cell.n_in
     if name == "lanes":
@@ -318,11 +311,7 @@ def pair_directions(arch, fwd, bwd, batch):
     (``paired_spread_kernel``): both chose it, their cells have the same shape, and it fits half
     the SMs. On by default (``PAIR_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides, for
     tests and A/B benchmarks."""
-    forced = os.environ.get("MPSRNN_PAIR_DIRECTIONS", "").strip().lower()
-    if forced not in ("", "on", "off"):
-        raise ValueError(f"MPSRNN_PAIR_DIRECTIONS: expected 'on' or 'off', got {forced!r}")
-    wanted = forced == "on" if forced else PAIR_DIRECTIONS
-    if not wanted or arch != "cuda" or not (fwd.recurrence == bwd.recurrence == "spread"):
+    if not switch("MPSRNN_PAIR_DIRECTIONS", PAIR_DIRECTIONS) or arch != "cuda" or not (fwd.recurrence == bwd.recurrence == "spread"):
         return False
     def shape(run):
         c = run.cell
@@ -362,9 +351,5 @@ def projects_in_tiles(arch, cell):
     until `mpsrnn check --arch metal` has passed on a Mac; the CPU has no block features), for
     inputs that are not the identity. ``MPSRNN_PROJECTION_TILES`` (on or off) decides on any GPU,
     for tests (the conformance suite runs it on Metal) and A/B benchmarks."""
-    forced = os.environ.get("MPSRNN_PROJECTION_TILES", "").strip().lower()
-    if forced not in ("", "on", "off"):
-        raise ValueError(f"MPSRNN_PROJECTION_TILES: expected 'on' or 'off', got {forced!r}")
-    if arch == "cpu" or INPUT_IDENTITY in cell.header[F_INPUT_MODE:F_INPUT_MODE + 4]:
-        return False
-    return forced == "on" if forced else arch in PROJECTION_TILES_ARCHS
+    wanted = switch("MPSRNN_PROJECTION_TILES", arch in PROJECTION_TILES_ARCHS)
+    return wanted and arch != "cpu" and INPUT_IDENTITY not in cell.header[F_INPUT_MODE:F_INPUT_MODE + 4]
