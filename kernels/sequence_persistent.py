@@ -73,6 +73,7 @@ MAX_CHUNK = 8
 COPY_GROUP = 8  # elements of a staging copy a thread loads before it stores them
 STAGE = 6144    # floats of shared memory for the staged state rows; with the reduction
                 # buffer (BLOCK * MAX_CHUNK) that is 8192 floats = 32 KiB
+SHARED = BLOCK * MAX_CHUNK + STAGE   # the block's shared memory: the reduction buffer, then the stage
 
 
 @ti.func
@@ -139,7 +140,7 @@ def leave_grid(frame: ti.template(), tid, nblocks):
 
 @functools.lru_cache(maxsize=None)
 def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all, rows=1, zigzag=False,
-                      vh=True):
+                      vh=True, shared_stage=False):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``staged``: the chunk's state vectors are copied to shared memory first (when they fit);
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
@@ -151,7 +152,9 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
     once, each term it reads serving all of them (``persistent_rows``; 1 with resident weights,
     and rows x chunk at most MAX_CHUNK, the reduction buffer's room); ``zigzag``: odd steps stream
     each thread's quads in reverse (``persistent_zigzag``); ``vh``: a GRU's Vh is set (nil, the
-    conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0)."""
+    conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0); ``shared_stage``:
+    the stage starts at 0, under the reduction buffer, so it has all SHARED floats (a block barrier
+    between the last read of the stage and the first write of the sums; ``persistent_stage``)."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
@@ -323,6 +326,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                 stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, half_loads, True, back)
             else:
                 stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, loads, False, back)
+        if ti.static(shared_stage and staged):
+            ti.simt.block.sync()   # every thread is done reading the stage the sums overwrite
         for r in ti.static(range(rows)):
             for k in ti.static(range(chunk)):
                 red[(tid * rows + r) * chunk + k] = acc[r * chunk + k]
@@ -349,8 +354,9 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             # held in registers for the whole kernel they cost the GRU 1.3-1.6x at batch 2-4.
             blk = t // BLOCK
             tid = t % BLOCK
-            red = ti.simt.block.SharedArray((BLOCK * MAX_CHUNK,), ti.f32)
-            stg = ti.simt.block.SharedArray((STAGE,), ti.f32)
+            # the reduction buffer at 0, the stage from ``at0`` on: after it, or over it (shared_stage)
+            smem = ti.simt.block.SharedArray((SHARED,), ti.f32)
+            at0 = ti.static(0 if shared_stage else BLOCK * MAX_CHUNK)
             barrier = 0
             if ti.static(projects):
                 project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
@@ -379,14 +385,14 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                 zh = rh + slot
                 for bc in range((B + chunk - 1) // chunk):
                     b0 = bc * chunk
-                    stage(ws, stg, 0, hp, B, H, b0, tid)
+                    stage(ws, smem, at0, hp, B, H, b0, tid)
                     ti.simt.block.sync()
-                    x1 = row_starts(0, hp, B, H, b0)
+                    x1 = row_starts(at0, hp, B, H, b0)
                     if ti.static(staged):
-                        partial_dots(wq, stg, red, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
+                        partial_dots(wq, smem, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
                                      False, resident > 0, wreg, back)
                     else:
-                        partial_dots(wq, ws, red, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
+                        partial_dots(wq, ws, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
                                      False, resident > 0, wreg, back)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
@@ -397,10 +403,10 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                 cn = cp + slot
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * 4 * H + i
-                                    a_i = ws[xw] + reduced(red, 4 * units, units, 0, iu, k)
-                                    a_f = ws[xw + H] + reduced(red, 4 * units, units, 1, iu, k)
-                                    a_c = ws[xw + 2 * H] + reduced(red, 4 * units, units, 2, iu, k)
-                                    a_o = ws[xw + 3 * H] + reduced(red, 4 * units, units, 3, iu, k)
+                                    a_i = ws[xw] + reduced(smem, 4 * units, units, 0, iu, k)
+                                    a_f = ws[xw + H] + reduced(smem, 4 * units, units, 1, iu, k)
+                                    a_c = ws[xw + 2 * H] + reduced(smem, 4 * units, units, 2, iu, k)
+                                    a_o = ws[xw + 3 * H] + reduced(smem, 4 * units, units, 3, iu, k)
                                     c_old = ws[cp]
                                     if peep == PEEP_DIAGONAL:
                                         a_i += w32(wts, v0 + i) * c_old
@@ -418,7 +424,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                             elif ti.static(cell == CELL_SINGLE_GATE):
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * H + i
-                                    pre = ws[xw] + reduced(red, units, units, 0, iu, k)
+                                    pre = ws[xw] + reduced(smem, units, units, 0, iu, k)
                                     ws[hn + b * H + i] = single_gate_output(frame, prm, i, pre)
                                     store_output(out, out_base, out_step, out_row, s, b, i, ws[hn + b * H + i])
                                 else:
@@ -429,8 +435,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                 rg = 0.0
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
-                                    z, rg = gru_gates(frame, prm, i, ws[xw] + reduced(red, 2 * units, units, 0, iu, k),
-                                                      ws[xw + H] + reduced(red, 2 * units, units, 1, iu, k))
+                                    z, rg = gru_gates(frame, prm, i, ws[xw] + reduced(smem, 2 * units, units, 0, iu, k),
+                                                      ws[xw + H] + reduced(smem, 2 * units, units, 1, iu, k))
                                 ws[frame[F_WS_SCRATCH] + b * H + i] = z
                                 ws[rh + b * H + i] = rg * h0
                                 if ti.static(vh):
@@ -442,17 +448,17 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                     grid_barrier(frame, tid, barrier)
                     for bc in range((B + chunk - 1) // chunk):
                         b0 = bc * chunk
-                        stage(ws, stg, 0, rh, B, H, b0, tid)
+                        stage(ws, smem, at0, rh, B, H, b0, tid)
                         if ti.static(vh):
-                            stage(ws, stg, chunk * H, zh, B, H, b0, tid)
+                            stage(ws, smem, at0 + chunk * H, zh, B, H, b0, tid)
                         ti.simt.block.sync()
-                        x1 = row_starts(0, rh, B, H, b0)
-                        x2 = row_starts(chunk * H, zh, B, H, b0)
+                        x1 = row_starts(at0, rh, B, H, b0)
+                        x2 = row_starts(at0 + chunk * H, zh, B, H, b0)
                         if ti.static(staged):
-                            partial_dots(wq, stg, red, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
+                            partial_dots(wq, smem, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
                                          vh, False, wreg, back)
                         else:
-                            partial_dots(wq, ws, red, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
+                            partial_dots(wq, ws, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
                                          vh, False, wreg, back)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
@@ -460,7 +466,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                             if i < H and b < B:
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i
-                                    ws[hn + b * H + i] = gru_output(frame, prm, i, ws[xw] + reduced(red, units, units,
+                                    ws[hn + b * H + i] = gru_output(frame, prm, i, ws[xw] + reduced(smem, units, units,
                                                                                                     0, iu, k),
                                                                     ws[frame[F_WS_SCRATCH] + b * H + i],
                                                                     ws[hp + b * H + i])
@@ -473,21 +479,30 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             leave_grid(frame, tid, nblocks)
 
     # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
-    # appended where odd steps stream in reverse
+    # appended where odd steps stream in reverse, an s where the stage lies under the sums
     kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
-                       + ("z" if zigzag else ""))
+                       + ("z" if zigzag else "") + ("s" if shared_stage else ""))
     return ti.kernel(kernel)
 
 
-def persistent_chunk(cell_kind, hidden, batch, vh=True):
-    """(batch rows per pass, whether they are staged in shared memory).
+def persistent_chunk(cell_kind, hidden, batch, vh=True, stage=STAGE):
+    """(batch rows per pass, whether they are staged in shared memory, in ``stage`` floats:
+    ``persistent_stage``).
 
     Each weight load serves a whole chunk, so the chunk never shrinks to fit the
     staging buffer: a chunk that does not fit reads its vectors in place instead
     (re-reading the weights per row cost 4x at GRU 2560, batch 4)."""
     vectors = 2 if cell_kind == CELL_GRU and vh else 1   # GRU's second phase stages r∘h0 and z∘h0
     chunk = min(MAX_CHUNK, 1 << (max(batch, 1) - 1).bit_length())
-    return chunk, chunk * vectors * hidden <= STAGE
+    return chunk, chunk * vectors * hidden <= stage
+
+
+def persistent_stage():
+    """Floats of shared memory a pass of the persistent kernel stages its state rows in: STAGE,
+    beside the reduction buffer (the default), or all SHARED floats, the sums written over the
+    stage once it is read (``MPSRNN_PERSISTENT_STAGE=32k``, for A/B runs: a block barrier more a
+    pass, and chunks of 8192 floats staged: LSTM and GRU 2048 at batch 4, GRU 1024 with Vh at 4)."""
+    return SHARED if knob("MPSRNN_PERSISTENT_STAGE", ("24k", "32k")) == "32k" else STAGE
 
 
 # Register-resident weights pay only for short shares and small chunks. H100, CUDA, same machine,

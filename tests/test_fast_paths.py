@@ -100,16 +100,21 @@ TILED = [
     ("gru", {"nil": ("recurrent_gate_input_weights",), "use_float32_weights": False}, 21, 30, [5] * 15 + [4, 1],
      np.float16),
     ("single", {}, 70, 140, [1] * 70, np.float32),
+    # more tiles (515 of 64 rows) than the grid has blocks (512): a block takes a second tile
+    ("single", {}, 20, 6, [1100] * 29 + [1037], np.float32),
 ]
 
 
 @pytest.mark.skipif(m.current_arch() == "cpu", reason="the tiled projection runs on GPUs")
-@pytest.mark.parametrize("layout", ["rows", "transposed"])
-@pytest.mark.parametrize("kind, opts, n_in, hidden, rows, dtype", TILED, ids=[t[0] for t in TILED])
-def test_tiled_projection_matches_reference(kind, opts, n_in, hidden, rows, dtype, layout, rng, monkeypatch):
+@pytest.mark.parametrize("layout, tile", [("rows", "64x128"), ("transposed", "64x128"), ("transposed", "64x32"),
+                                          ("transposed", "32x32")])
+@pytest.mark.parametrize("kind, opts, n_in, hidden, rows, dtype", TILED, ids=[f"{t[0]}-{t[3]}" for t in TILED])
+def test_tiled_projection_matches_reference(kind, opts, n_in, hidden, rows, dtype, layout, tile, rng, monkeypatch):
     """The input projection as a tiled product in shared memory (``kernels/projection_tiled``), in
-    its own dispatch before the recurrence, against the reference, twice (fresh inputs)."""
+    its own dispatch before the recurrence, against the reference, twice (fresh inputs), for each
+    tile shape (the default on both weight layouts)."""
     monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "on")
+    monkeypatch.setenv("MPSRNN_PROJECTION_TILE", tile)
     monkeypatch.setenv("MPSRNN_PROJECTION", "apart")
     monkeypatch.setenv("MPSRNN_WEIGHT_LAYOUT", layout)
     opts = dict(opts)
@@ -121,7 +126,7 @@ def test_tiled_projection_matches_reference(kind, opts, n_in, hidden, rows, dtyp
         # float16 inputs give float16 outputs: their rounding (2^-11 relative), with room to spare
         assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0],
                          rtol=1e-3 if dtype == np.float16 else 1e-5)
-    assert any(name.startswith("project_inputs_tiled") for name in dispatched_kernels(layer))
+    assert f"project_inputs_tiled{tile}" in dispatched_kernels(layer)
 
 
 def test_tiled_projection_only_where_it_runs(rng, monkeypatch):
@@ -142,6 +147,15 @@ def test_tiled_projection_only_where_it_runs(rng, monkeypatch):
     monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "yes")
     with pytest.raises(ValueError, match="MPSRNN_PROJECTION_TILES: expected 'on' or 'off'"):
         projects_in_tiles("cuda", dense)
+    # the tile shape: 64 x 128 unless told
+    from mpsrnn.kernels.projection_tiled import projection_tile
+    monkeypatch.delenv("MPSRNN_PROJECTION_TILE", raising=False)
+    assert projection_tile() == "64x128"
+    monkeypatch.setenv("MPSRNN_PROJECTION_TILE", "32X32")
+    assert projection_tile() == "32x32"
+    monkeypatch.setenv("MPSRNN_PROJECTION_TILE", "16x16")
+    with pytest.raises(ValueError, match="MPSRNN_PROJECTION_TILE: expected '64x128', '64x32' or '32x32'"):
+        projection_tile()
 
 
 def test_each_path_runs_stacks_and_bidirectional(path, rng):
@@ -223,7 +237,7 @@ def test_spread_kernel_on_one_block_per_layer(kind, opts, rng, monkeypatch):
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")
-@pytest.mark.parametrize("stream", ["4", "16c", "4 rows 2", "4 forward"])
+@pytest.mark.parametrize("stream", ["4", "16c", "4 rows 2", "4 forward", "4 32k"])
 @pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])
 def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     """The persistent kernel (CUDA's path) on a grid of one block, as the spread kernel above, for
@@ -231,9 +245,11 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     one in each phase, the GRU's second phase half a group from each of Uh and Vh; a chunk of 8
     rows taken in two passes), and with two gate rows a thread (a chunk of 4; the GRU's second
     phase and the single gate have an odd row count, so one thread's second row is past them); odd
-    steps stream their groups in reverse (zigzag) but with "forward"."""
+    steps stream their groups in reverse (zigzag) but with "forward"; with "32k" the stage lies
+    under the reduction buffer (the sums overwrite it once every thread has read it)."""
     from mpsrnn.scheduler import plans
     stream, forward = stream.removesuffix(" forward"), stream.endswith(" forward")
+    stream, under = stream.removesuffix(" 32k"), stream.endswith(" 32k")
     loads, _, rows = stream.partition(" rows ")
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
@@ -241,6 +257,7 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", loads)
     monkeypatch.setenv("MPSRNN_PERSISTENT_ZIGZAG", "off" if forward else "on")
+    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "32k" if under else "24k")
     if rows:   # (weights held in registers keep one row a thread: the single gate's would be)
         monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", rows)
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
@@ -250,8 +267,8 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
         xs = sequence(rng, [3, 3, 2, 1] if rows else [11, 10, 9, 2, 1], 7)
         assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
     names = dispatched_kernels(layer)
-    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z"))
-               for name in names), names
+    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z")
+                             + ("s" if under else "")) for name in names), names
 
 
 def test_standard_neuron_flag_only_for_the_usual_neurons(rng):
@@ -283,17 +300,19 @@ def test_forcing_another_path_replans_the_same_layer(monkeypatch, rng):
 
 
 @pytest.mark.skipif("persistent" not in ARCH_PATHS, reason="the persistent kernel runs on CUDA only")
-@pytest.mark.parametrize("gate_rows", ["1", "2"])
+@pytest.mark.parametrize("gate_rows, stage", [("1", "24k"), ("2", "24k"), ("1", "32k")])
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows", [s for s in SCENARIOS if s[3] in (401, 777)],
                          ids=["gru-401", "lstm-777"])
-def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, gate_rows, rng, monkeypatch):
+def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, gate_rows, stage, rng, monkeypatch):
     """The persistent kernel on two blocks per SM (what layers whose weights outgrow L2, or whose
     batch chunk is read in place, get), against the reference, twice (the barrier count restarts),
     with one or two gate rows a thread (two: on a chunk of 4 batch rows, within the reduction
-    buffer's room)."""
+    buffer's room), and with the stage under the sums (32k: these chunks of 8 rows, 6416 and 6216
+    floats, are staged then, read in place otherwise)."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
     monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", gate_rows)
+    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", stage)
     if gate_rows == "2":   # (weights held in registers keep one row a thread)
         rows = [4, 4, 3, 1]
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
@@ -306,4 +325,5 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
         assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
     names = dispatched_kernels(layer)
     grid = f"persistent{2 * recurrence._sms()}"
-    assert any(grid in name and ("x2" in name) == (gate_rows == "2") for name in names), names
+    assert any(grid in name and ("x2" in name) == (gate_rows == "2") and name.endswith("s") == (stage == "32k")
+               for name in names), names

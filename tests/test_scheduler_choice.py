@@ -10,16 +10,12 @@ import pytest
 
 import mpsrnn as m
 from builders import descriptor
+from mpsrnn.kernels.knobs import PLANNING_KNOBS
 from mpsrnn.scheduler import recurrence as rec
-
-KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
-         "MPSRNN_PERSISTENT_GRID", "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_LOADS",
-         "MPSRNN_PERSISTENT_PER_SM", "MPSRNN_PERSISTENT_ROWS", "MPSRNN_PERSISTENT_ZIGZAG")
-
 
 @pytest.fixture(autouse=True)
 def no_knobs(monkeypatch):
-    for name in KNOBS:
+    for name in PLANNING_KNOBS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(rec, "_sms", lambda: 132)
 
@@ -187,7 +183,8 @@ def test_persistent_weight_load_groups(monkeypatch):
     assert persistent_loads() == (2, False)
     for bad in ("12", "32", "16cc", "c"):
         monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", bad)
-        with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_LOADS: expected 2, 4, 8, 16, '2c', '4c', '8c' or '16c'"):
+        with pytest.raises(ValueError,
+                           match="MPSRNN_PERSISTENT_LOADS: expected 2, 4, 8, 16, '2c', '4c', '8c' or '16c'"):
             persistent_loads()
 
 
@@ -276,6 +273,23 @@ def test_persistent_chunk_stages_what_fits():
     assert persistent_chunk(CELL_GRU, 100, 11) == (8, True)
 
 
+def test_persistent_stage_under_the_sums_stages_more(monkeypatch):
+    """MPSRNN_PERSISTENT_STAGE=32k gives the stage the reduction buffer's room too (8192 floats):
+    chunks of 4 rows of 2048 are staged then, 6416 floats (a GRU 401 chunk of 8 with Vh) too."""
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
+    from mpsrnn.kernels.sequence_persistent import SHARED, STAGE, persistent_chunk, persistent_stage
+    assert persistent_stage() == STAGE == 6144
+    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "32k")
+    assert persistent_stage() == SHARED == 8192
+    assert persistent_chunk(CELL_LSTM, 2048, 4, stage=SHARED) == (4, True)
+    assert persistent_chunk(CELL_GRU, 2048, 4, vh=False, stage=SHARED) == (4, True)
+    assert persistent_chunk(CELL_GRU, 401, 8, stage=SHARED) == (8, True)
+    assert persistent_chunk(CELL_GRU, 2560, 4, vh=False, stage=SHARED) == (4, False)
+    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "16k")
+    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_STAGE: expected '24k' or '32k'"):
+        persistent_stage()
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru-no-vh", "single"])
 @pytest.mark.parametrize("float32_weights", [True, False])
 def test_quads_hold_the_recurrent_weights(kind, float32_weights, rng):
@@ -311,3 +325,21 @@ def test_knobs_answer_bad_values_alike(monkeypatch):
     with pytest.raises(ValueError, match="MPSRNN_TEST_KNOB: expected 'rows', 4 or 'x' on cpu, got '2'"):
         knob("MPSRNN_TEST_KNOB", ("rows", "4", "x"), " on cpu")
     assert alternatives(("1",)) == "1" and alternatives(("on", "off")) == "'on' or 'off'"
+
+
+def test_every_knob_the_planner_reads_keys_the_plans():
+    """A knob read while planning (by name, in the scheduler and the kernels' modules) is part of
+    every plan's key (``PLANNING_KNOBS``): otherwise a layer that has run once would keep its plan
+    when a test or a benchmark forces another setting."""
+    import pathlib
+    import re
+    root = pathlib.Path(m.__file__).resolve().parent
+    sources = [*(root / "scheduler").glob("*.py"), *(root / "kernels").glob("*.py")]
+    if not (root / "kernels").is_dir():   # a source checkout: kernels/ lies beside the package
+        sources += list((root.parent / "kernels").glob("*.py"))
+    read = set()
+    for path in sources:
+        read |= set(re.findall(r'(?:knob|switch|_one_or_two|os\.environ\.get)\(\s*"(MPSRNN_\w+)"', path.read_text()))
+    at_layer_creation = {"MPSRNN_WEIGHT_LAYOUT", "MPSRNN_LAUNCH"}
+    assert len(read) >= 12, read
+    assert read - at_layer_creation <= set(PLANNING_KNOBS), read - at_layer_creation - set(PLANNING_KNOBS)

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..backend import current_arch
 from ..kernels import layout as L
+from ..kernels.knobs import PLANNING_KNOBS
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence, copy_sequence_serial
 from .program import Program, Slot
 from .recurrence import choose_recurrence, emit_layer, emit_paired, pair_directions, project_apart
@@ -224,13 +225,6 @@ def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy):
         prog.add(copy, *_dest("y"), *f, *b, SEQ_CONCAT, fwd.out_channels, bwd.out_channels, T, B,
                  time_rows, 0)
     return Plan(prog, strategy, (fwd, bwd, time_rows))
-
-
-# environment variables the planner reads (scheduler/recurrence.py, kernels/): part of every plan's
-# key, so that forcing another path, as the benchmarks and tests do, builds a new plan
-PLANNING_KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS",
-                  "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_LOADS", "MPSRNN_PERSISTENT_PER_SM",
-                  "MPSRNN_PERSISTENT_ROWS", "MPSRNN_PERSISTENT_ZIGZAG")
 
 
 class PlanCache:

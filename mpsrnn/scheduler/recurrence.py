@@ -34,16 +34,18 @@ from ..kernels.knobs import knob, switch
 from ..kernels.layout import CELL_GRU, CELL_LSTM, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
-from ..kernels.projection_tiled import project_inputs_tiled
+from ..kernels.projection_tiled import projection_tile, projection_tiled_kernel
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import lanes_kernel
 from ..kernels.sequence_persistent import (
+    STAGE,
     persistent_chunk,
     persistent_fits,
     persistent_kernel,
     persistent_loads,
     persistent_per_sm,
     persistent_rows,
+    persistent_stage,
     persistent_zigzag,
     quads_outgrow_l2,
     resident_terms,
@@ -272,12 +274,13 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "registers":
         prog.add(registers_kernel(kind, _registers_rows(lr.cell)), *args)
     elif name == "persistent":
-        chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch, lr.cell.has_vh)
+        stage = persistent_stage()
+        chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch, lr.cell.has_vh, stage)
         grid = _grid(lr.cell, staged)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
         prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads(),
                                    persistent_rows(chunk, resident, _from_hbm(lr.cell)), persistent_zigzag(),
-                                   lr.cell.has_vh),
+                                   lr.cell.has_vh, staged and stage > STAGE),
                  *x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, *output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
@@ -311,7 +314,8 @@ def pair_directions(arch, fwd, bwd, batch):
     (``paired_spread_kernel``): both chose it, their cells have the same shape, and it fits half
     the SMs. On by default (``PAIR_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides, for
     tests and A/B benchmarks."""
-    if not switch("MPSRNN_PAIR_DIRECTIONS", PAIR_DIRECTIONS) or arch != "cuda" or not (fwd.recurrence == bwd.recurrence == "spread"):
+    wanted = switch("MPSRNN_PAIR_DIRECTIONS", PAIR_DIRECTIONS)
+    if not wanted or arch != "cuda" or not (fwd.recurrence == bwd.recurrence == "spread"):
         return False
     def shape(run):
         c = run.cell
@@ -338,7 +342,8 @@ def _recurrence_args(lr, output):
 def _emit_projection(prog, lr, x):
     """The input projection's own dispatch, where the layer run projects apart (not the lanes path's)."""
     if lr.projected_apart:
-        kernel = project_inputs_tiled if projects_in_tiles(current_arch(), lr.cell) else project_inputs
+        tiled = projects_in_tiles(current_arch(), lr.cell)
+        kernel = projection_tiled_kernel(projection_tile()) if tiled else project_inputs
         prog.add(kernel, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
 
 
