@@ -30,16 +30,15 @@ import functools
 import taichi as ti
 
 from .frame import FRAME, INPUT, PARAMS, WEIGHTS, WORKSPACE
-from .grid import GPU_ROW_BLOCKS
+from .grid import GPU_WORKERS
 from .knobs import knob
-from .layout import F_BATCH, F_GATES, F_IN, F_OUT, F_P_BIAS, F_ROWS, F_STEPS, F_W, F_W_SJ, F_W_SO, F_WS_XW, \
-    F_ZERO_STATE
-from .projection import zero_initial_state
+from .layout import F_BATCH, F_GATES, F_IN, F_OUT, F_P_BIAS, F_ROWS, F_STEPS, F_W, F_W_SJ, F_W_SO, F_WS_XW
+from .projection import start_run
 
 BLOCK = 256
 SIDE = 16                 # threads along each side of a tile: BLOCK = SIDE x SIDE
 TILE_J = 16               # inputs a slice
-GRID = GPU_ROW_BLOCKS     # 512 blocks
+GRID = GPU_WORKERS // BLOCK   # 512 blocks: the workers' grid, so start_run's share applies
 # tile (rows x channels) -> (rows, channels) a thread computes: the tile is SIDE times that
 TILE_SHAPES = {"64x128": (4, 8), "64x32": (4, 2), "32x32": (2, 2)}
 DEFAULT_TILE = "64x128"   # H200, GRU 2048 b4 t187 (748 rows): 6.2 µs a step, 15.5 for project_inputs
@@ -154,10 +153,7 @@ def projection_tiled_kernel(tile):
                             o = o0 + tx + SIDE * c
                             if o < GH:
                                 ws[frame[F_WS_XW] + n * GH + o] = acc[a * outs_t + c] + prm[frame[F_P_BIAS] + o]
-            if frame[F_ZERO_STATE] != 0:
-                n_state = B * frame[F_OUT]
-                for q in range((n_state - t + GRID * BLOCK - 1) // (GRID * BLOCK) if t < n_state else 0):
-                    zero_initial_state(ws, frame, t + q * GRID * BLOCK)
+            start_run(ws, frame, t)
 
     kernel.__name__ = f"project_inputs_tiled{tile}"   # the name profilers show
     return ti.kernel(kernel)
