@@ -14,9 +14,9 @@ its x reads two words (broadcast); x's slice is stored transposed with a padded 
 (rows + 1), so the copy's stores, a row's TILE_J inputs, fall in distinct banks. Its output
 stores are runs of 16 consecutive channels.
 
-Tile shapes (``TILE_SHAPES``, ``projection_tile``): 64 x 128 by default, measured; 64 x 32 and
-32 x 32 give a short sequence (few rows) more tiles than SMs, for A/B runs
-(``MPSRNN_PROJECTION_TILE``). Each shape compiles its own kernel.
+Tile shapes (``TILE_SHAPES``, chosen by ``projection_tile``): 64 x 128 where there are enough
+rows to give every SM a tile; 64 x 32 and 32 x 32 give a short sequence (few rows) more tiles
+than SMs, and waste fewer rows. Each shape compiles its own kernel.
 
 The grid is fixed (``grid.py``): 512 blocks take the tiles blk, blk + 512, ...; absent rows (past
 T·B, or a row its sequence no longer has at that step) read row 0 of step 0 and are not stored.
@@ -44,10 +44,23 @@ TILE_SHAPES = {"64x128": (4, 8), "64x32": (4, 2), "32x32": (2, 2)}
 DEFAULT_TILE = "64x128"   # H200, GRU 2048 b4 t187 (748 rows): 6.2 µs a step, 15.5 for project_inputs
 
 
-def projection_tile():
-    """The tile shape of the tiled projection: DEFAULT_TILE, or ``MPSRNN_PROJECTION_TILE`` (a key of
-    TILE_SHAPES) for A/B runs."""
-    return knob("MPSRNN_PROJECTION_TILE", tuple(TILE_SHAPES)) or DEFAULT_TILE
+def projection_tile(rows, channels, sms):
+    """The tile shape of a tiled projection of ``rows`` (steps x batch) by ``channels`` (gates x
+    hidden) on a GPU of ``sms`` SMs: 64 x 128 where its tiles are at least one an SM; else 64 x
+    32, four times the tiles; 32 x 32 for 32 rows or fewer, where a 64-row tile would be half
+    empty. H200, same process, median of 2 rounds, µs a step for 64x128 / 64x32 / 32x32: LSTM
+    1024 b1 t25 19.5 / 17.1 / 14.9, LSTM 2048 b1 t25 32.8 / 28.7 / 26.9, LSTM 2048 b4 t25 (128
+    tiles of 64x128) 48.0 / 46.0 / 51.6, LSTM 1024 b4 t25 21.0 / 21.1 / 20.5, LSTM 1536 b4 t50
+    (192 tiles) 26.2 / 26.4 / 28.6, GRU 2048 b4 t187 35.4 / 37.9 / 41.5.
+    ``MPSRNN_PROJECTION_TILE`` (a key of TILE_SHAPES) decides instead, for tests and A/B runs."""
+    told = knob("MPSRNN_PROJECTION_TILE", tuple(TILE_SHAPES))
+    if told:
+        return told
+    if rows <= 32:
+        return "32x32"
+    rows_t, outs_t = TILE_SHAPES[DEFAULT_TILE]
+    tiles = -(-rows // (SIDE * rows_t)) * -(-channels // (SIDE * outs_t))
+    return DEFAULT_TILE if tiles >= sms else "64x32"
 
 
 @ti.func

@@ -154,7 +154,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
     each thread's quads in reverse (``persistent_zigzag``); ``vh``: a GRU's Vh is set (nil, the
     conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0); ``shared_stage``:
     the stage starts at 0, under the reduction buffer, so it has all SHARED floats (a block barrier
-    between the last read of the stage and the first write of the sums; ``persistent_stage``)."""
+    between the last read of the stage and the first write of the sums; ``persistent_staging``)."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
@@ -486,8 +486,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
 
 
 def persistent_chunk(cell_kind, hidden, batch, vh=True, stage=STAGE):
-    """(batch rows per pass, whether they are staged in shared memory, in ``stage`` floats:
-    ``persistent_stage``).
+    """(batch rows per pass, whether they are staged in ``stage`` floats of shared memory; see
+    ``persistent_staging``).
 
     Each weight load serves a whole chunk, so the chunk never shrinks to fit the
     staging buffer: a chunk that does not fit reads its vectors in place instead
@@ -497,12 +497,23 @@ def persistent_chunk(cell_kind, hidden, batch, vh=True, stage=STAGE):
     return chunk, chunk * vectors * hidden <= stage
 
 
-def persistent_stage():
-    """Floats of shared memory a pass of the persistent kernel stages its state rows in: STAGE,
-    beside the reduction buffer (the default), or all SHARED floats, the sums written over the
-    stage once it is read (``MPSRNN_PERSISTENT_STAGE=32k``, for A/B runs: a block barrier more a
-    pass, and chunks of 8192 floats staged: LSTM and GRU 2048 at batch 4, GRU 1024 with Vh at 4)."""
-    return SHARED if knob("MPSRNN_PERSISTENT_STAGE", ("24k", "32k")) == "32k" else STAGE
+def persistent_staging(cell_kind, hidden, batch, vh=True):
+    """(batch rows per pass, whether they are staged, whether the stage lies under the reduction
+    buffer) of the persistent kernel.
+
+    A chunk that fits STAGE is staged beside the reduction buffer. One that only fits all SHARED
+    floats is staged under it: the sums are written over the stage once every thread has read it,
+    a block barrier more a pass. H200, same process, median of 2 rounds, µs a step, read in place
+    / staged under: LSTM 2048 b4 t25 49.8 / 43.5, GRU 2048 (no Vh) b4 t187 36.0 / 32.3 (one
+    block an SM then, not two). ``MPSRNN_PERSISTENT_STAGE`` decides instead, for tests and A/B
+    runs: ``24k`` never stages under, ``32k`` stages every staged chunk under (GRU 1536 b4 t187,
+    which fits beside: 24.1 / 24.1)."""
+    mode = knob("MPSRNN_PERSISTENT_STAGE", ("auto", "24k", "32k")) or "auto"
+    chunk, beside = persistent_chunk(cell_kind, hidden, batch, vh, STAGE)
+    if mode == "24k" or (mode == "auto" and beside):
+        return chunk, beside, False
+    chunk, staged = persistent_chunk(cell_kind, hidden, batch, vh, SHARED)
+    return chunk, staged, staged
 
 
 # Register-resident weights pay only for short shares and small chunks. H100, CUDA, same machine,

@@ -147,15 +147,23 @@ def test_tiled_projection_only_where_it_runs(rng, monkeypatch):
     monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "yes")
     with pytest.raises(ValueError, match="MPSRNN_PROJECTION_TILES: expected 'on' or 'off'"):
         projects_in_tiles("cuda", dense)
-    # the tile shape: 64 x 128 unless told
+    # the tile shape: 64 x 128 where its tiles give every SM one, 64 x 32 where fewer, 32 x 32 for
+    # 32 rows or fewer; the knob decides instead, or fails on a bad value
     from mpsrnn.kernels.projection_tiled import projection_tile
     monkeypatch.delenv("MPSRNN_PROJECTION_TILE", raising=False)
-    assert projection_tile() == "64x128"
+    assert projection_tile(748, 3 * 2048, 132) == "64x128"   # 12 x 48 tiles
+    assert projection_tile(200, 4 * 1536, 132) == "64x128"   # 4 x 48 = 192
+    assert projection_tile(100, 4 * 2048, 132) == "64x32"    # 2 x 64 = 128
+    assert projection_tile(100, 4 * 2048, 1) == "64x128"
+    assert projection_tile(64, 132 * 128, 132) == "64x128"   # one tile an SM
+    assert projection_tile(33, 4 * 2048, 132) == "64x32"     # one row past 32: 1 x 64 tiles
+    assert projection_tile(32, 4 * 2048, 132) == "32x32"
+    assert projection_tile(25, 4 * 1024, 1) == "32x32"
     monkeypatch.setenv("MPSRNN_PROJECTION_TILE", "32X32")
-    assert projection_tile() == "32x32"
+    assert projection_tile(748, 3 * 2048, 132) == "32x32"
     monkeypatch.setenv("MPSRNN_PROJECTION_TILE", "16x16")
     with pytest.raises(ValueError, match="MPSRNN_PROJECTION_TILE: expected '64x128', '64x32' or '32x32'"):
-        projection_tile()
+        projection_tile(748, 3 * 2048, 132)
 
 
 def test_each_path_runs_stacks_and_bidirectional(path, rng):

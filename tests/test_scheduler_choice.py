@@ -273,21 +273,30 @@ def test_persistent_chunk_stages_what_fits():
     assert persistent_chunk(CELL_GRU, 100, 11) == (8, True)
 
 
-def test_persistent_stage_under_the_sums_stages_more(monkeypatch):
-    """MPSRNN_PERSISTENT_STAGE=32k gives the stage the reduction buffer's room too (8192 floats):
-    chunks of 4 rows of 2048 are staged then, 6416 floats (a GRU 401 chunk of 8 with Vh) too."""
+def test_persistent_stage_under_the_sums_where_only_that_fits(monkeypatch):
+    """A chunk that fits STAGE (6144 floats) is staged beside the reduction buffer; one that fits
+    only all SHARED floats (8192) under it; a larger one is read in place. ``24k`` never stages
+    under, ``32k`` stages every staged chunk under; other values fail."""
     from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
-    from mpsrnn.kernels.sequence_persistent import SHARED, STAGE, persistent_chunk, persistent_stage
-    assert persistent_stage() == STAGE == 6144
+    from mpsrnn.kernels.sequence_persistent import SHARED, STAGE, persistent_staging
+    assert (STAGE, SHARED) == (6144, 8192)
+    monkeypatch.delenv("MPSRNN_PERSISTENT_STAGE", raising=False)
+    assert persistent_staging(CELL_LSTM, 1536, 4) == (4, True, False)        # 6144 floats: beside
+    assert persistent_staging(CELL_LSTM, 2048, 4) == (4, True, True)         # 8192: under
+    assert persistent_staging(CELL_GRU, 2048, 4, vh=False) == (4, True, True)
+    assert persistent_staging(CELL_GRU, 401, 8) == (8, True, True)           # 2 x 8 x 401 = 6416
+    assert persistent_staging(CELL_GRU, 2560, 4, vh=False) == (4, False, False)   # 10240: in place
+    assert persistent_staging(CELL_GRU, 2048, 4) == (4, False, False)        # with Vh: 16384
+    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "24k")
+    assert persistent_staging(CELL_LSTM, 2048, 4) == (4, False, False)
+    assert persistent_staging(CELL_LSTM, 1536, 4) == (4, True, False)
     monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "32k")
-    assert persistent_stage() == SHARED == 8192
-    assert persistent_chunk(CELL_LSTM, 2048, 4, stage=SHARED) == (4, True)
-    assert persistent_chunk(CELL_GRU, 2048, 4, vh=False, stage=SHARED) == (4, True)
-    assert persistent_chunk(CELL_GRU, 401, 8, stage=SHARED) == (8, True)
-    assert persistent_chunk(CELL_GRU, 2560, 4, vh=False, stage=SHARED) == (4, False)
+    assert persistent_staging(CELL_LSTM, 1536, 4) == (4, True, True)
+    assert persistent_staging(CELL_LSTM, 45, 8) == (8, True, True)
+    assert persistent_staging(CELL_GRU, 2560, 4, vh=False) == (4, False, False)
     monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "16k")
-    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_STAGE: expected '24k' or '32k'"):
-        persistent_stage()
+    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_STAGE: expected 'auto', '24k' or '32k'"):
+        persistent_staging(CELL_LSTM, 2048, 4)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru-no-vh", "single"])

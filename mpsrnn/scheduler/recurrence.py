@@ -38,14 +38,12 @@ from ..kernels.projection_tiled import projection_tile, projection_tiled_kernel
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import lanes_kernel
 from ..kernels.sequence_persistent import (
-    STAGE,
-    persistent_chunk,
     persistent_fits,
     persistent_kernel,
     persistent_loads,
     persistent_per_sm,
     persistent_rows,
-    persistent_stage,
+    persistent_staging,
     persistent_zigzag,
     quads_outgrow_l2,
     resident_terms,
@@ -266,7 +264,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch)), *x, lr.ws, lr.cell.lanes, lr.cell.prm,
                  lr.frame, *output)
         return
-    _emit_projection(prog, lr, x)
+    _emit_projection(prog, lr, x, steps * batch)
     if name == "rows":
         prog.add(ROW_KERNELS[kind], *args)
     elif name == "blocks":
@@ -274,13 +272,12 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "registers":
         prog.add(registers_kernel(kind, _registers_rows(lr.cell)), *args)
     elif name == "persistent":
-        stage = persistent_stage()
-        chunk, staged = persistent_chunk(kind, lr.cell.n_out, batch, lr.cell.has_vh, stage)
+        chunk, staged, under = persistent_staging(kind, lr.cell.n_out, batch, lr.cell.has_vh)
         grid = _grid(lr.cell, staged)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
         prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads(),
                                    persistent_rows(chunk, resident, _from_hbm(lr.cell)), persistent_zigzag(),
-                                   lr.cell.has_vh, staged and stage > STAGE),
+                                   lr.cell.has_vh, under),
                  *x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, *output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
@@ -328,7 +325,7 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
     apart, then one launch of the paired spread kernel with both runs' arguments."""
     first = runs[0]
     for lr, x in zip(runs, xs):
-        _emit_projection(prog, lr, x)
+        _emit_projection(prog, lr, x, steps * batch)
     rho, grid, chunks, bc = _paired_shape(first.cell, batch)
     args = [a for lr, x, out in zip(runs, xs, outputs) for a in (*x, *_recurrence_args(lr, out))]
     prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, not first.projected_apart), *args)
@@ -339,11 +336,13 @@ def _recurrence_args(lr, output):
     return (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *output)
 
 
-def _emit_projection(prog, lr, x):
-    """The input projection's own dispatch, where the layer run projects apart (not the lanes path's)."""
+def _emit_projection(prog, lr, x, rows):
+    """The input projection's own dispatch, where the layer run projects apart (not the lanes
+    path's), of ``rows`` input rows (steps x batch)."""
     if lr.projected_apart:
         tiled = projects_in_tiles(current_arch(), lr.cell)
-        kernel = projection_tiled_kernel(projection_tile()) if tiled else project_inputs
+        tile = projection_tile(rows, lr.cell.gates * lr.cell.n_out, _sms()) if tiled else None
+        kernel = projection_tiled_kernel(tile) if tiled else project_inputs
         prog.add(kernel, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
 
 
