@@ -129,6 +129,25 @@ def test_tiled_projection_matches_reference(kind, opts, n_in, hidden, rows, dtyp
     assert f"project_inputs_tiled{tile}" in dispatched_kernels(layer)
 
 
+@pytest.mark.skipif(m.current_arch() == "cpu", reason="the tiled projection runs on GPUs")
+def test_tiled_projection_tile_follows_the_rows(rng, monkeypatch):
+    """Unless told, the tile shape follows the projection's rows (``projection_tile``): 32 x 32 for a
+    sequence of 32 rows or fewer; for 72 rows of 180 channels, 64 x 32 on a GPU with more SMs than
+    its 4 tiles of 64 x 128 (CUDA), else 64 x 128. Each against the reference."""
+    from mpsrnn.kernels.projection_tiled import projection_tile
+    monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "on")
+    monkeypatch.delenv("MPSRNN_PROJECTION_TILE", raising=False)
+    monkeypatch.setenv("MPSRNN_PROJECTION", "apart")
+    wide = "64x32" if recurrence._sms() > 4 else "64x128"
+    assert projection_tile(72, 4 * 45, recurrence._sms()) == wide
+    for rows, tile in (([3, 3, 3, 2, 2, 1], "32x32"), ([3] * 22 + [2, 1], wide)):
+        d = descriptor("lstm", rng, 37, 45, use_float32_weights=True)
+        layer = m.RNNMatrixInferenceLayer(d)
+        xs = sequence(rng, rows, 37)
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+        assert f"project_inputs_tiled{tile}" in dispatched_kernels(layer), (rows, dispatched_kernels(layer))
+
+
 def test_tiled_projection_only_where_it_runs(rng, monkeypatch):
     """CUDA and Vulkan project in tiles; the CPU and Metal (not yet checked on a Mac) do not, nor an
     identity input (no weights to multiply); the knob turns it off, or on for Metal (never the CPU),
