@@ -340,9 +340,9 @@ def _emit_projection(prog, lr, x, rows):
     """The input projection's own dispatch, where the layer run projects apart (not the lanes
     path's), of ``rows`` input rows (steps x batch)."""
     if lr.projected_apart:
-        tiled = projects_in_tiles(current_arch(), lr.cell)
-        tile = projection_tile(rows, lr.cell.gates * lr.cell.n_out, _sms()) if tiled else None
-        kernel = projection_tiled_kernel(tile) if tiled else project_inputs
+        kernel = project_inputs
+        if projects_in_tiles(current_arch(), lr.cell):
+            kernel = projection_tiled_kernel(projection_tile(rows, lr.cell.gates * lr.cell.n_out, _sms()))
         prog.add(kernel, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
 
 
