@@ -594,7 +594,7 @@ def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True, vh=True):
     """Blocks of the persistent kernel per SM on a CUDA device with ``l2_bytes`` of L2 cache (0: no
     device, one block): two where the weights it streams every step (its quads: U, and a GRU's
     Vh, where set) do not fit L2, or where the batch chunk is read in place (``staged`` false: see
-    ``persistent_chunk``), else one.
+    ``persistent_staging``), else one.
 
     Streaming from HBM, a step waits on the bytes in flight, and a second block per SM doubles the
     warps that keep loads in flight; so does a chunk read in place, whose terms come from L1/L2
