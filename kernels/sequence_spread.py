@@ -151,11 +151,15 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
 
     @ti.func
     def gate_sum(part: ti.template(), o):
-        """Gate row o's recurrent term: its chunks' partial sums, side by side."""
-        total = 0.0
-        for kk in ti.static(range(chunks)):
-            total += part[o * chunks + kk]
-        return total
+        """Gate row o's recurrent term: its chunks' partial sums, side by side, added pairwise (a tree
+        of log2(chunks) levels). Added in a row, LSTM 512's 16 chunks were 16 dependent adds on the
+        path of the one warp that finishes the cells while the block waits at its barrier."""
+        v = ti.Vector([part[o * chunks + kk] for kk in ti.static(range(chunks))], ti.f32)
+        for level in ti.static(range((chunks - 1).bit_length())):
+            for kk in ti.static(range(0, chunks, 2 << level)):
+                if ti.static(kk + (1 << level) < chunks):
+                    v[kk] += v[kk + (1 << level)]
+        return v[0]
 
     @ti.func
     def run_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
@@ -290,6 +294,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
         lr = ti.Vector([-1] * rho, ti.i32)   # -1 where none
         at = ti.Vector([-1] * rho, ti.i32)   # where the row starts in wts
         u0, uso, usj = recurrent_weights(frame)
+        diagonal = frame[F_PEEP] == PEEP_DIAGONAL   # read once: in every pass it was two loads in a row
         for i in ti.static(range(rho)):
             r_ = p + i * span
             if k < chunks and r_ < R and u_lo + r_ % units < H:
@@ -330,7 +335,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                             hv = standard_single_gate_output(xg[0] + gate_sum(part, o))
                         else:
                             peep = ti.Vector([0.0] * 4, ti.f32)   # diagonal peepholes, from L1
-                            if frame[F_PEEP] == PEEP_DIAGONAL:
+                            if diagonal:
                                 for g in ti.static(range(4)):
                                     peep[g] = w32(wts, frame[F_V] + g * H + i)
                             a_i = xg[0] + gate_sum(part, o) + peep[0] * c
