@@ -6,8 +6,8 @@ cache at every step, a serial chain of H dependent loads: 1.6-3.2 µs a step on 
 cuDNN takes 0.4-0.8. Here a layer's recurrent weights fit in one block's registers, so:
 
 * every thread owns ``rho`` gate rows (rows p, p + ceil(R/rho), ... of the R gate rows) and one
-  chunk ``k`` of CHUNK input channels, and loads the weights of its first HELD_ROWS (2) rows once
-  per launch;
+  chunk ``k`` of CHUNK input channels, and loads the weights of its first HELD_ROWS rows (2 on
+  blocks of 256 threads, 4 on 128) once per launch;
 * a step multiplies them against the chunk of h in shared memory (every thread of a warp reads the
   same address: a broadcast; each load serves rho rows), and leaves the partial sums in shared
   memory; a block barrier. Rows past the first two (rho up to 8: the LSTM up to hidden 128) are read
@@ -27,15 +27,16 @@ What keeps the weights in registers (each found with ncu's local-memory counts o
 spilled kernel ran 2-4x slower than the plain block kernel):
 
 * 256 threads: Taichi's CUDA build caps a kernel's registers by its block size (128 a thread at
-  256 threads, 64 at 512, whatever ``gpu_max_reg`` says), so at most 64 weights a thread;
+  256 threads, 64 at 512, whatever ``gpu_max_reg`` says), so at most 64 weights a thread; an LSTM
+  that needs 64 (hidden 33-64) still spilled a little, and takes 128 threads of up to 128 weights;
 * the usual cells only (sigmoid gates, tanh: the frame's F_STANDARD, with ``gate_math``'s
   ``standard_*`` functions): the sixteen-way neuron choice, inlined at every gate, spilled them;
 * the partial sums of a row side by side and summed in a static loop (``gate_sum``): a run-time
   loop over chunks kept ~30 addresses live across the time loop (read in the PTX).
 
-Limits: ceil(R/rho) x chunks ≤ BLOCK (``registers_rows``); shared memory ~9.5 KiB. Only block
-barriers: CUDA, Vulkan and Metal. Dense LSTM peepholes (a second product per step) are left to the
-other paths. A row absent at a step copies its state forward.
+Limits: ceil(R/rho) x chunks ≤ the block's threads (``registers_shape``); shared memory ~9.5 KiB.
+Only block barriers: CUDA, Vulkan and Metal. Dense LSTM peepholes (a second product per step) are
+left to the other paths. A row absent at a step copies its state forward.
 """
 import functools
 
@@ -66,23 +67,32 @@ from .layout import (
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
+from .knobs import knob
 from .sequence_copy import store_output
 
 BLOCK = 256        # threads per block (128 registers a thread; see above)
+SMALL_BLOCK = 128  # threads per block for the LSTMs that spill at BLOCK (255 registers a thread: registers_shape)
 CHUNK = 32         # input channels of a thread's share of a row
 MAX_CHUNKS = 4     # input chunks of the widest layer (single gate, hidden 128)
-HELD_ROWS = 2      # gate rows a thread holds in registers; any more it reads from memory (L1) each step
+HELD_ROWS = 2      # gate rows a thread holds in registers at BLOCK threads (held_rows: at others); any more
+                   # it reads from memory (L1) each step
 MAX_ROWS = 8       # gate rows a thread computes (rho)
 MAX_GATE_ROWS = 512  # gate rows of a phase (LSTM 128: 4 x 128)
 PADDED = MAX_CHUNKS * CHUNK   # h in shared memory, zero past H; at most one element a thread
-assert PADDED <= BLOCK
+assert PADDED <= SMALL_BLOCK
 
 
-def registers_rows(cell, peephole, hidden, standard):
-    """Gate rows per thread (rho) with which a layer's recurrent weights fit one block, fewest first;
-    None where they do not fit or the cell is not the usual one (``standard``: the frame's
-    F_STANDARD). The GRU's second phase (rows of Uh and Vh, 2H) takes as many threads as its first,
-    and its threads hold one row of each (rho = 1)."""
+def held_rows(threads):
+    """Gate rows a thread holds in registers at ``threads`` a block: Taichi's CUDA build allows
+    32768 / threads registers a thread (128 at 256 threads, 255 at 128)."""
+    return HELD_ROWS * BLOCK // threads
+
+
+def registers_rows(cell, peephole, hidden, standard, threads=BLOCK):
+    """Gate rows per thread (rho) with which a layer's recurrent weights fit one block of ``threads``,
+    fewest first; None where they do not fit or the cell is not the usual one (``standard``: the
+    frame's F_STANDARD). The GRU's second phase (rows of Uh and Vh, 2H) takes as many threads as its
+    first, and its threads hold one row of each (rho = 1)."""
     if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
     chunks = -(-hidden // CHUNK)
@@ -92,18 +102,40 @@ def registers_rows(cell, peephole, hidden, standard):
     if rows > MAX_GATE_ROWS:
         return None
     for rho in range(1, (1 if cell == CELL_GRU else MAX_ROWS) + 1):   # a GRU thread holds two sets
-        if -(-rows // rho) * chunks <= BLOCK:
+        if -(-rows // rho) * chunks <= threads:
             return rho
     return None
 
 
+def registers_shape(cell, peephole, hidden, standard, cuda):
+    """(rho, threads a block) of the registers kernel for a layer, or None where it does not fit.
+    256 threads, except on CUDA for an LSTM whose threads would hold two rows there (hidden 33-64):
+    at 128 registers that kernel spilled (36 bytes, LSTM 64), so it takes 128 threads of up to four
+    rows each (226 registers, no spill). H200, same process, 3 rounds, µs a step, 256 / 128 threads:
+    LSTM 64 b1 t1000 1.15 / 0.93, 1.07 / 0.98, 1.06 / 0.99; b8 t1000 1.15 / 1.01, 1.07 / 0.99,
+    1.06 / 0.99; LSTM 32 (one row a thread either way) 0.78 / 0.78; but the single gate 128 b4 t2000,
+    which does not spill at 256, 0.61-0.65 / 0.65-0.68. MPSRNN_REGISTERS_BLOCK=128|256 decides
+    when set (any arch)."""
+    rho = registers_rows(cell, peephole, hidden, standard)
+    if rho is None:
+        return None
+    forced = knob("MPSRNN_REGISTERS_BLOCK", ("128", "256"))
+    threads = BLOCK
+    if forced:
+        threads = int(forced)
+    elif cuda and cell == CELL_LSTM and rho == HELD_ROWS:
+        threads = SMALL_BLOCK
+    rho = registers_rows(cell, peephole, hidden, standard, threads)
+    return None if rho is None else (rho, threads)
+
+
 @ti.func
-def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.template()):
+def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.template(), held: ti.template() = HELD_ROWS):
     """The weights a thread holds: of its first min(rho, HELD_ROWS) rows (first elements at rows[i],
     negative: none) at input channels j0 .. j0+CHUNK-1 (stride sj), as float32, row i at
     [i·CHUNK + j]; zero past H."""
-    w = ti.Vector([0.0] * (min(rho, HELD_ROWS) * CHUNK), ti.f32)
-    for i in ti.static(range(min(rho, HELD_ROWS))):
+    w = ti.Vector([0.0] * (min(rho, held) * CHUNK), ti.f32)
+    for i in ti.static(range(min(rho, held))):
         if rows[i] >= 0:
             for j in ti.static(range(CHUNK)):
                 if j0 + j < H:
@@ -112,18 +144,19 @@ def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.templa
 
 
 @ti.func
-def rows_dot(w, wts: ti.template(), rows: ti.template(), sj, H, v: ti.template(), j0, rho: ti.template()):
+def rows_dot(w, wts: ti.template(), rows: ti.template(), sj, H, v: ti.template(), j0, rho: ti.template(),
+             held: ti.template() = HELD_ROWS):
     """Σ_j W(row i, j0 + j)·v[j0 + j] over one chunk for each of ``rho`` rows: the first HELD_ROWS
     from the registers ``w`` (w[i·CHUNK + j]), the rest from ``wts`` (at rows[i] + j·sj). Reads from
     memory stay inside the matrix: past H the column is clamped to H - 1, where v is zero, and a row
     that does not exist (rows[i] < 0) reads from 0 and its sum is never stored. Each load of v serves
     every row; independent accumulators per row keep the multiply-adds overlapped."""
-    per = ti.static(4 if rho <= HELD_ROWS else 2)   # accumulators per row
+    per = ti.static(4 if rho <= held else 2)   # accumulators per row
     acc = ti.Vector([0.0] * (per * rho), ti.f32)
     for j in ti.static(range(CHUNK)):
         x = v[j0 + j]
         for i in ti.static(range(rho)):
-            if ti.static(i < HELD_ROWS):
+            if ti.static(i < held):
                 acc[i * per + j % per] += w[i * CHUNK + j] * x
             else:
                 acc[i * per + j % per] += w32(wts, ti.max(rows[i], 0) + ti.min(j0 + j, H - 1) * sj) * x
@@ -146,17 +179,17 @@ def gate_sum(part: ti.template(), chunks, o):
     return total
 
 
-def _kernel(cell, rho):
+def _kernel(cell, rho, threads, held):
     G = GATES[cell]
     assert cell != CELL_GRU or rho == 1
 
     def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
-        ti.loop_config(block_dim=BLOCK)
-        for t in range(ti.static(row_blocks() * BLOCK)):
+        ti.loop_config(block_dim=threads)
+        for t in range(ti.static(row_blocks() * threads)):
             T, B, H, slot = run_sizes(frame)
-            blk = t // BLOCK
-            tid = t % BLOCK
+            blk = t // threads
+            tid = t % threads
             first, count, stride = block_share(B, blk)
             part = ti.simt.block.SharedArray((MAX_GATE_ROWS * MAX_CHUNKS,), ti.f32)   # partial sums [row, chunk]
             h = ti.simt.block.SharedArray((PADDED,), ti.f32)       # h0, zero past H
@@ -179,7 +212,7 @@ def _kernel(cell, rho):
                     at[i] = u0 + o[i] * uso
                 else:
                     o[i] = -1
-            w1 = load_rows(wts, at, usj, k * CHUNK, H, rho)
+            w1 = load_rows(wts, at, usj, k * CHUNK, H, rho, held)
             w2 = ti.Vector([0.0] * CHUNK, ti.f32)
             at2 = ti.Vector([-1], ti.i32)
             if ti.static(cell == CELL_GRU):
@@ -187,10 +220,10 @@ def _kernel(cell, rho):
                     at2[0] = u0 + (2 * H + o[0]) * uso
                     if o[0] >= H:
                         at2[0] = v0 + (o[0] - H) * vso
-                w2 = load_rows(wts, at2, ti.select(o[0] >= H, vsj, usj), k * CHUNK, H, 1)
+                w2 = load_rows(wts, at2, ti.select(o[0] >= H, vsj, usj), k * CHUNK, H, 1, held)
             for q in range(count):
                 r = first + q * stride
-                if tid < PADDED:   # one element a thread (PADDED <= BLOCK)
+                if tid < PADDED:   # one element a thread (PADDED <= threads)
                     v = 0.0
                     if tid < H:
                         v = ws[frame[F_WS_H] + r * H + tid]
@@ -215,7 +248,7 @@ def _kernel(cell, rho):
                     h_next = frame[F_WS_H] + (s + 1) * slot + r * H
                     c_next = frame[F_WS_C] + (s + 1) * slot + r * H
                     if r < frame[F_ROWS + s]:
-                        sums = rows_dot(w1, wts, at, usj, H, h, k * CHUNK, rho)
+                        sums = rows_dot(w1, wts, at, usj, H, h, k * CHUNK, rho, held)
                         for i in ti.static(range(rho)):
                             if o[i] >= 0:
                                 part[o[i] * MAX_CHUNKS + k] = sums[i]
@@ -248,9 +281,9 @@ def _kernel(cell, rho):
                             ti.simt.block.sync()
                             if o[0] >= 0:
                                 if o[0] < H:
-                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, wts, at2, usj, H, rh, k * CHUNK, 1)[0]
+                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, wts, at2, usj, H, rh, k * CHUNK, 1, held)[0]
                                 else:
-                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, wts, at2, vsj, H, zh, k * CHUNK, 1)[0]
+                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, wts, at2, vsj, H, zh, k * CHUNK, 1, held)[0]
                             ti.simt.block.sync()
                             if tid < H:
                                 pre_h = x[2] + gate_sum(part, chunks, tid) + gate_sum(part, chunks, H + tid)
@@ -265,11 +298,12 @@ def _kernel(cell, rho):
                         if ti.static(cell == CELL_LSTM):
                             ws[c_next + tid] = c
 
-    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_registers{rho}"   # the name profilers show
+    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_registers{rho}x{threads}"   # the name profilers show
     return ti.kernel(kernel)
 
 
 @functools.lru_cache(maxsize=None)
-def registers_kernel(cell, rho):
-    """The kernel of ``cell`` whose threads hold ``rho`` gate rows (one compile per pair, on first use)."""
-    return _kernel(cell, rho)
+def registers_kernel(cell, rho, threads=BLOCK):
+    """The kernel of ``cell`` on blocks of ``threads`` whose threads hold ``rho`` gate rows (one compile
+    per combination, on first use)."""
+    return _kernel(cell, rho, threads, held_rows(threads))

@@ -227,6 +227,27 @@ def test_paired_directions_match_reference(projection, rng, monkeypatch):
     assert sum(name.endswith("_paired") for name in names) == 2, names
 
 
+@pytest.mark.skipif("registers" not in ARCH_PATHS, reason="the registers kernel runs on GPUs")
+@pytest.mark.parametrize("threads", ["128", "256"])
+@pytest.mark.parametrize("kind, opts, hidden", [("lstm", {"peephole": "diagonal"}, 37),
+                                                ("lstm", {"peephole": None, "use_float32_weights": False}, 64),
+                                                ("single", {}, 100)])
+def test_registers_kernel_on_either_block(kind, opts, hidden, threads, rng, monkeypatch):
+    """The registers kernel on blocks of 128 threads (CUDA's choice for the LSTMs that spill at 256:
+    up to four rows a thread) and of 256, on every GPU arch, against the reference, with a batch
+    that shrinks; the kernel that ran says its block."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "registers")
+    monkeypatch.setenv("MPSRNN_REGISTERS_BLOCK", threads)
+    opts = dict(opts)
+    opts.setdefault("use_float32_weights", True)
+    d = descriptor(kind, rng, 6, hidden, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    xs = sequence(rng, [3, 3, 2, 1], 6)
+    assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    names = [name for name in dispatched_kernels(layer) if "_registers" in name]
+    assert names and all(name.endswith(f"x{threads}") for name in names), names
+
+
 ONE_BLOCK = [("lstm", {"peephole": None}), ("lstm", {"peephole": "diagonal", "use_float32_weights": False}),
              ("gru", {}), ("gru", {"flip_output_gates": True, "use_float32_weights": False}),
              ("gru", {"nil": ("output_gate_input_gate_weights",)}), ("single", {})]

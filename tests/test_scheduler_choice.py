@@ -117,26 +117,31 @@ def test_forced_path_that_does_not_apply_falls_back(rng, monkeypatch):
         rec.choose_recurrence("vulkan", cell(rng, "lstm", 64), 25, 1)
 
 
-@pytest.mark.parametrize("cell_kind, peephole, hidden, standard, rho", [
-    ("lstm", "none", 32, True, 1),      # 128 rows x 1 chunk: a row a thread
-    ("lstm", "none", 48, True, 2),      # 192 rows x 2 chunks > 256 threads: two rows a thread
-    ("lstm", "diagonal", 64, True, 2),
-    ("lstm", "none", 65, True, 4),      # 260 rows x 3 chunks: 2 rows a thread in registers, 2 from memory
-    ("lstm", "none", 128, True, 8),
-    ("lstm", "none", 129, True, None),  # 5 chunks
-    ("lstm", "dense", 16, True, None),  # a second product per step
-    ("lstm", "none", 16, False, None),  # other neurons: the plain block kernel
-    ("gru", "none", 64, True, 1),       # z and r: 128 rows x 2 chunks; the second set on the same threads
-    ("gru", "none", 65, True, None),    # would need two rows a thread, and its threads hold two sets
-    ("single", "none", 128, True, 2),   # 128 rows x 4 chunks
-    ("single", "none", 129, True, None),
+@pytest.mark.parametrize("cell_kind, peephole, hidden, standard, rho, on_cuda", [
+    ("lstm", "none", 32, True, 1, (1, 256)),      # 128 rows x 1 chunk: a row a thread
+    ("lstm", "none", 48, True, 2, (3, 128)),      # 192 rows x 2 chunks > 256 threads: two rows a thread;
+    ("lstm", "diagonal", 64, True, 2, (4, 128)),  # on CUDA (spills at 256) four on 128 threads
+    ("lstm", "none", 65, True, 4, (4, 256)),      # 260 rows x 3 chunks: 2 rows a thread in registers, 2 from memory
+    ("lstm", "none", 128, True, 8, (8, 256)),
+    ("lstm", "none", 129, True, None, None),      # 5 chunks
+    ("lstm", "dense", 16, True, None, None),      # a second product per step
+    ("lstm", "none", 16, False, None, None),      # other neurons: the plain block kernel
+    ("gru", "none", 64, True, 1, (1, 256)),       # z and r: 128 rows x 2 chunks; the second set on the same threads
+    ("gru", "none", 65, True, None, None),        # would need two rows a thread, and its threads hold two sets
+    ("single", "none", 128, True, 2, (2, 256)),   # 128 rows x 4 chunks (no spill at 256 threads)
+    ("single", "none", 129, True, None, None),
 ])
-def test_registers_shapes(cell_kind, peephole, hidden, standard, rho):
+def test_registers_shapes(cell_kind, peephole, hidden, standard, rho, on_cuda, monkeypatch):
+    """Rows a thread on 256 threads (Vulkan, Metal), and (rows, threads) on CUDA; MPSRNN_REGISTERS_BLOCK
+    sets the threads on any arch."""
     from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, PEEP_DENSE, PEEP_DIAGONAL, PEEP_NONE
-    from mpsrnn.kernels.sequence_registers import registers_rows
+    from mpsrnn.kernels.sequence_registers import registers_shape
     kind = {"lstm": CELL_LSTM, "gru": CELL_GRU, "single": CELL_SINGLE_GATE}[cell_kind]
     peep = {"none": PEEP_NONE, "dense": PEEP_DENSE, "diagonal": PEEP_DIAGONAL}[peephole]
-    assert registers_rows(kind, peep, hidden, standard) == rho
+    assert registers_shape(kind, peep, hidden, standard, cuda=False) == (None if rho is None else (rho, 256))
+    assert registers_shape(kind, peep, hidden, standard, cuda=True) == on_cuda
+    monkeypatch.setenv("MPSRNN_REGISTERS_BLOCK", "256")
+    assert registers_shape(kind, peep, hidden, standard, cuda=True) == (None if rho is None else (rho, 256))
 
 
 def test_where_the_lanes_kernel_runs_serially(rng):

@@ -48,7 +48,7 @@ from ..kernels.sequence_persistent import (
     quads_outgrow_l2,
     resident_terms,
 )
-from ..kernels.sequence_registers import HELD_ROWS, registers_kernel, registers_rows
+from ..kernels.sequence_registers import held_rows, registers_kernel, registers_shape
 from ..kernels.sequence_rows import ROW_KERNELS
 from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
@@ -88,8 +88,8 @@ def applies(name, arch, cell):
         # than the plain block kernel (H200, µs a step: LSTM 128 b1 9.1 against 5.4, LSTM 96 b2 5.7
         # against 3.8), and one test run crashed on them, not yet explained; on Vulkan they run 3x
         # faster than the block kernel (LSTM 128 b1 4.8 against 15.0) and pass the tests
-        rho = _registers_rows(cell)
-        return rho is not None and (arch != "cuda" or rho <= HELD_ROWS)
+        shape = _registers_shape(cell, arch)
+        return shape is not None and (arch != "cuda" or shape[0] <= held_rows(shape[1]))
     if name == "lanes":
         return cell.lanes is not None
     if name == "tiles":
@@ -158,9 +158,10 @@ def block_step_outweighs_dispatches(cell):
     return macs > BLOCK_STEP_MACS * (2 if cell.kind == CELL_GRU else 1)
 
 
-def _registers_rows(cell):
-    """Gate rows per thread of the registers kernel for this layer, or None where it does not fit."""
-    return registers_rows(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0)
+def _registers_shape(cell, arch):
+    """(gate rows a thread, threads a block) of the registers kernel for this layer on ``arch``, or
+    None where it does not fit."""
+    return registers_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, arch == "cuda")
 
 
 def _sms():
@@ -270,7 +271,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "blocks":
         prog.add(BLOCK_KERNELS[kind], *args)
     elif name == "registers":
-        prog.add(registers_kernel(kind, _registers_rows(lr.cell)), *args)
+        prog.add(registers_kernel(kind, *_registers_shape(lr.cell, current_arch())), *args)
     elif name == "persistent":
         chunk, staged, under = persistent_staging(kind, lr.cell.n_out, batch, lr.cell.has_vh)
         grid = _grid(lr.cell, staged)
