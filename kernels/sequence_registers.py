@@ -10,9 +10,9 @@ cuDNN takes 0.4-0.8. Here a layer's recurrent weights fit in one block's registe
   blocks of 256 threads, 4 on 128) once per launch;
 * a step multiplies them against the chunk of h in shared memory (every thread of a warp reads the
   same address: a broadcast; each load serves rho rows), and leaves the partial sums in shared
-  memory; a block barrier. Rows past the first two (rho up to 8: the LSTM up to hidden 128) are read
+  memory; a block barrier. Rows past the held ones (rho up to 8: the LSTM up to hidden 128) are read
   from memory at every step, from L1 while they fit: 3x faster than the plain block kernel on
-  Vulkan, slower on CUDA, where the scheduler takes them only when rho ≤ 2;
+  Vulkan, slower on CUDA, where the scheduler takes the kernel only when every row is held;
 * the thread of unit ``i`` adds its gates' partial sums to the projected input (loaded one step
   ahead, so its latency hides behind a whole step), finishes the cell with the usual neurons (the
   cell state stays in that thread's registers), and writes the new h to shared memory, the history
@@ -52,6 +52,7 @@ from .gate_math import (
     standard_single_gate_output,
 )
 from .grid import block_share, row_blocks
+from .knobs import knob
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -67,7 +68,6 @@ from .layout import (
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
-from .knobs import knob
 from .sequence_copy import store_output
 
 BLOCK = 256        # threads per block (128 registers a thread; see above)
@@ -130,9 +130,10 @@ def registers_shape(cell, peephole, hidden, standard, cuda):
 
 
 @ti.func
-def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.template(), held: ti.template() = HELD_ROWS):
-    """The weights a thread holds: of its first min(rho, HELD_ROWS) rows (first elements at rows[i],
-    negative: none) at input channels j0 .. j0+CHUNK-1 (stride sj), as float32, row i at
+def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.template(),
+              held: ti.template() = HELD_ROWS):
+    """The weights a thread holds: of its first min(rho, held) rows (``held_rows``; first elements at
+    rows[i], negative: none) at input channels j0 .. j0+CHUNK-1 (stride sj), as float32, row i at
     [i·CHUNK + j]; zero past H."""
     w = ti.Vector([0.0] * (min(rho, held) * CHUNK), ti.f32)
     for i in ti.static(range(min(rho, held))):
@@ -146,7 +147,7 @@ def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.templa
 @ti.func
 def rows_dot(w, wts: ti.template(), rows: ti.template(), sj, H, v: ti.template(), j0, rho: ti.template(),
              held: ti.template() = HELD_ROWS):
-    """Σ_j W(row i, j0 + j)·v[j0 + j] over one chunk for each of ``rho`` rows: the first HELD_ROWS
+    """Σ_j W(row i, j0 + j)·v[j0 + j] over one chunk for each of ``rho`` rows: the first ``held``
     from the registers ``w`` (w[i·CHUNK + j]), the rest from ``wts`` (at rows[i] + j·sj). Reads from
     memory stay inside the matrix: past H the column is clamped to H - 1, where v is zero, and a row
     that does not exist (rows[i] < 0) reads from 0 and its sum is never stored. Each load of v serves
@@ -280,10 +281,11 @@ def _kernel(cell, rho, threads, held):
                                 zh[tid] = z * h[tid]
                             ti.simt.block.sync()
                             if o[0] >= 0:
+                                at_part = o[0] * MAX_CHUNKS + k
                                 if o[0] < H:
-                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, wts, at2, usj, H, rh, k * CHUNK, 1, held)[0]
+                                    part[at_part] = rows_dot(w2, wts, at2, usj, H, rh, k * CHUNK, 1, held)[0]
                                 else:
-                                    part[o[0] * MAX_CHUNKS + k] = rows_dot(w2, wts, at2, vsj, H, zh, k * CHUNK, 1, held)[0]
+                                    part[at_part] = rows_dot(w2, wts, at2, vsj, H, zh, k * CHUNK, 1, held)[0]
                             ti.simt.block.sync()
                             if tid < H:
                                 pre_h = x[2] + gate_sum(part, chunks, tid) + gate_sum(part, chunks, H + tid)
