@@ -305,7 +305,7 @@ def _kernel(cell, rho, threads, held):
 
 
 @functools.lru_cache(maxsize=None)
-def registers_kernel(cell, rho, threads=BLOCK):
+def registers_kernel(cell, rho, threads):
     """The kernel of ``cell`` on blocks of ``threads`` whose threads hold ``rho`` gate rows (one compile
     per combination, on first use)."""
     return _kernel(cell, rho, threads, held_rows(threads))

@@ -7,8 +7,8 @@ PyTorch lets cuDNN run its float32 RNN products on TF32 tensor cores by default
 (``torch.backends.cudnn.allow_tf32``); mpsrnn's kernels run float32 on the CUDA cores, since Taichi
 has no way to the tensor cores. For each configuration this times both libraries (``mpsrnn bench``'s
 timing) with TF32 allowed and then forbidden, alternating for ``--rounds`` rounds in one process,
-and prints the medians: where cuDNN without TF32 is no faster than mpsrnn, the gap on that
-configuration is the tensor cores'.
+and prints the medians: where cuDNN beats mpsrnn with TF32 but not without it, the gap on that
+configuration is the tensor cores'; where it beats mpsrnn either way, the gap is elsewhere.
 """
 import argparse
 import os
