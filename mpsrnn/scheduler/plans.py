@@ -29,7 +29,7 @@ from ..kernels import layout as L
 from ..kernels.knobs import PLANNING_KNOBS
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence, copy_sequence_serial
 from .program import Program, Slot
-from .recurrence import choose_recurrence, emit_layer, emit_paired, pair_directions, project_apart
+from .recurrence import choose_recurrence, emit_layer, emit_paired, pair_directions, project_apart, split_workspace
 
 # Tests set this: workspaces start as NaN, so reading memory no kernel wrote shows up.
 POISON_WORKSPACES = False
@@ -38,7 +38,9 @@ POISON_WORKSPACES = False
 class _LayerRun:
     def __init__(self, cell, steps, batch, proc_rows, has_initial_state):
         import taichi as ti
+        self.recurrence = choose_recurrence(current_arch(), cell, steps, batch)
         xw, h, c, scratch, slot, size = cell.workspace_layout(steps, batch)
+        size += split_workspace(self.recurrence, cell, batch)
         frame = np.zeros(L.F_ROWS + steps, np.int32)
         frame[: L.F_HEADER] = cell.header
         frame[L.F_STEPS] = steps
@@ -52,7 +54,6 @@ class _LayerRun:
         frame[L.F_ZERO_STATE] = 0 if has_initial_state else 1
         self.has_initial_state = has_initial_state
         self.cell = cell
-        self.recurrence = choose_recurrence(current_arch(), cell, steps, batch)
         self.projected_apart = project_apart(self.recurrence, cell, steps, batch)
         frame[L.F_PROJECTED] = int(self.projected_apart)
         self.h = h

@@ -23,6 +23,9 @@
   launch over every SM, a grid barrier per step (CUDA; larger hidden sizes).
 * ``spread``: ``kernels/sequence_spread``, the same schedule over just enough SMs to hold U in
   their registers (CUDA; LSTM and single gate past the registers kernel's sizes, usual neurons).
+* ``split``: ``kernels/sequence_split``, U in registers too, but split across blocks by its inputs
+  as well as its rows, so a large batch takes one pass a step (CUDA; LSTM and single gate, usual
+  neurons).
 
 :func:`choose_recurrence` picks the default; ``MPSRNN_RECURRENCE`` forces one
 where it applies (benchmarks compare them; tests run each against the reference).
@@ -50,6 +53,7 @@ from ..kernels.sequence_persistent import (
 )
 from ..kernels.sequence_registers import held_rows, registers_kernel, registers_shape
 from ..kernels.sequence_rows import ROW_KERNELS
+from ..kernels.sequence_split import split_kernel, split_partials, split_shape
 from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 
@@ -75,7 +79,7 @@ def available_recurrences(arch):
     if arch == "cpu":
         return ["step", "rows", "lanes"]
     if arch == "cuda":
-        return ["step", "rows", "blocks", "registers", "tiles", "persistent", "spread"]
+        return ["step", "rows", "blocks", "registers", "tiles", "persistent", "spread", "split"]
     return ["step", "rows", "blocks", "registers", "tiles"]
 
 
@@ -98,6 +102,8 @@ def applies(name, arch, cell):
         return arch == "cuda" and persistent_fits(cell.kind, cell.header_peep, cell.n_out, _grid(cell))
     if name == "spread":
         return arch == "cuda" and _spread_shape(cell, 1) is not None
+    if name == "split":
+        return arch == "cuda" and _split_shape(cell, 1) is not None
     return True
 
 
@@ -170,6 +176,23 @@ def _sms():
     return gpu_multiprocessors()
 
 
+def _split_shape(cell, batch):
+    """(units a group, chunks a block, groups, splits, batch rows a pass) of the split kernel on
+    every SM, or None where it does not fit. ``MPSRNN_SPLIT_CHUNKS`` fixes the chunks a block's
+    rows take (1, 2 or 4), for benchmarks that compare them."""
+    chunks = knob("MPSRNN_SPLIT_CHUNKS", ("1", "2", "4"))
+    return split_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch, _sms(),
+                       int(chunks) if chunks else None)
+
+
+def split_workspace(name, cell, batch):
+    """Floats a layer's workspace needs past its usual size: the split kernel's partials buffer takes
+    the scratch region (3·B·H floats), which grows to hold it; none for the other kernels."""
+    if name != "split":
+        return 0
+    return max(0, split_partials(batch, cell.n_out, cell.gates, _split_shape(cell, batch)[3]) - 3 * batch * cell.n_out)
+
+
 def _spread_shape(cell, batch, sms=None):
     """(rows a thread, blocks, chunks, batch rows a pass) of the spread kernel, or None where it does
     not fit, on ``sms`` SMs; by default on all of them, where ``MPSRNN_PERSISTENT_GRID`` fixes its
@@ -237,7 +260,7 @@ def project_apart(name, cell, steps, batch):
     * ``spread`` (CUDA): the same, with the limit scaled down to the blocks it has.
 
     ``MPSRNN_PROJECTION`` (``apart`` or ``inside``) overrides for those three, for benchmarks and tests."""
-    if name not in ("lanes", "persistent", "spread"):
+    if name not in ("lanes", "persistent", "spread", "split"):
         return True
     forced = knob("MPSRNN_PROJECTION", ("apart", "inside"))
     if forced:
@@ -248,6 +271,9 @@ def project_apart(name, cell, steps, batch):
         return batch < cpu_tasks() and flops >= APART_FLOPS
     if name == "spread":   # fewer blocks project: the limit shrinks with the share of SMs they are
         flops *= _sms() / _spread_shape(cell, batch)[1]
+    if name == "split":
+        shape = _split_shape(cell, batch)
+        flops *= _sms() / (shape[2] * shape[3])
     return flops > FOLD_FLOPS or cell.n_in > FOLD_MAX_INPUT
 
 
@@ -283,6 +309,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), *x, *args)
+    elif name == "split":
+        prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), not lr.projected_apart), *x, *args)
     elif name == "tiles":
         kernels = tile_kernels(tile_chunk(batch))
         units = tile_units()
