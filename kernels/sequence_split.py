@@ -3,31 +3,36 @@
 The spread kernel (``sequence_spread``) gives each block whole gate rows of U: every thread then
 needs its chunk of every batch row's h at once, and 32 KiB of shared memory holds 8 rows of h at
 hidden 512, so a batch of 64 takes 8 passes a step, each with three block barriers and one warp's
-gate math. This kernel splits U's inputs (K) across blocks as well as its rows: block (g, s) of an
-``ng`` × ``ns`` grid holds the gate rows of the ``units`` hidden units of group g (all their gates),
-and of those rows the ``kc`` chunks of 32 input channels of split s. Its threads hold one row ×
-one chunk each, in registers for the whole launch, so a block needs only h[batch, its kc·32
-inputs] a step (16 KiB for 64 rows at kc = 2): one pass for the whole batch. A step:
+gate math. This kernel splits U's inputs (K) across blocks as well as its rows: block (g, k) of a
+``groups`` × ``splits`` grid holds the gate rows of group g's ``units`` hidden units (all their
+gates) at the 32 input channels of chunk k, one row a thread, in registers for the whole launch. A
+block then needs only h[batch, its 32 inputs] a step (8 KiB for 64 rows): the whole batch in one
+pass. A step:
 
-1. copy the batch's h at the block's inputs (history slot, written by every block at the last
-   step) to shared memory, each chunk padded by 4 floats so the kc chunks a warp reads at once lie
-   on different banks; a block barrier;
-2. for each batch row, each thread's 32-term dot product; the kc threads of a row (adjacent lanes)
-   add theirs with warp shuffles, and the first writes the block's partial sum of that gate row to
-   the partials buffer, [split, batch row, gate row], the layer's scratch region;
-3. a grid barrier; then each (unit, batch row) cell of the group g's units, whose batch rows are
-   shared among its ns blocks, adds its gates' ns partial sums (L2 reads, all issued at once) and
-   the input terms, applies the usual neurons and writes h and c to the next history slot and to
-   the destination; a grid barrier before any block copies that h.
+1. copy the batch's h at the block's inputs (the history slot, written by every block at the last
+   step) to shared memory; a block barrier;
+2. for each batch row, each thread's 32-term dot product (every thread of the block reads the same
+   h: a broadcast), written to the partials buffer [split, batch row, gate row], the layer's
+   scratch region;
+3. a grid barrier; then each (unit, batch row) cell of group g's units, whose batch rows are shared
+   among the group's blocks, adds its gates' ``splits`` partial sums (L2 reads, all issued at once)
+   and the input terms, applies the usual neurons and writes h and c to the next history slot and
+   to the destination; a grid barrier before any block copies that h.
 
 Two grid barriers a step, against the spread kernel's passes × three block barriers. The partials
 buffer is reused every step: each block's grid barrier begins with a memory fence, and no block
 reads the buffer between that fence and the barrier's end, so its L1 holds no stale line of it.
 
+A block of 2 or 4 chunks (fewer splits, fewer partial sums to add) was slower (H200, LSTM 512 b64
+t100, µs a step: 1 chunk 24.7, 2 chunks 45.8, 4 chunks 2 passes), its warps reading two chunks at
+once, which ``ptxas`` no longer loaded 128 bits at a time (ncu: 38.0 M shared loads against 10.5 M);
+unpadded, 2 chunks still took 29.9.
+
 Limits: the LSTM (no dense peepholes) and the single gate with the usual neurons (the GRU's two
-products a step are not written yet); ``G·units·kc`` ≤ 256 threads; ``ng·ns`` blocks resident at
-once, one per SM; batch rows beyond what shared memory holds (``bc``) are taken in more passes
-before the barrier. A row absent at a step copies its state forward.
+products a step are not written yet); ``G·units`` ≤ 256 threads; ``groups·splits`` blocks resident
+at once, one per SM (LSTM up to hidden ~580 on 132 SMs); batch rows past what shared memory holds
+(``bc``) are taken in more passes before the barrier. A row absent at a step copies its state
+forward.
 """
 import functools
 
@@ -36,7 +41,6 @@ import taichi as ti
 from .frame import FRAME, INPUT, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, recurrent_weights, run_sizes
 from .gate_math import standard_lstm_cell_state, standard_lstm_output, standard_single_gate_output
 from .dots import w32
-from .grid import on_cpu
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -57,10 +61,8 @@ from .sequence_copy import store_output
 from .sequence_persistent import grid_barrier, leave_grid, project_own_rows
 from .sequence_registers import CHUNK, load_rows, rows_dot
 
-BLOCK = 256            # threads a block: 128 registers a thread, 32 of them weights
-SHARED = 8192          # floats of shared memory: 32 KiB
-CHUNK_PAD = 4          # floats after each chunk of h in shared memory (16 bytes: the next chunk's bank)
-SPLIT_CHUNKS = (2, 4, 1)   # chunks a block's rows take, in order of preference
+BLOCK = 256     # threads a block: 128 registers a thread, 32 of them weights
+SHARED = 8192   # floats of shared memory: 32 KiB, h of 256 batch rows a pass
 
 
 def split_partials(batch, hidden, gates, splits):
@@ -69,74 +71,47 @@ def split_partials(batch, hidden, gates, splits):
     return splits * batch * gates * hidden
 
 
-def split_shape(cell, peephole, hidden, standard, batch, sms, chunks=None):
-    """(units a group, chunks a block, groups, splits, batch rows a pass) of the split kernel for a
-    layer, or None where it does not fit: for the first chunk count of SPLIT_CHUNKS (or ``chunks``)
-    whose grid fits ``sms`` blocks, the fewest units a group, so the most blocks share the step."""
+def split_shape(cell, peephole, hidden, standard, batch, sms):
+    """(units a group, groups, splits, batch rows a pass) of the split kernel for a layer, or None
+    where it does not fit: the fewest units a group whose grid fits ``sms`` blocks, so the most
+    blocks share the step."""
     if cell == CELL_GRU or not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
-    G = GATES[cell]
-    for kc in ([chunks] if chunks else SPLIT_CHUNKS):
-        splits = -(-hidden // (kc * CHUNK))
-        for units in range(1, BLOCK // (G * kc) + 1):
-            groups = -(-hidden // units)
-            if groups * splits <= sms:
-                rows_fit = (SHARED - BLOCK) // (kc * (CHUNK + CHUNK_PAD))   # BLOCK: lanes_sum off CUDA
-                bc = min(rows_fit, 1 << (max(batch, 1) - 1).bit_length())
-                return units, kc, groups, splits, bc
+    splits = -(-hidden // CHUNK)
+    for units in range(1, BLOCK // GATES[cell] + 1):
+        groups = -(-hidden // units)
+        if groups * splits <= sms:
+            return units, groups, splits, min(SHARED // CHUNK, 1 << (max(batch, 1) - 1).bit_length())
     return None
 
 
-def split_kernel(cell, units, kc, groups, splits, bc, projects):
+def split_kernel(cell, units, groups, splits, bc, projects):
     """The kernel of ``cell`` on ``groups`` × ``splits`` blocks (``split_shape``); ``projects``: it
     computes its own input terms and zero initial states first (``project_own_rows``). One compile
     per combination, on first use."""
-    return _split_kernel(cell, units, kc, groups, splits, bc, projects)
+    return _split_kernel(cell, units, groups, splits, bc, projects)
 
 
 @functools.lru_cache(maxsize=None)
-def _split_kernel(cell, units, kc, groups, splits, bc, projects):
+def _split_kernel(cell, units, groups, splits, bc, projects):
     G = GATES[cell]
     NB = groups * splits
-    KS = kc * CHUNK                 # inputs a block holds
-    CP = CHUNK + CHUNK_PAD          # floats a chunk takes in shared memory
-    RP = kc * CP                    # floats a batch row takes in shared memory
-    COPIES = (bc * KS + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
-    cuda = not on_cpu() and ti.lang.impl.current_cfg().arch == ti.cuda
+    COPIES = (bc * CHUNK + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
 
     @ti.func
     def copy_h(ws: ti.template(), src, hs: ti.template(), b0, rows, j0, H, tid):
-        """h[b0 + r, j0 + j] from the history slot at ws[src] into hs[r·RP + (j // CHUNK)·CP + j % CHUNK]
-        for r < bc, j < KS, zero past H and past ``rows``. Every load is issued before any store (see
-        ``sequence_spread.copy_h``)."""
+        """h[b0 + r, j0 + j] from the history slot at ws[src] into hs[r·CHUNK + j] for r < bc, zero
+        past H and past ``rows``. Every load is issued before any store (see ``sequence_spread.copy_h``)."""
         got = ti.Vector([0.0] * COPIES, ti.f32)
         for e_ in ti.static(range(COPIES)):
             e = tid + e_ * BLOCK
-            r = e // KS
-            j = e % KS
-            ok = e < bc * KS and j0 + j < H and b0 + r < rows
+            r = e // CHUNK
+            j = e % CHUNK
+            ok = e < bc * CHUNK and j0 + j < H and b0 + r < rows
             got[e_] = ti.select(ok, ws[src + ti.select(ok, (b0 + r) * H + j0 + j, 0)], 0.0)
         for e_ in ti.static(range(COPIES)):
-            e = tid + e_ * BLOCK
-            if e < bc * KS:
-                hs[(e // KS) * RP + ((e % KS) // CHUNK) * CP + e % CHUNK] = got[e_]
-
-    @ti.func
-    def lanes_sum(v, sums: ti.template(), tid):
-        """The sum of v over this thread's kc adjacent lanes, in the first of them: warp shuffles on
-        CUDA; elsewhere (Taichi has no subgroup shuffle) through ``sums`` in shared memory, for the
-        one-block checks on Vulkan."""
-        if ti.static(cuda):
-            for level in ti.static(range(kc.bit_length() - 1)):
-                v += ti.simt.warp.shfl_down_f32(ti.u32(0xFFFFFFFF), v, ti.static(kc >> (level + 1)))
-        elif ti.static(kc > 1):
-            sums[tid] = v
-            ti.simt.block.sync()
-            if tid % kc == 0:
-                for k in ti.static(range(1, kc)):
-                    v += sums[tid + k]
-            ti.simt.block.sync()
-        return v
+            if tid + e_ * BLOCK < bc * CHUNK:
+                hs[tid + e_ * BLOCK] = got[e_]
 
     @ti.func
     def partial_sum(ws: ti.template(), part, b, o, B, GH):
@@ -150,7 +125,7 @@ def _split_kernel(cell, units, kc, groups, splits, bc, projects):
     @ti.func
     def run_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
                   prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
-                  hs: ti.template(), sums: ti.template(), blk, tid):
+                  hs: ti.template(), blk, tid):
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(projects):
             project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, NB, blk, tid)
@@ -160,19 +135,17 @@ def _split_kernel(cell, units, kc, groups, splits, bc, projects):
         g = blk // splits
         sp = blk % splits
         u_lo = g * units
-        j0 = sp * KS
+        j0 = sp * CHUNK
         GH = G * H
         part = frame[F_WS_SCRATCH]   # the partials buffer
-        # products: this thread's gate row r (gate r // units of unit u_lo + r % units) at chunk c
-        r = tid // kc
-        c = tid % kc
+        # products: this thread's gate row, gate tid // units of unit u_lo + tid % units
         o = -1   # the row's index in U, -1 where none
         at = ti.Vector([-1], ti.i32)
         u0, uso, usj = recurrent_weights(frame)
-        if r < G * units and u_lo + r % units < H:
-            o = (r // units) * H + u_lo + r % units
+        if tid < G * units and u_lo + tid % units < H:
+            o = (tid // units) * H + u_lo + tid % units
             at[0] = u0 + o * uso
-        w = load_rows(wts, at, usj, j0 + c * CHUNK, H, 1)
+        w = load_rows(wts, at, usj, j0, H, 1)
         # gate math: unit u_lo + iu of batch rows sp + splits·(lane + lanes·q)
         lanes = BLOCK // units
         iu = tid % units
@@ -189,10 +162,8 @@ def _split_kernel(cell, units, kc, groups, splits, bc, projects):
                 copy_h(ws, hp, hs, b0, rows, j0, H, tid)
                 ti.simt.block.sync()
                 for rr in range(ti.min(bc, rows - b0)):
-                    acc = rows_dot(w, wts, at, usj, H, hs, rr * RP + c * CP, 1)[0]
-                    acc = lanes_sum(acc, sums, tid)
-                    if c == 0 and o >= 0:
-                        ws[part + (sp * B + b0 + rr) * GH + o] = acc
+                    if o >= 0:
+                        ws[part + (sp * B + b0 + rr) * GH + o] = rows_dot(w, wts, at, usj, H, hs, rr * CHUNK, 1)[0]
                 ti.simt.block.sync()   # before the next pass overwrites hs
             barrier += NB
             grid_barrier(frame, tid, barrier)
@@ -230,10 +201,9 @@ def _split_kernel(cell, units, kc, groups, splits, bc, projects):
                prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
         for t in range(NB * BLOCK):
-            hs = ti.simt.block.SharedArray((bc * RP,), ti.f32)   # [batch row, chunk (padded), channel]
-            sums = ti.simt.block.SharedArray((1 if cuda else BLOCK,), ti.f32)   # lanes_sum off CUDA
-            run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs, sums,
+            hs = ti.simt.block.SharedArray((bc * CHUNK,), ti.f32)   # [batch row, input channel]
+            run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs,
                       t // BLOCK, t % BLOCK)
 
-    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_split{kc}x{groups}x{splits}"
+    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_split{groups}x{splits}"
     return ti.kernel(kernel)

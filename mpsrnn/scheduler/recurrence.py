@@ -122,6 +122,12 @@ def choose_recurrence(arch, cell, steps, batch):
         # CUDA LSTM 64 b1 1.0 / 2.2, GRU 64 b1 0.8 / 3.2, single gate 128 b4 0.6 / 1.8; Vulkan LSTM 64
         # b1 1.9 / 3.6, LSTM 128 b1 with 6 of 8 rows read from memory 4.8 / 15.0)
         return "registers"
+    if arch == "cuda" and SPLIT_MIN_BATCH <= batch <= SPREAD_MAX_BATCH and applies("split", arch, cell):
+        # U fits the SMs' registers split by its inputs too: the batch in one pass a step. H200,
+        # LSTM 512 t100, µs a step, split against spread (same process): b32 16.6 / 18.0, b64
+        # 24.7 / 32.4, b128 46.3 / 63.1, 4 layers b64 97.5 / 124.6, bidirectional b64 49.7 (two
+        # launches) / 59.1 (paired); but b16 13.4 / 11.9
+        return "split"
     small_gru = cell.kind == CELL_GRU and cell.n_out <= SMALL_HIDDEN
     if arch == "cuda" and batch <= SPREAD_MAX_BATCH and not small_gru and applies("spread", arch, cell):
         # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
@@ -148,6 +154,7 @@ def choose_recurrence(arch, cell, steps, batch):
 
 
 SPREAD_MAX_BATCH = 128    # the largest batch measured (see choose_recurrence)
+SPLIT_MIN_BATCH = 32      # from here the split kernel's one pass a step beats spread's passes
 TILES_MAX_BATCH = 32        # above this the plain step kernel's thread per (row, unit) fills the GPU and wins:
                             # Vulkan, LSTM 512 t100 bidirectional: b16 tiles 142 µs a step against 294 for
                             # step; b64 397 against 331 (the tiles kernel takes the batch 8 rows a pass)
@@ -177,12 +184,9 @@ def _sms():
 
 
 def _split_shape(cell, batch):
-    """(units a group, chunks a block, groups, splits, batch rows a pass) of the split kernel on
-    every SM, or None where it does not fit. ``MPSRNN_SPLIT_CHUNKS`` fixes the chunks a block's
-    rows take (1, 2 or 4), for benchmarks that compare them."""
-    chunks = knob("MPSRNN_SPLIT_CHUNKS", ("1", "2", "4"))
-    return split_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch, _sms(),
-                       int(chunks) if chunks else None)
+    """(units a group, groups, splits, batch rows a pass) of the split kernel on every SM, or None
+    where it does not fit."""
+    return split_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch, _sms())
 
 
 def split_workspace(name, cell, batch):
@@ -190,7 +194,7 @@ def split_workspace(name, cell, batch):
     the scratch region (3·B·H floats), which grows to hold it; none for the other kernels."""
     if name != "split":
         return 0
-    return max(0, split_partials(batch, cell.n_out, cell.gates, _split_shape(cell, batch)[3]) - 3 * batch * cell.n_out)
+    return max(0, split_partials(batch, cell.n_out, cell.gates, _split_shape(cell, batch)[2]) - 3 * batch * cell.n_out)
 
 
 def _spread_shape(cell, batch, sms=None):
@@ -273,7 +277,7 @@ def project_apart(name, cell, steps, batch):
         flops *= _sms() / _spread_shape(cell, batch)[1]
     if name == "split":
         shape = _split_shape(cell, batch)
-        flops *= _sms() / (shape[2] * shape[3])
+        flops *= _sms() / (shape[1] * shape[2])
     return flops > FOLD_FLOPS or cell.n_in > FOLD_MAX_INPUT
 
 
