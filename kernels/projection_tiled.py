@@ -3,10 +3,10 @@
 ``project_inputs`` computes the same XW[n, o] = Σ_j W[o, j]·x[n, j] + b[o] (n = s·B + r, o =
 g·H + i) with a thread per output channel and 8 rows: every multiply-add there reads its x
 term from L1, so the product is bound by L1 loads (H200, GRU 2048 b4 t187: 6.5 TFLOP/s, a third
-of the layer call). Here a block of 256 threads computes a tile of rows by channels (64 x 128 by
-default): for each slice of TILE_J inputs it copies the slice's x and W to shared memory once, then
-each thread multiplies from there into its accumulators (4 rows x 8 channels), so a term read from
-shared memory serves 8 (or 4) multiply-adds instead of one.
+of the layer call). Here a block of 256 threads computes a tile of rows by channels (64 x 128 or 128 x
+128 for long sequences): for each slice of TILE_J inputs it copies the slice's x and W to shared
+memory once, then each thread multiplies from there into its accumulators (4 or 8 rows x 8
+channels), so a term read from shared memory serves 8 (or 4) multiply-adds instead of one.
 
 Thread layout: (tx, ty) = (tid % 16, tid // 16); the thread owns rows ty·rows_t .. +rows_t-1 and
 channels in runs of V = 4 (2 for the narrow tiles), tx·V + c and 64 + tx·V + c, of its tile, side
@@ -17,9 +17,11 @@ runs of 64 consecutive channels. Against the layout with a thread's rows and cha
 (one 32-bit load a term), H200, same process, µs a step: LSTM 1024 b4 t25 16.7 / 19.0, 4 layers
 LSTM 512 b64 t100 94.3 / 95.8, LSTM 1536 b4 t50 24.6 / 24.9, GRU 2048 b4 t187 31.6 / 32.0.
 
-Tile shapes (``TILE_SHAPES``, chosen by ``projection_tile``): 64 x 128 where there are enough
-rows to give every SM a tile; 64 x 32 and 32 x 32 give a short sequence (few rows) more tiles
-than SMs, and waste fewer rows. Each shape compiles its own kernel.
+Tile shapes (``TILE_SHAPES``, chosen by ``projection_tile``): on CUDA 128 x 128 (8 x 8 a thread,
+slices of 8 inputs, so its 64 accumulators and the slice in flight stay within 128 registers)
+where there are enough rows to give every SM a tile, else 64 x 128; 64 x 32 and 32 x 32 give a
+short sequence (few rows) more tiles than SMs, and waste fewer rows. Each shape compiles its own
+kernel.
 
 The grid is fixed (``grid.py``): 512 blocks take the tiles blk, blk + 512, ...; absent rows (past
 T·B, or a row its sequence no longer has at that step) read row 0 of step 0 and are not stored.
@@ -40,30 +42,35 @@ from .projection import start_run
 
 BLOCK = 256
 SIDE = 16                 # threads along each side of a tile: BLOCK = SIDE x SIDE
-TILE_J = 16               # inputs a slice
 GRID = GPU_WORKERS // BLOCK   # 512 blocks: the workers' grid, so start_run's share applies
 # tile (rows x channels) -> (rows, channels) a thread computes: the tile is SIDE times that
-TILE_SHAPES = {"64x128": (4, 8), "64x32": (4, 2), "32x32": (2, 2)}
-DEFAULT_TILE = "64x128"   # H200, GRU 2048 b4 t187 (748 rows): 6.2 µs a step, 15.5 for project_inputs
+# and the inputs a slice (TILE_J)
+TILE_SHAPES = {"128x128": (8, 8, 8), "64x128": (4, 8, 16), "64x32": (4, 2, 16), "32x32": (2, 2, 16)}
 
 
-def projection_tile(rows, channels, sms):
+def projection_tile(rows, channels, sms, large):
     """The tile shape of a tiled projection of ``rows`` (steps x batch) by ``channels`` (gates x
-    hidden) on a GPU of ``sms`` SMs: 64 x 128 where its tiles are at least one an SM; else 64 x
-    32, four times the tiles; 32 x 32 for 32 rows or fewer, where a 64-row tile would be half
-    empty. H200, same process, median of 2 rounds, µs a step for 64x128 / 64x32 / 32x32: LSTM
+    hidden) on a GPU of ``sms`` SMs: the first of 128 x 128 (where ``large``: CUDA, where it was
+    measured; and at least 128 rows) and 64 x 128 whose tiles are at least one an SM; else 64 x 32,
+    four times the tiles of 64 x 128; 32 x 32 for 32 rows or fewer, where a 64-row tile would be
+    half empty. H200, same process, median of 2 rounds, µs a step for 64x128 / 64x32 / 32x32: LSTM
     1024 b1 t25 19.5 / 17.1 / 14.9, LSTM 2048 b1 t25 32.8 / 28.7 / 26.9, LSTM 2048 b4 t25 (128
     tiles of 64x128) 48.0 / 46.0 / 51.6, LSTM 1024 b4 t25 21.0 / 21.1 / 20.5, LSTM 1536 b4 t50
-    (192 tiles) 26.2 / 26.4 / 28.6, GRU 2048 b4 t187 35.4 / 37.9 / 41.5.
+    (192 tiles) 26.2 / 26.4 / 28.6, GRU 2048 b4 t187 35.4 / 37.9 / 41.5. For 128x128 / 64x128: 4
+    layers LSTM 512 b64 t100 (800 tiles) 90.8 / 96.2, its projections alone 24.6 / 29.9;
+    bidirectional b64 46.8 / 49.1, b16 18.2 / 19.3; GRU 2048 b4 t187 (288) 31.7 / 32.6; but LSTM
+    1536 b4 t50 (96 tiles of 128x128) 28.4 / 25.7.
     ``MPSRNN_PROJECTION_TILE`` (a key of TILE_SHAPES) decides instead, for tests and A/B runs."""
     told = knob("MPSRNN_PROJECTION_TILE", tuple(TILE_SHAPES))
     if told:
         return told
     if rows <= 32:
         return "32x32"
-    rows_t, outs_t = TILE_SHAPES[DEFAULT_TILE]
-    tiles = -(-rows // (SIDE * rows_t)) * -(-channels // (SIDE * outs_t))
-    return DEFAULT_TILE if tiles >= sms else "64x32"
+    for tile in (("128x128", "64x128") if large and rows >= 128 else ("64x128",)):
+        rows_t, outs_t, _ = TILE_SHAPES[tile]
+        if -(-rows // (SIDE * rows_t)) * -(-channels // (SIDE * outs_t)) >= sms:
+            return tile
+    return "64x32"
 
 
 @ti.func
@@ -83,7 +90,7 @@ def row_start(frame: ti.template(), n, N, B, x_base, x_step, x_row):
 @functools.lru_cache(maxsize=None)
 def projection_tiled_kernel(tile):
     """The tiled projection for tile shape ``tile`` (a key of TILE_SHAPES), built once."""
-    rows_t, outs_t = TILE_SHAPES[tile]
+    rows_t, outs_t, TILE_J = TILE_SHAPES[tile]
     tile_n = SIDE * rows_t
     tile_o = SIDE * outs_t
     V = min(4, outs_t)              # channels a thread owns side by side (one 128-bit load: 4)

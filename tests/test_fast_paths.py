@@ -109,7 +109,7 @@ TILED = [
 
 
 @pytest.mark.skipif(m.current_arch() == "cpu", reason="the tiled projection runs on GPUs")
-@pytest.mark.parametrize("layout, tile", [("rows", "64x128"), ("transposed", "64x128"), ("transposed", "64x32"),
+@pytest.mark.parametrize("layout, tile", [("rows", "64x128"), ("transposed", "64x128"), ("transposed", "64x32"), ("transposed", "128x128"),
                                           ("transposed", "32x32")])
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows, dtype, rtol", TILED, ids=[f"{t[0]}-{t[3]}" for t in TILED])
 def test_tiled_projection_matches_reference(kind, opts, n_in, hidden, rows, dtype, rtol, layout, tile, rng,
@@ -141,7 +141,7 @@ def test_tiled_projection_tile_follows_the_rows(rng, monkeypatch):
     monkeypatch.delenv("MPSRNN_PROJECTION_TILE", raising=False)
     monkeypatch.setenv("MPSRNN_PROJECTION", "apart")
     wide = "64x32" if recurrence._sms() > 4 else "64x128"
-    assert projection_tile(72, 4 * 45, recurrence._sms()) == wide
+    assert projection_tile(72, 4 * 45, recurrence._sms(), m.current_arch() == "cuda") == wide
     for rows, tile in (([3, 3, 3, 2, 2, 1], "32x32"), ([3] * 22 + [2, 1], wide)):
         d = descriptor("lstm", rng, 37, 45, use_float32_weights=True)
         layer = m.RNNMatrixInferenceLayer(d)
@@ -168,23 +168,26 @@ def test_tiled_projection_only_where_it_runs(rng, monkeypatch):
     monkeypatch.setenv("MPSRNN_PROJECTION_TILES", "yes")
     with pytest.raises(ValueError, match="MPSRNN_PROJECTION_TILES: expected 'on' or 'off'"):
         projects_in_tiles("cuda", dense)
-    # the tile shape: 64 x 128 where its tiles give every SM one, 64 x 32 where fewer, 32 x 32 for
-    # 32 rows or fewer; the knob decides instead, or fails on a bad value
+    # the tile shape: on CUDA 128 x 128 from 128 rows where its tiles give every SM one; else 64 x 128
+    # where they do, 64 x 32 where fewer, 32 x 32 for 32 rows or fewer; the knob decides instead, or
+    # fails on a bad value
     from mpsrnn.kernels.projection_tiled import projection_tile
     monkeypatch.delenv("MPSRNN_PROJECTION_TILE", raising=False)
-    assert projection_tile(748, 3 * 2048, 132) == "64x128"   # 12 x 48 tiles
-    assert projection_tile(200, 4 * 1536, 132) == "64x128"   # 4 x 48 = 192
-    assert projection_tile(100, 4 * 2048, 132) == "64x32"    # 2 x 64 = 128
-    assert projection_tile(100, 4 * 2048, 1) == "64x128"
-    assert projection_tile(64, 132 * 128, 132) == "64x128"   # one tile an SM
-    assert projection_tile(33, 4 * 2048, 132) == "64x32"     # one row past 32: 1 x 64 tiles
-    assert projection_tile(32, 4 * 2048, 132) == "32x32"
-    assert projection_tile(25, 4 * 1024, 1) == "32x32"
+    assert projection_tile(6400, 4 * 512, 132, True) == "128x128"    # 50 x 16 tiles
+    assert projection_tile(6400, 4 * 512, 132, False) == "64x128"    # not measured off CUDA
+    assert projection_tile(748, 3 * 2048, 132, True) == "128x128"    # 6 x 48 = 288
+    assert projection_tile(200, 4 * 1536, 132, True) == "64x128"     # 2 x 48 = 96; 4 x 48 = 192
+    assert projection_tile(100, 4 * 2048, 132, True) == "64x32"      # 2 x 64 = 128
+    assert projection_tile(100, 4 * 2048, 1, True) == "64x128"       # under 128 rows
+    assert projection_tile(64, 132 * 128, 132, True) == "64x128"     # one tile an SM
+    assert projection_tile(33, 4 * 2048, 132, True) == "64x32"       # one row past 32: 1 x 64 tiles
+    assert projection_tile(32, 4 * 2048, 132, True) == "32x32"
+    assert projection_tile(25, 4 * 1024, 1, False) == "32x32"
     monkeypatch.setenv("MPSRNN_PROJECTION_TILE", "32X32")
-    assert projection_tile(748, 3 * 2048, 132) == "32x32"
+    assert projection_tile(748, 3 * 2048, 132, True) == "32x32"
     monkeypatch.setenv("MPSRNN_PROJECTION_TILE", "16x16")
-    with pytest.raises(ValueError, match="MPSRNN_PROJECTION_TILE: expected '64x128', '64x32' or '32x32'"):
-        projection_tile(748, 3 * 2048, 132)
+    with pytest.raises(ValueError, match="MPSRNN_PROJECTION_TILE: expected '128x128', '64x128', '64x32' or '32x32'"):
+        projection_tile(748, 3 * 2048, 132, True)
 
 
 def test_each_path_runs_stacks_and_bidirectional(path, rng):

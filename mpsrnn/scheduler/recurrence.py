@@ -375,7 +375,8 @@ def _emit_projection(prog, lr, x, rows):
     if lr.projected_apart:
         kernel = project_inputs
         if projects_in_tiles(current_arch(), lr.cell):
-            kernel = projection_tiled_kernel(projection_tile(rows, lr.cell.gates * lr.cell.n_out, _sms()))
+            kernel = projection_tiled_kernel(projection_tile(rows, lr.cell.gates * lr.cell.n_out, _sms(),
+                                                             current_arch() == "cuda"))
         prog.add(kernel, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
 
 
