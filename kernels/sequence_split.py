@@ -20,19 +20,24 @@ pass. A step:
    to the destination; a grid barrier before any block copies that h.
 
 Two grid barriers a step, against the spread kernel's passes × three block barriers. The partials
-buffer is reused every step: each block's grid barrier begins with a memory fence, and no block
-reads the buffer between that fence and the barrier's end, so its L1 holds no stale line of it.
+buffer is reused every step: each block's grid barrier begins with a memory fence, which on the
+H200 is ``MEMBAR.SC.GPU`` then ``CCTL.IVALL`` (the SM's L1 invalidated: seen in the kernel's SASS),
+and no block reads the buffer between that fence and the barrier's end, so no L1 holds a stale
+line of it.
 
-A block of 2 or 4 chunks (fewer splits, fewer partial sums to add) was slower (H200, LSTM 512 b64
-t100, µs a step: 1 chunk 24.7, 2 chunks 45.8, 4 chunks 2 passes), its warps reading two chunks at
-once, which ``ptxas`` no longer loaded 128 bits at a time (ncu: 38.0 M shared loads against 10.5 M);
-unpadded, 2 chunks still took 29.9.
+A block of 2 or 4 chunks (fewer splits, fewer partial sums to add) was slower (H200, 4 layers of
+LSTM 512 b64 t100, µs a step: 1 chunk 97.5, 2 chunks 182.1, 4 chunks 225.9): its warps read two
+chunks at once, which ``ptxas`` no longer loaded 128 bits at a time (ncu: 38.0 M shared loads
+against 10.5 M; unpadded, 2 chunks on one layer still took 29.9 against 24.7). Also tried, not
+kept (same stack): per-group arrival counts instead of the grid barriers, 95.3 against 98.1 (and
+wrong on lavapipe); the next row's h loaded during a row's products, 110.4; two rows a loop, 91.8
+against 91.3.
 
 Limits: the LSTM (no dense peepholes) and the single gate with the usual neurons (the GRU's two
 products a step are not written yet); ``G·units`` ≤ 256 threads; ``groups·splits`` blocks resident
-at once, one per SM (LSTM up to hidden ~580 on 132 SMs); batch rows past what shared memory holds
-(``bc``) are taken in more passes before the barrier. A row absent at a step copies its state
-forward.
+at once, one per SM (on 132 SMs: LSTM up to hidden 512, single gate 1024); batch rows past what
+shared memory holds (``bc``, 256) are taken in more passes before the barrier. A row absent at a
+step copies its state forward.
 """
 import functools
 

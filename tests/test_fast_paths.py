@@ -109,7 +109,8 @@ TILED = [
 
 
 @pytest.mark.skipif(m.current_arch() == "cpu", reason="the tiled projection runs on GPUs")
-@pytest.mark.parametrize("layout, tile", [("rows", "64x128"), ("transposed", "64x128"), ("transposed", "64x32"), ("transposed", "128x128"),
+@pytest.mark.parametrize("layout, tile", [("rows", "64x128"), ("transposed", "64x128"), ("transposed", "64x32"),
+                                          ("transposed", "128x128"),
                                           ("transposed", "32x32")])
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows, dtype, rtol", TILED, ids=[f"{t[0]}-{t[3]}" for t in TILED])
 def test_tiled_projection_matches_reference(kind, opts, n_in, hidden, rows, dtype, rtol, layout, tile, rng,
@@ -289,7 +290,8 @@ def test_spread_kernel_on_one_block_per_layer(kind, opts, rng, monkeypatch):
         assert spread and all(name.endswith("x1_paired" if sms == 2 else "x1") for name in spread), names
 
 
-SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30), ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 27),
+SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),
+                   ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 27),
                    ("single", {}, 29)]
 
 
