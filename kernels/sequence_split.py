@@ -90,15 +90,11 @@ def split_shape(cell, peephole, hidden, standard, batch, sms):
     return None
 
 
+@functools.lru_cache(maxsize=None)
 def split_kernel(cell, units, groups, splits, bc, projects):
     """The kernel of ``cell`` on ``groups`` × ``splits`` blocks (``split_shape``); ``projects``: it
     computes its own input terms and zero initial states first (``project_own_rows``). One compile
     per combination, on first use."""
-    return _split_kernel(cell, units, groups, splits, bc, projects)
-
-
-@functools.lru_cache(maxsize=None)
-def _split_kernel(cell, units, groups, splits, bc, projects):
     G = GATES[cell]
     NB = groups * splits
     COPIES = (bc * CHUNK + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass

@@ -194,7 +194,8 @@ def split_workspace(name, cell, batch):
     the scratch region (3·B·H floats), which grows to hold it; none for the other kernels."""
     if name != "split":
         return 0
-    return max(0, split_partials(batch, cell.n_out, cell.gates, _split_shape(cell, batch)[2]) - 3 * batch * cell.n_out)
+    partials = split_partials(batch, cell.n_out, cell.gates, _split_shape(cell, batch)[2])
+    return max(0, partials - 3 * batch * cell.n_out)
 
 
 def _spread_shape(cell, batch, sms=None):
@@ -252,7 +253,7 @@ def lanes_serial(cell, steps, batch):
 
 def project_apart(name, cell, steps, batch):
     """Whether a layer's input projection runs as a kernel of its own before the recurrence, rather
-    than inside the recurrence kernel (which ``lanes``, ``persistent`` and ``spread`` can do; the
+    than inside the recurrence kernel (which ``lanes``, ``persistent``, ``spread`` and ``split`` can do; the
     others never).
 
     * ``lanes`` (CPU): apart, every CPU thread shares the projection, at the cost of a dispatch
@@ -261,9 +262,9 @@ def project_apart(name, cell, steps, batch):
     * ``persistent`` (CUDA): inside, each block projects the gate rows it owns before its time
       loop, which saves a dispatch (~50 µs of host time on the H100); but one block per SM projects
       more slowly than a launch over the whole GPU, so only small projections go inside;
-    * ``spread`` (CUDA): the same, with the limit scaled down to the blocks it has.
+    * ``spread`` and ``split`` (CUDA): the same, with the limit scaled down to the blocks they have.
 
-    ``MPSRNN_PROJECTION`` (``apart`` or ``inside``) overrides for those three, for benchmarks and tests."""
+    ``MPSRNN_PROJECTION`` (``apart`` or ``inside``) overrides for those four, for benchmarks and tests."""
     if name not in ("lanes", "persistent", "spread", "split"):
         return True
     forced = knob("MPSRNN_PROJECTION", ("apart", "inside"))
