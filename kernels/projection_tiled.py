@@ -3,23 +3,24 @@
 ``project_inputs`` computes the same XW[n, o] = Σ_j W[o, j]·x[n, j] + b[o] (n = s·B + r, o =
 g·H + i) with a thread per output channel and 8 rows: every multiply-add there reads its x
 term from L1, so the product is bound by L1 loads (H200, GRU 2048 b4 t187: 6.5 TFLOP/s, a third
-of the layer call). Here a block of 256 threads computes a tile of rows by channels (64 x 128 or 128 x
-128 for long sequences): for each slice of TILE_J inputs it copies the slice's x and W to shared
-memory once, then each thread multiplies from there into its accumulators (4 or 8 rows x 8
+of the layer call). Here a block of 256 threads computes a tile of rows by channels (64 x 128, or
+128 x 128 for long sequences): for each slice of TILE_J inputs it copies the slice's x and W to
+shared memory once, then each thread multiplies from there into its accumulators (4 or 8 rows x 8
 channels), so a term read from shared memory serves 8 (or 4) multiply-adds instead of one.
 
 Thread layout: (tx, ty) = (tid % 16, tid // 16); the thread owns rows ty·rows_t .. +rows_t-1 and
 channels in runs of V = 4 (2 for the narrow tiles), tx·V + c and 64 + tx·V + c, of its tile, side
 by side so that each run is one 128-bit shared load (LDS.128) rather than one load a term: a warp's
 W reads are then 16 consecutive runs and its x reads two (broadcast). x's slice is stored
-transposed with a pitch of rows + 4, which keeps each row's run 16-byte aligned. Output stores are
+transposed with a pitch of rows + 4, which keeps each row's run 16-byte aligned (the copy's stores
+then meet 2-way bank conflicts, once a slice, against the reads' 8 or 16). Output stores are
 runs of 64 consecutive channels. Against the layout with a thread's rows and channels 16 apart
 (one 32-bit load a term), H200, same process, µs a step: LSTM 1024 b4 t25 16.7 / 19.0, 4 layers
 LSTM 512 b64 t100 94.3 / 95.8, LSTM 1536 b4 t50 24.6 / 24.9, GRU 2048 b4 t187 31.6 / 32.0.
 
 Tile shapes (``TILE_SHAPES``, chosen by ``projection_tile``): on CUDA 128 x 128 (8 x 8 a thread,
-slices of 8 inputs, so its 64 accumulators and the slice in flight stay within 128 registers)
-where there are enough rows to give every SM a tile, else 64 x 128; 64 x 32 and 32 x 32 give a
+slices of 8 inputs: half the x and W a thread holds in flight beside its 64 accumulators) where
+there are enough rows to give every SM a tile, else 64 x 128; 64 x 32 and 32 x 32 give a
 short sequence (few rows) more tiles than SMs, and waste fewer rows. Each shape compiles its own
 kernel.
 
