@@ -33,6 +33,12 @@ kept (same stack): per-group arrival counts instead of the grid barriers, 95.3 a
 wrong on lavapipe); the next row's h loaded during a row's products, 110.4; two rows a loop, 91.8
 against 91.3.
 
+``paired_split_kernel`` runs the two directions of a bidirectional level in one launch, each on
+its own full grid: 2 × ``groups·splits`` blocks, two an SM (256 threads × 128 registers is half an
+SM's register file; shared memory ≤ 2 × 32 KiB), so an SM interleaves a block of each direction
+where two launches run them one after the other. Not measured yet, so off by default
+(``scheduler.recurrence.PAIR_SPLIT_DIRECTIONS``; ``MPSRNN_PAIR_DIRECTIONS=on`` turns it on).
+
 Limits: the LSTM (no dense peepholes) and the single gate with the usual neurons (the GRU's two
 products a step are not written yet); ``G·units`` ≤ 256 threads; ``groups·splits`` blocks resident
 at once, one per SM (on 132 SMs: LSTM up to hidden 512, single gate 1024); batch rows past what
@@ -90,11 +96,23 @@ def split_shape(cell, peephole, hidden, standard, batch, sms):
     return None
 
 
-@functools.lru_cache(maxsize=None)
 def split_kernel(cell, units, groups, splits, bc, projects):
     """The kernel of ``cell`` on ``groups`` × ``splits`` blocks (``split_shape``); ``projects``: it
     computes its own input terms and zero initial states first (``project_own_rows``). One compile
     per combination, on first use."""
+    return _split_kernels(cell, units, groups, splits, bc, projects)[0]
+
+
+def paired_split_kernel(cell, units, groups, splits, bc, projects):
+    """Two layers of the same shape at once (the two directions of a bidirectional level), each on
+    its own ``groups`` × ``splits`` blocks, two blocks an SM: the arguments of ``split_kernel``
+    twice. Each layer meets only its own blocks at its grid barriers (the counters are in its
+    frame)."""
+    return _split_kernels(cell, units, groups, splits, bc, projects)[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _split_kernels(cell, units, groups, splits, bc, projects):
     G = GATES[cell]
     NB = groups * splits
     COPIES = (bc * CHUNK + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
@@ -206,5 +224,22 @@ def split_kernel(cell, units, groups, splits, bc, projects):
             run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs,
                       t // BLOCK, t % BLOCK)
 
-    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_split{groups}x{splits}"
-    return ti.kernel(kernel)
+    def paired(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
+               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32,
+               x2: INPUT, x2_base: ti.i32, x2_step: ti.i32, x2_row: ti.i32, ws2: WORKSPACE, wts2: WEIGHTS,
+               prm2: PARAMS, frame2: FRAME, out2: OUTPUT, out2_base: ti.i32, out2_step: ti.i32, out2_row: ti.i32):
+        ti.loop_config(block_dim=BLOCK)
+        for t in range(2 * NB * BLOCK):
+            hs = ti.simt.block.SharedArray((bc * CHUNK,), ti.f32)
+            blk = t // BLOCK
+            if blk < NB:
+                run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs,
+                          blk, t % BLOCK)
+            else:
+                run_layer(x2, x2_base, x2_step, x2_row, ws2, wts2, prm2, frame2, out2, out2_base, out2_step,
+                          out2_row, hs, blk - NB, t % BLOCK)
+
+    name = f"{('single_gate', 'gru', 'lstm')[cell]}_split{groups}x{splits}"   # the names profilers show
+    kernel.__name__ = name
+    paired.__name__ = name + "_paired"
+    return ti.kernel(kernel), ti.kernel(paired)

@@ -206,12 +206,14 @@ def test_each_path_runs_stacks_and_bidirectional(path, rng):
     assert_seq_close(seq.encode_sequence(xs), R.encode_sequence([ds[0], ds[2]], xs)[0])
 
 
-@pytest.mark.skipif("spread" not in ARCH_PATHS, reason="the spread kernel runs on CUDA only")
+@pytest.mark.skipif("spread" not in ARCH_PATHS, reason="the spread and split kernels run on CUDA only")
+@pytest.mark.parametrize("kernel", ["spread", "split"])
 @pytest.mark.parametrize("projection", ["inside", "apart"])
-def test_paired_directions_match_reference(projection, rng, monkeypatch):
-    """Both directions of a bidirectional level in one launch of the spread kernel, each on half the
-    grid, with different weights, against the reference; the second call reuses the plan."""
-    monkeypatch.setenv("MPSRNN_RECURRENCE", "spread")
+def test_paired_directions_match_reference(projection, kernel, rng, monkeypatch):
+    """Both directions of a bidirectional level in one launch of the spread kernel (each on half the
+    grid) or of the split kernel (each on a whole grid, two blocks an SM), with different weights,
+    against the reference; the second call reuses the plan."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", kernel)
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
     monkeypatch.setenv("MPSRNN_PROJECTION", projection)
     backward = {"layer_sequence_direction": m.SequenceDirection.BACKWARD}
@@ -314,6 +316,31 @@ def test_split_kernel_on_one_block(kind, opts, hidden, rng, monkeypatch):
         assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
     names = [name for name in dispatched_kernels(layer) if "_split" in name]
     assert names and all(name.endswith("_split1x1") for name in names), names
+
+
+@pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
+def test_paired_split_kernel_on_one_block_per_layer(rng, monkeypatch):
+    """The split kernel's paired form (both directions of a level in one launch) on one block a
+    direction, on Vulkan: each direction meets only its own block at its barriers."""
+    from mpsrnn.scheduler import plans
+    monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "split")
+    monkeypatch.setattr(plans, "pair_directions",
+                        lambda arch, a, b, batch: recurrence.pair_directions("cuda", a, b, batch))
+    monkeypatch.setattr(recurrence, "_sms", lambda: 1)
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    ds = [descriptor("lstm", rng, 7, 30, use_float32_weights=True, peephole=None),
+          descriptor("lstm", rng, 7, 30, use_float32_weights=True, peephole=None,
+                     layer_sequence_direction=m.SequenceDirection.BACKWARD)]
+    layer = m.RNNMatrixInferenceLayer(ds)
+    layer.bidirectional_combine_mode = m.BidirectionalCombineMode.NONE
+    for _ in range(2):
+        xs = sequence(rng, [11, 10, 9, 2, 1], 7)
+        fwd, bwd = layer.encode_bidirectional_sequence(xs)
+        ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
+        assert_seq_close(fwd, ref_f, what="forward")
+        assert_seq_close(bwd, ref_b, what="backward")
+    assert [name for name in dispatched_kernels(layer) if "_split" in name] == ["lstm_split1x1_paired"], \
+        dispatched_kernels(layer)
 
 
 SPLIT_GRIDS = [("lstm", {"peephole": None}, 100, [13, 12, 12, 4, 1]),          # 4 splits of 25 groups

@@ -174,6 +174,11 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512, projected_apart=True), 16)
     big = cell(rng, "lstm", 640)   # fits 132 SMs at two rows a thread (107 blocks), not 66
     assert rec._spread_shape(big, 1) is not None and not rec.pair_directions("cuda", _Run(big), _Run(big), 1)
+    split = _Run(lstm512, "split")   # the split kernel's pairs: two blocks an SM, both grids whole
+    assert rec.pair_directions("cuda", split, split, 64)
+    assert not rec.pair_directions("cuda", split, _Run(lstm512), 64)
+    monkeypatch.delenv("MPSRNN_PAIR_DIRECTIONS")
+    assert not rec.pair_directions("cuda", split, split, 64)   # off by default until measured
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "off")
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "sometimes")

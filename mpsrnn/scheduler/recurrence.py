@@ -53,7 +53,7 @@ from ..kernels.sequence_persistent import (
 )
 from ..kernels.sequence_registers import held_rows, registers_kernel, registers_shape
 from ..kernels.sequence_rows import ROW_KERNELS
-from ..kernels.sequence_split import split_kernel, split_partials, split_shape
+from ..kernels.sequence_split import paired_split_kernel, split_kernel, split_partials, split_shape
 from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 
@@ -338,31 +338,40 @@ def _paired_shape(cell, batch):
 
 PAIR_DIRECTIONS = True    # H200, LSTM 512 t100 bidirectional, µs a step, paired against two launches
                           # (same process, median of 3 rounds): b16 23.1 / 26.9, b64 82.3 / 92.1
+PAIR_SPLIT_DIRECTIONS = False   # the split kernel's pairs (two blocks an SM): not measured yet
 
 
 def pair_directions(arch, fwd, bwd, batch):
-    """Whether a bidirectional level's two layer runs share one launch of the spread kernel
-    (``paired_spread_kernel``): both chose it, their cells have the same shape, and it fits half
-    the SMs. On by default (``PAIR_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides, for
-    tests and A/B benchmarks."""
-    wanted = switch("MPSRNN_PAIR_DIRECTIONS", PAIR_DIRECTIONS)
-    if not wanted or arch != "cuda" or not (fwd.recurrence == bwd.recurrence == "spread"):
+    """Whether a bidirectional level's two layer runs share one launch: both chose the spread
+    kernel (``paired_spread_kernel``, half the SMs each, where it fits them) or both the split
+    kernel (``paired_split_kernel``, both grids whole, two blocks an SM), and their cells have the
+    same shape. On by default for spread (``PAIR_DIRECTIONS``), off for split until measured
+    (``PAIR_SPLIT_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides for both, for tests and
+    A/B benchmarks."""
+    told = knob("MPSRNN_PAIR_DIRECTIONS", ("on", "off"))
+    kernel = fwd.recurrence
+    if arch != "cuda" or bwd.recurrence != kernel or kernel not in ("spread", "split"):
+        return False
+    if not (told == "on" if told else {"spread": PAIR_DIRECTIONS, "split": PAIR_SPLIT_DIRECTIONS}[kernel]):
         return False
     def shape(run):
         c = run.cell
         return c.kind, c.n_in, c.n_out, c.header_peep, c.header[F_STANDARD], run.projected_apart
-    return shape(fwd) == shape(bwd) and _paired_shape(fwd.cell, batch) is not None
+    return shape(fwd) == shape(bwd) and (kernel == "split" or _paired_shape(fwd.cell, batch) is not None)
 
 
 def emit_paired(prog, runs, steps, batch, xs, outputs):
     """The dispatches of two layer runs that ``pair_directions`` pairs: their projections where
-    apart, then one launch of the paired spread kernel with both runs' arguments."""
+    apart, then one launch of the paired spread or split kernel with both runs' arguments."""
     first = runs[0]
     for lr, x in zip(runs, xs):
         _emit_projection(prog, lr, x, steps * batch)
-    rho, grid, chunks, bc = _paired_shape(first.cell, batch)
     args = [a for lr, x, out in zip(runs, xs, outputs) for a in (*x, *_recurrence_args(lr, out))]
-    prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, not first.projected_apart), *args)
+    projects = not first.projected_apart
+    if first.recurrence == "split":
+        prog.add(paired_split_kernel(first.cell.kind, *_split_shape(first.cell, batch), projects), *args)
+    else:
+        prog.add(paired_spread_kernel(first.cell.kind, *_paired_shape(first.cell, batch), projects), *args)
 
 
 def _recurrence_args(lr, output):
