@@ -189,11 +189,13 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             for q in range((B + splits * lanes - 1) // (splits * lanes)):
                 b = sp + splits * (tid // units + lanes * q)
                 if cell_ok and b < B:
-                    hv = ws[hp + b * H + i]   # absent rows carry their state forward
+                    hv = 0.0
                     c_ = 0.0
                     if ti.static(cell == CELL_LSTM):
                         c_ = ws[cp + b * H + i]
-                    if b < rows:
+                    if b >= rows:   # absent: the row carries its state forward
+                        hv = ws[hp + b * H + i]
+                    else:
                         xw = frame[F_WS_XW] + (s * B + b) * GH + i
                         if ti.static(cell == CELL_SINGLE_GATE):
                             hv = standard_single_gate_output(ws[xw] + partial_sum(ws, part, b, i, B, GH))
