@@ -348,11 +348,10 @@ def pair_directions(arch, fwd, bwd, batch):
     same shape. On by default for spread (``PAIR_DIRECTIONS``), off for split until measured
     (``PAIR_SPLIT_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides for both, for tests and
     A/B benchmarks."""
-    told = knob("MPSRNN_PAIR_DIRECTIONS", ("on", "off"))
     kernel = fwd.recurrence
-    if arch != "cuda" or bwd.recurrence != kernel or kernel not in ("spread", "split"):
-        return False
-    if not (told == "on" if told else {"spread": PAIR_DIRECTIONS, "split": PAIR_SPLIT_DIRECTIONS}[kernel]):
+    defaults = {"spread": PAIR_DIRECTIONS, "split": PAIR_SPLIT_DIRECTIONS}
+    wanted = switch("MPSRNN_PAIR_DIRECTIONS", defaults.get(kernel, False))
+    if not wanted or arch != "cuda" or bwd.recurrence != kernel:
         return False
     def shape(run):
         c = run.cell
