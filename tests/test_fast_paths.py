@@ -239,6 +239,26 @@ def test_paired_directions_match_reference(projection, kernel, rng, monkeypatch)
     assert sum(name.endswith("_paired") for name in names) == 2, names
 
 
+@pytest.mark.skipif("spread" not in ARCH_PATHS, reason="the spread kernel runs on CUDA only")
+@pytest.mark.parametrize("kind, opts, n_in, hidden, rows", [
+    ("lstm", {"peephole": "diagonal"}, 6, 777, [8, 6, 6]),
+    ("gru", {"nil": ("output_gate_input_gate_weights",)}, 5, 1000, [4, 3, 1]),
+], ids=["lstm-777", "gru-1000"])
+def test_spread_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, rng, monkeypatch):
+    """The spread kernel on more blocks than SMs (two an SM), which layers too large for one block
+    an SM take with MPSRNN_SPREAD_PER_SM=2, against the reference, twice (the barrier count
+    restarts)."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "spread")
+    monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "2")
+    d = descriptor(kind, rng, n_in, hidden, use_float32_weights=True, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    for _ in range(2):
+        xs = sequence(rng, rows, n_in)
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    blocks = [int(name.split("x")[-1]) for name in dispatched_kernels(layer) if "_spread" in name]
+    assert blocks and all(b > recurrence._sms() for b in blocks), dispatched_kernels(layer)
+
+
 @pytest.mark.skipif("registers" not in ARCH_PATHS, reason="the registers kernel runs on GPUs")
 @pytest.mark.parametrize("threads", ["128", "256"])
 @pytest.mark.parametrize("kind, opts, hidden", [("lstm", {"peephole": "diagonal"}, 37),

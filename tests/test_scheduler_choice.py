@@ -58,7 +58,11 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("gru", 256, 1, {}, "spread"),
     ("gru", 512, 4, {}, "spread"),      # 11.9 against persistent's 15.0 µs a step (H200)
     ("lstm", 128, 1, {"neurons": "hard"}, "blocks"),   # spread: the usual neurons only
-    ("lstm", 704, 1, {}, "persistent"),   # spread: U no longer fits 132 SMs' registers
+    ("lstm", 704, 1, {}, "spread"),       # on two blocks an SM: U no longer fits one block an SM's registers
+    ("lstm", 1024, 4, {}, "spread"),      # 15.1 against persistent's 18.4 µs a step (H200)
+    ("lstm", 1056, 1, {}, "persistent"),  # U outgrows two blocks an SM
+    ("gru", 1024, 1, {}, "spread"),       # 9.4 against persistent's 11.5
+    ("gru", 1024, 2, {}, "persistent"),   # the GRU on two blocks an SM beyond batch 1: 15.8 against 12.7
     ("lstm", 192, 4, {}, "spread"),
     ("lstm", 512, 16, {}, "spread"),
     ("lstm", 512, 32, {}, "split"),       # the batch in one pass a step: 16.6 against spread's 18.0 µs (H200)
@@ -167,18 +171,21 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
     assert rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)   # on by default
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
     assert rec.pair_directions("cuda", _Run(lstm512), _Run(cell(rng, "lstm", 512)), 16)
-    assert rec._paired_shape(lstm512, 16) == (2, 64, 16, 8)   # two rows a thread on half the SMs
+    assert rec._paired_shape(lstm512, 16) == (1, 128, 16, 8)   # one row a thread, two blocks an SM
+    monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "1")
+    assert rec._paired_shape(lstm512, 16) == (2, 64, 16, 8)    # two rows a thread on half the SMs
+    monkeypatch.delenv("MPSRNN_SPREAD_PER_SM")
     assert not rec.pair_directions("vulkan", _Run(lstm512), _Run(lstm512), 16)   # no grid barrier there
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512, "persistent"), 16)
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(cell(rng, "lstm", 512, n_in=256)), 16)
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512, projected_apart=True), 16)
-    big = cell(rng, "lstm", 640)   # fits 132 SMs at two rows a thread (107 blocks), not 66
+    big = cell(rng, "lstm", 1024)   # fits 264 blocks at two rows a thread (256 blocks), not 132
     assert rec._spread_shape(big, 1) is not None and not rec.pair_directions("cuda", _Run(big), _Run(big), 1)
     split = _Run(lstm512, "split")   # the split kernel's pairs: two blocks an SM, both grids whole
     assert rec.pair_directions("cuda", split, split, 64)
     assert not rec.pair_directions("cuda", split, _Run(lstm512), 64)
     monkeypatch.delenv("MPSRNN_PAIR_DIRECTIONS")
-    assert not rec.pair_directions("cuda", split, split, 64)   # off by default until measured
+    assert rec.pair_directions("cuda", split, split, 64)   # on by default: b64 36.1 against 47.0 µs a step
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "off")
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "sometimes")

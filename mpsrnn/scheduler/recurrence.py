@@ -129,7 +129,8 @@ def choose_recurrence(arch, cell, steps, batch):
         # launches) / 59.1 (paired); but b16 13.4 / 11.9
         return "split"
     small_gru = cell.kind == CELL_GRU and cell.n_out <= SMALL_HIDDEN
-    if arch == "cuda" and batch <= SPREAD_MAX_BATCH and not small_gru and applies("spread", arch, cell):
+    if (arch == "cuda" and batch <= SPREAD_MAX_BATCH and not small_gru and applies("spread", arch, cell)
+            and spread_passes_pay(cell, batch)):
         # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
         # (same process): LSTM 128 b1 2.6 / 5.5, b4 3.4 / 5.7, b8 4.5 / 5.9; LSTM 192 b4 4.0 / 5.9;
         # LSTM 256 b1 3.6 / 5.2, b4 t150 5.7 / 6.9; LSTM 512 b1 t400 4.3 / 7.7, b4 t25 12.2 / 14.9;
@@ -137,7 +138,11 @@ def choose_recurrence(arch, cell, steps, batch):
         # b16 14.0 / 27.4, b64 45 / 100, b128 86-88 (a pass of 8 rows each); 4 layers b64 208 / 397
         # The GRU's (two grid barriers a step), against persistent: GRU 512 b4 t100 11.9 / 15.0; up
         # to SMALL_HIDDEN the block kernel's one block a sequence wins at length: GRU 128 b8 t1000 6.5 / 8.2
-        # (b2 t50 went the other way, 8.3 / 7.1)
+        # (b2 t50 went the other way, 8.3 / 7.1). On two blocks an SM (``spread_per_sm``), against
+        # persistent: LSTM 1024 b1 t25 12.8 / 14.1, b4 15.1 / 18.4, b16 t100 29.3 / 31.6, LSTM 768 b4
+        # t100 9.4 / 11.7, GRU 1024 b1 t300 9.4 / 11.5 (but not the GRU's larger batches:
+        # spread_passes_pay); bidirectional b16 paired, two blocks an SM against one, LSTM 512 15.8 /
+        # 17.1, LSTM 640 29.4 / 37.2
         return "spread"
     if cell.n_out <= SMALL_HIDDEN:
         return "blocks"
@@ -204,7 +209,28 @@ def _spread_shape(cell, batch, sms=None):
     block count too."""
     forced = _grid(cell) if sms is None and os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip() else None
     return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
-                        _sms() if sms is None else sms, forced)
+                        _sms() * spread_per_sm() if sms is None else sms, forced)
+
+
+SPREAD_PER_SM = 2   # blocks of the spread kernel an SM may hold (measured: choose_recurrence)
+
+
+def spread_per_sm():
+    """Blocks of the spread kernel an SM may hold: 2 lets layers too large for one block an SM
+    (LSTM 673-1024, GRU up to 1024 on 132 SMs) spread over two, each a half of the register file
+    (256 threads x 128 registers); a layer that fits one block an SM keeps it, as the fewest blocks
+    that hold it. ``MPSRNN_SPREAD_PER_SM=1|2`` decides, for A/B benchmarks."""
+    forced = knob("MPSRNN_SPREAD_PER_SM", ("1", "2"))
+    return int(forced) if forced else SPREAD_PER_SM
+
+
+def spread_passes_pay(cell, batch):
+    """Whether the spread kernel beats the persistent one for this batch: for a GRU on two blocks an
+    SM only at batch 1 (H200, GRU 1024 t300, µs a step, spread against persistent: b1 9.4 / 11.5, b2
+    in one pass 15.8 / 12.7, b4 in two 26.5 / 16.9). The LSTM's passes still paid there (LSTM 1024
+    b16, four passes: 29.3 / 31.6; b64 103.4 / 110.9)."""
+    shape = _spread_shape(cell, batch)
+    return shape is not None and not (cell.kind == CELL_GRU and shape[1] > _sms() and batch > 1)
 
 
 def _grid(cell, staged=True):
@@ -332,13 +358,15 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
 
 
 def _paired_shape(cell, batch):
-    """The spread kernel's shape for one of two layers that share the GPU (half its SMs each)."""
-    return _spread_shape(cell, batch, _sms() // 2)
+    """The spread kernel's shape for one of two layers that share the GPU (half its blocks each)."""
+    return _spread_shape(cell, batch, _sms() * spread_per_sm() // 2)
 
 
 PAIR_DIRECTIONS = True    # H200, LSTM 512 t100 bidirectional, µs a step, paired against two launches
                           # (same process, median of 3 rounds): b16 23.1 / 26.9, b64 82.3 / 92.1
-PAIR_SPLIT_DIRECTIONS = False   # the split kernel's pairs (two blocks an SM): not measured yet
+PAIR_SPLIT_DIRECTIONS = True   # the split kernel's pairs (two blocks an SM). H200, LSTM 512 t100
+                               # bidirectional, µs a step, paired against two launches (same process,
+                               # median of 2 rounds): b32 24.6 / 32.4, b64 36.1 / 47.0
 
 
 def pair_directions(arch, fwd, bwd, batch):
