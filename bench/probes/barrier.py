@@ -3,7 +3,7 @@
     python bench/probes/barrier.py        # CUDA only
 
 Runs ``kernels.sequence_persistent.grid_barrier`` T times in one launch on one block
-per SM, and reports µs per barrier: what a persistent step costs before any math.
+per SM (and on two an SM), and reports µs per barrier: what a persistent step costs before any math.
 """
 import os
 import sys
@@ -20,7 +20,7 @@ def main():
     from mpsrnn.backend import gpu_multiprocessors
     from mpsrnn.kernels.layout import F_BARRIER
     from mpsrnn.kernels.sequence_persistent import BLOCK, grid_barrier
-    for nblocks in sorted({1, 2, 4, 8, gpu_multiprocessors()}):
+    for nblocks in sorted({1, 2, 4, 8, gpu_multiprocessors(), 2 * gpu_multiprocessors()}):
         @ti.kernel
         def barriers(frame: ti.types.ndarray(dtype=ti.i32, ndim=1), steps: ti.i32):
             ti.loop_config(block_dim=BLOCK)
