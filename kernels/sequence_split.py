@@ -40,18 +40,31 @@ where two launches run them one after the other. H200, LSTM 512 t100 bidirection
 paired against two launches: b32 24.6 / 32.4, b64 36.1 / 47.0, so on by default
 (``scheduler.recurrence.PAIR_SPLIT_DIRECTIONS``; ``MPSRNN_PAIR_DIRECTIONS=off`` turns it off).
 
-Limits: the LSTM (no dense peepholes) and the single gate with the usual neurons (the GRU's two
-products a step are not written yet); ``G·units`` ≤ 256 threads; ``groups·splits`` blocks resident
-at once, one per SM (on 132 SMs: LSTM up to hidden 512, single gate 1024); batch rows past what
-shared memory holds (``bc``, 256) are taken in more passes before the barrier. A row absent at a
-step copies its state forward.
+The GRU (``gru_layer``) takes two products a step and four grid barriers: its second product,
+Uh·(r∘h0), needs every unit's r. A thread holds one row of each product (64 weights); the
+second phase's partial sums go beside the first's, whose z the cells read again at the end of
+the step. H200, conventional GRU t100, µs a step, split / spread: GRU 512 b16 18.3 / 30.4, b64
+43.0 / 106.1, b128 78.6 / 202.6, bidirectional b64 56.2 / 117.4; but b4 15.9 / 11.6.
+
+Limits: the LSTM (no dense peepholes), the GRU and the single gate, with the usual neurons;
+first-product rows (``FIRST_PHASE_GATES``) × ``units`` ≤ 256 threads; ``groups·splits`` blocks
+resident at once, one per SM (on 132 SMs: LSTM up to hidden 512, GRU 704, single gate 1024); batch
+rows past what shared memory holds (``bc``: 256, the GRU's 128) are taken in more passes before
+the barrier. A row absent at a step copies its state forward.
 """
 import functools
 
 import taichi as ti
 
-from .frame import FRAME, INPUT, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, recurrent_weights, run_sizes
-from .gate_math import standard_lstm_cell_state, standard_lstm_output, standard_single_gate_output
+from .frame import (FRAME, INPUT, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes,
+                    vh_is_set)
+from .gate_math import (
+    standard_gru_gates,
+    standard_gru_output,
+    standard_lstm_cell_state,
+    standard_lstm_output,
+    standard_single_gate_output,
+)
 from .dots import w32
 from .layout import (
     CELL_GRU,
@@ -65,35 +78,45 @@ from .layout import (
     F_WS_H,
     F_WS_SCRATCH,
     F_WS_XW,
+    FIRST_PHASE_GATES,
     GATES,
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
 from .sequence_copy import store_output
 from .sequence_persistent import grid_barrier, leave_grid, project_own_rows
+from .neurons import sigmoid32
 from .sequence_registers import CHUNK, load_rows, rows_dot
 
 BLOCK = 256     # threads a block: 128 registers a thread, 32 of them weights
 SHARED = 8192   # floats of shared memory: 32 KiB, h of 256 batch rows a pass
 
 
-def split_partials(batch, hidden, gates, splits):
+def partial_rows(cell):
+    """Gate rows of the partials buffer, in units of H: the LSTM's four gates, the single gate; the
+    GRU's z and r (first phase), then Uh·(r∘h0) and Vh·(z∘h0) (second phase), so the second phase
+    leaves z's partial sums in place for the cells that need z again."""
+    return 4 if cell == CELL_GRU else GATES[cell]
+
+
+def split_partials(cell, batch, hidden, splits):
     """Floats of the partials buffer, [split, batch row, gate row]: the layer's scratch region
     (F_WS_SCRATCH), which the scheduler makes this large for a layer that runs this kernel."""
-    return splits * batch * gates * hidden
+    return splits * batch * partial_rows(cell) * hidden
 
 
 def split_shape(cell, peephole, hidden, standard, batch, sms):
     """(units a group, groups, splits, batch rows a pass) of the split kernel for a layer, or None
     where it does not fit: the fewest units a group whose grid fits ``sms`` blocks, so the most
     blocks share the step."""
-    if cell == CELL_GRU or not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
+    if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
     splits = -(-hidden // CHUNK)
-    for units in range(1, BLOCK // GATES[cell] + 1):
+    vectors = 2 if cell == CELL_GRU else 1   # the GRU's second phase reads r∘h0 and z∘h0
+    for units in range(1, BLOCK // FIRST_PHASE_GATES[cell] + 1):
         groups = -(-hidden // units)
         if groups * splits <= sms:
-            return units, groups, splits, min(SHARED // CHUNK, 1 << (max(batch, 1) - 1).bit_length())
+            return units, groups, splits, min(SHARED // (vectors * CHUNK), 1 << (max(batch, 1) - 1).bit_length())
     return None
 
 
@@ -115,12 +138,14 @@ def paired_split_kernel(cell, units, groups, splits, bc, projects):
 @functools.lru_cache(maxsize=None)
 def _split_kernels(cell, units, groups, splits, bc, projects):
     G = GATES[cell]
+    PR = partial_rows(cell)
     NB = groups * splits
     COPIES = (bc * CHUNK + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
+    HS = (2 if cell == CELL_GRU else 1) * bc * CHUNK   # floats of shared h (the GRU's: r∘h0, z∘h0)
 
     @ti.func
-    def copy_h(ws: ti.template(), src, hs: ti.template(), b0, rows, j0, H, tid):
-        """h[b0 + r, j0 + j] from the history slot at ws[src] into hs[r·CHUNK + j] for r < bc, zero
+    def copy_h(ws: ti.template(), src, hs: ti.template(), at, b0, rows, j0, H, tid):
+        """h[b0 + r, j0 + j] from the history slot at ws[src] into hs[at + r·CHUNK + j] for r < bc, zero
         past H and past ``rows``. Every load is issued before any store (see ``sequence_spread.copy_h``)."""
         got = ti.Vector([0.0] * COPIES, ti.f32)
         for e_ in ti.static(range(COPIES)):
@@ -131,12 +156,13 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             got[e_] = ti.select(ok, ws[src + ti.select(ok, (b0 + r) * H + j0 + j, 0)], 0.0)
         for e_ in ti.static(range(COPIES)):
             if tid + e_ * BLOCK < bc * CHUNK:
-                hs[tid + e_ * BLOCK] = got[e_]
+                hs[at + tid + e_ * BLOCK] = got[e_]
 
     @ti.func
-    def partial_sum(ws: ti.template(), part, b, o, B, GH):
-        """Gate row o's recurrent term for batch row b: its splits' partial sums, all loaded first."""
-        v = ti.Vector([ws[part + (k * B + b) * GH + o] for k in ti.static(range(splits))], ti.f32)
+    def partial_sum(ws: ti.template(), part, b, o, B, PH):
+        """Gate row o's recurrent term for batch row b: its splits' partial sums, all loaded first
+        (PH: the buffer's gate rows, ``partial_rows`` × H)."""
+        v = ti.Vector([ws[part + (k * B + b) * PH + o] for k in ti.static(range(splits))], ti.f32)
         total = 0.0
         for k in ti.static(range(splits)):
             total += v[k]
@@ -151,6 +177,17 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, NB, blk, tid)
             barrier += NB
             grid_barrier(frame, tid, barrier)
+        if ti.static(cell == CELL_GRU):
+            gru_layer(ws, wts, frame, out, out_base, out_step, out_row, hs, blk, tid, barrier)
+        else:
+            gated_layer(ws, wts, frame, out, out_base, out_step, out_row, hs, blk, tid, barrier)
+        leave_grid(frame, tid, NB)
+
+    @ti.func
+    def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(), out_base,
+                    out_step, out_row, hs: ti.template(), blk, tid, passed):
+        """The LSTM and the single gate: one product a step (the module text's steps)."""
+        barrier = passed   # run_layer's count so far
         _, B, H, _ = run_sizes(frame)
         g = blk // splits
         sp = blk % splits
@@ -179,7 +216,7 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             rows = frame[F_ROWS + s]
             for pass_ in range((rows + bc - 1) // bc):
                 b0 = pass_ * bc
-                copy_h(ws, hp, hs, b0, rows, j0, H, tid)
+                copy_h(ws, hp, hs, 0, b0, rows, j0, H, tid)
                 ti.simt.block.sync()
                 for rr in range(ti.min(bc, rows - b0)):
                     if o >= 0:
@@ -217,13 +254,113 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
                         ws[cp + slot + b * H + i] = c_
             barrier += NB
             grid_barrier(frame, tid, barrier)
-        leave_grid(frame, tid, NB)
+
+    @ti.func
+    def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(), out_base,
+                  out_step, out_row, hs: ti.template(), blk, tid, passed):
+        """The GRU: two products a step, four grid barriers. Thread tid < 2·units of block (g, k)
+        holds, at chunk k's inputs, one row of each phase for unit u_lo + tid % units: z's or r's
+        row of U (first phase), Uh's or Vh's row (second; none for Vh nil). A step:
+        products against h; a barrier; the cells' z and r, and r∘h0 and z∘h0 to fresh slots of the
+        C region; a barrier; products of Uh against r∘h0 and Vh against z∘h0 (both copied into hs,
+        z∘h0 after bc·CHUNK, read by an offset so a warp holding both kinds of row does not
+        diverge); a barrier; the cells' new h, with z taken again from its partial sums, which the
+        second phase leaves in place (``partial_rows``); a barrier."""
+        barrier = passed   # run_layer's count so far
+        _, B, H, _ = run_sizes(frame)
+        g = blk // splits
+        sp = blk % splits
+        u_lo = g * units
+        j0 = sp * CHUNK
+        PH = PR * H
+        part = frame[F_WS_SCRATCH]   # the partials buffer: rows z, r, Uh·(r∘h0), Vh·(z∘h0)
+        has_vh = vh_is_set(frame)
+        u0, uso, usj = recurrent_weights(frame)
+        v0, vso, vsj = memory_weights(frame)
+        o1 = -1   # the thread's row of each phase in the partials buffer, -1 where none
+        o2 = -1
+        at1 = ti.Vector([-1], ti.i32)
+        at2 = ti.Vector([-1], ti.i32)
+        sj2 = usj
+        u = u_lo + tid % units
+        if tid < 2 * units and u < H:
+            o1 = (tid // units) * H + u                    # z (tid < units) or r
+            at1[0] = u0 + o1 * uso
+            if tid < units:
+                o2 = 2 * H + u                             # Uh
+                at2[0] = u0 + o2 * uso
+            elif has_vh:
+                o2 = 3 * H + u                             # Vh
+                at2[0] = v0 + u * vso
+                sj2 = vsj
+        w1 = load_rows(wts, at1, usj, j0, H, 1)
+        w2 = load_rows(wts, at2, sj2, j0, H, 1)
+        second = ti.select(tid >= units, bc * CHUNK, 0)   # where this thread's phase-2 vector lies in hs
+        lanes = BLOCK // units
+        iu = tid % units
+        i = u_lo + iu
+        cell_ok = tid < lanes * units and i < H
+        for s in range(frame[F_STEPS]):
+            _, B, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
+            hp = frame[F_WS_H] + s * slot
+            rh = frame[F_WS_C] + (2 * s) * slot   # fresh slots: no SM's L1 holds them stale
+            zh = rh + slot
+            rows = frame[F_ROWS + s]
+            for pass_ in range((rows + bc - 1) // bc):   # phase 1: z and r
+                b0 = pass_ * bc
+                copy_h(ws, hp, hs, 0, b0, rows, j0, H, tid)
+                ti.simt.block.sync()
+                for rr in range(ti.min(bc, rows - b0)):
+                    if o1 >= 0:
+                        ws[part + (sp * B + b0 + rr) * PH + o1] = rows_dot(w1, wts, at1, usj, H, hs, rr * CHUNK, 1)[0]
+                ti.simt.block.sync()
+            barrier += NB
+            grid_barrier(frame, tid, barrier)
+            for q in range((rows + splits * lanes - 1) // (splits * lanes)):
+                b = sp + splits * (tid // units + lanes * q)
+                if cell_ok and b < rows:
+                    xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
+                    z, r = standard_gru_gates(ws[xw] + partial_sum(ws, part, b, i, B, PH),
+                                              ws[xw + H] + partial_sum(ws, part, b, H + i, B, PH))
+                    h0 = ws[hp + b * H + i]
+                    ws[rh + b * H + i] = r * h0
+                    ws[zh + b * H + i] = z * h0
+            barrier += NB
+            grid_barrier(frame, tid, barrier)
+            for pass_ in range((rows + bc - 1) // bc):   # phase 2: Uh·(r∘h0) and Vh·(z∘h0)
+                b0 = pass_ * bc
+                copy_h(ws, rh, hs, 0, b0, rows, j0, H, tid)
+                if has_vh:
+                    copy_h(ws, zh, hs, bc * CHUNK, b0, rows, j0, H, tid)
+                ti.simt.block.sync()
+                for rr in range(ti.min(bc, rows - b0)):
+                    if o2 >= 0:
+                        ws[part + (sp * B + b0 + rr) * PH + o2] = rows_dot(w2, wts, at2, sj2, H, hs,
+                                                                           second + rr * CHUNK, 1)[0]
+                ti.simt.block.sync()
+            barrier += NB
+            grid_barrier(frame, tid, barrier)
+            for q in range((B + splits * lanes - 1) // (splits * lanes)):
+                b = sp + splits * (tid // units + lanes * q)
+                if cell_ok and b < B:
+                    hv = ws[hp + b * H + i]   # h0; an absent row carries it forward
+                    if b < rows:
+                        xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
+                        z = sigmoid32(ws[xw] + partial_sum(ws, part, b, i, B, PH))   # as in the first phase
+                        pre_h = ws[xw + 2 * H] + partial_sum(ws, part, b, 2 * H + i, B, PH)
+                        if has_vh:
+                            pre_h += partial_sum(ws, part, b, 3 * H + i, B, PH)
+                        hv = standard_gru_output(frame, pre_h, z, hv)
+                        store_output(out, out_base, out_step, out_row, s, b, i, hv)
+                    ws[hp + slot + b * H + i] = hv
+            barrier += NB
+            grid_barrier(frame, tid, barrier)
 
     def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
                prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
         for t in range(NB * BLOCK):
-            hs = ti.simt.block.SharedArray((bc * CHUNK,), ti.f32)   # [batch row, input channel]
+            hs = ti.simt.block.SharedArray((HS,), ti.f32)   # [vector, batch row, input channel]
             run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs,
                       t // BLOCK, t % BLOCK)
 
@@ -233,7 +370,7 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
                prm2: PARAMS, frame2: FRAME, out2: OUTPUT, out2_base: ti.i32, out2_step: ti.i32, out2_row: ti.i32):
         ti.loop_config(block_dim=BLOCK)
         for t in range(2 * NB * BLOCK):
-            hs = ti.simt.block.SharedArray((bc * CHUNK,), ti.f32)
+            hs = ti.simt.block.SharedArray((HS,), ti.f32)
             blk = t // BLOCK
             if blk < NB:
                 run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs,

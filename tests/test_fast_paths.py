@@ -320,7 +320,9 @@ def test_spread_kernel_on_one_block_per_layer(kind, opts, rng, monkeypatch):
 
 SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),
                    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 27),
-                   ("single", {}, 29)]
+                   ("single", {}, 29),
+                   ("gru", {"flip_output_gates": True}, 31),
+                   ("gru", {"nil": ("output_gate_input_gate_weights",), "use_float32_weights": False}, 26)]
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
@@ -365,7 +367,9 @@ def test_paired_split_kernel_on_one_block_per_layer(rng, monkeypatch):
 
 SPLIT_GRIDS = [("lstm", {"peephole": None}, 100, [13, 12, 12, 4, 1]),          # 4 splits of 25 groups
                ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 70, [300, 300, 257, 5]),  # 2 passes
-               ("single", {}, 150, [9, 9, 8, 3])]
+               ("single", {}, 150, [9, 9, 8, 3]),
+               ("gru", {}, 90, [10, 9, 9, 2]),                                   # Vh set: 3 splits of 30 groups
+               ("gru", {"nil": ("output_gate_input_gate_weights",)}, 120, [140, 140, 131, 7])]   # 2 passes
 
 
 @pytest.mark.skipif("split" not in ARCH_PATHS, reason="the split kernel runs on CUDA only")

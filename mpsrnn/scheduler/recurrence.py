@@ -122,13 +122,18 @@ def choose_recurrence(arch, cell, steps, batch):
         # CUDA LSTM 64 b1 1.0 / 2.2, GRU 64 b1 0.8 / 3.2, single gate 128 b4 0.6 / 1.8; Vulkan LSTM 64
         # b1 1.9 / 3.6, LSTM 128 b1 with 6 of 8 rows read from memory 4.8 / 15.0)
         return "registers"
-    if arch == "cuda" and SPLIT_MIN_BATCH <= batch <= SPREAD_MAX_BATCH and applies("split", arch, cell):
+    small_gru = cell.kind == CELL_GRU and cell.n_out <= SMALL_HIDDEN   # (split and spread: not measured there)
+    min_batch = GRU_SPLIT_MIN_BATCH if cell.kind == CELL_GRU else SPLIT_MIN_BATCH
+    if (arch == "cuda" and min_batch <= batch <= SPREAD_MAX_BATCH and not small_gru
+            and applies("split", arch, cell)):
         # U fits the SMs' registers split by its inputs too: the batch in one pass a step. H200,
         # LSTM 512 t100, µs a step, split against spread (same process): b32 16.6 / 18.0, b64
         # 24.7 / 32.4, b128 46.3 / 63.1, 4 layers b64 97.5 / 124.6, bidirectional b64 49.7 (two
-        # launches) / 59.1 (paired); but b16 13.4 / 11.9
+        # launches) / 59.1 (paired); but b16 13.4 / 11.9. The GRU's (conventional, t100): GRU 512
+        # b16 18.3 / 30.4, b32 28.9 / 55.7, b64 43.0 / 106.1, b128 78.6 / 202.6, bidirectional b64
+        # 56.2 / 117.4, GRU 256 b16 14.8 / 19.1, b64 37.3 / 62.7; but GRU 512 b8 17.4 / 18.0,
+        # GRU 256 b8 13.5 / 12.3, GRU 512 b4 15.9 / 11.6
         return "split"
-    small_gru = cell.kind == CELL_GRU and cell.n_out <= SMALL_HIDDEN
     if (arch == "cuda" and batch <= SPREAD_MAX_BATCH and not small_gru and applies("spread", arch, cell)
             and spread_passes_pay(cell, batch)):
         # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
@@ -160,6 +165,7 @@ def choose_recurrence(arch, cell, steps, batch):
 
 SPREAD_MAX_BATCH = 128    # the largest batch measured (see choose_recurrence)
 SPLIT_MIN_BATCH = 32      # from here the split kernel's one pass a step beats spread's passes
+GRU_SPLIT_MIN_BATCH = 16  # the GRU's: spread takes two phases of passes a step
 TILES_MAX_BATCH = 32        # above this the plain step kernel's thread per (row, unit) fills the GPU and wins:
                             # Vulkan, LSTM 512 t100 bidirectional: b16 tiles 142 µs a step against 294 for
                             # step; b64 397 against 331 (the tiles kernel takes the batch 8 rows a pass)
@@ -199,7 +205,7 @@ def split_workspace(name, cell, batch):
     the scratch region (3·B·H floats), which grows to hold it; none for the other kernels."""
     if name != "split":
         return 0
-    partials = split_partials(batch, cell.n_out, cell.gates, _split_shape(cell, batch)[2])
+    partials = split_partials(cell.kind, batch, cell.n_out, _split_shape(cell, batch)[2])
     return max(0, partials - 3 * batch * cell.n_out)
 
 
