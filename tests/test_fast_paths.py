@@ -231,12 +231,14 @@ def test_paired_directions_match_reference(projection, kernel, rng, monkeypatch)
     backward = {"layer_sequence_direction": m.SequenceDirection.BACKWARD}
     ds = [descriptor("lstm", rng, 7, 45, use_float32_weights=True, peephole=None),
           descriptor("lstm", rng, 7, 45, use_float32_weights=True, peephole=None, **backward),
-          descriptor("single", rng, 45, 20, use_float32_weights=True),
-          descriptor("single", rng, 45, 20, use_float32_weights=True, **backward)]
+          descriptor("gru", rng, 45, 33, use_float32_weights=True),
+          descriptor("gru", rng, 45, 33, use_float32_weights=True, **backward),
+          descriptor("single", rng, 33, 20, use_float32_weights=True),
+          descriptor("single", rng, 33, 20, use_float32_weights=True, **backward)]
     layer = m.RNNMatrixInferenceLayer(ds)
     assert_both_directions_match(layer, ds, rng)
     names = dispatched_kernels(layer)
-    assert sum(name.endswith("_paired") for name in names) == 2, names
+    assert sum(name.endswith("_paired") for name in names) == 3, names
 
 
 @pytest.mark.skipif("spread" not in ARCH_PATHS, reason="the spread kernel runs on CUDA only")
@@ -356,13 +358,15 @@ def test_paired_split_kernel_on_one_block_per_layer(rng, monkeypatch):
                         lambda arch, a, b, batch: recurrence.pair_directions("cuda", a, b, batch))
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    backward = {"layer_sequence_direction": m.SequenceDirection.BACKWARD}
     ds = [descriptor("lstm", rng, 7, 30, use_float32_weights=True, peephole=None),
-          descriptor("lstm", rng, 7, 30, use_float32_weights=True, peephole=None,
-                     layer_sequence_direction=m.SequenceDirection.BACKWARD)]
+          descriptor("lstm", rng, 7, 30, use_float32_weights=True, peephole=None, **backward),
+          descriptor("gru", rng, 30, 25, use_float32_weights=True),
+          descriptor("gru", rng, 30, 25, use_float32_weights=True, **backward)]
     layer = m.RNNMatrixInferenceLayer(ds)
     assert_both_directions_match(layer, ds, rng)
-    assert [name for name in dispatched_kernels(layer) if "_split" in name] == ["lstm_split1x1_paired"], \
-        dispatched_kernels(layer)
+    names = sorted(name for name in dispatched_kernels(layer) if "_split" in name)
+    assert names == ["gru_split1x1_paired", "lstm_split1x1_paired"], dispatched_kernels(layer)
 
 
 SPLIT_GRIDS = [("lstm", {"peephole": None}, 100, [13, 12, 12, 4, 1]),          # 4 splits of 25 groups
