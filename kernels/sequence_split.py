@@ -169,6 +169,31 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
         return total
 
     @ti.func
+    def block_place(blk):
+        """(split k, first unit of the group, first input of the chunk) of block blk."""
+        return blk % splits, (blk // splits) * units, (blk % splits) * CHUNK
+
+    @ti.func
+    def store_partials(ws: ti.template(), wts: ti.template(), hs: ti.template(), w, at: ti.template(), sj, o, src,
+                       two: ti.template(), src2, at_h, part, sp, j0, rows, B, H, PH, tid):
+        """The partial sums of a step's product: for each pass of up to bc present batch rows, copy the
+        rows' vector at ws[src] at the block's inputs into hs (``two``: and, where src2 ≥ 0, the one
+        at ws[src2] after bc·CHUNK), then each thread's row o (-1: none, weights w) against the vector
+        at hs offset ``at_h``, into the partials buffer at ws[part]: [split, batch row, o] of PH gate
+        rows."""
+        for pass_ in range((rows + bc - 1) // bc):
+            b0 = pass_ * bc
+            copy_h(ws, src, hs, 0, b0, rows, j0, H, tid)
+            if ti.static(two):
+                if src2 >= 0:
+                    copy_h(ws, src2, hs, bc * CHUNK, b0, rows, j0, H, tid)
+            ti.simt.block.sync()
+            for rr in range(ti.min(bc, rows - b0)):
+                if o >= 0:
+                    ws[part + (sp * B + b0 + rr) * PH + o] = rows_dot(w, wts, at, sj, H, hs, at_h + rr * CHUNK, 1)[0]
+            ti.simt.block.sync()   # before the next pass overwrites hs
+
+    @ti.func
     def run_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
                   prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
                   hs: ti.template(), blk, tid):
@@ -189,10 +214,7 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
         """The LSTM and the single gate: one product a step (the module text's steps)."""
         barrier = passed   # run_layer's count so far
         _, B, H, _ = run_sizes(frame)
-        g = blk // splits
-        sp = blk % splits
-        u_lo = g * units
-        j0 = sp * CHUNK
+        sp, u_lo, j0 = block_place(blk)
         GH = G * H
         part = frame[F_WS_SCRATCH]   # the partials buffer
         # products: this thread's gate row, gate tid // units of unit u_lo + tid % units
@@ -214,14 +236,7 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             hp = frame[F_WS_H] + s * slot
             cp = frame[F_WS_C] + s * slot
             rows = frame[F_ROWS + s]
-            for pass_ in range((rows + bc - 1) // bc):
-                b0 = pass_ * bc
-                copy_h(ws, hp, hs, 0, b0, rows, j0, H, tid)
-                ti.simt.block.sync()
-                for rr in range(ti.min(bc, rows - b0)):
-                    if o >= 0:
-                        ws[part + (sp * B + b0 + rr) * GH + o] = rows_dot(w, wts, at, usj, H, hs, rr * CHUNK, 1)[0]
-                ti.simt.block.sync()   # before the next pass overwrites hs
+            store_partials(ws, wts, hs, w, at, usj, o, hp, False, -1, 0, part, sp, j0, rows, B, H, GH, tid)
             barrier += NB
             grid_barrier(frame, tid, barrier)
             for q in range((B + splits * lanes - 1) // (splits * lanes)):
@@ -268,10 +283,7 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
         second phase leaves in place (``partial_rows``); a barrier."""
         barrier = passed   # run_layer's count so far
         _, B, H, _ = run_sizes(frame)
-        g = blk // splits
-        sp = blk % splits
-        u_lo = g * units
-        j0 = sp * CHUNK
+        sp, u_lo, j0 = block_place(blk)
         PH = PR * H
         part = frame[F_WS_SCRATCH]   # the partials buffer: rows z, r, Uh·(r∘h0), Vh·(z∘h0)
         has_vh = vh_is_set(frame)
@@ -306,14 +318,8 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             rh = frame[F_WS_C] + (2 * s) * slot   # fresh slots: no SM's L1 holds them stale
             zh = rh + slot
             rows = frame[F_ROWS + s]
-            for pass_ in range((rows + bc - 1) // bc):   # phase 1: z and r
-                b0 = pass_ * bc
-                copy_h(ws, hp, hs, 0, b0, rows, j0, H, tid)
-                ti.simt.block.sync()
-                for rr in range(ti.min(bc, rows - b0)):
-                    if o1 >= 0:
-                        ws[part + (sp * B + b0 + rr) * PH + o1] = rows_dot(w1, wts, at1, usj, H, hs, rr * CHUNK, 1)[0]
-                ti.simt.block.sync()
+            # phase 1: z's and r's products against h
+            store_partials(ws, wts, hs, w1, at1, usj, o1, hp, False, -1, 0, part, sp, j0, rows, B, H, PH, tid)
             barrier += NB
             grid_barrier(frame, tid, barrier)
             for q in range((rows + splits * lanes - 1) // (splits * lanes)):
@@ -327,17 +333,9 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
                     ws[zh + b * H + i] = z * h0
             barrier += NB
             grid_barrier(frame, tid, barrier)
-            for pass_ in range((rows + bc - 1) // bc):   # phase 2: Uh·(r∘h0) and Vh·(z∘h0)
-                b0 = pass_ * bc
-                copy_h(ws, rh, hs, 0, b0, rows, j0, H, tid)
-                if has_vh:
-                    copy_h(ws, zh, hs, bc * CHUNK, b0, rows, j0, H, tid)
-                ti.simt.block.sync()
-                for rr in range(ti.min(bc, rows - b0)):
-                    if o2 >= 0:
-                        ws[part + (sp * B + b0 + rr) * PH + o2] = rows_dot(w2, wts, at2, sj2, H, hs,
-                                                                           second + rr * CHUNK, 1)[0]
-                ti.simt.block.sync()
+            # phase 2: Uh·(r∘h0) and Vh·(z∘h0)
+            store_partials(ws, wts, hs, w2, at2, sj2, o2, rh, True, ti.select(has_vh, zh, -1), second, part, sp, j0,
+                           rows, B, H, PH, tid)
             barrier += NB
             grid_barrier(frame, tid, barrier)
             for q in range((B + splits * lanes - 1) // (splits * lanes)):
