@@ -83,9 +83,9 @@ from .layout import (
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
+from .neurons import sigmoid32
 from .sequence_copy import store_output
 from .sequence_persistent import grid_barrier, leave_grid, project_own_rows
-from .neurons import sigmoid32
 from .sequence_registers import CHUNK, load_rows, rows_dot
 
 BLOCK = 256     # threads a block: 128 registers a thread, 32 of them weights
