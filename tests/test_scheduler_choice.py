@@ -119,6 +119,40 @@ def test_spread_shapes(kind, hidden, batch, shape):
     assert spread_shape(cell_kind, 0, hidden, True, batch, 132) == shape
 
 
+@pytest.mark.parametrize("kind, hidden, batch, shape", [
+    ("lstm", 704, 1, (2, 141, 22, 1)),    # two rows a thread on 141 blocks: two blocks an SM on some
+    ("lstm", 1024, 4, (2, 256, 32, 4)),   # 4 units a block, 16 rows x 32 chunks / 2 = 256 threads
+    ("lstm", 1056, 1, None),              # 264 blocks would hold 1024 units at most
+    ("gru", 1024, 1, (1, 256, 32, 1)),
+    ("lstm", 512, 1, (1, 128, 16, 1)),    # fits one block an SM: keeps it
+])
+def test_spread_shapes_on_two_blocks_per_sm(kind, hidden, batch, shape, monkeypatch):
+    monkeypatch.setattr(rec, "_sms", lambda: 132)
+    c = cell(np.random.default_rng(0), kind, hidden)
+    assert rec._spread_shape(c, batch) == shape   # SPREAD_PER_SM: two by default
+    monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "1")
+    assert rec._spread_shape(c, batch) == (shape if shape and shape[1] <= 132 else None)
+    monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "3")
+    with pytest.raises(ValueError, match="MPSRNN_SPREAD_PER_SM: expected 1 or 2"):
+        rec._spread_shape(c, batch)
+
+
+@pytest.mark.parametrize("kind, hidden, batch, shape", [
+    ("gru", 512, 64, (64, 8, 16, 64)),    # z and r rows of 64 units: 128 threads; 8 groups x 16 splits
+    ("gru", 512, 300, (64, 8, 16, 128)),  # r∘h0 and z∘h0 of 128 rows fill 32 KiB: passes of 128
+    ("gru", 704, 32, (118, 6, 22, 32)),   # 6 groups x 22 splits = 132 blocks; 2 x 118 rows a block
+    ("gru", 736, 32, None),
+    ("lstm", 512, 300, (64, 8, 16, 256)),  # 4 x 64 rows; h of 256 rows a pass
+])
+def test_split_shapes(kind, hidden, batch, shape):
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
+    from mpsrnn.kernels.sequence_split import split_partials, split_shape
+    cell_kind = {"lstm": CELL_LSTM, "gru": CELL_GRU}[kind]
+    assert split_shape(cell_kind, 0, hidden, True, batch, 132) == shape
+    if shape:   # the GRU's partial sums: z, r, Uh·(r∘h0), Vh·(z∘h0); the LSTM's: its four gates
+        assert split_partials(cell_kind, batch, hidden, shape[2]) == shape[2] * batch * 4 * hidden
+
+
 def test_forced_path_that_does_not_apply_falls_back(rng, monkeypatch):
     monkeypatch.setenv("MPSRNN_RECURRENCE", "tiles")
     assert rec.choose_recurrence("vulkan", cell(rng, "lstm", 512, peephole="dense"), 25, 1) == "step"
