@@ -300,6 +300,7 @@ def test_spread_kernel_on_one_block_per_layer(kind, opts, rng, monkeypatch):
     monkeypatch.setattr(plans, "pair_directions",
                         lambda arch, a, b, batch: recurrence.pair_directions("cuda", a, b, batch))
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "1")   # one block a layer: Vulkan has no grid barrier
     for sms in (1, 2):   # one block; then two, one a direction
         monkeypatch.setattr(recurrence, "_sms", lambda sms=sms: sms)
         ds = [descriptor(kind, rng, 7, 45, **opts),
