@@ -100,7 +100,9 @@ TILED = [
     ("lstm", {"peephole": None}, 37, 45, [3] * 22 + [2, 1], np.float32, 1e-5),
     ("gru", {"nil": ("recurrent_gate_input_weights",), "use_float32_weights": False}, 21, 30, [5] * 15 + [4, 1],
      np.float16, 1e-3),
-    ("single", {}, 70, 140, [10] * 7, np.float32, 1e-5),   # 70 rows in few steps: float32's error grows with steps
+    # 70 rows in few steps (float32's error grows with steps); its 210-term sums' rounding reached 1.3e-6
+    # at an output of 0.006, 1.2x the bound at 1e-5 (seed 246317248 on lavapipe, every tile shape alike)
+    ("single", {}, 70, 140, [10] * 7, np.float32, 2e-5),
     # more tiles (515 of 64 rows) than the grid has blocks (512): a block takes a second tile. 6600
     # outputs a step: the tail of float32's rounding of 26-term sums reached 1.8e-6 of a step's
     # largest output (seed 776132095, every tile shape alike; 12 other seeds passed at 1e-5)
