@@ -138,6 +138,42 @@ def leave_grid(frame: ti.template(), tid, nblocks):
             frame[F_DEPART] = 0
 
 
+def grid_kernels(run_layer, nblocks, block, shared, name):
+    """(kernel, paired) for a layer body ``run_layer`` that runs one layer's whole sequence on
+    ``nblocks`` blocks of ``block`` threads (the spread and split kernels): ``kernel`` takes one
+    layer's arrays; ``paired`` takes two layers' (the two directions of a bidirectional level) on
+    2 × ``nblocks`` blocks, each layer's blocks meeting only each other at its grid barriers (the
+    counts are in its frame). ``shared``: the floats of each shared array a block makes, passed to
+    ``run_layer`` after the output view, before the block and thread index. ``name``: the kernels'
+    names in profiles (the paired one's ends in ``_paired``)."""
+    def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
+               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+        ti.loop_config(block_dim=block)
+        for t in range(nblocks * block):
+            arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
+            run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, *arrays,
+                      t // block, t % block)
+
+    def paired(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
+               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32,
+               x2: INPUT, x2_base: ti.i32, x2_step: ti.i32, x2_row: ti.i32, ws2: WORKSPACE, wts2: WEIGHTS,
+               prm2: PARAMS, frame2: FRAME, out2: OUTPUT, out2_base: ti.i32, out2_step: ti.i32, out2_row: ti.i32):
+        ti.loop_config(block_dim=block)
+        for t in range(2 * nblocks * block):
+            arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
+            blk = t // block
+            if blk < nblocks:
+                run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, *arrays,
+                          blk, t % block)
+            else:
+                run_layer(x2, x2_base, x2_step, x2_row, ws2, wts2, prm2, frame2, out2, out2_base, out2_step,
+                          out2_row, *arrays, blk - nblocks, t % block)
+
+    kernel.__name__ = name
+    paired.__name__ = name + "_paired"
+    return ti.kernel(kernel), ti.kernel(paired)
+
+
 @functools.lru_cache(maxsize=None)
 def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all, rows=1, zigzag=False,
                       vh=True, shared_stage=False):

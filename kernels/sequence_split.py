@@ -56,8 +56,7 @@ import functools
 
 import taichi as ti
 
-from .frame import (FRAME, INPUT, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes,
-                    vh_is_set)
+from .frame import memory_weights, recurrent_weights, run_sizes, vh_is_set
 from .gate_math import (
     standard_gru_gates,
     standard_gru_output,
@@ -85,7 +84,7 @@ from .layout import (
 )
 from .neurons import sigmoid32
 from .sequence_copy import store_output
-from .sequence_persistent import grid_barrier, leave_grid, project_own_rows
+from .sequence_persistent import grid_barrier, grid_kernels, leave_grid, project_own_rows
 from .sequence_registers import CHUNK, load_rows, rows_dot
 
 BLOCK = 256     # threads a block: 128 registers a thread, 32 of them weights
@@ -354,30 +353,5 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             barrier += NB
             grid_barrier(frame, tid, barrier)
 
-    def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
-               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
-        ti.loop_config(block_dim=BLOCK)
-        for t in range(NB * BLOCK):
-            hs = ti.simt.block.SharedArray((HS,), ti.f32)   # [vector, batch row, input channel]
-            run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs,
-                      t // BLOCK, t % BLOCK)
-
-    def paired(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
-               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32,
-               x2: INPUT, x2_base: ti.i32, x2_step: ti.i32, x2_row: ti.i32, ws2: WORKSPACE, wts2: WEIGHTS,
-               prm2: PARAMS, frame2: FRAME, out2: OUTPUT, out2_base: ti.i32, out2_step: ti.i32, out2_row: ti.i32):
-        ti.loop_config(block_dim=BLOCK)
-        for t in range(2 * NB * BLOCK):
-            hs = ti.simt.block.SharedArray((HS,), ti.f32)
-            blk = t // BLOCK
-            if blk < NB:
-                run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, hs,
-                          blk, t % BLOCK)
-            else:
-                run_layer(x2, x2_base, x2_step, x2_row, ws2, wts2, prm2, frame2, out2, out2_base, out2_step,
-                          out2_row, hs, blk - NB, t % BLOCK)
-
-    name = f"{('single_gate', 'gru', 'lstm')[cell]}_split{groups}x{splits}"   # the names profilers show
-    kernel.__name__ = name
-    paired.__name__ = name + "_paired"
-    return ti.kernel(kernel), ti.kernel(paired)
+    # shared array: hs [vector, batch row, input channel]
+    return grid_kernels(run_layer, NB, BLOCK, (HS,), f"{('single_gate', 'gru', 'lstm')[cell]}_split{groups}x{splits}")
