@@ -35,3 +35,14 @@ def vh_is_set(frame: ti.template()):
 def memory_weights(frame: ti.template()):
     """(offset, stride per output row, stride per input) of V: LSTM peepholes or GRU Vh."""
     return frame[F_V], frame[F_V_SO], frame[F_V_SJ]
+
+
+@ti.func
+def diagonal_peepholes(wts: ti.template(), frame: ti.template(), diagonal, H, i):
+    """Unit i's diagonal LSTM peepholes (V's entries for the gates i, f, c, o) as float32, or zeros
+    where not ``diagonal``: the kernels that finish a cell a thread read them through L1."""
+    peep = ti.Vector([0.0] * 4, ti.f32)
+    if diagonal:
+        for g in ti.static(range(4)):
+            peep[g] = ti.cast(wts[frame[F_V] + g * H + i], ti.f32)
+    return peep

@@ -43,7 +43,8 @@ import functools
 import taichi as ti
 
 from .dots import w32
-from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
+from .frame import (FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, diagonal_peepholes, memory_weights, recurrent_weights,
+                    run_sizes)
 from .gate_math import (
     standard_gru_gates,
     standard_gru_output,
@@ -59,7 +60,6 @@ from .layout import (
     CELL_SINGLE_GATE,
     F_PEEP,
     F_ROWS,
-    F_V,
     F_WS_C,
     F_WS_H,
     F_WS_XW,
@@ -260,10 +260,7 @@ def _kernel(cell, rho, threads, held):
                                 hv = standard_single_gate_output(x[0] + gate_sum(part, chunks, tid))
                         elif ti.static(cell == CELL_LSTM):
                             if tid < H:
-                                peep = ti.Vector([0.0] * 4, ti.f32)   # diagonal peepholes, from L1
-                                if frame[F_PEEP] == PEEP_DIAGONAL:
-                                    for g in ti.static(range(4)):
-                                        peep[g] = w32(wts, frame[F_V] + g * H + tid)
+                                peep = diagonal_peepholes(wts, frame, frame[F_PEEP] == PEEP_DIAGONAL, H, tid)
                                 a_i = x[0] + gate_sum(part, chunks, tid) + peep[0] * c
                                 a_f = x[1] + gate_sum(part, chunks, H + tid) + peep[1] * c
                                 a_c = x[2] + gate_sum(part, chunks, 2 * H + tid) + peep[2] * c

@@ -56,7 +56,7 @@ import functools
 
 import taichi as ti
 
-from .frame import memory_weights, recurrent_weights, run_sizes, vh_is_set
+from .frame import diagonal_peepholes, memory_weights, recurrent_weights, run_sizes, vh_is_set
 from .gate_math import (
     standard_gru_gates,
     standard_gru_output,
@@ -64,7 +64,6 @@ from .gate_math import (
     standard_lstm_output,
     standard_single_gate_output,
 )
-from .dots import w32
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -72,7 +71,6 @@ from .layout import (
     F_PEEP,
     F_ROWS,
     F_STEPS,
-    F_V,
     F_WS_C,
     F_WS_H,
     F_WS_SCRATCH,
@@ -252,10 +250,7 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
                         if ti.static(cell == CELL_SINGLE_GATE):
                             hv = standard_single_gate_output(ws[xw] + partial_sum(ws, part, b, i, B, GH))
                         else:
-                            peep = ti.Vector([0.0] * 4, ti.f32)
-                            if diagonal:
-                                for gg in ti.static(range(4)):
-                                    peep[gg] = w32(wts, frame[F_V] + gg * H + i)
+                            peep = diagonal_peepholes(wts, frame, diagonal, H, i)
                             a_i = ws[xw] + partial_sum(ws, part, b, i, B, GH) + peep[0] * c_
                             a_f = ws[xw + H] + partial_sum(ws, part, b, H + i, B, GH) + peep[1] * c_
                             a_c = ws[xw + 2 * H] + partial_sum(ws, part, b, 2 * H + i, B, GH) + peep[2] * c_

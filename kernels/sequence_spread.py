@@ -40,7 +40,7 @@ import functools
 
 import taichi as ti
 
-from .frame import memory_weights, recurrent_weights, run_sizes
+from .frame import diagonal_peepholes, memory_weights, recurrent_weights, run_sizes
 from .gate_math import (
     standard_gru_gates,
     standard_gru_output,
@@ -48,7 +48,6 @@ from .gate_math import (
     standard_lstm_output,
     standard_single_gate_output,
 )
-from .dots import w32
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -56,7 +55,6 @@ from .layout import (
     F_PEEP,
     F_ROWS,
     F_STEPS,
-    F_V,
     F_WS_C,
     F_WS_H,
     F_WS_SCRATCH,
@@ -337,10 +335,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                         if ti.static(cell == CELL_SINGLE_GATE):
                             hv = standard_single_gate_output(xg[0] + gate_sum(part, o))
                         else:
-                            peep = ti.Vector([0.0] * 4, ti.f32)   # diagonal peepholes, from L1
-                            if diagonal:
-                                for g in ti.static(range(4)):
-                                    peep[g] = w32(wts, frame[F_V] + g * H + i)
+                            peep = diagonal_peepholes(wts, frame, diagonal, H, i)
                             a_i = xg[0] + gate_sum(part, o) + peep[0] * c
                             a_f = xg[1] + gate_sum(part, o + units) + peep[1] * c
                             a_c = xg[2] + gate_sum(part, o + 2 * units) + peep[2] * c
