@@ -36,6 +36,10 @@ of 256 threads per SM (``persistent_per_sm``), 32 KiB of shared memory each. Den
 peepholes need a second barrier per step and are left to the other paths. Shapes: the grid,
 the batch chunk, the resident share and whether the kernel projects are compile-time
 constants, so ``persistent_kernel`` builds (and caches) one kernel per combination.
+
+The grid's pieces (``grid_barrier``, ``leave_grid``, ``project_own_rows``, and ``grid_kernels``,
+which builds a layer body's single and paired launch forms) also serve the spread and split
+kernels.
 """
 import functools
 
