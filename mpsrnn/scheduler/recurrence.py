@@ -135,7 +135,7 @@ def choose_recurrence(arch, cell, steps, batch):
         # GRU 256 b8 13.5 / 12.3, GRU 512 b4 15.9 / 11.6
         return "split"
     if (arch == "cuda" and batch <= SPREAD_MAX_BATCH and not small_gru and applies("spread", arch, cell)
-            and spread_passes_pay(cell, batch)):
+            and spread_beats_persistent(cell, batch)):
         # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
         # (same process): LSTM 128 b1 2.6 / 5.5, b4 3.4 / 5.7, b8 4.5 / 5.9; LSTM 192 b4 4.0 / 5.9;
         # LSTM 256 b1 3.6 / 5.2, b4 t150 5.7 / 6.9; LSTM 512 b1 t400 4.3 / 7.7, b4 t25 12.2 / 14.9;
@@ -146,7 +146,7 @@ def choose_recurrence(arch, cell, steps, batch):
         # (b2 t50 went the other way, 8.3 / 7.1). On two blocks an SM (``spread_per_sm``), against
         # persistent: LSTM 1024 b1 t25 12.8 / 14.1, b4 15.1 / 18.4, b16 t100 29.3 / 31.6, LSTM 768 b4
         # t100 9.4 / 11.7, GRU 1024 b1 t300 9.4 / 11.5 (but not the GRU's larger batches:
-        # spread_passes_pay); bidirectional b16 paired, two blocks an SM against one, LSTM 512 15.8 /
+        # spread_beats_persistent); bidirectional b16 paired, two blocks an SM against one, LSTM 512 15.8 /
         # 17.1, LSTM 640 29.4 / 37.2
         return "spread"
     if cell.n_out <= SMALL_HIDDEN:
@@ -230,7 +230,7 @@ def spread_per_sm():
     return int(forced) if forced else SPREAD_PER_SM
 
 
-def spread_passes_pay(cell, batch):
+def spread_beats_persistent(cell, batch):
     """Whether the spread kernel beats the persistent one for this batch: for a GRU on two blocks an
     SM only at batch 1 (H200, GRU 1024 t300, µs a step, spread against persistent: b1 9.4 / 11.5, b2
     in one pass 15.8 / 12.7, b4 in two 26.5 / 16.9). The LSTM's passes still paid there (LSTM 1024
