@@ -38,7 +38,7 @@ its own full grid: 2 × ``groups·splits`` blocks, two an SM (256 threads × 128
 SM's register file; shared memory ≤ 2 × 32 KiB), so an SM interleaves a block of each direction
 where two launches run them one after the other. H200, LSTM 512 t100 bidirectional, µs a step,
 paired against two launches: b32 24.6 / 32.4, b64 36.1 / 47.0, so on by default
-(``scheduler.recurrence.PAIR_SPLIT_DIRECTIONS``; ``MPSRNN_PAIR_DIRECTIONS=off`` turns it off).
+(``scheduler.recurrence.PAIR_DIRECTIONS``; ``MPSRNN_PAIR_DIRECTIONS=off`` turns it off).
 
 The GRU (``gru_layer``) takes two products a step and four grid barriers: its second product,
 Uh·(r∘h0), needs every unit's r. A thread holds one row of each product (64 weights); the

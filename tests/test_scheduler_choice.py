@@ -214,6 +214,8 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
     monkeypatch.delenv("MPSRNN_SPREAD_PER_SM")
     assert not rec.pair_directions("vulkan", _Run(lstm512), _Run(lstm512), 16)   # no grid barrier there
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512, "persistent"), 16)
+    persistent = _Run(lstm512, "persistent")   # only spread and split have paired kernels
+    assert not rec.pair_directions("cuda", persistent, persistent, 16)
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(cell(rng, "lstm", 512, n_in=256)), 16)
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512, projected_apart=True), 16)
     big = cell(rng, "lstm", 1024)   # fits 264 blocks at two rows a thread (256 blocks), not 132

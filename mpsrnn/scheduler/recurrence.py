@@ -22,10 +22,10 @@
 * ``persistent``: ``kernels/sequence_persistent``, the whole sequence in one
   launch over every SM, a grid barrier per step (CUDA; larger hidden sizes).
 * ``spread``: ``kernels/sequence_spread``, the same schedule over just enough SMs to hold U in
-  their registers (CUDA; LSTM and single gate past the registers kernel's sizes, usual neurons).
-* ``split``: ``kernels/sequence_split``, U in registers too, but split across blocks by its inputs
-  as well as its rows, so a large batch takes one pass a step (CUDA; LSTM and single gate, usual
+  their registers, one or two blocks an SM (CUDA; past the registers kernel's sizes, usual
   neurons).
+* ``split``: ``kernels/sequence_split``, U in registers too, but split across blocks by its inputs
+  as well as its rows, so a large batch takes one pass a step (CUDA; usual neurons).
 
 :func:`choose_recurrence` picks the default; ``MPSRNN_RECURRENCE`` forces one
 where it applies (benchmarks compare them; tests run each against the reference).
@@ -369,23 +369,19 @@ def _paired_shape(cell, batch):
 
 
 PAIR_DIRECTIONS = True    # H200, LSTM 512 t100 bidirectional, µs a step, paired against two launches
-                          # (same process, median of 3 rounds): b16 23.1 / 26.9, b64 82.3 / 92.1
-PAIR_SPLIT_DIRECTIONS = True   # the split kernel's pairs (two blocks an SM). H200, LSTM 512 t100
-                               # bidirectional, µs a step, paired against two launches (same process,
-                               # median of 2 rounds): b32 24.6 / 32.4, b64 36.1 / 47.0
+                          # (same process): spread, median of 3 rounds, b16 23.1 / 26.9, b64 82.3 / 92.1;
+                          # split (two blocks an SM), median of 2 rounds, b32 24.6 / 32.4, b64 36.1 / 47.0
 
 
 def pair_directions(arch, fwd, bwd, batch):
     """Whether a bidirectional level's two layer runs share one launch: both chose the spread
-    kernel (``paired_spread_kernel``, half the SMs each, where it fits them) or both the split
+    kernel (``paired_spread_kernel``, half the blocks each, where it fits them) or both the split
     kernel (``paired_split_kernel``, both grids whole, two blocks an SM), and their cells have the
-    same shape. On by default for spread (``PAIR_DIRECTIONS``), off for split until measured
-    (``PAIR_SPLIT_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides for both, for tests and
-    A/B benchmarks."""
+    same shape. On by default for both (``PAIR_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off``
+    decides, for tests and A/B benchmarks."""
     kernel = fwd.recurrence
-    defaults = {"spread": PAIR_DIRECTIONS, "split": PAIR_SPLIT_DIRECTIONS}
-    wanted = switch("MPSRNN_PAIR_DIRECTIONS", defaults.get(kernel, False))
-    if not wanted or arch != "cuda" or bwd.recurrence != kernel:
+    wanted = switch("MPSRNN_PAIR_DIRECTIONS", PAIR_DIRECTIONS)   # (a bad value raises, whatever the runs)
+    if not wanted or arch != "cuda" or kernel not in ("spread", "split") or bwd.recurrence != kernel:
         return False
     def shape(run):
         c = run.cell
