@@ -84,6 +84,7 @@ from .neurons import sigmoid32
 from .sequence_copy import store_output
 from .sequence_persistent import grid_barrier, grid_kernels, leave_grid, project_own_rows
 from .sequence_registers import CHUNK, load_rows, rows_dot
+from .sequence_spread import h_buffers
 
 BLOCK = 256     # threads a block: 128 registers a thread, 32 of them weights
 SHARED = 8192   # floats of shared memory: 32 KiB, h of 256 batch rows a pass
@@ -109,11 +110,11 @@ def split_shape(cell, peephole, hidden, standard, batch, sms):
     if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
     splits = -(-hidden // CHUNK)
-    vectors = 2 if cell == CELL_GRU else 1   # the GRU's second phase reads r∘h0 and z∘h0
     for units in range(1, BLOCK // FIRST_PHASE_GATES[cell] + 1):
         groups = -(-hidden // units)
         if groups * splits <= sms:
-            return units, groups, splits, min(SHARED // (vectors * CHUNK), 1 << (max(batch, 1) - 1).bit_length())
+            bc = min(SHARED // (h_buffers(cell) * CHUNK), 1 << (max(batch, 1) - 1).bit_length())
+            return units, groups, splits, bc
     return None
 
 
@@ -138,7 +139,7 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
     PR = partial_rows(cell)
     NB = groups * splits
     COPIES = (bc * CHUNK + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
-    HS = (2 if cell == CELL_GRU else 1) * bc * CHUNK   # floats of shared h (the GRU's: r∘h0, z∘h0)
+    HS = h_buffers(cell) * bc * CHUNK   # floats of shared h (the GRU's second phase: r∘h0, z∘h0)
 
     @ti.func
     def copy_h(ws: ti.template(), src, hs: ti.template(), at, b0, rows, j0, H, tid):
