@@ -15,8 +15,8 @@ pass. A step:
    h: a broadcast), written to the partials buffer [split, batch row, gate row], the layer's
    scratch region;
 3. a grid barrier; then each (unit, batch row) cell of group g's units, whose batch rows are shared
-   among the group's blocks, adds its gates' ``splits`` partial sums (L2 reads, all issued at once)
-   and the input terms, applies the usual neurons and writes h and c to the next history slot and
+   among the group's blocks, adds its gates' ``splits`` partial sums (L2 reads, all issued at once;
+   added as a tree, ``tree_order``) and the input terms, applies the usual neurons and writes h and c to the next history slot and
    to the destination; a grid barrier before any block copies that h.
 
 Two grid barriers a step, against the spread kernel's passes × three block barriers. The partials
@@ -40,6 +40,15 @@ where two launches run them one after the other. H200, LSTM 512 t100 bidirection
 paired against two launches: b32 24.6 / 32.4, b64 36.1 / 47.0, so on by default
 (``scheduler.recurrence.PAIR_DIRECTIONS``; ``MPSRNN_PAIR_DIRECTIONS=off`` turns it off).
 
+Layers too large for one block an SM take two (``scheduler.recurrence.split_per_sm``; 256 threads
+× 128 registers is half an SM's register file), and the LSTM and single gate too large for that
+hold 64 input channels of a row a thread (``WIDE``: 64 weights, as a GRU thread's two rows of 32),
+so half the splits. H200, t100, µs a step, split on two blocks an SM / the kernel that ran before
+(spread for the LSTM, persistent for the GRU): LSTM 1024 (64 inputs) b16 25.0 / 29.6, b64 64.7 /
+102.2, b128 128.0 / 199.7; LSTM 768 (64 inputs) b16 19.3 / 25.4, b64 48.6 / 83.6; GRU 1024 b16
+38.8 / 46.0, b64 82.4 / 160.4. At 64 inputs a thread, eight accumulators or two batch rows a loop
+(their weights read once) were no faster (LSTM 1024 b64: 66.7 and 86.6 against 66.2).
+
 The GRU (``gru_layer``) takes two products a step and four grid barriers: its second product,
 Uh·(r∘h0), needs every unit's r. A thread holds one row of each product (64 weights); the
 second phase's partial sums go beside the first's, whose z the cells read again at the end of
@@ -48,9 +57,11 @@ the step. H200, conventional GRU t100, µs a step, split / spread: GRU 512 b16 1
 
 Limits: the LSTM (no dense peepholes), the GRU and the single gate, with the usual neurons;
 first-product rows (``FIRST_PHASE_GATES``) × ``units`` ≤ 256 threads; ``groups·splits`` blocks
-resident at once, one per SM (on 132 SMs: LSTM up to hidden 512, GRU 704, single gate 1024); batch
-rows past what shared memory holds (``bc``: 256, the GRU's 128) are taken in more passes before
-the barrier. A row absent at a step copies its state forward.
+resident at once, one or two an SM (on 132 SMs, one: LSTM up to hidden 512, GRU 704, single gate
+1024; two: LSTM 1024, GRU 1024, single gate 2048); batch rows past what shared memory holds
+(``bc``: 256, the GRU's 128; 64 at 64 inputs a thread, which copy 16 floats of h a pass beside
+their weights) are taken in more passes before the barrier. A row absent at a step copies its
+state forward.
 """
 import functools
 
@@ -83,11 +94,14 @@ from .layout import (
 from .neurons import sigmoid32
 from .sequence_copy import store_output
 from .sequence_persistent import grid_barrier, grid_kernels, leave_grid, project_own_rows
-from .sequence_registers import CHUNK, load_rows, rows_dot
+from .dots import w32
+from .sequence_registers import CHUNK
 from .sequence_spread import h_buffers
 
-BLOCK = 256     # threads a block: 128 registers a thread, 32 of them weights
+BLOCK = 256     # threads a block: 128 registers a thread, 32 of them weights (64 in a wide chunk)
 SHARED = 8192   # floats of shared memory: 32 KiB, h of 256 batch rows a pass
+WIDE = 64       # input channels of a wide chunk (``split_shape``): one row a thread only
+WIDE_PASS = 64  # batch rows a pass of a wide chunk: 16 copied floats a thread beside its 64 weights
 
 
 def partial_rows(cell):
@@ -103,80 +117,119 @@ def split_partials(cell, batch, hidden, splits):
     return splits * batch * partial_rows(cell) * hidden
 
 
-def split_shape(cell, peephole, hidden, standard, batch, sms):
-    """(units a group, groups, splits, batch rows a pass) of the split kernel for a layer, or None
-    where it does not fit: the fewest units a group whose grid fits ``sms`` blocks, so the most
-    blocks share the step."""
-    if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
+def split_shape(cell, peephole, hidden, standard, batch, sms, width=CHUNK):
+    """(units a group, groups, splits, batch rows a pass, width) of the split kernel for a layer whose
+    threads hold ``width`` input channels of a row (CHUNK, or WIDE for the LSTM and the single gate,
+    whose threads hold one row), or None where it does not fit: the fewest units a group whose grid
+    fits ``sms`` blocks, so the most blocks share the step."""
+    if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE) or (width != CHUNK and cell == CELL_GRU):
         return None
-    splits = -(-hidden // CHUNK)
+    splits = -(-hidden // width)
     for units in range(1, BLOCK // FIRST_PHASE_GATES[cell] + 1):
         groups = -(-hidden // units)
         if groups * splits <= sms:
-            bc = min(SHARED // (h_buffers(cell) * CHUNK), 1 << (max(batch, 1) - 1).bit_length())
-            return units, groups, splits, bc
+            bc = min(SHARED // (h_buffers(cell) * width), 1 << (max(batch, 1) - 1).bit_length())
+            if width != CHUNK:
+                bc = min(bc, WIDE_PASS)
+            return units, groups, splits, bc, width
     return None
 
 
-def split_kernel(cell, units, groups, splits, bc, projects):
+def tree_order(n):
+    """(into, from) pairs that add n values as a tree, in place (v[into] += v[from]; the total ends in
+    v[0]): neighbours, then pairs of them, and so on, log2(n) additions deep where a row of them is n
+    - 1 deep. H200, µs a step, tree / row: 4 layers of LSTM 512 b64 t100 89.8 / 91.8, bidirectional
+    b64 34.8 / 35.6, GRU 512 b64 43.0 / 43.0 (median of 2 rounds, same process)."""
+    order, stride = [], 1
+    while stride < n:
+        order += [(k, k + stride) for k in range(0, n - stride, 2 * stride)]
+        stride *= 2
+    return order
+
+
+def split_kernel(cell, units, groups, splits, bc, width, projects):
     """The kernel of ``cell`` on ``groups`` × ``splits`` blocks (``split_shape``); ``projects``: it
     computes its own input terms and zero initial states first (``project_own_rows``). One compile
     per combination, on first use."""
-    return _split_kernels(cell, units, groups, splits, bc, projects)[0]
+    return _split_kernels(cell, units, groups, splits, bc, width, projects)[0]
 
 
-def paired_split_kernel(cell, units, groups, splits, bc, projects):
+def paired_split_kernel(cell, units, groups, splits, bc, width, projects):
     """Two layers of the same shape at once (the two directions of a bidirectional level), each on
     its own ``groups`` × ``splits`` blocks, two blocks an SM: the arguments of ``split_kernel``
     twice. Each layer meets only its own blocks at its grid barriers (the counters are in its
     frame)."""
-    return _split_kernels(cell, units, groups, splits, bc, projects)[1]
+    return _split_kernels(cell, units, groups, splits, bc, width, projects)[1]
 
 
 @functools.lru_cache(maxsize=None)
-def _split_kernels(cell, units, groups, splits, bc, projects):
+def _split_kernels(cell, units, groups, splits, bc, width, projects):
     G = GATES[cell]
     PR = partial_rows(cell)
     NB = groups * splits
-    COPIES = (bc * CHUNK + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
-    HS = h_buffers(cell) * bc * CHUNK   # floats of shared h (the GRU's second phase: r∘h0, z∘h0)
+    COPIES = (bc * width + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
+    HS = h_buffers(cell) * bc * width   # floats of shared h (the GRU's second phase: r∘h0, z∘h0)
+
+    TREE = tree_order(splits)
+
+    @ti.func
+    def load_chunk(wts: ti.template(), at, sj, j0, H):
+        """The weights a thread holds: its row (first element at ``at``; negative: none) at input
+        channels j0 .. j0 + width - 1 (stride sj), as float32; zero past H."""
+        w = ti.Vector([0.0] * width, ti.f32)
+        if at >= 0:
+            for c in ti.static(range(width // CHUNK)):   # (static loops of 32: Taichi warns past that)
+                for j_ in ti.static(range(CHUNK)):
+                    j = c * CHUNK + j_
+                    if j0 + j < H:
+                        w[j] = w32(wts, at + (j0 + j) * sj)
+        return w
+
+    @ti.func
+    def chunk_dot(w, hs: ti.template(), at):
+        """Σ_j w[j]·hs[at + j]: four accumulators keep the multiply-adds overlapped (eight, or two
+        batch rows a loop sharing the weights' reads, were no faster: module text)."""
+        acc = ti.Vector([0.0] * 4, ti.f32)
+        for c in ti.static(range(width // CHUNK)):
+            for j in ti.static(range(CHUNK)):
+                acc[j % 4] += w[c * CHUNK + j] * hs[at + c * CHUNK + j]
+        return acc[0] + acc[1] + acc[2] + acc[3]
 
     @ti.func
     def copy_h(ws: ti.template(), src, hs: ti.template(), at, b0, rows, j0, H, tid):
-        """h[b0 + r, j0 + j] from the history slot at ws[src] into hs[at + r·CHUNK + j] for r < bc, zero
+        """h[b0 + r, j0 + j] from the history slot at ws[src] into hs[at + r·width + j] for r < bc, zero
         past H and past ``rows``. Every load is issued before any store (see ``sequence_spread.copy_h``)."""
         got = ti.Vector([0.0] * COPIES, ti.f32)
         for e_ in ti.static(range(COPIES)):
             e = tid + e_ * BLOCK
-            r = e // CHUNK
-            j = e % CHUNK
-            ok = e < bc * CHUNK and j0 + j < H and b0 + r < rows
+            r = e // width
+            j = e % width
+            ok = e < bc * width and j0 + j < H and b0 + r < rows
             got[e_] = ti.select(ok, ws[src + ti.select(ok, (b0 + r) * H + j0 + j, 0)], 0.0)
         for e_ in ti.static(range(COPIES)):
-            if tid + e_ * BLOCK < bc * CHUNK:
+            if tid + e_ * BLOCK < bc * width:
                 hs[at + tid + e_ * BLOCK] = got[e_]
 
     @ti.func
     def partial_sum(ws: ti.template(), part, b, o, B, PH):
-        """Gate row o's recurrent term for batch row b: its splits' partial sums, all loaded first
-        (PH: the buffer's gate rows, ``partial_rows`` × H)."""
+        """Gate row o's recurrent term for batch row b: its splits' partial sums, all loaded first and
+        added as a tree (PH: the buffer's gate rows, ``partial_rows`` × H)."""
         v = ti.Vector([ws[part + (k * B + b) * PH + o] for k in ti.static(range(splits))], ti.f32)
-        total = 0.0
-        for k in ti.static(range(splits)):
-            total += v[k]
-        return total
+        for t in ti.static(range(len(TREE))):
+            v[TREE[t][0]] += v[TREE[t][1]]
+        return v[0]
 
     @ti.func
     def block_place(blk):
         """(split k, first unit of the group, first input of the chunk) of block blk."""
-        return blk % splits, (blk // splits) * units, (blk % splits) * CHUNK
+        return blk % splits, (blk // splits) * units, (blk % splits) * width
 
     @ti.func
-    def store_partials(ws: ti.template(), wts: ti.template(), hs: ti.template(), w, at: ti.template(), sj, o, src,
-                       two: ti.template(), src2, at_h, part, sp, j0, rows, B, H, PH, tid):
+    def store_partials(ws: ti.template(), hs: ti.template(), w, o, src, two: ti.template(), src2, at_h, part, sp,
+                       j0, rows, B, H, PH, tid):
         """The partial sums of a step's product: for each pass of up to bc present batch rows, copy the
         rows' vector at ws[src] at the block's inputs into hs (``two``: and, where src2 ≥ 0, the one
-        at ws[src2] after bc·CHUNK), then each thread's row o (-1: none, weights w) against the vector
+        at ws[src2] after bc·width), then each thread's row o (-1: none, weights w) against the vector
         at hs offset ``at_h``, into the partials buffer at ws[part]: [split, batch row, o] of PH gate
         rows."""
         for pass_ in range((rows + bc - 1) // bc):
@@ -184,11 +237,11 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             copy_h(ws, src, hs, 0, b0, rows, j0, H, tid)
             if ti.static(two):
                 if src2 >= 0:
-                    copy_h(ws, src2, hs, bc * CHUNK, b0, rows, j0, H, tid)
+                    copy_h(ws, src2, hs, bc * width, b0, rows, j0, H, tid)
             ti.simt.block.sync()
             for rr in range(ti.min(bc, rows - b0)):
                 if o >= 0:
-                    ws[part + (sp * B + b0 + rr) * PH + o] = rows_dot(w, wts, at, sj, H, hs, at_h + rr * CHUNK, 1)[0]
+                    ws[part + (sp * B + b0 + rr) * PH + o] = chunk_dot(w, hs, at_h + rr * width)
             ti.simt.block.sync()   # before the next pass overwrites hs
 
     @ti.func
@@ -217,12 +270,12 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
         part = frame[F_WS_SCRATCH]   # the partials buffer
         # products: this thread's gate row, gate tid // units of unit u_lo + tid % units
         o = -1   # the row's index in U, -1 where none
-        at = ti.Vector([-1], ti.i32)
+        at = -1
         u0, uso, usj = recurrent_weights(frame)
         if tid < G * units and u_lo + tid % units < H:
             o = (tid // units) * H + u_lo + tid % units
-            at[0] = u0 + o * uso
-        w = load_rows(wts, at, usj, j0, H, 1)
+            at = u0 + o * uso
+        w = load_chunk(wts, at, usj, j0, H)
         # gate math: unit u_lo + iu of batch rows sp + splits·(lane + lanes·q)
         lanes = BLOCK // units
         iu = tid % units
@@ -234,7 +287,7 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             hp = frame[F_WS_H] + s * slot
             cp = frame[F_WS_C] + s * slot
             rows = frame[F_ROWS + s]
-            store_partials(ws, wts, hs, w, at, usj, o, hp, False, -1, 0, part, sp, j0, rows, B, H, GH, tid)
+            store_partials(ws, hs, w, o, hp, False, -1, 0, part, sp, j0, rows, B, H, GH, tid)
             barrier += NB
             grid_barrier(frame, tid, barrier)
             for q in range((B + splits * lanes - 1) // (splits * lanes)):
@@ -273,7 +326,7 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
         row of U (first phase), Uh's or Vh's row (second; none for Vh nil). A step:
         products against h; a barrier; the cells' z and r, and r∘h0 and z∘h0 to fresh slots of the
         C region; a barrier; products of Uh against r∘h0 and Vh against z∘h0 (both copied into hs,
-        z∘h0 after bc·CHUNK, read by an offset so a warp holding both kinds of row does not
+        z∘h0 after bc·width, read by an offset so a warp holding both kinds of row does not
         diverge); a barrier; the cells' new h, with z taken again from its partial sums, which the
         second phase leaves in place (``partial_rows``); a barrier."""
         barrier = passed   # run_layer's count so far
@@ -286,23 +339,23 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
         v0, vso, vsj = memory_weights(frame)
         o1 = -1   # the thread's row of each phase in the partials buffer, -1 where none
         o2 = -1
-        at1 = ti.Vector([-1], ti.i32)
-        at2 = ti.Vector([-1], ti.i32)
+        at1 = -1
+        at2 = -1
         sj2 = usj
         u = u_lo + tid % units
         if tid < 2 * units and u < H:
             o1 = (tid // units) * H + u                    # z (tid < units) or r
-            at1[0] = u0 + o1 * uso
+            at1 = u0 + o1 * uso
             if tid < units:
                 o2 = 2 * H + u                             # Uh
-                at2[0] = u0 + o2 * uso
+                at2 = u0 + o2 * uso
             elif has_vh:
                 o2 = 3 * H + u                             # Vh
-                at2[0] = v0 + u * vso
+                at2 = v0 + u * vso
                 sj2 = vsj
-        w1 = load_rows(wts, at1, usj, j0, H, 1)
-        w2 = load_rows(wts, at2, sj2, j0, H, 1)
-        second = ti.select(tid >= units, bc * CHUNK, 0)   # where this thread's phase-2 vector lies in hs
+        w1 = load_chunk(wts, at1, usj, j0, H)
+        w2 = load_chunk(wts, at2, sj2, j0, H)
+        second = ti.select(tid >= units, bc * width, 0)   # where this thread's phase-2 vector lies in hs
         lanes = BLOCK // units
         iu = tid % units
         i = u_lo + iu
@@ -314,7 +367,7 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             zh = rh + slot
             rows = frame[F_ROWS + s]
             # phase 1: z's and r's products against h
-            store_partials(ws, wts, hs, w1, at1, usj, o1, hp, False, -1, 0, part, sp, j0, rows, B, H, PH, tid)
+            store_partials(ws, hs, w1, o1, hp, False, -1, 0, part, sp, j0, rows, B, H, PH, tid)
             barrier += NB
             grid_barrier(frame, tid, barrier)
             for q in range((rows + splits * lanes - 1) // (splits * lanes)):
@@ -329,8 +382,8 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             barrier += NB
             grid_barrier(frame, tid, barrier)
             # phase 2: Uh·(r∘h0) and Vh·(z∘h0)
-            store_partials(ws, wts, hs, w2, at2, sj2, o2, rh, True, ti.select(has_vh, zh, -1), second, part, sp, j0,
-                           rows, B, H, PH, tid)
+            store_partials(ws, hs, w2, o2, rh, True, ti.select(has_vh, zh, -1), second, part, sp, j0, rows, B, H, PH,
+                           tid)
             barrier += NB
             grid_barrier(frame, tid, barrier)
             for q in range((B + splits * lanes - 1) // (splits * lanes)):
@@ -350,4 +403,5 @@ def _split_kernels(cell, units, groups, splits, bc, projects):
             grid_barrier(frame, tid, barrier)
 
     # shared array: hs [vector, batch row, input channel]
-    return grid_kernels(run_layer, NB, BLOCK, (HS,), f"{('single_gate', 'gru', 'lstm')[cell]}_split{groups}x{splits}")
+    wide = "" if width == CHUNK else f"w{width}"
+    return grid_kernels(run_layer, NB, BLOCK, (HS,), f"{('single_gate', 'gru', 'lstm')[cell]}_split{groups}x{splits}{wide}")

@@ -352,6 +352,27 @@ def test_split_kernel_on_one_block(kind, opts, hidden, rng, monkeypatch):
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
+@pytest.mark.parametrize("kind, opts, hidden", [("lstm", {"peephole": "diagonal"}, 50), ("single", {}, 61)])
+def test_wide_split_kernel_on_one_block(kind, opts, hidden, rng, monkeypatch):
+    """The split kernel with 64 inputs a thread (CUDA's for the LSTMs too large for chunks of 32) on
+    a grid of one block, on Vulkan, with a batch of 70 rows: two passes of 64."""
+    from mpsrnn.kernels.layout import F_STANDARD
+    from mpsrnn.kernels.sequence_split import WIDE, split_shape
+    from mpsrnn.scheduler import plans
+    monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "split")
+    monkeypatch.setattr(recurrence, "_sms", lambda: 1)
+    monkeypatch.setattr(recurrence, "_split_shape", lambda c, batch: split_shape(
+        c.kind, c.header_peep, c.n_out, c.header[F_STANDARD] != 0, batch, 1, WIDE))
+    d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    for _ in range(2):
+        xs = sequence(rng, [70, 66, 66, 3], 7)
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    names = [name for name in dispatched_kernels(layer) if "_split" in name]
+    assert names and all(name.endswith("_split1x1w64") for name in names), names
+
+
+@pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
 def test_paired_split_kernel_on_one_block_per_layer(rng, monkeypatch):
     """The split kernel's paired form (both directions of a level in one launch) on one block a
     direction, on Vulkan: each direction meets only its own block at its barriers."""
@@ -370,6 +391,28 @@ def test_paired_split_kernel_on_one_block_per_layer(rng, monkeypatch):
     assert_both_directions_match(layer, ds, rng)
     names = sorted(name for name in dispatched_kernels(layer) if "_split" in name)
     assert names == ["gru_split1x1_paired", "lstm_split1x1_paired"], dispatched_kernels(layer)
+
+
+@pytest.mark.skipif("split" not in ARCH_PATHS, reason="the split kernel runs on CUDA only")
+@pytest.mark.parametrize("kind, opts, n_in, hidden, rows, wide", [
+    ("lstm", {"peephole": "diagonal"}, 6, 777, [40, 33, 33, 2], True),   # H200: 20 x 13 blocks
+    ("single", {}, 7, 2000, [70, 70, 69, 3], True),                     # 8 x 32 blocks; passes of 64 rows
+    ("gru", {"nil": ("output_gate_input_gate_weights",)}, 5, 1000, [20, 17, 1], False),   # 8 x 32 blocks
+], ids=["lstm-777", "single-2000", "gru-1000"])
+def test_split_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, wide, rng, monkeypatch):
+    """The split kernel on more blocks than SMs (two an SM), which layers too large for one block an
+    SM take, the LSTM's and single gate's with 64 inputs a thread (``w64``), against the reference,
+    twice (the barrier count restarts), with a batch that shrinks."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "split")
+    d = descriptor(kind, rng, n_in, hidden, use_float32_weights=True, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    for _ in range(2):
+        xs = sequence(rng, rows, n_in)
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    grids = [name.split("_split")[1] for name in dispatched_kernels(layer) if "_split" in name]
+    assert len(grids) == 1 and grids[0].endswith("w64") == wide, dispatched_kernels(layer)
+    groups, splits = map(int, grids[0].removesuffix("w64").split("x"))
+    assert recurrence._sms() < groups * splits <= 2 * recurrence._sms(), grids
 
 
 SPLIT_GRIDS = [("lstm", {"peephole": None}, 100, [13, 12, 12, 4, 1]),          # 4 splits of 25 groups

@@ -76,6 +76,11 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("lstm", 512, 129, {}, "persistent"),  # split, spread: not measured above batch 128
     ("gru", 128, 8, {}, "blocks"),
     ("gru", 1024, 4, {}, "persistent"),
+    ("gru", 1024, 16, {}, "split"),       # two blocks an SM: 38.8 against persistent's 46.0 µs a step (H200)
+    ("lstm", 1024, 16, {}, "split"),      # 64 inputs a thread, two blocks an SM: 25.0 against spread's 29.6
+    ("lstm", 1024, 128, {}, "split"),     # 128.0 against 199.7
+    ("lstm", 640, 16, {}, "spread"),      # 32 inputs on two blocks an SM, from batch 32 as at 512: 17.0 against 16.1
+    ("lstm", 640, 32, {}, "split"),
     ("lstm", 512, 1, {"peephole": "dense"}, "step"),   # neither persistent nor tiles take them
 ])
 def test_cuda(rng, kind, hidden, batch, opts, expected):
@@ -137,20 +142,48 @@ def test_spread_shapes_on_two_blocks_per_sm(kind, hidden, batch, shape, monkeypa
         rec._spread_shape(c, batch)
 
 
-@pytest.mark.parametrize("kind, hidden, batch, shape", [
-    ("gru", 512, 64, (64, 8, 16, 64)),    # z and r rows of 64 units: 128 threads; 8 groups x 16 splits
-    ("gru", 512, 300, (64, 8, 16, 128)),  # r∘h0 and z∘h0 of 128 rows fill 32 KiB: passes of 128
-    ("gru", 704, 32, (118, 6, 22, 32)),   # 6 groups x 22 splits = 132 blocks; 2 x 118 rows a block
-    ("gru", 736, 32, None),
-    ("lstm", 512, 300, (64, 8, 16, 256)),  # 4 x 64 rows; h of 256 rows a pass
+@pytest.mark.parametrize("kind, hidden, batch, sms, width, shape", [
+    ("gru", 512, 64, 132, 32, (64, 8, 16, 64, 32)),    # z and r rows of 64 units: 128 threads; 8 groups x 16 splits
+    ("gru", 512, 300, 132, 32, (64, 8, 16, 128, 32)),  # r∘h0 and z∘h0 of 128 rows fill 32 KiB: passes of 128
+    ("gru", 704, 32, 132, 32, (118, 6, 22, 32, 32)),   # 6 groups x 22 splits = 132 blocks; 2 x 118 rows a block
+    ("gru", 736, 32, 132, 32, None),
+    ("gru", 1024, 64, 264, 32, (128, 8, 32, 64, 32)),  # two blocks an SM: 256 blocks
+    ("gru", 512, 64, 264, 64, None),                    # a GRU thread holds two rows: no room for 2 x 64
+    ("lstm", 512, 300, 132, 32, (64, 8, 16, 256, 32)),  # 4 x 64 rows; h of 256 rows a pass
+    ("lstm", 1024, 64, 264, 32, None),
+    ("lstm", 1024, 300, 264, 64, (64, 16, 16, 64, 64)),  # 16 groups x 16 splits; passes of 64 rows
 ])
-def test_split_shapes(kind, hidden, batch, shape):
+def test_split_shapes(kind, hidden, batch, sms, width, shape):
     from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
     from mpsrnn.kernels.sequence_split import split_partials, split_shape
     cell_kind = {"lstm": CELL_LSTM, "gru": CELL_GRU}[kind]
-    assert split_shape(cell_kind, 0, hidden, True, batch, 132) == shape
+    assert split_shape(cell_kind, 0, hidden, True, batch, sms, width) == shape
     if shape:   # the GRU's partial sums: z, r, Uh·(r∘h0), Vh·(z∘h0); the LSTM's: its four gates
         assert split_partials(cell_kind, batch, hidden, shape[2]) == shape[2] * batch * 4 * hidden
+
+
+def test_split_on_two_blocks_per_sm_only_where_one_does_not_hold_the_layer(rng, monkeypatch):
+    assert rec._split_shape(cell(rng, "lstm", 512), 64) == (64, 8, 16, 64, 32)      # one block an SM
+    assert rec._split_shape(cell(rng, "lstm", 640), 64) == (50, 13, 20, 64, 32)     # 260 blocks of 32 inputs
+    assert rec._split_shape(cell(rng, "lstm", 1024), 64) == (64, 16, 16, 64, 64)    # 256 blocks of 64 inputs
+    assert rec._split_shape(cell(rng, "gru", 1024), 64) == (128, 8, 32, 64, 32)     # a GRU thread: 32 inputs
+    monkeypatch.setenv("MPSRNN_SPLIT_PER_SM", "1")
+    assert rec._split_shape(cell(rng, "lstm", 640), 64) is None
+    assert rec.choose_recurrence("cuda", cell(rng, "lstm", 1024), 25, 64) == "spread"
+    monkeypatch.setenv("MPSRNN_SPLIT_PER_SM", "4")
+    with pytest.raises(ValueError, match="MPSRNN_SPLIT_PER_SM: expected 1 or 2"):
+        rec._split_shape(cell(rng, "lstm", 640), 64)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 16, 22, 33])
+def test_split_partial_sums_add_as_a_tree(n):
+    from mpsrnn.kernels.sequence_split import tree_order
+    values = np.random.default_rng(n).standard_normal(n)
+    v = values.copy()
+    for into, source in tree_order(n):
+        v[into] += v[source]
+    assert v[0] == pytest.approx(values.sum(), rel=1e-12)
+    assert len(tree_order(n)) == n - 1   # every value added once
 
 
 def test_forced_path_that_does_not_apply_falls_back(rng, monkeypatch):
@@ -220,6 +253,8 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512, projected_apart=True), 16)
     big = cell(rng, "lstm", 1024)   # fits 264 blocks at two rows a thread (256 blocks), not 132
     assert rec._spread_shape(big, 1) is not None and not rec.pair_directions("cuda", _Run(big), _Run(big), 1)
+    wide = _Run(big, "split")   # its split grid takes two blocks an SM already: no room for a pair
+    assert rec._split_shape(big, 64)[1:3] == (16, 16) and not rec.pair_directions("cuda", wide, wide, 64)
     split = _Run(lstm512, "split")   # the split kernel's pairs: two blocks an SM, both grids whole
     assert rec.pair_directions("cuda", split, split, 64)
     assert not rec.pair_directions("cuda", split, _Run(lstm512), 64)

@@ -25,7 +25,8 @@
   their registers, one or two blocks an SM (CUDA; past the registers kernel's sizes, usual
   neurons).
 * ``split``: ``kernels/sequence_split``, U in registers too, but split across blocks by its inputs
-  as well as its rows, so a large batch takes one pass a step (CUDA; usual neurons).
+  as well as its rows, so a large batch takes one pass a step, one or two blocks an SM (CUDA; usual
+  neurons).
 
 :func:`choose_recurrence` picks the default; ``MPSRNN_RECURRENCE`` forces one
 where it applies (benchmarks compare them; tests run each against the reference).
@@ -51,9 +52,9 @@ from ..kernels.sequence_persistent import (
     quads_outgrow_l2,
     resident_terms,
 )
-from ..kernels.sequence_registers import held_rows, registers_kernel, registers_shape
+from ..kernels.sequence_registers import CHUNK, held_rows, registers_kernel, registers_shape
 from ..kernels.sequence_rows import ROW_KERNELS
-from ..kernels.sequence_split import paired_split_kernel, split_kernel, split_partials, split_shape
+from ..kernels.sequence_split import WIDE, paired_split_kernel, split_kernel, split_partials, split_shape
 from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 
@@ -123,8 +124,7 @@ def choose_recurrence(arch, cell, steps, batch):
         # b1 1.9 / 3.6, LSTM 128 b1 with 6 of 8 rows read from memory 4.8 / 15.0)
         return "registers"
     small_gru = cell.kind == CELL_GRU and cell.n_out <= SMALL_HIDDEN   # (split and spread: not measured there)
-    min_batch = GRU_SPLIT_MIN_BATCH if cell.kind == CELL_GRU else SPLIT_MIN_BATCH
-    if (arch == "cuda" and min_batch <= batch <= SPREAD_MAX_BATCH and not small_gru
+    if (arch == "cuda" and split_min_batch(cell) <= batch <= SPREAD_MAX_BATCH and not small_gru
             and applies("split", arch, cell)):
         # U fits the SMs' registers split by its inputs too: the batch in one pass a step. H200,
         # LSTM 512 t100, µs a step, split against spread (same process): b32 16.6 / 18.0, b64
@@ -132,7 +132,10 @@ def choose_recurrence(arch, cell, steps, batch):
         # launches) / 59.1 (paired); but b16 13.4 / 11.9. The GRU's (conventional, t100): GRU 512
         # b16 18.3 / 30.4, b32 28.9 / 55.7, b64 43.0 / 106.1, b128 78.6 / 202.6, bidirectional b64
         # 56.2 / 117.4, GRU 256 b16 14.8 / 19.1, b64 37.3 / 62.7; but GRU 512 b8 17.4 / 18.0,
-        # GRU 256 b8 13.5 / 12.3, GRU 512 b4 15.9 / 11.6
+        # GRU 256 b8 13.5 / 12.3, GRU 512 b4 15.9 / 11.6. On two blocks an SM (``split_per_sm``),
+        # against spread (LSTM) or persistent (GRU): LSTM 1024 b16 25.0 / 29.6, b64 64.7 / 102.2, b128
+        # 128.0 / 199.7 (64 inputs a thread); LSTM 768 b16 19.3 / 25.4, b64 48.6 / 83.6; GRU 1024
+        # b16 38.8 / 46.0, b64 82.4 / 160.4
         return "split"
     if (arch == "cuda" and batch <= SPREAD_MAX_BATCH and not small_gru and applies("spread", arch, cell)
             and spread_beats_persistent(cell, batch)):
@@ -165,7 +168,17 @@ def choose_recurrence(arch, cell, steps, batch):
 
 SPREAD_MAX_BATCH = 128    # the largest batch measured (see choose_recurrence)
 SPLIT_MIN_BATCH = 32      # from here the split kernel's one pass a step beats spread's passes
-GRU_SPLIT_MIN_BATCH = 16  # the GRU's: spread takes two phases of passes a step
+GRU_SPLIT_MIN_BATCH = 16  # the GRU's: spread takes two phases of passes a step; and the LSTM's with 64
+                          # inputs a thread (H200, t100 b16, µs a step, split / spread: LSTM 768 19.3 /
+                          # 25.4, LSTM 1024 25.0 / 29.6; but LSTM 640, 32 inputs on two blocks an SM,
+                          # 17.0 / 16.1)
+
+
+def split_min_batch(cell):
+    """The smallest batch for which the split kernel beats the others (measured: choose_recurrence)."""
+    shape = _split_shape(cell, 1)
+    wide = shape is not None and shape[4] != CHUNK
+    return GRU_SPLIT_MIN_BATCH if cell.kind == CELL_GRU or wide else SPLIT_MIN_BATCH
 TILES_MAX_BATCH = 32        # above this the plain step kernel's thread per (row, unit) fills the GPU and wins:
                             # Vulkan, LSTM 512 t100 bidirectional: b16 tiles 142 µs a step against 294 for
                             # step; b64 397 against 331 (the tiles kernel takes the batch 8 rows a pass)
@@ -195,9 +208,28 @@ def _sms():
 
 
 def _split_shape(cell, batch):
-    """(units a group, groups, splits, batch rows a pass) of the split kernel on every SM, or None
-    where it does not fit."""
-    return split_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch, _sms())
+    """(units a group, groups, splits, batch rows a pass, width) of the split kernel, or None where it
+    does not fit: one block an SM where that holds the layer, else two (``split_per_sm``), chunks of
+    32 inputs a thread, else (LSTM, single gate) of 64."""
+    for width, per_sm in ((CHUNK, 1), (CHUNK, 2), (WIDE, 2)):
+        if per_sm <= split_per_sm():
+            shape = split_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
+                                _sms() * per_sm, width)
+            if shape is not None:
+                return shape
+    return None
+
+
+SPLIT_PER_SM = 2   # blocks of the split kernel an SM may hold (measured: choose_recurrence)
+
+
+def split_per_sm():
+    """Blocks of the split kernel an SM may hold: 2 lets layers too large for one block an SM (on 132
+    SMs the GRU 705-1024, the LSTM 513-1024, the single gate 1025-2048) split over two, each a half
+    of the register file (256 threads x 128 registers). ``MPSRNN_SPLIT_PER_SM=1|2`` decides, for A/B
+    benchmarks."""
+    forced = knob("MPSRNN_SPLIT_PER_SM", ("1", "2"))
+    return int(forced) if forced else SPLIT_PER_SM
 
 
 def split_workspace(name, cell, batch):
@@ -386,7 +418,10 @@ def pair_directions(arch, fwd, bwd, batch):
     def shape(run):
         c = run.cell
         return c.kind, c.n_in, c.n_out, c.header_peep, c.header[F_STANDARD], run.projected_apart
-    return shape(fwd) == shape(bwd) and (kernel == "split" or _paired_shape(fwd.cell, batch) is not None)
+    if kernel == "split":   # both grids whole, two blocks an SM: so each on one block an SM
+        groups, splits = _split_shape(fwd.cell, batch)[1:3]
+        return shape(fwd) == shape(bwd) and groups * splits <= _sms()
+    return shape(fwd) == shape(bwd) and _paired_shape(fwd.cell, batch) is not None
 
 
 def emit_paired(prog, runs, steps, batch, xs, outputs):
