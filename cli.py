@@ -86,7 +86,7 @@ def _environment():
 
 
 @main.command()
-@click.option("--suite", type=click.Choice(["smoke", "deepbench-inference", "small-hidden", "stacks"]), default=None,
+@click.option("--suite", type=click.Choice(["smoke", "deepbench-inference", "small-hidden", "large-batch", "stacks"]), default=None,
               help="Run a named suite instead of one configuration.")
 @click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True)
 @click.option("--input", "n_in", type=int, default=None, help="Input channels (default: hidden).")

@@ -73,6 +73,11 @@ SUITES = {
         ("lstm", 32, 1, 2000), ("lstm", 64, 1, 1000), ("lstm", 64, 8, 1000), ("lstm", 128, 1, 1000),
         ("lstm", 128, 8, 1000), ("lstm", 192, 4, 1000), ("gru", 64, 1, 1000), ("gru", 128, 8, 1000),
         ("rnn", 128, 4, 2000))],
+    # single layers at batch 16-128, the rest of that target's range beside the stacks (t100)
+    "large-batch": [Config(c, h, h, b, 100) for c, h, b in (
+        ("lstm", 256, 64), ("lstm", 512, 16), ("lstm", 512, 64), ("lstm", 512, 128), ("lstm", 1024, 16),
+        ("lstm", 1024, 32), ("lstm", 1024, 64), ("lstm", 1024, 128), ("gru", 512, 64), ("gru", 1024, 64),
+        ("rnn", 1024, 64))],
     "stacks": [Config("lstm", 512, 512, 64, 100, layers=4), Config("lstm", 512, 512, 16, 100, bidirectional=True),
                Config("lstm", 512, 512, 64, 100, bidirectional=True)],
 }

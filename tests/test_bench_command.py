@@ -60,12 +60,14 @@ def test_single_configuration_and_gru_note():
 
 def test_suites_are_what_the_issue_names():
     from mpsrnn.benchmark import SUITES
-    assert set(SUITES) == {"smoke", "deepbench-inference", "small-hidden", "stacks"}
+    assert set(SUITES) == {"smoke", "deepbench-inference", "small-hidden", "large-batch", "stacks"}
     deep = SUITES["deepbench-inference"]
     assert len(deep) == 72 and {c.batch for c in deep} == {1, 2, 4}
     assert all(c.hidden <= 192 and c.steps >= 1000 for c in SUITES["small-hidden"])
     assert any(c.layers == 4 and c.hidden == 512 and c.batch == 64 for c in SUITES["stacks"])
     assert any(c.bidirectional for c in SUITES["stacks"])
+    assert {c.batch for c in SUITES["large-batch"]} == {16, 32, 64, 128} and {c.cell for c in SUITES["large-batch"]} == {
+        "lstm", "gru", "rnn"}
 
 
 def test_results_page_is_regenerated_from_the_records(tmp_path):
