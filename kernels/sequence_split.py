@@ -15,9 +15,10 @@ pass. A step:
    h: a broadcast), written to the partials buffer [split, batch row, gate row], the layer's
    scratch region;
 3. a grid barrier; then each (unit, batch row) cell of group g's units, whose batch rows are shared
-   among the group's blocks, adds its gates' ``splits`` partial sums (L2 reads, all issued at once;
-   added as a tree, ``tree_order``) and the input terms, applies the usual neurons and writes h and c to the next history slot and
-   to the destination; a grid barrier before any block copies that h.
+   among the group's blocks, adds its gates' ``splits`` partial sums (L2 reads, all issued at once,
+   added as a tree: ``tree_order``) and the input terms, applies the usual neurons and writes h
+   and c to the next history slot and to the destination; a grid barrier before any block copies
+   that h.
 
 Two grid barriers a step, against the spread kernel's passes × three block barriers. The partials
 buffer is reused every step: each block's grid barrier begins with a memory fence, which on the

@@ -208,6 +208,14 @@ def test_each_path_runs_stacks_and_bidirectional(path, rng):
     assert_seq_close(seq.encode_sequence(xs), R.encode_sequence([ds[0], ds[2]], xs)[0])
 
 
+def assert_twice_matches_reference(layer, d, rng, rows, n_in):
+    """The layer of descriptor d against the reference on two fresh sequences of ``rows`` batch rows
+    a step: a second call finds the plan built and a grid's barrier count where the first left it."""
+    for _ in range(2):
+        xs = sequence(rng, rows, n_in)
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+
+
 def assert_both_directions_match(layer, ds, rng):
     """Both directions of a bidirectional ``layer`` (descriptors ``ds``, input width 7) against the
     reference, twice on fresh inputs with a batch that shrinks: the second call reuses the plan."""
@@ -256,9 +264,7 @@ def test_spread_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, rng,
     monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "2")
     d = descriptor(kind, rng, n_in, hidden, use_float32_weights=True, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
-    for _ in range(2):
-        xs = sequence(rng, rows, n_in)
-        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    assert_twice_matches_reference(layer, d, rng, rows, n_in)
     blocks = [int(name.split("x")[-1]) for name in dispatched_kernels(layer) if "_spread" in name]
     assert blocks and all(b > recurrence._sms() for b in blocks), dispatched_kernels(layer)
 
@@ -344,9 +350,7 @@ def test_split_kernel_on_one_block(kind, opts, hidden, rng, monkeypatch):
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     d = descriptor(kind, rng, 7, hidden, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
-    for _ in range(2):
-        xs = sequence(rng, [11, 10, 9, 2, 1], 7)
-        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    assert_twice_matches_reference(layer, d, rng, [11, 10, 9, 2, 1], 7)
     names = [name for name in dispatched_kernels(layer) if "_split" in name]
     assert names and all(name.endswith("_split1x1") for name in names), names
 
@@ -365,9 +369,7 @@ def test_wide_split_kernel_on_one_block(kind, opts, hidden, rng, monkeypatch):
         c.kind, c.header_peep, c.n_out, c.header[F_STANDARD] != 0, batch, 1, WIDE))
     d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
-    for _ in range(2):
-        xs = sequence(rng, [70, 66, 66, 3], 7)
-        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    assert_twice_matches_reference(layer, d, rng, [70, 66, 66, 3], 7)
     names = [name for name in dispatched_kernels(layer) if "_split" in name]
     assert names and all(name.endswith("_split1x1w64") for name in names), names
 
@@ -406,9 +408,7 @@ def test_split_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, wide,
     monkeypatch.setenv("MPSRNN_RECURRENCE", "split")
     d = descriptor(kind, rng, n_in, hidden, use_float32_weights=True, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
-    for _ in range(2):
-        xs = sequence(rng, rows, n_in)
-        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    assert_twice_matches_reference(layer, d, rng, rows, n_in)
     grids = [name.split("_split")[1] for name in dispatched_kernels(layer) if "_split" in name]
     assert len(grids) == 1 and grids[0].endswith("w64") == wide, dispatched_kernels(layer)
     groups, splits = map(int, grids[0].removesuffix("w64").split("x"))
@@ -434,9 +434,7 @@ def test_split_kernel_grids(kind, opts, hidden, rows, rng, monkeypatch):
     opts.setdefault("use_float32_weights", True)
     d = descriptor(kind, rng, 9, hidden, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
-    for _ in range(2):
-        xs = sequence(rng, rows, 9)
-        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    assert_twice_matches_reference(layer, d, rng, rows, 9)
     assert any("_split" in name for name in dispatched_kernels(layer)), dispatched_kernels(layer)
 
 
@@ -467,9 +465,7 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
     d = descriptor(kind, rng, 7, 45, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
-    for _ in range(2):
-        xs = sequence(rng, [3, 3, 2, 1] if rows else [11, 10, 9, 2, 1], 7)
-        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    assert_twice_matches_reference(layer, d, rng, [3, 3, 2, 1] if rows else [11, 10, 9, 2, 1], 7)
     names = dispatched_kernels(layer)
     assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z")
                              + ("s" if under else "")) for name in names), names
@@ -524,9 +520,7 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
     opts.setdefault("use_float32_weights", True)
     d = descriptor(kind, rng, n_in, hidden, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
-    for _ in range(2):
-        xs = sequence(rng, rows, n_in)
-        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    assert_twice_matches_reference(layer, d, rng, rows, n_in)
     names = dispatched_kernels(layer)
     grid = f"persistent{2 * recurrence._sms()}"
     assert any(grid in name and ("x2" in name) == (gate_rows == "2") and name.endswith("s") == (stage == "32k")
