@@ -168,23 +168,25 @@ def choose_recurrence(arch, cell, steps, batch):
 
 SPREAD_MAX_BATCH = 128    # the largest batch measured (see choose_recurrence)
 SPLIT_MIN_BATCH = 32      # from here the split kernel's one pass a step beats spread's passes
-GRU_SPLIT_MIN_BATCH = 16  # the GRU's: spread takes two phases of passes a step; and the LSTM's with 64
-                          # inputs a thread (H200, t100 b16, µs a step, split / spread: LSTM 768 19.3 /
-                          # 25.4, LSTM 1024 25.0 / 29.6; but LSTM 640, 32 inputs on two blocks an SM,
-                          # 17.0 / 16.1)
-
-
-def split_min_batch(cell):
-    """The smallest batch for which the split kernel beats the others (measured: choose_recurrence)."""
-    shape = _split_shape(cell, 1)
-    wide = shape is not None and shape[4] != CHUNK
-    return GRU_SPLIT_MIN_BATCH if cell.kind == CELL_GRU or wide else SPLIT_MIN_BATCH
+SPLIT_MIN_BATCH_MANY_PASSES = 16   # the same where spread's passes are many: see split_min_batch
 TILES_MAX_BATCH = 32        # above this the plain step kernel's thread per (row, unit) fills the GPU and wins:
                             # Vulkan, LSTM 512 t100 bidirectional: b16 tiles 142 µs a step against 294 for
                             # step; b64 397 against 331 (the tiles kernel takes the batch 8 rows a pass)
 BLOCK_STEP_MACS = 150_000   # a block-per-sequence step of about this many multiply-adds takes as long as
                             # one per-step dispatch on Vulkan (H100: LSTM 192 b4, blocks 33.0 µs a step,
                             # tiles 33.7; LSTM 256 b1, 63.1 against 31.5)
+
+
+def split_min_batch(cell):
+    """The smallest batch from which the split kernel is the default: SPLIT_MIN_BATCH, or
+    SPLIT_MIN_BATCH_MANY_PASSES where the kernel it replaces takes many passes a step. That is the
+    GRU (spread: two phases of passes; persistent: U from L2), and the layers whose split threads
+    hold 64 inputs (spread: 4 batch rows a pass at LSTM 1024). H200, t100 b16, µs a step, split /
+    the other: GRU 512 18.3 / 30.4, LSTM 768 19.3 / 25.4, LSTM 1024 25.0 / 29.6; but LSTM 640, 32
+    inputs on two blocks an SM, 17.0 / 16.1 (the single gate at 64 inputs: not measured)."""
+    shape = _split_shape(cell, 1)
+    wide = shape is not None and shape[4] != CHUNK
+    return SPLIT_MIN_BATCH_MANY_PASSES if cell.kind == CELL_GRU or wide else SPLIT_MIN_BATCH
 
 
 def block_step_outweighs_dispatches(cell):
@@ -211,8 +213,9 @@ def _split_shape(cell, batch):
     """(units a group, groups, splits, batch rows a pass, width) of the split kernel, or None where it
     does not fit: one block an SM where that holds the layer, else two (``split_per_sm``), chunks of
     32 inputs a thread, else (LSTM, single gate) of 64."""
+    most = split_per_sm()
     for width, per_sm in ((CHUNK, 1), (CHUNK, 2), (WIDE, 2)):
-        if per_sm <= split_per_sm():
+        if per_sm <= most:
             shape = split_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
                                 _sms() * per_sm, width)
             if shape is not None:
