@@ -184,6 +184,10 @@ def test_split_partial_sums_add_as_a_tree(n):
         v[into] += v[source]
     assert v[0] == pytest.approx(values.sum(), rel=1e-12)
     assert len(tree_order(n)) == n - 1   # every value added once
+    depth = [0] * n   # additions on the longest path into each value: a tree's, not a row's
+    for into, source in tree_order(n):
+        depth[into] = max(depth[into], depth[source]) + 1
+    assert depth[0] == (n - 1).bit_length()
 
 
 def test_forced_path_that_does_not_apply_falls_back(rng, monkeypatch):
