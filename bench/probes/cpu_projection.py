@@ -1,0 +1,130 @@
+"""Can the CPU's input projection (XW, the smoke suite's miss) go faster in Taichi? Three layouts.
+
+    python bench/probes/cpu_projection.py [--rounds 12]
+
+The product of LSTM 256's W (1024 x 256, lane-packed as in ``kernels/lanes.py``) with 56 rows of x,
+one thread, timed as:
+
+* ``kernel``: the scheme of ``projection.project_lanes``: a weight vector (8 output rows) against
+  8 rows of x, each x element loaded through its own 32-bit index (the index arithmetic outweighs
+  the multiply-adds in the optimized IR);
+* ``pre-broadcast``: x packed first (``pack``, timed apart) as vectors of 4 rows x 8 equal lanes,
+  so the inner loop is two weight vectors and one x vector a step, 8 lane-wise products;
+* ``numpy``: the same product by NumPy's BLAS on one thread (OPENBLAS_NUM_THREADS=1 is set here),
+  for scale: it has FMA, which Taichi's CPU code cannot use without fast-math.
+
+Rounds alternate the layouts, so the VM's drift shows as spread rather than as a difference;
+prints the min and median of each over the rounds. This project's 2-vCPU VM, 2026-12-01, two
+runs (min / median µs): kernel 991 / 1352 and 841 / 869; pre-broadcast 917 / 1063 and 858 / 938,
+plus 210 / 230 and 179 / 215 to pack; numpy 433 / 507 (409 at best in another run). So no layout
+gains more than its packing costs (bench/analysis.md, the CPU smoke section).
+"""
+import argparse
+import os
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import taichi as ti  # noqa: E402
+
+G, H, K, N = 4, 256, 256, 56   # gates, hidden, inputs, rows (a multiple of 8)
+O, BLOCKS = G * H, G * H // 8
+
+
+def build():
+    ti.init(arch=ti.cpu, real_matrix_scalarize=False, fast_math=False, offline_cache=False,
+            cpu_max_num_threads=1, log_level=ti.WARN)
+    lane = ti.types.vector(8, ti.f32)
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((O, K)).astype(np.float32)
+    x = rng.standard_normal((N, K)).astype(np.float32)
+    lanes = ti.ndarray(lane, BLOCKS * K)   # [block·K + j] = W[8·block .. 8·block + 7, j]
+    lanes.from_numpy(w.reshape(BLOCKS, 8, K).transpose(0, 2, 1).reshape(-1, 8).copy())
+    xs = ti.ndarray(ti.f32, N * K)
+    xs.from_numpy(x.reshape(-1))
+    packed = ti.ndarray(ti.types.vector(32, ti.f32), (N // 4) * K)
+    out = ti.ndarray(ti.f32, N * O)
+
+    @ti.kernel
+    def kernel(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray()):
+        for _ in range(1):
+            for grp in range(N // 8):
+                start = [(grp * 8 + k) * K for k in ti.static(range(8))]
+                for blk in range(BLOCKS):
+                    acc = [ti.Vector([0.0] * 8) for _ in ti.static(range(8))]
+                    for j in range(K):
+                        wv = lanes[blk * K + j]
+                        for k in ti.static(range(8)):
+                            acc[k] += wv * x[start[k] + j]
+                    for k in ti.static(range(8)):
+                        for m in ti.static(range(8)):
+                            out[(grp * 8 + k) * O + blk * 8 + m] = acc[k][m]
+
+    @ti.kernel
+    def pack(x: ti.types.ndarray(), packed: ti.types.ndarray()):
+        for grp in range(N // 4):
+            for j in range(K):
+                s = ti.Vector([x[(grp * 4 + k) * K + j] for k in ti.static(range(4))])
+                packed[grp * K + j] = ti.Vector([s[k] for k in ti.static(range(4)) for _ in ti.static(range(8))])
+
+    @ti.kernel
+    def pre_broadcast(packed: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray()):
+        for _ in range(1):
+            for grp in range(N // 4):
+                for pair in range(BLOCKS // 2):
+                    acc = [ti.Vector([0.0] * 8) for _ in ti.static(range(8))]
+                    for j in range(K):
+                        w0 = lanes[2 * pair * K + j]
+                        w1 = lanes[(2 * pair + 1) * K + j]
+                        xv = packed[grp * K + j]
+                        for k in ti.static(range(4)):
+                            xk = ti.Vector([xv[k * 8 + m] for m in ti.static(range(8))])
+                            acc[k] += w0 * xk
+                            acc[4 + k] += w1 * xk
+                    for k in ti.static(range(4)):
+                        for h in ti.static(range(2)):
+                            for m in ti.static(range(8)):
+                                out[(grp * 4 + k) * O + (2 * pair + h) * 8 + m] = acc[h * 4 + k][m]
+
+    expected = x @ w.T
+    for name, run in (("kernel", lambda: kernel(xs, lanes, out)),
+                      ("pre-broadcast", lambda: (pack(xs, packed), pre_broadcast(packed, lanes, out)))):
+        out.fill(np.nan)
+        run()
+        err = np.abs(out.to_numpy().reshape(N, O) - expected).max()
+        assert err < 1e-3, f"{name}: off by {err}"
+    return {"kernel": lambda: kernel(xs, lanes, out), "pack": lambda: pack(xs, packed),
+            "pre-broadcast": lambda: pre_broadcast(packed, lanes, out), "numpy": lambda: x @ w.T}
+
+
+def best_of(run, repeats=5):
+    """The fastest of two timings of ``repeats`` runs, µs a run."""
+    best = float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        ti.sync()
+        best = min(best, (time.perf_counter() - t) / repeats * 1e6)
+    return best
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--rounds", type=int, default=12)
+    a = p.parse_args()
+    runs = build()
+    times = {name: [] for name in runs}
+    for _ in range(a.rounds):
+        for name, run in runs.items():
+            times[name].append(best_of(run))
+    flop = 2.0 * N * O * K
+    print(f"W {O} x {K} against {N} rows, one thread, {a.rounds} rounds: µs a product, min / median (GFLOP/s at min)")
+    for name, t in times.items():
+        rate = "" if name == "pack" else f" ({flop / min(t) / 1e3:.1f})"
+        print(f"  {name:14s} {min(t):7.0f} / {np.median(t):7.0f}{rate}")
+
+
+if __name__ == "__main__":
+    main()
