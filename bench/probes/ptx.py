@@ -1,6 +1,6 @@
 """Dump the PTX of the GPU kernels (CUDA), to read their registers, spills and shared memory.
 
-    mkdir -p /tmp/ptx && cd /tmp/ptx && python /path/to/bench/probes/ptx.py
+    mkdir -p /tmp/ptx && cd /tmp/ptx && python /path/to/bench/probes/ptx.py [--config lstm:1024:64:20 ...]
     for f in taichi_kernel_nvptx_*.ptx; do strings $f > t.ptx; grep -o "entry [a-z_0-9]*" t.ptx;
         ptxas -arch=sm_90 -v t.ptx -o /dev/null 2>&1 | grep -E "registers|spill"; done
 
@@ -15,17 +15,26 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def main():
+    import argparse
+
     import taichi as ti
 
+    from ab import parse_config   # bench/probes/ab.py: cell:hidden:batch:steps[:layers][:bidi]
     from mpsrnn import backend
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", action="append", help="as ab.py's (default: four small and medium layers)")
+    a = p.parse_args()
     ti.init(arch=ti.cuda, offline_cache=False, fast_math=False, print_kernel_asm=True, log_level=ti.WARN)
     backend._current = "cuda"   # started by hand above, with the dump on
     from mpsrnn.benchmark import Config, time_config
-    for cfg in (Config("lstm", 64, 64, 1, 20), Config("gru", 64, 64, 1, 20), Config("lstm", 512, 512, 4, 20),
-                Config("gru", 512, 512, 4, 20)):
+    configs = [parse_config(c) for c in a.config] if a.config else [
+        Config("lstm", 64, 64, 1, 20), Config("gru", 64, 64, 1, 20), Config("lstm", 512, 512, 4, 20),
+        Config("gru", 512, 512, 4, 20)]
+    for cfg in configs:
         time_config(cfg, repeats=1, warmup=0)
 
 
