@@ -16,7 +16,7 @@ pass. A step:
    scratch region;
 3. a grid barrier; then each (unit, batch row) cell of group g's units, whose batch rows are shared
    among the group's blocks, adds its gates' ``splits`` partial sums (L2 reads, all issued at once,
-   added as a tree: ``tree_order``) and the input terms, applies the usual neurons and writes h
+   added as a tree: ``dots.tree_sum``) and the input terms, applies the usual neurons and writes h
    and c to the next history slot and to the destination; a grid barrier before any block copies
    that h.
 
@@ -68,6 +68,7 @@ import functools
 
 import taichi as ti
 
+from .dots import tree_sum, w32
 from .frame import diagonal_peepholes, memory_weights, recurrent_weights, run_sizes, vh_is_set
 from .gate_math import (
     standard_gru_gates,
@@ -95,7 +96,6 @@ from .layout import (
 from .neurons import sigmoid32
 from .sequence_copy import store_output
 from .sequence_persistent import grid_barrier, grid_kernels, leave_grid, project_own_rows
-from .dots import w32
 from .sequence_registers import CHUNK
 from .sequence_spread import h_buffers
 
@@ -136,18 +136,6 @@ def split_shape(cell, peephole, hidden, standard, batch, sms, width=CHUNK):
     return None
 
 
-def tree_order(n):
-    """(into, from) pairs that add n values as a tree, in place (v[into] += v[from]; the total ends in
-    v[0]): neighbours, then pairs of them, and so on, log2(n) additions deep where a row of them is n
-    - 1 deep. H200, µs a step, tree / row: 4 layers of LSTM 512 b64 t100 89.8 / 91.8, bidirectional
-    b64 34.8 / 35.6, GRU 512 b64 43.0 / 43.0 (median of 2 rounds, same process)."""
-    order, stride = [], 1
-    while stride < n:
-        order += [(k, k + stride) for k in range(0, n - stride, 2 * stride)]
-        stride *= 2
-    return order
-
-
 def split_kernel(cell, units, groups, splits, bc, width, projects):
     """The kernel of ``cell`` on ``groups`` × ``splits`` blocks (``split_shape``); ``projects``: it
     computes its own input terms and zero initial states first (``project_own_rows``). One compile
@@ -170,8 +158,6 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects):
     NB = groups * splits
     COPIES = (bc * width + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
     HS = h_buffers(cell) * bc * width   # floats of shared h (the GRU's second phase: r∘h0, z∘h0)
-
-    TREE = tree_order(splits)
 
     @ti.func
     def load_chunk(wts: ti.template(), at, sj, j0, H):
@@ -214,11 +200,10 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects):
     @ti.func
     def partial_sum(ws: ti.template(), part, b, o, B, PH):
         """Gate row o's recurrent term for batch row b: its splits' partial sums, all loaded first and
-        added as a tree (PH: the buffer's gate rows, ``partial_rows`` × H)."""
-        v = ti.Vector([ws[part + (k * B + b) * PH + o] for k in ti.static(range(splits))], ti.f32)
-        for t in ti.static(range(len(TREE))):
-            v[TREE[t][0]] += v[TREE[t][1]]
-        return v[0]
+        added as a tree (PH: the buffer's gate rows, ``partial_rows`` × H). H200, µs a step, tree /
+        in a row: 4 layers of LSTM 512 b64 t100 89.8 / 91.8, bidirectional b64 34.8 / 35.6, GRU 512
+        b64 43.0 / 43.0 (median of 2 rounds, same process)."""
+        return tree_sum(ti.Vector([ws[part + (k * B + b) * PH + o] for k in ti.static(range(splits))], ti.f32))
 
     @ti.func
     def block_place(blk):

@@ -40,6 +40,7 @@ import functools
 
 import taichi as ti
 
+from .dots import tree_sum
 from .frame import diagonal_peepholes, memory_weights, recurrent_weights, run_sizes
 from .gate_math import (
     standard_gru_gates,
@@ -155,12 +156,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
         """Gate row o's recurrent term: its chunks' partial sums, side by side, added pairwise (a tree
         of log2(chunks) levels). Added in a row, LSTM 512's 16 chunks were 16 dependent adds on the
         path of the one warp that finishes the cells while the block waits at its barrier."""
-        v = ti.Vector([part[o * chunks + kk] for kk in ti.static(range(chunks))], ti.f32)
-        for level in ti.static(range((chunks - 1).bit_length())):
-            for kk in ti.static(range(0, chunks, 2 << level)):
-                if ti.static(kk + (1 << level) < chunks):
-                    v[kk] += v[kk + (1 << level)]
-        return v[0]
+        return tree_sum(ti.Vector([part[o * chunks + kk] for kk in ti.static(range(chunks))], ti.f32))
 
     @ti.func
     def run_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),

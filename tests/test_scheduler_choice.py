@@ -177,7 +177,7 @@ def test_split_on_two_blocks_per_sm_only_where_one_does_not_hold_the_layer(rng, 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 16, 22, 33])
 def test_split_partial_sums_add_as_a_tree(n):
-    from mpsrnn.kernels.sequence_split import tree_order
+    from mpsrnn.kernels.dots import tree_order
     values = np.random.default_rng(n).standard_normal(n)
     v = values.copy()
     for into, source in tree_order(n):
