@@ -50,6 +50,17 @@ so half the splits. H200, t100, µs a step, split on two blocks an SM / the kern
 38.8 / 46.0, b64 82.4 / 160.4. At 64 inputs a thread, eight accumulators or two batch rows a loop
 (their weights read once) were no faster (LSTM 1024 b64: 66.7 and 86.6 against 66.2).
 
+A layer whose grid fits one block an SM leaves half of each SM's register file empty, and its 8
+warps wait on their shared loads one at a time (``ncu``, LSTM 1024 b64: each row's 64-term product
+holds one 128-bit shared load in flight, and warps sit at ``short_sb``). ``halves`` = 2 holds each
+block's weights twice, on 2 × ``groups·splits`` blocks, two an SM; each copy takes half the batch
+rows of every step (block m = k + splits·half of a group: rows half·⌈B/2⌉ on), and the cells are
+shared among all 2·splits blocks of the group. Twice the warps an SM, the same work. H200, t100, µs
+a step, halves / one: LSTM 512 b32 16.0 / 16.3, b64 23.0 / 24.3, b128 34.4 / 41.6; LSTM 256 b64
+14.9 / 16.5; 4 layers of LSTM 512 b64 84.4 / 88.6; GRU 512 b64 33.0 / 41.8; single gate 1024 b64
+19.2 / 22.4 (median of 2 rounds, same process). The scheduler takes it from batch 32
+(``scheduler.recurrence.split_halves``); the paired kernel already fills an SM with two blocks.
+
 The GRU (``gru_layer``) takes two products a step and four grid barriers: its second product,
 Uh·(r∘h0), needs every unit's r. A thread holds one row of each product (64 weights); the
 second phase's partial sums go beside the first's, whose z the cells read again at the end of
@@ -136,11 +147,13 @@ def split_shape(cell, peephole, hidden, standard, batch, sms, width=CHUNK):
     return None
 
 
-def split_kernel(cell, units, groups, splits, bc, width, projects):
-    """The kernel of ``cell`` on ``groups`` × ``splits`` blocks (``split_shape``); ``projects``: it
-    computes its own input terms and zero initial states first (``project_own_rows``). One compile
-    per combination, on first use."""
-    return _split_kernels(cell, units, groups, splits, bc, width, projects)[0]
+def split_kernel(cell, units, groups, splits, bc, width, projects, halves=1):
+    """The kernel of ``cell`` on ``groups`` × ``splits`` blocks (``split_shape``), times ``halves``
+    (2: each block's weights held twice, each copy taking half the batch rows; for a layer whose
+    grid fits one block an SM, so the SMs hold two); ``projects``: it computes its own input terms
+    and zero initial states first (``project_own_rows``). One compile per combination, on first
+    use."""
+    return _split_kernels(cell, units, groups, splits, bc, width, projects, halves)[0]
 
 
 def paired_split_kernel(cell, units, groups, splits, bc, width, projects):
@@ -148,14 +161,15 @@ def paired_split_kernel(cell, units, groups, splits, bc, width, projects):
     its own ``groups`` × ``splits`` blocks, two blocks an SM: the arguments of ``split_kernel``
     twice. Each layer meets only its own blocks at its grid barriers (the counters are in its
     frame)."""
-    return _split_kernels(cell, units, groups, splits, bc, width, projects)[1]
+    return _split_kernels(cell, units, groups, splits, bc, width, projects, 1)[1]
 
 
 @functools.lru_cache(maxsize=None)
-def _split_kernels(cell, units, groups, splits, bc, width, projects):
+def _split_kernels(cell, units, groups, splits, bc, width, projects, halves):
     G = GATES[cell]
     PR = partial_rows(cell)
-    NB = groups * splits
+    NB = groups * splits * halves
+    SH = splits * halves   # blocks of a group
     COPIES = (bc * width + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
     HS = h_buffers(cell) * bc * width   # floats of shared h (the GRU's second phase: r∘h0, z∘h0)
     assert BLOCK % width == 0, "copy_h takes a thread's input channel from tid alone"
@@ -213,25 +227,33 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects):
 
     @ti.func
     def block_place(blk):
-        """(split k, first unit of the group, first input of the chunk) of block blk."""
-        return blk % splits, (blk // splits) * units, (blk % splits) * width
+        """(split k, first unit of the group, first input of the chunk, index among the group's blocks)
+        of block blk; block m = k + splits·half of a group takes its batch half's rows."""
+        return blk % splits, (blk // SH) * units, (blk % splits) * width, blk % SH
 
     @ti.func
     def store_partials(ws: ti.template(), hs: ti.template(), w, o, src, two: ti.template(), src2, at_h, part, sp,
-                       j0, rows, B, H, PH, tid):
-        """The partial sums of a step's product: for each pass of up to bc present batch rows, copy the
+                       j0, rows, B, H, PH, tid, m):
+        """The partial sums of a step's product: for each pass of up to bc present batch rows of the
+        block's half (m // splits; all rows where ``halves`` is 1), copy the
         rows' vector at ws[src] at the block's inputs into hs (``two``: and, where src2 ≥ 0, the one
         at ws[src2] after bc·width), then each thread's row o (-1: none, weights w) against the vector
         at hs offset ``at_h``, into the partials buffer at ws[part]: [split, batch row, o] of PH gate
         rows."""
-        for pass_ in range((rows + bc - 1) // bc):
-            b0 = pass_ * bc
-            copy_h(ws, src, hs, 0, b0, rows, j0, H, tid)
+        lo = 0
+        hi = rows
+        if ti.static(halves > 1):
+            bh = (B + halves - 1) // halves
+            lo = (m // splits) * bh
+            hi = ti.min(rows, lo + bh)
+        for pass_ in range((ti.max(hi - lo, 0) + bc - 1) // bc):
+            b0 = lo + pass_ * bc
+            copy_h(ws, src, hs, 0, b0, hi, j0, H, tid)
             if ti.static(two):
                 if src2 >= 0:
-                    copy_h(ws, src2, hs, bc * width, b0, rows, j0, H, tid)
+                    copy_h(ws, src2, hs, bc * width, b0, hi, j0, H, tid)
             ti.simt.block.sync()
-            for rr in range(ti.min(bc, rows - b0)):
+            for rr in range(ti.min(bc, hi - b0)):
                 if o >= 0:
                     ws[part + (sp * B + b0 + rr) * PH + o] = chunk_dot(w, hs, at_h + rr * width)
             ti.simt.block.sync()   # before the next pass overwrites hs
@@ -257,7 +279,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects):
         """The LSTM and the single gate: one product a step (the module text's steps)."""
         barrier = passed   # run_layer's count so far
         _, B, H, _ = run_sizes(frame)
-        sp, u_lo, j0 = block_place(blk)
+        sp, u_lo, j0, m = block_place(blk)
         GH = G * H
         part = frame[F_WS_SCRATCH]   # the partials buffer
         # products: this thread's gate row, gate tid // units of unit u_lo + tid % units
@@ -279,11 +301,11 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects):
             hp = frame[F_WS_H] + s * slot
             cp = frame[F_WS_C] + s * slot
             rows = frame[F_ROWS + s]
-            store_partials(ws, hs, w, o, hp, False, -1, 0, part, sp, j0, rows, B, H, GH, tid)
+            store_partials(ws, hs, w, o, hp, False, -1, 0, part, sp, j0, rows, B, H, GH, tid, m)
             barrier += NB
             grid_barrier(frame, tid, barrier)
-            for q in range((B + splits * lanes - 1) // (splits * lanes)):
-                b = sp + splits * (tid // units + lanes * q)
+            for q in range((B + SH * lanes - 1) // (SH * lanes)):
+                b = m + SH * (tid // units + lanes * q)
                 if cell_ok and b < B:
                     hv = 0.0
                     c_ = 0.0
@@ -323,7 +345,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects):
         second phase leaves in place (``partial_rows``); a barrier."""
         barrier = passed   # run_layer's count so far
         _, B, H, _ = run_sizes(frame)
-        sp, u_lo, j0 = block_place(blk)
+        sp, u_lo, j0, m = block_place(blk)
         PH = PR * H
         part = frame[F_WS_SCRATCH]   # the partials buffer: rows z, r, Uh·(r∘h0), Vh·(z∘h0)
         has_vh = vh_is_set(frame)
@@ -359,11 +381,11 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects):
             zh = rh + slot
             rows = frame[F_ROWS + s]
             # phase 1: z's and r's products against h
-            store_partials(ws, hs, w1, o1, hp, False, -1, 0, part, sp, j0, rows, B, H, PH, tid)
+            store_partials(ws, hs, w1, o1, hp, False, -1, 0, part, sp, j0, rows, B, H, PH, tid, m)
             barrier += NB
             grid_barrier(frame, tid, barrier)
-            for q in range((rows + splits * lanes - 1) // (splits * lanes)):
-                b = sp + splits * (tid // units + lanes * q)
+            for q in range((rows + SH * lanes - 1) // (SH * lanes)):
+                b = m + SH * (tid // units + lanes * q)
                 if cell_ok and b < rows:
                     xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
                     z, r = standard_gru_gates(ws[xw] + partial_sum(ws, part, b, i, B, PH),
@@ -375,11 +397,11 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects):
             grid_barrier(frame, tid, barrier)
             # phase 2: Uh·(r∘h0) and Vh·(z∘h0)
             store_partials(ws, hs, w2, o2, rh, True, ti.select(has_vh, zh, -1), second, part, sp, j0, rows, B, H, PH,
-                           tid)
+                           tid, m)
             barrier += NB
             grid_barrier(frame, tid, barrier)
-            for q in range((B + splits * lanes - 1) // (splits * lanes)):
-                b = sp + splits * (tid // units + lanes * q)
+            for q in range((B + SH * lanes - 1) // (SH * lanes)):
+                b = m + SH * (tid // units + lanes * q)
                 if cell_ok and b < B:
                     hv = ws[hp + b * H + i]   # h0; an absent row carries it forward
                     if b < rows:
@@ -396,4 +418,6 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects):
 
     # shared array: hs [vector, batch row, input channel]
     wide = "" if width == CHUNK else f"w{width}"
-    return grid_kernels(run_layer, NB, BLOCK, (HS,), f"{('single_gate', 'gru', 'lstm')[cell]}_split{groups}x{splits}{wide}")
+    twice = "" if halves == 1 else f"h{halves}"
+    return grid_kernels(run_layer, NB, BLOCK, (HS,),
+                        f"{('single_gate', 'gru', 'lstm')[cell]}_split{groups}x{splits}{wide}{twice}")

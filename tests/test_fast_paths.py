@@ -348,6 +348,7 @@ def test_split_kernel_on_one_block(kind, opts, hidden, rng, monkeypatch):
     opts.setdefault("use_float32_weights", True)
     monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "split")
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
+    monkeypatch.setenv("MPSRNN_SPLIT_HALVES", "1")   # one block: Vulkan has no grid barrier
     d = descriptor(kind, rng, 7, hidden, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, [11, 10, 9, 2, 1], 7)
@@ -365,6 +366,7 @@ def test_wide_split_kernel_on_one_block(kind, opts, hidden, rng, monkeypatch):
     from mpsrnn.scheduler import plans
     monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "split")
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
+    monkeypatch.setenv("MPSRNN_SPLIT_HALVES", "1")   # one block: Vulkan has no grid barrier
     monkeypatch.setattr(recurrence, "_split_shape", lambda c, batch: split_shape(
         c.kind, c.header_peep, c.n_out, c.header[F_STANDARD] != 0, batch, 1, WIDE))
     d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
@@ -423,19 +425,23 @@ SPLIT_GRIDS = [("lstm", {"peephole": None}, 100, [13, 12, 12, 4, 1]),          #
 
 
 @pytest.mark.skipif("split" not in ARCH_PATHS, reason="the split kernel runs on CUDA only")
+@pytest.mark.parametrize("halves", ["1", "2"])
 @pytest.mark.parametrize("kind, opts, hidden, rows", SPLIT_GRIDS,
                          ids=[f"{k}-{'-'.join(o)}-{h}" for k, o, h, _ in SPLIT_GRIDS])
-def test_split_kernel_grids(kind, opts, hidden, rows, rng, monkeypatch):
+def test_split_kernel_grids(kind, opts, hidden, rows, halves, rng, monkeypatch):
     """The split kernel on grids whose rows' inputs are split over 3-5 blocks (partial sums added
     through the workspace), with a batch over the 256 rows a pass holds in shared memory and rows
-    that shrink, against the reference."""
+    that shrink, against the reference; once as one grid, once as two copies each taking half the
+    batch rows (``halves``: one half runs out of rows as the batch shrinks)."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "split")
+    monkeypatch.setenv("MPSRNN_SPLIT_HALVES", halves)
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     d = descriptor(kind, rng, 9, hidden, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, rows, 9)
-    assert any("_split" in name for name in dispatched_kernels(layer)), dispatched_kernels(layer)
+    grids = [name for name in dispatched_kernels(layer) if "_split" in name]
+    assert grids and all(g.endswith("h2") == (halves == "2") for g in grids), dispatched_kernels(layer)
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")

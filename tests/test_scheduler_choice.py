@@ -175,6 +175,27 @@ def test_split_on_two_blocks_per_sm_only_where_one_does_not_hold_the_layer(rng, 
         rec._split_shape(cell(rng, "lstm", 640), 64)
 
 
+def test_split_halves_only_where_the_grid_fits_one_block_an_sm(rng, monkeypatch):
+    """Two copies of a split grid, each on half the batch rows, where one copy takes one block an SM
+    (on the 132 SMs these tests assume) from batch 32; never where one copy already takes two."""
+    assert [rec.split_halves(cell(rng, "lstm", 512), b) for b in (16, 31, 32, 128)] == [1, 1, 2, 2]
+    assert rec.split_halves(cell(rng, "gru", 512), 64) == 2
+    assert rec.split_halves(cell(rng, "lstm", 1024), 64) == 1     # 256 blocks: already two an SM
+    assert rec.split_halves(cell(rng, "gru", 1024), 64) == 1
+    monkeypatch.setenv("MPSRNN_SPLIT_HALVES", "2")
+    assert rec.split_halves(cell(rng, "lstm", 512), 16) == 2
+    assert rec.split_halves(cell(rng, "lstm", 1024), 64) == 1     # two copies would not be resident
+    monkeypatch.setenv("MPSRNN_SPLIT_HALVES", "1")
+    assert rec.split_halves(cell(rng, "lstm", 512), 64) == 1
+    monkeypatch.setenv("MPSRNN_SPLIT_PER_SM", "1")
+    monkeypatch.delenv("MPSRNN_SPLIT_HALVES")
+    assert rec.split_halves(cell(rng, "lstm", 512), 64) == 1
+    monkeypatch.delenv("MPSRNN_SPLIT_PER_SM")
+    monkeypatch.setenv("MPSRNN_SPLIT_HALVES", "3")
+    with pytest.raises(ValueError, match="MPSRNN_SPLIT_HALVES: expected 1 or 2"):
+        rec.split_halves(cell(rng, "lstm", 512), 64)
+
+
 @pytest.mark.parametrize("n", [1, 2, 5, 16, 22, 33])
 def test_split_partial_sums_add_as_a_tree(n):
     from mpsrnn.kernels.dots import tree_order

@@ -224,6 +224,7 @@ def _split_shape(cell, batch):
 
 
 SPLIT_PER_SM = 2   # blocks of the split kernel an SM may hold (measured: choose_recurrence)
+SPLIT_HALVES_MIN_BATCH = 32   # H200 t100 µs a step, halves / one: LSTM 512 b32 16.0 / 16.3, b64 23.0 / 24.3
 
 
 def split_per_sm():
@@ -233,6 +234,20 @@ def split_per_sm():
     benchmarks."""
     forced = knob("MPSRNN_SPLIT_PER_SM", ("1", "2"))
     return int(forced) if forced else SPLIT_PER_SM
+
+
+def split_halves(cell, batch):
+    """2 where the split kernel holds its weights twice, each copy taking half the batch rows
+    (``sequence_split.split_kernel``): a layer whose grid fits one block an SM, where two may share
+    an SM, from batch SPLIT_HALVES_MIN_BATCH; else 1. ``MPSRNN_SPLIT_HALVES=1|2`` decides where the
+    grid fits, for tests and A/B benchmarks."""
+    forced = knob("MPSRNN_SPLIT_HALVES", ("1", "2"))
+    groups, splits = _split_shape(cell, batch)[1:3]
+    if groups * splits > _sms() or split_per_sm() < 2:
+        return 1
+    if forced:
+        return int(forced)
+    return 2 if batch >= SPLIT_HALVES_MIN_BATCH else 1
 
 
 def split_workspace(name, cell, batch):
@@ -345,7 +360,7 @@ def project_apart(name, cell, steps, batch):
         flops *= _sms() / _spread_shape(cell, batch)[1]
     if name == "split":
         shape = _split_shape(cell, batch)
-        flops *= _sms() / (shape[1] * shape[2])
+        flops *= _sms() / (shape[1] * shape[2])   # (halves: as timed, the grid of one copy)
     return flops > FOLD_FLOPS or cell.n_in > FOLD_MAX_INPUT
 
 
@@ -382,7 +397,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), *x, *args)
     elif name == "split":
-        prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), not lr.projected_apart), *x, *args)
+        prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), not lr.projected_apart, split_halves(lr.cell, batch)),
+                 *x, *args)
     elif name == "tiles":
         kernels = tile_kernels(tile_chunk(batch))
         units = tile_units()
