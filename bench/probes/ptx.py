@@ -1,14 +1,17 @@
 """Dump the PTX of the GPU kernels (CUDA), to read their registers, spills and shared memory.
 
     mkdir -p /tmp/ptx && cd /tmp/ptx && python /path/to/bench/probes/ptx.py [--config lstm:1024:64:20 ...]
-    for f in taichi_kernel_nvptx_*.ptx; do strings $f > t.ptx; grep -o "entry [a-z_0-9]*" t.ptx;
+    for f in taichi_kernel_nvptx_*.ptx; do tr -d '\000' < $f > t.ptx; grep -o "entry [a-z_0-9]*" t.ptx;
         ptxas -arch=sm_90 -v t.ptx -o /dev/null 2>&1 | grep -E "registers|spill"; done
 
 Compiles the kernels of four configurations with Taichi's assembly dump on and the offline cache off
 (a cached kernel is not compiled, so it dumps nothing). Taichi writes one file per module,
 ``taichi_kernel_nvptx_NNNN.ptx``, into the working directory (nothing to standard output); each ends
-in a NUL byte, hence ``strings``. Spills happen in ``ptxas``, so the PTX shows none: ``ncu``'s
-``smsp__sass_inst_executed_op_local_{ld,st}.sum`` count them on the device
+in a NUL byte, hence ``tr`` (``strings`` drops the lines shorter than four characters, such as
+``{``, and ``ptxas`` then rejects the file). Making the PTX needs a GPU, reading it does not: files
+brought back from the device go through this project VM's ``ptxas`` (CUDA 13.0) too. Spills happen
+in ``ptxas`` (its ``-v`` line gives their bytes), so the PTX shows none; ``ncu``'s
+``smsp__sass_inst_executed_op_local_{ld,st}.sum`` count the executed ones on the device
 (``kernels/sequence_registers.py`` says what they found).
 """
 import os
