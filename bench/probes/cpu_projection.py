@@ -11,13 +11,17 @@ one thread, timed as:
 * ``pre-broadcast``: x packed first (``pack``, timed apart) as vectors of 4 rows x 8 equal lanes,
   so the inner loop is two weight vectors and one x vector a step, 8 lane-wise products;
 * ``numpy``: the same product by NumPy's BLAS on one thread (OPENBLAS_NUM_THREADS=1 is set here),
-  for scale: it has FMA, which Taichi's CPU code cannot use without fast-math.
+  for scale: it has FMA, which Taichi's CPU code cannot use without fast-math;
+* the hand-off that giving the product to NumPy would need: ``x to numpy`` (``Ndarray.to_numpy``
+  of x) and ``xw from numpy`` (a kernel copying a NumPy array into a Taichi ndarray, as the
+  workspace would take the product; Taichi 1.7 gives no zero-copy view of an ndarray on the CPU).
 
 Rounds alternate the layouts, so the VM's drift shows as spread rather than as a difference;
 prints the min and median of each over the rounds. This project's 2-vCPU VM, 2026-12-01, two
 runs (min / median µs): kernel 991 / 1352 and 841 / 869; pre-broadcast 917 / 1063 and 858 / 938,
 plus 210 / 230 and 179 / 215 to pack; numpy 433 / 507 (409 at best in another run). So no layout
-gains more than its packing costs (bench/analysis.md, the CPU smoke section).
+gains more than its packing costs (bench/analysis.md, the CPU smoke section). The hand-off,
+2026-12-01 (twelfth session): see analysis.md; it costs about what NumPy's product saves.
 """
 import argparse
 import os
@@ -45,6 +49,12 @@ def build():
     xs.from_numpy(x.reshape(-1))
     packed = ti.ndarray(ti.types.vector(32, ti.f32), (N // 4) * K)
     out = ti.ndarray(ti.f32, N * O)
+    product = (x @ w.T).reshape(-1)
+
+    @ti.kernel
+    def copy_in(src: ti.types.ndarray(), dst: ti.types.ndarray()):
+        for k in range(src.shape[0]):
+            dst[k] = src[k]
 
     @ti.kernel
     def kernel(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray()):
@@ -95,7 +105,8 @@ def build():
         err = np.abs(out.to_numpy().reshape(N, O) - expected).max()
         assert err < 1e-3, f"{name}: off by {err}"
     return {"kernel": lambda: kernel(xs, lanes, out), "pack": lambda: pack(xs, packed),
-            "pre-broadcast": lambda: pre_broadcast(packed, lanes, out), "numpy": lambda: x @ w.T}
+            "pre-broadcast": lambda: pre_broadcast(packed, lanes, out), "numpy": lambda: x @ w.T,
+            "x to numpy": lambda: xs.to_numpy(), "xw from numpy": lambda: copy_in(product, out)}
 
 
 def best_of(run, repeats=5):
@@ -122,7 +133,7 @@ def main():
     flop = 2.0 * N * O * K
     print(f"W {O} x {K} against {N} rows, one thread, {a.rounds} rounds: µs a product, min / median (GFLOP/s at min)")
     for name, t in times.items():
-        rate = "" if name == "pack" else f" ({flop / min(t) / 1e3:.1f})"
+        rate = f" ({flop / min(t) / 1e3:.1f})" if name in ("kernel", "pre-broadcast", "numpy") else ""
         print(f"  {name:14s} {min(t):7.0f} / {np.median(t):7.0f}{rate}")
 
 
