@@ -5,11 +5,13 @@
         python bench/profile_call.py --arch cuda --hidden 512 --batch 64 --steps 30
     ncu -i rep.ncu-rep --page source --csv --print-source sass > rep.csv
     # anywhere
-    python bench/probes/hotspots.py rep.csv [--all]
+    python bench/probes/hotspots.py rep.csv [--all] [--regions 50]
 
 Prints the stall reasons summed over the kernel, then every SASS instruction that holds at least
 0.4% of the warp samples (``--all``: every instruction) with its execution count and its two top
-stall reasons. Found this way (2026-12-01, H200): the spread and persistent kernels' copies of h to
+stall reasons; ``--regions N``: the share of the samples in each run of N instructions (1% or more),
+with the local-memory (spill) instructions executed there, to find a kernel's phases and where
+it spills (the twelfth session read the split kernel's products, gate math and copy this way). Found this way (2026-12-01, H200): the spread and persistent kernels' copies of h to
 shared memory waited one L2 round trip per element (a ``long_sb`` stall on each STS), and a pass
 of the spread kernel ends with seven warps at the block barrier while one finishes the gate math.
 Taichi kernels have no source lines, so the SASS is the view; ``ptx.py`` dumps the PTX beside it.
@@ -22,6 +24,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("csv", help="ncu --page source --csv --print-source sass output")
     p.add_argument("--all", action="store_true", help="list every instruction")
+    p.add_argument("--regions", type=int, default=0, metavar="N", help="also sum the samples over runs of N instructions")
     a = p.parse_args()
     with open(a.csv) as f:
         rows = list(csv.reader(f))
@@ -45,6 +48,14 @@ def main():
             top = sorted(((count(r, c), c[6:]) for c in reasons), reverse=True)[:2]
             why = ", ".join(f"{name} {k}" for k, name in top if k)
             print(f"{i:5d} {n:7d} {count(r, executed):10d}  {r[1].strip()[:56]:56s} {why}")
+    if a.regions:
+        print(f"runs of {a.regions} instructions: first, share of the samples, local loads and stores executed")
+        for lo in range(0, len(body), a.regions):
+            run = body[lo:lo + a.regions]
+            n = sum(count(r, samples) for r in run)
+            spills = sum(count(r, executed) for r in run if r[1].strip().startswith(("LDL", "STL")))
+            if n >= 0.01 * total:
+                print(f"{lo:5d} {n / max(total, 1):6.1%} {spills:10d}")
 
 
 if __name__ == "__main__":
