@@ -9,11 +9,12 @@
 
 Prints the stall reasons summed over the kernel, then every SASS instruction that holds at least
 0.4% of the warp samples (``--all``: every instruction) with its execution count and its two top
-stall reasons; ``--regions N``: the share of the samples in each run of N instructions (1% or more),
-with the local-memory (spill) instructions executed there, to find a kernel's phases and where
-it spills (the twelfth session read the split kernel's products, gate math and copy this way). Found this way (2026-12-01, H200): the spread and persistent kernels' copies of h to
+stall reasons. ``--regions N`` adds the share of the samples in each run of N instructions (1% or
+more) and the local-memory (spill) instructions executed there: a kernel's phases, and where it
+spills. Found this way (2026-12-01, H200): the spread and persistent kernels' copies of h to
 shared memory waited one L2 round trip per element (a ``long_sb`` stall on each STS), and a pass
-of the spread kernel ends with seven warps at the block barrier while one finishes the gate math.
+of the spread kernel ends with seven warps at the block barrier while one finishes the gate math;
+the split kernel's products wait on one shared load at a time (twelfth session).
 Taichi kernels have no source lines, so the SASS is the view; ``ptx.py`` dumps the PTX beside it.
 """
 import argparse
