@@ -25,7 +25,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("csv", help="ncu --page source --csv --print-source sass output")
     p.add_argument("--all", action="store_true", help="list every instruction")
-    p.add_argument("--regions", type=int, default=0, metavar="N", help="also sum the samples over runs of N instructions")
+    p.add_argument("--regions", type=int, default=0, metavar="N",
+                   help="also sum the samples over runs of N instructions")
     a = p.parse_args()
     with open(a.csv) as f:
         rows = list(csv.reader(f))

@@ -397,8 +397,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), *x, *args)
     elif name == "split":
-        prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), not lr.projected_apart, split_halves(lr.cell, batch)),
-                 *x, *args)
+        halves = split_halves(lr.cell, batch)
+        prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), not lr.projected_apart, halves), *x, *args)
     elif name == "tiles":
         kernels = tile_kernels(tile_chunk(batch))
         units = tile_units()
