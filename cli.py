@@ -6,6 +6,7 @@ import sys
 import click
 
 from . import backend
+from .benchmark import SUITES   # (NumPy and the backend module: no Taichi start-up)
 
 ARCH_CHOICE = click.Choice(["auto", "metal", "cuda", "vulkan", "cpu"], case_sensitive=False)
 
@@ -86,7 +87,7 @@ def _environment():
 
 
 @main.command()
-@click.option("--suite", type=click.Choice(["smoke", "deepbench-inference", "small-hidden", "large-batch", "stacks"]), default=None,
+@click.option("--suite", type=click.Choice(list(SUITES)), default=None,
               help="Run a named suite instead of one configuration.")
 @click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True)
 @click.option("--input", "n_in", type=int, default=None, help="Input channels (default: hidden).")
