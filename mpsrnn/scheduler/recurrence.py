@@ -236,14 +236,21 @@ def split_per_sm():
     return int(forced) if forced else SPLIT_PER_SM
 
 
+def split_on_one_block_an_sm(cell, batch):
+    """Whether the layer's split grid takes at most one block an SM, so that an SM has room for a
+    second block: a second copy of the grid (``split_halves``), or the other direction's grid
+    (``pair_directions``)."""
+    groups, splits = _split_shape(cell, batch)[1:3]
+    return groups * splits <= _sms()
+
+
 def split_halves(cell, batch):
     """2 where the split kernel holds its weights twice, each copy taking half the batch rows
     (``sequence_split.split_kernel``): a layer whose grid fits one block an SM, where two may share
     an SM, from batch SPLIT_HALVES_MIN_BATCH; else 1. ``MPSRNN_SPLIT_HALVES=1|2`` decides where the
     grid fits, for tests and A/B benchmarks."""
     forced = knob("MPSRNN_SPLIT_HALVES", ("1", "2"))
-    groups, splits = _split_shape(cell, batch)[1:3]
-    if groups * splits > _sms() or split_per_sm() < 2:
+    if not split_on_one_block_an_sm(cell, batch) or split_per_sm() < 2:
         return 1
     if forced:
         return int(forced)
@@ -438,8 +445,7 @@ def pair_directions(arch, fwd, bwd, batch):
         c = run.cell
         return c.kind, c.n_in, c.n_out, c.header_peep, c.header[F_STANDARD], run.projected_apart
     if kernel == "split":   # both grids whole, two blocks an SM: so each on one block an SM
-        groups, splits = _split_shape(fwd.cell, batch)[1:3]
-        return shape(fwd) == shape(bwd) and groups * splits <= _sms()
+        return shape(fwd) == shape(bwd) and split_on_one_block_an_sm(fwd.cell, batch)
     return shape(fwd) == shape(bwd) and _paired_shape(fwd.cell, batch) is not None
 
 
