@@ -124,8 +124,9 @@ def partial_rows(cell):
 
 
 def split_partials(cell, batch, hidden, splits):
-    """Floats of the partials buffer, [split, batch row, gate row]: the layer's scratch region
-    (F_WS_SCRATCH), which the scheduler makes this large for a layer that runs this kernel."""
+    """Floats of the partials buffer, [split, batch row, gate row] (``splits`` 1: the atomic kernel's
+    one sum): the layer's scratch region (F_WS_SCRATCH), which the scheduler makes this large for a
+    layer that runs this kernel."""
     return splits * batch * partial_rows(cell) * hidden
 
 
@@ -147,25 +148,26 @@ def split_shape(cell, peephole, hidden, standard, batch, sms, width=CHUNK):
     return None
 
 
-def split_kernel(cell, units, groups, splits, bc, width, projects, halves=1):
+def split_kernel(cell, units, groups, splits, bc, width, projects, halves=1, atomic=False):
     """The kernel of ``cell`` on ``groups`` × ``splits`` blocks (``split_shape``), times ``halves``
     (2: each block's weights held twice, each copy taking half the batch rows; for a layer whose
     grid fits one block an SM, so the SMs hold two); ``projects``: it computes its own input terms
-    and zero initial states first (``project_own_rows``). One compile per combination, on first
-    use."""
-    return _split_kernels(cell, units, groups, splits, bc, width, projects, halves)[0]
+    and zero initial states first (``project_own_rows``); ``atomic``: the blocks add their partial
+    sums into one [batch row, gate row] buffer (``partial_rows``) instead of writing them apart.
+    One compile per combination, on first use."""
+    return _split_kernels(cell, units, groups, splits, bc, width, projects, halves, atomic)[0]
 
 
-def paired_split_kernel(cell, units, groups, splits, bc, width, projects):
+def paired_split_kernel(cell, units, groups, splits, bc, width, projects, atomic=False):
     """Two layers of the same shape at once (the two directions of a bidirectional level), each on
     its own ``groups`` × ``splits`` blocks, two blocks an SM: the arguments of ``split_kernel``
     twice. Each layer meets only its own blocks at its grid barriers (the counters are in its
     frame)."""
-    return _split_kernels(cell, units, groups, splits, bc, width, projects, 1)[1]
+    return _split_kernels(cell, units, groups, splits, bc, width, projects, 1, atomic)[1]
 
 
 @functools.lru_cache(maxsize=None)
-def _split_kernels(cell, units, groups, splits, bc, width, projects, halves):
+def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, atomic):
     G = GATES[cell]
     PR = partial_rows(cell)
     NB = groups * splits * halves
@@ -218,12 +220,20 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves):
                 hs[at + tid + e_ * BLOCK] = got[e_]
 
     @ti.func
-    def partial_sum(ws: ti.template(), part, b, o, B, PH):
+    def partial_sum(ws: ti.template(), part, b, o, B, PH, clear: ti.template()):
         """Gate row o's recurrent term for batch row b: its splits' partial sums, all loaded first and
         added as a tree (PH: the buffer's gate rows, ``partial_rows`` × H). H200, µs a step, tree /
         in a row: 4 layers of LSTM 512 b64 t100 89.8 / 91.8, bidirectional b64 34.8 / 35.6, GRU 512
-        b64 43.0 / 43.0 (median of 2 rounds, same process)."""
-        return tree_sum(ti.Vector([ws[part + (k * B + b) * PH + o] for k in ti.static(range(splits))], ti.f32))
+        b64 43.0 / 43.0 (median of 2 rounds, same process). ``atomic``: the one sum the blocks added
+        into, set back to zero where ``clear`` (its last reader this step) for the next step's adds."""
+        v = 0.0
+        if ti.static(atomic):
+            v = ws[part + b * PH + o]
+            if ti.static(clear):
+                ws[part + b * PH + o] = 0.0
+        else:
+            v = tree_sum(ti.Vector([ws[part + (k * B + b) * PH + o] for k in ti.static(range(splits))], ti.f32))
+        return v
 
     @ti.func
     def block_place(blk):
@@ -255,7 +265,10 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves):
             ti.simt.block.sync()
             for rr in range(ti.min(bc, hi - b0)):
                 if o >= 0:
-                    ws[part + (sp * B + b0 + rr) * PH + o] = chunk_dot(w, hs, at_h + rr * width)
+                    if ti.static(atomic):
+                        ti.atomic_add(ws[part + (b0 + rr) * PH + o], chunk_dot(w, hs, at_h + rr * width))
+                    else:
+                        ws[part + (sp * B + b0 + rr) * PH + o] = chunk_dot(w, hs, at_h + rr * width)
             ti.simt.block.sync()   # before the next pass overwrites hs
 
     @ti.func
@@ -263,8 +276,17 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves):
                   prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
                   hs: ti.template(), blk, tid):
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
+        if ti.static(atomic):   # the sums start at zero (each reader sets them back after)
+            _, B, H, _ = run_sizes(frame)
+            n = B * PR * H
+            part = frame[F_WS_SCRATCH]
+            for e in range((n + NB * BLOCK - 1) // (NB * BLOCK)):
+                at = (e * NB + blk) * BLOCK + tid
+                if at < n:
+                    ws[part + at] = 0.0
         if ti.static(projects):
             project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, NB, blk, tid)
+        if ti.static(projects or atomic):
             barrier += NB
             grid_barrier(frame, tid, barrier)
         if ti.static(cell == CELL_GRU):
@@ -316,14 +338,14 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves):
                     else:
                         xw = frame[F_WS_XW] + (s * B + b) * GH + i
                         if ti.static(cell == CELL_SINGLE_GATE):
-                            hv = standard_single_gate_output(ws[xw] + partial_sum(ws, part, b, i, B, GH))
+                            hv = standard_single_gate_output(ws[xw] + partial_sum(ws, part, b, i, B, GH, True))
                         else:
                             peep = diagonal_peepholes(wts, frame, diagonal, H, i)
-                            a_i = ws[xw] + partial_sum(ws, part, b, i, B, GH) + peep[0] * c_
-                            a_f = ws[xw + H] + partial_sum(ws, part, b, H + i, B, GH) + peep[1] * c_
-                            a_c = ws[xw + 2 * H] + partial_sum(ws, part, b, 2 * H + i, B, GH) + peep[2] * c_
+                            a_i = ws[xw] + partial_sum(ws, part, b, i, B, GH, True) + peep[0] * c_
+                            a_f = ws[xw + H] + partial_sum(ws, part, b, H + i, B, GH, True) + peep[1] * c_
+                            a_c = ws[xw + 2 * H] + partial_sum(ws, part, b, 2 * H + i, B, GH, True) + peep[2] * c_
                             c_ = standard_lstm_cell_state(a_i, a_f, a_c, c_)
-                            a_o = ws[xw + 3 * H] + partial_sum(ws, part, b, 3 * H + i, B, GH) + peep[3] * c_
+                            a_o = ws[xw + 3 * H] + partial_sum(ws, part, b, 3 * H + i, B, GH, True) + peep[3] * c_
                             hv = standard_lstm_output(a_o, c_)
                         store_output(out, out_base, out_step, out_row, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
@@ -388,8 +410,8 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves):
                 b = m + SH * (tid // units + lanes * q)
                 if cell_ok and b < rows:
                     xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
-                    z, r = standard_gru_gates(ws[xw] + partial_sum(ws, part, b, i, B, PH),
-                                              ws[xw + H] + partial_sum(ws, part, b, H + i, B, PH))
+                    z, r = standard_gru_gates(ws[xw] + partial_sum(ws, part, b, i, B, PH, False),
+                                              ws[xw + H] + partial_sum(ws, part, b, H + i, B, PH, True))
                     h0 = ws[hp + b * H + i]
                     ws[rh + b * H + i] = r * h0
                     ws[zh + b * H + i] = z * h0
@@ -406,10 +428,10 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves):
                     hv = ws[hp + b * H + i]   # h0; an absent row carries it forward
                     if b < rows:
                         xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
-                        z = sigmoid32(ws[xw] + partial_sum(ws, part, b, i, B, PH))   # as in the first phase
-                        pre_h = ws[xw + 2 * H] + partial_sum(ws, part, b, 2 * H + i, B, PH)
+                        z = sigmoid32(ws[xw] + partial_sum(ws, part, b, i, B, PH, True))   # as in the first phase
+                        pre_h = ws[xw + 2 * H] + partial_sum(ws, part, b, 2 * H + i, B, PH, True)
                         if has_vh:
-                            pre_h += partial_sum(ws, part, b, 3 * H + i, B, PH)
+                            pre_h += partial_sum(ws, part, b, 3 * H + i, B, PH, True)
                         hv = standard_gru_output(frame, pre_h, z, hv)
                         store_output(out, out_base, out_step, out_row, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
@@ -419,5 +441,6 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves):
     # shared array: hs [vector, batch row, input channel]
     wide = "" if width == CHUNK else f"w{width}"
     twice = "" if halves == 1 else f"h{halves}"
+    adds = "_sum" if atomic else ""
     return grid_kernels(run_layer, NB, BLOCK, (HS,),
-                        f"{('single_gate', 'gru', 'lstm')[cell]}_split{groups}x{splits}{wide}{twice}")
+                        f"{('single_gate', 'gru', 'lstm')[cell]}{adds}_split{groups}x{splits}{wide}{twice}")

@@ -336,56 +336,70 @@ SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),
                    ("gru", {"nil": ("output_gate_input_gate_weights",), "use_float32_weights": False}, 26)]
 
 
+def split_sums(reduce):
+    """The kernel name's mark of the split kernel's partial sums: ``_sum`` where added atomically."""
+    return "_sum_split" if reduce == "atomic" else "_split"
+
+
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
+@pytest.mark.parametrize("reduce", ["apart", "atomic"])
 @pytest.mark.parametrize("kind, opts, hidden", SPLIT_ONE_BLOCK,
                          ids=[f"{k}-{'-'.join(o)}-{h}" for k, o, h in SPLIT_ONE_BLOCK])
-def test_split_kernel_on_one_block(kind, opts, hidden, rng, monkeypatch):
+def test_split_kernel_on_one_block(kind, opts, hidden, reduce, rng, monkeypatch):
     """The split kernel (CUDA's path) on a grid of one block, where its grid barriers are block
-    barriers and any Vulkan device runs it, lavapipe included: its copy, products, partials buffer
-    and gate math, held to the reference before GPU time is spent."""
+    barriers and any Vulkan device runs it, lavapipe included: its copy, products, partial sums
+    (written apart, or added atomically into one sum) and gate math, held to the reference before
+    GPU time is spent."""
     from mpsrnn.scheduler import plans
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "split")
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_SPLIT_HALVES", "1")   # one block: Vulkan has no grid barrier
+    monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", reduce)
     d = descriptor(kind, rng, 7, hidden, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, [11, 10, 9, 2, 1], 7)
     names = [name for name in dispatched_kernels(layer) if "_split" in name]
-    assert names and all(name.endswith("_split1x1") for name in names), names
+    assert names and all(name.endswith(f"{split_sums(reduce)}1x1") for name in names), names
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
-@pytest.mark.parametrize("kind, opts, hidden", [("lstm", {"peephole": "diagonal"}, 50), ("single", {}, 61)])
-def test_wide_split_kernel_on_one_block(kind, opts, hidden, rng, monkeypatch):
+@pytest.mark.parametrize("kind, opts, hidden, reduce", [("lstm", {"peephole": "diagonal"}, 50, "apart"),
+                                                        ("single", {}, 61, "atomic")])
+def test_wide_split_kernel_on_one_block(kind, opts, hidden, reduce, rng, monkeypatch):
     """The split kernel with 64 inputs a thread (CUDA's for the LSTMs too large for chunks of 32) on
-    a grid of one block, on Vulkan, with a batch of 70 rows: two passes of 64."""
+    a grid of one block, on Vulkan, with a batch of 70 rows: two passes of 64 (the single gate's
+    partial sums added atomically)."""
     from mpsrnn.kernels.layout import F_STANDARD
     from mpsrnn.kernels.sequence_split import WIDE, split_shape
     from mpsrnn.scheduler import plans
     monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "split")
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_SPLIT_HALVES", "1")   # one block: Vulkan has no grid barrier
+    monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", reduce)
     monkeypatch.setattr(recurrence, "_split_shape", lambda c, batch: split_shape(
         c.kind, c.header_peep, c.n_out, c.header[F_STANDARD] != 0, batch, 1, WIDE))
     d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, [70, 66, 66, 3], 7)
     names = [name for name in dispatched_kernels(layer) if "_split" in name]
-    assert names and all(name.endswith("_split1x1w64") for name in names), names
+    assert names and all(name.endswith(f"{split_sums(reduce)}1x1w64") for name in names), names
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
-def test_paired_split_kernel_on_one_block_per_layer(rng, monkeypatch):
+@pytest.mark.parametrize("reduce", ["apart", "atomic"])
+def test_paired_split_kernel_on_one_block_per_layer(reduce, rng, monkeypatch):
     """The split kernel's paired form (both directions of a level in one launch) on one block a
-    direction, on Vulkan: each direction meets only its own block at its barriers."""
+    direction, on Vulkan: each direction meets only its own block at its barriers (and adds into
+    its own sums)."""
     from mpsrnn.scheduler import plans
     monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "split")
     monkeypatch.setattr(plans, "pair_directions",
                         lambda arch, a, b, batch: recurrence.pair_directions("cuda", a, b, batch))
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", reduce)
     backward = {"layer_sequence_direction": m.SequenceDirection.BACKWARD}
     ds = [descriptor("lstm", rng, 7, 30, use_float32_weights=True, peephole=None),
           descriptor("lstm", rng, 7, 30, use_float32_weights=True, peephole=None, **backward),
@@ -394,7 +408,7 @@ def test_paired_split_kernel_on_one_block_per_layer(rng, monkeypatch):
     layer = m.RNNMatrixInferenceLayer(ds)
     assert_both_directions_match(layer, ds, rng)
     names = sorted(name for name in dispatched_kernels(layer) if "_split" in name)
-    assert names == ["gru_split1x1_paired", "lstm_split1x1_paired"], dispatched_kernels(layer)
+    assert names == [f"{cell}{split_sums(reduce)}1x1_paired" for cell in ("gru", "lstm")], dispatched_kernels(layer)
 
 
 @pytest.mark.skipif("split" not in ARCH_PATHS, reason="the split kernel runs on CUDA only")
@@ -403,15 +417,18 @@ def test_paired_split_kernel_on_one_block_per_layer(rng, monkeypatch):
     ("single", {}, 7, 2000, [70, 70, 69, 3], True),                     # 8 x 32 blocks; passes of 64 rows
     ("gru", {"nil": ("output_gate_input_gate_weights",)}, 5, 1000, [20, 17, 1], False),   # 8 x 32 blocks
 ], ids=["lstm-777", "single-2000", "gru-1000"])
-def test_split_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, wide, rng, monkeypatch):
+@pytest.mark.parametrize("reduce", ["apart", "atomic"])
+def test_split_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, wide, reduce, rng, monkeypatch):
     """The split kernel on more blocks than SMs (two an SM), which layers too large for one block an
     SM take, the LSTM's and single gate's with 64 inputs a thread (``w64``), against the reference,
-    twice (the barrier count restarts), with a batch that shrinks."""
+    twice (the barrier count restarts), with a batch that shrinks; partial sums apart or added
+    atomically."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "split")
+    monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", reduce)
     d = descriptor(kind, rng, n_in, hidden, use_float32_weights=True, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, rows, n_in)
-    grids = [name.split("_split")[1] for name in dispatched_kernels(layer) if "_split" in name]
+    grids = [name.split(split_sums(reduce))[1] for name in dispatched_kernels(layer) if split_sums(reduce) in name]
     assert len(grids) == 1 and grids[0].endswith("w64") == wide, dispatched_kernels(layer)
     groups, splits = map(int, grids[0].removesuffix("w64").split("x"))
     assert recurrence._sms() < groups * splits <= 2 * recurrence._sms(), grids
@@ -425,23 +442,26 @@ SPLIT_GRIDS = [("lstm", {"peephole": None}, 100, [13, 12, 12, 4, 1]),          #
 
 
 @pytest.mark.skipif("split" not in ARCH_PATHS, reason="the split kernel runs on CUDA only")
+@pytest.mark.parametrize("reduce", ["apart", "atomic"])
 @pytest.mark.parametrize("halves", ["1", "2"])
 @pytest.mark.parametrize("kind, opts, hidden, rows", SPLIT_GRIDS,
                          ids=[f"{k}-{'-'.join(o)}-{h}" for k, o, h, _ in SPLIT_GRIDS])
-def test_split_kernel_grids(kind, opts, hidden, rows, halves, rng, monkeypatch):
+def test_split_kernel_grids(kind, opts, hidden, rows, halves, reduce, rng, monkeypatch):
     """The split kernel on grids whose rows' inputs are split over 3-5 blocks (partial sums added
-    through the workspace), with a batch over the 256 rows a pass holds in shared memory and rows
-    that shrink, against the reference; once as one grid, once as two copies each taking half the
-    batch rows (``halves``: one half runs out of rows as the batch shrinks)."""
+    through the workspace: written apart, or added atomically into one sum), with a batch over the
+    256 rows a pass holds in shared memory and rows that shrink, against the reference; once as one
+    grid, once as two copies each taking half the batch rows (``halves``: one half runs out of rows
+    as the batch shrinks)."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "split")
     monkeypatch.setenv("MPSRNN_SPLIT_HALVES", halves)
+    monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", reduce)
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     d = descriptor(kind, rng, 9, hidden, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, rows, 9)
     grids = [name for name in dispatched_kernels(layer) if "_split" in name]
-    assert grids and all(g.endswith("h2") == (halves == "2") for g in grids), dispatched_kernels(layer)
+    assert grids and all(g.endswith("h2") == (halves == "2") and split_sums(reduce) in g for g in grids), grids
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")

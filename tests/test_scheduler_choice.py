@@ -56,26 +56,27 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("single", 256, 1, {}, "spread"),
     ("gru", 128, 1, {}, "blocks"),      # one block a sequence beats the GRU's spread kernel up to SMALL_HIDDEN
     ("gru", 256, 1, {}, "spread"),
-    ("gru", 512, 4, {}, "spread"),      # 11.9 against persistent's 15.0 µs a step (H200)
+    ("gru", 512, 4, {}, "spread"),      # split (partial sums added atomically) 10.6 against 10.9 (H200): from b8
     ("lstm", 128, 1, {"neurons": "hard"}, "blocks"),   # spread: the usual neurons only
     ("lstm", 704, 1, {}, "spread"),       # on two blocks an SM: U no longer fits one block an SM's registers
     ("lstm", 1024, 4, {}, "spread"),      # 15.1 against persistent's 18.4 µs a step (H200)
     ("lstm", 1056, 1, {}, "persistent"),  # U outgrows two blocks an SM
     ("gru", 1024, 1, {}, "spread"),       # 9.4 against persistent's 11.5
-    ("gru", 1024, 2, {}, "persistent"),   # the GRU on two blocks an SM beyond batch 1: 15.8 against 12.7
+    ("gru", 1024, 2, {}, "split"),        # 10.8 against persistent's 12.4 µs a step (H200)
     ("lstm", 192, 4, {}, "spread"),
     ("lstm", 512, 16, {}, "spread"),
     ("lstm", 512, 32, {}, "split"),       # the batch in one pass a step: 16.6 against spread's 18.0 µs (H200)
     ("lstm", 512, 128, {}, "split"),
     ("single", 512, 64, {}, "split"),
     ("gru", 512, 64, {}, "split"),        # 43.0 against spread's 106.1 µs a step (H200)
-    ("gru", 512, 16, {}, "split"),        # the GRU's from batch 16: 18.3 against 30.4
-    ("gru", 512, 8, {}, "spread"),
+    ("gru", 512, 16, {}, "split"),        # 18.3 against spread's 30.4 (partial sums written apart)
+    ("gru", 512, 8, {}, "split"),         # 12.6 against spread's 17.0
+    ("gru", 256, 4, {}, "spread"),        # 9.1 against split's 11.6
     ("gru", 128, 64, {}, "blocks"),       # up to SMALL_HIDDEN neither split nor spread was measured
     ("lstm", 512, 64, {"neurons": "hard"}, "persistent"),   # split and spread: the usual neurons only
     ("lstm", 512, 129, {}, "persistent"),  # split, spread: not measured above batch 128
     ("gru", 128, 8, {}, "blocks"),
-    ("gru", 1024, 4, {}, "persistent"),
+    ("gru", 1024, 4, {}, "split"),        # 11.8 against persistent's 17.0
     ("gru", 1024, 16, {}, "split"),       # two blocks an SM: 38.8 against persistent's 46.0 µs a step (H200)
     ("lstm", 1024, 16, {}, "split"),      # 64 inputs a thread, two blocks an SM: 25.0 against spread's 29.6
     ("lstm", 1024, 128, {}, "split"),     # 128.0 against 199.7
@@ -194,6 +195,38 @@ def test_split_halves_only_where_the_grid_fits_one_block_an_sm(rng, monkeypatch)
     monkeypatch.setenv("MPSRNN_SPLIT_HALVES", "3")
     with pytest.raises(ValueError, match="MPSRNN_SPLIT_HALVES: expected 1 or 2"):
         rec.split_halves(cell(rng, "lstm", 512), 64)
+
+
+def test_split_partial_sums_added_atomically_up_to_a_batch(rng, monkeypatch):
+    """The split kernel's blocks add their partial sums atomically into one sum up to batch 32, the
+    GRU's up to 64; above, each writes its own for the cells to add. The workspace holds one sum, or
+    one a split."""
+    from mpsrnn.kernels.sequence_split import split_partials
+    lstm, gru = cell(rng, "lstm", 1024), cell(rng, "gru", 1024)
+    assert [rec.split_atomic(lstm, b) for b in (1, 16, 32, 33, 64)] == [True, True, True, False, False]
+    assert [rec.split_atomic(gru, b) for b in (2, 64, 65, 128)] == [True, True, False, False]
+    extra = rec.split_workspace("split", lstm, 16) + 3 * 16 * 1024   # past the usual scratch region
+    assert extra == split_partials(lstm.kind, 16, 1024, 1)
+    assert rec.split_workspace("split", lstm, 64) + 3 * 64 * 1024 == split_partials(lstm.kind, 64, 1024, 16)
+    monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "apart")
+    assert not rec.split_atomic(gru, 2)
+    assert rec.split_workspace("split", lstm, 16) + 3 * 16 * 1024 == split_partials(lstm.kind, 16, 1024, 16)
+    monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "atomic")
+    assert rec.split_atomic(lstm, 128)
+    monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "rows")
+    with pytest.raises(ValueError, match="MPSRNN_SPLIT_REDUCE: expected 'atomic' or 'apart', got 'rows'"):
+        rec.split_atomic(lstm, 16)
+
+
+def test_gru_takes_the_split_kernel_from_batch_2_where_spread_takes_two_blocks_an_sm(rng):
+    """With its partial sums added atomically the GRU's split kernel beats spread and persistent from
+    batch 2 where spread's grid takes two blocks an SM (batch 1 keeps spread), and from batch 8
+    where it takes one."""
+    gru = cell(rng, "gru", 1024)
+    assert [rec.choose_recurrence("cuda", gru, 100, b) for b in (1, 2, 4, 64)] == ["spread", "split", "split", "split"]
+    assert [rec.choose_recurrence("cuda", cell(rng, "gru", 512), 100, b) for b in (2, 7, 8)] == ["spread", "spread",
+                                                                                                  "split"]
+    assert rec.choose_recurrence("cuda", cell(rng, "gru", 2048), 100, 4) == "persistent"   # too large for split
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 16, 22, 33])

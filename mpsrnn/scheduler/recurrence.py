@@ -169,6 +169,8 @@ def choose_recurrence(arch, cell, steps, batch):
 SPREAD_MAX_BATCH = 128    # the largest batch measured (see choose_recurrence)
 SPLIT_MIN_BATCH = 32      # from here the split kernel's one pass a step beats spread's passes
 SPLIT_MIN_BATCH_MANY_PASSES = 16   # the same where spread's passes are many: see split_min_batch
+SPLIT_MIN_BATCH_GRU = 8   # the GRU's, its partial sums added atomically: see split_min_batch
+SPLIT_MIN_BATCH_GRU_TWO_AN_SM = 2   # the same where spread takes two blocks an SM
 TILES_MAX_BATCH = 32        # above this the plain step kernel's thread per (row, unit) fills the GPU and wins:
                             # Vulkan, LSTM 512 t100 bidirectional: b16 tiles 142 µs a step against 294 for
                             # step; b64 397 against 331 (the tiles kernel takes the batch 8 rows a pass)
@@ -179,14 +181,23 @@ BLOCK_STEP_MACS = 150_000   # a block-per-sequence step of about this many multi
 
 def split_min_batch(cell):
     """The smallest batch from which the split kernel is the default: SPLIT_MIN_BATCH, or
-    SPLIT_MIN_BATCH_MANY_PASSES where the kernel it replaces takes many passes a step. That is the
-    GRU (spread: two phases of passes; persistent: U from L2), and the layers whose split threads
-    hold 64 inputs (spread: 4 batch rows a pass at LSTM 1024). H200, t100 b16, µs a step, split /
-    the other: GRU 512 18.3 / 30.4, LSTM 768 19.3 / 25.4, LSTM 1024 25.0 / 29.6; but LSTM 640, 32
-    inputs on two blocks an SM, 17.0 / 16.1 (the single gate at 64 inputs: not measured)."""
+    SPLIT_MIN_BATCH_MANY_PASSES where the kernel it replaces takes many passes a step: the layers
+    whose split threads hold 64 inputs (spread: 4 batch rows a pass at LSTM 1024). H200, t100 b16,
+    µs a step, split / the other: LSTM 768 19.3 / 25.4, LSTM 1024 25.0 / 29.6; but LSTM 640, 32
+    inputs on two blocks an SM, 17.0 / 16.1 (the single gate at 64 inputs: not measured). The GRU
+    (spread: two phases of passes; persistent: U from L2), its partial sums added atomically
+    (``split_atomic``), from SPLIT_MIN_BATCH_GRU, or SPLIT_MIN_BATCH_GRU_TWO_AN_SM where spread
+    takes two blocks an SM. H200, µs a step, split / spread / persistent: GRU 1024 t1500 b2 10.7 /
+    15.5 / 12.5, b4 11.7 / 26.2 / 16.6, t300 b1 9.5 / 9.0; GRU 768 t100 b2 11.9 / 15.4 / 13.8; but
+    where spread takes one block an SM, GRU 256 t100 b2 10.8 / 8.5, b4 11.6 / 9.1, b8 12.9 / 12.6,
+    GRU 512 b4 10.6 / 10.9, b8 12.6 / 17.0."""
     shape = _split_shape(cell, 1)
     wide = shape is not None and shape[4] != CHUNK
-    return SPLIT_MIN_BATCH_MANY_PASSES if cell.kind == CELL_GRU or wide else SPLIT_MIN_BATCH
+    if cell.kind == CELL_GRU:
+        spread = _spread_shape(cell, 1)
+        two_an_sm = spread is not None and spread[1] > _sms()
+        return SPLIT_MIN_BATCH_GRU_TWO_AN_SM if two_an_sm else SPLIT_MIN_BATCH_GRU
+    return SPLIT_MIN_BATCH_MANY_PASSES if wide else SPLIT_MIN_BATCH
 
 
 def block_step_outweighs_dispatches(cell):
@@ -257,12 +268,31 @@ def split_halves(cell, batch):
     return 2 if batch >= SPLIT_HALVES_MIN_BATCH else 1
 
 
+SPLIT_ATOMIC_MAX_BATCH = 32       # H200 t100, µs a step, atomic / apart (same process, median of 2 rounds):
+SPLIT_ATOMIC_MAX_BATCH_GRU = 64   # LSTM 1024 b16 20.1 / 24.8, b32 32.6 / 35.5, b64 60.3 / 58.0; LSTM 768 b16
+                                  # 17.3 / 18.6, b64 56.9 / 38.6; GRU 1024 b16 21.8 / 39.4, b64 58.4 / 82.5;
+                                  # GRU 512 b64 30.3 / 32.8, b128 53.0 / 51.6; LSTM 512 b64 22.8 / 21.7
+
+
+def split_atomic(cell, batch):
+    """Whether the split kernel's blocks add their partial sums into one [batch row, gate row] sum
+    with atomic adds, which the cells read once (``sequence_split.split_kernel``'s ``atomic``),
+    rather than write them apart for the cells to add: up to batch SPLIT_ATOMIC_MAX_BATCH, the GRU's
+    (two products a step, so twice the sums) up to SPLIT_ATOMIC_MAX_BATCH_GRU.
+    ``MPSRNN_SPLIT_REDUCE=atomic|apart`` decides, for tests and A/B benchmarks."""
+    forced = knob("MPSRNN_SPLIT_REDUCE", ("atomic", "apart"))
+    if forced:
+        return forced == "atomic"
+    return batch <= (SPLIT_ATOMIC_MAX_BATCH_GRU if cell.kind == CELL_GRU else SPLIT_ATOMIC_MAX_BATCH)
+
+
 def split_workspace(name, cell, batch):
     """Floats a layer's workspace needs past its usual size: the split kernel's partials buffer takes
     the scratch region (3·B·H floats), which grows to hold it; none for the other kernels."""
     if name != "split":
         return 0
-    partials = split_partials(cell.kind, batch, cell.n_out, _split_shape(cell, batch)[2])
+    sums = 1 if split_atomic(cell, batch) else _split_shape(cell, batch)[2]   # one sum, or one a split
+    partials = split_partials(cell.kind, batch, cell.n_out, sums)
     return max(0, partials - 3 * batch * cell.n_out)
 
 
@@ -405,7 +435,9 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), *x, *args)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
-        prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), not lr.projected_apart, halves), *x, *args)
+        prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), not lr.projected_apart, halves,
+                              split_atomic(lr.cell, batch)),
+                 *x, *args)
     elif name == "tiles":
         kernels = tile_kernels(tile_chunk(batch))
         units = tile_units()
@@ -458,7 +490,8 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
     args = [a for lr, x, out in zip(runs, xs, outputs) for a in (*x, *_recurrence_args(lr, out))]
     projects = not first.projected_apart
     if first.recurrence == "split":
-        prog.add(paired_split_kernel(first.cell.kind, *_split_shape(first.cell, batch), projects), *args)
+        prog.add(paired_split_kernel(first.cell.kind, *_split_shape(first.cell, batch), projects,
+                                     split_atomic(first.cell, batch)), *args)
     else:
         prog.add(paired_spread_kernel(first.cell.kind, *_paired_shape(first.cell, batch), projects), *args)
 
