@@ -61,7 +61,21 @@ a step, halves / one: LSTM 512 b32 16.0 / 16.3, b64 23.0 / 24.3, b128 34.4 / 41.
 19.2 / 22.4 (median of 2 rounds, same process). The scheduler takes it from batch 32
 (``scheduler.recurrence.split_halves``); the paired kernel already fills an SM with two blocks.
 
-The GRU (``gru_layer``) takes two products a step and four grid barriers: its second product,
+Where the batch is small (``scheduler.recurrence.split_atomic``: up to 32, the GRU's up to 64) the
+blocks add their partial sums atomically into one [batch row, gate row] sum (``atomic``), which
+the cells read once and set back to zero, in place of ``splits`` sums each that they add as a
+tree: the cells' loads shrink by ``splits`` (32 for GRU 1024). The sums start at zero (one grid
+barrier at the launch's start). H200, t100, µs a step, atomic / apart (same process, median of 2
+rounds): GRU 1024 b16 21.8 / 39.4, b64 58.4 / 82.5; GRU 512 b16 14.7 / 17.2, b64 30.3 / 32.8; LSTM
+1024 b16 20.1 / 24.8, b32 32.6 / 35.5; single gate 2048 b16 18.2 / 18.9; but at batch 64 and more
+the LSTM loses (LSTM 1024 b64 60.3 / 58.0, LSTM 768 b64 56.9 / 38.6, LSTM 512 b64 22.8 / 21.7, b128
+38.2 / 33.7; the 4-layer stack 87.2 / 83.1), and the GRU at 128 (GRU 512 53.0 / 51.6). Each block
+taking its batch rows from a row of its own (rotated by its split, so that the blocks of a group
+add into different sums at a time) was slower everywhere (LSTM 768 b64 96.5, GRU 1024 b64 103.3):
+a run-time modulo a row. Atomic sums leave the last bits of a result to the order the adds land in.
+
+The GRU (``gru_layer``) takes two products a step and four grid barriers (three with the gates
+made in the blocks: ``gates_here``): its second product,
 Uh·(r∘h0), needs every unit's r. A thread holds one row of each product (64 weights); the
 second phase's partial sums go beside the first's, whose z the cells read again at the end of
 the step. H200, conventional GRU t100, µs a step, split / spread: GRU 512 b16 18.3 / 30.4, b64
@@ -148,26 +162,29 @@ def split_shape(cell, peephole, hidden, standard, batch, sms, width=CHUNK):
     return None
 
 
-def split_kernel(cell, units, groups, splits, bc, width, projects, halves=1, atomic=False):
+def split_kernel(cell, units, groups, splits, bc, width, projects, halves=1, atomic=False, gates_here=False):
     """The kernel of ``cell`` on ``groups`` × ``splits`` blocks (``split_shape``), times ``halves``
     (2: each block's weights held twice, each copy taking half the batch rows; for a layer whose
     grid fits one block an SM, so the SMs hold two); ``projects``: it computes its own input terms
     and zero initial states first (``project_own_rows``); ``atomic``: the blocks add their partial
-    sums into one [batch row, gate row] buffer (``partial_rows``) instead of writing them apart.
-    One compile per combination, on first use."""
-    return _split_kernels(cell, units, groups, splits, bc, width, projects, halves, atomic)[0]
+    sums into one [batch row, gate row] buffer (``partial_rows``) instead of writing them apart;
+    ``gates_here`` (the GRU's, with ``atomic``): each block makes r∘h0 and z∘h0 at its own inputs
+    from the sums (``copy_gated``), three grid barriers a step instead of four. One compile per
+    combination, on first use."""
+    return _split_kernels(cell, units, groups, splits, bc, width, projects, halves, atomic, gates_here)[0]
 
 
-def paired_split_kernel(cell, units, groups, splits, bc, width, projects, atomic=False):
+def paired_split_kernel(cell, units, groups, splits, bc, width, projects, atomic=False, gates_here=False):
     """Two layers of the same shape at once (the two directions of a bidirectional level), each on
     its own ``groups`` × ``splits`` blocks, two blocks an SM: the arguments of ``split_kernel``
     twice. Each layer meets only its own blocks at its grid barriers (the counters are in its
     frame)."""
-    return _split_kernels(cell, units, groups, splits, bc, width, projects, 1, atomic)[1]
+    return _split_kernels(cell, units, groups, splits, bc, width, projects, 1, atomic, gates_here)[1]
 
 
 @functools.lru_cache(maxsize=None)
-def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, atomic):
+def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, atomic, gates_here):
+    assert not gates_here or (atomic and cell == CELL_GRU), "gates_here: the GRU's, from the atomic sums"
     G = GATES[cell]
     PR = partial_rows(cell)
     NB = groups * splits * halves
@@ -220,6 +237,26 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                 hs[at + tid + e_ * BLOCK] = got[e_]
 
     @ti.func
+    def copy_gated(ws: ti.template(), hs: ti.template(), at, b0, rows, j0, H, tid, hp, xw0, part, PH, gate):
+        """The GRU's r∘h0 (gate 1) or z∘h0 (gate 0) at the block's inputs, for batch rows b0 + r,
+        r < bc, into hs[at + r·width + j], made here from the gate's one sum (the atomic kernel's),
+        its input term (xw0: this step's) and h0 in place of copying the cells' (so no grid barrier
+        waits for the cells); zero past H and past ``rows``. Loads first, as ``copy_h``."""
+        got = ti.Vector([0.0] * COPIES, ti.f32)
+        r0 = tid // width
+        j = tid % width
+        for e_ in ti.static(range(COPIES)):
+            r = r0 + e_ * (BLOCK // width)
+            ok = j0 + j < H and r < bc and b0 + r < rows
+            b = ti.select(ok, b0 + r, 0)
+            jj = ti.select(ok, j0 + j, 0)
+            pre = ws[xw0 + b * 3 * H + gate * H + jj] + ws[part + b * PH + gate * H + jj]
+            got[e_] = ti.select(ok, sigmoid32(pre) * ws[hp + b * H + jj], 0.0)
+        for e_ in ti.static(range(COPIES)):
+            if tid + e_ * BLOCK < bc * width:
+                hs[at + tid + e_ * BLOCK] = got[e_]
+
+    @ti.func
     def partial_sum(ws: ti.template(), part, b, o, B, PH, clear: ti.template()):
         """Gate row o's recurrent term for batch row b: its splits' partial sums, all loaded first and
         added as a tree (PH: the buffer's gate rows, ``partial_rows`` × H). H200, µs a step, tree /
@@ -243,11 +280,12 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
 
     @ti.func
     def store_partials(ws: ti.template(), hs: ti.template(), w, o, src, two: ti.template(), src2, at_h, part, sp,
-                       j0, rows, B, H, PH, tid, m):
+                       j0, rows, B, H, PH, tid, m, gated: ti.template(), xw0):
         """The partial sums of a step's product: for each pass of up to bc present batch rows of the
         block's half (m // splits; all rows where ``halves`` is 1), copy the
         rows' vector at ws[src] at the block's inputs into hs (``two``: and, where src2 ≥ 0, the one
-        at ws[src2] after bc·width), then each thread's row o (-1: none, weights w) against the vector
+        at ws[src2] after bc·width; ``gated``: r∘h0 and z∘h0 made from h0 at ws[src], ``copy_gated``),
+        then each thread's row o (-1: none, weights w) against the vector
         at hs offset ``at_h``, into the partials buffer at ws[part]: [split, batch row, o] of PH gate
         rows."""
         lo = 0
@@ -258,10 +296,15 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             hi = ti.min(rows, lo + bh)
         for pass_ in range((ti.max(hi - lo, 0) + bc - 1) // bc):
             b0 = lo + pass_ * bc
-            copy_h(ws, src, hs, 0, b0, hi, j0, H, tid)
-            if ti.static(two):
+            if ti.static(gated):
+                copy_gated(ws, hs, 0, b0, hi, j0, H, tid, src, xw0, part, PH, 1)
                 if src2 >= 0:
-                    copy_h(ws, src2, hs, bc * width, b0, hi, j0, H, tid)
+                    copy_gated(ws, hs, bc * width, b0, hi, j0, H, tid, src, xw0, part, PH, 0)
+            else:
+                copy_h(ws, src, hs, 0, b0, hi, j0, H, tid)
+                if ti.static(two):
+                    if src2 >= 0:
+                        copy_h(ws, src2, hs, bc * width, b0, hi, j0, H, tid)
             ti.simt.block.sync()
             for rr in range(ti.min(bc, hi - b0)):
                 if o >= 0:
@@ -323,7 +366,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             hp = frame[F_WS_H] + s * slot
             cp = frame[F_WS_C] + s * slot
             rows = frame[F_ROWS + s]
-            store_partials(ws, hs, w, o, hp, False, -1, 0, part, sp, j0, rows, B, H, GH, tid, m)
+            store_partials(ws, hs, w, o, hp, False, -1, 0, part, sp, j0, rows, B, H, GH, tid, m, False, 0)
             barrier += NB
             grid_barrier(frame, tid, barrier)
             for q in range((B + SH * lanes - 1) // (SH * lanes)):
@@ -364,7 +407,13 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         C region; a barrier; products of Uh against r∘h0 and Vh against z∘h0 (both copied into hs,
         z∘h0 after bc·width, read by an offset so a warp holding both kinds of row does not
         diverge); a barrier; the cells' new h, with z taken again from its partial sums, which the
-        second phase leaves in place (``partial_rows``); a barrier."""
+        second phase leaves in place (``partial_rows``); a barrier. With ``gates_here`` the first
+        cells and their barrier go: each block makes r∘h0 and z∘h0 at its own inputs from the sums
+        (``copy_gated``), repeating across the groups the sigmoids the cells made once. H200, µs a
+        step, gates here / in the cells (atomic sums, same process, median of 2 rounds): GRU 1024
+        t1500 b2 8.8 / 11.0, b4 10.2 / 11.5, t100 b16 21.7 / 23.4, b32 35.5 / 35.0; GRU 512 b8 11.0 /
+        12.3, b32 20.2 / 22.1; but GRU 1024 b64 61.1-62.4 / 58.4 (separate processes), so the
+        scheduler stops at batch 32 (``split_gates_here``)."""
         barrier = passed   # run_layer's count so far
         _, B, H, _ = run_sizes(frame)
         sp, u_lo, j0, m = block_place(blk)
@@ -403,23 +452,28 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             zh = rh + slot
             rows = frame[F_ROWS + s]
             # phase 1: z's and r's products against h
-            store_partials(ws, hs, w1, o1, hp, False, -1, 0, part, sp, j0, rows, B, H, PH, tid, m)
+            store_partials(ws, hs, w1, o1, hp, False, -1, 0, part, sp, j0, rows, B, H, PH, tid, m, False, 0)
             barrier += NB
             grid_barrier(frame, tid, barrier)
-            for q in range((rows + SH * lanes - 1) // (SH * lanes)):
-                b = m + SH * (tid // units + lanes * q)
-                if cell_ok and b < rows:
-                    xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
-                    z, r = standard_gru_gates(ws[xw] + partial_sum(ws, part, b, i, B, PH, False),
-                                              ws[xw + H] + partial_sum(ws, part, b, H + i, B, PH, True))
-                    h0 = ws[hp + b * H + i]
-                    ws[rh + b * H + i] = r * h0
-                    ws[zh + b * H + i] = z * h0
-            barrier += NB
-            grid_barrier(frame, tid, barrier)
-            # phase 2: Uh·(r∘h0) and Vh·(z∘h0)
-            store_partials(ws, hs, w2, o2, rh, True, ti.select(has_vh, zh, -1), second, part, sp, j0, rows, B, H, PH,
-                           tid, m)
+            if ti.static(gates_here):
+                # phase 2 from the sums: each block makes r∘h0 and z∘h0 at its own inputs
+                store_partials(ws, hs, w2, o2, hp, True, ti.select(has_vh, 0, -1), second, part, sp, j0, rows, B,
+                               H, PH, tid, m, True, frame[F_WS_XW] + s * B * 3 * H)
+            else:
+                for q in range((rows + SH * lanes - 1) // (SH * lanes)):
+                    b = m + SH * (tid // units + lanes * q)
+                    if cell_ok and b < rows:
+                        xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
+                        z, r = standard_gru_gates(ws[xw] + partial_sum(ws, part, b, i, B, PH, False),
+                                                  ws[xw + H] + partial_sum(ws, part, b, H + i, B, PH, True))
+                        h0 = ws[hp + b * H + i]
+                        ws[rh + b * H + i] = r * h0
+                        ws[zh + b * H + i] = z * h0
+                barrier += NB
+                grid_barrier(frame, tid, barrier)
+                # phase 2: Uh·(r∘h0) and Vh·(z∘h0)
+                store_partials(ws, hs, w2, o2, rh, True, ti.select(has_vh, zh, -1), second, part, sp, j0, rows, B, H,
+                               PH, tid, m, False, 0)
             barrier += NB
             grid_barrier(frame, tid, barrier)
             for q in range((B + SH * lanes - 1) // (SH * lanes)):
@@ -429,6 +483,8 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                     if b < rows:
                         xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
                         z = sigmoid32(ws[xw] + partial_sum(ws, part, b, i, B, PH, True))   # as in the first phase
+                        if ti.static(gates_here):
+                            ws[part + b * PH + H + i] = 0.0   # r's sum, read by every block in phase 2
                         pre_h = ws[xw + 2 * H] + partial_sum(ws, part, b, 2 * H + i, B, PH, True)
                         if has_vh:
                             pre_h += partial_sum(ws, part, b, 3 * H + i, B, PH, True)
@@ -441,6 +497,6 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
     # shared array: hs [vector, batch row, input channel]
     wide = "" if width == CHUNK else f"w{width}"
     twice = "" if halves == 1 else f"h{halves}"
-    adds = "_sum" if atomic else ""
+    adds = ("_gates" if gates_here else "") + ("_sum" if atomic else "")
     return grid_kernels(run_layer, NB, BLOCK, (HS,),
                         f"{('single_gate', 'gru', 'lstm')[cell]}{adds}_split{groups}x{splits}{wide}{twice}")

@@ -464,6 +464,34 @@ def test_split_kernel_grids(kind, opts, hidden, rows, halves, reduce, rng, monke
     assert grids and all(g.endswith("h2") == (halves == "2") and split_sums(reduce) in g for g in grids), grids
 
 
+GRU_GATES = [("gru", {}, 90, [10, 9, 9, 2]),                                          # Vh set
+             ("gru", {"nil": ("output_gate_input_gate_weights",)}, 120, [40, 33, 33, 7])]   # halves from b32
+
+
+@pytest.mark.parametrize("gates", ["blocks", "cells"])
+@pytest.mark.parametrize("kind, opts, hidden, rows", GRU_GATES, ids=["gru-90", "gru-nil-120"])
+def test_gru_split_kernel_gates_in_blocks_or_cells(kind, opts, hidden, rows, gates, rng, monkeypatch):
+    """The GRU's split kernel with its sums added atomically, r∘h0 and z∘h0 made in every block from
+    the sums (``_gates``: three grid barriers a step) or by the cells (four), against the reference
+    with a batch that shrinks; on CUDA on the full grid, on Vulkan on one block."""
+    if "split" not in ARCH_PATHS:
+        if m.current_arch() != "vulkan":
+            pytest.skip("the split kernel runs on CUDA, or on one block on Vulkan")
+        from mpsrnn.scheduler import plans
+        monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "split")
+        monkeypatch.setattr(recurrence, "_sms", lambda: 1)
+        monkeypatch.setenv("MPSRNN_SPLIT_HALVES", "1")   # one block: Vulkan has no grid barrier
+        hidden, rows = 30, [r // 2 + 1 for r in rows]
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "split")
+    monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "atomic")
+    monkeypatch.setenv("MPSRNN_SPLIT_GRU_GATES", gates)
+    d = descriptor(kind, rng, 9, hidden, use_float32_weights=True, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    assert_twice_matches_reference(layer, d, rng, rows, 9)
+    names = [name for name in dispatched_kernels(layer) if "_split" in name]
+    assert names and all(name.startswith("gru_gates_sum_split") == (gates == "blocks") for name in names), names
+
+
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")
 @pytest.mark.parametrize("stream", ["4", "16c", "4 rows 2", "4 forward", "4 32k"])
 @pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])

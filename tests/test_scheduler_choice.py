@@ -218,6 +218,21 @@ def test_split_partial_sums_added_atomically_up_to_a_batch(rng, monkeypatch):
         rec.split_atomic(lstm, 16)
 
 
+def test_gru_split_makes_its_gates_in_the_blocks_up_to_batch_32(rng, monkeypatch):
+    """The GRU's split kernel, its sums added atomically, makes r∘h0 and z∘h0 in every block up to
+    batch 32, in the cells above; never where its sums are written apart, nor for the LSTM."""
+    gru = cell(rng, "gru", 1024)
+    assert [rec.split_gates_here(gru, b) for b in (2, 32, 33, 64, 65)] == [True, True, False, False, False]
+    assert not rec.split_gates_here(cell(rng, "lstm", 1024), 4)
+    monkeypatch.setenv("MPSRNN_SPLIT_GRU_GATES", "blocks")
+    assert rec.split_gates_here(gru, 64) and not rec.split_gates_here(gru, 128)   # 128: sums apart
+    monkeypatch.setenv("MPSRNN_SPLIT_GRU_GATES", "cells")
+    assert not rec.split_gates_here(gru, 2)
+    monkeypatch.setenv("MPSRNN_SPLIT_GRU_GATES", "here")
+    with pytest.raises(ValueError, match="MPSRNN_SPLIT_GRU_GATES: expected 'blocks' or 'cells', got 'here'"):
+        rec.split_gates_here(gru, 2)
+
+
 def test_gru_takes_the_split_kernel_from_batch_2_where_spread_takes_two_blocks_an_sm(rng):
     """With its partial sums added atomically the GRU's split kernel beats spread and persistent from
     batch 2 where spread's grid takes two blocks an SM (batch 1 keeps spread), and from batch 8

@@ -286,6 +286,23 @@ def split_atomic(cell, batch):
     return batch <= (SPLIT_ATOMIC_MAX_BATCH_GRU if cell.kind == CELL_GRU else SPLIT_ATOMIC_MAX_BATCH)
 
 
+SPLIT_GATES_HERE_MAX_BATCH = 32   # H200 µs a step, gates in the blocks / in the cells (same process, median
+                                  # of 2 rounds): GRU 1024 t1500 b2 8.8 / 11.0, b4 10.2 / 11.5, t100 b16
+                                  # 21.7 / 23.4, b32 35.5 / 35.0; GRU 512 b8 11.0 / 12.3, b32 20.2 / 22.1;
+                                  # GRU 1024 b64 61.1-62.4 / 58.4 (separate processes)
+
+
+def split_gates_here(cell, batch):
+    """Whether the GRU's split kernel, its sums added atomically, makes r∘h0 and z∘h0 in each block
+    from the sums (three grid barriers a step) rather than in the cells (four): up to batch
+    SPLIT_GATES_HERE_MAX_BATCH, where the barrier saved outweighs the sigmoids each group of blocks
+    repeats. ``MPSRNN_SPLIT_GRU_GATES=blocks|cells`` decides where the sums are atomic."""
+    if cell.kind != CELL_GRU or not split_atomic(cell, batch):
+        return False
+    forced = knob("MPSRNN_SPLIT_GRU_GATES", ("blocks", "cells"))
+    return forced == "blocks" if forced else batch <= SPLIT_GATES_HERE_MAX_BATCH
+
+
 def split_workspace(name, cell, batch):
     """Floats a layer's workspace needs past its usual size: the split kernel's partials buffer takes
     the scratch region (3·B·H floats), which grows to hold it; none for the other kernels."""
@@ -436,7 +453,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "split":
         halves = split_halves(lr.cell, batch)
         prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), not lr.projected_apart, halves,
-                              split_atomic(lr.cell, batch)),
+                              split_atomic(lr.cell, batch), split_gates_here(lr.cell, batch)),
                  *x, *args)
     elif name == "tiles":
         kernels = tile_kernels(tile_chunk(batch))
@@ -491,7 +508,7 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
     projects = not first.projected_apart
     if first.recurrence == "split":
         prog.add(paired_split_kernel(first.cell.kind, *_split_shape(first.cell, batch), projects,
-                                     split_atomic(first.cell, batch)), *args)
+                                     split_atomic(first.cell, batch), split_gates_here(first.cell, batch)), *args)
     else:
         prog.add(paired_spread_kernel(first.cell.kind, *_paired_shape(first.cell, batch), projects), *args)
 
