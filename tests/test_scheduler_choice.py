@@ -229,8 +229,9 @@ def test_gru_split_makes_its_gates_in_the_blocks_up_to_batch_32(rng, monkeypatch
     monkeypatch.setenv("MPSRNN_SPLIT_GRU_GATES", "cells")
     assert not rec.split_gates_here(gru, 2)
     monkeypatch.setenv("MPSRNN_SPLIT_GRU_GATES", "here")
-    with pytest.raises(ValueError, match="MPSRNN_SPLIT_GRU_GATES: expected 'blocks' or 'cells', got 'here'"):
-        rec.split_gates_here(gru, 2)
+    for c in (gru, cell(rng, "lstm", 1024)):   # the LSTM's too: a bad value is no less wrong there
+        with pytest.raises(ValueError, match="MPSRNN_SPLIT_GRU_GATES: expected 'blocks' or 'cells', got 'here'"):
+            rec.split_gates_here(c, 2)
 
 
 def test_gru_takes_the_split_kernel_from_batch_2_where_spread_takes_two_blocks_an_sm(rng):

@@ -297,9 +297,9 @@ def split_gates_here(cell, batch):
     from the sums (three grid barriers a step) rather than in the cells (four): up to batch
     SPLIT_GATES_HERE_MAX_BATCH, where the barrier saved outweighs the sigmoids each group of blocks
     repeats. ``MPSRNN_SPLIT_GRU_GATES=blocks|cells`` decides where the sums are atomic."""
+    forced = knob("MPSRNN_SPLIT_GRU_GATES", ("blocks", "cells"))   # read first: a bad value is an error anywhere
     if cell.kind != CELL_GRU or not split_atomic(cell, batch):
         return False
-    forced = knob("MPSRNN_SPLIT_GRU_GATES", ("blocks", "cells"))
     return forced == "blocks" if forced else batch <= SPLIT_GATES_HERE_MAX_BATCH
 
 
