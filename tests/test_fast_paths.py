@@ -341,6 +341,12 @@ def split_sums(reduce):
     return "_sum_split" if reduce == "atomic" else "_split"
 
 
+def sums_as_asked(names, reduce):
+    """Whether every split kernel in ``names`` adds its partial sums as ``reduce`` asked (a name
+    ending ``_split...`` also ends ``_sum_split...``, hence both ways)."""
+    return bool(names) and all(("_sum_split" in name) == (reduce == "atomic") for name in names)
+
+
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
 @pytest.mark.parametrize("reduce", ["apart", "atomic"])
 @pytest.mark.parametrize("kind, opts, hidden", SPLIT_ONE_BLOCK,
@@ -361,7 +367,7 @@ def test_split_kernel_on_one_block(kind, opts, hidden, reduce, rng, monkeypatch)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, [11, 10, 9, 2, 1], 7)
     names = [name for name in dispatched_kernels(layer) if "_split" in name]
-    assert names and all(name.endswith(f"{split_sums(reduce)}1x1") for name in names), names
+    assert sums_as_asked(names, reduce) and all(name.endswith(f"{split_sums(reduce)}1x1") for name in names), names
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
@@ -384,7 +390,7 @@ def test_wide_split_kernel_on_one_block(kind, opts, hidden, reduce, rng, monkeyp
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, [70, 66, 66, 3], 7)
     names = [name for name in dispatched_kernels(layer) if "_split" in name]
-    assert names and all(name.endswith(f"{split_sums(reduce)}1x1w64") for name in names), names
+    assert sums_as_asked(names, reduce) and all(name.endswith(f"{split_sums(reduce)}1x1w64") for name in names), names
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
@@ -430,8 +436,10 @@ def test_split_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, wide,
     d = descriptor(kind, rng, n_in, hidden, use_float32_weights=True, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, rows, n_in)
-    grids = [name.split(split_sums(reduce))[1] for name in dispatched_kernels(layer) if split_sums(reduce) in name]
-    assert len(grids) == 1 and grids[0].endswith("w64") == wide, dispatched_kernels(layer)
+    names = [name for name in dispatched_kernels(layer) if "_split" in name]
+    assert sums_as_asked(names, reduce), names
+    grids = [name.split(split_sums(reduce))[1] for name in names]
+    assert len(grids) == 1 and grids[0].endswith("w64") == wide, names
     groups, splits = map(int, grids[0].removesuffix("w64").split("x"))
     assert recurrence._sms() < groups * splits <= 2 * recurrence._sms(), grids
 
@@ -463,7 +471,7 @@ def test_split_kernel_grids(kind, opts, hidden, rows, halves, reduce, rng, monke
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, rows, 9)
     grids = [name for name in dispatched_kernels(layer) if "_split" in name]
-    assert grids and all(g.endswith("h2") == (halves == "2") and split_sums(reduce) in g for g in grids), grids
+    assert sums_as_asked(grids, reduce) and all(g.endswith("h2") == (halves == "2") for g in grids), grids
 
 
 GRU_GATES = [("gru", {}, 90, [10, 9, 9, 2]),                                          # Vh set
