@@ -217,6 +217,14 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         return acc[0] + acc[1] + acc[2] + acc[3]
 
     @ti.func
+    def put_copies(hs: ti.template(), at, got, tid):
+        """A thread's COPIES loaded elements into hs[at + tid + e_·BLOCK], those inside bc·width: the
+        stores of ``copy_h`` and ``copy_gated``, after all of their loads."""
+        for e_ in ti.static(range(COPIES)):
+            if tid + e_ * BLOCK < bc * width:
+                hs[at + tid + e_ * BLOCK] = got[e_]
+
+    @ti.func
     def copy_h(ws: ti.template(), src, hs: ti.template(), at, b0, rows, j0, H, tid):
         """h[b0 + r, j0 + j] from the history slot at ws[src] into hs[at + r·width + j] for r < bc, zero
         past H and past ``rows``. Every load is issued before any store (see ``sequence_spread.copy_h``).
@@ -232,9 +240,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             r = r0 + e_ * (BLOCK // width)
             ok = j0 + j < H and r < bc and b0 + r < rows
             got[e_] = ti.select(ok, ws[src + ti.select(ok, at0 + e_ * (BLOCK // width) * H, 0)], 0.0)
-        for e_ in ti.static(range(COPIES)):
-            if tid + e_ * BLOCK < bc * width:
-                hs[at + tid + e_ * BLOCK] = got[e_]
+        put_copies(hs, at, got, tid)
 
     @ti.func
     def copy_gated(ws: ti.template(), hs: ti.template(), at, b0, rows, j0, H, tid, hp, xw0, part, PH, gate):
@@ -252,9 +258,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             jj = ti.select(ok, j0 + j, 0)
             pre = ws[xw0 + b * 3 * H + gate * H + jj] + ws[part + b * PH + gate * H + jj]
             got[e_] = ti.select(ok, sigmoid32(pre) * ws[hp + b * H + jj], 0.0)
-        for e_ in ti.static(range(COPIES)):
-            if tid + e_ * BLOCK < bc * width:
-                hs[at + tid + e_ * BLOCK] = got[e_]
+        put_copies(hs, at, got, tid)
 
     @ti.func
     def partial_sum(ws: ti.template(), part, b, o, B, PH, clear: ti.template()):
@@ -448,8 +452,6 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         for s in range(frame[F_STEPS]):
             _, B, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
             hp = frame[F_WS_H] + s * slot
-            rh = frame[F_WS_C] + (2 * s) * slot   # fresh slots: no SM's L1 holds them stale
-            zh = rh + slot
             rows = frame[F_ROWS + s]
             # phase 1: z's and r's products against h
             store_partials(ws, hs, w1, o1, hp, False, -1, 0, part, sp, j0, rows, B, H, PH, tid, m, False, 0)
@@ -460,6 +462,8 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                 store_partials(ws, hs, w2, o2, hp, True, ti.select(has_vh, 0, -1), second, part, sp, j0, rows, B,
                                H, PH, tid, m, True, frame[F_WS_XW] + s * B * 3 * H)
             else:
+                rh = frame[F_WS_C] + (2 * s) * slot   # fresh slots for r∘h0, z∘h0: no SM's L1 holds them stale
+                zh = rh + slot
                 for q in range((rows + SH * lanes - 1) // (SH * lanes)):
                     b = m + SH * (tid // units + lanes * q)
                     if cell_ok and b < rows:
