@@ -1,6 +1,7 @@
 """A/B knobs: ``MPSRNN_*`` environment settings that override a planning default, for tests and
 benchmarks. Every knob is read here, so each one answers a bad value in the same words: its name,
 the values it takes, and what it got."""
+import functools
 import os
 
 # the knobs the planner reads (scheduler/recurrence.py, kernels/): part of every plan's key, so that
@@ -13,6 +14,28 @@ PLANNING_KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_PROJECTION_T
                   "MPSRNN_SPREAD_PER_SM", "MPSRNN_SPLIT_PER_SM",
                   "MPSRNN_SPLIT_HALVES", "MPSRNN_SPLIT_REDUCE",
                   "MPSRNN_SPLIT_GRU_GATES")
+
+
+def knob_settings(names):
+    """The raw settings of the knobs ``names`` (None where unset), as a key for a cache of plans.
+
+    Read on every call of a layer, so it goes straight to the mapping behind ``os.environ`` where
+    CPython has one (``_data``, keyed by ``encodekey``): ``os.environ.get`` encodes every key and
+    decodes every value, and the 20 planning knobs took 31 µs a call that way on this project's VM
+    (2 µs direct), more than half of a layer call's host time. ``os.environ``'s own setters write
+    through to that mapping, so a knob set between calls (tests, ``ab.py``) is seen at once."""
+    data = getattr(os.environ, "_data", None)
+    keys = _environ_keys(tuple(names))
+    if data is None or keys is None:
+        return tuple(os.environ.get(name) for name in names)
+    return tuple(data.get(key) for key in keys)
+
+
+@functools.lru_cache(maxsize=None)
+def _environ_keys(names):
+    """``names`` as keys of the mapping behind ``os.environ``, or None where it has no encoder."""
+    encode = getattr(os.environ, "encodekey", None)
+    return None if encode is None else tuple(encode(name) for name in names)
 
 
 def knob(name, choices, where=""):

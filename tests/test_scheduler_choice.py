@@ -5,6 +5,8 @@ them); these tests pin them, so a change to a threshold is a visible decision. T
 on this machine's arch, and the GPU choices are asked for by name, with an H100's 132 SMs for the
 persistent grid.
 """
+import os
+
 import numpy as np
 import pytest
 
@@ -521,3 +523,26 @@ def test_every_knob_the_planner_reads_keys_the_plans():
     at_layer_creation = {"MPSRNN_WEIGHT_LAYOUT", "MPSRNN_LAUNCH"}
     assert len(read) >= 12, read
     assert read - at_layer_creation <= set(PLANNING_KNOBS), read - at_layer_creation - set(PLANNING_KNOBS)
+
+
+def test_plan_key_reads_knobs_as_set_between_calls(monkeypatch):
+    """The plan cache's key reads the knobs past ``os.environ``'s per-key encoding (``knob_settings``),
+    yet sees a knob set, changed or removed between two calls, as ``os.environ.get`` does."""
+    from mpsrnn.kernels.knobs import knob_settings
+    names = ("MPSRNN_TEST_KNOB", "MPSRNN_TEST_OTHER")
+    monkeypatch.delenv("MPSRNN_TEST_KNOB", raising=False)
+    monkeypatch.delenv("MPSRNN_TEST_OTHER", raising=False)
+    unset = knob_settings(names)
+    assert unset == (None, None)
+    monkeypatch.setenv("MPSRNN_TEST_KNOB", "split")
+    first = knob_settings(names)
+    monkeypatch.setenv("MPSRNN_TEST_KNOB", "spread")
+    second = knob_settings(names)
+    assert len({unset, first, second}) == 3 and second[1] is None
+    monkeypatch.delenv("MPSRNN_TEST_KNOB")
+    assert knob_settings(names) == unset
+    for value in (None, "split"):   # the same settings as os.environ.get reads them, in its own encoding
+        if value:
+            monkeypatch.setenv("MPSRNN_TEST_KNOB", value)
+        got = knob_settings(names)[0]
+        assert (got if got is None or isinstance(got, str) else os.fsdecode(got)) == os.environ.get(names[0])

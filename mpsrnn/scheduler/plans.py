@@ -26,7 +26,7 @@ import numpy as np
 
 from ..backend import current_arch
 from ..kernels import layout as L
-from ..kernels.knobs import PLANNING_KNOBS
+from ..kernels.knobs import PLANNING_KNOBS, knob_settings
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence, copy_sequence_serial
 from .program import Program, Slot
 from .recurrence import choose_recurrence, emit_layer, emit_paired, pair_directions, project_apart, split_workspace
@@ -237,7 +237,7 @@ class PlanCache:
         self._size = size
 
     def get(self, key, build):
-        key = (key, tuple(os.environ.get(name, "") for name in PLANNING_KNOBS))
+        key = (key, knob_settings(PLANNING_KNOBS))
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = build()
