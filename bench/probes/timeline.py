@@ -73,7 +73,8 @@ def show(cfg, who, call, calls):
             if i == 24:
                 print(f"  ... {len(inside) - 32} more")
             continue
-        print(f"  {'device' if on_device else 'host  '} {start:9.1f} .. {end:9.1f} us  {end - start:8.1f}  {e.name[:70]}")
+        where = "device" if on_device else "host  "
+        print(f"  {where} {start:9.1f} .. {end:9.1f} us  {end - start:8.1f}  {e.name[:70]}")
     idle, reach = 0.0, 0.0
     for start, end in sorted(busy):
         idle += max(0.0, start - reach)
