@@ -28,7 +28,7 @@ def knob_settings(names):
     keys = _environ_keys(tuple(names))
     if data is None or keys is None:
         return tuple(os.environ.get(name) for name in names)
-    return tuple(data.get(key) for key in keys)
+    return tuple(map(data.get, keys))
 
 
 @functools.lru_cache(maxsize=None)
