@@ -19,7 +19,6 @@ layer reads x with a negative step stride, its frames list the row counts in
 that order, and its history is read back in time order with a negative stride,
 so the kernels never need to know the direction.
 """
-import os
 from collections import OrderedDict
 
 import numpy as np
