@@ -175,8 +175,17 @@ def _read_matrix_sequence(seq, name, channels, offsets, offsets_name):
         raise ValueError(f"{name}: has {seq.columns} columns but the layer expects {channels} feature channels")
     if not seq._shrinks:
         raise ValueError(_shrink_error(name, seq.rows))
-    view = View(seq.storage, seq._base, seq._step, seq._row_stride)
-    return Source(view, seq.rows, seq.data_type, [], [(seq.storage, *seq.span())])
+    return sequence_source(seq, [(seq.storage, *seq.span())])
+
+
+def sequence_source(seq, spans=()):
+    """The Source a checked MatrixSequence makes (``spans``: for the destination's alias check)."""
+    return Source(View(seq.storage, seq._base, seq._step, seq._row_stride), seq.rows, seq.data_type, [], spans)
+
+
+def sequence_destination(seq):
+    """The Destination a checked MatrixSequence makes."""
+    return Destination(View(seq.storage, seq._base, seq._step, seq._row_stride), seq, [], [seq.storage])
 
 
 def _regular_view(items, offs):
@@ -281,7 +290,7 @@ def _sequence_destination(seq, name, rows, channels, offsets, offsets_name, sour
     for storage, s_first, s_end in sources:
         if storage is seq.storage and first < s_end and s_first < end:
             raise ValueError(f"{name}: overlaps the source sequence; destinations may not alias sources")
-    return Destination(View(seq.storage, seq._base, seq._step, seq._row_stride), seq, [], [seq.storage])
+    return sequence_destination(seq)
 
 
 def _device_destination(items, name, rows, channels, offsets, offsets_name, sources):

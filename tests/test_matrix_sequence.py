@@ -69,3 +69,35 @@ def test_sequence_errors(rng):
         m.RNNMatrixInferenceLayer(lstm(rng, 4, 4)).encode_sequence(wide, wide)
     with pytest.raises(ValueError, match="rows: expected 3 row counts"):
         m.MatrixSequence(3, [2, 2], 4)
+
+
+def test_a_loop_over_the_same_sequences(rng):
+    """A layer called again with the same source and destination sequences (a loop over one input
+    and one output) skips their checks but reads the data as it is at each call: the source's
+    storage rewritten between calls gives each call's result. Other sequences are checked again
+    (a destination that overlaps the source, one of the wrong rows), and the layer keeps neither
+    sequence alive."""
+    import gc
+    import weakref
+    d = lstm(rng, 3, 5, use_float32_weights=True)
+    layer = m.RNNMatrixInferenceLayer(d)
+    rows = [4, 4, 3, 1]
+    seq = m.MatrixSequence.from_numpy(sequence(rng, rows, 3))
+    out = m.MatrixSequence(4, rows, 5)
+    for _ in range(3):
+        xs = sequence(rng, rows, 3)
+        seq.storage.upload(m.MatrixSequence.from_numpy(xs).storage.host())   # same layout: new data in place
+        assert layer.encode_sequence(seq, out) is out
+        assert_seq_close(out, R.encode_sequence([d], xs)[0])
+    assert layer._checked[0]() is seq and layer._checked[1]() is out   # the second and third calls skipped the checks
+    with pytest.raises(ValueError, match=r"destination_matrices\[0\]: has 1 rows; step 0 of the sequence has 4"):
+        layer.encode_sequence(seq, m.MatrixSequence(4, 1, 5))
+    square = m.RNNMatrixInferenceLayer(lstm(rng, 5, 5))
+    square.encode_sequence(out, m.MatrixSequence(4, rows, 5))
+    with pytest.raises(ValueError, match="destination_matrices: overlaps the source sequence"):
+        square.encode_sequence(out, out)
+    refs = [weakref.ref(seq), weakref.ref(out)]
+    layer.encode_sequence(seq, out)
+    del seq, out
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
