@@ -101,6 +101,7 @@ class RNNMatrixInferenceLayer:
         new._cells = [c.copy() for c in self._cells]
         new._plans = PlanCache()
         new._launch = self._launch
+        new._checked = None
         new._temporary = self._temporary
         new._store_all = self._store_all
         new._combine = self._combine
