@@ -22,6 +22,26 @@ from mpsrnn.backend import sync  # noqa: E402
 from mpsrnn.benchmark import Config, build_pair  # noqa: E402
 
 
+def plan_and_bindings(layer, x, ys):
+    """The plan of ``layer.encode_sequence(x, ys)`` and the values one such call binds to it (its
+    slots: the arrays and views of x, ys, states), for running the plan, or its dispatches, alone."""
+    layer.encode_sequence(x, ys)   # plans it, if not yet
+    plan = next(iter(layer._plans._plans.values()))
+    run = plan.run
+    values = {}
+
+    def keep(v):
+        values.update(v)
+        run(v)
+    plan.run = keep
+    try:
+        layer.encode_sequence(x, ys)
+    finally:
+        plan.run = run
+    sync()
+    return plan, values
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--arch", default=None)
@@ -39,16 +59,7 @@ def main():
     x = mpsrnn.MatrixSequence.from_numpy(
         np.random.default_rng(0).standard_normal((a.steps, a.batch, a.hidden)).astype(np.float32))
     ys = layer.encode_sequence(x)
-    captured = {}
-    plan = next(iter(layer._plans._plans.values()))
-    run = plan.run
-
-    def spy(values):
-        captured.update(values)
-        run(values)
-    plan.run = spy
-    layer.encode_sequence(x, ys)
-    sync()
+    plan, captured = plan_and_bindings(layer, x, ys)
     whole = []
     for _ in range(a.repeats):
         t0 = time.perf_counter()

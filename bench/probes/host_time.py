@@ -2,7 +2,7 @@
 
     python bench/probes/host_time.py --arch cuda --config lstm:512:1:25 --config gru:512:1:1
 
-For each config (cell:hidden:batch:steps, input = hidden, as in ``ab.py``), medians over 200 calls,
+For each config (``ab.py``'s cell:hidden:batch:steps[:layers], input = hidden), medians over 200 calls,
 in µs: ``python``, ``encode_sequence`` with its plan's run stubbed out (argument checks, the plan
 lookup, the bindings); ``launch``, the plan's run alone (``ti.graph``'s run: Taichi's launcher, one
 pass per dispatch; on a GPU it returns before the kernels end); ``wait``, the synchronisation after
@@ -19,10 +19,13 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mpsrnn  # noqa: E402
+from ab import parse_config  # noqa: E402   (bench/probes/ab.py, this script's folder)
 from mpsrnn.backend import sync  # noqa: E402
-from mpsrnn.benchmark import Config, build_pair  # noqa: E402
+from mpsrnn.benchmark import build_pair  # noqa: E402
+from profile_call import plan_and_bindings  # noqa: E402   (bench/profile_call.py)
 
 CALLS = 200
 
@@ -37,22 +40,15 @@ def median_us(call):
 
 
 def one_config(text):
-    cell, hidden, batch, steps = text.split(":")[:4]
-    cfg = Config(cell, int(hidden), int(hidden), int(batch), int(steps))
+    cfg = parse_config(text)
+    if cfg.bidirectional:
+        raise SystemExit(f"--config {text}: encode_sequence's calls only (no bidi)")
     layer, _ = build_pair(cfg)
     xs = mpsrnn.MatrixSequence.from_numpy(
         np.random.default_rng(0).standard_normal((cfg.steps, cfg.batch, cfg.input)).astype(np.float32))
     ys = layer.encode_sequence(xs)
-    plan = next(iter(layer._plans._plans.values()))
+    plan, values = plan_and_bindings(layer, xs, ys)
     run = plan.run
-    values = {}
-
-    def keep(v):   # the bindings of a call, for the run alone
-        values.update(v)
-        run(v)
-    plan.run = keep
-    layer.encode_sequence(xs, ys)
-    sync()
     plan.run = lambda v: None
     python = median_us(lambda: layer.encode_sequence(xs, ys))
     plan.run = run

@@ -9,7 +9,7 @@ figures of ``profile_call.py`` (each kernel replayed alone) cannot. Prints, for 
 ``--calls`` timed calls of each config, every event in the order it began, in µs from the call's
 start, and the time the device sat idle (no kernel running) between the call's start and its end;
 ``--peer``: the same for PyTorch's call (cuDNN).
-A config is cell:hidden:batch:steps (input = hidden), as in ``ab.py``.
+A config is ``ab.py``'s cell:hidden:batch:steps[:layers] (input = hidden).
 """
 import argparse
 import os
@@ -20,14 +20,16 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import mpsrnn  # noqa: E402
+from ab import parse_config  # noqa: E402   (bench/probes/ab.py, this script's folder)
 from mpsrnn.backend import sync  # noqa: E402
-from mpsrnn.benchmark import Config, build_pair  # noqa: E402
+from mpsrnn.benchmark import build_pair  # noqa: E402
 
 
 def one_config(text, calls, peer):
     import torch
-    cell, hidden, batch, steps = text.split(":")[:4]
-    cfg = Config(cell, int(hidden), int(hidden), int(batch), int(steps))
+    cfg = parse_config(text)
+    if cfg.bidirectional:
+        raise SystemExit(f"--config {text}: encode_sequence's calls only (no bidi)")
     layer, tmod = build_pair(cfg, torch_device="cuda")
     x = np.random.default_rng(1).standard_normal((cfg.steps, cfg.batch, cfg.input)).astype(np.float32)
     xs = mpsrnn.MatrixSequence.from_numpy(x)
