@@ -106,19 +106,26 @@ from .layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_SINGLE_GATE,
+    F_IN,
+    F_P_BIAS,
     F_PEEP,
     F_ROWS,
     F_STEPS,
+    F_W,
+    F_W_SJ,
+    F_W_SO,
     F_WS_C,
     F_WS_H,
     F_WS_SCRATCH,
     F_WS_XW,
+    F_ZERO_STATE,
     FIRST_PHASE_GATES,
     GATES,
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
 from .neurons import sigmoid32
+from .projection import zero_initial_state
 from .sequence_copy import store_output
 from .sequence_persistent import grid_barrier, grid_kernels, leave_grid, project_own_rows
 from .sequence_registers import CHUNK
@@ -162,11 +169,23 @@ def split_shape(cell, peephole, hidden, standard, batch, sms, width=CHUNK):
     return None
 
 
+PROJECT_APART = 0    # the input terms come from the projection's own dispatch
+PROJECT_ROWS = 1     # each block projects its units' gate rows over all inputs (``project_own_rows``)
+PROJECT_CHUNKS = 2   # each block projects its rows at its own input chunk; the chunks' sums added after
+X_PASS_FLOATS = 2048 # PROJECT_CHUNKS: floats of x a pass (8 KiB of shared memory: 32 or 64 rows of a chunk)
+
+
+def split_partials_chunks(cell, steps, batch, hidden, splits):
+    """Floats a PROJECT_CHUNKS kernel keeps past its partials buffer: every split's partial input
+    terms, [split, step·batch row, gate row]."""
+    return splits * steps * batch * GATES[cell] * hidden
+
+
 def split_kernel(cell, units, groups, splits, bc, width, projects, halves=1, atomic=False, gates_here=False):
     """The kernel of ``cell`` on ``groups`` × ``splits`` blocks (``split_shape``), times ``halves``
     (2: each block's weights held twice, each copy taking half the batch rows; for a layer whose
-    grid fits one block an SM, so the SMs hold two); ``projects``: it computes its own input terms
-    and zero initial states first (``project_own_rows``); ``atomic``: the blocks add their partial
+    grid fits one block an SM, so the SMs hold two); ``projects`` (PROJECT_*): whether and how it
+    computes its own input terms and zero initial states first; ``atomic``: the blocks add their partial
     sums into one [batch row, gate row] buffer (``partial_rows``) instead of writing them apart;
     ``gates_here`` (the GRU's, with ``atomic``): each block makes r∘h0 and z∘h0 at its own inputs
     from the sums (``copy_gated``), three grid barriers a step instead of four. One compile per
@@ -185,12 +204,19 @@ def paired_split_kernel(cell, units, groups, splits, bc, width, projects, atomic
 @functools.lru_cache(maxsize=None)
 def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, atomic, gates_here):
     assert not gates_here or (atomic and cell == CELL_GRU), "gates_here: the GRU's, from the atomic sums"
+    assert projects != PROJECT_CHUNKS or (halves == 1 and cell != CELL_GRU), "PROJECT_CHUNKS: LSTM, single gate"
+    SUMS = 1 if atomic else splits   # partial sums a gate row of a batch row (split_partials)
     G = GATES[cell]
     PR = partial_rows(cell)
     NB = groups * splits * halves
     SH = splits * halves   # blocks of a group
     COPIES = (bc * width + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
     HS = h_buffers(cell) * bc * width   # floats of shared h (the GRU's second phase: r∘h0, z∘h0)
+    # PROJECT_CHUNKS: rows of x a pass of the projection copies to shared memory (the recurrence's
+    # bc is the batch's, 1 at batch 1: a pass a row, each a copy and two block barriers)
+    X_ROWS = X_PASS_FLOATS // width
+    X_COPIES = X_ROWS * width // BLOCK
+    SHARED_FLOATS = max(HS, X_PASS_FLOATS) if projects == PROJECT_CHUNKS else HS
     assert BLOCK % width == 0, "copy_h takes a thread's input channel from tid alone"
 
     @ti.func
@@ -217,11 +243,11 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         return acc[0] + acc[1] + acc[2] + acc[3]
 
     @ti.func
-    def put_copies(hs: ti.template(), at, got, tid):
-        """A thread's COPIES loaded elements into hs[at + tid + e_·BLOCK], those inside bc·width: the
-        stores of ``copy_h`` and ``copy_gated``, after all of their loads."""
-        for e_ in ti.static(range(COPIES)):
-            if tid + e_ * BLOCK < bc * width:
+    def put_copies(hs: ti.template(), at, got, tid, end: ti.template()):
+        """A thread's loaded elements (``got``) into hs[at + tid + e_·BLOCK], those before ``end``:
+        the stores of ``copy_h``, ``copy_gated`` and ``copy_x``, after all of their loads."""
+        for e_ in ti.static(range(got.n)):
+            if tid + e_ * BLOCK < end:
                 hs[at + tid + e_ * BLOCK] = got[e_]
 
     @ti.func
@@ -240,7 +266,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             r = r0 + e_ * (BLOCK // width)
             ok = j0 + j < H and r < bc and b0 + r < rows
             got[e_] = ti.select(ok, ws[src + ti.select(ok, at0 + e_ * (BLOCK // width) * H, 0)], 0.0)
-        put_copies(hs, at, got, tid)
+        put_copies(hs, at, got, tid, bc * width)
 
     @ti.func
     def copy_gated(ws: ti.template(), hs: ti.template(), at, b0, rows, j0, H, tid, hp, xw0, part, PH, gate):
@@ -258,7 +284,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             jj = ti.select(ok, j0 + j, 0)
             pre = ws[xw0 + b * 3 * H + gate * H + jj] + ws[part + b * PH + gate * H + jj]
             got[e_] = ti.select(ok, sigmoid32(pre) * ws[hp + b * H + jj], 0.0)
-        put_copies(hs, at, got, tid)
+        put_copies(hs, at, got, tid, bc * width)
 
     @ti.func
     def partial_sum(ws: ti.template(), part, b, o, B, PH, clear: ti.template()):
@@ -319,6 +345,83 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             ti.simt.block.sync()   # before the next pass overwrites hs
 
     @ti.func
+    def chunk_terms_at(ws: ti.template(), frame: ti.template()):
+        """Where the PROJECT_CHUNKS partial input terms start: past the partials buffer."""
+        _, B, H, _ = run_sizes(frame)
+        return frame[F_WS_SCRATCH] + SUMS * B * PR * H
+
+    @ti.func
+    def copy_x(x: ti.template(), x_base, x_step, x_row, frame: ti.template(), hs: ti.template(), n0, N, B, j0,
+               n_in, tid):
+        """x of rows n0 + r (n = step·B + batch row, r < X_ROWS) at inputs j0 .. j0 + width - 1 into
+        hs[r·width + j], as float32; zero past n_in, past N, and for a row its step does not have.
+        Loads first, as ``copy_h``."""
+        got = ti.Vector([0.0] * X_COPIES, ti.f32)
+        r0 = tid // width
+        j = tid % width
+        for e_ in ti.static(range(X_COPIES)):
+            n = n0 + r0 + e_ * (BLOCK // width)
+            t = ti.select(n < N, n // B, 0)
+            b = n - t * B
+            ok = j0 + j < n_in and r0 + e_ * (BLOCK // width) < X_ROWS and n < N and b < frame[F_ROWS + t]
+            at = ti.select(ok, x_base + t * x_step + b * x_row + j0 + j, x_base)
+            got[e_] = ti.select(ok, ti.cast(x[at], ti.f32), 0.0)
+        put_copies(hs, 0, got, tid, X_ROWS * width)
+
+    @ti.func
+    def project_chunks(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+                       frame: ti.template(), hs: ti.template(), blk, tid):
+        """PROJECT_CHUNKS, before the launch's first grid barrier: each thread's gate row of W at the
+        block's input chunk (the chunk its row of U takes; inputs past splits·width are not taken:
+        the scheduler's ``split_projects_chunks``) against every row's x there, as the recurrent
+        products take h: a partial input term a split, stored apart (no atomics: the same bits every
+        run). And the zero initial states, spread over all blocks, where the run has none."""
+        T, B, H, _ = run_sizes(frame)
+        N = T * B
+        n_in = frame[F_IN]
+        GH = G * H
+        sp, u_lo, j0, _m = block_place(blk)
+        o = -1
+        at = -1
+        if tid < G * units and u_lo + tid % units < H:
+            o = (tid // units) * H + u_lo + tid % units
+            at = frame[F_W] + o * frame[F_W_SO]
+        w = load_chunk(wts, at, frame[F_W_SJ], j0, n_in)
+        terms = chunk_terms_at(ws, frame)
+        for pass_ in range((N + X_ROWS - 1) // X_ROWS):
+            n0 = pass_ * X_ROWS
+            copy_x(x, x_base, x_step, x_row, frame, hs, n0, N, B, j0, n_in, tid)
+            ti.simt.block.sync()
+            for rr in range(ti.min(X_ROWS, N - n0)):
+                if o >= 0:
+                    ws[terms + (sp * N + n0 + rr) * GH + o] = chunk_dot(w, hs, rr * width)
+            ti.simt.block.sync()   # before the next pass overwrites hs
+        if frame[F_ZERO_STATE] != 0:
+            for e in range((B * H + NB * BLOCK - 1) // (NB * BLOCK)):
+                item = (e * NB + blk) * BLOCK + tid
+                if item < B * H:
+                    zero_initial_state(ws, frame, item)
+
+    @ti.func
+    def add_chunk_terms(ws: ti.template(), prm: ti.template(), frame: ti.template(), blk, tid):
+        """PROJECT_CHUNKS, after the first grid barrier: each present row's input terms, the bias plus
+        its splits' partial terms added as a tree, spread over all blocks. The first step's grid
+        barrier lies between these stores and the cells' first read of them."""
+        T, B, H, _ = run_sizes(frame)
+        N = T * B
+        GH = G * H
+        terms = chunk_terms_at(ws, frame)
+        for e in range((N * GH + NB * BLOCK - 1) // (NB * BLOCK)):
+            item = (e * NB + blk) * BLOCK + tid
+            if item < N * GH:
+                n = item // GH
+                o = item - n * GH
+                t = n // B
+                if n - t * B < frame[F_ROWS + t]:
+                    parts = ti.Vector([ws[terms + (k * N + n) * GH + o] for k in ti.static(range(splits))], ti.f32)
+                    ws[frame[F_WS_XW] + item] = prm[frame[F_P_BIAS] + o] + tree_sum(parts)
+
+    @ti.func
     def run_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
                   prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
                   hs: ti.template(), blk, tid):
@@ -331,11 +434,15 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                 at = (e * NB + blk) * BLOCK + tid
                 if at < n:
                     ws[part + at] = 0.0
-        if ti.static(projects):
+        if ti.static(projects == PROJECT_ROWS):
             project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, NB, blk, tid)
-        if ti.static(projects or atomic):
+        if ti.static(projects == PROJECT_CHUNKS):
+            project_chunks(x, x_base, x_step, x_row, ws, wts, frame, hs, blk, tid)
+        if ti.static(projects != PROJECT_APART or atomic):
             barrier += NB
             grid_barrier(frame, tid, barrier)
+        if ti.static(projects == PROJECT_CHUNKS):
+            add_chunk_terms(ws, prm, frame, blk, tid)
         if ti.static(cell == CELL_GRU):
             gru_layer(ws, wts, frame, out, out_base, out_step, out_row, hs, blk, tid, barrier)
         else:
@@ -502,5 +609,6 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
     wide = "" if width == CHUNK else f"w{width}"
     twice = "" if halves == 1 else f"h{halves}"
     adds = ("_gates" if gates_here else "") + ("_sum" if atomic else "")
-    return grid_kernels(run_layer, NB, BLOCK, (HS,),
-                        f"{('single_gate', 'gru', 'lstm')[cell]}{adds}_split{groups}x{splits}{wide}{twice}")
+    chunks = "_xchunks" if projects == PROJECT_CHUNKS else ""
+    return grid_kernels(run_layer, NB, BLOCK, (SHARED_FLOATS,),
+                        f"{('single_gate', 'gru', 'lstm')[cell]}{adds}_split{groups}x{splits}{wide}{twice}{chunks}")

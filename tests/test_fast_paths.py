@@ -347,16 +347,25 @@ def sums_as_asked(names, reduce):
     return bool(names) and all(("_sum_split" in name) == (reduce == "atomic") for name in names)
 
 
+def chunks_mark(kind, projection):
+    """The end of a split kernel's name where it projects its inputs in chunks (not the GRU's)."""
+    return "_xchunks" if projection == "chunks" and kind != "gru" else ""
+
+
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
+@pytest.mark.parametrize("projection", ["rows", "chunks"])
 @pytest.mark.parametrize("reduce", ["apart", "atomic"])
 @pytest.mark.parametrize("kind, opts, hidden", SPLIT_ONE_BLOCK,
                          ids=[f"{k}-{'-'.join(o)}-{h}" for k, o, h in SPLIT_ONE_BLOCK])
-def test_split_kernel_on_one_block(kind, opts, hidden, reduce, rng, monkeypatch):
+def test_split_kernel_on_one_block(kind, opts, hidden, reduce, projection, rng, monkeypatch):
     """The split kernel (CUDA's path) on a grid of one block, where its grid barriers are block
-    barriers and any Vulkan device runs it, lavapipe included: its copy, products, partial sums
-    (written apart, or added atomically into one sum) and gate math, held to the reference before
-    GPU time is spent."""
+    barriers and any Vulkan device runs it, lavapipe included: its projection (each block its rows
+    over all inputs, or in chunks as its products), copy, products, partial sums (written apart, or
+    added atomically into one sum) and gate math, held to the reference before GPU time is spent."""
     from mpsrnn.scheduler import plans
+    if kind == "gru" and projection == "chunks":
+        pytest.skip("the GRU's split kernel projects its rows only")
+    monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", projection)
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "split")
@@ -367,16 +376,19 @@ def test_split_kernel_on_one_block(kind, opts, hidden, reduce, rng, monkeypatch)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, [11, 10, 9, 2, 1], 7)
     names = [name for name in dispatched_kernels(layer) if "_split" in name]
-    assert sums_as_asked(names, reduce) and all(name.endswith(f"{split_sums(reduce)}1x1") for name in names), names
+    end = f"{split_sums(reduce)}1x1{chunks_mark(kind, projection)}"
+    assert sums_as_asked(names, reduce) and all(name.endswith(end) for name in names), names
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
-@pytest.mark.parametrize("kind, opts, hidden, reduce", [("lstm", {"peephole": "diagonal"}, 50, "apart"),
-                                                        ("single", {}, 61, "atomic")])
-def test_wide_split_kernel_on_one_block(kind, opts, hidden, reduce, rng, monkeypatch):
+@pytest.mark.parametrize("kind, opts, hidden, reduce, projection",
+                         [("lstm", {"peephole": "diagonal"}, 50, "apart", "rows"),
+                          ("single", {}, 61, "atomic", "rows"),
+                          ("lstm", {"peephole": None}, 45, "atomic", "chunks")])
+def test_wide_split_kernel_on_one_block(kind, opts, hidden, reduce, projection, rng, monkeypatch):
     """The split kernel with 64 inputs a thread (CUDA's for the LSTMs too large for chunks of 32) on
     a grid of one block, on Vulkan, with a batch of 70 rows: two passes of 64 (the single gate's
-    partial sums added atomically)."""
+    partial sums added atomically); projected in chunks, 280 rows of x in passes of 64."""
     from mpsrnn.kernels.layout import F_STANDARD
     from mpsrnn.kernels.sequence_split import WIDE, split_shape
     from mpsrnn.scheduler import plans
@@ -386,11 +398,13 @@ def test_wide_split_kernel_on_one_block(kind, opts, hidden, reduce, rng, monkeyp
     monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", reduce)
     monkeypatch.setattr(recurrence, "_split_shape", lambda c, batch: split_shape(
         c.kind, c.header_peep, c.n_out, c.header[F_STANDARD] != 0, batch, 1, WIDE))
+    monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", projection)
     d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, [70, 66, 66, 3], 7)
     names = [name for name in dispatched_kernels(layer) if "_split" in name]
-    assert sums_as_asked(names, reduce) and all(name.endswith(f"{split_sums(reduce)}1x1w64") for name in names), names
+    end = f"{split_sums(reduce)}1x1w64{chunks_mark(kind, projection)}"
+    assert sums_as_asked(names, reduce) and all(name.endswith(end) for name in names), names
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only split kernel on Vulkan")
@@ -406,6 +420,7 @@ def test_paired_split_kernel_on_one_block_per_layer(reduce, rng, monkeypatch):
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
     monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", reduce)
+    monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", "chunks")   # the LSTM's; the GRU projects its rows
     backward = {"layer_sequence_direction": m.SequenceDirection.BACKWARD}
     ds = [descriptor("lstm", rng, 7, 30, use_float32_weights=True, peephole=None),
           descriptor("lstm", rng, 7, 30, use_float32_weights=True, peephole=None, **backward),
@@ -415,7 +430,7 @@ def test_paired_split_kernel_on_one_block_per_layer(reduce, rng, monkeypatch):
     assert_both_directions_match(layer, ds, rng)
     names = sorted(name for name in dispatched_kernels(layer) if "_split" in name)
     gates = "_gates" if reduce == "atomic" else ""   # the GRU's r∘h0 made in the blocks at this batch
-    expected = [f"gru{gates}{split_sums(reduce)}1x1_paired", f"lstm{split_sums(reduce)}1x1_paired"]
+    expected = [f"gru{gates}{split_sums(reduce)}1x1_paired", f"lstm{split_sums(reduce)}1x1_xchunks_paired"]
     assert names == expected, dispatched_kernels(layer)
 
 
@@ -438,7 +453,7 @@ def test_split_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, wide,
     assert_twice_matches_reference(layer, d, rng, rows, n_in)
     names = [name for name in dispatched_kernels(layer) if "_split" in name]
     assert sums_as_asked(names, reduce), names
-    grids = [name.split(split_sums(reduce))[1] for name in names]
+    grids = [name.split(split_sums(reduce))[1].removesuffix("_xchunks") for name in names]   # (projected in chunks)
     assert len(grids) == 1 and grids[0].endswith("w64") == wide, names
     groups, splits = map(int, grids[0].removesuffix("w64").split("x"))
     assert recurrence._sms() < groups * splits <= 2 * recurrence._sms(), grids
@@ -472,6 +487,30 @@ def test_split_kernel_grids(kind, opts, hidden, rows, halves, reduce, rng, monke
     assert_twice_matches_reference(layer, d, rng, rows, 9)
     grids = [name for name in dispatched_kernels(layer) if "_split" in name]
     assert sums_as_asked(grids, reduce) and all(g.endswith("h2") == (halves == "2") for g in grids), grids
+
+
+SPLIT_CHUNKS = [("lstm", {"peephole": None}, 100, 100, [13, 12, 12, 4, 1]),     # 4 chunks of 32, x's last ragged
+                ("single", {}, 150, 140, [9, 9, 8, 3]),                          # 5 chunks, 150 of 160 inputs
+                ("lstm", {"peephole": "diagonal"}, 1000, 1000, [4, 4, 3, 1])]   # 16 chunks of 64, two an SM
+
+
+@pytest.mark.skipif("split" not in ARCH_PATHS, reason="the split kernel runs on CUDA only")
+@pytest.mark.parametrize("reduce", ["apart", "atomic"])
+@pytest.mark.parametrize("kind, opts, n_in, hidden, rows", SPLIT_CHUNKS,
+                         ids=[f"{k}-{i}x{h}" for k, _, i, h, _ in SPLIT_CHUNKS])
+def test_split_kernel_projects_in_chunks(kind, opts, n_in, hidden, rows, reduce, rng, monkeypatch):
+    """The split kernel projecting its own inputs in chunks (its default for short sequences) on its
+    full grid: each block's partial input terms at its chunk of x, added over the chunks after the
+    first grid barrier, against the reference twice with a batch that shrinks."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "split")
+    monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", reduce)
+    monkeypatch.delenv("MPSRNN_SPLIT_PROJECTION", raising=False)
+    monkeypatch.delenv("MPSRNN_PROJECTION", raising=False)
+    d = descriptor(kind, rng, n_in, hidden, use_float32_weights=True, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    assert_twice_matches_reference(layer, d, rng, rows, n_in)
+    names = dispatched_kernels(layer)
+    assert len(names) == 1 and names[0].endswith("_xchunks") and sums_as_asked(names, reduce), names
 
 
 GRU_GATES = [("gru", {}, 90, [10, 9, 9, 2]),                                          # Vh set

@@ -207,12 +207,15 @@ def test_split_partial_sums_added_atomically_up_to_a_batch(rng, monkeypatch):
     lstm, gru = cell(rng, "lstm", 1024), cell(rng, "gru", 1024)
     assert [rec.split_atomic(lstm, b) for b in (1, 16, 32, 33, 64)] == [True, True, True, False, False]
     assert [rec.split_atomic(gru, b) for b in (2, 64, 65, 128)] == [True, True, False, False]
-    extra = rec.split_workspace("split", lstm, 16) + 3 * 16 * 1024   # past the usual scratch region
+    apart = rec.PROJECT_APART
+    extra = rec.split_workspace("split", lstm, 100, 16, apart) + 3 * 16 * 1024   # past the usual scratch region
     assert extra == split_partials(lstm.kind, 16, 1024, 1)
-    assert rec.split_workspace("split", lstm, 64) + 3 * 64 * 1024 == split_partials(lstm.kind, 64, 1024, 16)
+    assert rec.split_workspace("split", lstm, 100, 64, apart) + 3 * 64 * 1024 == split_partials(lstm.kind, 64, 1024,
+                                                                                                 16)
     monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "apart")
     assert not rec.split_atomic(gru, 2)
-    assert rec.split_workspace("split", lstm, 16) + 3 * 16 * 1024 == split_partials(lstm.kind, 16, 1024, 16)
+    assert rec.split_workspace("split", lstm, 100, 16, apart) + 3 * 16 * 1024 == split_partials(lstm.kind, 16, 1024,
+                                                                                                 16)
     monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "atomic")
     assert rec.split_atomic(lstm, 128)
     monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "rows")
@@ -546,3 +549,44 @@ def test_plan_key_reads_knobs_as_set_between_calls(monkeypatch):
             monkeypatch.setenv("MPSRNN_TEST_KNOB", value)
         got = knob_settings(names)[0]
         assert (got if got is None or isinstance(got, str) else os.fsdecode(got)) == os.environ.get(names[0])
+
+
+def test_split_kernel_projects_short_sequences_in_chunks(rng, monkeypatch):
+    """The split kernel projects a layer's inputs itself, in chunks as its products, where a
+    sequence has at most 128 rows (steps x batch) and the inputs fit its chunks of h: an LSTM or a
+    single gate on one copy of its weights, no identity input. Elsewhere as before: apart (wide
+    inputs, more rows), or each block its own rows (the GRU; small projections). Its workspace then
+    holds every split's partial terms past the partials buffer. The knob picks chunks or rows where
+    the projection is inside, or fails on a bad value."""
+    from mpsrnn.kernels.sequence_split import split_partials, split_partials_chunks
+    monkeypatch.setattr(rec, "_sms", lambda: 132)
+    for name in ("MPSRNN_SPLIT_PROJECTION", "MPSRNN_PROJECTION", "MPSRNN_SPLIT_HALVES", "MPSRNN_SPLIT_REDUCE"):
+        monkeypatch.delenv(name, raising=False)
+    lstm, single, gru = cell(rng, "lstm", 1024), cell(rng, "single", 2048), cell(rng, "gru", 1024)
+    assert rec.split_chunks_fit(lstm, 1) and rec.split_chunks_fit(single, 4) and not rec.split_chunks_fit(gru, 1)
+    assert [rec.split_projection(lstm, t, b) for t, b in ((25, 1), (25, 4), (32, 4), (33, 4), (100, 16))] == [
+        rec.PROJECT_CHUNKS, rec.PROJECT_CHUNKS, rec.PROJECT_CHUNKS, rec.PROJECT_APART, rec.PROJECT_APART]
+    assert rec.split_projection(gru, 25, 2) == rec.PROJECT_APART          # 1024 inputs: apart, as before
+    small_gru = cell(rng, "gru", 256)
+    assert rec.split_projection(small_gru, 25, 2) == rec.PROJECT_ROWS     # a small projection: its rows
+    narrow = cell(rng, "lstm", 1024, n_in=8)                              # inside for its small projection,
+    assert rec.split_projection(narrow, 200, 1) == rec.PROJECT_ROWS       # in chunks up to 128 rows only
+    assert rec.split_projection(narrow, 128, 1) == rec.PROJECT_CHUNKS
+    halved = cell(rng, "lstm", 512)                                       # two copies of U from batch 32
+    assert rec.split_halves(halved, 32) == 2 and not rec.split_chunks_fit(halved, 32)
+    wide_input = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 1100, 1024))._cells[0]
+    assert not rec.split_chunks_fit(wide_input, 1)                        # 1100 inputs past 16 x 64
+    identity = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 256, 256,
+                                                    use_layer_input_unit_transform_mode=True))._cells[0]
+    assert not rec.split_chunks_fit(identity, 1)
+    chunks = rec.split_workspace("split", lstm, 25, 4, rec.PROJECT_CHUNKS) + 3 * 4 * 1024
+    assert chunks == split_partials(lstm.kind, 4, 1024, 1) + split_partials_chunks(lstm.kind, 25, 4, 1024, 16)
+    monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", "rows")
+    assert rec.split_projection(lstm, 25, 1) == rec.PROJECT_ROWS
+    monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", "chunks")
+    assert rec.split_projection(small_gru, 25, 2) == rec.PROJECT_ROWS     # the GRU's kernel has no chunks
+    monkeypatch.setenv("MPSRNN_PROJECTION", "apart")
+    assert rec.split_projection(lstm, 25, 1) == rec.PROJECT_APART
+    monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", "tiles")
+    with pytest.raises(ValueError, match="MPSRNN_SPLIT_PROJECTION: expected 'chunks' or 'rows', got 'tiles'"):
+        rec.split_projection(lstm, 25, 1)

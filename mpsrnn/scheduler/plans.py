@@ -28,7 +28,8 @@ from ..kernels import layout as L
 from ..kernels.knobs import PLANNING_KNOBS, knob_settings
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence, copy_sequence_serial
 from .program import Program, Slot
-from .recurrence import choose_recurrence, emit_layer, emit_paired, pair_directions, project_apart, split_workspace
+from .recurrence import (choose_recurrence, emit_layer, emit_paired, pair_directions, project_apart, split_projection,
+                         split_workspace)
 
 # Tests set this: workspaces start as NaN, so reading memory no kernel wrote shows up.
 POISON_WORKSPACES = False
@@ -39,7 +40,8 @@ class _LayerRun:
         import taichi as ti
         self.recurrence = choose_recurrence(current_arch(), cell, steps, batch)
         xw, h, c, scratch, slot, size = cell.workspace_layout(steps, batch)
-        size += split_workspace(self.recurrence, cell, batch)
+        if self.recurrence == "split":
+            size += split_workspace(self.recurrence, cell, steps, batch, split_projection(cell, steps, batch))
         frame = np.zeros(L.F_ROWS + steps, np.int32)
         frame[: L.F_HEADER] = cell.header
         frame[L.F_STEPS] = steps

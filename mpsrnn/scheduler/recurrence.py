@@ -54,7 +54,17 @@ from ..kernels.sequence_persistent import (
 )
 from ..kernels.sequence_registers import CHUNK, held_rows, registers_kernel, registers_shape
 from ..kernels.sequence_rows import ROW_KERNELS
-from ..kernels.sequence_split import WIDE, paired_split_kernel, split_kernel, split_partials, split_shape
+from ..kernels.sequence_split import (
+    PROJECT_APART,
+    PROJECT_CHUNKS,
+    PROJECT_ROWS,
+    WIDE,
+    paired_split_kernel,
+    split_kernel,
+    split_partials,
+    split_partials_chunks,
+    split_shape,
+)
 from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 
@@ -303,14 +313,51 @@ def split_gates_here(cell, batch):
     return forced == "blocks" if forced else batch <= SPLIT_GATES_HERE_MAX_BATCH
 
 
-def split_workspace(name, cell, batch):
+def split_workspace(name, cell, steps, batch, projects):
     """Floats a layer's workspace needs past its usual size: the split kernel's partials buffer takes
-    the scratch region (3·B·H floats), which grows to hold it; none for the other kernels."""
+    the scratch region (3·B·H floats), which grows to hold it, and the partial input terms after it
+    where the kernel projects in chunks (``projects``: PROJECT_*); none for the other kernels."""
     if name != "split":
         return 0
-    sums = 1 if split_atomic(cell, batch) else _split_shape(cell, batch)[2]   # one sum, or one a split
+    splits = _split_shape(cell, batch)[2]
+    sums = 1 if split_atomic(cell, batch) else splits   # one sum, or one a split
     partials = split_partials(cell.kind, batch, cell.n_out, sums)
+    if projects == PROJECT_CHUNKS:
+        partials += split_partials_chunks(cell.kind, steps, batch, cell.n_out, splits)
     return max(0, partials - 3 * batch * cell.n_out)
+
+
+SPLIT_CHUNKS_MAX_ROWS = 128   # (steps x batch) rows the split kernel projects in chunks itself, at most
+
+
+def split_chunks_fit(cell, batch):
+    """Whether the split kernel can project a layer's inputs in chunks (PROJECT_CHUNKS): an LSTM or
+    single gate on one copy of its weights (``split_halves`` 1) whose dense inputs (no identity)
+    are no wider than its chunks of h (splits x width inputs)."""
+    shape = _split_shape(cell, batch)
+    if shape is None or cell.kind == CELL_GRU or split_halves(cell, batch) != 1:
+        return False
+    if INPUT_IDENTITY in cell.header[F_INPUT_MODE:F_INPUT_MODE + 4]:
+        return False
+    return cell.n_in <= shape[2] * shape[4]   # splits x width
+
+
+def split_projection(cell, steps, batch):
+    """How a split-kernel layer run gets its input terms (PROJECT_*): apart (``project_apart``), else
+    in chunks where they fit (``split_chunks_fit``) and the rows (steps x batch) are at most
+    SPLIT_CHUNKS_MAX_ROWS, else each block its own rows over all inputs.
+    In chunks, each thread's row of W at its block's chunk of inputs meets every row's x there, as
+    its row of U meets h: the layer's projection is spread over the grid as its recurrent product
+    is, and the layer is one dispatch instead of two. ``MPSRNN_SPLIT_PROJECTION=chunks|rows``
+    decides how where it is inside, for tests and A/B runs."""
+    forced = knob("MPSRNN_SPLIT_PROJECTION", ("chunks", "rows"))   # read first: a bad value is an error anywhere
+    if project_apart("split", cell, steps, batch):
+        return PROJECT_APART
+    if forced == "rows" or not split_chunks_fit(cell, batch):
+        return PROJECT_ROWS
+    if forced != "chunks" and steps * batch > SPLIT_CHUNKS_MAX_ROWS:
+        return PROJECT_ROWS   # every split's partial terms (splits x rows x gate rows) would grow with the rows
+    return PROJECT_CHUNKS
 
 
 def _spread_shape(cell, batch, sms=None):
@@ -413,6 +460,8 @@ def project_apart(name, cell, steps, batch):
     if name == "spread":   # fewer blocks project: the limit shrinks with the share of SMs they are
         flops *= _sms() / _spread_shape(cell, batch)[1]
     if name == "split":
+        if steps * batch <= SPLIT_CHUNKS_MAX_ROWS and split_chunks_fit(cell, batch):
+            return False   # in chunks: see split_projection
         shape = _split_shape(cell, batch)
         flops *= _sms() / (shape[1] * shape[2])   # (halves: as timed, the grid of one copy)
     return flops > FOLD_FLOPS or cell.n_in > FOLD_MAX_INPUT
@@ -452,7 +501,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), *x, *args)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
-        prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), not lr.projected_apart, halves,
+        prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), split_projection(lr.cell, steps, batch), halves,
                               split_atomic(lr.cell, batch), split_gates_here(lr.cell, batch)),
                  *x, *args)
     elif name == "tiles":
@@ -507,7 +556,8 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
     args = [a for lr, x, out in zip(runs, xs, outputs) for a in (*x, *_recurrence_args(lr, out))]
     projects = not first.projected_apart
     if first.recurrence == "split":
-        prog.add(paired_split_kernel(first.cell.kind, *_split_shape(first.cell, batch), projects,
+        prog.add(paired_split_kernel(first.cell.kind, *_split_shape(first.cell, batch),
+                                     split_projection(first.cell, steps, batch),
                                      split_atomic(first.cell, batch), split_gates_here(first.cell, batch)), *args)
     else:
         prog.add(paired_spread_kernel(first.cell.kind, *_paired_shape(first.cell, batch), projects), *args)
