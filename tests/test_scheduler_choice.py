@@ -60,8 +60,8 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("gru", 256, 1, {}, "spread"),
     ("gru", 512, 4, {}, "spread"),      # split (partial sums added atomically) 10.6 against 10.9 (H200): from b8
     ("lstm", 128, 1, {"neurons": "hard"}, "blocks"),   # spread: the usual neurons only
-    ("lstm", 704, 1, {}, "spread"),       # on two blocks an SM: U no longer fits one block an SM's registers
-    ("lstm", 1024, 4, {}, "spread"),      # 15.1 against persistent's 18.4 µs a step (H200)
+    ("lstm", 704, 1, {}, "split"),        # split projecting in chunks: one dispatch, spread's two (9.5 against 11.7)
+    ("lstm", 1024, 4, {}, "split"),       # 13.4 against spread's 13.7 µs a step (H200)
     ("lstm", 1056, 1, {}, "persistent"),  # U outgrows two blocks an SM
     ("gru", 1024, 1, {}, "spread"),       # 9.4 against persistent's 11.5
     ("gru", 1024, 2, {}, "split"),        # 10.8 against persistent's 12.4 µs a step (H200)
@@ -590,3 +590,25 @@ def test_split_kernel_projects_short_sequences_in_chunks(rng, monkeypatch):
     monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", "tiles")
     with pytest.raises(ValueError, match="MPSRNN_SPLIT_PROJECTION: expected 'chunks' or 'rows', got 'tiles'"):
         rec.split_projection(lstm, 25, 1)
+
+
+def test_split_below_its_batch_where_projecting_in_chunks_saves_a_dispatch(rng, monkeypatch):
+    """Below split's usual batch, CUDA takes the split kernel where it projects in chunks (one
+    dispatch) and spread would project apart (two); spread where spread projects inside or the
+    sequence is past the chunks' rows. A forced projection or recurrence still decides."""
+    lstm1024, lstm512, gru = cell(rng, "lstm", 1024), cell(rng, "lstm", 512), cell(rng, "gru", 1024)
+    picks = [rec.choose_recurrence("cuda", c, t, b) for c, t, b in (
+        (lstm1024, 25, 1), (lstm1024, 1, 2), (lstm1024, 10, 8),   # in chunks: split
+        (lstm1024, 33, 4), (lstm1024, 200, 1),                    # past 128 rows: spread, projecting apart
+        (lstm512, 25, 1),                                         # spread projects inside: one dispatch
+        (gru, 25, 1))]                                            # the GRU's split kernel has no chunks
+    assert picks == ["split"] * 3 + ["spread"] * 4
+    assert rec.split_saves_a_dispatch(lstm1024, 25, 1) and not rec.split_saves_a_dispatch(lstm512, 25, 1)
+    monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", "rows")
+    assert rec.choose_recurrence("cuda", lstm1024, 25, 1) == "spread"
+    monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", "chunks")
+    monkeypatch.setenv("MPSRNN_PROJECTION", "apart")
+    assert rec.choose_recurrence("cuda", lstm1024, 25, 1) == "spread"
+    monkeypatch.delenv("MPSRNN_PROJECTION")
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "spread")
+    assert rec.choose_recurrence("cuda", lstm1024, 25, 1) == "spread"

@@ -147,6 +147,8 @@ def choose_recurrence(arch, cell, steps, batch):
         # 128.0 / 199.7 (64 inputs a thread); LSTM 768 b16 19.3 / 25.4, b64 48.6 / 83.6; GRU 1024
         # b16 38.8 / 46.0, b64 82.4 / 160.4
         return "split"
+    if arch == "cuda" and not small_gru and split_saves_a_dispatch(cell, steps, batch):
+        return "split"
     if (arch == "cuda" and batch <= SPREAD_MAX_BATCH and not small_gru and applies("spread", arch, cell)
             and spread_beats_persistent(cell, batch)):
         # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
@@ -358,6 +360,19 @@ def split_projection(cell, steps, batch):
     if forced != "chunks" and steps * batch > SPLIT_CHUNKS_MAX_ROWS:
         return PROJECT_ROWS   # every split's partial terms (splits x rows x gate rows) would grow with the rows
     return PROJECT_CHUNKS
+
+
+def split_saves_a_dispatch(cell, steps, batch):
+    """Whether the split kernel, projecting a short sequence in chunks (PROJECT_CHUNKS), runs a layer
+    in one dispatch where spread would take two (its projection apart), below the batch where split
+    is the default anyway. A dispatch is ~35-57 µs of host time on the H200's host, more than the
+    projection's kernel. H200, same process, median of 4 rounds, µs a step, split in chunks / spread:
+    t25 LSTM 1024 b1 10.9 / 11.8, b2 12.0 / 13.8, b4 13.4 / 13.7; LSTM 768 b1 10.8 / 11.1; LSTM 704
+    b1 9.5 / 11.7; LSTM 640 b2 10.2 / 13.7; t10 LSTM 1024 b8 25.7 / 29.4; but LSTM 768 b4 14.8 / 13.4
+    (its rounds 13.2-16.2 and 12.3-14.7: the machine's drift)."""
+    if not (applies("split", "cuda", cell) and applies("spread", "cuda", cell)):
+        return False
+    return project_apart("spread", cell, steps, batch) and split_projection(cell, steps, batch) == PROJECT_CHUNKS
 
 
 def _spread_shape(cell, batch, sms=None):
