@@ -35,6 +35,11 @@ def on_cpu():
     return ti.lang.impl.current_cfg().arch in (ti.x64, ti.arm64)
 
 
+def on_cuda():
+    """Whether the kernels are being compiled for CUDA (warp shuffles; read when a kernel compiles)."""
+    return ti.lang.impl.current_cfg().arch == ti.cuda
+
+
 def cpu_tasks():
     """Tasks of a CPU kernel: one per thread of Taichi's pool, at most MAX_CPU_TASKS."""
     return max(1, min(ti.lang.impl.current_cfg().cpu_max_num_threads, MAX_CPU_TASKS))

@@ -95,24 +95,21 @@ def row_group(frame: ti.template(), n0, N, B, x_base, x_step, x_row):
 
 
 @ti.func
-def project_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
-                 prm: ti.template(), frame: ti.template(), o, n0):
-    """XW of output channel o (o = g·H + i) for rows n0 .. n0+7 (n = s·B + r), written to the
-    workspace: W row o against each row's x (a dense input), x itself (identity), or nothing (nil),
-    plus the bias. Absent rows are neither read nor written."""
-    B = frame[F_BATCH]
+def row_terms(x: ti.template(), wts: ti.template(), frame: ti.template(), o, start, lane, lanes):
+    """Lane ``lane``'s share (of ``lanes``) of output channel o's input terms for the 8 rows whose x
+    starts at start[k]: W row o against x over the 4-input groups lane, lane + lanes, ... (lane 0
+    also takes the last n_in % 4 inputs) for a dense input; x itself on lane 0 for the identity;
+    nothing for a nil input. No bias."""
     H = frame[F_OUT]
     n_in = frame[F_IN]
-    GH = frame[F_GATES] * H
-    so = frame[F_W_SO]
     sj = frame[F_W_SJ]
     mode = frame[F_INPUT_MODE + o // H]
-    start, present = row_group(frame, n0, frame[F_STEPS] * B, B, x_base, x_step, x_row)
     acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
     if mode == INPUT_DENSE:
-        wo = frame[F_W] + o * so
-        for qj in range(n_in // 4):   # four weight loads in flight at once
-            j = qj * 4
+        wo = frame[F_W] + o * frame[F_W_SO]
+        n4 = n_in // 4
+        for t in range((n4 - lane + lanes - 1) // lanes):   # four weight loads in flight at once
+            j = (lane + t * lanes) * 4
             wa = ti.cast(wts[wo + j * sj], ti.f32)
             wb = ti.cast(wts[wo + (j + 1) * sj], ti.f32)
             wc = ti.cast(wts[wo + (j + 2) * sj], ti.f32)
@@ -121,17 +118,73 @@ def project_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts
                 xk = start[k] + j
                 acc[k] += (wa * ti.cast(x[xk], ti.f32) + wb * ti.cast(x[xk + 1], ti.f32)) + (
                     wc * ti.cast(x[xk + 2], ti.f32) + wd * ti.cast(x[xk + 3], ti.f32))
-        for j in range(n_in - n_in % 4, n_in):
-            wj = ti.cast(wts[wo + j * sj], ti.f32)
-            for k in ti.static(range(ROWS_PER_THREAD)):
-                acc[k] += wj * ti.cast(x[start[k] + j], ti.f32)
-    elif mode == INPUT_IDENTITY:
+        if lane == 0:
+            for j in range(n4 * 4, n_in):
+                wj = ti.cast(wts[wo + j * sj], ti.f32)
+                for k in ti.static(range(ROWS_PER_THREAD)):
+                    acc[k] += wj * ti.cast(x[start[k] + j], ti.f32)
+    elif mode == INPUT_IDENTITY and lane == 0:
         for k in ti.static(range(ROWS_PER_THREAD)):
             acc[k] = ti.cast(x[start[k] + o % H], ti.f32)
+    return acc
+
+
+@ti.func
+def store_terms(ws: ti.template(), prm: ti.template(), frame: ti.template(), o, n0, acc, present):
+    """Channel o's input terms of rows n0 .. n0+7 plus its bias, to the workspace (present rows)."""
+    GH = frame[F_GATES] * frame[F_OUT]
     bias = prm[frame[F_P_BIAS] + o]
     for k in ti.static(range(ROWS_PER_THREAD)):
         if present[k] != 0:
             ws[frame[F_WS_XW] + (n0 + k) * GH + o] = acc[k] + bias
+
+
+@ti.func
+def project_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+                 prm: ti.template(), frame: ti.template(), o, n0):
+    """XW of output channel o (o = g·H + i) for rows n0 .. n0+7 (n = s·B + r), written to the
+    workspace: W row o against each row's x (a dense input), x itself (identity), or nothing (nil),
+    plus the bias. Absent rows are neither read nor written."""
+    B = frame[F_BATCH]
+    start, present = row_group(frame, n0, frame[F_STEPS] * B, B, x_base, x_step, x_row)
+    store_terms(ws, prm, frame, o, n0, row_terms(x, wts, frame, o, start, 0, 1), present)
+
+
+WARP = 32
+
+
+@ti.func
+def project_rows_in_lanes(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+                          prm: ti.template(), frame: ti.template(), o, n0, valid, lane, lanes, jobs_a_warp):
+    """``project_rows`` with channel o's inputs shared by ``lanes`` threads of one warp (CUDA): lane l
+    of a job is the warp's thread job + l·jobs_a_warp, so the threads side by side hold neighbouring
+    channels and their weight loads coalesce as in ``project_rows``. The lanes' shares meet in lane 0
+    through warp shuffles, and lane 0 writes. Every thread of the warp calls it (the shuffles need
+    them all), ``valid`` or not; an invalid one adds nothing and writes nothing."""
+    B = frame[F_BATCH]
+    oo = ti.select(valid, o, 0)
+    nn = ti.select(valid, n0, 0)
+    start, present = row_group(frame, nn, frame[F_STEPS] * B, B, x_base, x_step, x_row)
+    acc = row_terms(x, wts, frame, oo, start, lane, lanes)
+    if not valid:
+        acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
+    for level in ti.static(range(5)):   # offsets 16, 8, 4, 2, 1 warp threads, down to jobs_a_warp
+        offset = (WARP // 2) >> level
+        if offset >= jobs_a_warp:   # uniform across the warp
+            for k in ti.static(range(ROWS_PER_THREAD)):
+                acc[k] += ti.simt.warp.shfl_down_f32(ti.u32(0xFFFFFFFF), acc[k], offset)
+    if valid and lane == 0:
+        store_terms(ws, prm, frame, o, n0, acc, present)
+
+
+@ti.func
+def projection_lanes(jobs, block, n_in):
+    """Threads a projection job (one channel, 8 rows) gets in a block of ``block`` threads: the largest
+    power of two up to a warp whose jobs x lanes still fit the block, at 8 or more inputs a lane."""
+    lanes = 1
+    while lanes < WARP and jobs * lanes * 2 <= block and lanes * 16 <= n_in:
+        lanes *= 2
+    return lanes
 
 
 @ti.kernel

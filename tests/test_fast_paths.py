@@ -269,6 +269,31 @@ def test_spread_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, rng,
     assert blocks and all(b > recurrence._sms() for b in blocks), dispatched_kernels(layer)
 
 
+@pytest.mark.skipif("spread" not in ARCH_PATHS, reason="the spread, split and persistent kernels run on CUDA only")
+@pytest.mark.parametrize("kernel", ["spread", "split", "persistent"])
+def test_projection_inside_shares_a_row_among_lanes(kernel, rng, monkeypatch):
+    """A grid kernel projecting its own rows where a short sequence leaves threads idle: each job
+    (a gate row, 8 rows of x) shares its inputs among up to a warp of lanes, which meet through warp
+    shuffles. 259 inputs (32 lanes of 8 or more; a tail of 3 past the groups of 4), one step of one
+    row, three steps whose rows shrink, and 40 steps (fewer lanes); the LSTM, GRU and single gate,
+    and an identity input (lane 0 alone); against the reference, each layer called twice."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", kernel)
+    monkeypatch.setenv("MPSRNN_PROJECTION", "inside")
+    monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", "rows")
+    ds = [descriptor("lstm", rng, 259, 96, use_float32_weights=True, peephole=None),
+          descriptor("gru", rng, 259, 96, use_float32_weights=True),
+          descriptor("single", rng, 259, 96, use_float32_weights=True),
+          descriptor("lstm", rng, 96, 96, use_float32_weights=True, peephole=None,
+                     use_layer_input_unit_transform_mode=True)]
+    for d in ds:
+        layer = m.RNNMatrixInferenceLayer(d)
+        for rows in ([1], [2, 2, 1], [3] * 40):
+            xs = sequence(rng, rows, d.input_feature_channels)
+            assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+        names = dispatched_kernels(layer)
+        assert any(kernel in name for name in names) and not any("project" in name for name in names), names
+
+
 @pytest.mark.skipif("registers" not in ARCH_PATHS, reason="the registers kernel runs on GPUs")
 @pytest.mark.parametrize("threads", ["128", "256"])
 @pytest.mark.parametrize("kind, opts, hidden", [("lstm", {"peephole": "diagonal"}, 37),
