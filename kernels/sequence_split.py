@@ -373,7 +373,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                        frame: ti.template(), hs: ti.template(), blk, tid):
         """PROJECT_CHUNKS, before the launch's first grid barrier: each thread's gate row of W at the
         block's input chunk (the chunk its row of U takes; inputs past splits·width are not taken:
-        the scheduler's ``split_projects_chunks``) against every row's x there, as the recurrent
+        the scheduler's ``split_chunks_fit``) against every row's x there, as the recurrent
         products take h: a partial input term a split, stored apart (no atomics: the same bits every
         run). And the zero initial states, spread over all blocks, where the run has none."""
         T, B, H, _ = run_sizes(frame)

@@ -208,13 +208,13 @@ def test_split_partial_sums_added_atomically_up_to_a_batch(rng, monkeypatch):
     assert [rec.split_atomic(lstm, b) for b in (1, 16, 32, 33, 64)] == [True, True, True, False, False]
     assert [rec.split_atomic(gru, b) for b in (2, 64, 65, 128)] == [True, True, False, False]
     apart = rec.PROJECT_APART
-    extra = rec.split_workspace("split", lstm, 100, 16, apart) + 3 * 16 * 1024   # past the usual scratch region
+    extra = rec.split_workspace(lstm, 100, 16, apart) + 3 * 16 * 1024   # past the usual scratch region
     assert extra == split_partials(lstm.kind, 16, 1024, 1)
-    assert rec.split_workspace("split", lstm, 100, 64, apart) + 3 * 64 * 1024 == split_partials(lstm.kind, 64, 1024,
+    assert rec.split_workspace(lstm, 100, 64, apart) + 3 * 64 * 1024 == split_partials(lstm.kind, 64, 1024,
                                                                                                  16)
     monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "apart")
     assert not rec.split_atomic(gru, 2)
-    assert rec.split_workspace("split", lstm, 100, 16, apart) + 3 * 16 * 1024 == split_partials(lstm.kind, 16, 1024,
+    assert rec.split_workspace(lstm, 100, 16, apart) + 3 * 16 * 1024 == split_partials(lstm.kind, 16, 1024,
                                                                                                  16)
     monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "atomic")
     assert rec.split_atomic(lstm, 128)
@@ -579,7 +579,7 @@ def test_split_kernel_projects_short_sequences_in_chunks(rng, monkeypatch):
     identity = m.RNNMatrixInferenceLayer(descriptor("lstm", rng, 256, 256,
                                                     use_layer_input_unit_transform_mode=True))._cells[0]
     assert not rec.split_chunks_fit(identity, 1)
-    chunks = rec.split_workspace("split", lstm, 25, 4, rec.PROJECT_CHUNKS) + 3 * 4 * 1024
+    chunks = rec.split_workspace(lstm, 25, 4, rec.PROJECT_CHUNKS) + 3 * 4 * 1024
     assert chunks == split_partials(lstm.kind, 4, 1024, 1) + split_partials_chunks(lstm.kind, 25, 4, 1024, 16)
     monkeypatch.setenv("MPSRNN_SPLIT_PROJECTION", "rows")
     assert rec.split_projection(lstm, 25, 1) == rec.PROJECT_ROWS

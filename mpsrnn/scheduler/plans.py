@@ -41,7 +41,7 @@ class _LayerRun:
         self.recurrence = choose_recurrence(current_arch(), cell, steps, batch)
         xw, h, c, scratch, slot, size = cell.workspace_layout(steps, batch)
         if self.recurrence == "split":
-            size += split_workspace(self.recurrence, cell, steps, batch, split_projection(cell, steps, batch))
+            size += split_workspace(cell, steps, batch, split_projection(cell, steps, batch))
         frame = np.zeros(L.F_ROWS + steps, np.int32)
         frame[: L.F_HEADER] = cell.header
         frame[L.F_STEPS] = steps

@@ -315,12 +315,10 @@ def split_gates_here(cell, batch):
     return forced == "blocks" if forced else batch <= SPLIT_GATES_HERE_MAX_BATCH
 
 
-def split_workspace(name, cell, steps, batch, projects):
-    """Floats a layer's workspace needs past its usual size: the split kernel's partials buffer takes
+def split_workspace(cell, steps, batch, projects):
+    """Floats a split-kernel layer's workspace needs past its usual size: the partials buffer takes
     the scratch region (3·B·H floats), which grows to hold it, and the partial input terms after it
-    where the kernel projects in chunks (``projects``: PROJECT_*); none for the other kernels."""
-    if name != "split":
-        return 0
+    where the kernel projects in chunks (``projects``: PROJECT_*). The other kernels need none."""
     splits = _split_shape(cell, batch)[2]
     sums = 1 if split_atomic(cell, batch) else splits   # one sum, or one a split
     partials = split_partials(cell.kind, batch, cell.n_out, sums)
