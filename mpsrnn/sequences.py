@@ -180,12 +180,17 @@ def _read_matrix_sequence(seq, name, channels, offsets, offsets_name):
 
 def sequence_source(seq, spans=()):
     """The Source a checked MatrixSequence makes (``spans``: for the destination's alias check)."""
-    return Source(View(seq.storage, seq._base, seq._step, seq._row_stride), seq.rows, seq.data_type, [], spans)
+    return Source(_sequence_view(seq), seq.rows, seq.data_type, [], spans)
 
 
 def sequence_destination(seq):
     """The Destination a checked MatrixSequence makes."""
-    return Destination(View(seq.storage, seq._base, seq._step, seq._row_stride), seq, [], [seq.storage])
+    return Destination(_sequence_view(seq), seq, [], [seq.storage])
+
+
+def _sequence_view(seq):
+    """A MatrixSequence's strided view of its storage."""
+    return View(seq.storage, seq._base, seq._step, seq._row_stride)
 
 
 def _regular_view(items, offs):

@@ -210,12 +210,10 @@ def test_split_partial_sums_added_atomically_up_to_a_batch(rng, monkeypatch):
     apart = rec.PROJECT_APART
     extra = rec.split_workspace(lstm, 100, 16, apart) + 3 * 16 * 1024   # past the usual scratch region
     assert extra == split_partials(lstm.kind, 16, 1024, 1)
-    assert rec.split_workspace(lstm, 100, 64, apart) + 3 * 64 * 1024 == split_partials(lstm.kind, 64, 1024,
-                                                                                                 16)
+    assert rec.split_workspace(lstm, 100, 64, apart) + 3 * 64 * 1024 == split_partials(lstm.kind, 64, 1024, 16)
     monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "apart")
     assert not rec.split_atomic(gru, 2)
-    assert rec.split_workspace(lstm, 100, 16, apart) + 3 * 16 * 1024 == split_partials(lstm.kind, 16, 1024,
-                                                                                                 16)
+    assert rec.split_workspace(lstm, 100, 16, apart) + 3 * 16 * 1024 == split_partials(lstm.kind, 16, 1024, 16)
     monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "atomic")
     assert rec.split_atomic(lstm, 128)
     monkeypatch.setenv("MPSRNN_SPLIT_REDUCE", "rows")

@@ -342,6 +342,13 @@ def split_chunks_fit(cell, batch):
     return cell.n_in <= shape[2] * shape[4]   # splits x width
 
 
+def split_chunks_by_default(cell, steps, batch):
+    """Whether the split kernel projects in chunks unless told otherwise: where they fit and the rows
+    (steps x batch) are at most SPLIT_CHUNKS_MAX_ROWS, since every split's partial terms (splits x
+    rows x gate rows) grow with the rows."""
+    return steps * batch <= SPLIT_CHUNKS_MAX_ROWS and split_chunks_fit(cell, batch)
+
+
 def split_projection(cell, steps, batch):
     """How a split-kernel layer run gets its input terms (PROJECT_*): apart (``project_apart``), else
     in chunks where they fit (``split_chunks_fit``) and the rows (steps x batch) are at most
@@ -355,8 +362,8 @@ def split_projection(cell, steps, batch):
         return PROJECT_APART
     if forced == "rows" or not split_chunks_fit(cell, batch):
         return PROJECT_ROWS
-    if forced != "chunks" and steps * batch > SPLIT_CHUNKS_MAX_ROWS:
-        return PROJECT_ROWS   # every split's partial terms (splits x rows x gate rows) would grow with the rows
+    if forced != "chunks" and not split_chunks_by_default(cell, steps, batch):
+        return PROJECT_ROWS
     return PROJECT_CHUNKS
 
 
@@ -473,7 +480,7 @@ def project_apart(name, cell, steps, batch):
     if name == "spread":   # fewer blocks project: the limit shrinks with the share of SMs they are
         flops *= _sms() / _spread_shape(cell, batch)[1]
     if name == "split":
-        if steps * batch <= SPLIT_CHUNKS_MAX_ROWS and split_chunks_fit(cell, batch):
+        if split_chunks_by_default(cell, steps, batch):
             return False   # in chunks: see split_projection
         shape = _split_shape(cell, batch)
         flops *= _sms() / (shape[1] * shape[2])   # (halves: as timed, the grid of one copy)
