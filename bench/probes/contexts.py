@@ -15,7 +15,6 @@ import argparse
 import ctypes
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -24,11 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mpsrnn  # noqa: E402
 from ab import parse_config  # noqa: E402   (this script's folder)
+from host_time import medians_us  # noqa: E402   (this script's folder)
 from mpsrnn.backend import sync  # noqa: E402
 from mpsrnn.benchmark import build_pair  # noqa: E402
-
-CALLS = 200
-
 
 def contexts(cuda):
     """The current context and the device's primary one, as integers."""
@@ -38,16 +35,6 @@ def contexts(cuda):
     cuda.cuDevicePrimaryCtxRetain(ctypes.byref(primary), device)
     cuda.cuDevicePrimaryCtxRelease(device)
     return current.value, primary.value
-
-
-def median_us(calls, rounds=CALLS):
-    times = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            t0 = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - t0)
-    return {name: 1e6 * float(np.median(t)) for name, t in times.items()}
 
 
 def main():
@@ -83,11 +70,10 @@ def main():
         for _ in range(20):
             ours()
             theirs()
-        alone_ours = median_us({"ours": ours})["ours"]
-        alone_theirs = median_us({"theirs": theirs})["theirs"]
-        both = median_us({"ours": ours, "theirs": theirs})
-        print(f"{cfg.label:28s} mpsrnn alone {alone_ours:8.1f}  alternating {both['ours']:8.1f}   "
-              f"PyTorch alone {alone_theirs:8.1f}  alternating {both['theirs']:8.1f}  µs a call")
+        (alone_ours,), (alone_theirs,) = medians_us(ours), medians_us(theirs)
+        both_ours, both_theirs = medians_us(ours, theirs)
+        print(f"{cfg.label:28s} mpsrnn alone {alone_ours:8.1f}  alternating {both_ours:8.1f}   "
+              f"PyTorch alone {alone_theirs:8.1f}  alternating {both_theirs:8.1f}  µs a call")
 
 
 if __name__ == "__main__":

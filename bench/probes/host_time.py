@@ -30,13 +30,19 @@ from profile_call import plan_and_bindings  # noqa: E402   (bench/profile_call.p
 CALLS = 200
 
 
-def median_us(call):
-    times = []
+def medians_us(*calls):
+    """Each call's median time over CALLS rounds, in µs; a round times the calls one after another."""
+    times = [[] for _ in calls]
     for _ in range(CALLS):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e6
+        for call, t in zip(calls, times):
+            t0 = time.perf_counter()
+            call()
+            t.append(time.perf_counter() - t0)
+    return [float(np.median(t)) * 1e6 for t in times]
+
+
+def median_us(call):
+    return medians_us(call)[0]
 
 
 def one_config(text):
