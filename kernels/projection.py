@@ -24,7 +24,7 @@ three (a dispatch costs ~20 µs).
 import taichi as ti
 
 from .frame import FRAME, INPUT, PARAMS, WEIGHTS, WORKSPACE
-from .grid import share, worker_block, workers
+from .grid import on_cuda, share, worker_block, workers
 from .lanes import LANE_WEIGHTS, LANES, lane_blocks
 from .layout import (
     CELL_LSTM,
@@ -156,11 +156,11 @@ WARP = 32
 @ti.func
 def project_rows_in_lanes(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
                           prm: ti.template(), frame: ti.template(), o, n0, valid, lane, lanes, jobs_a_warp):
-    """``project_rows`` with channel o's inputs shared by ``lanes`` threads of one warp (CUDA): lane l
-    of a job is the warp's thread job + l·jobs_a_warp, so the threads side by side hold neighbouring
-    channels and their weight loads coalesce as in ``project_rows``. The lanes' shares meet in lane 0
-    through warp shuffles, and lane 0 writes. Every thread of the warp calls it (the shuffles need
-    them all), ``valid`` or not; an invalid one adds nothing and writes nothing."""
+    """``project_rows`` with channel o's inputs shared by ``lanes`` threads of one warp (CUDA; 1
+    elsewhere): lane l of a job is the warp's thread job + l·jobs_a_warp, so the threads side by side
+    hold neighbouring channels and their weight loads coalesce as in ``project_rows``. The lanes'
+    shares meet in lane 0 through warp shuffles, and lane 0 writes. Every thread of the warp calls it
+    (the shuffles need them all), ``valid`` or not; an invalid one adds nothing and writes nothing."""
     B = frame[F_BATCH]
     oo = ti.select(valid, o, 0)
     nn = ti.select(valid, n0, 0)
@@ -168,11 +168,12 @@ def project_rows_in_lanes(x: ti.template(), x_base, x_step, x_row, ws: ti.templa
     acc = row_terms(x, wts, frame, oo, start, lane, lanes)
     if not valid:
         acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
-    for level in ti.static(range(5)):   # offsets 16, 8, 4, 2, 1 warp threads, down to jobs_a_warp
-        offset = (WARP // 2) >> level
-        if offset >= jobs_a_warp:   # uniform across the warp
-            for k in ti.static(range(ROWS_PER_THREAD)):
-                acc[k] += ti.simt.warp.shfl_down_f32(ti.u32(0xFFFFFFFF), acc[k], offset)
+    if ti.static(on_cuda()):
+        for level in ti.static(range(5)):   # offsets 16, 8, 4, 2, 1 warp threads, down to jobs_a_warp
+            offset = (WARP // 2) >> level
+            if offset >= jobs_a_warp:   # uniform across the warp
+                for k in ti.static(range(ROWS_PER_THREAD)):
+                    acc[k] += ti.simt.warp.shfl_down_f32(ti.u32(0xFFFFFFFF), acc[k], offset)
     if valid and lane == 0:
         store_terms(ws, prm, frame, o, n0, acc, present)
 

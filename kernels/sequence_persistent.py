@@ -70,8 +70,7 @@ from .layout import (
     PEEP_DIAGONAL,
 )
 from .grid import on_cuda
-from .projection import (ROWS_PER_THREAD, WARP, project_rows, project_rows_in_lanes, projection_lanes,
-                         zero_initial_state)
+from .projection import ROWS_PER_THREAD, WARP, project_rows_in_lanes, projection_lanes, zero_initial_state
 from .quads import QUAD, QUAD_WEIGHTS
 from .sequence_copy import store_output
 
@@ -119,27 +118,20 @@ def project_own_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(),
     units = (H + nblocks - 1) // nblocks
     rows_here = frame[F_GATES] * units
     jobs = ((T * B + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD) * rows_here   # (gate row, 8 rows) pairs
+    lanes = 1   # threads a job: one without warp shuffles (Vulkan runs these kernels only in tests)
     if ti.static(on_cuda()):
         # a short sequence leaves most threads without a job, and a job's dot over every input is a
         # chain of dependent loads (~40 µs at 512 inputs, H200): so its inputs are shared by lanes
         lanes = projection_lanes(jobs, BLOCK, frame[F_IN])
-        jobs_a_warp = WARP // lanes
-        for q in range((jobs * lanes + BLOCK - 1) // BLOCK):   # the same count for every thread
-            e = tid + q * BLOCK
-            job = (e // WARP) * jobs_a_warp + e % jobs_a_warp
-            lo = job % rows_here
-            i = blk * units + lo % units
-            project_rows_in_lanes(x, x_base, x_step, x_row, ws, wts, prm, frame, (lo // units) * H + i,
-                                  (job // rows_here) * ROWS_PER_THREAD, job < jobs and i < H,
-                                  (e % WARP) // jobs_a_warp, lanes, jobs_a_warp)
-    else:
-        for q in range(rounds(jobs, tid)):
-            e = tid + q * BLOCK
-            lo = e % rows_here
-            i = blk * units + lo % units
-            if i < H:
-                project_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, (lo // units) * H + i,
-                             (e // rows_here) * ROWS_PER_THREAD)
+    jobs_a_warp = WARP // lanes
+    for q in range((jobs * lanes + BLOCK - 1) // BLOCK):   # the same count for every thread
+        e = tid + q * BLOCK
+        job = (e // WARP) * jobs_a_warp + e % jobs_a_warp
+        lo = job % rows_here
+        i = blk * units + lo % units
+        project_rows_in_lanes(x, x_base, x_step, x_row, ws, wts, prm, frame, (lo // units) * H + i,
+                              (job // rows_here) * ROWS_PER_THREAD, job < jobs and i < H,
+                              (e % WARP) // jobs_a_warp, lanes, jobs_a_warp)
     if frame[F_ZERO_STATE] != 0:
         for q in range(rounds(B * units, tid)):
             e = tid + q * BLOCK
