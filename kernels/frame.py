@@ -2,9 +2,10 @@
 place for the argument types and the field list."""
 import taichi as ti
 
-from .layout import F_BATCH, F_HAS_VH, F_OUT, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO
+from .layout import (F_BATCH, F_HAS_VH, F_OUT, F_OUT_BASE, F_OUT_ROW, F_OUT_STEP, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO,
+                     F_V, F_V_SJ, F_V_SO, F_X_BASE, F_X_ROW, F_X_STEP)
 
-# argument types of the recurrence kernels: (ws, wts, prm, frame, out, out_base, out_step, out_row)
+# argument types of the recurrence kernels: (ws, wts, prm, frame, out)
 WORKSPACE = ti.types.ndarray(dtype=ti.f32, ndim=1)   # projected inputs, state history, scratch
 WEIGHTS = ti.types.ndarray(ndim=1)                    # float16 or float32 weight matrices
 PARAMS = ti.types.ndarray(dtype=ti.f32, ndim=1)      # biases and neuron parameters
@@ -46,3 +47,15 @@ def diagonal_peepholes(wts: ti.template(), frame: ti.template(), diagonal, H, i)
         for g in ti.static(range(4)):
             peep[g] = ti.cast(wts[frame[F_V] + g * H + i], ti.f32)
     return peep
+
+
+@ti.func
+def input_view(frame: ti.template()):
+    """(base, step stride, row stride) of the layer's input x, in elements (see F_X_BASE)."""
+    return frame[F_X_BASE], frame[F_X_STEP], frame[F_X_ROW]
+
+
+@ti.func
+def output_view(frame: ti.template()):
+    """(base, step stride, row stride) of where each new h also goes; a negative base: nowhere."""
+    return frame[F_OUT_BASE], frame[F_OUT_STEP], frame[F_OUT_ROW]

@@ -87,7 +87,14 @@ F_PROJECTED = 41   # 1: project_inputs_lanes has written this run's input terms,
 F_DEPART = 42      # blocks that have left a persistent kernel's last grid barrier: the last one out
                    # resets this and F_BARRIER for the next run
 F_HAS_VH = 43      # GRU: 1 when Vh is set; nil means zero, and the kernels skip Vh·(z∘h0)
-F_HEADER = 44
+F_X_BASE = 44      # the layer's input view: where x starts, elements between steps and between
+F_X_STEP = 45      # batch rows (element units; a negative step reads backwards). Per call: the plan
+F_X_ROW = 46       # writes them when they change (``scheduler/plans.py``), since each int a kernel
+                   # takes costs Taichi's launcher ~3 µs a dispatch on the H200's host
+F_OUT_BASE = 47    # the view each new h is also written to (the caller's destination for the last
+F_OUT_STEP = 48    # layer of encode_sequence), likewise per call; a negative base means none
+F_OUT_ROW = 49
+F_HEADER = 50
 F_ROWS = F_HEADER  # T entries: rows present at each processing step
 
 # --- prm: float parameters -----------------------------------------------------

@@ -60,8 +60,7 @@ def gru_scratch(frame: ti.template(), B, H):
 
 
 @ti.kernel
-def single_gate_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
-                     out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
+def single_gate_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 1)
@@ -74,14 +73,13 @@ def single_gate_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
             if r < rows:
                 acc = ws[xw + r * H + i] + dot8(wts, u0 + i * uso, usj, ws, h0 + r * H, H)
                 ws[h1 + idx] = single_gate_output(frame, prm, i, acc)
-                store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + idx])
+                store_output(out, frame, s, r, i, ws[h1 + idx])
             else:
                 ws[h1 + idx] = ws[h0 + idx]
 
 
 @ti.kernel
-def gru_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
-             out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
+def gru_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 3)
@@ -115,14 +113,13 @@ def gru_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                 if vh_is_set(frame):
                     ph += dot8(wts, vh + i * vso, vsj, ws, szh + r * H, H)
                 ws[h1 + idx] = gru_output(frame, prm, i, ph, ws[sz + idx], ws[h0 + idx])
-                store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + idx])
+                store_output(out, frame, s, r, i, ws[h1 + idx])
             else:
                 ws[h1 + idx] = ws[h0 + idx]
 
 
 @ti.kernel
-def lstm_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
-              out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
+def lstm_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 4)
@@ -162,15 +159,14 @@ def lstm_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                     if peep == PEEP_DIAGONAL:
                         a_o += w32(wts, v0 + 3 * H + i) * c_new
                     ws[h1 + idx] = lstm_output(frame, prm, i, a_o, c_new)
-                    store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + idx])
+                    store_output(out, frame, s, r, i, ws[h1 + idx])
             else:
                 ws[h1 + idx] = ws[h0 + idx]
                 ws[c1 + idx] = ws[c0 + idx]
 
 
 @ti.kernel
-def lstm_peephole_output_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
-                              out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32, s: ti.i32):
+def lstm_peephole_output_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, s: ti.i32):
     """The output gate of an LSTM with dense peepholes: Vo·c1 needs the whole new cell vector of
     the row, so it runs after ``lstm_step`` has written every c1."""
     ti.loop_config(block_dim=ti.static(worker_block()))
@@ -186,7 +182,7 @@ def lstm_peephole_output_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: F
             i = idx % H
             a_o = ws[pre_o + idx] + dot8(wts, v0 + (3 * H + i) * vso, vsj, ws, c1 + r * H, H)
             ws[h1 + idx] = lstm_output(frame, prm, i, a_o, ws[c1 + idx])
-            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + idx])
+            store_output(out, frame, s, r, i, ws[h1 + idx])
 
 
 STEP_KERNELS = {0: single_gate_step, 1: gru_step, 2: lstm_step}

@@ -10,9 +10,9 @@ n = s·B + r: every weight it loads serves 8 rows (8x less weight traffic on a
 GPU, 8 independent accumulators on a CPU), and neighbouring threads own
 neighbouring o, so with the GPU's transposed layout their loads coalesce.
 
-``x`` is read through a strided view (base, step stride, row stride; the step
-stride is negative when a backward-running stack reads its input from the last
-time step), so user matrices, offset views and the previous layer's output
+``x`` is read through a strided view (base, step stride, row stride, in the
+frame: ``input_view``; the step stride is negative when a backward-running stack
+reads its input from the last time step), so user matrices, offset views and the previous layer's output
 history are all read in place. Rows a sequence no longer has (variable length)
 are neither read nor written. Accumulation is float32 whatever the storage type
 of x and W.
@@ -23,7 +23,7 @@ three (a dispatch costs ~20 µs).
 """
 import taichi as ti
 
-from .frame import FRAME, INPUT, PARAMS, WEIGHTS, WORKSPACE
+from .frame import FRAME, INPUT, PARAMS, WEIGHTS, WORKSPACE, input_view
 from .grid import on_cuda, share, worker_block, workers
 from .lanes import LANE_WEIGHTS, LANES, lane_blocks
 from .layout import (
@@ -71,13 +71,14 @@ def start_run(ws: ti.template(), frame: ti.template(), w):
 
 
 @ti.func
-def row_group(frame: ti.template(), n0, N, B, x_base, x_step, x_row):
+def row_group(frame: ti.template(), n0, N, B):
     """(where x starts, whether present) for rows n0 .. n0+7 (n = s·B + r, of N), as two vectors.
 
     An absent row (past N, or one its sequence no longer has at step s) reads row 0 of step 0
     (always present), so every load stays inside the caller's matrices; it is not stored. One
     division, then the rows are walked: eight divisions per row cost more than a small item's
     products on the CPU."""
+    x_base, x_step, x_row = input_view(frame)
     start = ti.Vector([x_base] * ROWS_PER_THREAD, ti.i32)
     present = ti.Vector([0] * ROWS_PER_THREAD, ti.i32)
     s = n0 // B
@@ -140,13 +141,13 @@ def store_terms(ws: ti.template(), prm: ti.template(), frame: ti.template(), o, 
 
 
 @ti.func
-def project_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+def project_rows(x: ti.template(), ws: ti.template(), wts: ti.template(),
                  prm: ti.template(), frame: ti.template(), o, n0):
     """XW of output channel o (o = g·H + i) for rows n0 .. n0+7 (n = s·B + r), written to the
     workspace: W row o against each row's x (a dense input), x itself (identity), or nothing (nil),
     plus the bias. Absent rows are neither read nor written."""
     B = frame[F_BATCH]
-    start, present = row_group(frame, n0, frame[F_STEPS] * B, B, x_base, x_step, x_row)
+    start, present = row_group(frame, n0, frame[F_STEPS] * B, B)
     store_terms(ws, prm, frame, o, n0, row_terms(x, wts, frame, o, start, 0, 1), present)
 
 
@@ -154,7 +155,7 @@ WARP = 32
 
 
 @ti.func
-def project_rows_in_lanes(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+def project_rows_in_lanes(x: ti.template(), ws: ti.template(), wts: ti.template(),
                           prm: ti.template(), frame: ti.template(), o, n0, valid, lane, lanes, jobs_a_warp):
     """``project_rows`` with channel o's inputs shared by ``lanes`` threads of one warp (CUDA; 1
     elsewhere): lane l of a job is the warp's thread job + l·jobs_a_warp, so the threads side by side
@@ -164,7 +165,7 @@ def project_rows_in_lanes(x: ti.template(), x_base, x_step, x_row, ws: ti.templa
     B = frame[F_BATCH]
     oo = ti.select(valid, o, 0)
     nn = ti.select(valid, n0, 0)
-    start, present = row_group(frame, nn, frame[F_STEPS] * B, B, x_base, x_step, x_row)
+    start, present = row_group(frame, nn, frame[F_STEPS] * B, B)
     acc = row_terms(x, wts, frame, oo, start, lane, lanes)
     if not valid:
         acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
@@ -189,8 +190,7 @@ def projection_lanes(jobs, block, n_in):
 
 
 @ti.kernel
-def project_inputs(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
-                   prm: PARAMS, frame: FRAME):
+def project_inputs(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         GH = frame[F_GATES] * frame[F_OUT]
@@ -198,14 +198,15 @@ def project_inputs(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: 
         first, count, stride = share(((N + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD) * GH, w)
         for q in range(count):
             idx = first + q * stride
-            project_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, idx % GH, (idx // GH) * ROWS_PER_THREAD)
+            project_rows(x, ws, wts, prm, frame, idx % GH, (idx // GH) * ROWS_PER_THREAD)
         start_run(ws, frame, w)
 
 
 @ti.func
-def step_group(frame: ti.template(), r, s0, T, x_base, x_step, x_row):
+def step_group(frame: ti.template(), r, s0, T):
     """(where x starts, whether present) for row r at steps s0 .. s0+7, as two vectors (absent:
     past T, or a step the row's sequence no longer has; it reads row 0 of step 0 and is not stored)."""
+    x_base, x_step, x_row = input_view(frame)
     start = ti.Vector([x_base] * ROWS_PER_THREAD, ti.i32)
     present = ti.Vector([0] * ROWS_PER_THREAD, ti.i32)
     for k in ti.static(range(ROWS_PER_THREAD)):
@@ -254,7 +255,7 @@ def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.te
 
 
 @ti.kernel
-def project_inputs_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE,
+def project_inputs_lanes(x: INPUT, ws: WORKSPACE,
                          lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME):
     """``project_inputs`` on the CPU's lane-packed W, a work item per 8 rows n = s·B + r: for a
     large projection whose batch is too small to give every CPU thread rows of its own (the lanes
@@ -268,6 +269,6 @@ def project_inputs_lanes(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32
         first, count, stride = share((N + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD, w)
         for q in range(count):
             n0 = (first + q * stride) * ROWS_PER_THREAD
-            starts, present = row_group(frame, n0, N, B, x_base, x_step, x_row)
+            starts, present = row_group(frame, n0, N, B)
             project_lanes(x, starts, present, frame[F_WS_XW] + n0 * GH, GH, ws, lanes, prm, frame)
         start_run(ws, frame, w)

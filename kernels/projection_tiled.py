@@ -35,7 +35,7 @@ import functools
 
 import taichi as ti
 
-from .frame import FRAME, INPUT, PARAMS, WEIGHTS, WORKSPACE
+from .frame import FRAME, INPUT, PARAMS, WEIGHTS, WORKSPACE, input_view
 from .grid import GPU_WORKERS
 from .knobs import knob
 from .layout import F_BATCH, F_GATES, F_IN, F_OUT, F_P_BIAS, F_ROWS, F_STEPS, F_W, F_W_SJ, F_W_SO, F_WS_XW
@@ -75,8 +75,9 @@ def projection_tile(rows, channels, sms, large):
 
 
 @ti.func
-def row_start(frame: ti.template(), n, N, B, x_base, x_step, x_row):
+def row_start(frame: ti.template(), n, N, B):
     """(where row n's x starts, whether it is present): an absent row reads row 0 of step 0."""
+    x_base, x_step, x_row = input_view(frame)
     start = x_base
     present = 0
     if n < N:
@@ -126,8 +127,7 @@ def projection_tiled_kernel(tile):
                 wg[a] = ti.cast(wts[frame[F_W] + (o0 + oo) * so + (j0 + jj) * sj], ti.f32)
         return xg, wg
 
-    def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS,
-               frame: FRAME):
+    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME):
         ti.loop_config(block_dim=BLOCK)
         for t in range(GRID * BLOCK):
             blk = t // BLOCK
@@ -152,7 +152,7 @@ def projection_tiled_kernel(tile):
                 cn = tid // TILE_J
                 x_at = ti.Vector([0] * x_loads, ti.i32)
                 for a in ti.static(range(x_loads)):
-                    start, _ = row_start(frame, n0 + cn + (BLOCK // TILE_J) * a, N, B, x_base, x_step, x_row)
+                    start, _ = row_start(frame, n0 + cn + (BLOCK // TILE_J) * a, N, B)
                     x_at[a] = start
                 acc = ti.Vector([0.0] * (rows_t * outs_t), ti.f32)
                 xg, wg = fetch_slice(x, wts, frame, x_at, 0, n_in, o0, GH, so, sj, tid)
@@ -177,7 +177,7 @@ def projection_tiled_kernel(tile):
                                 acc[a * outs_t + c] += xv[a] * wv[c]
                 for a in ti.static(range(rows_t)):
                     n = n0 + ty * rows_t + a
-                    _, present = row_start(frame, n, N, B, x_base, x_step, x_row)
+                    _, present = row_start(frame, n, N, B)
                     if present != 0:
                         for c in ti.static(range(outs_t)):
                             o = o0 + channel(tx, c)

@@ -39,8 +39,7 @@ def rounds(n, tid):
 
 
 @ti.kernel
-def single_gate_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
-                       out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def single_gate_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -68,7 +67,7 @@ def single_gate_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                         i = tid + k * BLOCK
                         h[i] = single_gate_output(frame, prm, i, pre[i])
                         ws[h_next + i] = h[i]
-                        store_output(out, out_base, out_step, out_row, s, r, i, h[i])
+                        store_output(out, frame, s, r, i, h[i])
                     ti.simt.block.sync()
                 else:
                     for k in range(rounds(H, tid)):
@@ -76,8 +75,7 @@ def single_gate_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
 
 
 @ti.kernel
-def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
-               out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -134,7 +132,7 @@ def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                             ph = ws[xw + 2 * H + tid] + pre[H + tid] + pre[2 * H + tid]
                             h[tid] = gru_output(frame, prm, tid, ph, pre[tid], h[tid])
                             ws[h_next + tid] = h[tid]
-                            store_output(out, out_base, out_step, out_row, s, r, tid, h[tid])
+                            store_output(out, frame, s, r, tid, h[tid])
                     else:
                         for k in range(rounds(H, tid)):
                             i = tid + k * BLOCK
@@ -143,7 +141,7 @@ def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                                 ph += dot8(wts, vh + i * vso, vsj, zh, 0, H)
                             h[i] = gru_output(frame, prm, i, ph, pre[i], h[i])
                             ws[h_next + i] = h[i]
-                            store_output(out, out_base, out_step, out_row, s, r, i, h[i])
+                            store_output(out, frame, s, r, i, h[i])
                     ti.simt.block.sync()
                 else:
                     for k in range(rounds(H, tid)):
@@ -151,8 +149,7 @@ def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
 
 
 @ti.kernel
-def lstm_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
-                out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+def lstm_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -204,7 +201,7 @@ def lstm_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                                 a_o += w32(wts, v0 + 3 * H + i) * c_new
                             h[i] = lstm_output(frame, prm, i, a_o, c_new)
                             ws[h_next + i] = h[i]
-                            store_output(out, out_base, out_step, out_row, s, r, i, h[i])
+                            store_output(out, frame, s, r, i, h[i])
                     ti.simt.block.sync()
                     if peep == PEEP_DENSE:   # Vo·c1 needs the whole new cell vector
                         for k in range(rounds(H, tid)):
@@ -212,7 +209,7 @@ def lstm_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
                             a_o = pre[3 * H + i] + dot8(wts, v0 + (3 * H + i) * vso, vsj, c, 0, H)
                             h[i] = lstm_output(frame, prm, i, a_o, c[i])
                             ws[h_next + i] = h[i]
-                            store_output(out, out_base, out_step, out_row, s, r, i, h[i])
+                            store_output(out, frame, s, r, i, h[i])
                         ti.simt.block.sync()
                 else:
                     for k in range(rounds(H, tid)):

@@ -21,6 +21,7 @@ destination as well as into its history, which saves the copy dispatch
 """
 import taichi as ti
 
+from .frame import output_view
 from .grid import share, worker_block, workers
 
 SEQ_COPY = 1
@@ -89,8 +90,9 @@ copy_sequence_serial = _copy_kernel(True)
 
 
 @ti.func
-def store_output(out: ti.template(), out_base, out_step, out_row, s, r, i, v):
-    """Write output channel i of row r at step s to the destination view (base, step stride, row
-    stride; element units), in its type. A negative ``out_base`` means this layer has none."""
+def store_output(out: ti.template(), frame: ti.template(), s, r, i, v):
+    """Write output channel i of row r at step s to the layer's output view (its frame's base, step
+    stride, row stride; element units), in its type. A negative base means this layer has none."""
+    out_base, out_step, out_row = output_view(frame)
     if out_base >= 0:
         out[out_base + s * out_step + r * out_row + i] = ti.cast(v, out.get_type().element_type)

@@ -19,7 +19,7 @@ needs r∘h0 and z∘h0 before its third gate's products, so its step is two pas
 A dense-peephole LSTM adds V·c0 to the input, forget and cell gates, and Vo·c1 to the output gate
 once the whole new cell is known (a second pass).
 
-Arguments: the layer's input view (as ``project_inputs`` takes it), then those of the other
+Arguments: the layer's input array (as ``project_inputs`` takes it), then those of the other
 recurrence kernels (frame, workspace, output), with the lane-packed weights (``lanes``) in place of
 ``wts``.
 """
@@ -74,14 +74,14 @@ def start_row(ws: ti.template(), frame: ti.template(), r, H):
 
 
 @ti.func
-def project_steps(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), lanes: ti.template(),
+def project_steps(x: ti.template(), ws: ti.template(), lanes: ti.template(),
                   prm: ti.template(), frame: ti.template(), r, s0):
     """Input terms W·x + b of row r for steps s0 .. s0+STEP_BLOCK-1 (those it has), into its
     workspace rows: the projection fused into the recurrence, one weight load for 8 steps."""
     T, B = frame[F_STEPS], frame[F_BATCH]
     G = frame[F_GATES]
     H = frame[F_OUT]
-    starts, present = step_group(frame, r, s0, T, x_base, x_step, x_row)
+    starts, present = step_group(frame, r, s0, T)
     project_lanes(x, starts, present, frame[F_WS_XW] + (s0 * B + r) * G * H, B * G * H, ws, lanes, prm, frame)
 
 
@@ -91,50 +91,49 @@ def zeros(count: ti.template()):
 
 
 @ti.func
-def store_new_h(ws: ti.template(), h1, v, i0, n, out: ti.template(), out_base, out_step, out_row, s, r):
+def store_new_h(ws: ti.template(), frame: ti.template(), h1, v, i0, n, out: ti.template(), s, r):
     """New outputs i0 .. i0+n-1 of row r at step s: to the history and to the caller's destination."""
     store_lanes(ws, h1 + i0, v, n)
     for m in ti.static(range(LANES)):
         if m < n:
-            store_output(out, out_base, out_step, out_row, s, r, i0 + m, v[m])
+            store_output(out, frame, s, r, i0 + m, v[m])
 
 
 # --- single gate ---------------------------------------------------------------------------
 
 @ti.func
 def single_gate_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
-                         out: ti.template(), out_base, out_step, out_row, s, r):
+                         out: ti.template(), s, r):
     for u in range(lane_blocks(H)):
         i0, n = block_span(u, H)
         acc = zeros(1)
         accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
-        store_new_h(ws, h1, tanh_lanes(load_lanes(ws, xw + i0, n) + acc[0]), i0, n,
-                    out, out_base, out_step, out_row, s, r)
+        store_new_h(ws, frame, h1, tanh_lanes(load_lanes(ws, xw + i0, n) + acc[0]), i0, n, out, s, r)
 
 
 @ti.func
 def single_gate_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1,
-                    H, out: ti.template(), out_base, out_step, out_row, s, r):
+                    H, out: ti.template(), s, r):
     add_products(ws, xw, lanes, frame[F_LANE_U], 1, 0, 1, H, h0, H)
     for i in range(H):
         ws[h1 + i] = single_gate_output(frame, prm, i, ws[xw + i])
-        store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+        store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
 def single_gate_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1,
-                     H, out: ti.template(), out_base, out_step, out_row, s, r):
+                     H, out: ti.template(), s, r):
     if frame[F_STANDARD] != 0:
-        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
+        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r)
     else:
-        single_gate_any(ws, lanes, prm, frame, xw, h0, h1, H, out, out_base, out_step, out_row, s, r)
+        single_gate_any(ws, lanes, prm, frame, xw, h0, h1, H, out, s, r)
 
 
 # --- GRU -----------------------------------------------------------------------------------
 
 @ti.func
 def gru_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh, szh, H,
-                 out: ti.template(), out_base, out_step, out_row, s, r):
+                 out: ti.template(), s, r):
     for u in range(lane_blocks(H)):   # z and r: the row's scratch gets z, r∘h0, z∘h0
         i0, n = block_span(u, H)
         acc = zeros(2)
@@ -159,12 +158,12 @@ def gru_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), 
         h_new = keep * hv + z * h_old
         if frame[F_FLIP] != 0:
             h_new = keep * h_old + z * hv
-        store_new_h(ws, h1, h_new, i0, n, out, out_base, out_step, out_row, s, r)
+        store_new_h(ws, frame, h1, h_new, i0, n, out, s, r)
 
 
 @ti.func
 def gru_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh,
-            szh, H, out: ti.template(), out_base, out_step, out_row, s, r):
+            szh, H, out: ti.template(), s, r):
     add_products(ws, xw, lanes, frame[F_LANE_U], 3, 0, 2, H, h0, H)   # Uz·h0, Ur·h0
     for i in range(H):
         z, rg = gru_gates(frame, prm, i, ws[xw + i], ws[xw + H + i])
@@ -176,27 +175,27 @@ def gru_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: 
         add_products(ws, xw + 2 * H, lanes, frame[F_LANE_V], 1, 0, 1, H, szh, H)   # Vh·(z∘h0)
     for i in range(H):
         ws[h1 + i] = gru_output(frame, prm, i, ws[xw + 2 * H + i], ws[sz + i], ws[h0 + i])
-        store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+        store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
 def gru_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, H,
-             out: ti.template(), out_base, out_step, out_row, s, r):
+             out: ti.template(), s, r):
     B = frame[F_BATCH]
     sz = frame[F_WS_SCRATCH] + r * H   # this row's scratch: z, r∘h0, z∘h0
     srh = sz + B * H
     szh = srh + B * H
     if frame[F_STANDARD] != 0:
-        gru_standard(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, out_base, out_step, out_row, s, r)
+        gru_standard(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
     else:
-        gru_any(ws, lanes, prm, frame, xw, h0, h1, sz, srh, szh, H, out, out_base, out_step, out_row, s, r)
+        gru_any(ws, lanes, prm, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
 
 
 # --- LSTM ----------------------------------------------------------------------------------
 
 @ti.func
 def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1, H, peep,
-                  out: ti.template(), out_base, out_step, out_row, s, r):
+                  out: ti.template(), s, r):
     """Same formulas and order as gate_math.lstm_cell_state and lstm_output, 8 units at a time."""
     vl = frame[F_LANE_V]
     for u in range(lane_blocks(H)):
@@ -225,19 +224,19 @@ def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(),
         else:
             if peep == PEEP_DIAGONAL:
                 a_o += lanes[vl + u * 4 + 3] * c_new
-            store_new_h(ws, h1, sigmoid_lanes(a_o) * tanh_lanes(c_new), i0, n, out, out_base, out_step, out_row, s, r)
+            store_new_h(ws, frame, h1, sigmoid_lanes(a_o) * tanh_lanes(c_new), i0, n, out, s, r)
     if peep == PEEP_DENSE:
         for u in range(lane_blocks(H)):
             i0, n = block_span(u, H)
             acc = zeros(1)
             accumulate_products(acc, lanes, vl + (u * 4 + 3) * H, H, ws, c1)
             h_new = sigmoid_lanes(load_lanes(ws, xw + 3 * H + i0, n) + acc[0]) * tanh_lanes(load_lanes(ws, c1 + i0, n))
-            store_new_h(ws, h1, h_new, i0, n, out, out_base, out_step, out_row, s, r)
+            store_new_h(ws, frame, h1, h_new, i0, n, out, s, r)
 
 
 @ti.func
 def lstm_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
-             H, peep, out: ti.template(), out_base, out_step, out_row, s, r):
+             H, peep, out: ti.template(), s, r):
     vl = frame[F_LANE_V]
     add_products(ws, xw, lanes, frame[F_LANE_U], 4, 0, 4, H, h0, H)
     if peep == PEEP_DENSE:
@@ -258,22 +257,22 @@ def lstm_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame:
             if peep == PEEP_DIAGONAL:
                 a_o += lane_weight(lanes, vl, 4, 3, i) * c_new
             ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
-            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+            store_output(out, frame, s, r, i, ws[h1 + i])
     if peep == PEEP_DENSE:
         add_products(ws, xw + 3 * H, lanes, vl, 4, 3, 1, H, c1, H)   # Vo·c1
         for i in range(H):
             ws[h1 + i] = lstm_output(frame, prm, i, ws[xw + 3 * H + i], ws[c1 + i])
-            store_output(out, out_base, out_step, out_row, s, r, i, ws[h1 + i])
+            store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
 def lstm_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
-              H, out: ti.template(), out_base, out_step, out_row, s, r):
+              H, out: ti.template(), s, r):
     peep = frame[F_PEEP]
     if frame[F_STANDARD] != 0:
-        lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, out_base, out_step, out_row, s, r)
+        lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
     else:
-        lstm_any(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, peep, out, out_base, out_step, out_row, s, r)
+        lstm_any(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
 
 
 # --- the sequence ----------------------------------------------------------------------------
@@ -282,8 +281,8 @@ LANE_STEPS = {CELL_SINGLE_GATE: single_gate_step, CELL_GRU: gru_step, CELL_LSTM:
 
 
 @ti.func
-def run_row(kind: ti.template(), x: ti.template(), x_base, x_step, x_row, ws: ti.template(), lanes: ti.template(),
-            prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row, r):
+def run_row(kind: ti.template(), x: ti.template(), ws: ti.template(), lanes: ti.template(),
+            prm: ti.template(), frame: ti.template(), out: ti.template(), r):
     """Every step of batch row r of a ``kind`` cell (CELL_*: one compiled kernel per kind)."""
     T, _, H, _ = run_sizes(frame)
     projected = frame[F_PROJECTED]
@@ -291,9 +290,9 @@ def run_row(kind: ti.template(), x: ti.template(), x_base, x_step, x_row, ws: ti
         start_row(ws, frame, r, H)
     for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
         if projected == 0:
-            project_steps(x, x_base, x_step, x_row, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
+            project_steps(x, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
         for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-            row_step(kind, ti.static(LANE_STEPS[kind]), ws, lanes, prm, frame, out, out_base, out_step, out_row, s, r)
+            row_step(kind, ti.static(LANE_STEPS[kind]), ws, lanes, prm, frame, out, s, r)
 
 
 def _lanes_kernel(kind, serial):
@@ -302,21 +301,18 @@ def _lanes_kernel(kind, serial):
     wakes Taichi's thread pool, which on a 2-core VM costs 14-53 µs (p20, median) against 5 µs for a
     serial one (a trivial kernel in a graph), so small layers run serially (``lanes_serial`` in
     ``scheduler/recurrence.py`` decides)."""
-    def run(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, lanes: LANE_WEIGHTS,
-            prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+    def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
         if ti.static(serial):
             ti.loop_config(serialize=True)
             for _ in range(1):
                 for r in range(frame[F_BATCH]):
-                    run_row(kind, x, x_base, x_step, x_row, ws, lanes, prm, frame, out, out_base, out_step,
-                            out_row, r)
+                    run_row(kind, x, ws, lanes, prm, frame, out, r)
         else:
             ti.loop_config(block_dim=ti.static(worker_block()))
             for w in range(ti.static(workers())):
                 first, count, stride = share(frame[F_BATCH], w)
                 for q in range(count):
-                    run_row(kind, x, x_base, x_step, x_row, ws, lanes, prm, frame, out, out_base, out_step,
-                            out_row, first + q * stride)
+                    run_row(kind, x, ws, lanes, prm, frame, out, first + q * stride)
     name = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes{'_serial' if serial else ''}"
     run.__name__ = run.__qualname__ = name   # names in profiles
     return ti.kernel(run)

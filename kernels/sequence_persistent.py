@@ -109,7 +109,7 @@ def grid_barrier(frame: ti.template(), tid, target):
 
 
 @ti.func
-def project_own_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+def project_own_rows(x: ti.template(), ws: ti.template(), wts: ti.template(),
                      prm: ti.template(), frame: ti.template(), nblocks, blk, tid):
     """The input terms of this block's own gate rows (its units: ceil(H / nblocks) from blk on),
     every step and batch row (no other block reads them), and its units' zero initial states when
@@ -129,7 +129,7 @@ def project_own_rows(x: ti.template(), x_base, x_step, x_row, ws: ti.template(),
         job = (e // WARP) * jobs_a_warp + e % jobs_a_warp
         lo = job % rows_here
         i = blk * units + lo % units
-        project_rows_in_lanes(x, x_base, x_step, x_row, ws, wts, prm, frame, (lo // units) * H + i,
+        project_rows_in_lanes(x, ws, wts, prm, frame, (lo // units) * H + i,
                               (job // rows_here) * ROWS_PER_THREAD, job < jobs and i < H,
                               (e % WARP) // jobs_a_warp, lanes, jobs_a_warp)
     if frame[F_ZERO_STATE] != 0:
@@ -157,30 +157,24 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
     layer's arrays; ``paired`` takes two layers' (the two directions of a bidirectional level) on
     2 × ``nblocks`` blocks, each layer's blocks meeting only each other at its grid barriers (the
     counts are in its frame). ``shared``: the floats of each shared array a block makes, passed to
-    ``run_layer`` after the output view, before the block and thread index. ``name``: the kernels'
+    ``run_layer`` after the output array, before the block and thread index. ``name``: the kernels'
     names in profiles (the paired one's ends in ``_paired``)."""
-    def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
-               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=block)
         for t in range(nblocks * block):
             arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
-            run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, *arrays,
-                      t // block, t % block)
+            run_layer(x, ws, wts, prm, frame, out, *arrays, t // block, t % block)
 
-    def paired(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
-               prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32,
-               x2: INPUT, x2_base: ti.i32, x2_step: ti.i32, x2_row: ti.i32, ws2: WORKSPACE, wts2: WEIGHTS,
-               prm2: PARAMS, frame2: FRAME, out2: OUTPUT, out2_base: ti.i32, out2_step: ti.i32, out2_row: ti.i32):
+    def paired(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT,
+               x2: INPUT, ws2: WORKSPACE, wts2: WEIGHTS, prm2: PARAMS, frame2: FRAME, out2: OUTPUT):
         ti.loop_config(block_dim=block)
         for t in range(2 * nblocks * block):
             arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
             blk = t // block
             if blk < nblocks:
-                run_layer(x, x_base, x_step, x_row, ws, wts, prm, frame, out, out_base, out_step, out_row, *arrays,
-                          blk, t % block)
+                run_layer(x, ws, wts, prm, frame, out, *arrays, blk, t % block)
             else:
-                run_layer(x2, x2_base, x2_step, x2_row, ws2, wts2, prm2, frame2, out2, out2_base, out2_step,
-                          out2_row, *arrays, blk - nblocks, t % block)
+                run_layer(x2, ws2, wts2, prm2, frame2, out2, *arrays, blk - nblocks, t % block)
 
     kernel.__name__ = name
     paired.__name__ = name + "_paired"
@@ -392,9 +386,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             total += red[((split * lanes + rr % lanes) * rows + rr // lanes) * chunk + k]
         return total
 
-    def kernel(x: INPUT, x_base: ti.i32, x_step: ti.i32, x_row: ti.i32, ws: WORKSPACE, wts: WEIGHTS,
-               wq: QUAD_WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32, out_step: ti.i32,
-               out_row: ti.i32):
+    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS,
+               wq: QUAD_WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
             # the frame is read inside the loop: a statement before it would be a separate
@@ -408,7 +401,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             at0 = ti.static(0 if shared_stage else BLOCK * MAX_CHUNK)
             barrier = 0
             if ti.static(projects):
-                project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
+                project_own_rows(x, ws, wts, prm, frame, nblocks, blk, tid)
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
             _, _, H0, _ = run_sizes(frame)
@@ -466,7 +459,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                         a_o += w32(wts, v0 + 3 * H + i) * c_new
                                     ws[cn] = c_new
                                     ws[hn + b * H + i] = lstm_output(frame, prm, i, a_o, c_new)
-                                    store_output(out, out_base, out_step, out_row, s, b, i, ws[hn + b * H + i])
+                                    store_output(out, frame, s, b, i, ws[hn + b * H + i])
                                 else:
                                     ws[cn] = ws[cp]
                                     ws[hn + b * H + i] = ws[hp + b * H + i]
@@ -475,7 +468,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                     xw = frame[F_WS_XW] + (s * B + b) * H + i
                                     pre = ws[xw] + reduced(smem, units, units, 0, iu, k)
                                     ws[hn + b * H + i] = single_gate_output(frame, prm, i, pre)
-                                    store_output(out, out_base, out_step, out_row, s, b, i, ws[hn + b * H + i])
+                                    store_output(out, frame, s, b, i, ws[hn + b * H + i])
                                 else:
                                     ws[hn + b * H + i] = ws[hp + b * H + i]
                             else:  # GRU, first phase: z and r
@@ -519,7 +512,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                                                                                     0, iu, k),
                                                                     ws[frame[F_WS_SCRATCH] + b * H + i],
                                                                     ws[hp + b * H + i])
-                                    store_output(out, out_base, out_step, out_row, s, b, i, ws[hn + b * H + i])
+                                    store_output(out, frame, s, b, i, ws[hn + b * H + i])
                                 else:
                                     ws[hn + b * H + i] = ws[hp + b * H + i]
                         ti.simt.block.sync()

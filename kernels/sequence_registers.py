@@ -130,8 +130,7 @@ def registers_shape(cell, peephole, hidden, standard, cuda):
 
 
 @ti.func
-def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.template(),
-              held: ti.template() = HELD_ROWS):
+def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.template(), held: ti.template() = HELD_ROWS):
     """The weights a thread holds: of its first min(rho, held) rows (``held_rows``; first elements at
     rows[i], negative: none) at input channels j0 .. j0+CHUNK-1 (stride sj), as float32, row i at
     [i·CHUNK + j]; zero past H."""
@@ -184,8 +183,7 @@ def _kernel(cell, rho, threads, held):
     G = GATES[cell]
     assert cell != CELL_GRU or rho == 1
 
-    def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME,
-               out: OUTPUT, out_base: ti.i32, out_step: ti.i32, out_row: ti.i32):
+    def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=threads)
         for t in range(ti.static(row_blocks() * threads)):
             T, B, H, slot = run_sizes(frame)
@@ -290,7 +288,7 @@ def _kernel(cell, rho, threads, held):
                         if tid < H:
                             h[tid] = hv
                             ws[h_next + tid] = hv
-                            store_output(out, out_base, out_step, out_row, s, r, tid, hv)
+                            store_output(out, frame, s, r, tid, hv)
                         ti.simt.block.sync()
                     elif tid < H:
                         ws[h_next + tid] = h[tid]

@@ -94,7 +94,7 @@ import functools
 import taichi as ti
 
 from .dots import tree_sum, w32
-from .frame import diagonal_peepholes, memory_weights, recurrent_weights, run_sizes, vh_is_set
+from .frame import diagonal_peepholes, input_view, memory_weights, recurrent_weights, run_sizes, vh_is_set
 from .gate_math import (
     standard_gru_gates,
     standard_gru_output,
@@ -351,12 +351,12 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         return frame[F_WS_SCRATCH] + SUMS * B * PR * H
 
     @ti.func
-    def copy_x(x: ti.template(), x_base, x_step, x_row, frame: ti.template(), hs: ti.template(), n0, N, B, j0,
-               n_in, tid):
+    def copy_x(x: ti.template(), frame: ti.template(), hs: ti.template(), n0, N, B, j0, n_in, tid):
         """x of rows n0 + r (n = step·B + batch row, r < X_ROWS) at inputs j0 .. j0 + width - 1 into
         hs[r·width + j], as float32; zero past n_in, past N, and for a row its step does not have.
         Loads first, as ``copy_h``."""
         got = ti.Vector([0.0] * X_COPIES, ti.f32)
+        x_base, x_step, x_row = input_view(frame)
         r0 = tid // width
         j = tid % width
         for e_ in ti.static(range(X_COPIES)):
@@ -369,7 +369,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         put_copies(hs, 0, got, tid, X_ROWS * width)
 
     @ti.func
-    def project_chunks(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
+    def project_chunks(x: ti.template(), ws: ti.template(), wts: ti.template(),
                        frame: ti.template(), hs: ti.template(), blk, tid):
         """PROJECT_CHUNKS, before the launch's first grid barrier: each thread's gate row of W at the
         block's input chunk (the chunk its row of U takes; inputs past splits·width are not taken:
@@ -390,7 +390,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         terms = chunk_terms_at(ws, frame)
         for pass_ in range((N + X_ROWS - 1) // X_ROWS):
             n0 = pass_ * X_ROWS
-            copy_x(x, x_base, x_step, x_row, frame, hs, n0, N, B, j0, n_in, tid)
+            copy_x(x, frame, hs, n0, N, B, j0, n_in, tid)
             ti.simt.block.sync()
             for rr in range(ti.min(X_ROWS, N - n0)):
                 if o >= 0:
@@ -422,8 +422,8 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                     ws[frame[F_WS_XW] + item] = prm[frame[F_P_BIAS] + o] + tree_sum(parts)
 
     @ti.func
-    def run_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
-                  prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
+    def run_layer(x: ti.template(), ws: ti.template(), wts: ti.template(),
+                  prm: ti.template(), frame: ti.template(), out: ti.template(),
                   hs: ti.template(), blk, tid):
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(atomic):   # the sums start at zero (each reader sets them back after)
@@ -435,23 +435,23 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                 if at < n:
                     ws[part + at] = 0.0
         if ti.static(projects == PROJECT_ROWS):
-            project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, NB, blk, tid)
+            project_own_rows(x, ws, wts, prm, frame, NB, blk, tid)
         if ti.static(projects == PROJECT_CHUNKS):
-            project_chunks(x, x_base, x_step, x_row, ws, wts, frame, hs, blk, tid)
+            project_chunks(x, ws, wts, frame, hs, blk, tid)
         if ti.static(projects != PROJECT_APART or atomic):
             barrier += NB
             grid_barrier(frame, tid, barrier)
         if ti.static(projects == PROJECT_CHUNKS):
             add_chunk_terms(ws, prm, frame, blk, tid)
         if ti.static(cell == CELL_GRU):
-            gru_layer(ws, wts, frame, out, out_base, out_step, out_row, hs, blk, tid, barrier)
+            gru_layer(ws, wts, frame, out, hs, blk, tid, barrier)
         else:
-            gated_layer(ws, wts, frame, out, out_base, out_step, out_row, hs, blk, tid, barrier)
+            gated_layer(ws, wts, frame, out, hs, blk, tid, barrier)
         leave_grid(frame, tid, NB)
 
     @ti.func
-    def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(), out_base,
-                    out_step, out_row, hs: ti.template(), blk, tid, passed):
+    def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(),
+                    hs: ti.template(), blk, tid, passed):
         """The LSTM and the single gate: one product a step (the module text's steps)."""
         barrier = passed   # run_layer's count so far
         _, B, H, _ = run_sizes(frame)
@@ -501,7 +501,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                             c_ = standard_lstm_cell_state(a_i, a_f, a_c, c_)
                             a_o = ws[xw + 3 * H] + partial_sum(ws, part, b, 3 * H + i, B, GH, True) + peep[3] * c_
                             hv = standard_lstm_output(a_o, c_)
-                        store_output(out, out_base, out_step, out_row, s, b, i, hv)
+                        store_output(out, frame, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
                     if ti.static(cell == CELL_LSTM):
                         ws[cp + slot + b * H + i] = c_
@@ -509,8 +509,8 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             grid_barrier(frame, tid, barrier)
 
     @ti.func
-    def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(), out_base,
-                  out_step, out_row, hs: ti.template(), blk, tid, passed):
+    def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(),
+                  hs: ti.template(), blk, tid, passed):
         """The GRU: two products a step, four grid barriers. Thread tid < 2·units of block (g, k)
         holds, at chunk k's inputs, one row of each phase for unit u_lo + tid % units: z's or r's
         row of U (first phase), Uh's or Vh's row (second; none for Vh nil). A step:
@@ -600,7 +600,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                         if has_vh:
                             pre_h += partial_sum(ws, part, b, 3 * H + i, B, PH, True)
                         hv = standard_gru_output(frame, pre_h, z, hv)
-                        store_output(out, out_base, out_step, out_row, s, b, i, hv)
+                        store_output(out, frame, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
             barrier += NB
             grid_barrier(frame, tid, barrier)

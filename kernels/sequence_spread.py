@@ -159,24 +159,24 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
         return tree_sum(ti.Vector([part[o * chunks + kk] for kk in ti.static(range(chunks))], ti.f32))
 
     @ti.func
-    def run_layer(x: ti.template(), x_base, x_step, x_row, ws: ti.template(), wts: ti.template(),
-                  prm: ti.template(), frame: ti.template(), out: ti.template(), out_base, out_step, out_row,
+    def run_layer(x: ti.template(), ws: ti.template(), wts: ti.template(),
+                  prm: ti.template(), frame: ti.template(), out: ti.template(),
                   hs: ti.template(), part: ti.template(), blk, tid):
         """Block blk's share of one layer's whole sequence (the kernel's body: see the module text)."""
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(projects):
-            project_own_rows(x, x_base, x_step, x_row, ws, wts, prm, frame, nblocks, blk, tid)
+            project_own_rows(x, ws, wts, prm, frame, nblocks, blk, tid)
             barrier += nblocks
             grid_barrier(frame, tid, barrier)
         if ti.static(cell == CELL_GRU):
-            gru_layer(ws, wts, frame, out, out_base, out_step, out_row, hs, part, blk, tid, barrier)
+            gru_layer(ws, wts, frame, out, hs, part, blk, tid, barrier)
         else:
-            gated_layer(ws, wts, frame, out, out_base, out_step, out_row, hs, part, blk, tid, barrier)
+            gated_layer(ws, wts, frame, out, hs, part, blk, tid, barrier)
         leave_grid(frame, tid, nblocks)
 
     @ti.func
-    def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(), out_base,
-                  out_step, out_row, hs: ti.template(), part: ti.template(), blk, tid, passed):
+    def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(),
+                  hs: ti.template(), part: ti.template(), blk, tid, passed):
         """The GRU: two phases a step, each a pass per bc batch rows, with a grid barrier after each.
         Phase 1: Uz and Ur against h give z and r of the block's units; r∘h0 and z∘h0 go to fresh
         slots of the C region (z to the scratch rows). Phase 2 needs every unit's r∘h0 and z∘h0: Uh
@@ -268,15 +268,15 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                     if present:
                         pre_h = xh + gate_sum(part, bb * R + iu) + gate_sum(part, bb * R + units + iu)
                         hv = standard_gru_output(frame, pre_h, z, h0)
-                        store_output(out, out_base, out_step, out_row, s, b, i, hv)
+                        store_output(out, frame, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
                 ti.simt.block.sync()
             barrier += nblocks
             grid_barrier(frame, tid, barrier)
 
     @ti.func
-    def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(), out_base,
-                    out_step, out_row, hs: ti.template(), part: ti.template(), blk, tid, passed):
+    def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(),
+                    hs: ti.template(), part: ti.template(), blk, tid, passed):
         """The LSTM and the single gate: one phase a step."""
         barrier = passed
         # this thread's gate rows lr[i] = p + i·span of the block's R (gate g = lr // units of unit
@@ -338,7 +338,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
                             c = standard_lstm_cell_state(a_i, a_f, a_c, c)
                             a_o = xg[3] + gate_sum(part, o + 3 * units) + peep[3] * c
                             hv = standard_lstm_output(a_o, c)
-                        store_output(out, out_base, out_step, out_row, s, b, i, hv)
+                        store_output(out, frame, s, b, i, hv)
                     else:
                         hv = ws[hp + b * H + i]
                     ws[hp + slot + b * H + i] = hv

@@ -154,7 +154,7 @@ def tile_kernels(chunk):
 
     @ti.func
     def finish_unit(phase: ti.template(), ws: ti.template(), wts: ti.template(), prm: ti.template(),
-                    frame: ti.template(), red: ti.template(), out: ti.template(), out_base, out_step, out_row,
+                    frame: ti.template(), red: ti.template(), out: ti.template(),
                     s, units, iu, k, i, b):
         """The gate math of unit i, batch row b, from the reduced products: the new state (a row
         absent at this step keeps its own), or for the GRU's first phase its scratch vectors."""
@@ -194,7 +194,7 @@ def tile_kernels(chunk):
                     a_o += w32(wts, v0 + 3 * H + i) * c_new
                 ws[c0 + frame[F_SLOT] + e] = c_new
                 ws[h1 + e] = lstm_output(frame, prm, i, a_o, c_new)
-            store_output(out, out_base, out_step, out_row, s, b, i, ws[h1 + e])
+            store_output(out, frame, s, b, i, ws[h1 + e])
         else:
             ws[h1 + e] = ws[h0 + e]
             if ti.static(phase == CELL_LSTM):
@@ -208,8 +208,7 @@ def tile_kernels(chunk):
         step_gates = STEP_GATES[phase]
 
         @ti.kernel
-        def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, out_base: ti.i32,
-                   out_step: ti.i32, out_row: ti.i32, s: ti.i32, units: ti.i32):
+        def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, s: ti.i32, units: ti.i32):
             ti.loop_config(block_dim=BLOCK)
             for t in range(ti.static(TILE_GRID * BLOCK)):
                 blk = t // BLOCK
@@ -242,8 +241,7 @@ def tile_kernels(chunk):
                         ti.simt.block.sync()
                         iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
                         if mine and i < H and b < n_rows:
-                            finish_unit(phase, ws, wts, prm, frame, red, out, out_base, out_step, out_row, s, units,
-                                        iu, k, i, b)
+                            finish_unit(phase, ws, wts, prm, frame, red, out, s, units, iu, k, i, b)
                         ti.simt.block.sync()
 
         return kernel

@@ -269,22 +269,25 @@ def test_bidirectional_into_given_destinations(rng):
 
 
 def test_source_and_destination_byte_offsets(rng):
+    """Offsets into each matrix, and other offsets at the next call of the same shape (the same
+    plan: the views are per call, written into the layer's frame when they change), then the
+    first ones again."""
     d = lstm(rng, 3, 4, use_float32_weights=True)
     layer = m.RNNMatrixInferenceLayer(d)
     rows = [4, 3, 3]
     wide = [rng.standard_normal((r, 7)).astype(np.float32) for r in rows]
-    src_cols = [2, 0, 4]   # read columns c..c+2 of each 7-column matrix
     xs = [m.Matrix.from_numpy(w) for w in wide]
-    dst = poisoned(rows, 9)
-    dst_cols = [5, 1, 0]
-    layer.encode_sequence(xs, dst, source_offsets=[4 * c for c in src_cols],
-                          destination_offsets=[4 * c for c in dst_cols])
-    ref = R.encode_sequence([d], [w[:, c:c + 3] for w, c in zip(wide, src_cols)])[0]
-    for t, (mat, c) in enumerate(zip(dst, dst_cols)):
-        a = np.asarray(mat)
-        assert_close(a[:, c:c + 4], ref[t], what=f"step {t}")
-        outside = np.delete(a, range(c, c + 4), axis=1)
-        assert np.isnan(outside).all(), "wrote outside the offset block"
+    # read columns c..c+2 of each 7-column matrix; write columns c..c+3 of each 9-column one
+    for src_cols, dst_cols in (([2, 0, 4], [5, 1, 0]), ([1, 3, 0], [0, 5, 2]), ([2, 0, 4], [5, 1, 0])):
+        dst = poisoned(rows, 9)
+        layer.encode_sequence(xs, dst, source_offsets=[4 * c for c in src_cols],
+                              destination_offsets=[4 * c for c in dst_cols])
+        ref = R.encode_sequence([d], [w[:, c:c + 3] for w, c in zip(wide, src_cols)])[0]
+        for t, (mat, c) in enumerate(zip(dst, dst_cols)):
+            a = np.asarray(mat)
+            assert_close(a[:, c:c + 4], ref[t], what=f"columns {src_cols} -> {dst_cols}, step {t}")
+            outside = np.delete(a, range(c, c + 4), axis=1)
+            assert np.isnan(outside).all(), "wrote outside the offset block"
 
 
 def test_inputs_in_every_accepted_form(rng):

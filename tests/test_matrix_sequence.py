@@ -101,3 +101,26 @@ def test_a_loop_over_the_same_sequences(rng):
     del seq, out
     gc.collect()
     assert [r() for r in refs] == [None, None]
+
+
+def test_views_that_change_between_calls_of_one_plan(rng):
+    """One layer and shape called with other offsets into the same sequences' matrices (each
+    step's matrix of a sequence at one offset: still one strided view, nothing copied), then the
+    first offsets again: the input and output views are per call, written into the layer's frame
+    where they change, so each call reads and writes where it was told."""
+    d = lstm(rng, 3, 4, use_float32_weights=True)
+    layer = m.RNNMatrixInferenceLayer(d)
+    rows = [4, 4, 3]
+    wide = sequence(rng, rows, 7)
+    src = m.MatrixSequence.from_numpy(wide)
+    for c_in, c_out in ((0, 0), (2, 5), (4, 1), (0, 0)):
+        dst = m.MatrixSequence(3, rows, 9)
+        dst.storage.array.fill(float("nan"))
+        dst.storage.written()
+        layer.encode_sequence(list(src), list(dst), source_offsets=[4 * c_in] * 3,
+                              destination_offsets=[4 * c_out] * 3)
+        ref = R.encode_sequence([d], [w[:, c_in:c_in + 3] for w in wide])[0]
+        for t in range(3):
+            got = np.asarray(dst[t])
+            assert_seq_close([got[:, c_out:c_out + 4]], [ref[t]])
+            assert np.isnan(np.delete(got, range(c_out, c_out + 4), axis=1)).all(), "wrote outside the view"

@@ -60,9 +60,11 @@ class GraphLaunch:
         graph = builder.compile()
 
         args = dict(fixed)   # the per-call values (slots) are written over their own entries each run
+        slots = [name for name in symbols if name not in fixed]   # (a call's values the frames take are not)
 
         def run(values):
-            args.update(values)
+            for name in slots:
+                args[name] = values[name]
             graph.run(args)
         return run
 

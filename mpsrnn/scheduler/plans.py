@@ -57,14 +57,37 @@ class _LayerRun:
         self.cell = cell
         self.projected_apart = project_apart(self.recurrence, cell, steps, batch)
         frame[L.F_PROJECTED] = int(self.projected_apart)
+        frame[L.F_OUT_BASE] = -1   # no output view until bind_views gives one
         self.h = h
         self.c = c
         self.slot = slot
         self.ws = ti.ndarray(ti.f32, (size,))
         if POISON_WORKSPACES:
             self.ws.fill(float("nan"))
+        self.host_frame = frame
         self.frame = ti.ndarray(ti.i32, frame.shape)
         self.frame.from_numpy(frame)
+        self._views = None
+
+    def bind_views(self, prog, x, output):
+        """Put the layer's input and output views, (array, base, step stride, row stride) each,
+        into its frame: fixed ints now, a call's values (Slots) before each run of ``prog``, which
+        writes the frame only when they change. Returns (input array, output array), the kernels'
+        arguments: each int a kernel takes costs Taichi's launcher ~3 µs a dispatch."""
+        views = (tuple(x[1:]), tuple(output[1:]))
+        assert self._views in (None, views), "a layer run has one input and one output view"
+        self._views = views
+        fields = []
+        for first, view in zip((L.F_X_BASE, L.F_OUT_BASE), views):
+            for i, v in enumerate(view):
+                if isinstance(v, Slot):
+                    fields.append((first + i, v.name))
+                else:
+                    self.host_frame[first + i] = v
+        self.frame.from_numpy(self.host_frame)
+        if fields:
+            prog.bind_frame(self.frame, self.host_frame, fields)
+        return x[0], output[0]
 
 
 COPY_SERIAL_ITEMS = 32768   # CPU: copies up to this many elements run serially on the calling thread, which
@@ -168,6 +191,7 @@ class Plan:
     def run(self, values):
         if self._runner is None:
             self._runner = self.strategy.prepare(self.program, values)
+        self.program.write_frames(values)
         self._runner(values)
 
 

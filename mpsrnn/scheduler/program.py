@@ -38,17 +38,44 @@ class Dispatch:
         return args
 
 
+class FrameInts:
+    """Entries of a layer's frame filled in from a call's values (its input and output views):
+    written to the device before the dispatches run, and only when they differ from the last
+    call's, so a run with the same buffers costs nothing (on a GPU the write is a copy and a sync)."""
+    __slots__ = ("frame", "host", "fields", "last")
+
+    def __init__(self, frame, host, fields):
+        self.frame = frame      # the ndarray the kernels read
+        self.host = host        # its numpy copy, the other entries as planned
+        self.fields = fields    # [(entry, slot name)]
+        self.last = None
+
+    def write(self, values):
+        now = [values[name] for _, name in self.fields]
+        if now != self.last:
+            for (entry, _), v in zip(self.fields, now):
+                self.host[entry] = v
+            self.frame.from_numpy(self.host)
+            self.last = now
+
+
 class Program:
-    """An ordered list of dispatches."""
+    """An ordered list of dispatches, and the frame entries a call fills in before they run."""
 
     def __init__(self):
         self.dispatches = []
+        self.frame_ints = []
 
     def add(self, kernel, *args):
         self.dispatches.append(Dispatch(kernel, *args))
 
-    def slot_names(self):
-        return {name for d in self.dispatches for _, name in d.slots}
+    def bind_frame(self, frame, host, fields):
+        """Fill ``frame``'s ``fields``, [(entry, slot name)], from each call's values."""
+        self.frame_ints.append(FrameInts(frame, host, fields))
+
+    def write_frames(self, values):
+        for f in self.frame_ints:
+            f.write(values)
 
     def __len__(self):
         return len(self.dispatches)

@@ -493,13 +493,14 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     input; ``output``: the same view of where the kernels also write each new h (the caller's
     destination for the last layer of encode_sequence), or a negative base for none."""
     lr = layer_run
+    x, output = lr.bind_views(prog, x, output)   # the kernels take the arrays; the views go in the frame
     args = _recurrence_args(lr, output)
     kind = lr.cell.kind
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
         if lr.projected_apart:
-            prog.add(project_inputs_lanes, *x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame)
-        prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch)), *x, lr.ws, lr.cell.lanes, lr.cell.prm,
-                 lr.frame, *output)
+            prog.add(project_inputs_lanes, x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame)
+        prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch)), x, lr.ws, lr.cell.lanes, lr.cell.prm,
+                 lr.frame, output)
         return
     _emit_projection(prog, lr, x, steps * batch)
     if name == "rows":
@@ -515,15 +516,15 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads(),
                                    persistent_rows(chunk, resident, _from_hbm(lr.cell)), persistent_zigzag(),
                                    lr.cell.has_vh, under),
-                 *x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, *output)
+                 x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
-        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), *x, *args)
+        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), x, *args)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
         prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), split_projection(lr.cell, steps, batch), halves,
                               split_atomic(lr.cell, batch), split_gates_here(lr.cell, batch)),
-                 *x, *args)
+                 x, *args)
     elif name == "tiles":
         kernels = tile_kernels(tile_chunk(batch))
         units = tile_units()
@@ -571,9 +572,10 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
     """The dispatches of two layer runs that ``pair_directions`` pairs: their projections where
     apart, then one launch of the paired spread or split kernel with both runs' arguments."""
     first = runs[0]
-    for lr, x in zip(runs, xs):
+    views = [lr.bind_views(prog, x, out) for lr, x, out in zip(runs, xs, outputs)]
+    for lr, (x, _) in zip(runs, views):
         _emit_projection(prog, lr, x, steps * batch)
-    args = [a for lr, x, out in zip(runs, xs, outputs) for a in (*x, *_recurrence_args(lr, out))]
+    args = [a for lr, (x, out) in zip(runs, views) for a in (x, *_recurrence_args(lr, out))]
     projects = not first.projected_apart
     if first.recurrence == "split":
         prog.add(paired_split_kernel(first.cell.kind, *_split_shape(first.cell, batch),
@@ -584,19 +586,19 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
 
 
 def _recurrence_args(lr, output):
-    """A recurrence kernel's arguments after the input view: (ws, wts, prm, frame, *output)."""
-    return (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, *output)
+    """A recurrence kernel's arguments after the input: (ws, wts, prm, frame, output)."""
+    return (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, output)
 
 
 def _emit_projection(prog, lr, x, rows):
     """The input projection's own dispatch, where the layer run projects apart (not the lanes
-    path's), of ``rows`` input rows (steps x batch)."""
+    path's), of ``rows`` input rows (steps x batch); ``x``, the input array (its view is in the frame)."""
     if lr.projected_apart:
         kernel = project_inputs
         if projects_in_tiles(current_arch(), lr.cell):
             kernel = projection_tiled_kernel(projection_tile(rows, lr.cell.gates * lr.cell.n_out, _sms(),
                                                              current_arch() == "cuda"))
-        prog.add(kernel, *x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+        prog.add(kernel, x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
 
 
 PROJECTION_TILES_ARCHS = ("cuda", "vulkan")   # by default; any GPU when told (MPSRNN_PROJECTION_TILES=on)
