@@ -89,8 +89,8 @@ F_DEPART = 42      # blocks that have left a persistent kernel's last grid barri
 F_HAS_VH = 43      # GRU: 1 when Vh is set; nil means zero, and the kernels skip Vh·(z∘h0)
 F_X_BASE = 44      # the layer's input view: where x starts, elements between steps and between
 F_X_STEP = 45      # batch rows (element units; a negative step reads backwards). Per call: the plan
-F_X_ROW = 46       # writes them when they change (``scheduler/plans.py``), since each int a kernel
-                   # takes costs Taichi's launcher ~3 µs a dispatch on the H200's host
+F_X_ROW = 46       # writes them when they change (``scheduler/plans.py``): as six int arguments they
+                   # cost Taichi's launcher 4-6 µs a dispatch on the H200's host (probes/host_time.py)
 F_OUT_BASE = 47    # the view each new h is also written to (the caller's destination for the last
 F_OUT_STEP = 48    # layer of encode_sequence), likewise per call; a negative base means none
 F_OUT_ROW = 49
