@@ -41,13 +41,19 @@ def parse_variant(text):
     return settings
 
 
-def main():
+def timing_arguments(rounds):
+    """The arguments ab.py and ab_trees.py share: --arch, --config, --rounds, --repeats."""
     p = argparse.ArgumentParser()
     p.add_argument("--arch", default=None)
     p.add_argument("--config", action="append", required=True)
-    p.add_argument("--variant", action="append", required=True)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=rounds)
     p.add_argument("--repeats", type=int, default=7)
+    return p
+
+
+def main():
+    p = timing_arguments(rounds=3)
+    p.add_argument("--variant", action="append", required=True)
     a = p.parse_args()
     mpsrnn.init(a.arch)
     configs = [parse_config(c) for c in a.config]

@@ -10,12 +10,15 @@ taking turns: a drift of the machine shows up across rounds rather than between 
 step per round and tree, then the median over rounds of the ratio to PyTorch timed beside it (the
 steadier ruler where the machine drifts). ``--config`` is ``ab.py``'s.
 """
-import argparse
 import os
 import subprocess
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ab import timing_arguments  # noqa: E402   (bench/probes/ab.py, this script's folder)
 
 
 def run_round(tree, configs, arch, repeats):
@@ -36,12 +39,8 @@ def run_round(tree, configs, arch, repeats):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--arch", default=None)
+    p = timing_arguments(rounds=2)
     p.add_argument("--tree", action="append", required=True)
-    p.add_argument("--config", action="append", required=True)
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=7)
     a = p.parse_args()
     got = {}   # (config, tree) -> [(µs, ratio, path)]
     for rnd in range(a.rounds):
