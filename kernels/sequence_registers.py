@@ -130,7 +130,8 @@ def registers_shape(cell, peephole, hidden, standard, cuda):
 
 
 @ti.func
-def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.template(), held: ti.template() = HELD_ROWS):
+def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.template(),
+              held: ti.template() = HELD_ROWS):
     """The weights a thread holds: of its first min(rho, held) rows (``held_rows``; first elements at
     rows[i], negative: none) at input channels j0 .. j0+CHUNK-1 (stride sj), as float32, row i at
     [i·CHUNK + j]; zero past H."""
