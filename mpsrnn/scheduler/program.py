@@ -40,23 +40,24 @@ class Dispatch:
 
 class FrameInts:
     """Entries of a layer's frame filled in from a call's values (its input and output views):
-    written to the device before the dispatches run, and only when they differ from the last
-    call's, so a run with the same buffers costs nothing (on a GPU the write is a copy and a sync)."""
-    __slots__ = ("frame", "host", "fields", "last")
+    written to the device before the dispatches run, and only where they differ from what the
+    device holds, so a run with the same buffers costs nothing (on a GPU the write is a copy and a
+    sync)."""
+    __slots__ = ("frame", "host", "fields")
 
     def __init__(self, frame, host, fields):
         self.frame = frame      # the ndarray the kernels read
-        self.host = host        # its numpy copy, the other entries as planned
+        self.host = host        # its numpy copy, always what the device holds
         self.fields = fields    # [(entry, slot name)]
-        self.last = None
 
     def write(self, values):
-        now = [values[name] for _, name in self.fields]
-        if now != self.last:
-            for (entry, _), v in zip(self.fields, now):
-                self.host[entry] = v
+        changed = False
+        for entry, name in self.fields:
+            if self.host[entry] != values[name]:
+                self.host[entry] = values[name]
+                changed = True
+        if changed:
             self.frame.from_numpy(self.host)
-            self.last = now
 
 
 class Program:
