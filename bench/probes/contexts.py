@@ -1,15 +1,15 @@
-"""Whether timing mpsrnn and PyTorch alternately costs either of them: Taichi's CUDA context is not
-PyTorch's.
+"""Whether timing mpsrnn and PyTorch alternately costs either of them, and whether Taichi's CUDA
+context is PyTorch's.
 
     python bench/probes/contexts.py --config lstm:512:1:25 --config gru:512:1:1
 
-Taichi creates a CUDA context of its own (``cuCtxCreate``) and makes it current before each launch;
 PyTorch runs in the device's primary context. This probe prints the context current after a
 Taichi call and after a PyTorch call, next to the primary context, then times, for each config
 (``ab.py``'s cell:hidden:batch:steps[:layers]), medians over 200 calls of a call and its
 synchronisation, in µs: mpsrnn alone (back to back), PyTorch alone, then the two alternating as
-``mpsrnn bench`` times them. A difference between alone and alternating is the cost of the switch
-between the two contexts (or of whatever else one leaves to the other).
+``mpsrnn bench`` times them. A difference between alone and alternating is what one leaves to the
+other (a context switch, or evicted caches). H200, 2026-12-01: Taichi 1.7.4 runs in the primary
+context too, yet alternating costs each side 40-90 µs a call (``bench/analysis.md``).
 """
 import argparse
 import ctypes
@@ -26,6 +26,7 @@ from ab import parse_config  # noqa: E402   (this script's folder)
 from host_time import medians_us  # noqa: E402   (this script's folder)
 from mpsrnn.backend import sync  # noqa: E402
 from mpsrnn.benchmark import build_pair  # noqa: E402
+
 
 def contexts(cuda):
     """The current context and the device's primary one, as integers."""
