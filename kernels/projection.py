@@ -11,9 +11,9 @@ GPU, 8 independent accumulators on a CPU), and neighbouring threads own
 neighbouring o, so with the GPU's transposed layout their loads coalesce.
 
 ``x`` is read through a strided view (base, step stride, row stride, in the
-frame: ``input_view``; the step stride is negative when a backward-running stack
-reads its input from the last time step), so user matrices, offset views and the previous layer's output
-history are all read in place. Rows a sequence no longer has (variable length)
+frame: ``input_view``; the step stride is negative when a backward-running
+stack reads its input from the last time step), so user matrices, offset views
+and the previous layer's output history are all read in place. Rows a sequence no longer has (variable length)
 are neither read nor written. Accumulation is float32 whatever the storage type
 of x and W.
 
@@ -255,8 +255,7 @@ def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.te
 
 
 @ti.kernel
-def project_inputs_lanes(x: INPUT, ws: WORKSPACE,
-                         lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME):
+def project_inputs_lanes(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME):
     """``project_inputs`` on the CPU's lane-packed W, a work item per 8 rows n = s·B + r: for a
     large projection whose batch is too small to give every CPU thread rows of its own (the lanes
     kernel projects as it goes otherwise, and saves this dispatch)."""

@@ -386,8 +386,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             total += red[((split * lanes + rr % lanes) * rows + rr // lanes) * chunk + k]
         return total
 
-    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS,
-               wq: QUAD_WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
+    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, wq: QUAD_WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
             # the frame is read inside the loop: a statement before it would be a separate

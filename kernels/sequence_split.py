@@ -345,8 +345,9 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             ti.simt.block.sync()   # before the next pass overwrites hs
 
     @ti.func
-    def chunk_terms_at(ws: ti.template(), frame: ti.template()):
-        """Where the PROJECT_CHUNKS partial input terms start: past the partials buffer."""
+    def chunk_terms_at(frame: ti.template()):
+        """Where the PROJECT_CHUNKS partial input terms start: past the partials buffer (the size the
+        scheduler makes room for, ``split_partials``)."""
         _, B, H, _ = run_sizes(frame)
         return frame[F_WS_SCRATCH] + SUMS * B * PR * H
 
@@ -387,7 +388,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             o = (tid // units) * H + u_lo + tid % units
             at = frame[F_W] + o * frame[F_W_SO]
         w = load_chunk(wts, at, frame[F_W_SJ], j0, n_in)
-        terms = chunk_terms_at(ws, frame)
+        terms = chunk_terms_at(frame)
         for pass_ in range((N + X_ROWS - 1) // X_ROWS):
             n0 = pass_ * X_ROWS
             copy_x(x, frame, hs, n0, N, B, j0, n_in, tid)
@@ -410,7 +411,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         T, B, H, _ = run_sizes(frame)
         N = T * B
         GH = G * H
-        terms = chunk_terms_at(ws, frame)
+        terms = chunk_terms_at(frame)
         for e in range((N * GH + NB * BLOCK - 1) // (NB * BLOCK)):
             item = (e * NB + blk) * BLOCK + tid
             if item < N * GH:
