@@ -21,6 +21,12 @@ Then a grid barrier (``sequence_persistent.grid_barrier``) before any block read
 only h, x and c move through memory, where ``sequence_persistent``'s threads stream their rows of U
 from L2 at every step.
 
+A one-step run from zeros (DeepBench's GRU t1) takes a kernel of its own (``one_step``, chosen when
+planning): U·h0 and V·c0 are zero, so each unit's gates are their neurons on the input terms alone,
+with no U, no products and no grid barrier (``step_from_zeros``). Only its own kernel pays for that:
+branches for it inside the time loop cost every other run (GRU 1024 b1 t1500, H200: 8.5 → 8.9 µs a
+step for skipping only step 0's barriers).
+
 Limits: ceil(gates × units / rho) × chunks ≤ 256 threads on at most one block per SM, or two where
 the scheduler allows it (``scheduler.recurrence.spread_per_sm``: 256 threads × 128 registers is half
 an SM's register file, and 2 × 32 KiB of shared memory fit). On 132 SMs: LSTM up to hidden 672 on
@@ -102,22 +108,23 @@ def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None):
     return None
 
 
-def spread_kernel(cell, rho, nblocks, chunks, bc, projects):
+def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False):
     """The kernel of ``cell`` on ``nblocks`` blocks whose threads hold ``rho`` rows of ``chunks`` chunks,
     ``bc`` batch rows a pass; ``projects``: it computes its own input terms and zero initial states
-    first (``sequence_persistent.project_own_rows``). One compile per combination, on first use."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects)[0]
+    first (``sequence_persistent.project_own_rows``); ``one_step``: for runs of one step from zeros
+    only (``step_from_zeros``). One compile per combination, on first use."""
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step)[0]
 
 
-def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects):
+def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False):
     """Two layers of the same shape at once (the two directions of a bidirectional level), each on
     ``nblocks`` blocks of a grid of 2 × ``nblocks``: the arguments of ``spread_kernel`` twice. Each
     layer meets only its own blocks at its grid barriers (the counters are in its frame)."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects)[1]
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step)[1]
 
 
 @functools.lru_cache(maxsize=None)
-def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
+def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
     G = GATES[cell]
     PAD = chunks * CHUNK    # h in shared memory, zero past H
     COPIES = (bc * PAD + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
@@ -166,13 +173,50 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(projects):
             project_own_rows(x, ws, wts, prm, frame, nblocks, blk, tid)
-            barrier += nblocks
-            grid_barrier(frame, tid, barrier)
-        if ti.static(cell == CELL_GRU):
+            if ti.static(one_step):   # it reads only its own terms, written by its other threads
+                ti.simt.block.sync()
+            else:
+                barrier += nblocks
+                grid_barrier(frame, tid, barrier)
+        if ti.static(one_step):
+            step_from_zeros(ws, wts, frame, out, blk, tid)
+        elif ti.static(cell == CELL_GRU):
             gru_layer(ws, wts, frame, out, hs, part, blk, tid, barrier)
         else:
             gated_layer(ws, wts, frame, out, hs, part, blk, tid, barrier)
         leave_grid(frame, tid, nblocks)
+
+    @ti.func
+    def step_from_zeros(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(), blk,
+                        tid):
+        """The one step of a run from zeros: U·h0 and V·c0 (a GRU's Vh·(z∘h0), an LSTM's peepholes on
+        c0) are zero, so each (unit, batch row) of the block's units is its gates' neurons on its input
+        terms alone. No U, no products, no grid barrier: each block reads only its own terms."""
+        _, B, H, slot = run_sizes(frame)
+        units = (H + nblocks - 1) // nblocks
+        diagonal = frame[F_PEEP] == PEEP_DIAGONAL
+        for q in range((B * units + BLOCK - 1) // BLOCK):
+            e = tid + q * BLOCK
+            b = e // units
+            i = blk * units + e % units
+            if b < B and i < H:
+                xw = frame[F_WS_XW] + b * G * H + i
+                hv = 0.0   # a row absent from the step keeps its zero state
+                c = 0.0
+                if b < frame[F_ROWS]:
+                    if ti.static(cell == CELL_SINGLE_GATE):
+                        hv = standard_single_gate_output(ws[xw])
+                    elif ti.static(cell == CELL_GRU):
+                        z, r_unused = standard_gru_gates(ws[xw], ws[xw + H])   # (r multiplies h0 = 0)
+                        hv = standard_gru_output(frame, ws[xw + 2 * H], z, 0.0)
+                    else:
+                        c = standard_lstm_cell_state(ws[xw], ws[xw + H], ws[xw + 2 * H], 0.0)
+                        peep = diagonal_peepholes(wts, frame, diagonal, H, i)   # the output gate's sees c1
+                        hv = standard_lstm_output(ws[xw + 3 * H] + peep[3] * c, c)
+                    store_output(out, frame, 0, b, i, hv)
+                ws[frame[F_WS_H] + slot + b * H + i] = hv
+                if ti.static(cell == CELL_LSTM):
+                    ws[frame[F_WS_C] + slot + b * H + i] = c
 
     @ti.func
     def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(),
@@ -349,5 +393,5 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects):
             grid_barrier(frame, tid, barrier)
 
     # shared arrays: hs [batch row, channel], part [batch row, gate row, chunk]
-    return grid_kernels(run_layer, nblocks, BLOCK, (HS, bc * rho * BLOCK),
-                        f"{('single_gate', 'gru', 'lstm')[cell]}_spread{rho}x{nblocks}")
+    kind = ('single_gate', 'gru', 'lstm')[cell] + ('_fromzeros' if one_step else '')
+    return grid_kernels(run_layer, nblocks, BLOCK, (HS, bc * rho * BLOCK), f"{kind}_spread{rho}x{nblocks}")

@@ -294,6 +294,57 @@ def test_projection_inside_shares_a_row_among_lanes(kernel, rng, monkeypatch):
         assert any(kernel in name for name in names) and not any("project" in name for name in names), names
 
 
+@pytest.mark.skipif(m.current_arch() not in ("cuda", "vulkan"),
+                    reason="the spread kernel runs on CUDA (Vulkan: one block a layer)")
+@pytest.mark.parametrize("kind, peephole", [("lstm", "diagonal"), ("gru", None), ("single", None)])
+def test_spread_kernel_of_one_step_from_zeros(kind, peephole, rng, monkeypatch):
+    """A one-step run from zeros takes a spread kernel of its own, without U (``step_from_zeros``);
+    a longer run from zeros and a run from a given state take the usual one. One step and four steps
+    from zeros and from a given state, the projection inside the kernel and apart; then
+    both directions of one step in one launch (the paired kernel); against the reference. On CUDA the
+    whole grid; on Vulkan (no grid barrier) one block a layer."""
+    from mpsrnn.scheduler import plans
+    monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "spread")
+    if m.current_arch() != "cuda":
+        monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "1")
+        monkeypatch.setattr(recurrence, "_sms", lambda: 1)
+    d = descriptor(kind, rng, 9, 45, use_float32_weights=True, peephole=peephole)
+    for projection in ("inside", "apart"):
+        monkeypatch.setenv("MPSRNN_PROJECTION", projection)
+        layer = m.RNNMatrixInferenceLayer(d)
+        for rows in ([3], [3, 3, 2, 1]):
+            xs = sequence(rng, rows, 9)
+            assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0], what=f"{rows} from zeros")
+        for rows in ([3], [3, 3, 2, 1]):
+            xs = sequence(rng, rows, 9)
+            h0 = rng.standard_normal((3, 45)).astype(np.float32)
+            c0 = rng.standard_normal((3, 45)).astype(np.float32) if kind == "lstm" else None
+            state = m.RNNRecurrentMatrixState(recurrent_outputs=[h0], memory_cells=[c0])
+            assert_seq_close(layer.encode_sequence(xs, recurrent_input_state=state),
+                             R.encode_sequence([d], xs, h0s=[h0], c0s=[c0])[0], what=f"{rows} from a given state")
+        names = dispatched_kernels(layer)
+        assert any("_fromzeros_spread" in name for name in names), names   # the one step
+        assert any("_spread" in name and "_fromzeros" not in name for name in names), names
+        assert any("project" in name for name in names) == (projection == "apart"), names
+    monkeypatch.setenv("MPSRNN_PROJECTION", "inside")
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    monkeypatch.setattr(plans, "pair_directions",
+                        lambda arch, a, b, batch: recurrence.pair_directions("cuda", a, b, batch))
+    if m.current_arch() != "cuda":
+        monkeypatch.setattr(recurrence, "_sms", lambda: 2)
+    ds = [d, descriptor(kind, rng, 9, 45, use_float32_weights=True, peephole=peephole,
+                        layer_sequence_direction=m.SequenceDirection.BACKWARD)]
+    layer = m.RNNMatrixInferenceLayer(ds)
+    layer.bidirectional_combine_mode = m.BidirectionalCombineMode.NONE
+    xs = sequence(rng, [3], 9)
+    fwd, bwd = layer.encode_bidirectional_sequence(xs)
+    ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
+    assert_seq_close(fwd, ref_f, what="forward, one step")
+    assert_seq_close(bwd, ref_b, what="backward, one step")
+    names = dispatched_kernels(layer)
+    assert any("_fromzeros_spread" in name and name.endswith("_paired") for name in names), names
+
+
 @pytest.mark.skipif("registers" not in ARCH_PATHS, reason="the registers kernel runs on GPUs")
 @pytest.mark.parametrize("threads", ["128", "256"])
 @pytest.mark.parametrize("kind, opts, hidden", [("lstm", {"peephole": "diagonal"}, 37),

@@ -519,7 +519,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
                  x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
-        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart), x, *args)
+        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, _one_step(lr, steps)), x, *args)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
         prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), split_projection(lr.cell, steps, batch), halves,
@@ -582,7 +582,14 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
                                      split_projection(first.cell, steps, batch),
                                      split_atomic(first.cell, batch), split_gates_here(first.cell, batch)), *args)
     else:
-        prog.add(paired_spread_kernel(first.cell.kind, *_paired_shape(first.cell, batch), projects), *args)
+        prog.add(paired_spread_kernel(first.cell.kind, *_paired_shape(first.cell, batch), projects,
+                                      _one_step(first, steps)), *args)
+
+
+def _one_step(lr, steps):
+    """Whether a layer run is one step from zeros, which the spread kernel runs without U (its own
+    kernel: ``step_from_zeros``)."""
+    return steps == 1 and not lr.has_initial_state
 
 
 def _recurrence_args(lr, output):
