@@ -15,6 +15,7 @@ nothing and needs no separate compile.
 """
 import taichi as ti
 
+from .frame import param
 from .layout import (
     F_CELL_NEURON,
     F_FLIP,
@@ -31,14 +32,14 @@ from .neurons import apply_neuron, pow32, sigmoid32, tanh32
 
 
 @ti.func
-def gate_neuron(frame: ti.template(), prm: ti.template(), g, i, x):
+def gate_neuron(frame: ti.template(), g, i, x):
     """Neuron of gate ``g`` (from its input-weights data source) at channel ``i``."""
     o_neuron = frame[F_P_NEURON]
     kind = frame[F_NEURON + g]
-    a = prm[o_neuron + 3 * g]
+    a = param(frame, o_neuron + 3 * g)
     if kind == N_PRELU:
-        a = prm[frame[F_P_PRELU] + g * frame[F_OUT] + i]
-    return apply_neuron(kind, a, prm[o_neuron + 3 * g + 1], prm[o_neuron + 3 * g + 2], x)
+        a = param(frame, frame[F_P_PRELU] + g * frame[F_OUT] + i)
+    return apply_neuron(kind, a, param(frame, o_neuron + 3 * g + 1), param(frame, o_neuron + 3 * g + 2), x)
 
 
 @ti.func
@@ -81,66 +82,67 @@ def standard_lstm_output(pre_o, c1):
 
 
 @ti.func
-def single_gate_output(frame: ti.template(), prm: ti.template(), i, pre):
+def single_gate_output(frame: ti.template(), i, pre):
     """h1 = g(W x + U h0 + b)."""
     h = 0.0
     if frame[F_STANDARD] != 0:
         h = standard_single_gate_output(pre)
     else:
-        h = gate_neuron(frame, prm, 0, i, pre)
+        h = gate_neuron(frame, 0, i, pre)
     return h
 
 
 @ti.func
-def gru_gates(frame: ti.template(), prm: ti.template(), i, pre_z, pre_r):
+def gru_gates(frame: ti.template(), i, pre_z, pre_r):
     """(z, r): the input (update) gate and the recurrent (reset) gate."""
     z = 0.0
     r = 0.0
     if frame[F_STANDARD] != 0:
         z, r = standard_gru_gates(pre_z, pre_r)
     else:
-        z = gate_neuron(frame, prm, 0, i, pre_z)
-        r = gate_neuron(frame, prm, 1, i, pre_r)
+        z = gate_neuron(frame, 0, i, pre_z)
+        r = gate_neuron(frame, 1, i, pre_r)
     return z, r
 
 
 @ti.func
-def gru_output(frame: ti.template(), prm: ti.template(), i, pre_h, z, h0):
+def gru_output(frame: ti.template(), i, pre_h, z, h0):
     """h1 from the proposed output's pre-activation (Wh x + Uh(r∘h0) + Vh(z∘h0) + bh)."""
     h = 0.0
     keep = 1.0 - z
     if frame[F_STANDARD] != 0:
         h = tanh32(pre_h)
     else:
-        h = gate_neuron(frame, prm, 2, i, pre_h)
-        p = prm[frame[F_P_PNORM]]
+        h = gate_neuron(frame, 2, i, pre_h)
+        p = param(frame, frame[F_P_PNORM])
         if p != 1.0:
             keep = pow32(1.0 - pow32(z, p), 1.0 / p)
     return gru_blend(frame, keep, z, h, h0)
 
 
 @ti.func
-def lstm_cell_state(frame: ti.template(), prm: ti.template(), i, pre_i, pre_f, pre_c, c0):
+def lstm_cell_state(frame: ti.template(), i, pre_i, pre_f, pre_c, c0):
     """c1 = F∘c0 + I∘C from the input, forget and cell gates' pre-activations."""
     c1 = 0.0
     if frame[F_STANDARD] != 0:
         c1 = standard_lstm_cell_state(pre_i, pre_f, pre_c, c0)
     else:
-        gi = gate_neuron(frame, prm, 0, i, pre_i)
-        gf = gate_neuron(frame, prm, 1, i, pre_f)
-        gc = gate_neuron(frame, prm, 2, i, pre_c)
+        gi = gate_neuron(frame, 0, i, pre_i)
+        gf = gate_neuron(frame, 1, i, pre_f)
+        gc = gate_neuron(frame, 2, i, pre_c)
         c1 = gf * c0 + gi * gc
     return c1
 
 
 @ti.func
-def lstm_output(frame: ti.template(), prm: ti.template(), i, pre_o, c1):
+def lstm_output(frame: ti.template(), i, pre_o, c1):
     """h1 = O∘gh(c1); ``pre_o`` already includes the peephole on the new cell c1."""
     h1 = 0.0
     if frame[F_STANDARD] != 0:
         h1 = standard_lstm_output(pre_o, c1)
     else:
         o_cell = frame[F_P_CELL]
-        o = gate_neuron(frame, prm, 3, i, pre_o)
-        h1 = o * apply_neuron(frame[F_CELL_NEURON], prm[o_cell], prm[o_cell + 1], prm[o_cell + 2], c1)
+        o = gate_neuron(frame, 3, i, pre_o)
+        h1 = o * apply_neuron(frame[F_CELL_NEURON], param(frame, o_cell), param(frame, o_cell + 1),
+                              param(frame, o_cell + 2), c1)
     return h1

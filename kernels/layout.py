@@ -1,11 +1,12 @@
 """Field positions shared by the host code and the kernels.
 
-A kernel gets everything it needs about a layer from three small device arrays:
+A kernel gets everything it needs about a layer from two small device arrays:
 
 * ``frame`` (int32): the *plan header* (sizes of this run, whether it starts from
   zero states, the workspace offsets), then the *layer header* (cell kind, channel counts, neuron
-  types, weight offsets), then the row count of every processing step.
-* ``prm`` (float32): biases, neuron parameters and PReLU slopes.
+  types, weight offsets), then the row count of every processing step, then the layer's float
+  parameters ``prm`` (biases, neuron parameters and PReLU slopes) as their bits, read with
+  ``frame.param``: one array argument fewer a dispatch;
 * ``wts`` (float32 or float16): the weight matrices.
 
 Keeping the layout here, as plain Python ints, lets the kernels use the names as
@@ -56,7 +57,8 @@ F_V = 14           #   LSTM memory weights (4, H, H) or (4, H); GRU Vh (H, H)
 F_PEEP = 15        # LSTM peephole mode (PEEP_*)
 F_FLIP = 16        # GRU flip_output_gates
 F_CELL_NEURON = 17 # LSTM cell-to-output neuron type
-F_P_BIAS = 18      # offsets into prm (see prm_offsets below)
+F_P_BIAS = 18      # offsets of the float parameters: into prm in a cell's header (prm_offsets below),
+                   # into the frame, past its rows, in a layer run's (scheduler/plans.py)
 F_P_PRELU = 19
 F_P_NEURON = 20
 F_P_CELL = 21
@@ -97,7 +99,7 @@ F_OUT_ROW = 49
 F_HEADER = 50
 F_ROWS = F_HEADER  # T entries: rows present at each processing step
 
-# --- prm: float parameters -----------------------------------------------------
+# --- prm: float parameters (in the frame, after the rows) ------------------------
 # bias (G*H) at 0, PReLU slopes (G*H) at G*H, then per gate (a, b, c), then the
 # cell-to-output neuron's (a, b, c), then the GRU p-norm value.
 def prm_offsets(gates, hidden):

@@ -23,7 +23,7 @@ or float32; all sums are float32.
 import taichi as ti
 
 from .dots import dot8, w32
-from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, vh_is_set
+from .frame import FRAME, OUTPUT, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .layout import (
@@ -60,7 +60,7 @@ def gru_scratch(frame: ti.template(), B, H):
 
 
 @ti.kernel
-def single_gate_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, s: ti.i32):
+def single_gate_step(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 1)
@@ -72,14 +72,14 @@ def single_gate_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out
             i = idx % H
             if r < rows:
                 acc = ws[xw + r * H + i] + dot8(wts, u0 + i * uso, usj, ws, h0 + r * H, H)
-                ws[h1 + idx] = single_gate_output(frame, prm, i, acc)
+                ws[h1 + idx] = single_gate_output(frame, i, acc)
                 store_output(out, frame, s, r, i, ws[h1 + idx])
             else:
                 ws[h1 + idx] = ws[h0 + idx]
 
 
 @ti.kernel
-def gru_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, s: ti.i32):
+def gru_step(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 3)
@@ -92,7 +92,7 @@ def gru_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT
             i = idx % H
             pz = ws[xw + r * 3 * H + i] + dot8(wts, u0 + i * uso, usj, ws, h0 + r * H, H)
             pr = ws[xw + r * 3 * H + H + i] + dot8(wts, u0 + (H + i) * uso, usj, ws, h0 + r * H, H)
-            z, rg = gru_gates(frame, prm, i, pz, pr)
+            z, rg = gru_gates(frame, i, pz, pr)
             hi = ws[h0 + idx]
             ws[sz + idx] = z
             ws[srh + idx] = rg * hi
@@ -112,14 +112,14 @@ def gru_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT
                 ph = ws[xw + r * 3 * H + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh + r * H, H)
                 if vh_is_set(frame):
                     ph += dot8(wts, vh + i * vso, vsj, ws, szh + r * H, H)
-                ws[h1 + idx] = gru_output(frame, prm, i, ph, ws[sz + idx], ws[h0 + idx])
+                ws[h1 + idx] = gru_output(frame, i, ph, ws[sz + idx], ws[h0 + idx])
                 store_output(out, frame, s, r, i, ws[h1 + idx])
             else:
                 ws[h1 + idx] = ws[h0 + idx]
 
 
 @ti.kernel
-def lstm_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, s: ti.i32):
+def lstm_step(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT, s: ti.i32):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         B, H, rows, xw, h0, h1 = step_slots(frame, s, 4)
@@ -151,14 +151,14 @@ def lstm_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPU
                     a_i += w32(wts, v0 + i) * c_old
                     a_f += w32(wts, v0 + H + i) * c_old
                     a_c += w32(wts, v0 + 2 * H + i) * c_old
-                c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+                c_new = lstm_cell_state(frame, i, a_i, a_f, a_c, c_old)
                 ws[c1 + idx] = c_new
                 if peep == PEEP_DENSE:
                     ws[pre_o + idx] = a_o
                 else:
                     if peep == PEEP_DIAGONAL:
                         a_o += w32(wts, v0 + 3 * H + i) * c_new
-                    ws[h1 + idx] = lstm_output(frame, prm, i, a_o, c_new)
+                    ws[h1 + idx] = lstm_output(frame, i, a_o, c_new)
                     store_output(out, frame, s, r, i, ws[h1 + idx])
             else:
                 ws[h1 + idx] = ws[h0 + idx]
@@ -166,7 +166,7 @@ def lstm_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPU
 
 
 @ti.kernel
-def lstm_peephole_output_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, s: ti.i32):
+def lstm_peephole_output_step(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT, s: ti.i32):
     """The output gate of an LSTM with dense peepholes: Vo·c1 needs the whole new cell vector of
     the row, so it runs after ``lstm_step`` has written every c1."""
     ti.loop_config(block_dim=ti.static(worker_block()))
@@ -181,7 +181,7 @@ def lstm_peephole_output_step(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: F
             r = idx // H
             i = idx % H
             a_o = ws[pre_o + idx] + dot8(wts, v0 + (3 * H + i) * vso, vsj, ws, c1 + r * H, H)
-            ws[h1 + idx] = lstm_output(frame, prm, i, a_o, ws[c1 + idx])
+            ws[h1 + idx] = lstm_output(frame, i, a_o, ws[c1 + idx])
             store_output(out, frame, s, r, i, ws[h1 + idx])
 
 

@@ -23,7 +23,7 @@ three (a dispatch costs ~20 µs).
 """
 import taichi as ti
 
-from .frame import FRAME, INPUT, PARAMS, WEIGHTS, WORKSPACE, input_view
+from .frame import FRAME, INPUT, WEIGHTS, WORKSPACE, input_view, param
 from .grid import on_cuda, share, worker_block, workers
 from .lanes import LANE_WEIGHTS, LANES, lane_blocks
 from .layout import (
@@ -131,10 +131,10 @@ def row_terms(x: ti.template(), wts: ti.template(), frame: ti.template(), o, sta
 
 
 @ti.func
-def store_terms(ws: ti.template(), prm: ti.template(), frame: ti.template(), o, n0, acc, present):
+def store_terms(ws: ti.template(), frame: ti.template(), o, n0, acc, present):
     """Channel o's input terms of rows n0 .. n0+7 plus its bias, to the workspace (present rows)."""
     GH = frame[F_GATES] * frame[F_OUT]
-    bias = prm[frame[F_P_BIAS] + o]
+    bias = param(frame, frame[F_P_BIAS] + o)
     for k in ti.static(range(ROWS_PER_THREAD)):
         if present[k] != 0:
             ws[frame[F_WS_XW] + (n0 + k) * GH + o] = acc[k] + bias
@@ -142,13 +142,13 @@ def store_terms(ws: ti.template(), prm: ti.template(), frame: ti.template(), o, 
 
 @ti.func
 def project_rows(x: ti.template(), ws: ti.template(), wts: ti.template(),
-                 prm: ti.template(), frame: ti.template(), o, n0):
+                 frame: ti.template(), o, n0):
     """XW of output channel o (o = g·H + i) for rows n0 .. n0+7 (n = s·B + r), written to the
     workspace: W row o against each row's x (a dense input), x itself (identity), or nothing (nil),
     plus the bias. Absent rows are neither read nor written."""
     B = frame[F_BATCH]
     start, present = row_group(frame, n0, frame[F_STEPS] * B, B)
-    store_terms(ws, prm, frame, o, n0, row_terms(x, wts, frame, o, start, 0, 1), present)
+    store_terms(ws, frame, o, n0, row_terms(x, wts, frame, o, start, 0, 1), present)
 
 
 WARP = 32
@@ -156,7 +156,7 @@ WARP = 32
 
 @ti.func
 def project_rows_in_lanes(x: ti.template(), ws: ti.template(), wts: ti.template(),
-                          prm: ti.template(), frame: ti.template(), o, n0, valid, lane, lanes, jobs_a_warp):
+                          frame: ti.template(), o, n0, valid, lane, lanes, jobs_a_warp):
     """``project_rows`` with channel o's inputs shared by ``lanes`` threads of one warp (CUDA; 1
     elsewhere): lane l of a job is the warp's thread job + l·jobs_a_warp, so the threads side by side
     hold neighbouring channels and their weight loads coalesce as in ``project_rows``. The lanes'
@@ -176,7 +176,7 @@ def project_rows_in_lanes(x: ti.template(), ws: ti.template(), wts: ti.template(
                 for k in ti.static(range(ROWS_PER_THREAD)):
                     acc[k] += ti.simt.warp.shfl_down_f32(ti.u32(0xFFFFFFFF), acc[k], offset)
     if valid and lane == 0:
-        store_terms(ws, prm, frame, o, n0, acc, present)
+        store_terms(ws, frame, o, n0, acc, present)
 
 
 @ti.func
@@ -190,7 +190,7 @@ def projection_lanes(jobs, block, n_in):
 
 
 @ti.kernel
-def project_inputs(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME):
+def project_inputs(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME):
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         GH = frame[F_GATES] * frame[F_OUT]
@@ -198,7 +198,7 @@ def project_inputs(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FR
         first, count, stride = share(((N + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD) * GH, w)
         for q in range(count):
             idx = first + q * stride
-            project_rows(x, ws, wts, prm, frame, idx % GH, (idx // GH) * ROWS_PER_THREAD)
+            project_rows(x, ws, wts, frame, idx % GH, (idx // GH) * ROWS_PER_THREAD)
         start_run(ws, frame, w)
 
 
@@ -219,7 +219,7 @@ def step_group(frame: ti.template(), r, s0, T):
 
 @ti.func
 def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.template(), lanes: ti.template(),
-                  prm: ti.template(), frame: ti.template()):
+                  frame: ti.template()):
     """The projection on the CPU's lane-packed W (``lanes.py``) for 8 input rows (x at ``starts``),
     into ws[dst0 + k·dst_stride + o]: a block of 8 units of one gate at a time, 8 vector
     accumulators, so each weight vector load serves 64 multiply-adds."""
@@ -251,11 +251,11 @@ def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.te
             if present[k] != 0:
                 for m in ti.static(range(LANES)):
                     if i0 + m < H:
-                        ws[dst0 + k * dst_stride + o + m] = acc[k][m] + prm[o_bias + m]
+                        ws[dst0 + k * dst_stride + o + m] = acc[k][m] + param(frame, o_bias + m)
 
 
 @ti.kernel
-def project_inputs_lanes(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME):
+def project_inputs_lanes(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME):
     """``project_inputs`` on the CPU's lane-packed W, a work item per 8 rows n = s·B + r: for a
     large projection whose batch is too small to give every CPU thread rows of its own (the lanes
     kernel projects as it goes otherwise, and saves this dispatch)."""
@@ -269,5 +269,5 @@ def project_inputs_lanes(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARA
         for q in range(count):
             n0 = (first + q * stride) * ROWS_PER_THREAD
             starts, present = row_group(frame, n0, N, B)
-            project_lanes(x, starts, present, frame[F_WS_XW] + n0 * GH, GH, ws, lanes, prm, frame)
+            project_lanes(x, starts, present, frame[F_WS_XW] + n0 * GH, GH, ws, lanes, frame)
         start_run(ws, frame, w)

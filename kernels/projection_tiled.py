@@ -35,7 +35,7 @@ import functools
 
 import taichi as ti
 
-from .frame import FRAME, INPUT, PARAMS, WEIGHTS, WORKSPACE, input_view
+from .frame import FRAME, INPUT, WEIGHTS, WORKSPACE, input_view, param
 from .grid import GPU_WORKERS
 from .knobs import knob
 from .layout import F_BATCH, F_GATES, F_IN, F_OUT, F_P_BIAS, F_ROWS, F_STEPS, F_W, F_W_SJ, F_W_SO, F_WS_XW
@@ -127,7 +127,7 @@ def projection_tiled_kernel(tile):
                 wg[a] = ti.cast(wts[frame[F_W] + (o0 + oo) * so + (j0 + jj) * sj], ti.f32)
         return xg, wg
 
-    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME):
+    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME):
         ti.loop_config(block_dim=BLOCK)
         for t in range(GRID * BLOCK):
             blk = t // BLOCK
@@ -182,7 +182,8 @@ def projection_tiled_kernel(tile):
                         for c in ti.static(range(outs_t)):
                             o = o0 + channel(tx, c)
                             if o < GH:
-                                ws[frame[F_WS_XW] + n * GH + o] = acc[a * outs_t + c] + prm[frame[F_P_BIAS] + o]
+                                bias = param(frame, frame[F_P_BIAS] + o)
+                                ws[frame[F_WS_XW] + n * GH + o] = acc[a * outs_t + c] + bias
             start_run(ws, frame, t)
 
     kernel.__name__ = f"project_inputs_tiled{tile}"   # the name profilers show

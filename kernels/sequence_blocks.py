@@ -22,7 +22,7 @@ kernel needed (``sequence_persistent.py``: 1.5-2x at GRU batch 2-4).
 import taichi as ti
 
 from .dots import dot8, w32
-from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes, vh_is_set
+from .frame import FRAME, OUTPUT, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import block_share, row_blocks
 from .layout import F_PEEP, F_ROWS, F_WS_C, F_WS_H, F_WS_XW, PEEP_DENSE, PEEP_DIAGONAL
@@ -39,7 +39,7 @@ def rounds(n, tid):
 
 
 @ti.kernel
-def single_gate_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
+def single_gate_blocks(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -65,7 +65,7 @@ def single_gate_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, o
                     ti.simt.block.sync()
                     for k in range(rounds(H, tid)):
                         i = tid + k * BLOCK
-                        h[i] = single_gate_output(frame, prm, i, pre[i])
+                        h[i] = single_gate_output(frame, i, pre[i])
                         ws[h_next + i] = h[i]
                         store_output(out, frame, s, r, i, h[i])
                     ti.simt.block.sync()
@@ -75,7 +75,7 @@ def single_gate_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, o
 
 
 @ti.kernel
-def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
+def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -104,7 +104,7 @@ def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTP
                     ti.simt.block.sync()
                     for k in range(rounds(H, tid)):
                         i = tid + k * BLOCK
-                        z, rg = gru_gates(frame, prm, i, pre[i], pre[H + i])
+                        z, rg = gru_gates(frame, i, pre[i], pre[H + i])
                         rh[i] = rg * h[i]
                         zh[i] = z * h[i]
                         pre[i] = z
@@ -130,7 +130,7 @@ def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTP
                         ti.simt.block.sync()
                         if tid < H:
                             ph = ws[xw + 2 * H + tid] + pre[H + tid] + pre[2 * H + tid]
-                            h[tid] = gru_output(frame, prm, tid, ph, pre[tid], h[tid])
+                            h[tid] = gru_output(frame, tid, ph, pre[tid], h[tid])
                             ws[h_next + tid] = h[tid]
                             store_output(out, frame, s, r, tid, h[tid])
                     else:
@@ -139,7 +139,7 @@ def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTP
                             ph = ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, rh, 0, H)
                             if vh_is_set(frame):
                                 ph += dot8(wts, vh + i * vso, vsj, zh, 0, H)
-                            h[i] = gru_output(frame, prm, i, ph, pre[i], h[i])
+                            h[i] = gru_output(frame, i, ph, pre[i], h[i])
                             ws[h_next + i] = h[i]
                             store_output(out, frame, s, r, i, h[i])
                     ti.simt.block.sync()
@@ -149,7 +149,7 @@ def gru_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTP
 
 
 @ti.kernel
-def lstm_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
+def lstm_blocks(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
     ti.loop_config(block_dim=BLOCK)
     for t in range(ti.static(row_blocks() * BLOCK)):
         T, B, H, slot = run_sizes(frame)
@@ -192,14 +192,14 @@ def lstm_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUT
                             a_i += w32(wts, v0 + i) * c_old
                             a_f += w32(wts, v0 + H + i) * c_old
                             a_c += w32(wts, v0 + 2 * H + i) * c_old
-                        c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+                        c_new = lstm_cell_state(frame, i, a_i, a_f, a_c, c_old)
                         c[i] = c_new
                         ws[c_next + i] = c_new
                         if peep != PEEP_DENSE:
                             a_o = pre[3 * H + i]
                             if peep == PEEP_DIAGONAL:
                                 a_o += w32(wts, v0 + 3 * H + i) * c_new
-                            h[i] = lstm_output(frame, prm, i, a_o, c_new)
+                            h[i] = lstm_output(frame, i, a_o, c_new)
                             ws[h_next + i] = h[i]
                             store_output(out, frame, s, r, i, h[i])
                     ti.simt.block.sync()
@@ -207,7 +207,7 @@ def lstm_blocks(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUT
                         for k in range(rounds(H, tid)):
                             i = tid + k * BLOCK
                             a_o = pre[3 * H + i] + dot8(wts, v0 + (3 * H + i) * vso, vsj, c, 0, H)
-                            h[i] = lstm_output(frame, prm, i, a_o, c[i])
+                            h[i] = lstm_output(frame, i, a_o, c[i])
                             ws[h_next + i] = h[i]
                             store_output(out, frame, s, r, i, h[i])
                         ti.simt.block.sync()

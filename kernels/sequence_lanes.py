@@ -27,7 +27,7 @@ import functools
 
 import taichi as ti
 
-from .frame import FRAME, INPUT, OUTPUT, PARAMS, WORKSPACE, run_sizes, vh_is_set
+from .frame import FRAME, INPUT, OUTPUT, WORKSPACE, run_sizes, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .lane_math import load_lanes, sigmoid_lanes, store_lanes, tanh_lanes
@@ -75,14 +75,14 @@ def start_row(ws: ti.template(), frame: ti.template(), r, H):
 
 @ti.func
 def project_steps(x: ti.template(), ws: ti.template(), lanes: ti.template(),
-                  prm: ti.template(), frame: ti.template(), r, s0):
+                  frame: ti.template(), r, s0):
     """Input terms W·x + b of row r for steps s0 .. s0+STEP_BLOCK-1 (those it has), into its
     workspace rows: the projection fused into the recurrence, one weight load for 8 steps."""
     T, B = frame[F_STEPS], frame[F_BATCH]
     G = frame[F_GATES]
     H = frame[F_OUT]
     starts, present = step_group(frame, r, s0, T)
-    project_lanes(x, starts, present, frame[F_WS_XW] + (s0 * B + r) * G * H, B * G * H, ws, lanes, prm, frame)
+    project_lanes(x, starts, present, frame[F_WS_XW] + (s0 * B + r) * G * H, B * G * H, ws, lanes, frame)
 
 
 @ti.func
@@ -112,21 +112,21 @@ def single_gate_standard(ws: ti.template(), lanes: ti.template(), frame: ti.temp
 
 
 @ti.func
-def single_gate_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1,
+def single_gate_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1,
                     H, out: ti.template(), s, r):
     add_products(ws, xw, lanes, frame[F_LANE_U], 1, 0, 1, H, h0, H)
     for i in range(H):
-        ws[h1 + i] = single_gate_output(frame, prm, i, ws[xw + i])
+        ws[h1 + i] = single_gate_output(frame, i, ws[xw + i])
         store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
-def single_gate_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1,
+def single_gate_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1,
                      H, out: ti.template(), s, r):
     if frame[F_STANDARD] != 0:
         single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r)
     else:
-        single_gate_any(ws, lanes, prm, frame, xw, h0, h1, H, out, s, r)
+        single_gate_any(ws, lanes, frame, xw, h0, h1, H, out, s, r)
 
 
 # --- GRU -----------------------------------------------------------------------------------
@@ -162,11 +162,11 @@ def gru_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), 
 
 
 @ti.func
-def gru_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh,
+def gru_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh,
             szh, H, out: ti.template(), s, r):
     add_products(ws, xw, lanes, frame[F_LANE_U], 3, 0, 2, H, h0, H)   # Uz·h0, Ur·h0
     for i in range(H):
-        z, rg = gru_gates(frame, prm, i, ws[xw + i], ws[xw + H + i])
+        z, rg = gru_gates(frame, i, ws[xw + i], ws[xw + H + i])
         ws[sz + i] = z
         ws[srh + i] = rg * ws[h0 + i]
         ws[szh + i] = z * ws[h0 + i]
@@ -174,12 +174,12 @@ def gru_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: 
     if vh_is_set(frame):
         add_products(ws, xw + 2 * H, lanes, frame[F_LANE_V], 1, 0, 1, H, szh, H)   # Vh·(z∘h0)
     for i in range(H):
-        ws[h1 + i] = gru_output(frame, prm, i, ws[xw + 2 * H + i], ws[sz + i], ws[h0 + i])
+        ws[h1 + i] = gru_output(frame, i, ws[xw + 2 * H + i], ws[sz + i], ws[h0 + i])
         store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
-def gru_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, H,
+def gru_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
              out: ti.template(), s, r):
     B = frame[F_BATCH]
     sz = frame[F_WS_SCRATCH] + r * H   # this row's scratch: z, r∘h0, z∘h0
@@ -188,7 +188,7 @@ def gru_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame:
     if frame[F_STANDARD] != 0:
         gru_standard(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
     else:
-        gru_any(ws, lanes, prm, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
+        gru_any(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
 
 
 # --- LSTM ----------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(),
 
 
 @ti.func
-def lstm_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
+def lstm_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
              H, peep, out: ti.template(), s, r):
     vl = frame[F_LANE_V]
     add_products(ws, xw, lanes, frame[F_LANE_U], 4, 0, 4, H, h0, H)
@@ -250,29 +250,29 @@ def lstm_any(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame:
             a_i += lane_weight(lanes, vl, 4, 0, i) * c_old
             a_f += lane_weight(lanes, vl, 4, 1, i) * c_old
             a_c += lane_weight(lanes, vl, 4, 2, i) * c_old
-        c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+        c_new = lstm_cell_state(frame, i, a_i, a_f, a_c, c_old)
         ws[c1 + i] = c_new
         if peep != PEEP_DENSE:   # a dense peephole needs the whole new cell: below
             a_o = ws[xw + 3 * H + i]
             if peep == PEEP_DIAGONAL:
                 a_o += lane_weight(lanes, vl, 4, 3, i) * c_new
-            ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
+            ws[h1 + i] = lstm_output(frame, i, a_o, c_new)
             store_output(out, frame, s, r, i, ws[h1 + i])
     if peep == PEEP_DENSE:
         add_products(ws, xw + 3 * H, lanes, vl, 4, 3, 1, H, c1, H)   # Vo·c1
         for i in range(H):
-            ws[h1 + i] = lstm_output(frame, prm, i, ws[xw + 3 * H + i], ws[c1 + i])
+            ws[h1 + i] = lstm_output(frame, i, ws[xw + 3 * H + i], ws[c1 + i])
             store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
-def lstm_step(ws: ti.template(), lanes: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
+def lstm_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
               H, out: ti.template(), s, r):
     peep = frame[F_PEEP]
     if frame[F_STANDARD] != 0:
         lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
     else:
-        lstm_any(ws, lanes, prm, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
+        lstm_any(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
 
 
 # --- the sequence ----------------------------------------------------------------------------
@@ -282,7 +282,7 @@ LANE_STEPS = {CELL_SINGLE_GATE: single_gate_step, CELL_GRU: gru_step, CELL_LSTM:
 
 @ti.func
 def run_row(kind: ti.template(), x: ti.template(), ws: ti.template(), lanes: ti.template(),
-            prm: ti.template(), frame: ti.template(), out: ti.template(), r):
+            frame: ti.template(), out: ti.template(), r):
     """Every step of batch row r of a ``kind`` cell (CELL_*: one compiled kernel per kind)."""
     T, _, H, _ = run_sizes(frame)
     projected = frame[F_PROJECTED]
@@ -290,9 +290,9 @@ def run_row(kind: ti.template(), x: ti.template(), ws: ti.template(), lanes: ti.
         start_row(ws, frame, r, H)
     for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
         if projected == 0:
-            project_steps(x, ws, lanes, prm, frame, r, sb * STEP_BLOCK)
+            project_steps(x, ws, lanes, frame, r, sb * STEP_BLOCK)
         for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-            row_step(kind, ti.static(LANE_STEPS[kind]), ws, lanes, prm, frame, out, s, r)
+            row_step(kind, ti.static(LANE_STEPS[kind]), ws, lanes, frame, out, s, r)
 
 
 def _lanes_kernel(kind, serial):
@@ -301,18 +301,18 @@ def _lanes_kernel(kind, serial):
     wakes Taichi's thread pool, which on a 2-core VM costs 14-53 µs (p20, median) against 5 µs for a
     serial one (a trivial kernel in a graph), so small layers run serially (``lanes_serial`` in
     ``scheduler/recurrence.py`` decides)."""
-    def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
+    def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
         if ti.static(serial):
             ti.loop_config(serialize=True)
             for _ in range(1):
                 for r in range(frame[F_BATCH]):
-                    run_row(kind, x, ws, lanes, prm, frame, out, r)
+                    run_row(kind, x, ws, lanes, frame, out, r)
         else:
             ti.loop_config(block_dim=ti.static(worker_block()))
             for w in range(ti.static(workers())):
                 first, count, stride = share(frame[F_BATCH], w)
                 for q in range(count):
-                    run_row(kind, x, ws, lanes, prm, frame, out, first + q * stride)
+                    run_row(kind, x, ws, lanes, frame, out, first + q * stride)
     name = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes{'_serial' if serial else ''}"
     run.__name__ = run.__qualname__ = name   # names in profiles
     return ti.kernel(run)

@@ -46,7 +46,7 @@ import functools
 import taichi as ti
 
 from .dots import w32
-from .frame import FRAME, INPUT, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
+from .frame import FRAME, INPUT, OUTPUT, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .knobs import knob, switch
 from .layout import (
@@ -110,7 +110,7 @@ def grid_barrier(frame: ti.template(), tid, target):
 
 @ti.func
 def project_own_rows(x: ti.template(), ws: ti.template(), wts: ti.template(),
-                     prm: ti.template(), frame: ti.template(), nblocks, blk, tid):
+                     frame: ti.template(), nblocks, blk, tid):
     """The input terms of this block's own gate rows (its units: ceil(H / nblocks) from blk on),
     every step and batch row (no other block reads them), and its units' zero initial states when
     the run has none (every block reads those: the caller's grid barrier follows)."""
@@ -129,7 +129,7 @@ def project_own_rows(x: ti.template(), ws: ti.template(), wts: ti.template(),
         job = (e // WARP) * jobs_a_warp + e % jobs_a_warp
         lo = job % rows_here
         i = blk * units + lo % units
-        project_rows_in_lanes(x, ws, wts, prm, frame, (lo // units) * H + i,
+        project_rows_in_lanes(x, ws, wts, frame, (lo // units) * H + i,
                               (job // rows_here) * ROWS_PER_THREAD, job < jobs and i < H,
                               (e % WARP) // jobs_a_warp, lanes, jobs_a_warp)
     if frame[F_ZERO_STATE] != 0:
@@ -159,22 +159,22 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
     counts are in its frame). ``shared``: the floats of each shared array a block makes, passed to
     ``run_layer`` after the output array, before the block and thread index. ``name``: the kernels'
     names in profiles (the paired one's ends in ``_paired``)."""
-    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
+    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=block)
         for t in range(nblocks * block):
             arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
-            run_layer(x, ws, wts, prm, frame, out, *arrays, t // block, t % block)
+            run_layer(x, ws, wts, frame, out, *arrays, t // block, t % block)
 
-    def paired(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT,
-               x2: INPUT, ws2: WORKSPACE, wts2: WEIGHTS, prm2: PARAMS, frame2: FRAME, out2: OUTPUT):
+    def paired(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT,
+               x2: INPUT, ws2: WORKSPACE, wts2: WEIGHTS, frame2: FRAME, out2: OUTPUT):
         ti.loop_config(block_dim=block)
         for t in range(2 * nblocks * block):
             arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
             blk = t // block
             if blk < nblocks:
-                run_layer(x, ws, wts, prm, frame, out, *arrays, blk, t % block)
+                run_layer(x, ws, wts, frame, out, *arrays, blk, t % block)
             else:
-                run_layer(x2, ws2, wts2, prm2, frame2, out2, *arrays, blk - nblocks, t % block)
+                run_layer(x2, ws2, wts2, frame2, out2, *arrays, blk - nblocks, t % block)
 
     kernel.__name__ = name
     paired.__name__ = name + "_paired"
@@ -386,7 +386,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             total += red[((split * lanes + rr % lanes) * rows + rr // lanes) * chunk + k]
         return total
 
-    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, wq: QUAD_WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
+    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, wq: QUAD_WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
             # the frame is read inside the loop: a statement before it would be a separate
@@ -400,7 +400,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             at0 = ti.static(0 if shared_stage else BLOCK * MAX_CHUNK)
             barrier = 0
             if ti.static(projects):
-                project_own_rows(x, ws, wts, prm, frame, nblocks, blk, tid)
+                project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
             _, _, H0, _ = run_sizes(frame)
@@ -453,11 +453,11 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                         a_i += w32(wts, v0 + i) * c_old
                                         a_f += w32(wts, v0 + H + i) * c_old
                                         a_c += w32(wts, v0 + 2 * H + i) * c_old
-                                    c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+                                    c_new = lstm_cell_state(frame, i, a_i, a_f, a_c, c_old)
                                     if peep == PEEP_DIAGONAL:
                                         a_o += w32(wts, v0 + 3 * H + i) * c_new
                                     ws[cn] = c_new
-                                    ws[hn + b * H + i] = lstm_output(frame, prm, i, a_o, c_new)
+                                    ws[hn + b * H + i] = lstm_output(frame, i, a_o, c_new)
                                     store_output(out, frame, s, b, i, ws[hn + b * H + i])
                                 else:
                                     ws[cn] = ws[cp]
@@ -466,7 +466,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * H + i
                                     pre = ws[xw] + reduced(smem, units, units, 0, iu, k)
-                                    ws[hn + b * H + i] = single_gate_output(frame, prm, i, pre)
+                                    ws[hn + b * H + i] = single_gate_output(frame, i, pre)
                                     store_output(out, frame, s, b, i, ws[hn + b * H + i])
                                 else:
                                     ws[hn + b * H + i] = ws[hp + b * H + i]
@@ -476,7 +476,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                 rg = 0.0
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
-                                    z, rg = gru_gates(frame, prm, i, ws[xw] + reduced(smem, 2 * units, units, 0, iu, k),
+                                    z, rg = gru_gates(frame, i, ws[xw] + reduced(smem, 2 * units, units, 0, iu, k),
                                                       ws[xw + H] + reduced(smem, 2 * units, units, 1, iu, k))
                                 ws[frame[F_WS_SCRATCH] + b * H + i] = z
                                 ws[rh + b * H + i] = rg * h0
@@ -507,7 +507,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                             if i < H and b < B:
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i
-                                    ws[hn + b * H + i] = gru_output(frame, prm, i, ws[xw] + reduced(smem, units, units,
+                                    ws[hn + b * H + i] = gru_output(frame, i, ws[xw] + reduced(smem, units, units,
                                                                                                     0, iu, k),
                                                                     ws[frame[F_WS_SCRATCH] + b * H + i],
                                                                     ws[hp + b * H + i])

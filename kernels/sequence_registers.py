@@ -43,7 +43,7 @@ import functools
 import taichi as ti
 
 from .dots import w32
-from .frame import (FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, diagonal_peepholes, memory_weights, recurrent_weights,
+from .frame import (FRAME, OUTPUT, WEIGHTS, WORKSPACE, diagonal_peepholes, memory_weights, recurrent_weights,
                     run_sizes)
 from .gate_math import (
     standard_gru_gates,
@@ -184,7 +184,7 @@ def _kernel(cell, rho, threads, held):
     G = GATES[cell]
     assert cell != CELL_GRU or rho == 1
 
-    def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
+    def kernel(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=threads)
         for t in range(ti.static(row_blocks() * threads)):
             T, B, H, slot = run_sizes(frame)

@@ -13,7 +13,7 @@ Dot products use ``dots.dot8``. Same inputs and outputs as ``matrix_cells``
 import taichi as ti
 
 from .dots import dot8, w32
-from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes, vh_is_set
+from .frame import FRAME, OUTPUT, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .layout import (
@@ -42,17 +42,17 @@ def copy_row_forward(ws: ti.template(), src, dst, n):
 
 
 @ti.func
-def single_gate_row_step(ws: ti.template(), wts: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1,
+def single_gate_row_step(ws: ti.template(), wts: ti.template(), frame: ti.template(), xw, h0, h1,
                          H, out: ti.template(), s, r):
     """h1 = g(XW + U·h0) of one row at step s."""
     u0, uso, usj = recurrent_weights(frame)
     for i in range(H):
-        ws[h1 + i] = single_gate_output(frame, prm, i, ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H))
+        ws[h1 + i] = single_gate_output(frame, i, ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H))
         store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
-def gru_row_step(ws: ti.template(), wts: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, H,
+def gru_row_step(ws: ti.template(), wts: ti.template(), frame: ti.template(), xw, h0, h1, H,
                  out: ti.template(), s, r):
     """One GRU step of one row: z and r of every unit first (into the row's scratch z, r∘h0, z∘h0),
     then Uh·(r∘h0) + Vh·(z∘h0) and the new h."""
@@ -63,7 +63,7 @@ def gru_row_step(ws: ti.template(), wts: ti.template(), prm: ti.template(), fram
     srh = sz + B * H
     szh = srh + B * H
     for i in range(H):
-        z, rg = gru_gates(frame, prm, i, ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H),
+        z, rg = gru_gates(frame, i, ws[xw + i] + dot8(wts, u0 + i * uso, usj, ws, h0, H),
                           ws[xw + H + i] + dot8(wts, u0 + (H + i) * uso, usj, ws, h0, H))
         ws[sz + i] = z
         ws[srh + i] = rg * ws[h0 + i]
@@ -72,12 +72,12 @@ def gru_row_step(ws: ti.template(), wts: ti.template(), prm: ti.template(), fram
         pre = ws[xw + 2 * H + i] + dot8(wts, u0 + (2 * H + i) * uso, usj, ws, srh, H)
         if vh_is_set(frame):
             pre += dot8(wts, vh + i * vso, vsj, ws, szh, H)
-        ws[h1 + i] = gru_output(frame, prm, i, pre, ws[sz + i], ws[h0 + i])
+        ws[h1 + i] = gru_output(frame, i, pre, ws[sz + i], ws[h0 + i])
         store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
-def lstm_row_step(ws: ti.template(), wts: ti.template(), prm: ti.template(), frame: ti.template(), xw, h0, h1, c0,
+def lstm_row_step(ws: ti.template(), wts: ti.template(), frame: ti.template(), xw, h0, h1, c0,
                   c1, H, out: ti.template(), s, r):
     """One LSTM step of one row (dense output peepholes: Vo·c1 needs the whole new cell, so the
     output gate waits in the row's scratch for a second pass)."""
@@ -99,25 +99,25 @@ def lstm_row_step(ws: ti.template(), wts: ti.template(), prm: ti.template(), fra
             a_i += w32(wts, v0 + i) * c_old
             a_f += w32(wts, v0 + H + i) * c_old
             a_c += w32(wts, v0 + 2 * H + i) * c_old
-        c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+        c_new = lstm_cell_state(frame, i, a_i, a_f, a_c, c_old)
         ws[c1 + i] = c_new
         if peep == PEEP_DENSE:
             ws[pre_o + i] = a_o
         else:
             if peep == PEEP_DIAGONAL:
                 a_o += w32(wts, v0 + 3 * H + i) * c_new
-            ws[h1 + i] = lstm_output(frame, prm, i, a_o, c_new)
+            ws[h1 + i] = lstm_output(frame, i, a_o, c_new)
             store_output(out, frame, s, r, i, ws[h1 + i])
     if peep == PEEP_DENSE:
         for i in range(H):
             a_o = ws[pre_o + i] + dot8(wts, v0 + (3 * H + i) * vso, vsj, ws, c1, H)
-            ws[h1 + i] = lstm_output(frame, prm, i, a_o, ws[c1 + i])
+            ws[h1 + i] = lstm_output(frame, i, a_o, ws[c1 + i])
             store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
-def row_step(kind: ti.template(), step: ti.template(), ws: ti.template(), weights: ti.template(), prm: ti.template(),
-             frame: ti.template(), out: ti.template(), s, r):
+def row_step(kind: ti.template(), step: ti.template(), ws: ti.template(), weights: ti.template(), frame: ti.template(),
+             out: ti.template(), s, r):
     """Step s of batch row r of a ``kind`` cell with its step function ``step`` (the row variants
     here and the lane-packed ones in ``sequence_lanes`` take the same arguments, ``weights`` being
     their own weight array); a row absent at step s carries its state forward."""
@@ -129,9 +129,9 @@ def row_step(kind: ti.template(), step: ti.template(), ws: ti.template(), weight
     if r < frame[F_ROWS + s]:
         xw = frame[F_WS_XW] + (s * B + r) * ti.static(GATES[kind]) * H
         if ti.static(kind == CELL_LSTM):
-            step(ws, weights, prm, frame, xw, h0, h1, c0, c1, H, out, s, r)
+            step(ws, weights, frame, xw, h0, h1, c0, c1, H, out, s, r)
         else:
-            step(ws, weights, prm, frame, xw, h0, h1, H, out, s, r)
+            step(ws, weights, frame, xw, h0, h1, H, out, s, r)
     else:
         copy_row_forward(ws, h0, h1, H)
         if ti.static(kind == CELL_LSTM):
@@ -142,21 +142,21 @@ ROW_STEPS = {CELL_SINGLE_GATE: single_gate_row_step, CELL_GRU: gru_row_step, CEL
 
 
 @ti.func
-def run_row(kind: ti.template(), ws: ti.template(), wts: ti.template(), prm: ti.template(), frame: ti.template(),
+def run_row(kind: ti.template(), ws: ti.template(), wts: ti.template(), frame: ti.template(),
             out: ti.template(), r):
     """Every step of batch row r of a ``kind`` cell (CELL_*: one compiled kernel per kind)."""
     for s in range(frame[F_STEPS]):
-        row_step(kind, ti.static(ROW_STEPS[kind]), ws, wts, prm, frame, out, s, r)
+        row_step(kind, ti.static(ROW_STEPS[kind]), ws, wts, frame, out, s, r)
 
 
 def _rows_kernel(kind):
     """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py)."""
-    def run(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT):
+    def run(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=ti.static(worker_block()))
         for w in range(ti.static(workers())):
             first, count, stride = share(frame[F_BATCH], w)
             for q in range(count):
-                run_row(kind, ws, wts, prm, frame, out, first + q * stride)
+                run_row(kind, ws, wts, frame, out, first + q * stride)
     run.__name__ = run.__qualname__ = f"{('single_gate', 'gru', 'lstm')[kind]}_rows"   # names in profiles
     return ti.kernel(run)
 

@@ -94,7 +94,7 @@ import functools
 import taichi as ti
 
 from .dots import tree_sum, w32
-from .frame import diagonal_peepholes, input_view, memory_weights, recurrent_weights, run_sizes, vh_is_set
+from .frame import diagonal_peepholes, input_view, memory_weights, param, recurrent_weights, run_sizes, vh_is_set
 from .gate_math import (
     standard_gru_gates,
     standard_gru_output,
@@ -404,7 +404,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                     zero_initial_state(ws, frame, item)
 
     @ti.func
-    def add_chunk_terms(ws: ti.template(), prm: ti.template(), frame: ti.template(), blk, tid):
+    def add_chunk_terms(ws: ti.template(), frame: ti.template(), blk, tid):
         """PROJECT_CHUNKS, after the first grid barrier: each present row's input terms, the bias plus
         its splits' partial terms added as a tree, spread over all blocks. The first step's grid
         barrier lies between these stores and the cells' first read of them."""
@@ -420,11 +420,11 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                 t = n // B
                 if n - t * B < frame[F_ROWS + t]:
                     parts = ti.Vector([ws[terms + (k * N + n) * GH + o] for k in ti.static(range(splits))], ti.f32)
-                    ws[frame[F_WS_XW] + item] = prm[frame[F_P_BIAS] + o] + tree_sum(parts)
+                    ws[frame[F_WS_XW] + item] = param(frame, frame[F_P_BIAS] + o) + tree_sum(parts)
 
     @ti.func
     def run_layer(x: ti.template(), ws: ti.template(), wts: ti.template(),
-                  prm: ti.template(), frame: ti.template(), out: ti.template(),
+                  frame: ti.template(), out: ti.template(),
                   hs: ti.template(), blk, tid):
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(atomic):   # the sums start at zero (each reader sets them back after)
@@ -436,14 +436,14 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                 if at < n:
                     ws[part + at] = 0.0
         if ti.static(projects == PROJECT_ROWS):
-            project_own_rows(x, ws, wts, prm, frame, NB, blk, tid)
+            project_own_rows(x, ws, wts, frame, NB, blk, tid)
         if ti.static(projects == PROJECT_CHUNKS):
             project_chunks(x, ws, wts, frame, hs, blk, tid)
         if ti.static(projects != PROJECT_APART or atomic):
             barrier += NB
             grid_barrier(frame, tid, barrier)
         if ti.static(projects == PROJECT_CHUNKS):
-            add_chunk_terms(ws, prm, frame, blk, tid)
+            add_chunk_terms(ws, frame, blk, tid)
         if ti.static(cell == CELL_GRU):
             gru_layer(ws, wts, frame, out, hs, blk, tid, barrier)
         else:

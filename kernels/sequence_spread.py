@@ -167,12 +167,12 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
 
     @ti.func
     def run_layer(x: ti.template(), ws: ti.template(), wts: ti.template(),
-                  prm: ti.template(), frame: ti.template(), out: ti.template(),
+                  frame: ti.template(), out: ti.template(),
                   hs: ti.template(), part: ti.template(), blk, tid):
         """Block blk's share of one layer's whole sequence (the kernel's body: see the module text)."""
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(projects):
-            project_own_rows(x, ws, wts, prm, frame, nblocks, blk, tid)
+            project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
             if ti.static(one_step):   # it reads only its own terms, written by its other threads
                 ti.simt.block.sync()
             else:

@@ -37,7 +37,7 @@ import functools
 import taichi as ti
 
 from .dots import w32
-from .frame import FRAME, OUTPUT, PARAMS, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, vh_is_set
+from .frame import FRAME, OUTPUT, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .knobs import knob
 from .layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_PEEP, F_SLOT, F_WS_C, PEEP_DIAGONAL
@@ -153,9 +153,8 @@ def tile_kernels(chunk):
         return iu, k, tile * units + iu, b0 + k, tid < units * chunk
 
     @ti.func
-    def finish_unit(phase: ti.template(), ws: ti.template(), wts: ti.template(), prm: ti.template(),
-                    frame: ti.template(), red: ti.template(), out: ti.template(),
-                    s, units, iu, k, i, b):
+    def finish_unit(phase: ti.template(), ws: ti.template(), wts: ti.template(), frame: ti.template(),
+                    red: ti.template(), out: ti.template(), s, units, iu, k, i, b):
         """The gate math of unit i, batch row b, from the reduced products: the new state (a row
         absent at this step keeps its own), or for the GRU's first phase its scratch vectors."""
         B, H, rows, xw, h0, h1 = step_slots(frame, s, ti.static(STEP_GATES[phase]))
@@ -163,18 +162,18 @@ def tile_kernels(chunk):
         if ti.static(phase == GRU_GATES):   # z and r of a present row, into z, r∘h0 and z∘h0
             sz, srh, szh = gru_scratch(frame, B, H)
             x3 = xw + b * 3 * H + i
-            z, rg = gru_gates(frame, prm, i, ws[x3] + reduced(red, 2, units, 0, iu, k),
+            z, rg = gru_gates(frame, i, ws[x3] + reduced(red, 2, units, 0, iu, k),
                               ws[x3 + H] + reduced(red, 2, units, 1, iu, k))
             ws[sz + e] = z
             ws[srh + e] = rg * ws[h0 + e]
             ws[szh + e] = z * ws[h0 + e]
         elif b < rows:
             if ti.static(phase == CELL_SINGLE_GATE):
-                ws[h1 + e] = single_gate_output(frame, prm, i, ws[xw + e] + reduced(red, 1, units, 0, iu, k))
+                ws[h1 + e] = single_gate_output(frame, i, ws[xw + e] + reduced(red, 1, units, 0, iu, k))
             elif ti.static(phase == CELL_GRU):
                 sz, _, _ = gru_scratch(frame, B, H)
                 ph = ws[xw + b * 3 * H + 2 * H + i] + reduced(red, 1, units, 0, iu, k)
-                ws[h1 + e] = gru_output(frame, prm, i, ph, ws[sz + e], ws[h0 + e])
+                ws[h1 + e] = gru_output(frame, i, ph, ws[sz + e], ws[h0 + e])
             else:
                 v0, _, _ = memory_weights(frame)
                 c0 = frame[F_WS_C] + s * frame[F_SLOT]
@@ -189,11 +188,11 @@ def tile_kernels(chunk):
                     a_i += w32(wts, v0 + i) * c_old
                     a_f += w32(wts, v0 + H + i) * c_old
                     a_c += w32(wts, v0 + 2 * H + i) * c_old
-                c_new = lstm_cell_state(frame, prm, i, a_i, a_f, a_c, c_old)
+                c_new = lstm_cell_state(frame, i, a_i, a_f, a_c, c_old)
                 if diagonal:
                     a_o += w32(wts, v0 + 3 * H + i) * c_new
                 ws[c0 + frame[F_SLOT] + e] = c_new
-                ws[h1 + e] = lstm_output(frame, prm, i, a_o, c_new)
+                ws[h1 + e] = lstm_output(frame, i, a_o, c_new)
             store_output(out, frame, s, b, i, ws[h1 + e])
         else:
             ws[h1 + e] = ws[h0 + e]
@@ -208,7 +207,7 @@ def tile_kernels(chunk):
         step_gates = STEP_GATES[phase]
 
         @ti.kernel
-        def kernel(ws: WORKSPACE, wts: WEIGHTS, prm: PARAMS, frame: FRAME, out: OUTPUT, s: ti.i32, units: ti.i32):
+        def kernel(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT, s: ti.i32, units: ti.i32):
             ti.loop_config(block_dim=BLOCK)
             for t in range(ti.static(TILE_GRID * BLOCK)):
                 blk = t // BLOCK
@@ -241,7 +240,7 @@ def tile_kernels(chunk):
                         ti.simt.block.sync()
                         iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)
                         if mine and i < H and b < n_rows:
-                            finish_unit(phase, ws, wts, prm, frame, red, out, s, units, iu, k, i, b)
+                            finish_unit(phase, ws, wts, frame, red, out, s, units, iu, k, i, b)
                         ti.simt.block.sync()
 
         return kernel

@@ -7,7 +7,8 @@ layer). It holds:
 * ``wts``: W (G, H, In), U (G, H, H), then V (LSTM memory weights, (4, H, H) or
   diagonal (4, H); GRU Vh (H, H)), row-major, float16 unless
   ``use_float32_weights`` (MPS's default), so float16 weights are rounded once here;
-* ``prm``: biases, PReLU slopes and neuron parameters, float32;
+* ``host_prm``: biases, PReLU slopes and neuron parameters, float32, which each layer run copies
+  into the tail of its frame (``scheduler/plans.py``);
 * ``header``: the layer-header fields of the frame (see ``kernels/layout.py``).
 
 Gate order: single gate (g); GRU (z, r, h); LSTM (input, forget, cell, output).
@@ -155,8 +156,6 @@ class PackedCell:
             self.lanes.from_numpy(self.host_lanes)
         self.wts = ti.ndarray(ti.f32 if self.weight_type == DataType.FLOAT32 else ti.f16, self.host_wts.shape)
         self.wts.from_numpy(self.host_wts)
-        self.prm = ti.ndarray(ti.f32, self.host_prm.shape)
-        self.prm.from_numpy(self.host_prm)
 
     def quads(self):
         """U, then for a GRU whose Vh is set Vh, in the quad layout (``kernels/quads.py``), as one
@@ -194,7 +193,7 @@ class PackedCell:
     def copy(self):
         """An independent cell with the same weights (new device arrays)."""
         new = PackedCell.__new__(PackedCell)
-        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("wts", "prm", "lanes", "_quads")})
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("wts", "lanes", "_quads")})
         new._quads = None
         new._upload()
         return new

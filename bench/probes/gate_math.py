@@ -15,8 +15,10 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mpsrnn  # noqa: E402
+from profile_call import plan_and_bindings  # noqa: E402   (bench/profile_call.py)
 
 
 def main():
@@ -35,8 +37,8 @@ def main():
 
     @ti.kernel
     def lstm_blocks_fixed(ws: ti.types.ndarray(dtype=ti.f32, ndim=1), wts: ti.types.ndarray(ndim=1),
-                          prm: ti.types.ndarray(dtype=ti.f32, ndim=1),
-                          frame: ti.types.ndarray(dtype=ti.i32, ndim=1)):
+                          frame: ti.types.ndarray(dtype=ti.i32, ndim=1), out: ti.types.ndarray(ndim=1)):
+        # (out, the destination the block kernel also writes, is left alone here)
         T = frame[F_STEPS]
         B = frame[F_BATCH]
         H = frame[F_OUT]
@@ -80,8 +82,9 @@ def main():
             np.random.default_rng(0).standard_normal((steps, batch, hidden)).astype(np.float32))
         y = layer.encode_sequence(x)
         cell = layer._cells[0]
+        _, values = plan_and_bindings(layer, x, y)
         lr = next(iter(layer._plans._plans.values()))._keep[0].layers[0]
-        args = (lr.ws, cell.wts, cell.prm, lr.frame)
+        args = (lr.ws, cell.wts, lr.frame, values["y"])
         out = {}
         for name, k in (("generic neurons", SB.lstm_blocks), ("sigmoid/tanh wired", lstm_blocks_fixed)):
             k(*args)

@@ -42,8 +42,11 @@ class _LayerRun:
         xw, h, c, scratch, slot, size = cell.workspace_layout(steps, batch)
         if self.recurrence == "split":
             size += split_workspace(cell, steps, batch, split_projection(cell, steps, batch))
-        frame = np.zeros(L.F_ROWS + steps, np.int32)
+        params = L.F_ROWS + steps   # the float parameters, as their bits, after the rows (frame.param)
+        frame = np.zeros(params + len(cell.host_prm), np.int32)
         frame[: L.F_HEADER] = cell.header
+        frame[L.F_P_BIAS: L.F_P_PNORM + 1] += params
+        frame[params:] = cell.host_prm.view(np.int32)
         frame[L.F_STEPS] = steps
         frame[L.F_BATCH] = batch
         frame[L.F_WS_XW] = xw
@@ -51,7 +54,7 @@ class _LayerRun:
         frame[L.F_WS_C] = c
         frame[L.F_WS_SCRATCH] = scratch
         frame[L.F_SLOT] = slot
-        frame[L.F_ROWS:] = proc_rows
+        frame[L.F_ROWS: params] = proc_rows
         frame[L.F_ZERO_STATE] = 0 if has_initial_state else 1
         self.has_initial_state = has_initial_state
         self.cell = cell

@@ -498,9 +498,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     kind = lr.cell.kind
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
         if lr.projected_apart:
-            prog.add(project_inputs_lanes, x, lr.ws, lr.cell.lanes, lr.cell.prm, lr.frame)
-        prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch)), x, lr.ws, lr.cell.lanes, lr.cell.prm,
-                 lr.frame, output)
+            prog.add(project_inputs_lanes, x, lr.ws, lr.cell.lanes, lr.frame)
+        prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch)), x, lr.ws, lr.cell.lanes, lr.frame, output)
         return
     _emit_projection(prog, lr, x, steps * batch)
     if name == "rows":
@@ -516,7 +515,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads(),
                                    persistent_rows(chunk, resident, _from_hbm(lr.cell)), persistent_zigzag(),
                                    lr.cell.has_vh, under),
-                 x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.cell.prm, lr.frame, output)
+                 x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, _one_step(lr, steps)), x, *args)
@@ -594,7 +593,7 @@ def _one_step(lr, steps):
 
 def _recurrence_args(lr, output):
     """A recurrence kernel's arguments after the input: (ws, wts, prm, frame, output)."""
-    return (lr.ws, lr.cell.wts, lr.cell.prm, lr.frame, output)
+    return (lr.ws, lr.cell.wts, lr.frame, output)
 
 
 def _emit_projection(prog, lr, x, rows):
@@ -605,7 +604,7 @@ def _emit_projection(prog, lr, x, rows):
         if projects_in_tiles(current_arch(), lr.cell):
             kernel = projection_tiled_kernel(projection_tile(rows, lr.cell.gates * lr.cell.n_out, _sms(),
                                                              current_arch() == "cuda"))
-        prog.add(kernel, x, lr.ws, lr.cell.wts, lr.cell.prm, lr.frame)
+        prog.add(kernel, x, lr.ws, lr.cell.wts, lr.frame)
 
 
 PROJECTION_TILES_ARCHS = ("cuda", "vulkan")   # by default; any GPU when told (MPSRNN_PROJECTION_TILES=on)
