@@ -6,8 +6,8 @@ a convolution for image layers) and finish the cell for one output channel
 ``i``: the gate's neuron (with its bias already in the input term), and the state
 update. The image kernels call the same functions with ``i`` = feature channel.
 
-The layer header in ``frame`` says which neuron each gate uses; ``prm`` holds the
-neuron parameters and PReLU slopes (see ``layout.py``). When the header's
+The layer header in ``frame`` says which neuron each gate uses; the frame's tail holds the
+neuron parameters and PReLU slopes (``frame.param``; see ``layout.py``). When the header's
 F_STANDARD flag is set (the usual sigmoid/tanh cell) the neurons are inlined
 instead of chosen at run time: same results to the bit, without the cost of the
 sixteen-way choice. The flag is uniform across a launch, so the branch costs

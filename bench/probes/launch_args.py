@@ -14,7 +14,8 @@ costs less than its three ints, before any kernel's signature is changed for it.
 H200 host, 2026-12-02: no arguments 9.0, 1 int 13.5, 1 ndarray 14.8, 3 ndarrays 20.2, 6 ndarrays
 28.2, with 6 ints 47.0, with 2 views 41.2. The kernels then took the views from the frame instead
 (sixteenth session): in a real call that saved less than this says, 4-6 µs a dispatch
-(``host_time.py``'s launch, LSTM 512 b1 t25 31.5 -> 27.8, GRU 512 b1 t1 32.2 -> 26.6).
+(``host_time.py``'s launch, LSTM 512 b1 t25 31.5 -> 27.8, GRU 512 b1 t1 32.2 -> 26.6), and
+the float parameters (prm) from the frame's tail (seventeenth session): five ndarrays a dispatch.
 """
 import argparse
 import timeit

@@ -592,7 +592,7 @@ def _one_step(lr, steps):
 
 
 def _recurrence_args(lr, output):
-    """A recurrence kernel's arguments after the input: (ws, wts, prm, frame, output)."""
+    """A recurrence kernel's arguments after the input: (ws, wts, frame, output)."""
     return (lr.ws, lr.cell.wts, lr.frame, output)
 
 
