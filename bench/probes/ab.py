@@ -33,6 +33,33 @@ def parse_config(text):
     return Config(cell, hidden, hidden, batch, steps, layers, bidirectional="bidi" in parts[4:])
 
 
+def layer_calls(text, torch_device="cuda"):
+    """(config, ours, theirs) for ``text``: one call of the mpsrnn layer and one of PyTorch's, with the
+    same weights and input, each with its synchronisation (encode_sequence's calls only)."""
+    import torch
+    from mpsrnn.backend import sync
+    from mpsrnn.benchmark import build_pair
+    cfg = parse_config(text)
+    if cfg.bidirectional:
+        raise SystemExit(f"--config {text}: encode_sequence's calls only (no bidi)")
+    layer, tmod = build_pair(cfg, torch_device=torch_device)
+    x = np.random.default_rng(1).standard_normal((cfg.steps, cfg.batch, cfg.input)).astype(np.float32)
+    xs = mpsrnn.MatrixSequence.from_numpy(x)
+    ys = layer.encode_sequence(xs)
+    xt = torch.from_numpy(x).to(torch_device)
+
+    def ours():
+        layer.encode_sequence(xs, ys)
+        sync()
+
+    def theirs():
+        with torch.no_grad():
+            tmod(xt)
+        if torch_device == "cuda":
+            torch.cuda.synchronize()
+    return cfg, ours, theirs
+
+
 def parse_variant(text):
     settings = dict(item.split("=", 1) for item in text.split(",") if item)
     unknown = [name for name in settings if not name.startswith("MPSRNN_")]

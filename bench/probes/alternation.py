@@ -26,9 +26,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import mpsrnn  # noqa: E402
-from ab import parse_config  # noqa: E402   (bench/probes/ab.py, this script's folder)
-from mpsrnn.backend import sync  # noqa: E402
-from mpsrnn.benchmark import build_pair  # noqa: E402
+from ab import layer_calls  # noqa: E402   (bench/probes/ab.py, this script's folder)
 
 SWEEP = np.ones(64 << 20, np.uint8)
 
@@ -46,26 +44,7 @@ def spin(seconds):
 
 
 def one_config(text, gpu, calls):
-    import torch
-    cfg = parse_config(text)
-    if cfg.bidirectional:
-        raise SystemExit(f"--config {text}: encode_sequence's calls only (no bidi)")
-    layer, tmod = build_pair(cfg, torch_device="cuda" if gpu else "cpu")
-    x = np.random.default_rng(1).standard_normal((cfg.steps, cfg.batch, cfg.input)).astype(np.float32)
-    xs = mpsrnn.MatrixSequence.from_numpy(x)
-    ys = layer.encode_sequence(xs)
-    xt = torch.from_numpy(x).to("cuda" if gpu else "cpu")
-
-    def ours():
-        layer.encode_sequence(xs, ys)
-        sync()
-
-    def theirs():
-        with torch.no_grad():
-            tmod(xt)
-        if gpu:
-            torch.cuda.synchronize()
-
+    cfg, ours, theirs = layer_calls(text, "cuda" if gpu else "cpu")
     sides = {"mpsrnn": (ours, theirs), "PyTorch": (theirs, ours)}
     for call, other in sides.values():
         for _ in range(10):

@@ -6,14 +6,13 @@ Runs a grid barrier T times in one launch on 1 .. 2 × SMs blocks of 256 threads
 per barrier: what a persistent step costs before any math. Three forms, side by side in one
 process, the blocks' counts the same:
 
-- ``counter``: every block's thread 0 counts itself in, then polls the same counter (an atomic
-  read) until every block has arrived (the kernels' barrier);
+- ``counter``: ``kernels.sequence_persistent.grid_barrier``: every block's thread 0 counts
+  itself in, then polls the same counter (an atomic read) until every block has arrived;
 - ``release``: the count's last arrival (told by the count its own add returns) writes a
   separate release word, on its own cache line, that the others poll: the last block does not
   poll at all, and the others' polls do not queue at the counter with the arrivals;
 - ``fence_once``: ``release`` with thread 0's fences only (after the block's barrier: a fence is
-  cumulative), as CUDA's cooperative groups do, rather than every thread's;
-- ``kernels``: ``kernels.sequence_persistent.grid_barrier``, whatever form it has now.
+  cumulative), as CUDA's cooperative groups do, rather than every thread's.
 
 H200, 2026-12-02 (µs a barrier, counter / release / fence_once): 1 block 0.79 / 0.70 / 0.94, 8 blocks
 0.89 / 1.36 / 1.17, 132 blocks 1.16 / 1.40 / 1.54, 264 blocks 1.21 / 1.49 / 1.77. The release word
@@ -33,42 +32,26 @@ F_RELEASE = 40   # the release word of the probe's own frame: a 128-byte line aw
 
 
 def barrier_forms(ti, F_BARRIER, grid_barrier):
-    @ti.func
-    def counter(frame: ti.template(), tid, target):
-        ti.simt.grid.memfence()
-        ti.simt.block.sync()
-        if tid == 0:
-            ti.atomic_add(frame[F_BARRIER], 1)
-            while ti.atomic_add(frame[F_BARRIER], 0) < target:
-                pass
-        ti.simt.block.sync()
+    def release_form(every_thread_fences):
+        @ti.func
+        def release(frame: ti.template(), tid, target):
+            if ti.static(every_thread_fences):
+                ti.simt.grid.memfence()
+            ti.simt.block.sync()
+            if tid == 0:
+                if ti.static(not every_thread_fences):
+                    ti.simt.grid.memfence()   # cumulative: the block's writes, ordered before it by the sync
+                if ti.atomic_add(frame[F_BARRIER], 1) == target - 1:
+                    ti.atomic_max(frame[F_RELEASE], target)
+                else:
+                    while ti.atomic_add(frame[F_RELEASE], 0) < target:
+                        pass
+                if ti.static(not every_thread_fences):
+                    ti.simt.grid.memfence()
+            ti.simt.block.sync()
+        return release
 
-    @ti.func
-    def release(frame: ti.template(), tid, target):
-        ti.simt.grid.memfence()
-        ti.simt.block.sync()
-        if tid == 0:
-            if ti.atomic_add(frame[F_BARRIER], 1) == target - 1:
-                ti.atomic_max(frame[F_RELEASE], target)
-            else:
-                while ti.atomic_add(frame[F_RELEASE], 0) < target:
-                    pass
-        ti.simt.block.sync()
-
-    @ti.func
-    def fence_once(frame: ti.template(), tid, target):
-        ti.simt.block.sync()
-        if tid == 0:
-            ti.simt.grid.memfence()   # cumulative: the block's writes, ordered before it by the sync
-            if ti.atomic_add(frame[F_BARRIER], 1) == target - 1:
-                ti.atomic_max(frame[F_RELEASE], target)
-            else:
-                while ti.atomic_add(frame[F_RELEASE], 0) < target:
-                    pass
-            ti.simt.grid.memfence()
-        ti.simt.block.sync()
-
-    return {"counter": counter, "release": release, "fence_once": fence_once, "kernels": grid_barrier}
+    return {"counter": grid_barrier, "release": release_form(True), "fence_once": release_form(False)}
 
 
 def main():

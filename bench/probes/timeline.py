@@ -15,37 +15,16 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import mpsrnn  # noqa: E402
-from ab import parse_config  # noqa: E402   (bench/probes/ab.py, this script's folder)
-from mpsrnn.backend import sync  # noqa: E402
-from mpsrnn.benchmark import build_pair  # noqa: E402
+from ab import layer_calls  # noqa: E402   (bench/probes/ab.py, this script's folder)
 
 
 def one_config(text, calls, peer):
-    import torch
-    cfg = parse_config(text)
-    if cfg.bidirectional:
-        raise SystemExit(f"--config {text}: encode_sequence's calls only (no bidi)")
-    layer, tmod = build_pair(cfg, torch_device="cuda")
-    x = np.random.default_rng(1).standard_normal((cfg.steps, cfg.batch, cfg.input)).astype(np.float32)
-    xs = mpsrnn.MatrixSequence.from_numpy(x)
-    ys = layer.encode_sequence(xs)
-
-    def ours():
-        layer.encode_sequence(xs, ys)
-        sync()
+    cfg, ours, theirs = layer_calls(text)
     show(cfg, "mpsrnn", ours, calls)
     if peer:
-        xt = torch.from_numpy(x).cuda()
-
-        def theirs():
-            with torch.no_grad():
-                tmod(xt)
-            torch.cuda.synchronize()
         show(cfg, "PyTorch", theirs, calls)
 
 
