@@ -24,8 +24,8 @@ from L2 at every step.
 A one-step run from zeros (DeepBench's GRU t1) takes a kernel of its own (``one_step``, chosen when
 planning): U·h0 and V·c0 are zero, so each unit's gates are their neurons on the input terms alone,
 with no U, no products and no grid barrier (``step_from_zeros``). Only its own kernel pays for that:
-branches for it inside the time loop cost every other run (GRU 1024 b1 t1500, H200: 8.5 → 8.9 µs a
-step for skipping only step 0's barriers).
+branches inside the time loop cost every other run (GRU 1024 b1 t1500, H200: 8.5 → 8.9 µs a step
+for skipping the barriers of a step 0 from zeros and the one after the last step).
 
 Limits: ceil(gates × units / rho) × chunks ≤ 256 threads on at most one block per SM, or two where
 the scheduler allows it (``scheduler.recurrence.spread_per_sm``: 256 threads × 128 registers is half
