@@ -314,7 +314,14 @@ def test_spread_kernel_of_one_step_from_zeros(kind, peephole, rng, monkeypatch):
         layer = m.RNNMatrixInferenceLayer(d)
         for rows in ([3], [3, 3, 2, 1]):
             xs = sequence(rng, rows, 9)
-            assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0], what=f"{rows} from zeros")
+            states = []
+            ref, ref_states = R.encode_sequence([d], xs)
+            assert_seq_close(layer.encode_sequence(xs, recurrent_output_states=states), ref,
+                             what=f"{rows} from zeros")
+            h, c = ref_states[-1][0]
+            assert_seq_close([states[0].get_recurrent_output_matrix(0)], [h], what=f"{rows}: the final h")
+            if kind == "lstm":   # the one-step kernel writes c1 where the state is read from
+                assert_seq_close([states[0].get_memory_cell_matrix(0)], [c], what=f"{rows}: the final c")
         for rows in ([3], [3, 3, 2, 1]):
             xs = sequence(rng, rows, 9)
             h0 = rng.standard_normal((3, 45)).astype(np.float32)
