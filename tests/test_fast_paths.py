@@ -300,9 +300,9 @@ def test_projection_inside_shares_a_row_among_lanes(kernel, rng, monkeypatch):
 def test_spread_kernel_of_one_step_from_zeros(kind, peephole, rng, monkeypatch):
     """A one-step run from zeros takes a spread kernel of its own, without U (``step_from_zeros``);
     a longer run from zeros and a run from a given state take the usual one. One step and four steps
-    from zeros and from a given state, the projection inside the kernel and apart; then
-    both directions of one step in one launch (the paired kernel); against the reference. On CUDA the
-    whole grid; on Vulkan (no grid barrier) one block a layer."""
+    from zeros (with the final state read back) and from a given state, the projection inside the
+    kernel and apart; then both directions of one step in one launch (the paired kernel); against the
+    reference. On CUDA the whole grid; on Vulkan (no grid barrier) one block a layer."""
     from mpsrnn.scheduler import plans
     monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "spread")
     if m.current_arch() != "cuda":
