@@ -68,8 +68,7 @@ class _LayerRun:
         if POISON_WORKSPACES:
             self.ws.fill(float("nan"))
         self.host_frame = frame
-        self.frame = ti.ndarray(ti.i32, frame.shape)
-        self.frame.from_numpy(frame)
+        self.frame = ti.ndarray(ti.i32, frame.shape)   # filled by bind_views, once the views are in
         self._views = None
 
     def bind_views(self, prog, x, output):
