@@ -96,34 +96,57 @@ def row_group(frame: ti.template(), n0, N, B):
 
 
 @ti.func
-def row_terms(x: ti.template(), wts: ti.template(), frame: ti.template(), o, start, lane, lanes):
+def dense_terms(x: ti.template(), wts: ti.template(), wo, sj, n_in, start, lane, lanes, rows: ti.template()):
+    """W row o (from wts[wo], input stride sj) against the x of the first ``rows`` of the 8 rows at
+    start[k], over lane ``lane``'s 4-input groups (lane 0 also takes the last n_in % 4 inputs); the
+    other rows' sums stay 0."""
+    acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
+    n4 = n_in // 4
+    for t in range((n4 - lane + lanes - 1) // lanes):   # four weight loads in flight at once
+        j = (lane + t * lanes) * 4
+        wa = ti.cast(wts[wo + j * sj], ti.f32)
+        wb = ti.cast(wts[wo + (j + 1) * sj], ti.f32)
+        wc = ti.cast(wts[wo + (j + 2) * sj], ti.f32)
+        wd = ti.cast(wts[wo + (j + 3) * sj], ti.f32)
+        for k in ti.static(range(rows)):
+            xk = start[k] + j
+            acc[k] += (wa * ti.cast(x[xk], ti.f32) + wb * ti.cast(x[xk + 1], ti.f32)) + (
+                wc * ti.cast(x[xk + 2], ti.f32) + wd * ti.cast(x[xk + 3], ti.f32))
+    if lane == 0:
+        for j in range(n4 * 4, n_in):
+            wj = ti.cast(wts[wo + j * sj], ti.f32)
+            for k in ti.static(range(rows)):
+                acc[k] += wj * ti.cast(x[start[k] + j], ti.f32)
+    return acc
+
+
+@ti.func
+def row_terms(x: ti.template(), wts: ti.template(), frame: ti.template(), o, start, present, lane, lanes):
     """Lane ``lane``'s share (of ``lanes``) of output channel o's input terms for the 8 rows whose x
     starts at start[k]: W row o against x over the 4-input groups lane, lane + lanes, ... (lane 0
     also takes the last n_in % 4 inputs) for a dense input; x itself on lane 0 for the identity;
-    nothing for a nil input. No bias."""
+    nothing for a nil input. No bias.
+
+    A dense input multiplies only up to the last present row, in groups of 1, 4 or 8: a one-step run
+    of batch 1 (DeepBench's GRU t1) has one row in its group, and its 7 absent rows' loads and
+    products made up most of the one-step kernel's instructions (ncu, GRU 512 b1 t1, H200)."""
     H = frame[F_OUT]
     n_in = frame[F_IN]
-    sj = frame[F_W_SJ]
     mode = frame[F_INPUT_MODE + o // H]
     acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
     if mode == INPUT_DENSE:
         wo = frame[F_W] + o * frame[F_W_SO]
-        n4 = n_in // 4
-        for t in range((n4 - lane + lanes - 1) // lanes):   # four weight loads in flight at once
-            j = (lane + t * lanes) * 4
-            wa = ti.cast(wts[wo + j * sj], ti.f32)
-            wb = ti.cast(wts[wo + (j + 1) * sj], ti.f32)
-            wc = ti.cast(wts[wo + (j + 2) * sj], ti.f32)
-            wd = ti.cast(wts[wo + (j + 3) * sj], ti.f32)
-            for k in ti.static(range(ROWS_PER_THREAD)):
-                xk = start[k] + j
-                acc[k] += (wa * ti.cast(x[xk], ti.f32) + wb * ti.cast(x[xk + 1], ti.f32)) + (
-                    wc * ti.cast(x[xk + 2], ti.f32) + wd * ti.cast(x[xk + 3], ti.f32))
-        if lane == 0:
-            for j in range(n4 * 4, n_in):
-                wj = ti.cast(wts[wo + j * sj], ti.f32)
-                for k in ti.static(range(ROWS_PER_THREAD)):
-                    acc[k] += wj * ti.cast(x[start[k] + j], ti.f32)
+        sj = frame[F_W_SJ]
+        rows = 0
+        for k in ti.static(range(ROWS_PER_THREAD)):
+            if present[k] != 0:
+                rows = k + 1
+        if rows <= 1:
+            acc = dense_terms(x, wts, wo, sj, n_in, start, lane, lanes, 1)
+        elif rows <= 4:
+            acc = dense_terms(x, wts, wo, sj, n_in, start, lane, lanes, 4)
+        else:
+            acc = dense_terms(x, wts, wo, sj, n_in, start, lane, lanes, ROWS_PER_THREAD)
     elif mode == INPUT_IDENTITY and lane == 0:
         for k in ti.static(range(ROWS_PER_THREAD)):
             acc[k] = ti.cast(x[start[k] + o % H], ti.f32)
@@ -148,7 +171,7 @@ def project_rows(x: ti.template(), ws: ti.template(), wts: ti.template(),
     plus the bias. Absent rows are neither read nor written."""
     B = frame[F_BATCH]
     start, present = row_group(frame, n0, frame[F_STEPS] * B, B)
-    store_terms(ws, frame, o, n0, row_terms(x, wts, frame, o, start, 0, 1), present)
+    store_terms(ws, frame, o, n0, row_terms(x, wts, frame, o, start, present, 0, 1), present)
 
 
 WARP = 32
@@ -166,7 +189,7 @@ def project_rows_in_lanes(x: ti.template(), ws: ti.template(), wts: ti.template(
     oo = ti.select(valid, o, 0)
     nn = ti.select(valid, n0, 0)
     start, present = row_group(frame, nn, frame[F_STEPS] * B, B)
-    acc = row_terms(x, wts, frame, oo, start, lane, lanes)
+    acc = row_terms(x, wts, frame, oo, start, present, lane, lanes)
     if not valid:
         acc = ti.Vector([0.0] * ROWS_PER_THREAD, ti.f32)
     if ti.static(on_cuda()):
