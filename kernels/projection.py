@@ -9,6 +9,8 @@ Each thread computes one output channel o for a block of 8 consecutive rows
 n = s·B + r: every weight it loads serves 8 rows (8x less weight traffic on a
 GPU, 8 independent accumulators on a CPU), and neighbouring threads own
 neighbouring o, so with the GPU's transposed layout their loads coalesce.
+A group with fewer rows (the last one, or a one-step run's batch) multiplies only up to its
+last present row, 1, 4 or 8 of them (``row_terms``).
 
 ``x`` is read through a strided view (base, step stride, row stride, in the
 frame: ``input_view``; the step stride is negative when a backward-running
