@@ -1,4 +1,4 @@
-"""Can the CPU's input projection (XW, the smoke suite's miss) go faster in Taichi? Three layouts.
+"""Can the CPU's input projection (XW, the smoke suite's miss) go faster in Taichi? Four layouts.
 
     python bench/probes/cpu_projection.py [--rounds 12]
 
@@ -8,6 +8,8 @@ one thread, timed as:
 * ``kernel``: the scheme of ``projection.project_lanes``: a weight vector (8 output rows) against
   8 rows of x, each x element loaded through its own 32-bit index (the index arithmetic outweighs
   the multiply-adds in the optimized IR);
+* ``blocks outer``: the kernel's loops swapped, each 8 KiB block of W against every row group in
+  turn, so W streams from L3 once rather than once a row group (1 MiB, over this core's L2);
 * ``pre-broadcast``: x packed first (``pack``, timed apart) as vectors of 4 rows x 8 equal lanes,
   so the inner loop is two weight vectors and one x vector a step, 8 lane-wise products;
 * ``numpy``: the same product by NumPy's BLAS on one thread (OPENBLAS_NUM_THREADS=1 is set here),
@@ -22,6 +24,9 @@ runs (min / median µs): kernel 991 / 1352 and 841 / 869; pre-broadcast 917 / 10
 plus 210 / 230 and 179 / 215 to pack; numpy 433 / 507 (409 at best in another run). So no layout
 gains more than its packing costs (bench/analysis.md, the CPU smoke section). The hand-off,
 2026-12-01 (twelfth session): see analysis.md; it costs about what NumPy's product saves.
+2026-12-02 (eighteenth session): kernel 731 / 902, blocks outer 679 / 862, numpy 428 / 515; with
+fast-math on (FMA allowed) kernel 837 / 929, blocks outer 869 / 920. So neither W's trips to L3 nor
+the lack of FMA is what holds the kernel at ~40 GFLOP/s.
 """
 import argparse
 import os
@@ -72,6 +77,21 @@ def build():
                             out[(grp * 8 + k) * O + blk * 8 + m] = acc[k][m]
 
     @ti.kernel
+    def blocks_outer(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray()):
+        for _ in range(1):
+            for blk in range(BLOCKS):   # one block of W (8 rows x K, 8 KiB) against every row group
+                for grp in range(N // 8):
+                    start = [(grp * 8 + k) * K for k in ti.static(range(8))]
+                    acc = [ti.Vector([0.0] * 8) for _ in ti.static(range(8))]
+                    for j in range(K):
+                        wv = lanes[blk * K + j]
+                        for k in ti.static(range(8)):
+                            acc[k] += wv * x[start[k] + j]
+                    for k in ti.static(range(8)):
+                        for m in ti.static(range(8)):
+                            out[(grp * 8 + k) * O + blk * 8 + m] = acc[k][m]
+
+    @ti.kernel
     def pack(x: ti.types.ndarray(), packed: ti.types.ndarray()):
         for grp in range(N // 4):
             for j in range(K):
@@ -99,12 +119,14 @@ def build():
 
     expected = x @ w.T
     for name, run in (("kernel", lambda: kernel(xs, lanes, out)),
+                      ("blocks outer", lambda: blocks_outer(xs, lanes, out)),
                       ("pre-broadcast", lambda: (pack(xs, packed), pre_broadcast(packed, lanes, out)))):
         out.fill(np.nan)
         run()
         err = np.abs(out.to_numpy().reshape(N, O) - expected).max()
         assert err < 1e-3, f"{name}: off by {err}"
-    return {"kernel": lambda: kernel(xs, lanes, out), "pack": lambda: pack(xs, packed),
+    return {"kernel": lambda: kernel(xs, lanes, out), "blocks outer": lambda: blocks_outer(xs, lanes, out),
+            "pack": lambda: pack(xs, packed),
             "pre-broadcast": lambda: pre_broadcast(packed, lanes, out), "numpy": lambda: x @ w.T,
             "x to numpy": lambda: xs.to_numpy(), "xw from numpy": lambda: copy_in(product, out)}
 
@@ -133,7 +155,7 @@ def main():
     flop = 2.0 * N * O * K
     print(f"W {O} x {K} against {N} rows, one thread, {a.rounds} rounds: µs a product, min / median (GFLOP/s at min)")
     for name, t in times.items():
-        rate = f" ({flop / min(t) / 1e3:.1f})" if name in ("kernel", "pre-broadcast", "numpy") else ""
+        rate = f" ({flop / min(t) / 1e3:.1f})" if name in ("kernel", "blocks outer", "pre-broadcast", "numpy") else ""
         print(f"  {name:14s} {min(t):7.0f} / {np.median(t):7.0f}{rate}")
 
 
