@@ -24,9 +24,10 @@ runs (min / median µs): kernel 991 / 1352 and 841 / 869; pre-broadcast 917 / 10
 plus 210 / 230 and 179 / 215 to pack; numpy 433 / 507 (409 at best in another run). So no layout
 gains more than its packing costs (bench/analysis.md, the CPU smoke section). The hand-off,
 2026-12-01 (twelfth session): see analysis.md; it costs about what NumPy's product saves.
-2026-12-02 (eighteenth session): kernel 731 / 902, blocks outer 679 / 862, numpy 428 / 515; with
-fast-math on (FMA allowed) kernel 837 / 929, blocks outer 869 / 920. So neither W's trips to L3 nor
-the lack of FMA is what holds the kernel at ~40 GFLOP/s.
+2026-12-02 (eighteenth session), two runs of 8 and 12 rounds: kernel 731 / 902 and 608 / 798,
+blocks outer 679 / 862 and 603 / 864, numpy 428 / 515 and 365 / 473; with fast-math on (FMA
+allowed) kernel 837 / 929, blocks outer 869 / 920. So neither W's trips to L3 nor the lack of FMA
+is what holds the kernel at 40-50 GFLOP/s (bench/analysis.md: its µops, read with llvm-mca).
 """
 import argparse
 import os
@@ -61,35 +62,32 @@ def build():
         for k in range(src.shape[0]):
             dst[k] = src[k]
 
+    @ti.func
+    def block_against_group(x: ti.template(), lanes: ti.template(), out: ti.template(), blk, grp):
+        """W's 8 rows of block blk against the 8 rows of x of group grp."""
+        start = [(grp * 8 + k) * K for k in ti.static(range(8))]
+        acc = [ti.Vector([0.0] * 8) for _ in ti.static(range(8))]
+        for j in range(K):
+            wv = lanes[blk * K + j]
+            for k in ti.static(range(8)):
+                acc[k] += wv * x[start[k] + j]
+        for k in ti.static(range(8)):
+            for m in ti.static(range(8)):
+                out[(grp * 8 + k) * O + blk * 8 + m] = acc[k][m]
+
     @ti.kernel
     def kernel(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray()):
         for _ in range(1):
             for grp in range(N // 8):
-                start = [(grp * 8 + k) * K for k in ti.static(range(8))]
                 for blk in range(BLOCKS):
-                    acc = [ti.Vector([0.0] * 8) for _ in ti.static(range(8))]
-                    for j in range(K):
-                        wv = lanes[blk * K + j]
-                        for k in ti.static(range(8)):
-                            acc[k] += wv * x[start[k] + j]
-                    for k in ti.static(range(8)):
-                        for m in ti.static(range(8)):
-                            out[(grp * 8 + k) * O + blk * 8 + m] = acc[k][m]
+                    block_against_group(x, lanes, out, blk, grp)
 
     @ti.kernel
     def blocks_outer(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray()):
         for _ in range(1):
             for blk in range(BLOCKS):   # one block of W (8 rows x K, 8 KiB) against every row group
                 for grp in range(N // 8):
-                    start = [(grp * 8 + k) * K for k in ti.static(range(8))]
-                    acc = [ti.Vector([0.0] * 8) for _ in ti.static(range(8))]
-                    for j in range(K):
-                        wv = lanes[blk * K + j]
-                        for k in ti.static(range(8)):
-                            acc[k] += wv * x[start[k] + j]
-                    for k in ti.static(range(8)):
-                        for m in ti.static(range(8)):
-                            out[(grp * 8 + k) * O + blk * 8 + m] = acc[k][m]
+                    block_against_group(x, lanes, out, blk, grp)
 
     @ti.kernel
     def pack(x: ti.types.ndarray(), packed: ti.types.ndarray()):
