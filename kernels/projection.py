@@ -242,41 +242,113 @@ def step_group(frame: ti.template(), r, s0, T):
     return start, present
 
 
+QUAD = 4   # blocks of W (8 output channels each) that the CPU's projection takes in one pass
+
+
 @ti.func
 def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.template(), lanes: ti.template(),
                   frame: ti.template()):
     """The projection on the CPU's lane-packed W (``lanes.py``) for 8 input rows (x at ``starts``),
-    into ws[dst0 + k·dst_stride + o]: a block of 8 units of one gate at a time, 8 vector
-    accumulators, so each weight vector load serves 64 multiply-adds."""
+    into ws[dst0 + k·dst_stride + o]: four blocks of 8 units (32 output channels) against two rows
+    at a time, 8 vector accumulators, so each x element loaded serves 32 multiply-adds and each
+    weight vector 16. The rows past the last present one are skipped.
+
+    Why four blocks and two rows: one block against all 8 rows loaded 8 x elements a weight vector,
+    each through its own index arithmetic (Taichi's i32 index, sign-extended at every load, which
+    LLVM cannot hoist), and the loop was bound by the µops that cost (``llvm-mca`` on Zen 3). In
+    ``bench/probes/cpu_projection.py``'s form with x at run-time offsets, one thread, 56 rows, it
+    took 1.4-1.7x the time of this one (bench/analysis.md). A quad with a gate whose input is not
+    dense (the identity, or nil), and the blocks past the last whole quad, take one block at a
+    time (``block_rows``)."""
+    blocks = frame[F_GATES] * lane_blocks(frame[F_OUT])
+    G = frame[F_GATES]
+    rows = 0
+    for k in ti.static(range(ROWS_PER_THREAD)):
+        if present[k] != 0:
+            rows = k + 1
+    for qd in range(blocks // QUAD):
+        dense = 1
+        for h in ti.static(range(QUAD)):
+            if frame[F_INPUT_MODE + (qd * QUAD + h) % G] != INPUT_DENSE:
+                dense = 0
+        if dense != 0:
+            for pair in range((rows + 1) // 2):
+                quad_against_rows(x, starts[2 * pair], starts[2 * pair + 1], present[2 * pair],
+                                  present[2 * pair + 1], dst0 + 2 * pair * dst_stride, dst_stride, ws, lanes, frame,
+                                  qd * QUAD)
+        else:
+            for h in range(QUAD):
+                block_rows(x, starts, present, dst0, dst_stride, ws, lanes, frame, qd * QUAD + h)
+    for blk in range(blocks - blocks % QUAD, blocks):
+        block_rows(x, starts, present, dst0, dst_stride, ws, lanes, frame, blk)
+
+
+@ti.func
+def quad_against_rows(x: ti.template(), sa, sb, pa, pb, dst, dst_stride, ws: ti.template(), lanes: ti.template(),
+                      frame: ti.template(), b0):
+    """Blocks b0 .. b0+3 (all dense) against the rows of x at sa and sb, into ws[dst + o] and
+    ws[dst + dst_stride + o] where the row is present (pa, pb)."""
+    H = frame[F_OUT]
+    G = frame[F_GATES]
+    n_in = frame[F_IN]
+    acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(2 * QUAD))]
+    wb = [(b0 + h) * n_in for h in ti.static(range(QUAD))]
+    for j in range(n_in):
+        xa = ti.cast(x[sa + j], ti.f32)
+        xb = ti.cast(x[sb + j], ti.f32)
+        for h in ti.static(range(QUAD)):
+            wv = lanes[wb[h] + j]
+            acc[h] += wv * xa
+            acc[QUAD + h] += wv * xb
+    for h in ti.static(range(QUAD)):
+        blk = b0 + h
+        i0 = (blk // G) * LANES
+        o = (blk % G) * H + i0
+        if pa != 0:
+            store_lanes(ws, frame, dst, o, H - i0, acc[h])
+        if pb != 0:
+            store_lanes(ws, frame, dst + dst_stride, o, H - i0, acc[QUAD + h])
+
+
+@ti.func
+def block_rows(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.template(), lanes: ti.template(),
+               frame: ti.template(), blk):
+    """Block blk (units 8u .. 8u+7 of gate g: u = blk // G, g = blk % G) against the 8 rows, for
+    any input: W's vectors (dense), x itself (the identity), or nothing (nil)."""
     H = frame[F_OUT]
     G = frame[F_GATES]
     n_in = frame[F_IN]
     # scalars for the loop: the CPU keeps Taichi vectors whole, and LLVM would otherwise redo
     # the index arithmetic as a vector with an extract per load
     start = [starts[k] for k in ti.static(range(ROWS_PER_THREAD))]
-    for blk in range(G * lane_blocks(H)):   # unit block u = blk // G of gate g = blk % G
-        g = blk % G
-        i0 = (blk // G) * LANES
-        mode = frame[F_INPUT_MODE + g]
-        acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(ROWS_PER_THREAD))]
-        if mode == INPUT_DENSE:
-            wb = blk * n_in
-            for j in range(n_in):
-                wv = lanes[wb + j]
-                for k in ti.static(range(ROWS_PER_THREAD)):
-                    acc[k] += wv * ti.cast(x[start[k] + j], ti.f32)
-        elif mode == INPUT_IDENTITY:
+    g = blk % G
+    i0 = (blk // G) * LANES
+    mode = frame[F_INPUT_MODE + g]
+    acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(ROWS_PER_THREAD))]
+    if mode == INPUT_DENSE:
+        wb = blk * n_in
+        for j in range(n_in):
+            wv = lanes[wb + j]
             for k in ti.static(range(ROWS_PER_THREAD)):
-                for m in ti.static(range(LANES)):
-                    if i0 + m < H:
-                        acc[k][m] = ti.cast(x[start[k] + i0 + m], ti.f32)
-        o = g * H + i0
-        o_bias = frame[F_P_BIAS] + o
+                acc[k] += wv * ti.cast(x[start[k] + j], ti.f32)
+    elif mode == INPUT_IDENTITY:
         for k in ti.static(range(ROWS_PER_THREAD)):
-            if present[k] != 0:
-                for m in ti.static(range(LANES)):
-                    if i0 + m < H:
-                        ws[dst0 + k * dst_stride + o + m] = acc[k][m] + param(frame, o_bias + m)
+            for m in ti.static(range(LANES)):
+                if i0 + m < H:
+                    acc[k][m] = ti.cast(x[start[k] + i0 + m], ti.f32)
+    for k in ti.static(range(ROWS_PER_THREAD)):
+        if present[k] != 0:
+            store_lanes(ws, frame, dst0 + k * dst_stride, g * H + i0, H - i0, acc[k])
+
+
+@ti.func
+def store_lanes(ws: ti.template(), frame: ti.template(), dst, o, n, acc):
+    """Channels o .. o+7 of one row, the first n of them (a block past H has fewer): acc plus
+    their biases, to ws[dst + o + m]."""
+    o_bias = frame[F_P_BIAS] + o
+    for m in ti.static(range(LANES)):
+        if m < n:
+            ws[dst + o + m] = acc[m] + param(frame, o_bias + m)
 
 
 @ti.kernel

@@ -5,11 +5,13 @@
 The product of LSTM 256's W (1024 x 256, lane-packed as in ``kernels/lanes.py``) with 56 rows of x,
 one thread, timed as:
 
-* ``kernel``: the scheme of ``projection.project_lanes``: a weight vector (8 output rows) against
-  8 rows of x, each x element loaded through its own 32-bit index (the index arithmetic outweighs
-  the multiply-adds in the optimized IR);
-* ``blocks outer``: the kernel's loops swapped, each 8 KiB block of W against every row group in
-  turn, so W streams from L3 once rather than once a row group (1 MiB, over this core's L2);
+* ``1 block x 8 rows``: the kernel's scheme before 2026-12-02: one weight vector (8 output rows)
+  against 8 rows of x, each x element loaded through its own 32-bit index (Taichi sign-extends it
+  at every load, and LLVM cannot hoist that, since the i32 sum may wrap);
+* ``blocks outer``: the same with the loops swapped, each 8 KiB block of W against every row group
+  in turn, so W streams from L3 once rather than once a row group (1 MiB, over this core's L2);
+* ``4 blocks x 2 rows``: the kernel's scheme now (``projection.project_lanes``): four weight vectors
+  against two rows, so each x element loaded serves 32 multiply-adds rather than 8;
 * ``pre-broadcast``: x packed first (``pack``, timed apart) as vectors of 4 rows x 8 equal lanes,
   so the inner loop is two weight vectors and one x vector a step, 8 lane-wise products;
 * ``numpy``: the same product by NumPy's BLAS on one thread (OPENBLAS_NUM_THREADS=1 is set here),
@@ -18,16 +20,17 @@ one thread, timed as:
   of x) and ``xw from numpy`` (a kernel copying a NumPy array into a Taichi ndarray, as the
   workspace would take the product; Taichi 1.7 gives no zero-copy view of an ndarray on the CPU).
 
-Rounds alternate the layouts, so the VM's drift shows as spread rather than as a difference;
-prints the min and median of each over the rounds. This project's 2-vCPU VM, 2026-12-01, two
-runs (min / median µs): kernel 991 / 1352 and 841 / 869; pre-broadcast 917 / 1063 and 858 / 938,
-plus 210 / 230 and 179 / 215 to pack; numpy 433 / 507 (409 at best in another run). So no layout
-gains more than its packing costs (bench/analysis.md, the CPU smoke section). The hand-off,
-2026-12-01 (twelfth session): see analysis.md; it costs about what NumPy's product saves.
-2026-12-02 (eighteenth session), two runs of 8 and 12 rounds: kernel 731 / 902 and 608 / 798,
-blocks outer 679 / 862 and 603 / 864, numpy 428 / 515 and 365 / 473; with fast-math on (FMA
-allowed) kernel 837 / 929, blocks outer 869 / 920. So neither W's trips to L3 nor the lack of FMA
-is what holds the kernel at 40-50 GFLOP/s (bench/analysis.md: its µops, read with llvm-mca).
+The rows of x start at offsets read at run time (``starts``), as the kernels read them from the
+frame: with offsets known when compiling, LLVM folds the index arithmetic away and the 8-row
+scheme looks twice as fast as it runs in the kernel. Rounds alternate the layouts, so the VM's
+drift shows as spread rather than as a difference; prints the min and median of each.
+
+This project's 2-vCPU VM (min / median µs). 2026-12-01, offsets known when compiling: the 8-row
+scheme 991 / 1352 and 841 / 869; pre-broadcast 917 / 1063 and 858 / 938, plus 210 / 230 and 179 /
+215 to pack; numpy 433 / 507. The hand-off (twelfth session) costs about what NumPy's product saves.
+2026-12-02, offsets at run time, 10 rounds: 1 block x 8 rows 1249 / 1817, blocks outer 1350 / 1850,
+4 blocks x 2 rows 881 / 1042, pre-broadcast 824 / 1032 plus 187 / 243 to pack, numpy 361 / 482.
+With fast-math on (FMA allowed) no layout ran faster. bench/analysis.md has the rest.
 """
 import argparse
 import os
@@ -53,6 +56,8 @@ def build():
     lanes.from_numpy(w.reshape(BLOCKS, 8, K).transpose(0, 2, 1).reshape(-1, 8).copy())
     xs = ti.ndarray(ti.f32, N * K)
     xs.from_numpy(x.reshape(-1))
+    starts = ti.ndarray(ti.i32, N)   # where each row of x starts
+    starts.from_numpy((np.arange(N) * K).astype(np.int32))
     packed = ti.ndarray(ti.types.vector(32, ti.f32), (N // 4) * K)
     out = ti.ndarray(ti.f32, N * O)
     product = (x @ w.T).reshape(-1)
@@ -63,31 +68,37 @@ def build():
             dst[k] = src[k]
 
     @ti.func
-    def block_against_group(x: ti.template(), lanes: ti.template(), out: ti.template(), blk, grp):
-        """W's 8 rows of block blk against the 8 rows of x of group grp."""
-        start = [(grp * 8 + k) * K for k in ti.static(range(8))]
-        acc = [ti.Vector([0.0] * 8) for _ in ti.static(range(8))]
+    def blocks_against_rows(x: ti.template(), lanes: ti.template(), out: ti.template(), st: ti.template(),
+                            b0, nb: ti.template(), r0, nr: ti.template()):
+        """W's blocks b0 .. b0+nb-1 against the rows r0 .. r0+nr-1 of x, one pass over the inputs."""
+        start = [st[r0 + r] for r in ti.static(range(nr))]
+        acc = [ti.Vector([0.0] * 8) for _ in ti.static(range(nb * nr))]
         for j in range(K):
-            wv = lanes[blk * K + j]
-            for k in ti.static(range(8)):
-                acc[k] += wv * x[start[k] + j]
-        for k in ti.static(range(8)):
-            for m in ti.static(range(8)):
-                out[(grp * 8 + k) * O + blk * 8 + m] = acc[k][m]
+            wv = [lanes[(b0 + h) * K + j] for h in ti.static(range(nb))]
+            for r in ti.static(range(nr)):
+                xr = x[start[r] + j]
+                for h in ti.static(range(nb)):
+                    acc[h * nr + r] += wv[h] * xr
+        for r in ti.static(range(nr)):
+            for h in ti.static(range(nb)):
+                for m in ti.static(range(8)):
+                    out[(r0 + r) * O + (b0 + h) * 8 + m] = acc[h * nr + r][m]
 
     @ti.kernel
-    def kernel(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray()):
+    def rows_outer(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray(),
+                   st: ti.types.ndarray(), nb: ti.template(), nr: ti.template()):
         for _ in range(1):
-            for grp in range(N // 8):
-                for blk in range(BLOCKS):
-                    block_against_group(x, lanes, out, blk, grp)
+            for grp in range(N // nr):
+                for q in range(BLOCKS // nb):
+                    blocks_against_rows(x, lanes, out, st, q * nb, nb, grp * nr, nr)
 
     @ti.kernel
-    def blocks_outer(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray()):
+    def blocks_outer(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray(),
+                     st: ti.types.ndarray(), nb: ti.template(), nr: ti.template()):
         for _ in range(1):
-            for blk in range(BLOCKS):   # one block of W (8 rows x K, 8 KiB) against every row group
-                for grp in range(N // 8):
-                    block_against_group(x, lanes, out, blk, grp)
+            for q in range(BLOCKS // nb):   # nb blocks of W (8 KiB each) against every row group
+                for grp in range(N // nr):
+                    blocks_against_rows(x, lanes, out, st, q * nb, nb, grp * nr, nr)
 
     @ti.kernel
     def pack(x: ti.types.ndarray(), packed: ti.types.ndarray()):
@@ -115,17 +126,18 @@ def build():
                             for m in ti.static(range(8)):
                                 out[(grp * 4 + k) * O + (2 * pair + h) * 8 + m] = acc[h * 4 + k][m]
 
+    products = {"1 block x 8 rows": lambda: rows_outer(xs, lanes, out, starts, 1, 8),
+                "blocks outer": lambda: blocks_outer(xs, lanes, out, starts, 1, 8),
+                "4 blocks x 2 rows": lambda: rows_outer(xs, lanes, out, starts, 4, 2),
+                "pre-broadcast": lambda: (pack(xs, packed), pre_broadcast(packed, lanes, out))}
     expected = x @ w.T
-    for name, run in (("kernel", lambda: kernel(xs, lanes, out)),
-                      ("blocks outer", lambda: blocks_outer(xs, lanes, out)),
-                      ("pre-broadcast", lambda: (pack(xs, packed), pre_broadcast(packed, lanes, out)))):
+    for name, run in products.items():
         out.fill(np.nan)
         run()
         err = np.abs(out.to_numpy().reshape(N, O) - expected).max()
         assert err < 1e-3, f"{name}: off by {err}"
-    return {"kernel": lambda: kernel(xs, lanes, out), "blocks outer": lambda: blocks_outer(xs, lanes, out),
-            "pack": lambda: pack(xs, packed),
-            "pre-broadcast": lambda: pre_broadcast(packed, lanes, out), "numpy": lambda: x @ w.T,
+    products["pre-broadcast"] = lambda: pre_broadcast(packed, lanes, out)
+    return {**products, "pack": lambda: pack(xs, packed), "numpy": lambda: x @ w.T,
             "x to numpy": lambda: xs.to_numpy(), "xw from numpy": lambda: copy_in(product, out)}
 
 
@@ -153,8 +165,8 @@ def main():
     flop = 2.0 * N * O * K
     print(f"W {O} x {K} against {N} rows, one thread, {a.rounds} rounds: µs a product, min / median (GFLOP/s at min)")
     for name, t in times.items():
-        rate = f" ({flop / min(t) / 1e3:.1f})" if name in ("kernel", "blocks outer", "pre-broadcast", "numpy") else ""
-        print(f"  {name:14s} {min(t):7.0f} / {np.median(t):7.0f}{rate}")
+        rate = "" if name in ("pack", "x to numpy", "xw from numpy") else f" ({flop / min(t) / 1e3:.1f})"
+        print(f"  {name:18s} {min(t):7.0f} / {np.median(t):7.0f}{rate}")
 
 
 if __name__ == "__main__":
