@@ -7,7 +7,7 @@ Building the layer uploads its weights and input through kernels of Taichi's own
 (``ext_arr_to_ndarray``...), so an unfiltered ``--launch-skip`` lands on those: filter by the
 recurrence kernel's name (``timeline.py`` prints it: ``lstm_spread1x128``, ``gru_fromzeros_spread``,
 ``persistent``...) and skip the warm-up calls. ``--calls`` calls of ours (default 4), then, with
-``--peer``, as many of PyTorch's (cuDNN's kernels: ``--kernel-name regex:RNN|gemv|gemm``).
+``--peer``, as many of PyTorch's (filter by cuDNN's kernel names, which ``timeline.py --peer`` prints).
 ``ncu`` locks the clocks at base (1.49 GHz on the H200, against ~1.98 in normal runs), so its
 durations run ~1.3-1.5x ``timeline.py``'s; its counts (instructions, bytes, stalls) are what it is for.
 A config is ``ab.py``'s cell:hidden:batch:steps[:layers].
