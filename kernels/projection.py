@@ -27,7 +27,8 @@ import taichi as ti
 
 from .frame import FRAME, INPUT, WEIGHTS, WORKSPACE, input_view, param
 from .grid import on_cuda, share, worker_block, workers
-from .lanes import LANE_WEIGHTS, LANES, lane_blocks
+from .lane_math import store_lanes
+from .lanes import LANE_WEIGHTS, LANES, block_span, lane_blocks
 from .layout import (
     CELL_LSTM,
     F_BATCH,
@@ -98,6 +99,16 @@ def row_group(frame: ti.template(), n0, N, B):
 
 
 @ti.func
+def rows_present(present):
+    """How many of a group's 8 rows to multiply: up to its last present one (0 when none is)."""
+    rows = 0
+    for k in ti.static(range(ROWS_PER_THREAD)):
+        if present[k] != 0:
+            rows = k + 1
+    return rows
+
+
+@ti.func
 def dense_terms(x: ti.template(), wts: ti.template(), wo, sj, n_in, start, lane, lanes, rows: ti.template()):
     """W row o (from wts[wo], input stride sj) against the x of the first ``rows`` of the 8 rows at
     start[k], over lane ``lane``'s 4-input groups (lane 0 also takes the last n_in % 4 inputs); the
@@ -139,10 +150,7 @@ def row_terms(x: ti.template(), wts: ti.template(), frame: ti.template(), o, sta
     if mode == INPUT_DENSE:
         wo = frame[F_W] + o * frame[F_W_SO]
         sj = frame[F_W_SJ]
-        rows = 0
-        for k in ti.static(range(ROWS_PER_THREAD)):
-            if present[k] != 0:
-                rows = k + 1
+        rows = rows_present(present)
         if rows <= 1:
             acc = dense_terms(x, wts, wo, sj, n_in, start, lane, lanes, 1)
         elif rows <= 4:
@@ -260,12 +268,9 @@ def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.te
     took 1.4-1.7x the time of this one (bench/analysis.md). A quad with a gate whose input is not
     dense (the identity, or nil), and the blocks past the last whole quad, take one block at a
     time (``block_rows``)."""
-    blocks = frame[F_GATES] * lane_blocks(frame[F_OUT])
     G = frame[F_GATES]
-    rows = 0
-    for k in ti.static(range(ROWS_PER_THREAD)):
-        if present[k] != 0:
-            rows = k + 1
+    blocks = G * lane_blocks(frame[F_OUT])
+    rows = rows_present(present)
     for qd in range(blocks // QUAD):
         dense = 1
         for h in ti.static(range(QUAD)):
@@ -302,12 +307,12 @@ def quad_against_rows(x: ti.template(), sa, sb, pa, pb, dst, dst_stride, ws: ti.
             acc[QUAD + h] += wv * xb
     for h in ti.static(range(QUAD)):
         blk = b0 + h
-        i0 = (blk // G) * LANES
+        i0, n = block_span(blk // G, H)
         o = (blk % G) * H + i0
         if pa != 0:
-            store_lanes(ws, frame, dst, o, H - i0, acc[h])
+            store_with_bias(ws, frame, dst, o, n, acc[h])
         if pb != 0:
-            store_lanes(ws, frame, dst + dst_stride, o, H - i0, acc[QUAD + h])
+            store_with_bias(ws, frame, dst + dst_stride, o, n, acc[QUAD + h])
 
 
 @ti.func
@@ -322,7 +327,7 @@ def block_rows(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.templ
     # the index arithmetic as a vector with an extract per load
     start = [starts[k] for k in ti.static(range(ROWS_PER_THREAD))]
     g = blk % G
-    i0 = (blk // G) * LANES
+    i0, n = block_span(blk // G, H)
     mode = frame[F_INPUT_MODE + g]
     acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(ROWS_PER_THREAD))]
     if mode == INPUT_DENSE:
@@ -334,21 +339,21 @@ def block_rows(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.templ
     elif mode == INPUT_IDENTITY:
         for k in ti.static(range(ROWS_PER_THREAD)):
             for m in ti.static(range(LANES)):
-                if i0 + m < H:
+                if m < n:
                     acc[k][m] = ti.cast(x[start[k] + i0 + m], ti.f32)
     for k in ti.static(range(ROWS_PER_THREAD)):
         if present[k] != 0:
-            store_lanes(ws, frame, dst0 + k * dst_stride, g * H + i0, H - i0, acc[k])
+            store_with_bias(ws, frame, dst0 + k * dst_stride, g * H + i0, n, acc[k])
 
 
 @ti.func
-def store_lanes(ws: ti.template(), frame: ti.template(), dst, o, n, acc):
-    """Channels o .. o+7 of one row, the first n of them (a block past H has fewer): acc plus
-    their biases, to ws[dst + o + m]."""
+def store_with_bias(ws: ti.template(), frame: ti.template(), dst, o, n, acc):
+    """Channels o .. o+n-1 of one row (n of a block's 8: fewer in the last block): acc plus their
+    biases, to ws[dst + o + m] (``lane_math.store_lanes``). Lanes past n repeat the bias of n-1,
+    as ``load_lanes`` does, so no read leaves the gate's biases."""
     o_bias = frame[F_P_BIAS] + o
-    for m in ti.static(range(LANES)):
-        if m < n:
-            ws[dst + o + m] = acc[m] + param(frame, o_bias + m)
+    bias = ti.Vector([param(frame, o_bias + ti.min(m, n - 1)) for m in ti.static(range(LANES))])
+    store_lanes(ws, dst + o, acc + bias, n)
 
 
 @ti.kernel
