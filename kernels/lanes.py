@@ -1,20 +1,32 @@
 """The CPU's weight layout: eight output rows side by side ("lanes").
 
 A matrix M with rows o = g·H + i (gate g, unit i) and columns j is stored as
-vectors of 8 floats. Block (u, g) holds units i = 8u .. 8u+7 of gate g (zeros
-past H); its vector for column j is
+vectors of 8 floats per gate. Block (u, g) holds units i = 8u .. 8u+7 of gate g
+(zeros past H). A vector holds the blocks of ``group`` gates of one unit block
+(``lane_group``): the LSTM's four, side by side, so one load per column serves
+all four gates of its units; one gate for the other cells. Its vector for
+column j is
 
-    lanes[base + (u·G + g)·cols + j] = (M[g·H + 8u + m, j] for m in 0..7)
+    lanes[base + (u·G/group + g//group)·cols + j][(g % group)·8 + m] = M[g·H + 8u + m, j]
 
+(with group 1: lanes[base + (u·G + g)·cols + j] = (M[g·H + 8u + m, j] for m in 0..7)),
 so the G gates of 8 units lie next to each other. A matrix-vector product walks
-j once per block: ``acc += lanes[..j] * v[j]``, one vector load, one broadcast
-and 8 lane-wise multiply-adds. Lanes never mix, so the sum needs no
+j once per vector: ``acc += lanes[..j] * v[j]``, one vector load, one broadcast
+and lane-wise multiply-adds. Lanes never mix, so the sum needs no
 reassociation and LLVM emits vector code without fast-math (which would let it
 assume no NaN or infinity, values MPS's neurons produce on purpose), provided
 Taichi keeps vectors whole: ``backend.init`` starts the CPU with
 ``real_matrix_scalarize=False``. Measured on this project's CPU, one thread
 (``bench/probes/cpu_vector.py``): U·h at hidden 256 runs at 23 GFLOP/s in
 lanes, 8.6 with ``dots.dot8``.
+
+Why the LSTM's four gates share a vector: each ndarray load costs its own index
+arithmetic (Taichi's i32 index, sign-extended at the load, which LLVM cannot hoist),
+so four loads of 8 floats at four places cost more than one of 32; and one
+stream of U is easier on the prefetcher than four. LSTM 256's U·h, one thread
+(``bench/probes/cpu_lanes.py``), median of 6 rounds, µs: four gates apart 25.0, together 20.5.
+The GRU keeps one gate a vector: its step reads z and r first, then the third
+gate against r∘h0.
 
 The lanes are float32 whatever the layer's weight type: float16 weights are
 rounded to float16 first (``PackedCell``), then widened exactly, so results do not
@@ -23,18 +35,37 @@ change, and Taichi 1.7's CPU backend cannot widen a vector of float16 (LLVM asse
 import numpy as np
 import taichi as ti
 
+from .layout import CELL_LSTM
+
 LANES = 8
-LANE = ti.types.vector(LANES, ti.f32)
-LANE_WEIGHTS = ti.types.ndarray(dtype=LANE, ndim=1)
+LANE_WEIGHTS = ti.types.ndarray(ndim=1)   # vectors of 8 x lane_group floats (one compile per width)
 
 
-def pack_lanes(matrix, gates, hidden):
-    """``matrix`` (gates·hidden, cols) as (blocks·gates·cols, 8) lane vectors (layout above)."""
+def lane_group(kind):
+    """Gates a lane vector holds for a cell of ``kind``: the LSTM's four, one for the others."""
+    return 4 if kind == CELL_LSTM else 1
+
+
+def pack_lanes(matrix, gates, hidden, group=1):
+    """``matrix`` (gates·hidden, cols) as (blocks·gates/group·cols, 8·group) lane vectors of ``group``
+    gates each (layout above; ``gates`` a multiple of ``group``)."""
     cols = matrix.shape[1]
     blocks = (hidden + LANES - 1) // LANES
     padded = np.zeros((gates, blocks * LANES, cols), np.float32)
     padded[:, :hidden] = matrix.reshape(gates, hidden, cols)
-    return padded.reshape(gates, blocks, LANES, cols).transpose(1, 0, 3, 2).reshape(-1, LANES)
+    return (padded.reshape(gates // group, group, blocks, LANES, cols).transpose(2, 0, 4, 1, 3)
+            .reshape(-1, group * LANES))
+
+
+def vector_gates(lanes):
+    """Gates a vector of the lane array ``lanes`` holds (its width / 8), known when compiling."""
+    return lanes.element_shape()[0] // LANES
+
+
+@ti.func
+def gate_lanes(v, g: ti.template()):
+    """The 8 lanes of gate g (its place in the vector) of a vector of several gates' lanes."""
+    return ti.Vector([v[g * LANES + m] for m in ti.static(range(LANES))])
 
 
 @ti.func
@@ -51,9 +82,9 @@ def block_span(u, H):
 
 @ti.func
 def accumulate_products(acc: ti.template(), lanes: ti.template(), b, cols, ws: ti.template(), v0):
-    """acc[g] += Σ_j lanes[b + g·cols + j]·ws[v0 + j] for each accumulator g (a list of 8-float
-    vectors, updated in place): the blocks of len(acc) consecutive gates of one unit block, with
-    one pass over v for all of them."""
+    """acc[g] += Σ_j lanes[b + g·cols + j]·ws[v0 + j] for each accumulator g (a list of vectors as
+    wide as the lanes', updated in place): the vectors of len(acc) consecutive gates (or groups of
+    gates) of one unit block, with one pass over v for all of them."""
     for j in range(cols):
         vj = ws[v0 + j]
         for g in ti.static(range(len(acc))):
@@ -61,17 +92,21 @@ def accumulate_products(acc: ti.template(), lanes: ti.template(), b, cols, ws: t
 
 
 @ti.func
-def add_products(ws: ti.template(), dst, lanes: ti.template(), base, layout_gates, first, count: ti.template(),
-                 cols, v0, H):
+def add_products(ws: ti.template(), dst, lanes: ti.template(), base, layout_gates: ti.template(),
+                 first: ti.template(), count: ti.template(), cols, v0, H):
     """ws[dst + g·H + i] += Σ_j M[(first + g)·H + i, j]·ws[v0 + j], for g < count and i < H.
 
     M is the lane-packed matrix at ``base`` with ``layout_gates`` gates and ``cols`` columns (the
-    kernels' path for any neurons, whose gate math then runs unit by unit)."""
+    kernels' path for any neurons, whose gate math then runs unit by unit). Where a vector holds
+    several gates, all of its gates are multiplied and the wanted ones kept."""
+    group = ti.static(vector_gates(lanes))
+    e0 = ti.static(first // group)                         # the vectors that hold gates first ..
+    e1 = ti.static((first + count - 1) // group + 1)       # .. first + count - 1 of a unit block
     for u in range(lane_blocks(H)):
-        acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(count))]
-        accumulate_products(acc, lanes, base + (u * layout_gates + first) * cols, cols, ws, v0)
+        acc = [ti.Vector([0.0] * (group * LANES)) for _ in ti.static(range(e1 - e0))]
+        accumulate_products(acc, lanes, base + (u * (layout_gates // group) + e0) * cols, cols, ws, v0)
         for g in ti.static(range(count)):
             for m in ti.static(range(LANES)):
                 i = u * LANES + m
                 if i < H:
-                    ws[dst + g * H + i] += acc[g][m]
+                    ws[dst + g * H + i] += acc[(first + g) // group - e0][((first + g) % group) * LANES + m]

@@ -82,7 +82,7 @@ F_STANDARD = 38    # 1 when every gate uses the neurons the cell is usually buil
                    # gates, tanh cell and cell-to-output; GRU: sigmoid gates, tanh output, p = 1;
                    # single gate: tanh), all with a = b = 1: the gate math then skips the run-time
                    # choice among sixteen neurons (measured ~1 us a step on small GPU layers)
-F_LANE_U = 39      # offsets, in 8-float vectors, of U and V in the CPU's lane-packed weights
+F_LANE_U = 39      # offsets, in lane vectors, of U and V in the CPU's lane-packed weights
 F_LANE_V = 40      # (W starts at 0; see lanes.py)
 F_PROJECTED = 41   # 1: project_inputs_lanes has written this run's input terms, so the CPU's lanes
                    # kernel does not project them itself (set per run by the plan)

@@ -28,7 +28,7 @@ import taichi as ti
 from .frame import FRAME, INPUT, WEIGHTS, WORKSPACE, input_view, param
 from .grid import on_cuda, share, worker_block, workers
 from .lane_math import store_lanes
-from .lanes import LANE_WEIGHTS, LANES, block_span, lane_blocks
+from .lanes import LANE_WEIGHTS, LANES, block_span, gate_lanes, lane_blocks, vector_gates
 from .layout import (
     CELL_LSTM,
     F_BATCH,
@@ -267,7 +267,8 @@ def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.te
     ``bench/probes/cpu_projection.py``'s form with x at run-time offsets, one thread, 56 rows, it
     took 1.4-1.7x the time of this one (bench/analysis.md). A quad with a gate whose input is not
     dense (the identity, or nil), and the blocks past the last whole quad, take one block at a
-    time (``block_rows``)."""
+    time (``block_rows``). Blocks are counted as in ``lanes.py``, (u, g) in order, so where a lane
+    vector holds four gates (the LSTM's) a quad is one vector."""
     G = frame[F_GATES]
     blocks = G * lane_blocks(frame[F_OUT])
     rows = rows_present(present)
@@ -284,45 +285,51 @@ def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.te
         else:
             for h in range(QUAD):
                 block_rows(x, starts, present, dst0, dst_stride, ws, lanes, frame, qd * QUAD + h)
-    for blk in range(blocks - blocks % QUAD, blocks):
+    for blk in range(blocks - blocks % QUAD, blocks):   # (none where a vector holds four gates: G = 4)
         block_rows(x, starts, present, dst0, dst_stride, ws, lanes, frame, blk)
 
 
 @ti.func
 def quad_against_rows(x: ti.template(), sa, sb, pa, pb, dst, dst_stride, ws: ti.template(), lanes: ti.template(),
                       frame: ti.template(), b0):
-    """Blocks b0 .. b0+3 (all dense) against the rows of x at sa and sb, into ws[dst + o] and
-    ws[dst + dst_stride + o] where the row is present (pa, pb)."""
+    """Blocks b0 .. b0+3 (all dense; QUAD / group vectors of ``group`` gates' blocks) against the
+    rows of x at sa and sb, into ws[dst + o] and ws[dst + dst_stride + o] where the row is present
+    (pa, pb)."""
     H = frame[F_OUT]
     G = frame[F_GATES]
     n_in = frame[F_IN]
-    acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(2 * QUAD))]
-    wb = [(b0 + h) * n_in for h in ti.static(range(QUAD))]
+    group = ti.static(vector_gates(lanes))
+    per = ti.static(QUAD // group)   # vectors a quad spans
+    acc = [ti.Vector([0.0] * (group * LANES)) for _ in ti.static(range(2 * per))]
+    wb = [(b0 // group + e) * n_in for e in ti.static(range(per))]
     for j in range(n_in):
         xa = ti.cast(x[sa + j], ti.f32)
         xb = ti.cast(x[sb + j], ti.f32)
-        for h in ti.static(range(QUAD)):
-            wv = lanes[wb[h] + j]
-            acc[h] += wv * xa
-            acc[QUAD + h] += wv * xb
+        for e in ti.static(range(per)):
+            wv = lanes[wb[e] + j]
+            acc[e] += wv * xa
+            acc[per + e] += wv * xb
     for h in ti.static(range(QUAD)):
         blk = b0 + h
         i0, n = block_span(blk // G, H)
         o = (blk % G) * H + i0
         if pa != 0:
-            store_with_bias(ws, frame, dst, o, n, acc[h])
+            store_with_bias(ws, frame, dst, o, n, gate_lanes(acc[h // group], h % group))
         if pb != 0:
-            store_with_bias(ws, frame, dst + dst_stride, o, n, acc[QUAD + h])
+            store_with_bias(ws, frame, dst + dst_stride, o, n, gate_lanes(acc[per + h // group], h % group))
 
 
 @ti.func
 def block_rows(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.template(), lanes: ti.template(),
                frame: ti.template(), blk):
     """Block blk (units 8u .. 8u+7 of gate g: u = blk // G, g = blk % G) against the 8 rows, for
-    any input: W's vectors (dense), x itself (the identity), or nothing (nil)."""
+    any input: W's vectors (dense), x itself (the identity), or nothing (nil). Where a vector holds
+    several gates' blocks, all are multiplied and block blk's lanes kept (a quad with a gate whose
+    input is not dense: a rare cell)."""
     H = frame[F_OUT]
     G = frame[F_GATES]
     n_in = frame[F_IN]
+    group = ti.static(vector_gates(lanes))
     # scalars for the loop: the CPU keeps Taichi vectors whole, and LLVM would otherwise redo
     # the index arithmetic as a vector with an extract per load
     start = [starts[k] for k in ti.static(range(ROWS_PER_THREAD))]
@@ -331,11 +338,16 @@ def block_rows(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.templ
     mode = frame[F_INPUT_MODE + g]
     acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(ROWS_PER_THREAD))]
     if mode == INPUT_DENSE:
-        wb = blk * n_in
+        wide = [ti.Vector([0.0] * (group * LANES)) for _ in ti.static(range(ROWS_PER_THREAD))]
+        wb = (blk // group) * n_in
         for j in range(n_in):
             wv = lanes[wb + j]
             for k in ti.static(range(ROWS_PER_THREAD)):
-                acc[k] += wv * ti.cast(x[start[k] + j], ti.f32)
+                wide[k] += wv * ti.cast(x[start[k] + j], ti.f32)
+        for p in ti.static(range(group)):
+            if blk % group == p:
+                for k in ti.static(range(ROWS_PER_THREAD)):
+                    acc[k] = gate_lanes(wide[k], p)
     elif mode == INPUT_IDENTITY:
         for k in ti.static(range(ROWS_PER_THREAD)):
             for m in ti.static(range(LANES)):

@@ -31,7 +31,16 @@ from .frame import FRAME, INPUT, OUTPUT, WORKSPACE, run_sizes, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .grid import share, worker_block, workers
 from .lane_math import load_lanes, sigmoid_lanes, store_lanes, tanh_lanes
-from .lanes import LANE_WEIGHTS, LANES, accumulate_products, add_products, block_span, lane_blocks
+from .lanes import (
+    LANE_WEIGHTS,
+    LANES,
+    accumulate_products,
+    add_products,
+    block_span,
+    gate_lanes,
+    lane_blocks,
+    vector_gates,
+)
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -60,9 +69,10 @@ STEP_BLOCK = ROWS_PER_THREAD   # steps projected together, before the recurrence
 
 
 @ti.func
-def lane_weight(lanes: ti.template(), base, layout_gates, g, i):
+def lane_weight(lanes: ti.template(), base, layout_gates: ti.template(), g: ti.template(), i):
     """Element i of gate g of a lane-packed vector (one column: diagonal peepholes)."""
-    return lanes[base + (i // LANES) * layout_gates + g][i % LANES]
+    group = ti.static(vector_gates(lanes))
+    return lanes[base + (i // LANES) * (layout_gates // group) + g // group][(g % group) * LANES + i % LANES]
 
 
 @ti.func
@@ -86,8 +96,9 @@ def project_steps(x: ti.template(), ws: ti.template(), lanes: ti.template(),
 
 
 @ti.func
-def zeros(count: ti.template()):
-    return [ti.Vector([0.0] * LANES) for _ in ti.static(range(count))]
+def zeros(count: ti.template(), gates: ti.template() = 1):
+    """``count`` zero accumulators of ``gates`` gates' lanes each."""
+    return [ti.Vector([0.0] * (gates * LANES)) for _ in ti.static(range(count))]
 
 
 @ti.func
@@ -196,41 +207,45 @@ def gru_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, 
 @ti.func
 def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1, H, peep,
                   out: ti.template(), s, r):
-    """Same formulas and order as gate_math.lstm_cell_state and lstm_output, 8 units at a time."""
+    """Same formulas and order as gate_math.lstm_cell_state and lstm_output, 8 units at a time. The
+    LSTM's lane vectors hold a unit block's four gates (``lanes.lane_group``): one accumulator of
+    32 lanes, gate g at lanes 8g .. 8g+7."""
     vl = frame[F_LANE_V]
     for u in range(lane_blocks(H)):
         i0, n = block_span(u, H)
-        acc = zeros(4)
-        accumulate_products(acc, lanes, frame[F_LANE_U] + u * 4 * H, H, ws, h0)
-        a_i = load_lanes(ws, xw + i0, n) + acc[0]
-        a_f = load_lanes(ws, xw + H + i0, n) + acc[1]
-        a_c = load_lanes(ws, xw + 2 * H + i0, n) + acc[2]
-        a_o = load_lanes(ws, xw + 3 * H + i0, n) + acc[3]
+        acc = zeros(1, 4)
+        accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
+        a_i = load_lanes(ws, xw + i0, n) + gate_lanes(acc[0], 0)
+        a_f = load_lanes(ws, xw + H + i0, n) + gate_lanes(acc[0], 1)
+        a_c = load_lanes(ws, xw + 2 * H + i0, n) + gate_lanes(acc[0], 2)
+        a_o = load_lanes(ws, xw + 3 * H + i0, n) + gate_lanes(acc[0], 3)
         c_old = load_lanes(ws, c0 + i0, n)
         if peep == PEEP_DENSE:
-            pv = zeros(3)
-            accumulate_products(pv, lanes, vl + u * 4 * H, H, ws, c0)
-            a_i += pv[0]
-            a_f += pv[1]
-            a_c += pv[2]
+            pv = zeros(1, 4)   # (its output gate's lanes unused: Vo multiplies c1, below)
+            accumulate_products(pv, lanes, vl + u * H, H, ws, c0)
+            a_i += gate_lanes(pv[0], 0)
+            a_f += gate_lanes(pv[0], 1)
+            a_c += gate_lanes(pv[0], 2)
         elif peep == PEEP_DIAGONAL:
-            a_i += lanes[vl + u * 4] * c_old
-            a_f += lanes[vl + u * 4 + 1] * c_old
-            a_c += lanes[vl + u * 4 + 2] * c_old
+            diagonal = lanes[vl + u]
+            a_i += gate_lanes(diagonal, 0) * c_old
+            a_f += gate_lanes(diagonal, 1) * c_old
+            a_c += gate_lanes(diagonal, 2) * c_old
         c_new = sigmoid_lanes(a_f) * c_old + sigmoid_lanes(a_i) * tanh_lanes(a_c)
         store_lanes(ws, c1 + i0, c_new, n)
         if peep == PEEP_DENSE:
             store_lanes(ws, xw + 3 * H + i0, a_o, n)   # Vo·c1 needs the whole new cell: below
         else:
             if peep == PEEP_DIAGONAL:
-                a_o += lanes[vl + u * 4 + 3] * c_new
+                a_o += gate_lanes(lanes[vl + u], 3) * c_new
             store_new_h(ws, frame, h1, sigmoid_lanes(a_o) * tanh_lanes(c_new), i0, n, out, s, r)
     if peep == PEEP_DENSE:
         for u in range(lane_blocks(H)):
             i0, n = block_span(u, H)
-            acc = zeros(1)
-            accumulate_products(acc, lanes, vl + (u * 4 + 3) * H, H, ws, c1)
-            h_new = sigmoid_lanes(load_lanes(ws, xw + 3 * H + i0, n) + acc[0]) * tanh_lanes(load_lanes(ws, c1 + i0, n))
+            acc = zeros(1, 4)   # all four gates' V·c1, of which the output gate's is wanted (a rare cell)
+            accumulate_products(acc, lanes, vl + u * H, H, ws, c1)
+            h_new = (sigmoid_lanes(load_lanes(ws, xw + 3 * H + i0, n) + gate_lanes(acc[0], 3))
+                     * tanh_lanes(load_lanes(ws, c1 + i0, n)))
             store_new_h(ws, frame, h1, h_new, i0, n, out, s, r)
 
 

@@ -27,7 +27,7 @@ from .backend import ensure_init
 from .descriptors import GRUDescriptor, LSTMDescriptor
 from .enums import DataType, NeuronType
 from .kernels import layout as L
-from .kernels.lanes import LANES, pack_lanes
+from .kernels.lanes import lane_group, pack_lanes
 from .kernels.quads import QUAD, pack_quads
 
 
@@ -138,11 +138,11 @@ class PackedCell:
     def _pack_lanes(self, W, U, V, v_rows, header, wtype):
         """W, U and V in the CPU's lane layout (kernels/lanes.py), after rounding to the weight type;
         their offsets go to the header (F_LANE_U, F_LANE_V)."""
-        G, H = self.gates, self.n_out
-        parts = [pack_lanes(W.astype(wtype), G, H), pack_lanes(U.astype(wtype), G, H)]
+        G, H, group = self.gates, self.n_out, lane_group(self.kind)
+        parts = [pack_lanes(W.astype(wtype), G, H, group), pack_lanes(U.astype(wtype), G, H, group)]
         if V.size:
             v_gates = v_rows // H if v_rows else 4   # dense: 4 (LSTM) or 1 (GRU Vh) gates; diagonal: 4 columns of one
-            parts.append(pack_lanes(V.reshape(v_gates * H, -1).astype(wtype), v_gates, H))
+            parts.append(pack_lanes(V.reshape(v_gates * H, -1).astype(wtype), v_gates, H, group))
         header[L.F_LANE_U] = len(parts[0])
         header[L.F_LANE_V] = len(parts[0]) + len(parts[1])
         return np.concatenate(parts).astype(np.float32)
@@ -152,7 +152,7 @@ class PackedCell:
         import taichi as ti
         self.lanes = None
         if self.host_lanes is not None:
-            self.lanes = ti.Vector.ndarray(LANES, ti.f32, len(self.host_lanes))
+            self.lanes = ti.Vector.ndarray(self.host_lanes.shape[1], ti.f32, len(self.host_lanes))
             self.lanes.from_numpy(self.host_lanes)
         self.wts = ti.ndarray(ti.f32 if self.weight_type == DataType.FLOAT32 else ti.f16, self.host_wts.shape)
         self.wts.from_numpy(self.host_wts)
