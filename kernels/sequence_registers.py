@@ -34,7 +34,18 @@ spilled kernel ran 2-4x slower than the plain block kernel):
 * the partial sums of a row side by side and summed in a static loop (``gate_sum``): a run-time
   loop over chunks kept ~30 addresses live across the time loop (read in the PTX).
 
-Limits: ceil(R/rho) x chunks ≤ the block's threads (``registers_shape``); shared memory ~9.5 KiB.
+What shortens a step, whose time is a chain of latencies through one warp's gate math (``ncu``
+source counters, LSTM 32 b1: half the samples are warps waiting at the barriers for it): the
+frame's header is copied to shared memory once a launch (a read of the frame in memory is two
+dependent loads, Taichi reloading the array's address first: the sizes, offsets and output view
+every step, on that chain), and an LSTM unit's diagonal peepholes (flag and weights) are read once
+a row rather than every step. H200, kernel time, before / after: LSTM 32 b1 t2000 1355 / 1180 µs,
+GRU 64 b1 t1000 764 / 720, the single gate 128 b4 t2000 1073 / 1055; LSTM 64 b1 t1000 794 / 724
+(the header in 50 ints). The header takes 64 ints, whole 128-byte lines: in 50 the single gate ran
+4% slower than before, as if the arrays after it had lost their alignment. Not kept: the next
+step's row count fetched into shared memory by a thread without gate math (LSTM 32 1189 → 1286).
+
+Limits: ceil(R/rho) x chunks ≤ the block's threads (``registers_shape``); shared memory ~9.7 KiB.
 Only block barriers: CUDA, Vulkan and Metal. Dense LSTM peepholes (a second product per step) are
 left to the other paths. A row absent at a step copies its state forward.
 """
@@ -58,6 +69,7 @@ from .layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_SINGLE_GATE,
+    F_HEADER,
     F_PEEP,
     F_ROWS,
     F_WS_C,
@@ -79,7 +91,9 @@ HELD_ROWS = 2      # gate rows a thread holds in registers at BLOCK threads (hel
 MAX_ROWS = 8       # gate rows a thread computes (rho)
 MAX_GATE_ROWS = 512  # gate rows of a phase (LSTM 128: 4 x 128)
 PADDED = MAX_CHUNKS * CHUNK   # h in shared memory, zero past H; at most one element a thread
+HEADER_ROOM = 64   # ints of shared memory for the frame's header (F_HEADER), a whole number of 128-byte lines
 assert PADDED <= SMALL_BLOCK
+assert F_HEADER <= HEADER_ROOM and F_HEADER <= SMALL_BLOCK
 
 
 def held_rows(threads):
@@ -187,9 +201,16 @@ def _kernel(cell, rho, threads, held):
     def kernel(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=threads)
         for t in range(ti.static(row_blocks() * threads)):
-            T, B, H, slot = run_sizes(frame)
             blk = t // threads
             tid = t % threads
+            # the frame's header, copied to shared memory once: a read of the frame in memory is two
+            # dependent loads (Taichi reloads the array's address before each), on the critical path
+            # of every step (the sizes, the offsets, the peephole flag, the output view)
+            head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
+            if tid < F_HEADER:   # (F_HEADER < the block's threads)
+                head[tid] = frame[tid]
+            ti.simt.block.sync()
+            T, B, H, slot = run_sizes(head)
             first, count, stride = block_share(B, blk)
             part = ti.simt.block.SharedArray((MAX_GATE_ROWS * MAX_CHUNKS,), ti.f32)   # partial sums [row, chunk]
             h = ti.simt.block.SharedArray((PADDED,), ti.f32)       # h0, zero past H
@@ -204,8 +225,8 @@ def _kernel(cell, rho, threads, held):
             k = tid // span
             o = ti.Vector([0] * rho, ti.i32)     # the rows, -1 where none
             at = ti.Vector([-1] * rho, ti.i32)   # where they start in wts
-            u0, uso, usj = recurrent_weights(frame)
-            v0, vso, vsj = memory_weights(frame)
+            u0, uso, usj = recurrent_weights(head)
+            v0, vso, vsj = memory_weights(head)
             for i in ti.static(range(rho)):
                 o[i] = p + i * span
                 if count > 0 and k < chunks and o[i] < R:   # (a block without rows loads nothing)
@@ -226,27 +247,29 @@ def _kernel(cell, rho, threads, held):
                 if tid < PADDED:   # one element a thread (PADDED <= threads)
                     v = 0.0
                     if tid < H:
-                        v = ws[frame[F_WS_H] + r * H + tid]
+                        v = ws[head[F_WS_H] + r * H + tid]
                     h[tid] = v
                     rh[tid] = 0.0
                     zh[tid] = 0.0
                 c = 0.0
+                peep = ti.Vector([0.0] * 4, ti.f32)   # the unit's diagonal peepholes, read once a row
                 if ti.static(cell == CELL_LSTM):
                     if tid < H:
-                        c = ws[frame[F_WS_C] + r * H + tid]
+                        c = ws[head[F_WS_C] + r * H + tid]
+                        peep = diagonal_peepholes(wts, head, head[F_PEEP] == PEEP_DIAGONAL, H, tid)
                 x_next = ti.Vector([0.0] * G, ti.f32)
                 if tid < H:
                     for g in ti.static(range(G)):
-                        x_next[g] = ws[frame[F_WS_XW] + r * G * H + g * H + tid]
+                        x_next[g] = ws[head[F_WS_XW] + r * G * H + g * H + tid]
                 ti.simt.block.sync()
                 for s in range(T):
-                    _, _, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
+                    _, _, H, slot = run_sizes(head)   # re-read each step: short register live ranges
                     x = x_next
                     if tid < H and s + 1 < T:           # the next step's inputs, a step ahead
                         for g in ti.static(range(G)):
-                            x_next[g] = ws[frame[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + tid]
-                    h_next = frame[F_WS_H] + (s + 1) * slot + r * H
-                    c_next = frame[F_WS_C] + (s + 1) * slot + r * H
+                            x_next[g] = ws[head[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + tid]
+                    h_next = head[F_WS_H] + (s + 1) * slot + r * H
+                    c_next = head[F_WS_C] + (s + 1) * slot + r * H
                     if r < frame[F_ROWS + s]:
                         sums = rows_dot(w1, wts, at, usj, H, h, k * CHUNK, rho, held)
                         for i in ti.static(range(rho)):
@@ -259,7 +282,6 @@ def _kernel(cell, rho, threads, held):
                                 hv = standard_single_gate_output(x[0] + gate_sum(part, chunks, tid))
                         elif ti.static(cell == CELL_LSTM):
                             if tid < H:
-                                peep = diagonal_peepholes(wts, frame, frame[F_PEEP] == PEEP_DIAGONAL, H, tid)
                                 a_i = x[0] + gate_sum(part, chunks, tid) + peep[0] * c
                                 a_f = x[1] + gate_sum(part, chunks, H + tid) + peep[1] * c
                                 a_c = x[2] + gate_sum(part, chunks, 2 * H + tid) + peep[2] * c
@@ -285,11 +307,11 @@ def _kernel(cell, rho, threads, held):
                             ti.simt.block.sync()
                             if tid < H:
                                 pre_h = x[2] + gate_sum(part, chunks, tid) + gate_sum(part, chunks, H + tid)
-                                hv = standard_gru_output(frame, pre_h, z, h[tid])
+                                hv = standard_gru_output(head, pre_h, z, h[tid])
                         if tid < H:
                             h[tid] = hv
                             ws[h_next + tid] = hv
-                            store_output(out, frame, s, r, tid, hv)
+                            store_output(out, head, s, r, tid, hv)
                         ti.simt.block.sync()
                     elif tid < H:
                         ws[h_next + tid] = h[tid]
