@@ -15,14 +15,15 @@ Why a new slot each step: a block reads h written by other SMs, through its own
 L1, which is not coherent with theirs; a slot no one has read before (slots are
 aligned to 128-byte lines, ``layout.F_SLOT``) cannot be stale in any L1.
 
-Each pass first copies the batch rows' state vectors into shared memory in one
-coalesced sweep (reading them term by term from L2 left every loop iteration
-waiting on a load), eight loads a thread in flight at a time, then the weights are
-streamed in groups of loads issued together, four weights a load (``quad_group``; U and
-a GRU's Vh, where set, in the layout of ``kernels/quads.py``), each thread's groups in
-reverse on odd steps (``persistent_zigzag``). Where a thread's share of the first
-phase's weights is short, it holds them in registers for the whole sequence instead
-(``resident_terms``).
+A pass streams the weights in groups of loads issued together, four weights a load
+(``quad_group``; U and a GRU's Vh, where set, in the layout of ``kernels/quads.py``), each
+thread's groups in reverse on odd steps (``persistent_zigzag``), and each weight serves every
+batch row of the pass's chunk. The terms it meets (the chunk's state vectors) are read four a
+load too, from the kernel's own copy of every state vector it writes, kept in quads
+(``term_slot``): the workspace is a float array, which LLVM cannot read 16 bytes at a time.
+(Staging the chunk in shared memory first, one coalesced sweep, is kept as an A/B option,
+``persistent_staging``: it was slower.) Where a thread's share of the first phase's weights is
+short, it holds them in registers for the whole sequence instead (``resident_terms``).
 
 For small projections the kernel also projects its own inputs first: a block
 computes the input terms of the gate rows it owns (no other block reads them)
@@ -151,6 +152,42 @@ def leave_grid(frame: ti.template(), tid, nblocks):
             frame[F_DEPART] = 0
 
 
+def term_slot(batch, hidden):
+    """Quads between two slots of the persistent kernel's copy of its terms (``quad_terms``): B rows
+    of ceil(H / 4) quads (zeros past H, never written), rounded up to a 128-byte line, so that every
+    slot is fresh in every L1 as the workspace's are (module docstring)."""
+    return (batch * ((hidden + QUAD - 1) // QUAD) + 7) // 8 * 8
+
+
+term_slot_ti = ti.func(term_slot)
+
+
+def term_quads(cell_kind, hidden, batch, steps):
+    """Quads the terms' copy holds: T + 1 slots of h (slot 0, the initial state), and for a GRU its
+    r∘h0 and z∘h0 of every step (two slots a step, from slot T + 1 on)."""
+    return (steps + 1 + (2 * steps if cell_kind == CELL_GRU else 0)) * term_slot(batch, hidden)
+
+
+@ti.func
+def copy_initial_terms(ws: ti.template(), terms: ti.template(), frame: ti.template(), nblocks, blk, tid):
+    """The initial state (history slot 0) of this block's units into slot 0 of the terms' copy;
+    the caller's grid barrier follows (every block reads every unit)."""
+    _, B, H, _ = run_sizes(frame)
+    units = (H + nblocks - 1) // nblocks
+    for q in range(rounds(B * units, tid)):
+        e = tid + q * BLOCK
+        b = e // units
+        i = blk * units + e % units
+        if i < H:
+            write_term(terms, 0, b, i, H, ws[frame[F_WS_H] + b * H + i])
+
+
+@ti.func
+def write_term(terms: ti.template(), slot, b, i, H, value):
+    """Entry (batch row b, unit i) of a slot of the terms' copy."""
+    terms[slot + b * ((H + QUAD - 1) // QUAD) + i // QUAD][i % QUAD] = value
+
+
 def grid_kernels(run_layer, nblocks, block, shared, name):
     """(kernel, paired) for a layer body ``run_layer`` that runs one layer's whole sequence on
     ``nblocks`` blocks of ``block`` threads (the spread and split kernels): ``kernel`` takes one
@@ -183,7 +220,7 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
 
 @functools.lru_cache(maxsize=None)
 def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all, rows=1, zigzag=False,
-                      vh=True, shared_stage=False):
+                      vh=True, shared_stage=False, quad_terms=False):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``staged``: the chunk's state vectors are copied to shared memory first (when they fit);
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
@@ -197,7 +234,10 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
     each thread's quads in reverse (``persistent_zigzag``); ``vh``: a GRU's Vh is set (nil, the
     conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0); ``shared_stage``:
     the stage starts at 0, under the reduction buffer, so it has all SHARED floats (a block barrier
-    between the last read of the stage and the first write of the sums; ``persistent_staging``)."""
+    between the last read of the stage and the first write of the sums; ``persistent_staging``);
+    ``quad_terms`` (a chunk read in place only): the terms are read four a load from the kernel's
+    own copy of the state vectors (``terms``, see ``term_slot``), not one a load from the workspace."""
+    assert not (quad_terms and staged), "quad terms serve a chunk read in place"
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
@@ -242,14 +282,23 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
 
     @ti.func
     def row_starts(at, vec, B, H, b0):
-        """Where row k of the chunk starts: in the staging buffer, or in the workspace."""
+        """Where row k of the chunk starts: in the staging buffer, in the workspace, or with
+        ``quad_terms`` (``vec`` a slot of ``terms``) as a quad index."""
         start = ti.Vector([0] * chunk, ti.i32)
         for k in ti.static(range(chunk)):
             if ti.static(staged):
                 start[k] = at + k * H
+            elif ti.static(quad_terms):
+                start[k] = vec + ti.min(b0 + k, B - 1) * ((H + QUAD - 1) // QUAD)
             else:
                 start[k] = vec + ti.min(b0 + k, B - 1) * H
         return start
+
+    @ti.func
+    def put_term(terms: ti.template(), slot, b, i, H, value):
+        """Entry (b, i) of a slot of the terms' copy, which only ``quad_terms`` kernels keep."""
+        if ti.static(quad_terms):
+            write_term(terms, slot, b, i, H, value)
 
     @ti.func
     def quad_group(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q,
@@ -285,14 +334,23 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                             vv[QUAD * (u * rows + r) + e] = 0.0
         for k in ti.static(range(chunk)):
             for u in ti.static(range(group)):
-                for e in ti.static(range(QUAD)):
-                    j = QUAD * qc[u] + e
-                    if ti.static(masked):
-                        j = ti.min(j, H - 1)
-                    term = src[x1[k] + j]
-                    term2 = term
+                t4 = ti.Vector([0.0] * QUAD, ti.f32)   # quad_terms: the quad's four terms, one load
+                t4b = t4
+                if ti.static(quad_terms):   # (a quad past q_end is clamped to one inside the row)
+                    t4 = src[x1[k] + qc[u]]
                     if ti.static(with2):
-                        term2 = src[x2[k] + j]
+                        t4b = src[x2[k] + qc[u]]
+                for e in ti.static(range(QUAD)):
+                    term = t4[e]
+                    term2 = t4b[e]
+                    if ti.static(not quad_terms):
+                        j = QUAD * qc[u] + e
+                        if ti.static(masked):
+                            j = ti.min(j, H - 1)
+                        term = src[x1[k] + j]
+                        term2 = term
+                        if ti.static(with2):
+                            term2 = src[x2[k] + j]
                     for r in ti.static(range(rows)):
                         acc[r * chunk + k] += wv[QUAD * (u * rows + r) + e] * term
                         if ti.static(with2):
@@ -350,7 +408,10 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                 for kk in ti.static(range(resident)):
                     if kk < jl and j0 + kk < H:
                         for k in ti.static(range(chunk)):
-                            acc[k] += wreg[kk] * src[x1[k] + j0 + kk]
+                            if ti.static(quad_terms):
+                                acc[k] += wreg[kk] * src[x1[k] + (j0 + kk) // QUAD][(j0 + kk) % QUAD]
+                            else:
+                                acc[k] += wreg[kk] * src[x1[k] + j0 + kk]
         elif i < H and split < n_split:
             # the thread's rows, a row past the block's or past H read as its first (and not summed)
             w_rows = ti.Vector([o] * rows, ti.i32)
@@ -386,7 +447,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             total += red[((split * lanes + rr % lanes) * rows + rr // lanes) * chunk + k]
         return total
 
-    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, wq: QUAD_WEIGHTS, frame: FRAME, out: OUTPUT):
+    def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, wq: QUAD_WEIGHTS, terms: QUAD_WEIGHTS, frame: FRAME,
+               out: OUTPUT):
         ti.loop_config(block_dim=BLOCK)
         for t in range(nblocks * BLOCK):
             # the frame is read inside the loop: a statement before it would be a separate
@@ -401,6 +463,11 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             barrier = 0
             if ti.static(projects):
                 project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
+            if ti.static(quad_terms):
+                if ti.static(projects):
+                    ti.simt.block.sync()   # the block's units' zero initial states are written
+                copy_initial_terms(ws, terms, frame, nblocks, blk, tid)
+            if ti.static(projects or quad_terms):
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
             _, _, H0, _ = run_sizes(frame)
@@ -424,15 +491,24 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                 # GRU: r∘h0 and z∘h0 of every unit, for the second phase (fresh slots in the C region)
                 rh = frame[F_WS_C] + (2 * s) * slot
                 zh = rh + slot
+                # their slots in the terms' copy (quad_terms): h's, then the GRU's r∘h0 and z∘h0
+                tslot = term_slot_ti(B, H)
+                thp = s * tslot
+                trh = (frame[F_STEPS] + 1 + 2 * s) * tslot
                 for bc in range((B + chunk - 1) // chunk):
                     b0 = bc * chunk
                     stage(ws, smem, at0, hp, B, H, b0, tid)
                     ti.simt.block.sync()
-                    x1 = row_starts(at0, hp, B, H, b0)
                     if ti.static(staged):
+                        x1 = row_starts(at0, hp, B, H, b0)
                         partial_dots(wq, smem, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
                                      False, resident > 0, wreg, back)
+                    elif ti.static(quad_terms):
+                        x1 = row_starts(at0, thp, B, H, b0)
+                        partial_dots(wq, terms, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
+                                     False, resident > 0, wreg, back)
                     else:
+                        x1 = row_starts(at0, hp, B, H, b0)
                         partial_dots(wq, ws, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
                                      False, resident > 0, wreg, back)
                     ti.simt.block.sync()
@@ -462,6 +538,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                 else:
                                     ws[cn] = ws[cp]
                                     ws[hn + b * H + i] = ws[hp + b * H + i]
+                                put_term(terms, thp + tslot, b, i, H, ws[hn + b * H + i])
                             elif ti.static(cell == CELL_SINGLE_GATE):
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * H + i
@@ -470,6 +547,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                     store_output(out, frame, s, b, i, ws[hn + b * H + i])
                                 else:
                                     ws[hn + b * H + i] = ws[hp + b * H + i]
+                                put_term(terms, thp + tslot, b, i, H, ws[hn + b * H + i])
                             else:  # GRU, first phase: z and r
                                 h0 = ws[hp + b * H + i]
                                 z = 0.0
@@ -479,9 +557,14 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                     z, rg = gru_gates(frame, i, ws[xw] + reduced(smem, 2 * units, units, 0, iu, k),
                                                       ws[xw + H] + reduced(smem, 2 * units, units, 1, iu, k))
                                 ws[frame[F_WS_SCRATCH] + b * H + i] = z
-                                ws[rh + b * H + i] = rg * h0
-                                if ti.static(vh):
-                                    ws[zh + b * H + i] = z * h0
+                                if ti.static(quad_terms):   # the second phase reads them there only
+                                    write_term(terms, trh, b, i, H, rg * h0)
+                                    if ti.static(vh):
+                                        write_term(terms, trh + tslot, b, i, H, z * h0)
+                                else:
+                                    ws[rh + b * H + i] = rg * h0
+                                    if ti.static(vh):
+                                        ws[zh + b * H + i] = z * h0
                     ti.simt.block.sync()
                 if ti.static(cell == CELL_GRU):
                     # second phase: Uh·(r∘h0) + Vh·(z∘h0) needs every unit's r and z
@@ -493,14 +576,20 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                         if ti.static(vh):
                             stage(ws, smem, at0 + chunk * H, zh, B, H, b0, tid)
                         ti.simt.block.sync()
-                        x1 = row_starts(at0, rh, B, H, b0)
-                        x2 = row_starts(at0 + chunk * H, zh, B, H, b0)
-                        if ti.static(staged):
-                            partial_dots(wq, smem, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
+                        if ti.static(quad_terms):
+                            x1 = row_starts(at0, trh, B, H, b0)
+                            x2 = row_starts(at0, trh + tslot, B, H, b0)
+                            partial_dots(wq, terms, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
                                          vh, False, wreg, back)
                         else:
-                            partial_dots(wq, ws, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                         vh, False, wreg, back)
+                            x1 = row_starts(at0, rh, B, H, b0)
+                            x2 = row_starts(at0 + chunk * H, zh, B, H, b0)
+                            if ti.static(staged):
+                                partial_dots(wq, smem, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads,
+                                             x2, vh, False, wreg, back)
+                            else:
+                                partial_dots(wq, ws, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads,
+                                             x2, vh, False, wreg, back)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -514,15 +603,17 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                     store_output(out, frame, s, b, i, ws[hn + b * H + i])
                                 else:
                                     ws[hn + b * H + i] = ws[hp + b * H + i]
+                                put_term(terms, thp + tslot, b, i, H, ws[hn + b * H + i])
                         ti.simt.block.sync()
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
             leave_grid(frame, tid, nblocks)
 
     # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
-    # appended where odd steps stream in reverse, an s where the stage lies under the sums
+    # appended where odd steps stream in reverse, an s where the stage lies under the sums, a q where the
+    # terms are read four a load
     kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
-                       + ("z" if zigzag else "") + ("s" if shared_stage else ""))
+                       + ("z" if zigzag else "") + ("s" if shared_stage else "") + ("q" if quad_terms else ""))
     return ti.kernel(kernel)
 
 
@@ -542,15 +633,22 @@ def persistent_staging(cell_kind, hidden, batch, vh=True):
     """(batch rows per pass, whether they are staged, whether the stage lies under the reduction
     buffer) of the persistent kernel.
 
-    A chunk that fits STAGE is staged beside the reduction buffer. One that only fits all SHARED
-    floats is staged under it: the sums are written over the stage once every thread has read it,
-    a block barrier more a pass. H200, same process, median of 2 rounds, µs a step, read in place
-    / staged under: LSTM 2048 b4 t25 49.8 / 43.5, GRU 2048 (no Vh) b4 t187 36.0 / 32.3 (one
-    block an SM then, not two). ``MPSRNN_PERSISTENT_STAGE`` decides instead, for tests and A/B
-    runs: ``24k`` never stages under, ``32k`` stages every staged chunk under (GRU 1536 b4 t187,
-    which fits beside: 24.1 / 24.1)."""
-    mode = knob("MPSRNN_PERSISTENT_STAGE", ("auto", "24k", "32k")) or "auto"
+    Nothing is staged: every chunk is read in place, its terms four a load from the kernel's own
+    copy of them (``persistent_quad_terms``). That was faster than staging every chunk that fits.
+    H200, same process, median of 2 rounds, µs a step, staged (``auto`` below) / in place:
+    GRU (Vh nil) 2048 b4 t187 31.8 / 26.2, b2 24.3 / 19.3, b1 19.8 / 17.3, GRU 2560 b2 39.3 /
+    33.7, GRU 2816 b1 40.7 / 36.9, GRU 1536 b4 22.8 / 19.9, b1 15.5 / 14.7, LSTM 1536 b4 t50
+    24.1 / 23.5, LSTM 2048 b1 t25 24.7 / 24.6, b2 28.1 / 27.7, b4 37.0-38.8 / 39.9 (but 36.6 staged
+    against 35.1 in place once the latter takes eight loads a group, ``persistent_loads``).
+
+    ``MPSRNN_PERSISTENT_STAGE`` stages, for tests and A/B runs: ``auto`` (the default before the
+    quad terms) stages a chunk that fits STAGE beside the reduction buffer, and one that only fits
+    all SHARED floats under it (the sums are written over the stage once every thread has read
+    it, a block barrier more a pass); ``24k`` only beside, ``32k`` every staged chunk under."""
+    mode = knob("MPSRNN_PERSISTENT_STAGE", ("off", "auto", "24k", "32k")) or "off"
     chunk, beside = persistent_chunk(cell_kind, hidden, batch, vh, STAGE)
+    if mode == "off":
+        return chunk, False, False
     if mode == "24k" or (mode == "auto" and beside):
         return chunk, beside, False
     chunk, staged = persistent_chunk(cell_kind, hidden, batch, vh, SHARED)
@@ -589,17 +687,21 @@ def persistent_fits(cell_kind, peep, hidden, nblocks):
     return first_phase_rows(cell_kind, hidden, nblocks) <= BLOCK and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE)
 
 
-def persistent_loads():
+def persistent_loads(cell_kind, rows):
     """(weight loads, four weights each, a thread of the persistent kernel issues together, whether
     every group is clamped), from ``MPSRNN_PERSISTENT_LOADS`` (2, 4, 8 or 16, ``c`` appended:
-    clamped) for A/B benchmarks, else the default."""
+    clamped) for A/B benchmarks, else four; eight for an LSTM whose threads stream two gate rows
+    (``rows``: a chunk of 4 rows whose weights come from HBM, ``persistent_rows``).
+
+    H200, same process, chunks read in place with quad terms, µs a step, four / eight loads: LSTM
+    2048 b4 t25 (two rows) 40.6 / 36.6 and 38.4 / 35.4; one row a thread, nothing or a loss: LSTM
+    2048 b1 26.8 / 26.3, b2 26.8 / 27.6, LSTM 1536 b4 24.1 / 25.0; and the GRU's two rows lose:
+    GRU 2560 b4 t187 44.0 / 51.3, GRU 2816 b4 50.1 / 59.3 (its second phase splits a group
+    between Uh and Vh, and its first holds two gates' rows)."""
     forced = knob("MPSRNN_PERSISTENT_LOADS", ("2", "4", "8", "16", "2c", "4c", "8c", "16c"))
     if forced:
         return int(forced.rstrip("c")), forced.endswith("c")
-    return PERSISTENT_LOADS
-
-
-PERSISTENT_LOADS = (4, False)
+    return (8 if cell_kind == CELL_LSTM and rows == 2 else 4), False
 
 
 def persistent_rows(chunk, resident, from_hbm=False):
@@ -616,6 +718,18 @@ def persistent_rows(chunk, resident, from_hbm=False):
     2560 b2 46.2 / 46.6, LSTM 1024 b2 13.3 / 13.5."""
     rows = _one_or_two("MPSRNN_PERSISTENT_ROWS") or (2 if from_hbm and chunk == 4 else 1)
     return rows if resident == 0 and rows * chunk <= MAX_CHUNK else 1
+
+
+def persistent_quad_terms(staged):
+    """Whether a persistent kernel reads its terms four a load (``quad_terms``): where its chunk is
+    read in place, unless ``MPSRNN_PERSISTENT_TERMS=floats`` (A/B benchmarks) reads them one a load
+    from the workspace.
+
+    In place, the terms are L1 loads, and at batch 4 they outnumber the weights' loads (ncu, H200,
+    GRU 2560 b4: ~1.05 M of 1.67 M global loads a step, one float each, against ~0.61 M weight
+    quads). Four a load need an array LLVM knows is 16-byte aligned, which the workspace (a float
+    array) is not; so the kernel keeps its own copy of the state vectors in quads (``term_slot``)."""
+    return not staged and knob("MPSRNN_PERSISTENT_TERMS", ("floats", "quads")) != "floats"
 
 
 def persistent_zigzag():
@@ -646,7 +760,9 @@ def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True, vh=True):
     (16 MiB) b1 15.9 / 16.2, b4 21.7 / 23.5, LSTM 1536 b2 24.5 / 25.0, b4 31.2 / 33.2, GRU 1536
     b2 24.0 / 25.0, GRU 1024 b4 19.7 / 21.0. Two blocks need both on an SM at once, or the first
     grid barrier never opens: 256 threads at Taichi's cap of 128 registers each and 32 KiB of
-    shared memory fit twice (``ncu``: a block limit of 2 by registers).
+    shared memory fit twice (``ncu``: a block limit of 2 by registers). Since no chunk is staged by
+    default (``persistent_staging``), every persistent layer takes two; the figures for a chunk
+    read in place with quad terms (``persistent_staging``'s) were measured so.
     ``MPSRNN_PERSISTENT_PER_SM`` (1 or 2) decides instead, for A/B benchmarks."""
     forced = _one_or_two("MPSRNN_PERSISTENT_PER_SM")
     if forced:

@@ -345,19 +345,23 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
 
 
 def test_persistent_weight_load_groups(monkeypatch):
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
     from mpsrnn.kernels.sequence_persistent import persistent_loads
-    assert persistent_loads() == (4, False)   # measured best on the H200 (bench/analysis.md)
+    monkeypatch.delenv("MPSRNN_PERSISTENT_LOADS", raising=False)
+    # measured best on the H200 (bench/analysis.md): eight only for an LSTM's two rows a thread
+    assert [persistent_loads(CELL_LSTM, 1), persistent_loads(CELL_LSTM, 2)] == [(4, False), (8, False)]
+    assert [persistent_loads(CELL_GRU, 1), persistent_loads(CELL_GRU, 2)] == [(4, False), (4, False)]
     monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", "16c")
-    assert persistent_loads() == (16, True)
+    assert persistent_loads(CELL_LSTM, 2) == (16, True)
     monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", "8")
-    assert persistent_loads() == (8, False)
+    assert persistent_loads(CELL_GRU, 1) == (8, False)
     monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", "2")
-    assert persistent_loads() == (2, False)
+    assert persistent_loads(CELL_LSTM, 2) == (2, False)
     for bad in ("12", "32", "16cc", "c"):
         monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", bad)
         with pytest.raises(ValueError,
                            match="MPSRNN_PERSISTENT_LOADS: expected 2, 4, 8, 16, '2c', '4c', '8c' or '16c'"):
-            persistent_loads()
+            persistent_loads(CELL_LSTM, 1)
 
 
 def test_persistent_blocks_per_sm(monkeypatch):
@@ -446,13 +450,18 @@ def test_persistent_chunk_stages_what_fits():
 
 
 def test_persistent_stage_under_the_sums_where_only_that_fits(monkeypatch):
-    """A chunk that fits STAGE (6144 floats) is staged beside the reduction buffer; one that fits
-    only all SHARED floats (8192) under it; a larger one is read in place. ``24k`` never stages
-    under, ``32k`` stages every staged chunk under; other values fail."""
+    """By default (``off``) no chunk is staged: each is read in place, its terms four a load
+    (``quad_terms``) unless told ``floats``. ``auto`` stages a chunk that fits STAGE (6144 floats)
+    beside the reduction buffer, one that fits only all SHARED floats (8192) under it, and reads a
+    larger one in place. ``24k`` never stages under, ``32k`` stages every staged chunk under; other
+    values fail."""
     from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
-    from mpsrnn.kernels.sequence_persistent import SHARED, STAGE, persistent_staging
+    from mpsrnn.kernels.sequence_persistent import SHARED, STAGE, persistent_quad_terms, persistent_staging
     assert (STAGE, SHARED) == (6144, 8192)
     monkeypatch.delenv("MPSRNN_PERSISTENT_STAGE", raising=False)
+    assert persistent_staging(CELL_LSTM, 1536, 4) == (4, False, False)
+    assert persistent_staging(CELL_GRU, 45, 3) == (4, False, False)
+    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "auto")
     assert persistent_staging(CELL_LSTM, 1536, 4) == (4, True, False)        # 6144 floats: beside
     assert persistent_staging(CELL_LSTM, 2048, 4) == (4, True, True)         # 8192: under
     assert persistent_staging(CELL_GRU, 2048, 4, vh=False) == (4, True, True)
@@ -466,9 +475,15 @@ def test_persistent_stage_under_the_sums_where_only_that_fits(monkeypatch):
     assert persistent_staging(CELL_LSTM, 1536, 4) == (4, True, True)
     assert persistent_staging(CELL_LSTM, 45, 8) == (8, True, True)
     assert persistent_staging(CELL_GRU, 2560, 4, vh=False) == (4, False, False)
+    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "off")
+    assert persistent_staging(CELL_LSTM, 45, 8) == (8, False, False)
     monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "16k")
-    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_STAGE: expected 'auto', '24k' or '32k'"):
+    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_STAGE: expected 'off', 'auto', '24k' or '32k'"):
         persistent_staging(CELL_LSTM, 2048, 4)
+    monkeypatch.delenv("MPSRNN_PERSISTENT_TERMS", raising=False)
+    assert (persistent_quad_terms(False), persistent_quad_terms(True)) == (True, False)
+    monkeypatch.setenv("MPSRNN_PERSISTENT_TERMS", "floats")
+    assert (persistent_quad_terms(False), persistent_quad_terms(True)) == (False, False)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru-no-vh", "single"])

@@ -26,6 +26,8 @@ import numpy as np
 from ..backend import current_arch
 from ..kernels import layout as L
 from ..kernels.knobs import PLANNING_KNOBS, knob_settings
+from ..kernels.quads import QUAD
+from ..kernels.sequence_persistent import term_quads
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence, copy_sequence_serial
 from .program import Program, Slot
 from .recurrence import (choose_recurrence, emit_layer, emit_paired, pair_directions, project_apart, split_projection,
@@ -70,6 +72,16 @@ class _LayerRun:
         self.host_frame = frame
         self.frame = ti.ndarray(ti.i32, frame.shape)   # filled by bind_views, once the views are in
         self._views = None
+
+    def term_quads(self, used, steps, batch):
+        """The persistent kernel's copy of its terms, four floats a quad (``term_quads``), where it
+        keeps one (``used``), else one quad it never touches. Zero-filled, not poisoned: a row's
+        quads past H are never written, and the weights that meet them are zeros (0 x NaN is NaN)."""
+        import taichi as ti
+        n = term_quads(self.cell.kind, self.cell.n_out, batch, steps) if used else 1
+        quads = ti.Vector.ndarray(QUAD, ti.f32, (n,))
+        quads.fill(0.0)
+        return quads
 
     def bind_views(self, prog, x, output):
         """Put the layer's input and output views, (array, base, step stride, row stride) each,

@@ -46,6 +46,7 @@ from ..kernels.sequence_persistent import (
     persistent_kernel,
     persistent_loads,
     persistent_per_sm,
+    persistent_quad_terms,
     persistent_rows,
     persistent_staging,
     persistent_zigzag,
@@ -512,10 +513,12 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         chunk, staged, under = persistent_staging(kind, lr.cell.n_out, batch, lr.cell.has_vh)
         grid = _grid(lr.cell, staged)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
-        prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart, *persistent_loads(),
-                                   persistent_rows(chunk, resident, _from_hbm(lr.cell)), persistent_zigzag(),
-                                   lr.cell.has_vh, under),
-                 x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.frame, output)
+        quad_terms = persistent_quad_terms(staged)
+        rows = persistent_rows(chunk, resident, _from_hbm(lr.cell))
+        prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart,
+                                   *persistent_loads(kind, rows), rows, persistent_zigzag(), lr.cell.has_vh, under,
+                                   quad_terms),
+                 x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.term_quads(quad_terms, steps, batch), lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, _one_step(lr, steps)), x, *args)
