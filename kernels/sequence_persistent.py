@@ -696,8 +696,7 @@ def persistent_loads(cell_kind, rows):
     H200, same process, chunks read in place with quad terms, µs a step, four / eight loads: LSTM
     2048 b4 t25 (two rows) 40.6 / 36.6 and 38.4 / 35.4; one row a thread, nothing or a loss: LSTM
     2048 b1 26.8 / 26.3, b2 26.8 / 27.6, LSTM 1536 b4 24.1 / 25.0; and the GRU's two rows lose:
-    GRU 2560 b4 t187 44.0 / 51.3, GRU 2816 b4 50.1 / 59.3 (its second phase splits a group
-    between Uh and Vh, and its first holds two gates' rows)."""
+    GRU 2560 b4 t187 44.0 / 51.3, GRU 2816 b4 50.1 / 59.3 (why, not profiled)."""
     forced = knob("MPSRNN_PERSISTENT_LOADS", ("2", "4", "8", "16", "2c", "4c", "8c", "16c"))
     if forced:
         return int(forced.rstrip("c")), forced.endswith("c")
