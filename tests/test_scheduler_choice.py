@@ -400,6 +400,20 @@ def test_persistent_quad_layout(rng):
                 assert quads[q * 5 + o, e] == (m[o, j] if j < 7 else 0.0)
 
 
+def test_persistent_term_copy_layout():
+    """The persistent kernel's copy of its terms (``term_slot``): B rows of ceil(H / 4) quads a slot,
+    each slot on a 128-byte line (8 quads); T + 1 slots of h, and a GRU's r∘h0 and z∘h0 two a step."""
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE
+    from mpsrnn.kernels.sequence_persistent import term_quads, term_slot
+    for batch, hidden in [(1, 1), (1, 32), (3, 45), (4, 2560), (4, 2561), (7, 2816)]:
+        rows = batch * -(-hidden // 4)
+        slot = term_slot(batch, hidden)
+        assert slot % 8 == 0 and rows <= slot < rows + 8, (batch, hidden, slot)
+    assert term_slot(3, 45) == 40 and term_slot(4, 2561) == 2568
+    assert term_quads(CELL_LSTM, 45, 3, 10) == term_quads(CELL_SINGLE_GATE, 45, 3, 10) == 11 * 40
+    assert term_quads(CELL_GRU, 45, 3, 10) == 31 * 40
+
+
 def test_cuda_keeps_vectors_whole(monkeypatch):
     """Taichi's vectors stay whole on the CPU and CUDA (lanes, quads), scalarized elsewhere;
     MPSRNN_CUDA_SCALARIZE=on scalarizes CUDA's too."""
