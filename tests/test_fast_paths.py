@@ -658,6 +658,10 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     d = descriptor(kind, rng, 7, 45, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, [3, 3, 2, 1] if rows or held else [11, 10, 9, 2, 1], 7)
+    if held and kind == "single":   # the premise: its 45 rows leave each thread a share of 9 weights to hold
+        from mpsrnn.kernels.layout import CELL_SINGLE_GATE
+        from mpsrnn.kernels.sequence_persistent import resident_terms
+        assert resident_terms(CELL_SINGLE_GATE, 45, 1, 4) == 9
     names = dispatched_kernels(layer)
     assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z")
                              + ("s" if under else "") + ("q" if in_place else "")) for name in names), names
