@@ -295,10 +295,12 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
         return start
 
     @ti.func
-    def put_term(terms: ti.template(), slot, b, i, H, value):
-        """Entry (b, i) of a slot of the terms' copy, which only ``quad_terms`` kernels keep."""
+    def write_h(ws: ti.template(), terms: ti.template(), hn, tn, b, i, H, value):
+        """The new h of batch row b, unit i: to the history slot at ``hn`` and, where the kernel keeps
+        a copy of its terms (``quad_terms``), to that copy's slot at ``tn``."""
+        ws[hn + b * H + i] = value
         if ti.static(quad_terms):
-            write_term(terms, slot, b, i, H, value)
+            write_term(terms, tn, b, i, H, value)
 
     @ti.func
     def quad_group(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q,
@@ -518,6 +520,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                             if ti.static(cell == CELL_LSTM):
                                 cp = frame[F_WS_C] + s * slot + b * H + i
                                 cn = cp + slot
+                                hv = 0.0   # the unit's new h
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * 4 * H + i
                                     a_i = ws[xw] + reduced(smem, 4 * units, units, 0, iu, k)
@@ -533,21 +536,22 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                     if peep == PEEP_DIAGONAL:
                                         a_o += w32(wts, v0 + 3 * H + i) * c_new
                                     ws[cn] = c_new
-                                    ws[hn + b * H + i] = lstm_output(frame, i, a_o, c_new)
-                                    store_output(out, frame, s, b, i, ws[hn + b * H + i])
-                                else:
+                                    hv = lstm_output(frame, i, a_o, c_new)
+                                    store_output(out, frame, s, b, i, hv)
+                                else:   # a row absent at this step carries its state forward
                                     ws[cn] = ws[cp]
-                                    ws[hn + b * H + i] = ws[hp + b * H + i]
-                                put_term(terms, thp + tslot, b, i, H, ws[hn + b * H + i])
+                                    hv = ws[hp + b * H + i]
+                                write_h(ws, terms, hn, thp + tslot, b, i, H, hv)
                             elif ti.static(cell == CELL_SINGLE_GATE):
+                                hv = 0.0
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * H + i
                                     pre = ws[xw] + reduced(smem, units, units, 0, iu, k)
-                                    ws[hn + b * H + i] = single_gate_output(frame, i, pre)
-                                    store_output(out, frame, s, b, i, ws[hn + b * H + i])
+                                    hv = single_gate_output(frame, i, pre)
+                                    store_output(out, frame, s, b, i, hv)
                                 else:
-                                    ws[hn + b * H + i] = ws[hp + b * H + i]
-                                put_term(terms, thp + tslot, b, i, H, ws[hn + b * H + i])
+                                    hv = ws[hp + b * H + i]
+                                write_h(ws, terms, hn, thp + tslot, b, i, H, hv)
                             else:  # GRU, first phase: z and r
                                 h0 = ws[hp + b * H + i]
                                 z = 0.0
@@ -594,16 +598,15 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
                             if i < H and b < B:
+                                hv = 0.0
                                 if b < rows:
                                     xw = frame[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i
-                                    ws[hn + b * H + i] = gru_output(frame, i, ws[xw] + reduced(smem, units, units,
-                                                                                                    0, iu, k),
-                                                                    ws[frame[F_WS_SCRATCH] + b * H + i],
-                                                                    ws[hp + b * H + i])
-                                    store_output(out, frame, s, b, i, ws[hn + b * H + i])
+                                    hv = gru_output(frame, i, ws[xw] + reduced(smem, units, units, 0, iu, k),
+                                                    ws[frame[F_WS_SCRATCH] + b * H + i], ws[hp + b * H + i])
+                                    store_output(out, frame, s, b, i, hv)
                                 else:
-                                    ws[hn + b * H + i] = ws[hp + b * H + i]
-                                put_term(terms, thp + tslot, b, i, H, ws[hn + b * H + i])
+                                    hv = ws[hp + b * H + i]
+                                write_h(ws, terms, hn, thp + tslot, b, i, H, hv)
                         ti.simt.block.sync()
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
