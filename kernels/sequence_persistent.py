@@ -183,9 +183,15 @@ def copy_initial_terms(ws: ti.template(), terms: ti.template(), frame: ti.templa
 
 
 @ti.func
+def term_row(slot, b, H):
+    """Where batch row b of a slot of the terms' copy starts (its quad index; ``term_slot``)."""
+    return slot + b * ((H + QUAD - 1) // QUAD)
+
+
+@ti.func
 def write_term(terms: ti.template(), slot, b, i, H, value):
     """Entry (batch row b, unit i) of a slot of the terms' copy."""
-    terms[slot + b * ((H + QUAD - 1) // QUAD) + i // QUAD][i % QUAD] = value
+    terms[term_row(slot, b, H) + i // QUAD][i % QUAD] = value
 
 
 def grid_kernels(run_layer, nblocks, block, shared, name):
@@ -289,7 +295,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             if ti.static(staged):
                 start[k] = at + k * H
             elif ti.static(quad_terms):
-                start[k] = vec + ti.min(b0 + k, B - 1) * ((H + QUAD - 1) // QUAD)
+                start[k] = term_row(vec, ti.min(b0 + k, B - 1), H)
             else:
                 start[k] = vec + ti.min(b0 + k, B - 1) * H
         return start
