@@ -506,7 +506,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                 for bc in range((B + chunk - 1) // chunk):
                     b0 = bc * chunk
                     stage(ws, smem, at0, hp, B, H, b0, tid)
-                    ti.simt.block.sync()
+                    if ti.static(staged):   # (read in place, the sums' last readers met at the pass's end)
+                        ti.simt.block.sync()
                     if ti.static(staged):
                         x1 = row_starts(at0, hp, B, H, b0)
                         partial_dots(wq, smem, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
@@ -585,7 +586,8 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                         stage(ws, smem, at0, rh, B, H, b0, tid)
                         if ti.static(vh):
                             stage(ws, smem, at0 + chunk * H, zh, B, H, b0, tid)
-                        ti.simt.block.sync()
+                        if ti.static(staged):
+                            ti.simt.block.sync()
                         if ti.static(quad_terms):
                             x1 = row_starts(at0, trh, B, H, b0)
                             x2 = row_starts(at0, trh + tslot, B, H, b0)
