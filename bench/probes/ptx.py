@@ -31,7 +31,9 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--config", action="append", help="as ab.py's (default: four small and medium layers)")
     a = p.parse_args()
-    ti.init(arch=ti.cuda, offline_cache=False, fast_math=False, print_kernel_asm=True, log_level=ti.WARN)
+    # as backend.init starts CUDA (vectors whole unless MPSRNN_CUDA_SCALARIZE=on), with the dump on
+    ti.init(arch=ti.cuda, offline_cache=False, fast_math=False, print_kernel_asm=True, log_level=ti.WARN,
+            real_matrix_scalarize=backend._scalarizes("cuda"))
     backend._current = "cuda"   # started by hand above, with the dump on
     from mpsrnn.benchmark import Config, time_config
     configs = [parse_config(c) for c in a.config] if a.config else [
