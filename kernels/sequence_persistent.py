@@ -1,7 +1,7 @@
 """Whole sequences in one launch across the whole GPU (CUDA): persistent kernels.
 
-Every SM gets one block (two where that keeps more loads in flight: ``persistent_per_sm``)
-that lives for the whole sequence. Block k owns a slice of the hidden units (all gates of
+Every SM gets two blocks (they keep twice the loads in flight: ``persistent_per_sm``)
+that live for the whole sequence. Block k owns a slice of the hidden units (all gates of
 each, so it can finish their state update itself). Per step its threads compute the
 pre-activations of its gate rows for a chunk of batch rows: thread t takes row ``t % R``
 (R = gates x units) and one
@@ -21,9 +21,9 @@ thread's groups in reverse on odd steps (``persistent_zigzag``), and each weight
 batch row of the pass's chunk. The terms it meets (the chunk's state vectors) are read four a
 load too, from the kernel's own copy of every state vector it writes, kept in quads
 (``term_slot``): the workspace is a float array, which LLVM cannot read 16 bytes at a time.
-(Staging the chunk in shared memory first, one coalesced sweep, is kept as an A/B option,
-``persistent_staging``: it was slower.) Where a thread's share of the first phase's weights is
-short, it holds them in registers for the whole sequence instead (``resident_terms``).
+(Staging the chunk in shared memory first, one coalesced sweep, was slower: ``persistent_chunk``.)
+Where a thread's share of the first phase's weights is short, it holds them in registers for
+the whole sequence instead (``resident_terms``).
 
 For small projections the kernel also projects its own inputs first: a block
 computes the input terms of the gate rows it owns (no other block reads them)
@@ -32,8 +32,8 @@ layer is then one dispatch. The barrier count starts from 0 at every run: the
 last block to leave the last barrier resets it (``F_DEPART``), since no
 ``project_inputs`` runs first to do it.
 
-The grid must be resident all at once or the barrier never opens: one or two blocks
-of 256 threads per SM (``persistent_per_sm``), 32 KiB of shared memory each. Dense LSTM
+The grid must be resident all at once or the barrier never opens: two blocks
+of 256 threads per SM (``persistent_per_sm``), 8 KiB of shared memory each. Dense LSTM
 peepholes need a second barrier per step and are left to the other paths. Shapes: the grid,
 the batch chunk, the resident share and whether the kernel projects are compile-time
 constants, so ``persistent_kernel`` builds (and caches) one kernel per combination.
@@ -77,10 +77,7 @@ from .sequence_copy import store_output
 
 BLOCK = 256
 MAX_CHUNK = 8
-COPY_GROUP = 8  # elements of a staging copy a thread loads before it stores them
-STAGE = 6144    # floats of shared memory for the staged state rows; with the reduction
-                # buffer (BLOCK * MAX_CHUNK) that is 8192 floats = 32 KiB
-SHARED = BLOCK * MAX_CHUNK + STAGE   # the block's shared memory: the reduction buffer, then the stage
+SHARED = BLOCK * MAX_CHUNK   # the block's shared memory: the reduction buffer (8 KiB)
 
 
 @ti.func
@@ -153,7 +150,7 @@ def leave_grid(frame: ti.template(), tid, nblocks):
 
 
 def term_slot(batch, hidden):
-    """Quads between two slots of the persistent kernel's copy of its terms (``quad_terms``): B rows
+    """Quads between two slots of the persistent kernel's copy of its terms (``row_starts``): B rows
     of ceil(H / 4) quads (zeros past H, never written), rounded up to a 128-byte line, so that every
     slot is fresh in every L1 as the workspace's are (module docstring)."""
     return (batch * ((hidden + QUAD - 1) // QUAD) + 7) // 8 * 8
@@ -225,10 +222,8 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
 
 
 @functools.lru_cache(maxsize=None)
-def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, clamp_all, rows=1, zigzag=False,
-                      vh=True, shared_stage=False, quad_terms=False):
+def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all, rows=1, zigzag=False, vh=True):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
-    ``staged``: the chunk's state vectors are copied to shared memory first (when they fit);
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
     sequence (0: they are read from memory at every step; see ``resident_terms``);
     ``projects``: the kernel computes its own input terms and zero initial states first (no
@@ -238,12 +233,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
     once, each term it reads serving all of them (``persistent_rows``; 1 with resident weights,
     and rows x chunk at most MAX_CHUNK, the reduction buffer's room); ``zigzag``: odd steps stream
     each thread's quads in reverse (``persistent_zigzag``); ``vh``: a GRU's Vh is set (nil, the
-    conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0); ``shared_stage``:
-    the stage starts at 0, under the reduction buffer, so it has all SHARED floats (a block barrier
-    between the last read of the stage and the first write of the sums; ``persistent_staging``);
-    ``quad_terms`` (a chunk read in place only): the terms are read four a load from the kernel's
-    own copy of the state vectors (``terms``, see ``term_slot``), not one a load from the workspace."""
-    assert not (quad_terms and staged), "quad terms serve a chunk read in place"
+    conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0)."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
@@ -267,58 +257,33 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
         return w
 
     @ti.func
-    def stage(ws: ti.template(), stg: ti.template(), at, vec, B, H, b0, tid):
-        """Copy state rows b0 .. b0+chunk-1 (clamped to B-1) of ``vec`` to shared stg[at + k*H + j]:
-        one coalesced pass instead of a dependent L2 load per term of every dot product.
-        Unstaged kernels read the rows where they are (``row_starts``)."""
-        if ti.static(staged):
-            # COPY_GROUP loads issued together, then their stores: one at a time, each load waited
-            # for the store before it (a shared store may alias Taichi's generic pointer), an L2
-            # round trip per element (ncu on the spread kernel's copy, which had the same shape)
-            n = chunk * H
-            for q0 in range((rounds(n, tid) + COPY_GROUP - 1) // COPY_GROUP):
-                got = ti.Vector([0.0] * COPY_GROUP, ti.f32)
-                for u in ti.static(range(COPY_GROUP)):
-                    e = tid + (q0 * COPY_GROUP + u) * BLOCK
-                    got[u] = ws[vec + ti.select(e < n, ti.min(b0 + e // H, B - 1) * H + e % H, 0)]
-                for u in ti.static(range(COPY_GROUP)):
-                    e = tid + (q0 * COPY_GROUP + u) * BLOCK
-                    if e < n:
-                        stg[at + e] = got[u]
-
-    @ti.func
-    def row_starts(at, vec, B, H, b0):
-        """Where row k of the chunk starts: in the staging buffer, in the workspace, or with
-        ``quad_terms`` (``vec`` a slot of ``terms``) as a quad index."""
+    def row_starts(vec, B, H, b0):
+        """Where row k of the chunk starts in slot ``vec`` of the terms' copy (a quad index; rows past
+        B read as B - 1, their sums unused)."""
         start = ti.Vector([0] * chunk, ti.i32)
         for k in ti.static(range(chunk)):
-            if ti.static(staged):
-                start[k] = at + k * H
-            elif ti.static(quad_terms):
-                start[k] = term_row(vec, ti.min(b0 + k, B - 1), H)
-            else:
-                start[k] = vec + ti.min(b0 + k, B - 1) * H
+            start[k] = term_row(vec, ti.min(b0 + k, B - 1), H)
         return start
 
     @ti.func
     def write_h(ws: ti.template(), terms: ti.template(), hn, tn, b, i, H, value):
-        """The new h of batch row b, unit i: to the history slot at ``hn`` and, where the kernel keeps
-        a copy of its terms (``quad_terms``), to that copy's slot at ``tn``."""
+        """The new h of batch row b, unit i: to the history slot at ``hn`` and to the terms' copy's
+        slot at ``tn``."""
         ws[hn + b * H + i] = value
-        if ti.static(quad_terms):
-            write_term(terms, tn, b, i, H, value)
+        write_term(terms, tn, b, i, H, value)
 
     @ti.func
     def quad_group(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q,
                    q_end, H, group: ti.template(), with2: ti.template(), masked: ti.template()):
-        """acc[r·chunk + k] += Σ W(row r, j)·src[x1[k] + j] (+ V(row r, j)·src[x2[k] + j]) over the
-        inputs of quads q .. q+group-1, for the thread's ``rows`` rows (``kernels/quads.py``: W's
-        quad p of row r at w_rows[r] + p·rows_w, V's at v_rows[r] + p·H). The group's loads are
-        all issued before any is used: the stream of U is bound by the loads in flight (an SM's
-        warps wait out each memory round trip together), and each load brings four weights; each
-        term read serves every row. ``masked``: the last group, whose quads may run past this
-        thread's (clamped to q_end - 1, their weights zero) or past H (the quads' padding is zero;
-        the inputs read there are clamped to H - 1). The full groups read no clamped index."""
+        """acc[r·chunk + k] += Σ_p W(row r, quad p)·src[x1[k] + p] (+ V(row r, quad p)·src[x2[k] + p])
+        over quads p = q .. q+group-1, for the thread's ``rows`` rows (``kernels/quads.py``: W's
+        quad p of row r at w_rows[r] + p·rows_w, V's at v_rows[r] + p·H; ``src``: the terms' copy,
+        a quad of terms a load). The group's loads are all issued before any is used: the stream
+        of U is bound by the loads in flight (an SM's warps wait out each memory round trip
+        together), and each load brings four weights; each term quad read serves every row.
+        ``masked``: the last group, whose quads may run past this thread's (clamped to q_end - 1,
+        their weights zero). Past H, within the last quad, both the weights' and the terms'
+        padding are zero. The full groups read no clamped index."""
         wv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
         vv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
         qc = ti.Vector([0] * group, ti.i32)   # the quads read: q + u, or clamped
@@ -342,27 +307,15 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                             vv[QUAD * (u * rows + r) + e] = 0.0
         for k in ti.static(range(chunk)):
             for u in ti.static(range(group)):
-                t4 = ti.Vector([0.0] * QUAD, ti.f32)   # quad_terms: the quad's four terms, one load
+                t4 = src[x1[k] + qc[u]]   # the quad's four terms, one load
                 t4b = t4
-                if ti.static(quad_terms):   # (a quad past q_end is clamped to one inside the row)
-                    t4 = src[x1[k] + qc[u]]
-                    if ti.static(with2):
-                        t4b = src[x2[k] + qc[u]]
+                if ti.static(with2):
+                    t4b = src[x2[k] + qc[u]]
                 for e in ti.static(range(QUAD)):
-                    term = t4[e]
-                    term2 = t4b[e]
-                    if ti.static(not quad_terms):
-                        j = QUAD * qc[u] + e
-                        if ti.static(masked):
-                            j = ti.min(j, H - 1)
-                        term = src[x1[k] + j]
-                        term2 = term
-                        if ti.static(with2):
-                            term2 = src[x2[k] + j]
                     for r in ti.static(range(rows)):
-                        acc[r * chunk + k] += wv[QUAD * (u * rows + r) + e] * term
+                        acc[r * chunk + k] += wv[QUAD * (u * rows + r) + e] * t4[e]
                         if ti.static(with2):
-                            acc[r * chunk + k] += vv[QUAD * (u * rows + r) + e] * term2
+                            acc[r * chunk + k] += vv[QUAD * (u * rows + r) + e] * t4b[e]
 
     @ti.func
     def stream_quads(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q0,
@@ -392,8 +345,9 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
     @ti.func
     def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
                      tid, H, x1, v_quads, x2, with2: ti.template(), held: ti.template(), wreg, back):
-        """red[(tid·rows + r)·chunk + k] = this thread's slice of Σ_j W(o, j)·src[x1[k] + j] (+ Vh(i, j)·
-        src[x2[k] + j] with ``with2``) for its rows r, o = row0 + g·H + i, read from the quads
+        """red[(tid·rows + r)·chunk + k] = this thread's slice of Σ_j W(o, j)·h1_k[j] (+ Vh(i, j)·h2_k[j]
+        with ``with2``) for its rows r, o = row0 + g·H + i, the terms h1_k, h2_k of batch row k read
+        four a load from the terms' copy ``src`` (rows at quads x1[k], x2[k]), the weights from the quads
         (``rows_w``: rows of U; Vh's quads from ``v_quads`` on), or with ``held`` (the first phase
         of a kernel with resident weights) from ``wreg``. The block's rows_r rows are dealt
         to ceil(rows_r / rows) lanes, ``rows`` each (block row lane + r·lanes), and the inputs split
@@ -416,10 +370,7 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                 for kk in ti.static(range(resident)):
                     if kk < jl and j0 + kk < H:
                         for k in ti.static(range(chunk)):
-                            if ti.static(quad_terms):
-                                acc[k] += wreg[kk] * src[x1[k] + (j0 + kk) // QUAD][(j0 + kk) % QUAD]
-                            else:
-                                acc[k] += wreg[kk] * src[x1[k] + j0 + kk]
+                            acc[k] += wreg[kk] * src[x1[k] + (j0 + kk) // QUAD][(j0 + kk) % QUAD]
         elif i < H and split < n_split:
             # the thread's rows, a row past the block's or past H read as its first (and not summed)
             w_rows = ti.Vector([o] * rows, ti.i32)
@@ -438,8 +389,6 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                 stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, half_loads, True, back)
             else:
                 stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, loads, False, back)
-        if ti.static(shared_stage and staged):
-            ti.simt.block.sync()   # every thread is done reading the stage the sums overwrite
         for r in ti.static(range(rows)):
             for k in ti.static(range(chunk)):
                 red[(tid * rows + r) * chunk + k] = acc[r * chunk + k]
@@ -465,19 +414,15 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             # held in registers for the whole kernel they cost the GRU 1.3-1.6x at batch 2-4.
             blk = t // BLOCK
             tid = t % BLOCK
-            # the reduction buffer at 0, the stage from ``at0`` on: after it, or over it (shared_stage)
-            smem = ti.simt.block.SharedArray((SHARED,), ti.f32)
-            at0 = ti.static(0 if shared_stage else BLOCK * MAX_CHUNK)
+            smem = ti.simt.block.SharedArray((SHARED,), ti.f32)   # the reduction buffer
             barrier = 0
             if ti.static(projects):
                 project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
-            if ti.static(quad_terms):
-                if ti.static(projects):
-                    ti.simt.block.sync()   # the block's units' zero initial states are written
-                copy_initial_terms(ws, terms, frame, nblocks, blk, tid)
-            if ti.static(projects or quad_terms):
-                barrier += nblocks
-                grid_barrier(frame, tid, barrier)
+            if ti.static(projects):
+                ti.simt.block.sync()   # the block's units' zero initial states are written
+            copy_initial_terms(ws, terms, frame, nblocks, blk, tid)
+            barrier += nblocks
+            grid_barrier(frame, tid, barrier)
             _, _, H0, _ = run_sizes(frame)
             units0 = (H0 + nblocks - 1) // nblocks
             r0, rso, rsj = recurrent_weights(frame)
@@ -496,30 +441,17 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                     back = s % 2
                 hp = frame[F_WS_H] + s * slot
                 hn = hp + slot
-                # GRU: r∘h0 and z∘h0 of every unit, for the second phase (fresh slots in the C region)
-                rh = frame[F_WS_C] + (2 * s) * slot
-                zh = rh + slot
-                # their slots in the terms' copy (quad_terms): h's, then the GRU's r∘h0 and z∘h0
+                # the step's slots in the terms' copy: h's, then the GRU's r∘h0 and z∘h0 (of every unit,
+                # for the second phase)
                 tslot = term_slot_ti(B, H)
                 thp = s * tslot
                 trh = (frame[F_STEPS] + 1 + 2 * s) * tslot
                 for bc in range((B + chunk - 1) // chunk):
                     b0 = bc * chunk
-                    stage(ws, smem, at0, hp, B, H, b0, tid)
-                    if ti.static(staged):   # (read in place, the sums' last readers met at the pass's end)
-                        ti.simt.block.sync()
-                    if ti.static(staged):
-                        x1 = row_starts(at0, hp, B, H, b0)
-                        partial_dots(wq, smem, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                     False, resident > 0, wreg, back)
-                    elif ti.static(quad_terms):
-                        x1 = row_starts(at0, thp, B, H, b0)
-                        partial_dots(wq, terms, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                     False, resident > 0, wreg, back)
-                    else:
-                        x1 = row_starts(at0, hp, B, H, b0)
-                        partial_dots(wq, ws, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                     False, resident > 0, wreg, back)
+                    # (the sums' last readers met at the end of the pass before, or a grid barrier did)
+                    x1 = row_starts(thp, B, H, b0)
+                    partial_dots(wq, terms, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
+                                 False, resident > 0, wreg, back)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
                         iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -568,14 +500,9 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                                     z, rg = gru_gates(frame, i, ws[xw] + reduced(smem, 2 * units, units, 0, iu, k),
                                                       ws[xw + H] + reduced(smem, 2 * units, units, 1, iu, k))
                                 ws[frame[F_WS_SCRATCH] + b * H + i] = z
-                                if ti.static(quad_terms):   # the second phase reads them there only
-                                    write_term(terms, trh, b, i, H, rg * h0)
-                                    if ti.static(vh):
-                                        write_term(terms, trh + tslot, b, i, H, z * h0)
-                                else:
-                                    ws[rh + b * H + i] = rg * h0
-                                    if ti.static(vh):
-                                        ws[zh + b * H + i] = z * h0
+                                write_term(terms, trh, b, i, H, rg * h0)   # the second phase's terms
+                                if ti.static(vh):
+                                    write_term(terms, trh + tslot, b, i, H, z * h0)
                     ti.simt.block.sync()
                 if ti.static(cell == CELL_GRU):
                     # second phase: Uh·(r∘h0) + Vh·(z∘h0) needs every unit's r and z
@@ -583,25 +510,10 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
                     grid_barrier(frame, tid, barrier)
                     for bc in range((B + chunk - 1) // chunk):
                         b0 = bc * chunk
-                        stage(ws, smem, at0, rh, B, H, b0, tid)
-                        if ti.static(vh):
-                            stage(ws, smem, at0 + chunk * H, zh, B, H, b0, tid)
-                        if ti.static(staged):
-                            ti.simt.block.sync()
-                        if ti.static(quad_terms):
-                            x1 = row_starts(at0, trh, B, H, b0)
-                            x2 = row_starts(at0, trh + tslot, B, H, b0)
-                            partial_dots(wq, terms, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                         vh, False, wreg, back)
-                        else:
-                            x1 = row_starts(at0, rh, B, H, b0)
-                            x2 = row_starts(at0 + chunk * H, zh, B, H, b0)
-                            if ti.static(staged):
-                                partial_dots(wq, smem, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads,
-                                             x2, vh, False, wreg, back)
-                            else:
-                                partial_dots(wq, ws, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads,
-                                             x2, vh, False, wreg, back)
+                        x1 = row_starts(trh, B, H, b0)
+                        x2 = row_starts(trh + tslot, B, H, b0)
+                        partial_dots(wq, terms, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
+                                     vh, False, wreg, back)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -621,49 +533,28 @@ def persistent_kernel(cell, nblocks, chunk, staged, resident, projects, loads, c
             leave_grid(frame, tid, nblocks)
 
     # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
-    # appended where odd steps stream in reverse, an s where the stage lies under the sums, a q where the
-    # terms are read four a load
+    # appended where odd steps stream in reverse
     kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
-                       + ("z" if zigzag else "") + ("s" if shared_stage else "") + ("q" if quad_terms else ""))
+                       + ("z" if zigzag else ""))
     return ti.kernel(kernel)
 
 
-def persistent_chunk(cell_kind, hidden, batch, vh=True, stage=STAGE):
-    """(batch rows per pass, whether they are staged in ``stage`` floats of shared memory; see
-    ``persistent_staging``).
+def persistent_chunk(batch):
+    """Batch rows a pass of the persistent kernel takes: the batch rounded up to a power of two, at
+    most MAX_CHUNK (the reduction buffer's room). Each weight load serves a whole chunk, so the
+    chunk never shrinks: re-reading the weights per row cost 4x at GRU 2560, batch 4.
 
-    Each weight load serves a whole chunk, so the chunk never shrinks to fit the
-    staging buffer: a chunk that does not fit reads its vectors in place instead
-    (re-reading the weights per row cost 4x at GRU 2560, batch 4)."""
-    vectors = 2 if cell_kind == CELL_GRU and vh else 1   # GRU's second phase stages r∘h0 and z∘h0
-    chunk = min(MAX_CHUNK, 1 << (max(batch, 1) - 1).bit_length())
-    return chunk, chunk * vectors * hidden <= stage
-
-
-def persistent_staging(cell_kind, hidden, batch, vh=True):
-    """(batch rows per pass, whether they are staged, whether the stage lies under the reduction
-    buffer) of the persistent kernel.
-
-    Nothing is staged: every chunk is read in place, its terms four a load from the kernel's own
-    copy of them (``persistent_quad_terms``). That was faster than staging every chunk that fits.
-    H200, same process, median of 2 rounds, µs a step, staged (``auto`` below) / in place:
-    GRU (Vh nil) 2048 b4 t187 31.8 / 26.2, b2 24.3 / 19.3, b1 19.8 / 17.3, GRU 2560 b2 39.3 /
-    33.7, GRU 2816 b1 40.7 / 36.9, GRU 1536 b4 22.8 / 19.9, b1 15.5 / 14.7, LSTM 1536 b4 t50
-    24.1 / 23.5, LSTM 2048 b1 t25 24.7 / 24.6, b2 28.1 / 27.7, b4 37.0-38.8 / 39.9 (but 36.6 staged
-    against 35.1 in place once the latter takes eight loads a group, ``persistent_loads``).
-
-    ``MPSRNN_PERSISTENT_STAGE`` stages, for tests and A/B runs: ``auto`` (the default before the
-    quad terms) stages a chunk that fits STAGE beside the reduction buffer, and one that only fits
-    all SHARED floats under it (the sums are written over the stage once every thread has read
-    it, a block barrier more a pass); ``24k`` only beside, ``32k`` every staged chunk under."""
-    mode = knob("MPSRNN_PERSISTENT_STAGE", ("off", "auto", "24k", "32k")) or "off"
-    chunk, beside = persistent_chunk(cell_kind, hidden, batch, vh, STAGE)
-    if mode == "off":
-        return chunk, False, False
-    if mode == "24k" or (mode == "auto" and beside):
-        return chunk, beside, False
-    chunk, staged = persistent_chunk(cell_kind, hidden, batch, vh, SHARED)
-    return chunk, staged, staged
+    Its terms are read where they are, four a load from the kernel's own copy of them
+    (``term_slot``). Until the twentieth session a chunk that fit 24 or 32 KiB of shared memory was
+    staged there first, one coalesced sweep a pass; reading in place was faster. H200, same
+    process, median of 2 rounds, µs a step, staged / in place: GRU (Vh nil) 2048 b4 t187 31.8 /
+    26.2, b2 24.3 / 19.3, b1 19.8 / 17.3, GRU 2560 b2 39.3 / 33.7, GRU 2816 b1 40.7 / 36.9, GRU
+    1536 b4 22.8 / 19.9, b1 15.5 / 14.7, LSTM 1536 b4 t50 24.1 / 23.5, LSTM 2048 b1 t25 24.7 /
+    24.6, b2 28.1 / 27.7, b4 36.6 / 35.1 (eight loads a group in place, ``persistent_loads``);
+    and in place, one float / four a load: GRU 2560 b4 t187 46.3 / 44.5, GRU 2816 b4 52.3 / 50.3.
+    The suite rerun after it (twenty-first session) confirmed it; the stage and the one-float
+    reads were then removed."""
+    return min(MAX_CHUNK, 1 << (max(batch, 1) - 1).bit_length())
 
 
 # Register-resident weights pay only for short shares and small chunks. H100, CUDA, same machine,
@@ -730,18 +621,6 @@ def persistent_rows(chunk, resident, from_hbm=False):
     return rows if resident == 0 and rows * chunk <= MAX_CHUNK else 1
 
 
-def persistent_quad_terms(staged):
-    """Whether a persistent kernel reads its terms four a load (``quad_terms``): where its chunk is
-    read in place, unless ``MPSRNN_PERSISTENT_TERMS=floats`` (A/B benchmarks) reads them one a load
-    from the workspace.
-
-    In place, the terms are L1 loads, and at batch 4 they outnumber the weights' loads (ncu, H200,
-    GRU 2560 b4: ~1.05 M of 1.67 M global loads a step, one float each, against ~0.61 M weight
-    quads). Four a load need an array LLVM knows is 16-byte aligned, which the workspace (a float
-    array) is not; so the kernel keeps its own copy of the state vectors in quads (``term_slot``)."""
-    return not staged and knob("MPSRNN_PERSISTENT_TERMS", ("floats", "quads")) != "floats"
-
-
 def persistent_zigzag():
     """Whether odd steps stream each thread's weights in reverse (``stream_quads``), from
     ``MPSRNN_PERSISTENT_ZIGZAG`` (on or off) for A/B benchmarks, else on.
@@ -755,29 +634,24 @@ def persistent_zigzag():
     return switch("MPSRNN_PERSISTENT_ZIGZAG", True)
 
 
-def persistent_per_sm(cell_kind, hidden, l2_bytes, staged=True, vh=True):
+def persistent_per_sm(l2_bytes):
     """Blocks of the persistent kernel per SM on a CUDA device with ``l2_bytes`` of L2 cache (0: no
-    device, one block): two where the weights it streams every step (its quads: U, and a GRU's
-    Vh, where set) do not fit L2, or where the batch chunk is read in place (``staged`` false: see
-    ``persistent_staging``), else one.
+    device, one block): two. ``MPSRNN_PERSISTENT_PER_SM`` (1 or 2) decides instead, for A/B
+    benchmarks.
 
-    Streaming from HBM, a step waits on the bytes in flight, and a second block per SM doubles the
-    warps that keep loads in flight; so does a chunk read in place, whose terms come from L1/L2
-    rather than shared memory. H200 (60 MiB of L2), same process, µs a step, one / two blocks
-    per SM: LSTM 2048 (64 MiB of quads) b1 t25 42.9 / 37.9, b4 79.3 / 60.3, GRU 2816 (127 MiB) b1
-    68.3 / 54.4; GRU 1536 (36 MiB) b4 t187, read in place, 39.8 / 32.7. But from L2 and staged
-    the second block's share of the barriers and reductions costs more than it brings: LSTM 1024
-    (16 MiB) b1 15.9 / 16.2, b4 21.7 / 23.5, LSTM 1536 b2 24.5 / 25.0, b4 31.2 / 33.2, GRU 1536
-    b2 24.0 / 25.0, GRU 1024 b4 19.7 / 21.0. Two blocks need both on an SM at once, or the first
-    grid barrier never opens: 256 threads at Taichi's cap of 128 registers each and 32 KiB of
-    shared memory fit twice (``ncu``: a block limit of 2 by registers). Since no chunk is staged by
-    default (``persistent_staging``), every persistent layer takes two; the figures for a chunk
-    read in place with quad terms (``persistent_staging``'s) were measured so.
-    ``MPSRNN_PERSISTENT_PER_SM`` (1 or 2) decides instead, for A/B benchmarks."""
+    A step waits on the loads in flight (the weights from L2 or HBM, the terms from L1), and a
+    second block per SM doubles the warps that keep loads in flight. H200 (60 MiB of L2), same
+    process, µs a step, one / two blocks per SM: LSTM 2048 (64 MiB of quads) b1 t25 42.9 / 37.9,
+    b4 79.3 / 60.3, GRU 2816 (127 MiB) b1 68.3 / 54.4; GRU 1536 (36 MiB) b4 t187, its chunk read in
+    place, 39.8 / 32.7. (Only where a chunk was staged in shared memory, before the twentieth
+    session, did one block pay from L2: LSTM 1024 b4 21.7 / 23.5, GRU 1024 b4 19.7 / 21.0.) Two
+    blocks need both on an SM at once, or the first grid barrier never opens: 256 threads at
+    Taichi's cap of 128 registers each (it asks for two blocks an SM) and 8 KiB of shared memory
+    fit twice (``ncu``: a block limit of 2 by registers)."""
     forced = _one_or_two("MPSRNN_PERSISTENT_PER_SM")
     if forced:
         return forced
-    return 2 if l2_bytes > 0 and (quads_outgrow_l2(cell_kind, hidden, l2_bytes, vh) or not staged) else 1
+    return 2 if l2_bytes > 0 else 1
 
 
 def quads_outgrow_l2(cell_kind, hidden, l2_bytes, vh=True):

@@ -625,23 +625,19 @@ def test_gru_split_kernel_gates_in_blocks_or_cells(kind, opts, hidden, rows, gat
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")
-@pytest.mark.parametrize("stream", ["4", "16c", "4 rows 2", "4 forward", "4 32k", "4 in place", "4 rows 2 in place",
-                                    "4 held in place"])
+@pytest.mark.parametrize("stream", ["4", "2", "16c", "4 rows 2", "4 forward", "4 held"])
 @pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])
 def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     """The persistent kernel (CUDA's path) on a grid of one block, as the spread kernel above, for
     its streams of weight quads in groups of ``loads`` (hidden 45: full groups and a partial last
-    one in each phase, the GRU's second phase half a group from each of Uh and Vh; a chunk of 8
-    rows taken in two passes), and with two gate rows a thread (a chunk of 4; the GRU's second
-    phase and the single gate have an odd row count, so one thread's second row is past them); odd
-    steps stream their groups in reverse (zigzag) but with "forward"; with "32k" the stage lies
-    under the reduction buffer (the sums overwrite it once every thread has read it); "in place"
-    stages nothing, and the terms are read four a load from the kernel's copy of them; "held": a
-    chunk of 4 rows, where the single gate holds its first phase's weights in registers."""
+    one in each phase, the GRU's second phase half a group from each of Uh and Vh, one quad from
+    each with 2; a chunk of 8 rows taken in two passes), its terms four a load from its own copy
+    of them, and with two gate rows a thread (a chunk of 4; the GRU's second phase and the single
+    gate have an odd row count, so one thread's second row is past them); odd steps stream their
+    groups in reverse (zigzag) but with "forward"; "held": a chunk of 4 rows, where the single gate
+    holds its first phase's weights in registers."""
     from mpsrnn.scheduler import plans
     stream, forward = stream.removesuffix(" forward"), stream.endswith(" forward")
-    stream, under = stream.removesuffix(" 32k"), stream.endswith(" 32k")
-    stream, in_place = stream.removesuffix(" in place"), stream.endswith(" in place")
     stream, held = stream.removesuffix(" held"), stream.endswith(" held")
     loads, _, rows = stream.partition(" rows ")
     opts = dict(opts)
@@ -650,8 +646,6 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", loads)
     monkeypatch.setenv("MPSRNN_PERSISTENT_ZIGZAG", "off" if forward else "on")
-    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "32k" if under else "off" if in_place else "24k")
-    monkeypatch.delenv("MPSRNN_PERSISTENT_TERMS", raising=False)
     if rows:   # (weights held in registers keep one row a thread: the single gate's would be)
         monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", rows)
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
@@ -663,8 +657,8 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
         from mpsrnn.kernels.sequence_persistent import resident_terms
         assert resident_terms(CELL_SINGLE_GATE, 45, 1, 4) == 9
     names = dispatched_kernels(layer)
-    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z")
-                             + ("s" if under else "") + ("q" if in_place else "")) for name in names), names
+    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z"))
+               for name in names), names
 
 
 def test_standard_neuron_flag_only_for_the_usual_neurons(rng):
@@ -696,23 +690,16 @@ def test_forcing_another_path_replans_the_same_layer(monkeypatch, rng):
 
 
 @pytest.mark.skipif("persistent" not in ARCH_PATHS, reason="the persistent kernel runs on CUDA only")
-@pytest.mark.parametrize("gate_rows, stage", [("1", "24k"), ("2", "off"), ("1", "32k"), ("1", "24k floats")])
+@pytest.mark.parametrize("gate_rows", ["1", "2"])
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows", [s for s in SCENARIOS if s[3] in (401, 777)],
                          ids=["gru-401", "lstm-777"])
-def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, gate_rows, stage, rng, monkeypatch):
-    """The persistent kernel on two blocks per SM (what layers whose weights outgrow L2, or whose
-    batch chunk is read in place, get), against the reference, twice (the barrier count restarts),
-    with one or two gate rows a thread (two: on a chunk of 4 batch rows, within the reduction
-    buffer's room), and with the stage under the sums (32k: these chunks of 8 rows, 6416 and 6216
-    floats, are staged then, read in place otherwise: four terms a load from the kernel's copy of
-    them, or with "floats" one a load from the workspace; ``off``: the two-row case's chunk of 4
-    read in place too)."""
-    stage, floats = stage.removesuffix(" floats"), stage.endswith(" floats")
+def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, gate_rows, rng, monkeypatch):
+    """The persistent kernel on two blocks per SM (what every layer it takes gets), against the
+    reference, twice (the barrier count restarts), with one or two gate rows a thread (two: on a
+    chunk of 4 batch rows, within the reduction buffer's room); chunks of 8 rows otherwise."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
     monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", gate_rows)
-    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", stage)
-    monkeypatch.setenv("MPSRNN_PERSISTENT_TERMS", "floats" if floats else "quads")
     if gate_rows == "2":   # (weights held in registers keep one row a thread)
         rows = [4, 4, 3, 1]
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
@@ -723,5 +710,4 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
     assert_twice_matches_reference(layer, d, rng, rows, n_in)
     names = dispatched_kernels(layer)
     grid = f"persistent{2 * recurrence._sms()}"
-    assert any(grid in name and ("x2" in name) == (gate_rows == "2") and name.endswith("s") == (stage == "32k")
-               and name.endswith("q") == (stage != "32k" and not floats) for name in names), names
+    assert any(grid in name and ("x2" in name) == (gate_rows == "2") for name in names), names

@@ -365,25 +365,17 @@ def test_persistent_weight_load_groups(monkeypatch):
 
 
 def test_persistent_blocks_per_sm(monkeypatch):
-    """Two blocks per SM exactly where the streamed quads (U, and a GRU's Vh) outgrow the L2 cache."""
-    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
+    """Two blocks per SM on a CUDA device (one without, where there is nothing to stream past), or
+    as MPSRNN_PERSISTENT_PER_SM says."""
     from mpsrnn.kernels.sequence_persistent import persistent_per_sm
+    monkeypatch.delenv("MPSRNN_PERSISTENT_PER_SM", raising=False)
     l2 = 50 * 2 ** 20
-    assert persistent_per_sm(CELL_LSTM, 2048, l2) == 2     # 64 MiB of quads
-    assert persistent_per_sm(CELL_LSTM, 1536, l2) == 1     # 36 MiB
-    assert persistent_per_sm(CELL_GRU, 1792, l2) == 1      # 4 * 1792^2 * 4 bytes = 49 MiB
-    assert persistent_per_sm(CELL_GRU, 1810, l2) == 2      # 50 MiB and a little
-    assert persistent_per_sm(CELL_GRU, 1810, l2, vh=False) == 1   # Vh nil: 3 * 1810^2 * 4 bytes, 38 MiB
-    assert persistent_per_sm(CELL_GRU, 2048, l2, vh=False) == 1   # 48 MiB
-    assert persistent_per_sm(CELL_GRU, 2100, l2, vh=False) == 2
-    assert persistent_per_sm(CELL_GRU, 2816, 0) == 1       # no CUDA device: nothing to stream past
-    assert persistent_per_sm(CELL_GRU, 1536, l2, staged=False) == 2   # a chunk read in place
-    assert persistent_per_sm(CELL_GRU, 1536, 0, staged=False) == 1
-    monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
-    assert persistent_per_sm(CELL_LSTM, 64, l2) == 2
+    assert (persistent_per_sm(l2), persistent_per_sm(0)) == (2, 1)
+    monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "1")
+    assert persistent_per_sm(l2) == 1
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "3")
     with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_PER_SM: expected 1 or 2"):
-        persistent_per_sm(CELL_LSTM, 64, l2)
+        persistent_per_sm(l2)
 
 
 def test_persistent_quad_layout(rng):
@@ -450,54 +442,12 @@ def test_persistent_zigzag_knob(monkeypatch):
         persistent_zigzag()
 
 
-def test_persistent_chunk_stages_what_fits():
-    """A batch chunk is staged where its state vectors fit the 6144-float stage: a GRU's two (r∘h0
-    and z∘h0), or one where its Vh is nil (its second phase streams Uh alone)."""
-    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
-    from mpsrnn.kernels.sequence_persistent import persistent_chunk
-    assert persistent_chunk(CELL_LSTM, 1536, 4) == (4, True)
-    assert persistent_chunk(CELL_LSTM, 2048, 3) == (4, False)
-    assert persistent_chunk(CELL_GRU, 2816, 2) == (2, False)
-    assert persistent_chunk(CELL_GRU, 2816, 2, vh=False) == (2, True)
-    assert persistent_chunk(CELL_GRU, 1536, 4, vh=False) == (4, True)
-    assert persistent_chunk(CELL_GRU, 100, 11) == (8, True)
-
-
-def test_persistent_stage_under_the_sums_where_only_that_fits(monkeypatch):
-    """By default (``off``) no chunk is staged: each is read in place, its terms four a load
-    (``quad_terms``) unless told ``floats``. ``auto`` stages a chunk that fits STAGE (6144 floats)
-    beside the reduction buffer, one that fits only all SHARED floats (8192) under it, and reads a
-    larger one in place. ``24k`` never stages under, ``32k`` stages every staged chunk under; other
-    values fail."""
-    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
-    from mpsrnn.kernels.sequence_persistent import SHARED, STAGE, persistent_quad_terms, persistent_staging
-    assert (STAGE, SHARED) == (6144, 8192)
-    monkeypatch.delenv("MPSRNN_PERSISTENT_STAGE", raising=False)
-    assert persistent_staging(CELL_LSTM, 1536, 4) == (4, False, False)
-    assert persistent_staging(CELL_GRU, 45, 3) == (4, False, False)
-    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "auto")
-    assert persistent_staging(CELL_LSTM, 1536, 4) == (4, True, False)        # 6144 floats: beside
-    assert persistent_staging(CELL_LSTM, 2048, 4) == (4, True, True)         # 8192: under
-    assert persistent_staging(CELL_GRU, 2048, 4, vh=False) == (4, True, True)
-    assert persistent_staging(CELL_GRU, 401, 8) == (8, True, True)           # 2 x 8 x 401 = 6416
-    assert persistent_staging(CELL_GRU, 2560, 4, vh=False) == (4, False, False)   # 10240: in place
-    assert persistent_staging(CELL_GRU, 2048, 4) == (4, False, False)        # with Vh: 16384
-    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "24k")
-    assert persistent_staging(CELL_LSTM, 2048, 4) == (4, False, False)
-    assert persistent_staging(CELL_LSTM, 1536, 4) == (4, True, False)
-    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "32k")
-    assert persistent_staging(CELL_LSTM, 1536, 4) == (4, True, True)
-    assert persistent_staging(CELL_LSTM, 45, 8) == (8, True, True)
-    assert persistent_staging(CELL_GRU, 2560, 4, vh=False) == (4, False, False)
-    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "off")
-    assert persistent_staging(CELL_LSTM, 45, 8) == (8, False, False)
-    monkeypatch.setenv("MPSRNN_PERSISTENT_STAGE", "16k")
-    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_STAGE: expected 'off', 'auto', '24k' or '32k'"):
-        persistent_staging(CELL_LSTM, 2048, 4)
-    monkeypatch.delenv("MPSRNN_PERSISTENT_TERMS", raising=False)
-    assert (persistent_quad_terms(False), persistent_quad_terms(True)) == (True, False)
-    monkeypatch.setenv("MPSRNN_PERSISTENT_TERMS", "floats")
-    assert (persistent_quad_terms(False), persistent_quad_terms(True)) == (False, False)
+def test_persistent_chunk_is_the_batch_rounded_up_to_a_power_of_two():
+    """A pass takes the batch rounded up to a power of two, at most 8 rows (the reduction buffer's
+    room), whatever the layer: the chunk never shrinks to fit anything."""
+    from mpsrnn.kernels.sequence_persistent import MAX_CHUNK, SHARED, persistent_chunk
+    assert [persistent_chunk(b) for b in (0, 1, 2, 3, 4, 5, 8, 9, 64)] == [1, 1, 2, 4, 4, 8, 8, 8, 8]
+    assert MAX_CHUNK == 8 and SHARED * 4 == 8 * 1024   # 256 threads x 8 sums: 8 KiB of shared memory
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru-no-vh", "single"])

@@ -73,12 +73,12 @@ class _LayerRun:
         self.frame = ti.ndarray(ti.i32, frame.shape)   # filled by bind_views, once the views are in
         self._views = None
 
-    def term_quads(self, used, steps, batch):
-        """The persistent kernel's copy of its terms, four floats a quad (``term_quads``), where it
-        keeps one (``used``), else one quad it never touches. Zero-filled, not poisoned: a row's
-        quads past H are never written, and the weights that meet them are zeros (0 x NaN is NaN)."""
+    def term_quads(self, steps, batch):
+        """The persistent kernel's copy of its terms, four floats a quad (``term_quads``).
+        Zero-filled, not poisoned: a row's quads past H are never written, and the weights that
+        meet them are zeros (0 x NaN is NaN)."""
         import taichi as ti
-        n = term_quads(self.cell.kind, self.cell.n_out, batch, steps) if used else 1
+        n = term_quads(self.cell.kind, self.cell.n_out, batch, steps)
         quads = ti.Vector.ndarray(QUAD, ti.f32, (n,))
         quads.fill(0.0)
         return quads

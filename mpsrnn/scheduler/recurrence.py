@@ -42,13 +42,12 @@ from ..kernels.projection_tiled import projection_tile, projection_tiled_kernel
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import lanes_kernel
 from ..kernels.sequence_persistent import (
+    persistent_chunk,
     persistent_fits,
     persistent_kernel,
     persistent_loads,
     persistent_per_sm,
-    persistent_quad_terms,
     persistent_rows,
-    persistent_staging,
     persistent_zigzag,
     quads_outgrow_l2,
     resident_terms,
@@ -411,13 +410,11 @@ def spread_beats_persistent(cell, batch):
     return shape is not None and not (cell.kind == CELL_GRU and shape[1] > _sms() and batch > 1)
 
 
-def _grid(cell, staged=True):
-    """Blocks of a persistent kernel: one or two per SM (``persistent_per_sm``, ``staged``: whether
-    its batch chunk fits the stage; by default as for a staged one, the fewer blocks, so a layer
-    that fits them fits the grid it gets), never more than there are units.
-    ``MPSRNN_PERSISTENT_GRID`` caps it lower, for benchmarks that compare grid sizes."""
+def _grid(cell):
+    """Blocks of a persistent kernel: two per SM (``persistent_per_sm``), never more than there are
+    units. ``MPSRNN_PERSISTENT_GRID`` caps it lower, for benchmarks that compare grid sizes."""
     from ..backend import gpu_l2_bytes
-    cap = _sms() * persistent_per_sm(cell.kind, cell.n_out, gpu_l2_bytes(), staged, cell.has_vh)
+    cap = _sms() * persistent_per_sm(gpu_l2_bytes())
     forced = os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip()
     if forced:
         if not forced.isdigit() or int(forced) < 1:
@@ -510,15 +507,13 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "registers":
         prog.add(registers_kernel(kind, *_registers_shape(lr.cell, current_arch())), *args)
     elif name == "persistent":
-        chunk, staged, under = persistent_staging(kind, lr.cell.n_out, batch, lr.cell.has_vh)
-        grid = _grid(lr.cell, staged)
+        chunk = persistent_chunk(batch)
+        grid = _grid(lr.cell)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
-        quad_terms = persistent_quad_terms(staged)
         rows = persistent_rows(chunk, resident, _from_hbm(lr.cell))
-        prog.add(persistent_kernel(kind, grid, chunk, staged, resident, not lr.projected_apart,
-                                   *persistent_loads(kind, rows), rows, persistent_zigzag(), lr.cell.has_vh, under,
-                                   quad_terms),
-                 x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.term_quads(quad_terms, steps, batch), lr.frame, output)
+        prog.add(persistent_kernel(kind, grid, chunk, resident, not lr.projected_apart,
+                                   *persistent_loads(kind, rows), rows, persistent_zigzag(), lr.cell.has_vh),
+                 x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.term_quads(steps, batch), lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, _one_step(lr, steps)), x, *args)
