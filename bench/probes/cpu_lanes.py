@@ -8,11 +8,16 @@ thread, as two layouts of the same U:
 * ``apart``: a vector of 8 floats per (unit block, gate), the four gates' vectors of a column a
   gate's worth of columns apart: four loads a column, each with its own index arithmetic;
 * ``together``: a vector of 32 floats per (unit block, column), the four gates side by side
-  (``lanes.lane_group``): one load a column.
+  (``lanes.lane_group``): one load a column;
+* ``two sums``: ``together`` with two partial sums, over even and odd columns, added at the end:
+  each sum's chain of additions is half as long, and they overlap (without fast-math LLVM keeps
+  one chain, each addition waiting on the one before).
 
-Both add the terms in the same order, so their results are equal; each is checked against NumPy.
-Rounds alternate the two; prints µs per product, min and median of 15 timings of 50 products.
-At hidden 256, U (1 MiB) does not fit this VM's 512 KiB L2.
+``apart`` and ``together`` add the terms in the same order, so their results are equal; each is
+checked against NumPy. Rounds alternate the layouts; prints µs per product, min and median of 15
+timings of 50 products. At hidden 256, U (1 MiB) does not fit the Zen 3 VM's 512 KiB L2; it fits
+the 2 MiB of the Xeon VM of 2026-12-02 (twenty-first session), where 4 rounds gave medians of
+apart 14.30, together 10.75, two sums 10.66 µs: U read at ~100 GB/s, so the sums gained nothing.
 """
 import argparse
 import time
@@ -72,6 +77,25 @@ def product_together(lanes: ti.types.ndarray(ndim=1), v: ti.types.ndarray(dtype=
                         y[g * H + u * 8 + m] = acc[g * 8 + m]
 
 
+@ti.kernel
+def product_two_sums(lanes: ti.types.ndarray(ndim=1), v: ti.types.ndarray(dtype=ti.f32, ndim=1),
+                     y: ti.types.ndarray(dtype=ti.f32, ndim=1), H: ti.i32, v0: ti.i32):
+    ti.loop_config(serialize=True)
+    for _ in range(1):
+        for rep in range(REPEATS):
+            for u in range(H // 8):
+                acc = ti.Vector([0.0] * 32)
+                odd = ti.Vector([0.0] * 32)
+                for jj in range(H // 2):
+                    j = 2 * jj
+                    acc += lanes[u * H + j] * v[v0 + j]
+                    odd += lanes[u * H + j + 1] * v[v0 + j + 1]
+                acc += odd
+                for g in ti.static(range(4)):
+                    for m in ti.static(range(8)):
+                        y[g * H + u * 8 + m] = acc[g * 8 + m]
+
+
 def timed(kernel, lanes, v, y, hidden, ref):
     kernel(lanes, v, y, hidden, 7)
     ti.sync()
@@ -95,10 +119,11 @@ def main():
     ti.init(arch=ti.cpu, fast_math=False, cpu_max_num_threads=1, log_level=ti.WARN, real_matrix_scalarize=False)
     arrays, v, ref = build(a.hidden)
     y = ti.ndarray(ti.f32, 4 * a.hidden)
-    medians = {"apart": [], "together": []}
+    medians = {"apart": [], "together": [], "two sums": []}
     for rnd in range(a.rounds):
-        for name, kernel in (("apart", product_apart), ("together", product_together)):
-            lo, med = timed(kernel, arrays[name], v, y, a.hidden, ref)
+        for name, kernel in (("apart", product_apart), ("together", product_together),
+                             ("two sums", product_two_sums)):
+            lo, med = timed(kernel, arrays["together" if name == "two sums" else name], v, y, a.hidden, ref)
             medians[name].append(med)
             print(f"round {rnd}  {name:9s} min {lo:7.2f}  median {med:7.2f} us a product", flush=True)
     print("median of rounds' medians: " + ", ".join(f"{k} {np.median(m):.2f}" for k, m in medians.items()))

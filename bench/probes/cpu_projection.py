@@ -1,4 +1,4 @@
-"""Can the CPU's input projection (XW, the smoke suite's miss) go faster in Taichi? Four layouts.
+"""Can the CPU's input projection (XW, the smoke suite's miss) go faster in Taichi? Seven layouts.
 
     python bench/probes/cpu_projection.py [--rounds 12]
 
@@ -11,7 +11,8 @@ one thread, timed as:
 * ``blocks outer``: the same with the loops swapped, each 8 KiB block of W against every row group
   in turn, so W streams from L3 once rather than once a row group (1 MiB, over this core's L2);
 * ``4 blocks x 2 rows``: the kernel's scheme now (``projection.project_lanes``): four weight vectors
-  against two rows, so each x element loaded serves 32 multiply-adds rather than 8;
+  against two rows, so each x element loaded serves 32 multiply-adds rather than 8; ``4 x 4``,
+  ``4 x 8`` and ``8 x 4``: more accumulators, for CPUs with 32 vector registers (AVX-512);
 * ``pre-broadcast``: x packed first (``pack``, timed apart) as vectors of 4 rows x 8 equal lanes,
   so the inner loop is two weight vectors and one x vector a step, 8 lane-wise products;
 * ``numpy``: the same product by NumPy's BLAS on one thread (OPENBLAS_NUM_THREADS=1 is set here),
@@ -30,7 +31,11 @@ scheme 991 / 1352 and 841 / 869; pre-broadcast 917 / 1063 and 858 / 938, plus 21
 215 to pack; numpy 433 / 507. The hand-off (twelfth session) costs about what NumPy's product saves.
 2026-12-02, offsets at run time, 10 rounds: 1 block x 8 rows 1249 / 1817, blocks outer 1350 / 1850,
 4 blocks x 2 rows 881 / 1042, pre-broadcast 824 / 1032 plus 187 / 243 to pack, numpy 361 / 482.
-With fast-math on (FMA allowed) no layout ran faster. bench/analysis.md has the rest.
+With fast-math on (FMA allowed) no layout ran faster. 2026-12-02 (twenty-first session), an Intel
+Xeon VM with AVX-512 (Taichi's JIT emits zmm code there), 6 rounds: 1 block x 8 rows 880 / 895,
+4 blocks x 2 rows 535 / 562, 4 x 4 666 / 682, 4 x 8 634 / 640, 8 x 4 663 / 674, pre-broadcast 533
+/ 546, numpy 293 / 319: with 32 vector registers, more rows a weight load still lost.
+bench/analysis.md has the rest.
 """
 import argparse
 import os
@@ -129,6 +134,9 @@ def build():
     products = {"1 block x 8 rows": lambda: rows_outer(xs, lanes, out, starts, 1, 8),
                 "blocks outer": lambda: blocks_outer(xs, lanes, out, starts, 1, 8),
                 "4 blocks x 2 rows": lambda: rows_outer(xs, lanes, out, starts, 4, 2),
+                "4 blocks x 4 rows": lambda: rows_outer(xs, lanes, out, starts, 4, 4),
+                "4 blocks x 8 rows": lambda: rows_outer(xs, lanes, out, starts, 4, 8),
+                "8 blocks x 4 rows": lambda: rows_outer(xs, lanes, out, starts, 8, 4),
                 "pre-broadcast": lambda: (pack(xs, packed), pre_broadcast(packed, lanes, out))}
     expected = x @ w.T
     for name, run in products.items():
