@@ -56,6 +56,13 @@ def switch(name, default):
     return default if value is None else value == "on"
 
 
+def one_or_two(name):
+    """An A/B knob that takes 1 or 2 (blocks an SM, gate rows a thread...): its value, or None where
+    it is unset."""
+    forced = knob(name, ("1", "2"))
+    return int(forced) if forced else None
+
+
 def alternatives(choices):
     """'a' or 'b'; 'a', 'b' or 'c': words quoted, numbers as they are."""
     said = [c if c.isdigit() else f"'{c}'" for c in choices]

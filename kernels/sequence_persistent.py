@@ -49,7 +49,7 @@ import taichi as ti
 from .dots import w32
 from .frame import FRAME, INPUT, OUTPUT, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
-from .knobs import knob, switch
+from .knobs import knob, one_or_two, switch
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -617,7 +617,7 @@ def persistent_rows(chunk, resident, from_hbm=False):
     69.1 / 62.9, LSTM 2048 50.1 / 50.0; from L2 or at batch 2, nothing or a loss: GRU 2048 b4
     47.5 / 47.6, GRU 1536 b4 27.9 / 29.5, LSTM 1536 b4 30.6 / 30.1, GRU 2816 b2 53.8 / 55.2, GRU
     2560 b2 46.2 / 46.6, LSTM 1024 b2 13.3 / 13.5."""
-    rows = _one_or_two("MPSRNN_PERSISTENT_ROWS") or (2 if from_hbm and chunk == 4 else 1)
+    rows = one_or_two("MPSRNN_PERSISTENT_ROWS") or (2 if from_hbm and chunk == 4 else 1)
     return rows if resident == 0 and rows * chunk <= MAX_CHUNK else 1
 
 
@@ -648,10 +648,7 @@ def persistent_per_sm(l2_bytes):
     blocks need both on an SM at once, or the first grid barrier never opens: 256 threads at
     Taichi's cap of 128 registers each (it asks for two blocks an SM) and 8 KiB of shared memory
     fit twice (``ncu``: a block limit of 2 by registers)."""
-    forced = _one_or_two("MPSRNN_PERSISTENT_PER_SM")
-    if forced:
-        return forced
-    return 2 if l2_bytes > 0 else 1
+    return one_or_two("MPSRNN_PERSISTENT_PER_SM") or (2 if l2_bytes > 0 else 1)
 
 
 def quads_outgrow_l2(cell_kind, hidden, l2_bytes, vh=True):
@@ -659,9 +656,3 @@ def quads_outgrow_l2(cell_kind, hidden, l2_bytes, vh=True):
     outgrow an L2 cache of ``l2_bytes`` (0: no CUDA device, never)."""
     streamed_rows = GATES[cell_kind] * hidden + (hidden if cell_kind == CELL_GRU and vh else 0)
     return 0 < l2_bytes < streamed_rows * -(-hidden // QUAD) * QUAD * 4
-
-
-def _one_or_two(name):
-    """An A/B knob that takes 1 or 2: its value, or None when unset."""
-    forced = knob(name, ("1", "2"))
-    return int(forced) if forced else None

@@ -34,7 +34,7 @@ where it applies (benchmarks compare them; tests run each against the reference)
 import os
 
 from ..backend import current_arch
-from ..kernels.knobs import knob, switch
+from ..kernels.knobs import knob, one_or_two, switch
 from ..kernels.layout import CELL_GRU, CELL_LSTM, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
@@ -255,8 +255,7 @@ def split_per_sm():
     SMs the GRU 705-1024, the LSTM 513-1024, the single gate 1025-2048) split over two, each a half
     of the register file (256 threads x 128 registers). ``MPSRNN_SPLIT_PER_SM=1|2`` decides, for A/B
     benchmarks."""
-    forced = knob("MPSRNN_SPLIT_PER_SM", ("1", "2"))
-    return int(forced) if forced else SPLIT_PER_SM
+    return one_or_two("MPSRNN_SPLIT_PER_SM") or SPLIT_PER_SM
 
 
 def split_on_one_block_an_sm(cell, batch):
@@ -272,12 +271,10 @@ def split_halves(cell, batch):
     (``sequence_split.split_kernel``): a layer whose grid fits one block an SM, where two may share
     an SM, from batch SPLIT_HALVES_MIN_BATCH; else 1. ``MPSRNN_SPLIT_HALVES=1|2`` decides where the
     grid fits, for tests and A/B benchmarks."""
-    forced = knob("MPSRNN_SPLIT_HALVES", ("1", "2"))
+    forced = one_or_two("MPSRNN_SPLIT_HALVES")
     if not split_on_one_block_an_sm(cell, batch) or split_per_sm() < 2:
         return 1
-    if forced:
-        return int(forced)
-    return 2 if batch >= SPLIT_HALVES_MIN_BATCH else 1
+    return forced or (2 if batch >= SPLIT_HALVES_MIN_BATCH else 1)
 
 
 SPLIT_ATOMIC_MAX_BATCH = 32       # H200 t100, µs a step, atomic / apart (same process, median of 2 rounds):
@@ -397,8 +394,7 @@ def spread_per_sm():
     (LSTM 673-1024, GRU up to 1024 on 132 SMs) spread over two, each a half of the register file
     (256 threads x 128 registers); a layer that fits one block an SM keeps it, as the fewest blocks
     that hold it. ``MPSRNN_SPREAD_PER_SM=1|2`` decides, for A/B benchmarks."""
-    forced = knob("MPSRNN_SPREAD_PER_SM", ("1", "2"))
-    return int(forced) if forced else SPREAD_PER_SM
+    return one_or_two("MPSRNN_SPREAD_PER_SM") or SPREAD_PER_SM
 
 
 def spread_beats_persistent(cell, batch):
