@@ -64,36 +64,22 @@ def product_apart(lanes: ti.types.ndarray(ndim=1), v: ti.types.ndarray(dtype=ti.
 
 @ti.kernel
 def product_together(lanes: ti.types.ndarray(ndim=1), v: ti.types.ndarray(dtype=ti.f32, ndim=1),
-                     y: ti.types.ndarray(dtype=ti.f32, ndim=1), H: ti.i32, v0: ti.i32):
+                     y: ti.types.ndarray(dtype=ti.f32, ndim=1), H: ti.i32, v0: ti.i32, parts: ti.template()):
+    """``together`` with ``parts`` partial sums (column j into sum j % parts), added at the end."""
     ti.loop_config(serialize=True)
     for _ in range(1):
         for rep in range(REPEATS):
             for u in range(H // 8):
-                acc = ti.Vector([0.0] * 32)
-                for j in range(H):
-                    acc += lanes[u * H + j] * v[v0 + j]
+                acc = [ti.Vector([0.0] * 32) for _ in ti.static(range(parts))]
+                for jj in range(H // parts):
+                    for p in ti.static(range(parts)):
+                        j = jj * parts + p
+                        acc[p] += lanes[u * H + j] * v[v0 + j]
+                for p in ti.static(range(1, parts)):
+                    acc[0] += acc[p]
                 for g in ti.static(range(4)):
                     for m in ti.static(range(8)):
-                        y[g * H + u * 8 + m] = acc[g * 8 + m]
-
-
-@ti.kernel
-def product_two_sums(lanes: ti.types.ndarray(ndim=1), v: ti.types.ndarray(dtype=ti.f32, ndim=1),
-                     y: ti.types.ndarray(dtype=ti.f32, ndim=1), H: ti.i32, v0: ti.i32):
-    ti.loop_config(serialize=True)
-    for _ in range(1):
-        for rep in range(REPEATS):
-            for u in range(H // 8):
-                acc = ti.Vector([0.0] * 32)
-                odd = ti.Vector([0.0] * 32)
-                for jj in range(H // 2):
-                    j = 2 * jj
-                    acc += lanes[u * H + j] * v[v0 + j]
-                    odd += lanes[u * H + j + 1] * v[v0 + j + 1]
-                acc += odd
-                for g in ti.static(range(4)):
-                    for m in ti.static(range(8)):
-                        y[g * H + u * 8 + m] = acc[g * 8 + m]
+                        y[g * H + u * 8 + m] = acc[0][g * 8 + m]
 
 
 def timed(kernel, lanes, v, y, hidden, ref):
@@ -121,8 +107,8 @@ def main():
     y = ti.ndarray(ti.f32, 4 * a.hidden)
     medians = {"apart": [], "together": [], "two sums": []}
     for rnd in range(a.rounds):
-        for name, kernel in (("apart", product_apart), ("together", product_together),
-                             ("two sums", product_two_sums)):
+        for name, kernel in (("apart", product_apart), ("together", lambda *a: product_together(*a, 1)),
+                             ("two sums", lambda *a: product_together(*a, 2))):
             lo, med = timed(kernel, arrays["together" if name == "two sums" else name], v, y, a.hidden, ref)
             medians[name].append(med)
             print(f"round {rnd}  {name:9s} min {lo:7.2f}  median {med:7.2f} us a product", flush=True)
