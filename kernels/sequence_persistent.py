@@ -418,7 +418,6 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             barrier = 0
             if ti.static(projects):
                 project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
-            if ti.static(projects):
                 ti.simt.block.sync()   # the block's units' zero initial states are written
             copy_initial_terms(ws, terms, frame, nblocks, blk, tid)
             barrier += nblocks
