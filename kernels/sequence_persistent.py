@@ -222,8 +222,7 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
 
 
 @functools.lru_cache(maxsize=None)
-def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all, rows=1, zigzag=False, vh=True,
-                      early=False):
+def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all, rows=1, zigzag=False, vh=True):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
     sequence (0: they are read from memory at every step; see ``resident_terms``);
@@ -234,16 +233,10 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
     once, each term it reads serving all of them (``persistent_rows``; 1 with resident weights,
     and rows x chunk at most MAX_CHUNK, the reduction buffer's room); ``zigzag``: odd steps stream
     each thread's quads in reverse (``persistent_zigzag``); ``vh``: a GRU's Vh is set (nil, the
-    conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0); ``early``: each
-    thread loads the first group of weights of a pass before the grid barrier the pass waits at
-    (``persistent_early``; not with ``clamp_all``)."""
+    conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0)."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
-    early = early and not clamp_all
-    early_a = early and resident == 0   # the first phase streams its weights (not held in registers)
-    group_len = QUAD * loads * rows   # the weights of a group of the first phase ...
-    group2_len = QUAD * (half_loads if vh else loads) * rows   # ... and of a GRU's second
 
     @ti.func
     def load_resident(wts: ti.template(), u0, uso, usj, rows_r, units, u_lo, tid, H):
@@ -280,25 +273,29 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
         write_term(terms, tn, b, i, H, value)
 
     @ti.func
-    def group_weights(wq: ti.template(), w_rows, v_rows, rows_w, q, q_end, H, group: ti.template(),
-                      with2: ti.template(), masked: ti.template()):
-        """The weights of a group of quads p = q .. q+group-1 for the thread's ``rows`` rows
-        (``kernels/quads.py``: W's quad p of row r at w_rows[r] + p·rows_w, V's at v_rows[r] + p·H):
-        all the group's loads issued together, four weights each. The stream of U is bound by the
-        loads in flight (an SM's warps wait out each memory round trip together). ``masked``: the
-        last group, whose quads may run past this thread's (clamped to q_end - 1, their weights
-        zero); the full groups read no clamped index."""
+    def quad_group(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q,
+                   q_end, H, group: ti.template(), with2: ti.template(), masked: ti.template()):
+        """acc[r·chunk + k] += Σ_p W(row r, quad p)·src[x1[k] + p] (+ V(row r, quad p)·src[x2[k] + p])
+        over quads p = q .. q+group-1, for the thread's ``rows`` rows (``kernels/quads.py``: W's
+        quad p of row r at w_rows[r] + p·rows_w, V's at v_rows[r] + p·H; ``src``: the terms' copy,
+        a quad of terms a load). The group's loads are all issued before any is used: the stream
+        of U is bound by the loads in flight (an SM's warps wait out each memory round trip
+        together), and each load brings four weights; each term quad read serves every row.
+        ``masked``: the last group, whose quads may run past this thread's (clamped to q_end - 1,
+        their weights zero). Past H, within the last quad, both the weights' and the terms'
+        padding are zero. The full groups read no clamped index."""
         wv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
         vv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
+        qc = ti.Vector([0] * group, ti.i32)   # the quads read: q + u, or clamped
         for u in ti.static(range(group)):
-            qc = q + u
+            qc[u] = q + u
             if ti.static(masked):
-                qc = ti.min(q + u, q_end - 1)
+                qc[u] = ti.min(q + u, q_end - 1)
             for r in ti.static(range(rows)):
-                w4 = wq[w_rows[r] + qc * rows_w]
+                w4 = wq[w_rows[r] + qc[u] * rows_w]
                 v4 = w4
                 if ti.static(with2):
-                    v4 = wq[v_rows[r] + qc * H]
+                    v4 = wq[v_rows[r] + qc[u] * H]
                 for e in ti.static(range(QUAD)):
                     wv[QUAD * (u * rows + r) + e] = w4[e]
                     if ti.static(with2):
@@ -308,24 +305,12 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         for e in ti.static(range(QUAD)):
                             wv[QUAD * (u * rows + r) + e] = 0.0
                             vv[QUAD * (u * rows + r) + e] = 0.0
-        return wv, vv
-
-    @ti.func
-    def group_products(src: ti.template(), acc: ti.template(), wv, vv, x1, x2, q, q_end, group: ti.template(),
-                       with2: ti.template(), masked: ti.template()):
-        """acc[r·chunk + k] += Σ_p W(row r, quad p)·src[x1[k] + p] (+ V(row r, quad p)·src[x2[k] + p])
-        over the group's quads p = q .. q+group-1, its weights ``wv``, ``vv`` (``group_weights``);
-        ``src``: the terms' copy, a quad of terms a load, each serving every row of the thread. Past
-        H, within the last quad, both the weights' and the terms' padding are zero."""
         for k in ti.static(range(chunk)):
             for u in ti.static(range(group)):
-                qc = q + u
-                if ti.static(masked):
-                    qc = ti.min(q + u, q_end - 1)
-                t4 = src[x1[k] + qc]   # the quad's four terms, one load
+                t4 = src[x1[k] + qc[u]]   # the quad's four terms, one load
                 t4b = t4
                 if ti.static(with2):
-                    t4b = src[x2[k] + qc]
+                    t4b = src[x2[k] + qc[u]]
                 for e in ti.static(range(QUAD)):
                     for r in ti.static(range(rows)):
                         acc[r * chunk + k] += wv[QUAD * (u * rows + r) + e] * t4[e]
@@ -333,29 +318,13 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                             acc[r * chunk + k] += vv[QUAD * (u * rows + r) + e] * t4b[e]
 
     @ti.func
-    def quad_group(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q,
-                   q_end, H, group: ti.template(), with2: ti.template(), masked: ti.template()):
-        """One group of a thread's stream: its weights loaded, then their products."""
-        wv, vv = group_weights(wq, w_rows, v_rows, rows_w, q, q_end, H, group, with2, masked)
-        group_products(src, acc, wv, vv, x1, x2, q, q_end, group, with2, masked)
-
-    @ti.func
-    def first_group(q0, q_end, H, group: ti.template(), back):
-        """The first quad of the first whole group a thread streams in a pass (``stream_quads``'
-        order: the last group on a zigzag kernel's odd steps), and how many whole groups it has."""
-        n_groups = ti.max(ti.min(q_end, H // QUAD) - q0, 0) // group
-        return q0 + ti.select(back != 0, n_groups - 1, 0) * group, n_groups
-
-    @ti.func
     def stream_quads(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q0,
-                     q_end, H, group: ti.template(), with2: ti.template(), back, pre_w, pre_v, use_pre):
+                     q_end, H, group: ti.template(), with2: ti.template(), back):
         """acc[r·chunk + k] += Σ W(row r, j)·src[x1[k] + j] (+ V) over the inputs of quads q0 .. q_end - 1,
         in groups (``quad_group``): whole groups of quads that lie inside H, then one masked group
         for the rest (fewer than a group of whole quads, and the partial quad at H, if any).
         ``back`` (1 on a zigzag kernel's odd steps): the whole groups in reverse order, so that a
-        step starts on the weights the step before read last, the ones most likely still in L2.
-        ``use_pre`` (an ``early`` kernel): the first whole group's weights are ``pre_w``, ``pre_v``,
-        loaded before the grid barrier the pass waited at (``early_weights``)."""
+        step starts on the weights the step before read last, the ones most likely still in L2."""
         if ti.static(clamp_all):
             n_groups = (ti.max(q_end - q0, 0) + group - 1) // group
             for p in range(n_groups):
@@ -365,13 +334,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
         else:
             n = ti.max(ti.min(q_end, H // QUAD) - q0, 0)   # whole quads inside H
             n_groups = n // group
-            p0 = 0
-            if ti.static(early):
-                if use_pre and n_groups > 0:
-                    q_first, _ = first_group(q0, q_end, H, group, back)
-                    group_products(src, acc, pre_w, pre_v, x1, x2, q_first, q_end, group, with2, False)
-                    p0 = 1
-            for p in range(p0, n_groups):
+            for p in range(n_groups):
                 pp = ti.select(back != 0, n_groups - 1 - p, p)
                 quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0 + pp * group, q_end, H, group, with2,
                            False)
@@ -380,65 +343,27 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                 quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, rest, q_end, H, group, with2, True)
 
     @ti.func
-    def thread_stream(rows_w, row0, rows_r, units, u_lo, tid, H, v_quads):
-        """This thread's part of a pass's stream (``partial_dots``): whether it has one, where its
-        rows' quads start in U (w_rows) and in Vh (v_rows), and its quads q0 .. q_end - 1. The block's
-        rows_r rows are dealt to ceil(rows_r / rows) lanes, ``rows`` each (block row lane + r·lanes),
-        and the inputs split across the BLOCK // lanes threads of a lane; a row past the block's or
-        past H reads as the thread's first (and is not summed)."""
-        lanes = (rows_r + rows - 1) // rows
-        lane = tid % lanes
-        split = tid // lanes
-        n_split = BLOCK // lanes
-        i = u_lo + lane % units
-        o = row0 + (lane // units) * H + i
-        w_rows = ti.Vector([o] * rows, ti.i32)
-        v_rows = ti.Vector([v_quads + i] * rows, ti.i32)
-        for r in ti.static(range(1, rows)):
-            rr = lane + r * lanes
-            ir = u_lo + rr % units
-            if rr < rows_r and ir < H:
-                w_rows[r] = row0 + (rr // units) * H + ir
-                v_rows[r] = v_quads + ir
-        hq = (H + QUAD - 1) // QUAD
-        ql = (hq + n_split - 1) // n_split
-        q0 = split * ql
-        return i < H and split < n_split, w_rows, v_rows, q0, ti.min(hq, q0 + ql)
-
-    @ti.func
-    def early_weights(wq: ti.template(), rows_w, row0, rows_r, units, u_lo, tid, H, v_quads, with2: ti.template(),
-                      back):
-        """The weights of the first whole group of this thread's next pass (row0, rows_r, ...:
-        ``partial_dots``' arguments for it), loaded before a grid barrier so that their round trip
-        overlaps the wait; zeros where the thread streams nothing or no whole group."""
-        group = ti.static(half_loads if with2 else loads)
-        active, w_rows, v_rows, q0, q_end = thread_stream(rows_w, row0, rows_r, units, u_lo, tid, H, v_quads)
-        q_first, n_groups = first_group(q0, q_end, H, group, back)
-        wv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
-        vv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
-        if active and n_groups > 0:
-            wv, vv = group_weights(wq, w_rows, v_rows, rows_w, q_first, q_end, H, group, with2, False)
-        return wv, vv
-
-    @ti.func
     def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
-                     tid, H, x1, v_quads, x2, with2: ti.template(), held: ti.template(), wreg, back, pre_w, pre_v,
-                     use_pre):
+                     tid, H, x1, v_quads, x2, with2: ti.template(), held: ti.template(), wreg, back):
         """red[(tid·rows + r)·chunk + k] = this thread's slice of Σ_j W(o, j)·h1_k[j] (+ Vh(i, j)·h2_k[j]
         with ``with2``) for its rows r, o = row0 + g·H + i, the terms h1_k, h2_k of batch row k read
         four a load from the terms' copy ``src`` (rows at quads x1[k], x2[k]), the weights from the quads
         (``rows_w``: rows of U; Vh's quads from ``v_quads`` on), or with ``held`` (the first phase
-        of a kernel with resident weights) from ``wreg``. The thread's rows and inputs are
-        ``thread_stream``'s. A thread takes a run of whole quads; ``loads`` of them are issued
-        together (``quad_group``), so their latencies overlap, and each serves every batch row of
-        the chunk (and a term every row of the thread). ``pre_w``, ``pre_v``, ``use_pre``:
-        ``stream_quads``'."""
+        of a kernel with resident weights) from ``wreg``. The block's rows_r rows are dealt
+        to ceil(rows_r / rows) lanes, ``rows`` each (block row lane + r·lanes), and the inputs split
+        across the BLOCK // lanes threads of a lane. A thread takes a run of whole quads; ``loads``
+        of them are issued together (``quad_group``), so their latencies overlap, and each serves
+        every batch row of the chunk (and a term every row of the thread)."""
+        lanes = (rows_r + rows - 1) // rows
+        lane = tid % lanes
+        split = tid // lanes
+        n_split = BLOCK // lanes
+        g = lane // units
+        iu = lane % units
+        i = u_lo + iu
+        o = row0 + g * H + i
         acc = ti.Vector([0.0] * (chunk * rows), ti.f32)
         if ti.static(held):   # the first phase, weights in registers (rows == 1)
-            lanes = rows_r
-            split = tid // lanes
-            n_split = BLOCK // lanes
-            i = u_lo + tid % lanes % units
             if i < H and split < n_split:
                 jl = (H + n_split - 1) // n_split   # the thread's share of the inputs
                 j0 = split * jl
@@ -446,15 +371,24 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                     if kk < jl and j0 + kk < H:
                         for k in ti.static(range(chunk)):
                             acc[k] += wreg[kk] * src[x1[k] + (j0 + kk) // QUAD][(j0 + kk) % QUAD]
-        else:
-            active, w_rows, v_rows, q0, q_end = thread_stream(rows_w, row0, rows_r, units, u_lo, tid, H, v_quads)
-            if active:
-                if ti.static(with2):   # two streams: half the group from each, as many loads in flight
-                    stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, half_loads, True, back,
-                                 pre_w, pre_v, use_pre)
-                else:
-                    stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, loads, False, back,
-                                 pre_w, pre_v, use_pre)
+        elif i < H and split < n_split:
+            # the thread's rows, a row past the block's or past H read as its first (and not summed)
+            w_rows = ti.Vector([o] * rows, ti.i32)
+            v_rows = ti.Vector([v_quads + i] * rows, ti.i32)
+            for r in ti.static(range(1, rows)):
+                rr = lane + r * lanes
+                ir = u_lo + rr % units
+                if rr < rows_r and ir < H:
+                    w_rows[r] = row0 + (rr // units) * H + ir
+                    v_rows[r] = v_quads + ir
+            hq = (H + QUAD - 1) // QUAD
+            ql = (hq + n_split - 1) // n_split
+            q0 = split * ql
+            q_end = ti.min(hq, q0 + ql)   # this thread's quads: q0 .. q_end - 1
+            if ti.static(with2):   # two streams: half the group from each, as many loads in flight
+                stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, half_loads, True, back)
+            else:
+                stream_quads(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, q0, q_end, H, loads, False, back)
         for r in ti.static(range(rows)):
             for k in ti.static(range(chunk)):
                 red[(tid * rows + r) * chunk + k] = acc[r * chunk + k]
@@ -486,14 +420,6 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                 project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
                 ti.simt.block.sync()   # the block's units' zero initial states are written
             copy_initial_terms(ws, terms, frame, nblocks, blk, tid)
-            # the first phase's first weights of the next pass (step 0's here), loaded before its barrier
-            pre_w = ti.Vector([0.0] * group_len, ti.f32)
-            pre_v = pre_w
-            if ti.static(early_a):
-                _, _, He, _ = run_sizes(frame)
-                ue = (He + nblocks - 1) // nblocks
-                pre_w, pre_v = early_weights(wq, frame[F_GATES] * He, 0, gates_a * ue, ue, blk * ue, tid, He, 0,
-                                             False, 0)
             barrier += nblocks
             grid_barrier(frame, tid, barrier)
             _, _, H0, _ = run_sizes(frame)
@@ -524,7 +450,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                     # (the sums' last readers met at the end of the pass before, or a grid barrier did)
                     x1 = row_starts(thp, B, H, b0)
                     partial_dots(wq, terms, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                 False, resident > 0, wreg, back, pre_w, pre_v, bc == 0)
+                                 False, resident > 0, wreg, back)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
                         iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -579,11 +505,6 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                     ti.simt.block.sync()
                 if ti.static(cell == CELL_GRU):
                     # second phase: Uh·(r∘h0) + Vh·(z∘h0) needs every unit's r and z
-                    pre2_w = ti.Vector([0.0] * group2_len, ti.f32)
-                    pre2_v = pre2_w
-                    if ti.static(early):
-                        pre2_w, pre2_v = early_weights(wq, rows_w, 2 * H, units, units, u_lo, tid, H, v_quads, vh,
-                                                       back)
                     barrier += nblocks
                     grid_barrier(frame, tid, barrier)
                     for bc in range((B + chunk - 1) // chunk):
@@ -591,7 +512,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         x1 = row_starts(trh, B, H, b0)
                         x2 = row_starts(trh + tslot, B, H, b0)
                         partial_dots(wq, terms, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                     vh, False, wreg, back, pre2_w, pre2_v, bc == 0)
+                                     vh, False, wreg, back)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -606,20 +527,14 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                                     hv = ws[hp + b * H + i]
                                 write_h(ws, terms, hn, thp + tslot, b, i, H, hv)
                         ti.simt.block.sync()
-                if ti.static(early_a):
-                    back_next = 0
-                    if ti.static(zigzag):
-                        back_next = (s + 1) % 2
-                    pre_w, pre_v = early_weights(wq, rows_w, 0, gates_a * units, units, u_lo, tid, H, 0, False,
-                                                 back_next)
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
             leave_grid(frame, tid, nblocks)
 
     # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
-    # appended where odd steps stream in reverse, an e where passes load their first weights early
+    # appended where odd steps stream in reverse
     kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
-                       + ("z" if zigzag else "") + ("e" if early else ""))
+                       + ("z" if zigzag else ""))
     return ti.kernel(kernel)
 
 
@@ -716,14 +631,6 @@ def persistent_zigzag():
     GRU 2560 b2 59.0 / 55.9, GRU 2816 b4 101.9 / 95.6; where the weights fit L2, no change
     (LSTM 1536 b4 31.3 / 31.8)."""
     return switch("MPSRNN_PERSISTENT_ZIGZAG", True)
-
-
-def persistent_early():
-    """Whether each thread of the persistent kernel loads the first group of weights of a pass before
-    the grid barrier the pass waits at, so that their round trip overlaps the wait (``ncu``, GRU 2560
-    b4: 10-12% of the warp samples at each grid barrier), from ``MPSRNN_PERSISTENT_EARLY`` (on or
-    off) for A/B benchmarks, else off."""
-    return switch("MPSRNN_PERSISTENT_EARLY", False)
 
 
 def persistent_per_sm(l2_bytes):

@@ -625,8 +625,7 @@ def test_gru_split_kernel_gates_in_blocks_or_cells(kind, opts, hidden, rows, gat
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")
-@pytest.mark.parametrize("stream", ["4", "2", "16c", "4 rows 2", "4 forward", "4 held", "4 early", "2 rows 2 early",
-                                    "4 held early"])
+@pytest.mark.parametrize("stream", ["4", "2", "16c", "4 rows 2", "4 forward", "4 held"])
 @pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])
 def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     """The persistent kernel (CUDA's path) on a grid of one block, as the spread kernel above, for
@@ -636,11 +635,8 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     of them, and with two gate rows a thread (a chunk of 4; the GRU's second phase and the single
     gate have an odd row count, so one thread's second row is past them); odd steps stream their
     groups in reverse (zigzag) but with "forward"; "held": a chunk of 4 rows, where the single gate
-    holds its first phase's weights in registers; "early": each pass's first group of weights
-    loaded before the grid barrier it waits at (with "held", none where the single gate's first phase
-    holds its weights)."""
+    holds its first phase's weights in registers."""
     from mpsrnn.scheduler import plans
-    stream, early = stream.removesuffix(" early"), stream.endswith(" early")
     stream, forward = stream.removesuffix(" forward"), stream.endswith(" forward")
     stream, held = stream.removesuffix(" held"), stream.endswith(" held")
     loads, _, rows = stream.partition(" rows ")
@@ -650,7 +646,6 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", loads)
     monkeypatch.setenv("MPSRNN_PERSISTENT_ZIGZAG", "off" if forward else "on")
-    monkeypatch.setenv("MPSRNN_PERSISTENT_EARLY", "on" if early else "off")
     if rows:   # (weights held in registers keep one row a thread: the single gate's would be)
         monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", rows)
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
@@ -662,8 +657,8 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
         from mpsrnn.kernels.sequence_persistent import resident_terms
         assert resident_terms(CELL_SINGLE_GATE, 45, 1, 4) == 9
     names = dispatched_kernels(layer)
-    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z")
-                             + ("e" if early else "")) for name in names), names
+    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z"))
+               for name in names), names
 
 
 def test_standard_neuron_flag_only_for_the_usual_neurons(rng):
@@ -695,16 +690,13 @@ def test_forcing_another_path_replans_the_same_layer(monkeypatch, rng):
 
 
 @pytest.mark.skipif("persistent" not in ARCH_PATHS, reason="the persistent kernel runs on CUDA only")
-@pytest.mark.parametrize("gate_rows", ["1", "2", "1 early", "2 early"])
+@pytest.mark.parametrize("gate_rows", ["1", "2"])
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows", [s for s in SCENARIOS if s[3] in (401, 777)],
                          ids=["gru-401", "lstm-777"])
 def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, gate_rows, rng, monkeypatch):
     """The persistent kernel on two blocks per SM (what every layer it takes gets), against the
     reference, twice (the barrier count restarts), with one or two gate rows a thread (two: on a
-    chunk of 4 batch rows, within the reduction buffer's room); chunks of 8 rows otherwise; "early":
-    each pass's first group of weights loaded before the grid barrier it waits at."""
-    gate_rows, early = gate_rows.removesuffix(" early"), gate_rows.endswith(" early")
-    monkeypatch.setenv("MPSRNN_PERSISTENT_EARLY", "on" if early else "off")
+    chunk of 4 batch rows, within the reduction buffer's room); chunks of 8 rows otherwise."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
     monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", gate_rows)
@@ -718,5 +710,4 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
     assert_twice_matches_reference(layer, d, rng, rows, n_in)
     names = dispatched_kernels(layer)
     grid = f"persistent{2 * recurrence._sms()}"
-    assert any(grid in name and ("x2" in name) == (gate_rows == "2") and name.endswith("e") == early
-               for name in names), names
+    assert any(grid in name and ("x2" in name) == (gate_rows == "2") for name in names), names

@@ -442,16 +442,6 @@ def test_persistent_zigzag_knob(monkeypatch):
         persistent_zigzag()
 
 
-def test_persistent_early_knob(monkeypatch):
-    from mpsrnn.kernels.sequence_persistent import persistent_early
-    assert not persistent_early()   # the default until an A/B says otherwise
-    monkeypatch.setenv("MPSRNN_PERSISTENT_EARLY", "on")
-    assert persistent_early()
-    monkeypatch.setenv("MPSRNN_PERSISTENT_EARLY", "soon")
-    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_EARLY: expected 'on' or 'off'"):
-        persistent_early()
-
-
 def test_persistent_chunk_is_the_batch_rounded_up_to_a_power_of_two():
     """A pass takes the batch rounded up to a power of two, at most 8 rows (the reduction buffer's
     room), whatever the layer: the chunk never shrinks to fit anything."""
