@@ -1,4 +1,5 @@
-"""The usual gate neurons (sigmoid, tanh) on 8 lanes at once, for the CPU's lane kernels.
+"""The usual gate neurons (sigmoid, tanh) on a block's lanes at once (``lanes.LANES``), for the CPU's lane
+kernels.
 
 A standard cell (``F_STANDARD``) spends most of a small step in its neurons: scalar sigmoid and
 tanh cost ~33 ns a unit on this project's CPU (libm's expf, a division, and a branch per tanh
@@ -44,8 +45,8 @@ def tanh_lanes(x):
 
 @ti.func
 def load_lanes(ws: ti.template(), b, n):
-    """ws[b .. b+7] as a vector; in a partial block (n < 8) lanes from n on repeat element n-1,
-    so nothing past the array is read. A full block is 8 plain loads, which LLVM merges."""
+    """ws[b .. b+LANES-1] as a vector; in a partial block (n < LANES) lanes from n on repeat element
+    n-1, so nothing past the array is read. A full block is LANES plain loads, which LLVM merges."""
     v = ti.Vector([0.0] * LANES)
     if n == LANES:
         v = ti.Vector([ws[b + m] for m in ti.static(range(LANES))])
@@ -56,7 +57,7 @@ def load_lanes(ws: ti.template(), b, n):
 
 @ti.func
 def store_lanes(ws: ti.template(), b, v, n):
-    """ws[b + m] = v[m] for the first n lanes (a full block: 8 plain stores, merged by LLVM)."""
+    """ws[b + m] = v[m] for the first n lanes (a full block: LANES plain stores, merged by LLVM)."""
     if n == LANES:
         for m in ti.static(range(LANES)):
             ws[b + m] = v[m]

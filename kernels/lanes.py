@@ -1,16 +1,17 @@
-"""The CPU's weight layout: eight output rows side by side ("lanes").
+"""The CPU's weight layout: L = ``LANES`` output rows side by side ("lanes"; 16 on a CPU with
+AVX-512, else 8: ``lane_width``).
 
 A matrix M with rows o = g·H + i (gate g, unit i) and columns j is stored as
-vectors of 8 floats per gate. Block (u, g) holds units i = 8u .. 8u+7 of gate g
+vectors of L floats per gate. Block (u, g) holds units i = Lu .. Lu+L-1 of gate g
 (zeros past H). A vector holds the blocks of ``group`` gates of one unit block
 (``lane_group``): the LSTM's four, side by side, so one load per column serves
 all four gates of its units; one gate for the other cells. Its vector for
 column j is
 
-    lanes[base + (u·G/group + g//group)·cols + j][(g % group)·8 + m] = M[g·H + 8u + m, j]
+    lanes[base + (u·G/group + g//group)·cols + j][(g % group)·L + m] = M[g·H + Lu + m, j]
 
-(with group 1: lanes[base + (u·G + g)·cols + j] = (M[g·H + 8u + m, j] for m in 0..7)),
-so the G gates of 8 units lie next to each other. A matrix-vector product walks
+(with group 1: lanes[base + (u·G + g)·cols + j] = (M[g·H + Lu + m, j] for m in 0..L-1)),
+so the G gates of L units lie next to each other. A matrix-vector product walks
 j once per vector: ``acc += lanes[..j] * v[j]``, one vector load, one broadcast
 and lane-wise multiply-adds. Lanes never mix, so the sum needs no
 reassociation and LLVM emits vector code without fast-math (which would let it
@@ -18,13 +19,13 @@ assume no NaN or infinity, values MPS's neurons produce on purpose), provided
 Taichi keeps vectors whole: ``backend.init`` starts the CPU with
 ``real_matrix_scalarize=False``. Measured on this project's CPU, one thread
 (``bench/probes/cpu_vector.py``): U·h at hidden 256 runs at 23 GFLOP/s in
-lanes, 8.6 with ``dots.dot8``.
+lanes of 8, 8.6 with ``dots.dot8``.
 
 Why the LSTM's four gates share a vector: each ndarray load costs its own index
 arithmetic (Taichi's i32 index, sign-extended at the load, which LLVM cannot hoist),
-so four loads of 8 floats at four places cost more than one of 32; and one
+so four loads of L floats at four places cost more than one of 4L; and one
 stream of U is easier on the prefetcher than four. LSTM 256's U·h, one thread
-(``bench/probes/cpu_lanes.py``), median of 6 rounds, µs: four gates apart 25.0, together 20.5.
+(``bench/probes/cpu_lanes.py``, 8 lanes), median of 6 rounds, µs: four gates apart 25.0, together 20.5.
 The GRU keeps one gate a vector: its step reads z and r first, then the third
 gate against r∘h0.
 
@@ -35,10 +36,44 @@ change, and Taichi 1.7's CPU backend cannot widen a vector of float16 (LLVM asse
 import numpy as np
 import taichi as ti
 
+from .knobs import knob
 from .layout import CELL_LSTM
 
-LANES = 8
-LANE_WEIGHTS = ti.types.ndarray(ndim=1)   # vectors of 8 x lane_group floats (one compile per width)
+
+def lane_width(cpu_flags=None):
+    """Units of a gate a lane vector holds (``LANES``): 16 where the CPU has AVX-512 (``cpu_flags``, by
+    default this machine's), else 8; ``MPSRNN_CPU_LANES`` (8 or 16) decides instead, for A/B
+    benchmarks and tests. Read once, at import: the kernels are compiled for it.
+
+    Why 16 with AVX-512: a column's step of the product is one vector load of U, one broadcast of
+    h[j] and its multiply and add, behind Taichi's index arithmetic for both loads (an i32 index,
+    sign-extended at every load), whatever the vector's width; a wider vector spreads that cost
+    over twice the multiply-adds. Xeon VM with AVX-512, one thread, a single gate's U·h at hidden
+    128 for 4 rows, µs, 8 / 16 / 32 lanes: 6.4–6.9 / 4.5–5.0 / 3.6–4.1; ``mpsrnn bench``, 3
+    rounds, µs a step, 8 / 16: LSTM 256 b1 30.1 / 26.3, LSTM 64 b1 3.5 / 3.1, GRU 128 b2 17.5 /
+    16.9, RNN 128 b4 13.8 / 13.4. Without AVX-512 (AVX2's 16 vector registers, NEON's 32 of a
+    quarter the width) the projection's accumulators, two rows of four blocks, would not fit the
+    registers at 16."""
+    forced = knob("MPSRNN_CPU_LANES", ("8", "16"))
+    if forced:
+        return int(forced)
+    return 16 if "avx512f" in (_cpu_flags() if cpu_flags is None else cpu_flags) else 8
+
+
+def _cpu_flags():
+    """The instruction-set flags of this machine's CPU where the system lists them (Linux), else none."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return []
+
+
+LANES = lane_width()
+LANE_WEIGHTS = ti.types.ndarray(ndim=1)   # vectors of LANES x lane_group floats (one compile per width)
 
 
 def lane_group(kind):
@@ -47,7 +82,7 @@ def lane_group(kind):
 
 
 def pack_lanes(matrix, gates, hidden, group=1):
-    """``matrix`` (gates·hidden, cols) as (blocks·gates/group·cols, 8·group) lane vectors of ``group``
+    """``matrix`` (gates·hidden, cols) as (blocks·gates/group·cols, LANES·group) lane vectors of ``group``
     gates each (layout above; ``gates`` a multiple of ``group``)."""
     cols = matrix.shape[1]
     blocks = (hidden + LANES - 1) // LANES
@@ -58,25 +93,25 @@ def pack_lanes(matrix, gates, hidden, group=1):
 
 
 def vector_gates(lanes):
-    """Gates a vector of the lane array ``lanes`` holds (its width / 8), known when compiling."""
+    """Gates a vector of the lane array ``lanes`` holds (its width / LANES), known when compiling."""
     return lanes.element_shape()[0] // LANES
 
 
 @ti.func
 def gate_lanes(v, g: ti.template()):
-    """The 8 lanes of gate g (its place in the vector) of a vector of several gates' lanes."""
+    """The LANES lanes of gate g (its place in the vector) of a vector of several gates' lanes."""
     return ti.Vector([v[g * LANES + m] for m in ti.static(range(LANES))])
 
 
 @ti.func
 def lane_blocks(H):
-    """Blocks of 8 units that cover H units."""
+    """Blocks of LANES units that cover H units."""
     return (H + LANES - 1) // LANES
 
 
 @ti.func
 def block_span(u, H):
-    """(first unit, units present) of block u: 8, or fewer in the last block."""
+    """(first unit, units present) of block u: LANES, or fewer in the last block."""
     return u * LANES, ti.min(LANES, H - u * LANES)
 
 

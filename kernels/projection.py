@@ -250,16 +250,16 @@ def step_group(frame: ti.template(), r, s0, T):
     return start, present
 
 
-QUAD = 4   # blocks of W (8 output channels each) that the CPU's projection takes in one pass
+QUAD = 4   # blocks of W (LANES output channels each) that the CPU's projection takes in one pass
 
 
 @ti.func
 def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.template(), lanes: ti.template(),
                   frame: ti.template()):
     """The projection on the CPU's lane-packed W (``lanes.py``) for 8 input rows (x at ``starts``),
-    into ws[dst0 + k·dst_stride + o]: four blocks of 8 units (32 output channels) against two rows
-    at a time, 8 vector accumulators, so each x element loaded serves 32 multiply-adds and each
-    weight vector 16. The rows past the last present one are skipped.
+    into ws[dst0 + k·dst_stride + o]: four blocks of LANES units (4·LANES output channels) against
+    two rows at a time, 8 vector accumulators, so each x element loaded serves 4·LANES multiply-adds
+    and each weight vector 2·LANES. The rows past the last present one are skipped.
 
     Why four blocks and two rows: one block against all 8 rows loaded 8 x elements a weight vector,
     each through its own index arithmetic (Taichi's i32 index, sign-extended at every load, which
@@ -360,7 +360,7 @@ def block_rows(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.templ
 
 @ti.func
 def store_with_bias(ws: ti.template(), frame: ti.template(), dst, o, n, acc):
-    """Channels o .. o+n-1 of one row (n of a block's 8: fewer in the last block): acc plus their
+    """Channels o .. o+n-1 of one row (n of a block's LANES: fewer in the last block): acc plus their
     biases, to ws[dst + o + m] (``lane_math.store_lanes``). Lanes past n repeat the bias of n-1,
     as ``load_lanes`` does, so no read leaves the gate's biases."""
     o_bias = frame[F_P_BIAS] + o

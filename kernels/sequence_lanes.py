@@ -5,11 +5,11 @@ launch per step. It also projects its row's inputs (W·x + b), 8 steps at a time
 runs them (``projection.project_lanes``: one weight load serves the 8 steps), and writes the row's
 zero initial state when the run has none: a layer is one dispatch, where a CPU dispatch costs
 ~15-20 µs (the thread pool's round trip, whatever the kernel does). The recurrent products walk
-the state once per block of 8 units and serve every gate of those units with vector
+the state once per block of ``LANES`` units and serve every gate of those units with vector
 multiply-adds (``lanes.py``). Then:
 
 * with the usual neurons (``F_STANDARD``), each block's gate math runs right away on the
-  accumulators, 8 units at a time (``lane_math``), and the block's new h (and c) are stored;
+  accumulators, a block of units at a time (``lane_math``), and the block's new h (and c) are stored;
 * with any other neurons the products are added in place to the step's projected inputs
   (read once, so those workspace rows can take the sum) and the gate math runs unit by unit
   (``gate_math``, as in every other variant).
@@ -207,9 +207,9 @@ def gru_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, 
 @ti.func
 def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1, H, peep,
                   out: ti.template(), s, r):
-    """Same formulas and order as gate_math.lstm_cell_state and lstm_output, 8 units at a time. The
-    LSTM's lane vectors hold a unit block's four gates (``lanes.lane_group``): one accumulator of
-    32 lanes, gate g at lanes 8g .. 8g+7."""
+    """Same formulas and order as gate_math.lstm_cell_state and lstm_output, a block of L = LANES
+    units at a time. The LSTM's lane vectors hold a unit block's four gates (``lanes.lane_group``):
+    one accumulator of 4L lanes, gate g at lanes Lg .. Lg+L-1."""
     vl = frame[F_LANE_V]
     for u in range(lane_blocks(H)):
         i0, n = block_span(u, H)

@@ -21,6 +21,8 @@ persistent kernel reads U (and a GRU's Vh, where set) four inputs at a time, fro
 Nil slots are zeros (an input slot also means zero bias and the identity neuron);
 with ``use_layer_input_unit_transform_mode`` every gate reads x itself.
 """
+import warnings
+
 import numpy as np
 
 from .backend import ensure_init
@@ -153,7 +155,11 @@ class PackedCell:
         self.lanes = None
         if self.host_lanes is not None:
             self.lanes = ti.Vector.ndarray(self.host_lanes.shape[1], ti.f32, len(self.host_lanes))
-            self.lanes.from_numpy(self.host_lanes)
+            with warnings.catch_warnings():
+                # Taichi's copy kernel unrolls a vector's elements and warns past 32 (the LSTM's lane
+                # vectors hold 64 with 16 lanes): a compile-time note about its own kernel, not ours
+                warnings.filterwarnings("ignore", message="You are unrolling more than", category=SyntaxWarning)
+                self.lanes.from_numpy(self.host_lanes)
         self.wts = ti.ndarray(ti.f32 if self.weight_type == DataType.FLOAT32 else ti.f16, self.host_wts.shape)
         self.wts.from_numpy(self.host_wts)
 

@@ -5,6 +5,11 @@ The scheduler picks one path per arch and shape; these tests force each in turn
 reference as the plain one, on sizes that are not multiples of any tile and on
 batches whose row count shrinks over time.
 """
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -90,6 +95,54 @@ def test_each_path_matches_reference(path, kind, opts, n_in, hidden, rows, rng):
     expected = path[0] if applies(path[0], m.current_arch(), layer._cells[0]) else None
     used = [r for p in layer._plans._plans.values() for r in p.recurrences]
     assert used and (expected is None or used == [expected]), used
+
+
+OTHER_LANES = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    sys.path.insert(0, os.environ["MPSRNN_TESTS"])
+    import mpsrnn as m
+    import reference as R
+    from builders import assert_seq_close, descriptor, sequence
+    from mpsrnn.kernels.lanes import LANES
+    from mpsrnn.scheduler import recurrence
+    m.init("cpu")
+    print("LANES", LANES)
+    rng = np.random.default_rng(int(os.environ["MPSRNN_TEST_SEED"]))
+    os.environ["MPSRNN_RECURRENCE"] = "lanes"
+    for projection, serial in (("inside", True), ("apart", False)):
+        os.environ["MPSRNN_PROJECTION"] = projection
+        recurrence.LANES_SERIAL_FLOPS = float("inf") if serial else 0.0
+        for kind, opts, n_in, hidden, rows in %r:
+            d = descriptor(kind, rng, n_in, hidden, use_float32_weights=True, **opts)
+            layer = m.RNNMatrixInferenceLayer(d)
+            xs = sequence(rng, rows, n_in)
+            assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0], what=f"{kind} {hidden} {opts}")
+    print("passed")
+""")
+
+
+@pytest.mark.skipif("lanes" not in ARCH_PATHS, reason="the lanes kernels are the CPU's")
+def test_lanes_kernels_at_the_other_lane_width(rng):
+    """The lanes kernels compiled for the lane width this CPU does not take (16 units a vector with
+    AVX-512, else 8: ``lanes.lane_width``), in a fresh process (the width is read when the kernels
+    are imported), against the reference: hidden sizes that leave a partial last block at either
+    width, the usual neurons (vector gate math) and others (unit by unit), the projection inside
+    the kernel on one thread and apart with every thread."""
+    from mpsrnn.kernels.lanes import LANES
+    other = 8 if LANES == 16 else 16
+    scenarios = [("lstm", {"peephole": None}, 7, 13, [3, 2, 1]), ("lstm", {"peephole": "diagonal"}, 9, 37, [2, 2, 1]),
+                 ("lstm", {"peephole": "dense", "neurons": "hard"}, 5, 21, [3, 1]), ("gru", {}, 6, 19, [3, 3, 1]),
+                 ("gru", {"gate_pnorm_value": 2.0, "flip_output_gates": True}, 3, 33, [2, 1]),
+                 ("gru", {"nil": ("output_gate_input_gate_weights",)}, 5, 70, [2, 2]),
+                 ("single", {}, 4, 18, [4, 3, 1]), ("single", {"neurons": "rectified"}, 10, 9, [2, 1])]
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, MPSRNN_CPU_LANES=str(other), MPSRNN_TESTS=tests, MPSRNN_ARCH="cpu",
+               MPSRNN_TEST_SEED=str(int(rng.integers(1 << 30))))
+    done = subprocess.run([sys.executable, "-c", OTHER_LANES % (scenarios,)], env=env, capture_output=True, text=True,
+                          cwd=os.path.dirname(tests), timeout=900)
+    assert done.returncode == 0 and f"LANES {other}" in done.stdout and "passed" in done.stdout, (
+        done.stdout[-2000:] + done.stderr[-4000:])
 
 
 TILED = [

@@ -3,7 +3,7 @@
 The lanes kernels read W, U and V only through this layout, so a packing that put a weight in the
 wrong lane would show up in the path tests as a wrong result somewhere; this test says where. Each
 packed vector is checked against the formula written with plain loops: vector
-base + (u·G/group + g//group)·cols + j holds M[g·H + 8u + m, j] at lane (g % group)·8 + m, and zero
+base + (u·G/group + g//group)·cols + j holds M[g·H + Lu + m, j] at lane (g % group)·L + m (L = LANES), and zero
 for units past H.
 """
 import numpy as np
@@ -34,3 +34,16 @@ def test_only_the_lstm_shares_a_vector_among_its_gates():
     assert lane_group(CELL_LSTM) == 4
     assert lane_group(CELL_GRU) == 1
     assert lane_group(CELL_SINGLE_GATE) == 1
+
+
+def test_lane_width_follows_the_cpu_or_the_knob(monkeypatch):
+    from mpsrnn.kernels.lanes import lane_width
+    monkeypatch.delenv("MPSRNN_CPU_LANES", raising=False)
+    assert lane_width(["fpu", "avx2", "avx512f", "avx512bw"]) == 16
+    assert lane_width(["fpu", "avx2", "fma"]) == 8
+    assert lane_width([]) == 8   # a CPU whose flags the system does not list (macOS, Windows)
+    monkeypatch.setenv("MPSRNN_CPU_LANES", "8")
+    assert lane_width(["avx512f"]) == 8
+    monkeypatch.setenv("MPSRNN_CPU_LANES", "32")
+    with pytest.raises(ValueError, match="MPSRNN_CPU_LANES: expected 8 or 16"):
+        lane_width(["avx512f"])
