@@ -588,20 +588,25 @@ def persistent_fits(cell_kind, peep, hidden, nblocks):
     return first_phase_rows(cell_kind, hidden, nblocks) <= BLOCK and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE)
 
 
-def persistent_loads(cell_kind, rows):
+def persistent_loads(chunk):
     """(weight loads, four weights each, a thread of the persistent kernel issues together, whether
     every group is clamped), from ``MPSRNN_PERSISTENT_LOADS`` (2, 4, 8 or 16, ``c`` appended:
-    clamped) for A/B benchmarks, else four; eight for an LSTM whose threads stream two gate rows
-    (``rows``: a chunk of 4 rows whose weights come from HBM, ``persistent_rows``).
+    clamped) for A/B benchmarks, else two on a chunk of 4 batch rows, four on other chunks.
 
-    H200, same process, chunks read in place with quad terms, µs a step, four / eight loads: LSTM
-    2048 b4 t25 (two rows) 40.6 / 36.6 and 38.4 / 35.4; one row a thread, nothing or a loss: LSTM
-    2048 b1 26.8 / 26.3, b2 26.8 / 27.6, LSTM 1536 b4 24.1 / 25.0; and the GRU's two rows lose:
-    GRU 2560 b4 t187 44.0 / 51.3, GRU 2816 b4 50.1 / 59.3 (why, not profiled)."""
+    A group's registers are its weights and the terms its products read, chunk x group quads of
+    them: at a chunk of 4 with four loads (and two rows a thread) the kernel sits at Taichi's cap of
+    128 registers a thread, and what holds more in flight spills (``bench/analysis.md``). H200,
+    same process, µs a step, the default before (four; eight for an LSTM's two rows) / two: at a
+    chunk of 4, GRU 2560 b4 t187 44.2 / 41.4 and 43.0 / 40.7, GRU 2816 b4 49.1 / 47.3 and 48.9 /
+    46.7, GRU 2048 b4 26.2 / 25.4 and 25.9 / 25.4, GRU 1536 b4 20.2 / 19.1 and 19.5 / 19.0, LSTM
+    1536 b4 t50 24.5 / 24.2 and 23.4 / 22.7, LSTM 2048 b4 t25 (two rows) 37.1 / 33.7, 36.1 / 31.3
+    and 36.1 / 31.4 (four: 39.4, 38.5, 40.5); at a chunk of 2 two lose, GRU 2560 b2 33.7 / 39.0 and
+    33.2 / 38.7, LSTM 2048 b2 25.0 / 28.7 and 27.6 / 32.1; at 1, even (GRU 2048 b1 17.6 / 17.5 and
+    17.8 / 18.2). Before quad terms, eight lost or tied everywhere but an LSTM's two rows."""
     forced = knob("MPSRNN_PERSISTENT_LOADS", ("2", "4", "8", "16", "2c", "4c", "8c", "16c"))
     if forced:
         return int(forced.rstrip("c")), forced.endswith("c")
-    return (8 if cell_kind == CELL_LSTM and rows == 2 else 4), False
+    return (2 if chunk == 4 else 4), False
 
 
 def persistent_rows(chunk, resident, from_hbm=False):

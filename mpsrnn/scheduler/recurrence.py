@@ -508,7 +508,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
         rows = persistent_rows(chunk, resident, _from_hbm(lr.cell))
         prog.add(persistent_kernel(kind, grid, chunk, resident, not lr.projected_apart,
-                                   *persistent_loads(kind, rows), rows, persistent_zigzag(), lr.cell.has_vh),
+                                   *persistent_loads(chunk), rows, persistent_zigzag(), lr.cell.has_vh),
                  x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.term_quads(steps, batch), lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
