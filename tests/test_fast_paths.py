@@ -678,15 +678,16 @@ def test_gru_split_kernel_gates_in_blocks_or_cells(kind, opts, hidden, rows, gat
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")
-@pytest.mark.parametrize("stream", ["4", "2", "16c", "4 rows 2", "4 forward", "4 held"])
+@pytest.mark.parametrize("stream", ["4", "2", "16c", "4 rows 2", "2 rows 2", "4 forward", "4 held"])
 @pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])
 def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     """The persistent kernel (CUDA's path) on a grid of one block, as the spread kernel above, for
     its streams of weight quads in groups of ``loads`` (hidden 45: full groups and a partial last
     one in each phase, the GRU's second phase half a group from each of Uh and Vh, one quad from
     each with 2; a chunk of 8 rows taken in two passes), its terms four a load from its own copy
-    of them, and with two gate rows a thread (a chunk of 4; the GRU's second phase and the single
-    gate have an odd row count, so one thread's second row is past them); odd steps stream their
+    of them, and with two gate rows a thread (a chunk of 4, in groups of four or two loads, two the
+    default there; the GRU's second phase and the single gate have an odd row count, so one
+    thread's second row is past them); odd steps stream their
     groups in reverse (zigzag) but with "forward"; "held": a chunk of 4 rows, where the single gate
     holds its first phase's weights in registers."""
     from mpsrnn.scheduler import plans
