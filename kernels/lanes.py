@@ -49,9 +49,11 @@ def lane_width(cpu_flags=None):
     h[j] and its multiply and add, behind Taichi's index arithmetic for both loads (an i32 index,
     sign-extended at every load), whatever the vector's width; a wider vector spreads that cost
     over twice the multiply-adds. Xeon VM with AVX-512, one thread, a single gate's U·h at hidden
-    128 for 4 rows, µs, 8 / 16 / 32 lanes: 6.4–6.9 / 4.5–5.0 / 3.6–4.1; ``mpsrnn bench``, 3
-    rounds, µs a step, 8 / 16: LSTM 256 b1 30.1 / 26.3, LSTM 64 b1 3.5 / 3.1, GRU 128 b2 17.5 /
-    16.9, RNN 128 b4 13.8 / 13.4. Without AVX-512 (AVX2's 16 vector registers, NEON's 32 of a
+    128 for 4 rows, µs, 8 / 16 / 32 lanes: 6.4–6.9 / 4.5–5.0 / 3.6–4.1; ``mpsrnn bench`` in fresh
+    processes, 5 rounds, median µs a step, 8 / 16: LSTM 256 b1 29.6 / 26.4, LSTM 64 b2 7.6 / 4.7,
+    LSTM 64 b1 3.65 / 3.06, GRU 128 b2 18.5 / 15.6, LSTM 128 b8 34.1 / 28.8 (RNN 128 b4: 9–18 at
+    either width, the pool's late second thread). 32 lost at LSTM 256 b1 (16 / 32: 23.9 / 27.3)
+    and took minutes to compile an LSTM. Without AVX-512 (AVX2's 16 vector registers, NEON's 32 of a
     quarter the width) the projection's accumulators, two rows of four blocks, would not fit the
     registers at 16."""
     forced = knob("MPSRNN_CPU_LANES", ("8", "16"))
