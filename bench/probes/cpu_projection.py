@@ -1,6 +1,6 @@
 """Can the CPU's input projection (XW, the smoke suite's miss) go faster in Taichi? Seven layouts.
 
-    python bench/probes/cpu_projection.py [--rounds 12]
+    python bench/probes/cpu_projection.py [--rounds 12] [--lanes 8|16]
 
 The product of LSTM 256's W (1024 x 256, lane-packed as in ``kernels/lanes.py``) with 56 rows of x,
 one thread, timed as:
@@ -35,7 +35,10 @@ With fast-math on (FMA allowed) no layout ran faster. 2026-12-02 (twenty-first s
 Xeon VM with AVX-512 (Taichi's JIT emits zmm code there), 6 rounds: 1 block x 8 rows 880 / 895,
 4 blocks x 2 rows 535 / 562, 4 x 4 666 / 682, 4 x 8 634 / 640, 8 x 4 663 / 674, pre-broadcast 533
 / 546, numpy 293 / 319: with 32 vector registers, more rows a weight load still lost.
-bench/analysis.md has the rest.
+2026-12-02 (twenty-second session), same VM type, 5 rounds, ``--lanes 16`` / 8 (min µs): 1 block x 8
+rows 768 / 1017, 4 blocks x 2 rows 514 / 732, 4 x 4 617 / 778, 4 x 8 590 / 763, 2 x 2 540 / 804,
+2 x 4 678 / 868, 8 x 4 615 / 834, pre-broadcast 586 / 639, numpy 338 / 374: 16 lanes take 30% off
+the kernel's blocking, which stays the best of these. bench/analysis.md has the rest.
 """
 import argparse
 import os
@@ -47,23 +50,25 @@ import numpy as np  # noqa: E402
 import taichi as ti  # noqa: E402
 
 G, H, K, N = 4, 256, 256, 56   # gates, hidden, inputs, rows (a multiple of 8)
-O, BLOCKS = G * H, G * H // 8
+O = G * H
 
 
-def build():
+def build(L):
+    """The products, for weight vectors of L output rows (``kernels/lanes.py``'s LANES)."""
+    BLOCKS = O // L
     ti.init(arch=ti.cpu, real_matrix_scalarize=False, fast_math=False, offline_cache=False,
             cpu_max_num_threads=1, log_level=ti.WARN)
-    lane = ti.types.vector(8, ti.f32)
+    lane = ti.types.vector(L, ti.f32)
     rng = np.random.default_rng(0)
     w = rng.standard_normal((O, K)).astype(np.float32)
     x = rng.standard_normal((N, K)).astype(np.float32)
-    lanes = ti.ndarray(lane, BLOCKS * K)   # [block·K + j] = W[8·block .. 8·block + 7, j]
-    lanes.from_numpy(w.reshape(BLOCKS, 8, K).transpose(0, 2, 1).reshape(-1, 8).copy())
+    lanes = ti.ndarray(lane, BLOCKS * K)   # [block·K + j] = W[L·block .. L·block + L-1, j]
+    lanes.from_numpy(w.reshape(BLOCKS, L, K).transpose(0, 2, 1).reshape(-1, L).copy())
     xs = ti.ndarray(ti.f32, N * K)
     xs.from_numpy(x.reshape(-1))
     starts = ti.ndarray(ti.i32, N)   # where each row of x starts
     starts.from_numpy((np.arange(N) * K).astype(np.int32))
-    packed = ti.ndarray(ti.types.vector(32, ti.f32), (N // 4) * K)
+    packed = ti.ndarray(ti.types.vector(4 * L, ti.f32), (N // 4) * K)
     out = ti.ndarray(ti.f32, N * O)
     product = (x @ w.T).reshape(-1)
 
@@ -77,7 +82,7 @@ def build():
                             b0, nb: ti.template(), r0, nr: ti.template()):
         """W's blocks b0 .. b0+nb-1 against the rows r0 .. r0+nr-1 of x, one pass over the inputs."""
         start = [st[r0 + r] for r in ti.static(range(nr))]
-        acc = [ti.Vector([0.0] * 8) for _ in ti.static(range(nb * nr))]
+        acc = [ti.Vector([0.0] * L) for _ in ti.static(range(nb * nr))]
         for j in range(K):
             wv = [lanes[(b0 + h) * K + j] for h in ti.static(range(nb))]
             for r in ti.static(range(nr)):
@@ -86,8 +91,8 @@ def build():
                     acc[h * nr + r] += wv[h] * xr
         for r in ti.static(range(nr)):
             for h in ti.static(range(nb)):
-                for m in ti.static(range(8)):
-                    out[(r0 + r) * O + (b0 + h) * 8 + m] = acc[h * nr + r][m]
+                for m in ti.static(range(L)):
+                    out[(r0 + r) * O + (b0 + h) * L + m] = acc[h * nr + r][m]
 
     @ti.kernel
     def rows_outer(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray(),
@@ -101,7 +106,7 @@ def build():
     def blocks_outer(x: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray(),
                      st: ti.types.ndarray(), nb: ti.template(), nr: ti.template()):
         for _ in range(1):
-            for q in range(BLOCKS // nb):   # nb blocks of W (8 KiB each) against every row group
+            for q in range(BLOCKS // nb):   # nb blocks of W (L·K floats each) against every row group
                 for grp in range(N // nr):
                     blocks_against_rows(x, lanes, out, st, q * nb, nb, grp * nr, nr)
 
@@ -110,32 +115,34 @@ def build():
         for grp in range(N // 4):
             for j in range(K):
                 s = ti.Vector([x[(grp * 4 + k) * K + j] for k in ti.static(range(4))])
-                packed[grp * K + j] = ti.Vector([s[k] for k in ti.static(range(4)) for _ in ti.static(range(8))])
+                packed[grp * K + j] = ti.Vector([s[k] for k in ti.static(range(4)) for _ in ti.static(range(L))])
 
     @ti.kernel
     def pre_broadcast(packed: ti.types.ndarray(), lanes: ti.types.ndarray(), out: ti.types.ndarray()):
         for _ in range(1):
             for grp in range(N // 4):
                 for pair in range(BLOCKS // 2):
-                    acc = [ti.Vector([0.0] * 8) for _ in ti.static(range(8))]
+                    acc = [ti.Vector([0.0] * L) for _ in ti.static(range(8))]
                     for j in range(K):
                         w0 = lanes[2 * pair * K + j]
                         w1 = lanes[(2 * pair + 1) * K + j]
                         xv = packed[grp * K + j]
                         for k in ti.static(range(4)):
-                            xk = ti.Vector([xv[k * 8 + m] for m in ti.static(range(8))])
+                            xk = ti.Vector([xv[k * L + m] for m in ti.static(range(L))])
                             acc[k] += w0 * xk
                             acc[4 + k] += w1 * xk
                     for k in ti.static(range(4)):
                         for h in ti.static(range(2)):
-                            for m in ti.static(range(8)):
-                                out[(grp * 4 + k) * O + (2 * pair + h) * 8 + m] = acc[h * 4 + k][m]
+                            for m in ti.static(range(L)):
+                                out[(grp * 4 + k) * O + (2 * pair + h) * L + m] = acc[h * 4 + k][m]
 
     products = {"1 block x 8 rows": lambda: rows_outer(xs, lanes, out, starts, 1, 8),
                 "blocks outer": lambda: blocks_outer(xs, lanes, out, starts, 1, 8),
                 "4 blocks x 2 rows": lambda: rows_outer(xs, lanes, out, starts, 4, 2),
                 "4 blocks x 4 rows": lambda: rows_outer(xs, lanes, out, starts, 4, 4),
                 "4 blocks x 8 rows": lambda: rows_outer(xs, lanes, out, starts, 4, 8),
+                "2 blocks x 2 rows": lambda: rows_outer(xs, lanes, out, starts, 2, 2),
+                "2 blocks x 4 rows": lambda: rows_outer(xs, lanes, out, starts, 2, 4),
                 "8 blocks x 4 rows": lambda: rows_outer(xs, lanes, out, starts, 8, 4),
                 "pre-broadcast": lambda: (pack(xs, packed), pre_broadcast(packed, lanes, out))}
     expected = x @ w.T
@@ -164,14 +171,16 @@ def best_of(run, repeats=5):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--lanes", type=int, choices=(8, 16), default=8, help="output rows a weight vector holds")
     a = p.parse_args()
-    runs = build()
+    runs = build(a.lanes)
     times = {name: [] for name in runs}
     for _ in range(a.rounds):
         for name, run in runs.items():
             times[name].append(best_of(run))
     flop = 2.0 * N * O * K
-    print(f"W {O} x {K} against {N} rows, one thread, {a.rounds} rounds: µs a product, min / median (GFLOP/s at min)")
+    print(f"W {O} x {K} against {N} rows, {a.lanes} lanes, one thread, {a.rounds} rounds: µs a product, min / median "
+          "(GFLOP/s at min)")
     for name, t in times.items():
         rate = "" if name in ("pack", "x to numpy", "xw from numpy") else f" ({flop / min(t) / 1e3:.1f})"
         print(f"  {name:18s} {min(t):7.0f} / {np.median(t):7.0f}{rate}")
