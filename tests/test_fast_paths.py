@@ -137,10 +137,13 @@ def test_lanes_kernels_at_the_other_lane_width(rng):
                  ("gru", {"nil": ("output_gate_input_gate_weights",)}, 5, 70, [2, 2]),
                  ("single", {}, 4, 18, [4, 3, 1]), ("single", {"neurons": "rectified"}, 10, 9, [2, 1])]
     tests = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(tests)   # a source checkout's root (installed, the tests are mpsrnn/conformance)
     env = dict(os.environ, MPSRNN_CPU_LANES=str(other), MPSRNN_TESTS=tests, MPSRNN_ARCH="cpu",
                MPSRNN_TEST_SEED=str(int(rng.integers(1 << 30))))
+    if os.path.exists(os.path.join(root, "pyproject.toml")):   # run from a checkout: import its mpsrnn
+        env["PYTHONPATH"] = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
     done = subprocess.run([sys.executable, "-c", OTHER_LANES % (scenarios,)], env=env, capture_output=True, text=True,
-                          cwd=os.path.dirname(tests), timeout=900)
+                          timeout=900)
     assert done.returncode == 0 and f"LANES {other}" in done.stdout and "passed" in done.stdout, (
         done.stdout[-2000:] + done.stderr[-4000:])
 
@@ -687,9 +690,9 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     each with 2; a chunk of 8 rows taken in two passes), its terms four a load from its own copy
     of them, and with two gate rows a thread (a chunk of 4, in groups of four or two loads, two the
     default there; the GRU's second phase and the single gate have an odd row count, so one
-    thread's second row is past them); odd steps stream their
-    groups in reverse (zigzag) but with "forward"; "held": a chunk of 4 rows, where the single gate
-    holds its first phase's weights in registers."""
+    thread's second row is past them); odd steps stream their groups in reverse (zigzag) but with
+    "forward"; "held": a chunk of 4 rows, where the single gate holds its first phase's weights in
+    registers."""
     from mpsrnn.scheduler import plans
     stream, forward = stream.removesuffix(" forward"), stream.endswith(" forward")
     stream, held = stream.removesuffix(" held"), stream.endswith(" held")
