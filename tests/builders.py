@@ -1,4 +1,6 @@
 """Random descriptors and sequences for the tests (plain helpers, no magic)."""
+import os
+
 import numpy as np
 
 import mpsrnn as m
@@ -100,3 +102,17 @@ def assert_seq_close(got, ref, rtol=1e-5, what="output"):
     assert len(got) == len(ref), f"{what}: {len(got)} steps, expected {len(ref)}"
     for t, (g, r) in enumerate(zip(got, ref)):
         assert_close(np.asarray(g), r, rtol, f"{what}[{t}]")
+
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)   # a source checkout's root (installed, the tests are mpsrnn/conformance)
+
+
+def child_env(**extra):
+    """The environment of a test's child Python process: this one's, with ``extra``, the tests'
+    folder as MPSRNN_TESTS (for the child to import these helpers and the reference), and, run from
+    a source checkout, its root first on PYTHONPATH (so the child imports the checkout's mpsrnn)."""
+    env = dict(os.environ, MPSRNN_TESTS=TESTS, **extra)
+    if os.path.exists(os.path.join(ROOT, "pyproject.toml")):
+        env["PYTHONPATH"] = os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])
+    return env

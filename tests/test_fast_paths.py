@@ -5,7 +5,6 @@ The scheduler picks one path per arch and shape; these tests force each in turn
 reference as the plain one, on sizes that are not multiples of any tile and on
 batches whose row count shrinks over time.
 """
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import pytest
 
 import mpsrnn as m
 import reference as R
-from builders import assert_seq_close, descriptor, sequence
+from builders import assert_seq_close, child_env, descriptor, sequence
 from mpsrnn.scheduler import recurrence
 from mpsrnn.scheduler.recurrence import applies, available_recurrences, projects_in_tiles
 
@@ -136,12 +135,7 @@ def test_lanes_kernels_at_the_other_lane_width(rng):
                  ("gru", {"gate_pnorm_value": 2.0, "flip_output_gates": True}, 3, 33, [2, 1]),
                  ("gru", {"nil": ("output_gate_input_gate_weights",)}, 5, 70, [2, 2]),
                  ("single", {}, 4, 18, [4, 3, 1]), ("single", {"neurons": "rectified"}, 10, 9, [2, 1])]
-    tests = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(tests)   # a source checkout's root (installed, the tests are mpsrnn/conformance)
-    env = dict(os.environ, MPSRNN_CPU_LANES=str(other), MPSRNN_TESTS=tests, MPSRNN_ARCH="cpu",
-               MPSRNN_TEST_SEED=str(int(rng.integers(1 << 30))))
-    if os.path.exists(os.path.join(root, "pyproject.toml")):   # run from a checkout: import its mpsrnn
-        env["PYTHONPATH"] = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
+    env = child_env(MPSRNN_CPU_LANES=str(other), MPSRNN_ARCH="cpu", MPSRNN_TEST_SEED=str(int(rng.integers(1 << 30))))
     done = subprocess.run([sys.executable, "-c", OTHER_LANES % (scenarios,)], env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0 and f"LANES {other}" in done.stdout and "passed" in done.stdout, (

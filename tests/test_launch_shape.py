@@ -9,15 +9,13 @@ kernel profiler on (it must be set when Taichi starts) and checks the task
 names it records.
 """
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-TESTS = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(TESTS)   # a source checkout's root (installed, the tests are mpsrnn/conformance)
+from builders import child_env
 
 CHILD = textwrap.dedent("""
     import json, os, sys
@@ -80,10 +78,7 @@ CHILD = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def task_names():
-    env = dict(os.environ, MPSRNN_TESTS=TESTS)
-    if os.path.exists(os.path.join(ROOT, "pyproject.toml")):   # run from a checkout: import its mpsrnn
-        env["PYTHONPATH"] = os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])
-    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=600)
+    out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=child_env(), timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("REPORT")][-1]
     return json.loads(line[len("REPORT"):])
