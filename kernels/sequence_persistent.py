@@ -588,10 +588,11 @@ def persistent_fits(cell_kind, peep, hidden, nblocks):
     return first_phase_rows(cell_kind, hidden, nblocks) <= BLOCK and not (cell_kind == CELL_LSTM and peep == PEEP_DENSE)
 
 
-def persistent_loads(chunk):
+def persistent_loads(chunk, from_hbm=False):
     """(weight loads, four weights each, a thread of the persistent kernel issues together, whether
     every group is clamped), from ``MPSRNN_PERSISTENT_LOADS`` (2, 4, 8 or 16, ``c`` appended:
-    clamped) for A/B benchmarks, else two on a chunk of 4 batch rows, four on other chunks.
+    clamped) for A/B benchmarks, else two on a chunk of 4 batch rows, and on a chunk of 8 whose
+    weights stay in L2 (not ``from_hbm``: ``quads_outgrow_l2``); four on other chunks.
 
     A group's registers are its weights and the terms its products read, chunk x group quads of
     them: at a chunk of 4 with four loads (and two rows a thread) the kernel sits at Taichi's cap of
@@ -602,11 +603,15 @@ def persistent_loads(chunk):
     1536 b4 t50 24.5 / 24.2 and 23.4 / 22.7, LSTM 2048 b4 t25 (two rows) 37.1 / 33.7, 36.1 / 31.3
     and 36.1 / 31.4 (four: 39.4, 38.5, 40.5); at a chunk of 2 two lose, GRU 2560 b2 33.7 / 39.0 and
     33.2 / 38.7, LSTM 2048 b2 25.0 / 28.7 and 27.6 / 32.1; at 1, even (GRU 2048 b1 17.6 / 17.5 and
-    17.8 / 18.2). Before quad terms, eight lost or tied everywhere but an LSTM's two rows."""
+    17.8 / 18.2). At a chunk of 8 (batch 5-8), four / two: from L2, GRU 2048 b8 t100 43.2 / 40.8
+    and 43.2 / 41.2, GRU 1536 b6 30.7 / 28.7, LSTM 1536 b8 t50 37.0 / 35.9, GRU 1024 b8 15.2 /
+    15.0, LSTM 1024 b8 16.9 / 16.8; from HBM, LSTM 2048 b8 t50 52.8 / 54.6, GRU 2560 b8 72.7 / 72.7
+    (a stream from HBM wants more loads in flight). Before quad terms, eight lost or tied
+    everywhere but an LSTM's two rows."""
     forced = knob("MPSRNN_PERSISTENT_LOADS", ("2", "4", "8", "16", "2c", "4c", "8c", "16c"))
     if forced:
         return int(forced.rstrip("c")), forced.endswith("c")
-    return (2 if chunk == 4 else 4), False
+    return (2 if chunk == 4 or (chunk == 8 and not from_hbm) else 4), False
 
 
 def persistent_rows(chunk, resident, from_hbm=False):
