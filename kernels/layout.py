@@ -84,8 +84,9 @@ F_STANDARD = 38    # 1 when every gate uses the neurons the cell is usually buil
                    # choice among sixteen neurons (measured ~1 us a step on small GPU layers)
 F_LANE_U = 39      # offsets, in lane vectors, of U and V in the CPU's lane-packed weights
 F_LANE_V = 40      # (W starts at 0; see lanes.py)
-F_PROJECTED = 41   # 1: project_inputs_lanes has written this run's input terms, so the CPU's lanes
-                   # kernel does not project them itself (set per run by the plan)
+F_LANE_RUN = 41    # the CPU's lanes kernel, set per run by the plan: LANE_PROJECTED where
+                   # project_inputs_lanes has written the run's input terms, so the kernel does not
+                   # project them itself; LANE_PAIRS where its workers step rows in pairs
 F_DEPART = 42      # blocks that have left a persistent kernel's last grid barrier: the last one out
                    # resets this and F_BARRIER for the next run
 F_HAS_VH = 43      # GRU: 1 when Vh is set; nil means zero, and the kernels skip Vh·(z∘h0)
@@ -98,6 +99,9 @@ F_OUT_STEP = 48    # layer of encode_sequence), likewise per call; a negative ba
 F_OUT_ROW = 49
 F_HEADER = 50
 F_ROWS = F_HEADER  # T entries: rows present at each processing step
+
+LANE_PROJECTED = 1   # F_LANE_RUN's bits
+LANE_PAIRS = 2
 
 # --- prm: float parameters (in the frame, after the rows) ------------------------
 # bias (G*H) at 0, PReLU slopes (G*H) at G*H, then per gate (a, b, c), then the

@@ -14,6 +14,11 @@ multiply-adds (``lanes.py``). Then:
   (read once, so those workspace rows can take the sum) and the gate math runs unit by unit
   (``gate_math``, as in every other variant).
 
+Where a thread has two batch rows or more, it steps them in pairs (the run's LANE_PAIRS): a pair
+shares each load of U, its products added into the rows' input terms first (``fold_first_products``),
+and each row's step then runs as alone, on terms that hold its products. One thread, µs a step,
+rows alone / in pairs: LSTM 256 b2 t50 51.0 / 43.1, GRU 128 b2 16.4 / 14.4 (``lane_row_group``).
+
 Both add the terms in the same order as the other kernels: (input term + U·h) + peephole. A GRU
 needs r∘h0 and z∘h0 before its third gate's products, so its step is two passes over the blocks.
 A dense-peephole LSTM adds V·c0 to the input, forget and cell gates, and Vo·c1 to the output gate
@@ -35,6 +40,7 @@ from .lanes import (
     LANE_WEIGHTS,
     LANES,
     accumulate_products,
+    accumulate_rows,
     add_products,
     block_span,
     gate_lanes,
@@ -49,21 +55,25 @@ from .layout import (
     F_FLIP,
     F_GATES,
     F_LANE_U,
+    F_LANE_RUN,
     F_LANE_V,
     F_OUT,
     F_PEEP,
-    F_PROJECTED,
+    F_ROWS,
     F_STANDARD,
     F_STEPS,
     F_WS_SCRATCH,
     F_WS_XW,
     F_ZERO_STATE,
+    GATES,
+    LANE_PAIRS,
+    LANE_PROJECTED,
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
 from .projection import ROWS_PER_THREAD, project_lanes, step_group, zero_initial_state
 from .sequence_copy import store_output
-from .sequence_rows import row_step
+from .sequence_rows import copy_row_forward, step_addresses
 
 STEP_BLOCK = ROWS_PER_THREAD   # steps projected together, before the recurrence runs them
 
@@ -114,11 +124,12 @@ def store_new_h(ws: ti.template(), frame: ti.template(), h1, v, i0, n, out: ti.t
 
 @ti.func
 def single_gate_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
-                         out: ti.template(), s, r):
+                         out: ti.template(), s, r, folded):
     for u in range(lane_blocks(H)):
         i0, n = block_span(u, H)
         acc = zeros(1)
-        accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
+        if folded == 0:
+            accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
         store_new_h(ws, frame, h1, tanh_lanes(load_lanes(ws, xw + i0, n) + acc[0]), i0, n, out, s, r)
 
 
@@ -132,10 +143,10 @@ def single_gate_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(
 
 
 @ti.func
-def single_gate_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1,
-                     H, out: ti.template(), s, r):
+def single_gate_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
+                     H, out: ti.template(), s, r, folded):
     if frame[F_STANDARD] != 0:
-        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r)
+        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r, folded)
     else:
         single_gate_any(ws, lanes, frame, xw, h0, h1, H, out, s, r)
 
@@ -143,25 +154,34 @@ def single_gate_step(ws: ti.template(), lanes: ti.template(), frame: ti.template
 # --- GRU -----------------------------------------------------------------------------------
 
 @ti.func
-def gru_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh, szh, H,
-                 out: ti.template(), s, r):
-    for u in range(lane_blocks(H)):   # z and r: the row's scratch gets z, r∘h0, z∘h0
+def gru_standard_gates(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, sz, srh, szh, H,
+                       folded):
+    """The first phase: z and r of every block; the row's scratch gets z, r∘h0, z∘h0."""
+    for u in range(lane_blocks(H)):
         i0, n = block_span(u, H)
         acc = zeros(2)
-        accumulate_products(acc, lanes, frame[F_LANE_U] + u * 3 * H, H, ws, h0)
+        if folded == 0:
+            accumulate_products(acc, lanes, frame[F_LANE_U] + u * 3 * H, H, ws, h0)
         z = sigmoid_lanes(load_lanes(ws, xw + i0, n) + acc[0])
         rg = sigmoid_lanes(load_lanes(ws, xw + H + i0, n) + acc[1])
         h_old = load_lanes(ws, h0 + i0, n)
         store_lanes(ws, sz + i0, z, n)
         store_lanes(ws, srh + i0, rg * h_old, n)
         store_lanes(ws, szh + i0, z * h_old, n)
-    for u in range(lane_blocks(H)):   # h1 from Uh·(r∘h0) + Vh·(z∘h0)
+
+
+@ti.func
+def gru_standard_output(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh, szh,
+                        H, out: ti.template(), s, r, folded):
+    """The second phase: h1 from Uh·(r∘h0) + Vh·(z∘h0)."""
+    for u in range(lane_blocks(H)):
         i0, n = block_span(u, H)
         acc_u = zeros(1)
         acc_v = zeros(1)
-        accumulate_products(acc_u, lanes, frame[F_LANE_U] + (u * 3 + 2) * H, H, ws, srh)
-        if vh_is_set(frame):
-            accumulate_products(acc_v, lanes, frame[F_LANE_V] + u * H, H, ws, szh)
+        if folded == 0:
+            accumulate_products(acc_u, lanes, frame[F_LANE_U] + (u * 3 + 2) * H, H, ws, srh)
+            if vh_is_set(frame):
+                accumulate_products(acc_v, lanes, frame[F_LANE_V] + u * H, H, ws, szh)
         hv = tanh_lanes((load_lanes(ws, xw + 2 * H + i0, n) + acc_u[0]) + acc_v[0])
         z = load_lanes(ws, sz + i0, n)
         h_old = load_lanes(ws, h0 + i0, n)
@@ -190,23 +210,37 @@ def gru_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h
 
 
 @ti.func
-def gru_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
-             out: ti.template(), s, r):
-    B = frame[F_BATCH]
-    sz = frame[F_WS_SCRATCH] + r * H   # this row's scratch: z, r∘h0, z∘h0
-    srh = sz + B * H
-    szh = srh + B * H
+def gru_scratch(frame: ti.template(), r, H):
+    """(z, r∘h0, z∘h0): where batch row r's step keeps them, in the layer's scratch region."""
+    sz = frame[F_WS_SCRATCH] + r * H
+    srh = sz + frame[F_BATCH] * H
+    return sz, srh, srh + frame[F_BATCH] * H
+
+
+@ti.func
+def gru_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1, H,
+             out: ti.template(), s, r, folded):
+    """The GRU's first phase (its whole step with other neurons); ``gru_step_output`` is the second."""
+    sz, srh, szh = gru_scratch(frame, r, H)
     if frame[F_STANDARD] != 0:
-        gru_standard(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
+        gru_standard_gates(ws, lanes, frame, xw, h0, sz, srh, szh, H, folded)
     else:
         gru_any(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
+
+
+@ti.func
+def gru_step_output(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
+                    out: ti.template(), s, r, folded):
+    if frame[F_STANDARD] != 0:
+        sz, srh, szh = gru_scratch(frame, r, H)
+        gru_standard_output(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r, folded)
 
 
 # --- LSTM ----------------------------------------------------------------------------------
 
 @ti.func
 def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1, H, peep,
-                  out: ti.template(), s, r):
+                  out: ti.template(), s, r, folded):
     """Same formulas and order as gate_math.lstm_cell_state and lstm_output, a block of L = LANES
     units at a time. The LSTM's lane vectors hold a unit block's four gates (``lanes.lane_group``):
     one accumulator of 4L lanes, gate g at lanes Lg .. Lg+L-1."""
@@ -214,7 +248,8 @@ def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(),
     for u in range(lane_blocks(H)):
         i0, n = block_span(u, H)
         acc = zeros(1, 4)
-        accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
+        if folded == 0:
+            accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
         a_i = load_lanes(ws, xw + i0, n) + gate_lanes(acc[0], 0)
         a_f = load_lanes(ws, xw + H + i0, n) + gate_lanes(acc[0], 1)
         a_c = load_lanes(ws, xw + 2 * H + i0, n) + gate_lanes(acc[0], 2)
@@ -282,12 +317,58 @@ def lstm_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, 
 
 @ti.func
 def lstm_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
-              H, out: ti.template(), s, r):
+              H, out: ti.template(), s, r, folded):
     peep = frame[F_PEEP]
     if frame[F_STANDARD] != 0:
-        lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
+        lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r, folded)
     else:
         lstm_any(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
+
+
+# --- rows that share each weight load ------------------------------------------------------
+
+@ti.func
+def fold_lanes(ws: ti.template(), b, v, n):
+    """ws[b .. b+n-1] += v: a block's products added into its input terms, where the step reads them."""
+    store_lanes(ws, b, load_lanes(ws, b, n) + v, n)
+
+
+@ti.func
+def fold_first_products(kind: ti.template(), rows: ti.template(), ws: ti.template(), lanes: ti.template(),
+                        frame: ti.template(), s, r0, H):
+    """U·h0 of batch rows r0 .. r0+rows-1 at step s (the GRU's Uz and Ur only), each weight vector
+    loaded once for all of them, added into each row's input terms: the rows' steps then run with
+    ``folded`` set and find their products there, added in the same order as their own would be."""
+    xws = [step_addresses(kind, frame, s, r0 + k)[0] for k in ti.static(range(rows))]
+    h0s = [step_addresses(kind, frame, s, r0 + k)[1] for k in ti.static(range(rows))]
+    first = ti.static(2 if kind == CELL_GRU else 1)   # vectors a unit block's product fills
+    group = ti.static(4 if kind == CELL_LSTM else 1)  # gates a vector holds
+    for u in range(lane_blocks(H)):
+        i0, n = block_span(u, H)
+        acc = [zeros(first, group) for _ in ti.static(range(rows))]
+        accumulate_rows(acc, lanes, frame[F_LANE_U] + u * ti.static(GATES[kind] // group) * H, H, ws, h0s)
+        for k in ti.static(range(rows)):
+            for g in ti.static(range(first * group)):
+                fold_lanes(ws, xws[k] + g * H + i0, gate_lanes(acc[k][g // group], g % group), n)
+
+
+@ti.func
+def fold_gru_second_products(rows: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(),
+                             s, r0, H):
+    """The GRU's Uh·(r∘h0) + Vh·(z∘h0) of rows r0 .. r0+rows-1, as ``fold_first_products``."""
+    xws = [step_addresses(CELL_GRU, frame, s, r0 + k)[0] for k in ti.static(range(rows))]
+    srhs = [gru_scratch(frame, r0 + k, H)[1] for k in ti.static(range(rows))]
+    szhs = [gru_scratch(frame, r0 + k, H)[2] for k in ti.static(range(rows))]
+    for u in range(lane_blocks(H)):
+        i0, n = block_span(u, H)
+        acc_u = [zeros(1) for _ in ti.static(range(rows))]
+        acc_v = [zeros(1) for _ in ti.static(range(rows))]
+        accumulate_rows(acc_u, lanes, frame[F_LANE_U] + (u * 3 + 2) * H, H, ws, srhs)
+        if vh_is_set(frame):
+            accumulate_rows(acc_v, lanes, frame[F_LANE_V] + u * H, H, ws, szhs)
+        for k in ti.static(range(rows)):
+            b = xws[k] + 2 * H + i0
+            store_lanes(ws, b, (load_lanes(ws, b, n) + acc_u[k][0]) + acc_v[k][0], n)
 
 
 # --- the sequence ----------------------------------------------------------------------------
@@ -295,39 +376,87 @@ def lstm_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw,
 LANE_STEPS = {CELL_SINGLE_GATE: single_gate_step, CELL_GRU: gru_step, CELL_LSTM: lstm_step}
 
 
+PAIR = 2   # rows that share each load of U (``scheduler.recurrence.lane_row_group``)
+
+
 @ti.func
-def run_row(kind: ti.template(), x: ti.template(), ws: ti.template(), lanes: ti.template(),
-            frame: ti.template(), out: ti.template(), r):
-    """Every step of batch row r of a ``kind`` cell (CELL_*: one compiled kernel per kind)."""
+def row_group(frame: ti.template()):
+    """Rows a worker steps at a time: a pair where the run says so (LANE_PAIRS), else one."""
+    rows = 1
+    if frame[F_LANE_RUN] & LANE_PAIRS != 0:
+        rows = PAIR
+    return rows
+
+
+@ti.func
+def rows_step(kind: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(),
+              out: ti.template(), s, r0, nr):
+    """Step s of batch rows r0 .. r0+nr-1 (nr ≤ PAIR). A pair of rows, both present at the step,
+    with the usual neurons, shares each load of U (``fold_first_products``); otherwise each row
+    takes its own products. A row absent at step s carries its state forward."""
+    H = frame[F_OUT]
+    present = frame[F_ROWS + s]
+    folded = 0
+    if nr == PAIR and r0 + PAIR <= present and frame[F_STANDARD] != 0:
+        folded = 1
+        fold_first_products(kind, PAIR, ws, lanes, frame, s, r0, H)
+    for k in range(nr):
+        xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
+        if r0 + k < present:
+            ti.static(LANE_STEPS[kind])(ws, lanes, frame, xw, h0, h1, c0, c1, H, out, s, r0 + k, folded)
+        else:
+            copy_row_forward(ws, h0, h1, H)
+            if ti.static(kind == CELL_LSTM):
+                copy_row_forward(ws, c0, c1, H)
+    if ti.static(kind == CELL_GRU):   # its second phase needs every row's r∘h0
+        if folded != 0:
+            fold_gru_second_products(PAIR, ws, lanes, frame, s, r0, H)
+        for k in range(nr):
+            xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
+            if r0 + k < present:
+                gru_step_output(ws, lanes, frame, xw, h0, h1, H, out, s, r0 + k, folded)
+
+
+@ti.func
+def run_rows(kind: ti.template(), x: ti.template(), ws: ti.template(), lanes: ti.template(),
+             frame: ti.template(), out: ti.template(), r0, nr):
+    """Every step of batch rows r0 .. r0+nr-1 of a ``kind`` cell (CELL_*: one compiled kernel per
+    kind), each row's inputs projected 8 steps at a time unless the run did it apart."""
     T, _, H, _ = run_sizes(frame)
-    projected = frame[F_PROJECTED]
+    projected = frame[F_LANE_RUN] & LANE_PROJECTED
     if projected == 0:
-        start_row(ws, frame, r, H)
+        for k in range(nr):
+            start_row(ws, frame, r0 + k, H)
     for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
         if projected == 0:
-            project_steps(x, ws, lanes, frame, r, sb * STEP_BLOCK)
+            for k in range(nr):
+                project_steps(x, ws, lanes, frame, r0 + k, sb * STEP_BLOCK)
         for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-            row_step(kind, ti.static(LANE_STEPS[kind]), ws, lanes, frame, out, s, r)
+            rows_step(kind, ws, lanes, frame, out, s, r0, nr)
 
 
 def _lanes_kernel(kind, serial):
-    """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py); or, with
-    ``serial``, one loop over the rows that Taichi runs on the calling thread. A parallel dispatch
-    wakes Taichi's thread pool, which on a 2-core VM costs 14-53 µs (p20, median) against 5 µs for a
-    serial one (a trivial kernel in a graph), so small layers run serially (``lanes_serial`` in
-    ``scheduler/recurrence.py`` decides)."""
+    """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py), one or a
+    pair at a time (the run's LANE_PAIRS); or, with ``serial``, one loop over them that Taichi runs
+    on the calling thread. A parallel dispatch wakes Taichi's thread pool, which on a 2-core VM
+    costs 14-53 µs (p20, median) against 5 µs for a serial one (a trivial kernel in a graph), so
+    small layers run serially (``lanes_serial`` in ``scheduler/recurrence.py`` decides)."""
+    # (nothing before the outermost loop: a statement there is a task of its own, grid.py)
     def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
         if ti.static(serial):
             ti.loop_config(serialize=True)
             for _ in range(1):
-                for r in range(frame[F_BATCH]):
-                    run_row(kind, x, ws, lanes, frame, out, r)
+                B, rows = frame[F_BATCH], row_group(frame)
+                for g in range((B + rows - 1) // rows):
+                    run_rows(kind, x, ws, lanes, frame, out, g * rows, ti.min(rows, B - g * rows))
         else:
             ti.loop_config(block_dim=ti.static(worker_block()))
             for w in range(ti.static(workers())):
-                first, count, stride = share(frame[F_BATCH], w)
+                B, rows = frame[F_BATCH], row_group(frame)
+                first, count, stride = share((B + rows - 1) // rows, w)
                 for q in range(count):
-                    run_row(kind, x, ws, lanes, frame, out, first + q * stride)
+                    r0 = (first + q * stride) * rows
+                    run_rows(kind, x, ws, lanes, frame, out, r0, ti.min(rows, B - r0))
     name = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes{'_serial' if serial else ''}"
     run.__name__ = run.__qualname__ = name   # names in profiles
     return ti.kernel(run)

@@ -21,6 +21,7 @@ from .layout import (
     CELL_LSTM,
     CELL_SINGLE_GATE,
     F_BATCH,
+    F_OUT,
     F_PEEP,
     F_ROWS,
     F_STEPS,
@@ -116,18 +117,24 @@ def lstm_row_step(ws: ti.template(), wts: ti.template(), frame: ti.template(), x
 
 
 @ti.func
+def step_addresses(kind: ti.template(), frame: ti.template(), s, r):
+    """(input terms, h0, h1, c0, c1): where step s of batch row r reads its projected inputs and its
+    state, and writes its new state, in the workspace (c0, c1: the LSTM's)."""
+    T, B, H, slot = run_sizes(frame)
+    h0 = frame[F_WS_H] + s * slot + r * H
+    c0 = frame[F_WS_C] + s * slot + r * H
+    return frame[F_WS_XW] + (s * B + r) * ti.static(GATES[kind]) * H, h0, h0 + slot, c0, c0 + slot
+
+
+@ti.func
 def row_step(kind: ti.template(), step: ti.template(), ws: ti.template(), weights: ti.template(), frame: ti.template(),
              out: ti.template(), s, r):
     """Step s of batch row r of a ``kind`` cell with its step function ``step`` (the row variants
     here and the lane-packed ones in ``sequence_lanes`` take the same arguments, ``weights`` being
     their own weight array); a row absent at step s carries its state forward."""
-    T, B, H, slot = run_sizes(frame)
-    h0 = frame[F_WS_H] + s * slot + r * H
-    h1 = h0 + slot
-    c0 = frame[F_WS_C] + s * slot + r * H
-    c1 = c0 + slot
+    H = frame[F_OUT]
+    xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r)
     if r < frame[F_ROWS + s]:
-        xw = frame[F_WS_XW] + (s * B + r) * ti.static(GATES[kind]) * H
         if ti.static(kind == CELL_LSTM):
             step(ws, weights, frame, xw, h0, h1, c0, c1, H, out, s, r)
         else:

@@ -96,6 +96,37 @@ def test_each_path_matches_reference(path, kind, opts, n_in, hidden, rows, rng):
     assert used and (expected is None or used == [expected]), used
 
 
+PAIRED = [("lstm", {"peephole": "diagonal"}), ("lstm", {"peephole": "dense"}), ("gru", {}),
+          ("gru", {"nil": ("output_gate_input_gate_weights",), "flip_output_gates": True}), ("single", {})]
+
+
+@pytest.mark.skipif("lanes" not in ARCH_PATHS, reason="the lanes kernels are the CPU's")
+@pytest.mark.parametrize("threads", ["serial", "threads"])
+@pytest.mark.parametrize("kind, opts", PAIRED, ids=["lstm-diagonal", "lstm-dense", "gru", "gru-nil-flip", "single"])
+def test_lanes_rows_in_pairs_as_one_by_one(kind, opts, threads, rng, monkeypatch):
+    """The lanes kernel stepping batch rows in pairs that share each load of U (the usual neurons;
+    ``sequence_lanes.fold_first_products``): the same sums in the same order as row by row, so bit
+    for bit the same results, and the reference's. Hidden 37 (a partial lane block), 5 rows that
+    shrink to 4, 3 and 1 (a pair with one row absent, a lone last row), with the inputs projected
+    inside the kernel (serially: every row on one thread) and apart (on the pool's threads)."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "lanes")
+    monkeypatch.setenv("MPSRNN_PROJECTION", "inside" if threads == "serial" else "apart")
+    monkeypatch.setattr(recurrence, "LANES_SERIAL_FLOPS", float("inf") if threads == "serial" else 0.0)
+    d = descriptor(kind, rng, 6, 37, use_float32_weights=True, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    xs = sequence(rng, [5, 5, 4, 3, 1], 6)
+    monkeypatch.delenv("MPSRNN_CPU_ROW_GROUP", raising=False)   # the default: pairs where a thread has two rows
+    paired = [np.array(y) for y in layer.encode_sequence(xs)]
+    from mpsrnn.kernels.layout import F_LANE_RUN, LANE_PAIRS
+    runs = [lr for p in layer._plans._plans.values() for part in p._keep if hasattr(part, "layers")
+            for lr in part.layers]
+    assert runs and all(lr.host_frame[F_LANE_RUN] & LANE_PAIRS for lr in runs)
+    monkeypatch.setenv("MPSRNN_CPU_ROW_GROUP", "1")
+    alone = [np.array(y) for y in layer.encode_sequence(xs)]
+    assert all(np.array_equal(p, a) for p, a in zip(paired, alone, strict=True))
+    assert_seq_close(paired, R.encode_sequence([d], xs)[0])
+
+
 OTHER_LANES = textwrap.dedent("""
     import os, sys
     import numpy as np

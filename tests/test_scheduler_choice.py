@@ -344,6 +344,21 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
         rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)
 
 
+def test_lanes_row_groups(monkeypatch):
+    """The CPU's lanes kernel steps a thread's rows in pairs where it has two or more (serially, every
+    row of the batch is the calling thread's), as MPSRNN_CPU_ROW_GROUP says where set."""
+    from mpsrnn.kernels.grid import cpu_tasks
+    monkeypatch.delenv("MPSRNN_CPU_ROW_GROUP", raising=False)
+    assert [rec.lane_row_group(True, b) for b in (1, 2, 3, 8)] == [1, 2, 2, 2]
+    threads = cpu_tasks()
+    assert rec.lane_row_group(False, threads) == 1 and rec.lane_row_group(False, threads + 1) == 2
+    monkeypatch.setenv("MPSRNN_CPU_ROW_GROUP", "1")
+    assert rec.lane_row_group(True, 8) == 1
+    monkeypatch.setenv("MPSRNN_CPU_ROW_GROUP", "4")
+    with pytest.raises(ValueError, match="MPSRNN_CPU_ROW_GROUP: expected 1 or 2"):
+        rec.lane_row_group(True, 8)
+
+
 def test_persistent_weight_load_groups(monkeypatch):
     from mpsrnn.kernels.sequence_persistent import persistent_loads
     monkeypatch.delenv("MPSRNN_PERSISTENT_LOADS", raising=False)

@@ -30,8 +30,8 @@ from ..kernels.quads import QUAD
 from ..kernels.sequence_persistent import term_quads
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence, copy_sequence_serial
 from .program import Program, Slot
-from .recurrence import (choose_recurrence, emit_layer, emit_paired, pair_directions, project_apart, split_projection,
-                         split_workspace)
+from .recurrence import (choose_recurrence, emit_layer, emit_paired, lane_row_group, lanes_serial, pair_directions,
+                         project_apart, split_projection, split_workspace)
 
 # Tests set this: workspaces start as NaN, so reading memory no kernel wrote shows up.
 POISON_WORKSPACES = False
@@ -61,7 +61,8 @@ class _LayerRun:
         self.has_initial_state = has_initial_state
         self.cell = cell
         self.projected_apart = project_apart(self.recurrence, cell, steps, batch)
-        frame[L.F_PROJECTED] = int(self.projected_apart)
+        pairs = self.recurrence == "lanes" and lane_row_group(lanes_serial(cell, steps, batch), batch) == 2
+        frame[L.F_LANE_RUN] = (L.LANE_PROJECTED if self.projected_apart else 0) | (L.LANE_PAIRS if pairs else 0)
         frame[L.F_OUT_BASE] = -1   # no output view until bind_views gives one
         self.h = h
         self.c = c

@@ -448,6 +448,28 @@ def lanes_serial(cell, steps, batch):
     return batch == 1 or flops <= LANES_SERIAL_FLOPS
 
 
+def lane_row_group(serial, batch):
+    """Batch rows a worker of the lanes kernel steps together, sharing each load of U
+    (``sequence_lanes.fold_first_products``; the plan sets the run's LANE_PAIRS bit): 2 where a
+    thread has two rows or more (all of the batch serially; else the batch over the pool's threads),
+    else 1. ``MPSRNN_CPU_ROW_GROUP`` (1 or 2) decides instead, for A/B benchmarks.
+
+    Xeon VM (AVX-512, 16 lanes), same process, µs a step (min of 7 calls, median of 7 rounds), rows
+    alone / in pairs: on both threads, LSTM 256 b4 t50 52.4 / 44.6, GRU 128 b8 t200 29.3 / 25.0,
+    single gate 128 b4 t100 7.9 / 7.2, LSTM 192 b4 26.3 / 24.6, LSTM 128 b8 26.8 / 26.0, LSTM 64 b8
+    9.0 / 9.2; serially, LSTM 256 b2 t50 51.0 / 43.1, GRU 128 b2 16.4 / 14.4, LSTM 64 b2 t25 8.0 /
+    7.9 (LSTMs without peepholes). In fours (a first form, LSTMs with dense peepholes, one thread):
+    LSTM 256 b4 270 / 219 / 189 alone / pairs / fours, GRU 128 b8 60.9 / 52.0 / 47.3; not kept,
+    since their code took an LSTM's kernel from 41 s of compiling to 66. Pairs take it to 51; they
+    are a run-time choice, so one kernel serves both.
+    """
+    forced = one_or_two("MPSRNN_CPU_ROW_GROUP")
+    if forced:
+        return forced
+    from ..kernels.grid import cpu_tasks
+    return 2 if (batch if serial else -(-batch // cpu_tasks())) >= 2 else 1
+
+
 def project_apart(name, cell, steps, batch):
     """Whether a layer's input projection runs as a kernel of its own before the recurrence, rather
     than inside the recurrence kernel (which ``lanes``, ``persistent``, ``spread`` and ``split`` can do; the
