@@ -118,7 +118,8 @@ def test_lanes_rows_in_pairs_as_one_by_one(kind, opts, threads, rng, monkeypatch
     monkeypatch.delenv("MPSRNN_CPU_ROW_GROUP", raising=False)   # the default: pairs where a thread has two rows
     paired = [np.array(y) for y in layer.encode_sequence(xs)]
     from mpsrnn.kernels.layout import F_LANE_RUN, LANE_PAIRS
-    runs = [lr for p in layer._plans._plans.values() for part in p._keep if hasattr(part, "layers")
+    from mpsrnn.scheduler.plans import StackRun
+    runs = [lr for p in layer._plans._plans.values() for part in p._keep if isinstance(part, StackRun)
             for lr in part.layers]
     assert runs and all(lr.host_frame[F_LANE_RUN] & LANE_PAIRS for lr in runs)
     monkeypatch.setenv("MPSRNN_CPU_ROW_GROUP", "1")
