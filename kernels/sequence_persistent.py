@@ -614,19 +614,22 @@ def persistent_loads(chunk, from_hbm=False):
     return (2 if chunk == 4 or (chunk == 8 and not from_hbm) else 4), False
 
 
-def persistent_rows(chunk, resident, from_hbm=False):
+def persistent_rows(chunk, resident):
     """Gate rows a thread of the persistent kernel streams at once (``partial_dots``): two on a
-    chunk of 4 batch rows whose weights stream from HBM (``from_hbm``: ``quads_outgrow_l2``), else
-    one; ``MPSRNN_PERSISTENT_ROWS`` (1 or 2) decides instead, for A/B benchmarks. Two only where
-    they fit (no resident weights, 2 x chunk at most MAX_CHUNK).
+    chunk of 4 batch rows, else one; ``MPSRNN_PERSISTENT_ROWS`` (1 or 2) decides instead, for A/B
+    benchmarks. Two only where they fit (no resident weights, 2 x chunk at most MAX_CHUNK).
 
-    Two rows halve the terms read (shared or L1 loads) per multiply-add, and give each thread
-    twice the weight loads over half the inputs. H200, same process, µs a step, one / two rows:
-    from HBM at batch 4, GRU 2816 (Vh nil) 78.5 / 71.7 and 86.6 / 75.3, GRU 2560 68.3 / 63.6 and
-    69.1 / 62.9, LSTM 2048 50.1 / 50.0; from L2 or at batch 2, nothing or a loss: GRU 2048 b4
-    47.5 / 47.6, GRU 1536 b4 27.9 / 29.5, LSTM 1536 b4 30.6 / 30.1, GRU 2816 b2 53.8 / 55.2, GRU
-    2560 b2 46.2 / 46.6, LSTM 1024 b2 13.3 / 13.5."""
-    rows = one_or_two("MPSRNN_PERSISTENT_ROWS") or (2 if from_hbm and chunk == 4 else 1)
+    Two rows halve the terms read (L1 loads) per multiply-add, and give each thread twice the weight
+    loads over half the inputs. H200, same process, µs a step, one / two rows: from HBM at batch 4,
+    GRU 2816 (Vh nil) 78.5 / 71.7 and 86.6 / 75.3, GRU 2560 68.3 / 63.6 and 69.1 / 62.9 (and,
+    with two loads a group, GRU 2560 b4 43.7 / 41.5, LSTM 2048 b4 t50 35.0 / 30.1, GRU 2816 b4 50.5
+    / 47.9). From L2 two rows gained nothing while a group took four loads (GRU 2048 b4 47.5 / 47.6,
+    GRU 1536 b4 27.9 / 29.5, LSTM 1536 b4 30.6 / 30.1), so until the twenty-third session they were
+    the rule from HBM only; with two loads (``persistent_loads``) they gain from L2 too, 3 rounds
+    each: LSTM 1536 b4 t50 22.9 / 20.6 and 22.8 / 20.2, LSTM 1536 b3 22.8 / 20.3, GRU 1536 b4 t187
+    19.1 / 18.3, t750 18.1 / 17.5, GRU 2048 b3 22.4 / 22.2; GRU 2048 b4 even (24.3 / 24.5 and 24.6 /
+    25.0). At a chunk of 2 they lose (GRU 2816 b2 37.3 / 40.6, LSTM 2048 b2 23.1 / 25.2)."""
+    rows = one_or_two("MPSRNN_PERSISTENT_ROWS") or (2 if chunk == 4 else 1)
     return rows if resident == 0 and rows * chunk <= MAX_CHUNK else 1
 
 

@@ -434,10 +434,9 @@ def test_cuda_keeps_vectors_whole(monkeypatch):
 
 def test_persistent_rows_a_thread(monkeypatch):
     from mpsrnn.kernels.sequence_persistent import persistent_rows
-    assert persistent_rows(4, 0) == 1                       # weights from L2: one row
-    assert persistent_rows(4, 0, from_hbm=True) == 2        # from HBM at a chunk of 4: two
-    assert persistent_rows(2, 0, from_hbm=True) == 1        # ... not at 2
-    assert persistent_rows(4, 5, from_hbm=True) == 1        # resident weights: one row
+    monkeypatch.delenv("MPSRNN_PERSISTENT_ROWS", raising=False)
+    assert [persistent_rows(c, 0) for c in (1, 2, 4, 8)] == [1, 1, 2, 1]   # two at a chunk of 4
+    assert persistent_rows(4, 5) == 1                       # resident weights: one row
     monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", "2")
     assert [persistent_rows(c, 0) for c in (1, 2, 4, 8)] == [2, 2, 2, 1]   # the reduction buffer's room
     assert persistent_rows(2, 3) == 1   # resident weights: one row

@@ -528,10 +528,9 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         chunk = persistent_chunk(batch)
         grid = _grid(lr.cell)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
-        from_hbm = _from_hbm(lr.cell)
-        rows = persistent_rows(chunk, resident, from_hbm)
+        rows = persistent_rows(chunk, resident)
         prog.add(persistent_kernel(kind, grid, chunk, resident, not lr.projected_apart,
-                                   *persistent_loads(chunk, from_hbm), rows, persistent_zigzag(), lr.cell.has_vh),
+                                   *persistent_loads(chunk, _from_hbm(lr.cell)), rows, persistent_zigzag(), lr.cell.has_vh),
                  x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.term_quads(steps, batch), lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
