@@ -339,8 +339,8 @@ def fold_first_products(kind: ti.template(), rows: ti.template(), ws: ti.templat
     """U·h0 of batch rows r0 .. r0+rows-1 at step s (the GRU's Uz and Ur only), each weight vector
     loaded once for all of them, added into each row's input terms: the rows' steps then run with
     ``folded`` set and find their products there, added in the same order as their own would be."""
-    xws = [step_addresses(kind, frame, s, r0 + k)[0] for k in ti.static(range(rows))]
-    h0s = [step_addresses(kind, frame, s, r0 + k)[1] for k in ti.static(range(rows))]
+    at = [step_addresses(kind, frame, s, r0 + k) for k in ti.static(range(rows))]   # (xw, h0, ...) a row
+    xws, h0s = [a[0] for a in at], [a[1] for a in at]
     first = ti.static(2 if kind == CELL_GRU else 1)   # vectors a unit block's product fills
     group = ti.static(4 if kind == CELL_LSTM else 1)  # gates a vector holds
     for u in range(lane_blocks(H)):
@@ -357,8 +357,8 @@ def fold_gru_second_products(rows: ti.template(), ws: ti.template(), lanes: ti.t
                              s, r0, H):
     """The GRU's Uh·(r∘h0) + Vh·(z∘h0) of rows r0 .. r0+rows-1, as ``fold_first_products``."""
     xws = [step_addresses(CELL_GRU, frame, s, r0 + k)[0] for k in ti.static(range(rows))]
-    srhs = [gru_scratch(frame, r0 + k, H)[1] for k in ti.static(range(rows))]
-    szhs = [gru_scratch(frame, r0 + k, H)[2] for k in ti.static(range(rows))]
+    scratch = [gru_scratch(frame, r0 + k, H) for k in ti.static(range(rows))]   # (z, r∘h0, z∘h0) a row
+    srhs, szhs = [sc[1] for sc in scratch], [sc[2] for sc in scratch]
     for u in range(lane_blocks(H)):
         i0, n = block_span(u, H)
         acc_u = [zeros(1) for _ in ti.static(range(rows))]
