@@ -32,3 +32,56 @@ def pack_quads(matrix):
     padded = np.zeros((rows, nq * QUAD), np.float32)
     padded[:, :cols] = matrix
     return np.ascontiguousarray(padded.reshape(rows, nq, QUAD).transpose(1, 0, 2).reshape(-1, QUAD))
+
+
+# The same quads in the order the persistent kernel's threads read them ("streams").
+#
+# In the layout above, a warp's threads read neighbouring rows only where a block's rows of one gate
+# fill a warp: at GRU 2816 on 264 blocks a block owns 11 units, so a warp's 32 loads fall in three
+# runs of ~176 bytes at three places (two gates, two input splits). Stored in the order each block's
+# threads consume them, every load instruction of a warp reads 512 contiguous bytes, and a block
+# walks one contiguous run a phase. H200, a probe of the stream alone (``bench/probes/
+# stream_layout.py``, GRU 2816's first phase, 60.5 MiB): 17.4 µs a sweep in rows, 15.3 in streams.
+#
+# A phase streams the rows of ``gates`` gates; each block owns ``units`` units (all their gates),
+# dealt to lanes ``rows`` a thread and the inputs' quads split across the threads of a lane
+# (``sequence_persistent.partial_dots``). Quad ``qi`` of the run of thread ``tid`` (= split·lanes
+# + lane), its row r, in block blk, lies at
+#
+#     ((blk·run + qi)·rows + r)·threads + tid          (threads = lanes·splits)
+#
+# with each thread's run padded with zeros to ``run`` quads (a whole number of load groups), and
+# the rows a thread has past its block's or past H all zeros: the kernel reads whole groups and masks
+# nothing.
+
+
+def stream_shape(rows_r, rows, hidden, block, loads):
+    """(lanes, splits, quads of a run, run padded to whole groups of ``loads``) of a phase whose
+    block streams ``rows_r`` gate rows over ``hidden`` inputs, ``rows`` rows a thread, on
+    ``block`` threads. Plain integer arithmetic: the kernel computes the same (``ti.func``)."""
+    lanes = (rows_r + rows - 1) // rows
+    splits = block // lanes
+    run = ((hidden + QUAD - 1) // QUAD + splits - 1) // splits
+    return lanes, splits, run, (run + loads - 1) // loads * loads
+
+
+def pack_streams(phases, hidden, nblocks, rows, loads, block):
+    """The quads of every phase's matrix in the order the persistent kernel's threads stream them
+    (above), one phase after the other. ``phases``: (matrix, gates) pairs, the matrix (gates·H, H)
+    float32, gate g's row of unit i at g·H + i."""
+    units = -(-hidden // nblocks)
+    hq = -(-hidden // QUAD)
+    parts = []
+    for matrix, gates in phases:
+        quads = pack_quads(matrix).reshape(hq, gates * hidden, QUAD)   # [quad, row]
+        lanes, splits, run, padded = stream_shape(gates * units, rows, hidden, block, loads)
+        blk, qi, r, tid = np.meshgrid(np.arange(nblocks), np.arange(padded), np.arange(rows),
+                                      np.arange(lanes * splits), indexing="ij")
+        rr = tid % lanes + r * lanes            # the thread's row among its block's
+        i = blk * units + rr % units            # its unit
+        q = (tid // lanes) * run + qi           # its quad of the row's inputs
+        real = (rr < gates * units) & (i < hidden) & (qi < run) & (q < hq)
+        part = np.zeros(blk.shape + (QUAD,), np.float32)
+        part[real] = quads[q[real], ((rr // units) * hidden + i)[real]]
+        parts.append(part.reshape(-1, QUAD))
+    return np.concatenate(parts)

@@ -72,7 +72,7 @@ from .layout import (
 )
 from .grid import on_cuda
 from .projection import ROWS_PER_THREAD, WARP, project_rows_in_lanes, projection_lanes, zero_initial_state
-from .quads import QUAD, QUAD_WEIGHTS
+from .quads import QUAD, QUAD_WEIGHTS, stream_shape
 from .sequence_copy import store_output
 
 BLOCK = 256
@@ -157,6 +157,7 @@ def term_slot(batch, hidden):
 
 
 term_slot_ti = ti.func(term_slot)
+stream_shape_ti = ti.func(stream_shape)
 
 
 def term_quads(cell_kind, hidden, batch, steps):
@@ -222,7 +223,8 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
 
 
 @functools.lru_cache(maxsize=None)
-def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all, rows=1, zigzag=False, vh=True):
+def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all, rows=1, zigzag=False, vh=True,
+                      streams=False):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
     sequence (0: they are read from memory at every step; see ``resident_terms``);
@@ -233,7 +235,9 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
     once, each term it reads serving all of them (``persistent_rows``; 1 with resident weights,
     and rows x chunk at most MAX_CHUNK, the reduction buffer's room); ``zigzag``: odd steps stream
     each thread's quads in reverse (``persistent_zigzag``); ``vh``: a GRU's Vh is set (nil, the
-    conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0)."""
+    conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0); ``streams``: the
+    weight quads come in the order the threads read them (``kernels/quads.py``'s ``pack_streams``),
+    not in rows (``persistent_layout``)."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
@@ -343,8 +347,50 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                 quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, rest, q_end, H, group, with2, True)
 
     @ti.func
+    def stream_part(rows_r, H):
+        """Quads of one phase's part of the streams layout (``pack_streams``): every block's runs."""
+        lanes_p, splits, _, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads)
+        return nblocks * padded * rows * lanes_p * splits
+
+    @ti.func
+    def stream_runs(wq: ti.template(), src: ti.template(), acc: ti.template(), at, vat, threads, x1, x2, q0, hq,
+                    padded, group: ti.template(), with2: ti.template(), back):
+        """acc[r·chunk + k] += Σ W(row r, j)·src[x1[k] + j] (+ V) over a thread's run of quads in the
+        streams layout (``kernels/quads.py``): its quad qi of row r at at + (qi·rows + r)·threads (V's
+        from vat), ``padded`` of them from input quad q0 on, in groups of ``group`` loads issued
+        together. Quads past the run, and rows past the block's or past H, are zeros in the layout:
+        nothing is masked; their terms are read at the last quad (hq - 1), in bounds. ``back``: the
+        groups in reverse (``stream_quads``)."""
+        n_groups = padded // group
+        for p in range(n_groups):
+            pp = ti.select(back != 0, n_groups - 1 - p, p)
+            wv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
+            vv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
+            for u in ti.static(range(group)):
+                for r in ti.static(range(rows)):
+                    w4 = wq[at + ((pp * group + u) * rows + r) * threads]
+                    for e in ti.static(range(QUAD)):
+                        wv[QUAD * (u * rows + r) + e] = w4[e]
+                    if ti.static(with2):
+                        v4 = wq[vat + ((pp * group + u) * rows + r) * threads]
+                        for e in ti.static(range(QUAD)):
+                            vv[QUAD * (u * rows + r) + e] = v4[e]
+            for k in ti.static(range(chunk)):
+                for u in ti.static(range(group)):
+                    tq = ti.min(q0 + pp * group + u, hq - 1)
+                    t4 = src[x1[k] + tq]
+                    t4b = t4
+                    if ti.static(with2):
+                        t4b = src[x2[k] + tq]
+                    for e in ti.static(range(QUAD)):
+                        for r in ti.static(range(rows)):
+                            acc[r * chunk + k] += wv[QUAD * (u * rows + r) + e] * t4[e]
+                            if ti.static(with2):
+                                acc[r * chunk + k] += vv[QUAD * (u * rows + r) + e] * t4b[e]
+
+    @ti.func
     def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
-                     tid, H, x1, v_quads, x2, with2: ti.template(), held: ti.template(), wreg, back):
+                     tid, H, x1, v_quads, x2, with2: ti.template(), held: ti.template(), wreg, back, blk, seg, vseg):
         """red[(tid·rows + r)·chunk + k] = this thread's slice of Σ_j W(o, j)·h1_k[j] (+ Vh(i, j)·h2_k[j]
         with ``with2``) for its rows r, o = row0 + g·H + i, the terms h1_k, h2_k of batch row k read
         four a load from the terms' copy ``src`` (rows at quads x1[k], x2[k]), the weights from the quads
@@ -353,7 +399,9 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
         to ceil(rows_r / rows) lanes, ``rows`` each (block row lane + r·lanes), and the inputs split
         across the BLOCK // lanes threads of a lane. A thread takes a run of whole quads; ``loads``
         of them are issued together (``quad_group``), so their latencies overlap, and each serves
-        every batch row of the chunk (and a term every row of the thread)."""
+        every batch row of the chunk (and a term every row of the thread). With ``streams`` the
+        weights come from the phase's part of the streams layout, which starts at quad ``seg``
+        (Vh's at ``vseg``), and ``rows_w``, ``row0`` and ``v_quads`` are not read."""
         lanes = (rows_r + rows - 1) // rows
         lane = tid % lanes
         split = tid // lanes
@@ -371,6 +419,13 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                     if kk < jl and j0 + kk < H:
                         for k in ti.static(range(chunk)):
                             acc[k] += wreg[kk] * src[x1[k] + (j0 + kk) // QUAD][(j0 + kk) % QUAD]
+        elif ti.static(streams):
+            _, _, run, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads)
+            threads = lanes * n_split
+            if tid < threads:
+                own = (blk * padded * rows) * threads + tid   # the thread's first quad in the phase's part
+                stream_runs(wq, src, acc, seg + own, vseg + own, threads, x1, x2, split * run,
+                            (H + QUAD - 1) // QUAD, padded, ti.static(half_loads if with2 else loads), with2, back)
         elif i < H and split < n_split:
             # the thread's rows, a row past the block's or past H read as its first (and not summed)
             w_rows = ti.Vector([o] * rows, ti.i32)
@@ -450,7 +505,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                     # (the sums' last readers met at the end of the pass before, or a grid barrier did)
                     x1 = row_starts(thp, B, H, b0)
                     partial_dots(wq, terms, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                 False, resident > 0, wreg, back)
+                                 False, resident > 0, wreg, back, blk, 0, 0)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
                         iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -511,8 +566,9 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         b0 = bc * chunk
                         x1 = row_starts(trh, B, H, b0)
                         x2 = row_starts(trh + tslot, B, H, b0)
+                        seg = stream_part(gates_a * units, H)   # (streams: Uh's part, then Vh's)
                         partial_dots(wq, terms, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                     vh, False, wreg, back)
+                                     vh, False, wreg, back, blk, seg, seg + stream_part(units, H))
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -534,7 +590,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
     # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
     # appended where odd steps stream in reverse
     kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
-                       + ("z" if zigzag else ""))
+                       + ("z" if zigzag else "") + ("s" if streams else ""))
     return ti.kernel(kernel)
 
 
@@ -631,6 +687,13 @@ def persistent_rows(chunk, resident):
     25.0). At a chunk of 2 they lose (GRU 2816 b2 37.3 / 40.6, LSTM 2048 b2 23.1 / 25.2)."""
     rows = one_or_two("MPSRNN_PERSISTENT_ROWS") or (2 if chunk == 4 else 1)
     return rows if resident == 0 and rows * chunk <= MAX_CHUNK else 1
+
+
+def persistent_layout():
+    """How the persistent kernel's weight quads are laid out, from ``MPSRNN_PERSISTENT_LAYOUT``:
+    ``rows`` (``kernels/quads.py``'s quads of each row, rows side by side) or ``streams`` (the
+    order each block's threads read them: ``pack_streams``); rows where unset."""
+    return knob("MPSRNN_PERSISTENT_LAYOUT", ("rows", "streams")) or "rows"
 
 
 def persistent_zigzag():

@@ -30,7 +30,7 @@ from .descriptors import GRUDescriptor, LSTMDescriptor
 from .enums import DataType, NeuronType
 from .kernels import layout as L
 from .kernels.lanes import lane_group, pack_lanes
-from .kernels.quads import QUAD, pack_quads
+from .kernels.quads import QUAD, pack_quads, pack_streams
 
 
 class PackedCell:
@@ -121,6 +121,7 @@ class PackedCell:
         wtype = np.float32 if self.weight_type == DataType.FLOAT32 else np.float16
         self.host_lanes = self._pack_lanes(W, U, V, v_rows, header, wtype) if lanes else None
         self._quads = None
+        self._streams = None
         if transposed:
             W, U = W.T, U.T
             V = V.T if v_rows else V
@@ -174,6 +175,28 @@ class PackedCell:
             self._quads.from_numpy(host)
         return self._quads
 
+    def stream_quads(self, nblocks, rows, loads):
+        """U, then for a GRU whose Vh is set Vh, in the order the persistent kernel's threads read
+        them on ``nblocks`` blocks, ``rows`` gate rows a thread, groups of ``loads`` loads
+        (``kernels/quads.py``'s ``pack_streams``): the first phase's gates, then a GRU's Uh and Vh.
+        Made on first use; the cell keeps the last shape asked for."""
+        from .kernels.layout import FIRST_PHASE_GATES
+        from .kernels.sequence_persistent import BLOCK
+        key = (nblocks, rows, loads)
+        if self._streams is None or self._streams[0] != key:
+            import taichi as ti
+            G, H = self.gates, self.n_out
+            mats = self._recurrent_rows()
+            first = FIRST_PHASE_GATES[self.kind]
+            phases = [(mats[0][:first * H], first)]
+            if first < G:   # the GRU's second phase: Uh, and Vh where set
+                phases += [(mats[0][first * H:], 1)] + [(m, 1) for m in mats[1:]]
+            host = pack_streams(phases, H, nblocks, rows, loads, BLOCK)
+            quads = ti.Vector.ndarray(QUAD, ti.f32, len(host))
+            quads.from_numpy(host)
+            self._streams = (key, quads)
+        return self._streams[1]
+
     def _recurrent_rows(self):
         """U (G·H, H), and for a GRU whose Vh is set Vh (H, H), row-major float32, read back from
         ``host_wts``."""
@@ -199,8 +222,9 @@ class PackedCell:
     def copy(self):
         """An independent cell with the same weights (new device arrays)."""
         new = PackedCell.__new__(PackedCell)
-        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("wts", "lanes", "_quads")})
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("wts", "lanes", "_quads", "_streams")})
         new._quads = None
+        new._streams = None
         new._upload()
         return new
 

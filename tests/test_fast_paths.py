@@ -707,7 +707,8 @@ def test_gru_split_kernel_gates_in_blocks_or_cells(kind, opts, hidden, rows, gat
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")
-@pytest.mark.parametrize("stream", ["4", "2", "16c", "4 rows 2", "2 rows 2", "4 forward", "4 held"])
+@pytest.mark.parametrize("stream", ["4", "2", "16c", "4 rows 2", "2 rows 2", "4 forward", "4 held",
+                                    "4 streams", "2 rows 2 streams", "2 held streams"])
 @pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])
 def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     """The persistent kernel (CUDA's path) on a grid of one block, as the spread kernel above, for
@@ -718,8 +719,9 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     default there; the GRU's second phase and the single gate have an odd row count, so one
     thread's second row is past them); odd steps stream their groups in reverse (zigzag) but with
     "forward"; "held": a chunk of 4 rows, where the single gate holds its first phase's weights in
-    registers."""
+    registers; "streams": the weight quads in the order the threads read them (``pack_streams``)."""
     from mpsrnn.scheduler import plans
+    stream, streams = stream.removesuffix(" streams"), stream.endswith(" streams")
     stream, forward = stream.removesuffix(" forward"), stream.endswith(" forward")
     stream, held = stream.removesuffix(" held"), stream.endswith(" held")
     loads, _, rows = stream.partition(" rows ")
@@ -729,9 +731,12 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_PERSISTENT_LOADS", loads)
     monkeypatch.setenv("MPSRNN_PERSISTENT_ZIGZAG", "off" if forward else "on")
+    monkeypatch.setenv("MPSRNN_PERSISTENT_LAYOUT", "streams" if streams else "rows")
     if rows:   # (weights held in registers keep one row a thread: the single gate's would be)
         monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", rows)
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
+    elif held:   # one row a thread for the cells that stream too (two are the default at a chunk of 4)
+        monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", "1")
     d = descriptor(kind, rng, 7, 45, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_twice_matches_reference(layer, d, rng, [3, 3, 2, 1] if rows or held else [11, 10, 9, 2, 1], 7)
@@ -740,7 +745,8 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
         from mpsrnn.kernels.sequence_persistent import resident_terms
         assert resident_terms(CELL_SINGLE_GATE, 45, 1, 4) == 9
     names = dispatched_kernels(layer)
-    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z"))
+    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z")
+                             + ("s" if streams else ""))
                for name in names), names
 
 

@@ -406,6 +406,48 @@ def test_persistent_quad_layout(rng):
                 assert quads[q * 5 + o, e] == (m[o, j] if j < 7 else 0.0)
 
 
+@pytest.mark.parametrize("hidden, nblocks, gates, rows, loads", [(13, 3, 2, 2, 2), (10, 4, 1, 1, 4), (9, 2, 4, 2, 4)])
+def test_persistent_streams_layout(rng, hidden, nblocks, gates, rows, loads):
+    """The streams layout (``pack_streams``), written out quad by quad against the packing: quad qi of
+    thread tid's run, its row r, in block blk at ((blk·padded + qi)·rows + r)·threads + tid, holding
+    M[g·H + i, 4q .. 4q+3] for the thread's row (lane + r·lanes: gate g, unit i) and input quad
+    q = split·run + qi, and zeros for rows past the block's or H, quads past the run or the row."""
+    from mpsrnn.kernels.quads import pack_streams, stream_shape
+    block = 16
+    m = rng.standard_normal((gates * hidden, hidden)).astype(np.float32)
+    second = rng.standard_normal((hidden, hidden)).astype(np.float32)
+    packed = pack_streams([(m, gates), (second, 1)], hidden, nblocks, rows, loads, block)
+    units = -(-hidden // nblocks)
+    at = 0
+    for mat, g_count in ((m, gates), (second, 1)):
+        lanes, splits, run, padded = stream_shape(g_count * units, rows, hidden, block, loads)
+        assert padded % loads == 0 and padded >= run and splits * run * 4 >= hidden
+        threads = lanes * splits
+        for blk in range(nblocks):
+            for qi in range(padded):
+                for r in range(rows):
+                    for tid in range(threads):
+                        rr = tid % lanes + r * lanes
+                        g, i = rr // units, blk * units + rr % units
+                        q = (tid // lanes) * run + qi
+                        want = [mat[g * hidden + i, 4 * q + e] if rr < g_count * units and i < hidden and qi < run
+                                and 4 * q + e < hidden else 0.0 for e in range(4)]
+                        assert list(packed[at + ((blk * padded + qi) * rows + r) * threads + tid]) == want
+        at += nblocks * padded * rows * threads
+    assert at == len(packed)
+
+
+def test_persistent_layout_knob(monkeypatch):
+    from mpsrnn.kernels.sequence_persistent import persistent_layout
+    monkeypatch.delenv("MPSRNN_PERSISTENT_LAYOUT", raising=False)
+    assert persistent_layout() == "rows"
+    monkeypatch.setenv("MPSRNN_PERSISTENT_LAYOUT", "streams")
+    assert persistent_layout() == "streams"
+    monkeypatch.setenv("MPSRNN_PERSISTENT_LAYOUT", "columns")
+    with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_LAYOUT: expected 'rows' or 'streams'"):
+        persistent_layout()
+
+
 def test_persistent_term_copy_layout():
     """The persistent kernel's copy of its terms (``term_slot``): B rows of ceil(H / 4) quads a slot,
     each slot on a 128-byte line (8 quads); T + 1 slots of h, and a GRU's r∘h0 and z∘h0 two a step."""

@@ -45,6 +45,7 @@ from ..kernels.sequence_persistent import (
     persistent_chunk,
     persistent_fits,
     persistent_kernel,
+    persistent_layout,
     persistent_loads,
     persistent_per_sm,
     persistent_rows,
@@ -529,9 +530,12 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         grid = _grid(lr.cell)
         resident = resident_terms(kind, lr.cell.n_out, grid, chunk)
         rows = persistent_rows(chunk, resident)
-        prog.add(persistent_kernel(kind, grid, chunk, resident, not lr.projected_apart,
-                                   *persistent_loads(chunk, _from_hbm(lr.cell)), rows, persistent_zigzag(), lr.cell.has_vh),
-                 x, lr.ws, lr.cell.wts, lr.cell.quads(), lr.term_quads(steps, batch), lr.frame, output)
+        loads, clamp_all = persistent_loads(chunk, _from_hbm(lr.cell))
+        streams = persistent_layout() == "streams"
+        quads = lr.cell.stream_quads(grid, rows, loads) if streams else lr.cell.quads()
+        prog.add(persistent_kernel(kind, grid, chunk, resident, not lr.projected_apart, loads, clamp_all, rows,
+                                   persistent_zigzag(), lr.cell.has_vh, streams),
+                 x, lr.ws, lr.cell.wts, quads, lr.term_quads(steps, batch), lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, _one_step(lr, steps)), x, *args)
