@@ -692,8 +692,15 @@ def persistent_rows(chunk, resident):
 def persistent_layout():
     """How the persistent kernel's weight quads are laid out, from ``MPSRNN_PERSISTENT_LAYOUT``:
     ``rows`` (``kernels/quads.py``'s quads of each row, rows side by side) or ``streams`` (the
-    order each block's threads read them: ``pack_streams``); rows where unset."""
-    return knob("MPSRNN_PERSISTENT_LAYOUT", ("rows", "streams")) or "rows"
+    order each block's threads read them: ``pack_streams``); streams where unset.
+
+    In streams every load instruction of a warp reads 512 contiguous bytes; in rows, where a block
+    owns few units (GRU 2816: 11 on 264 blocks), a warp's loads fall in two or three runs of ~176.
+    H200, same process, 2 rounds, median µs a step, rows / streams: GRU 2560 b4 t187 40.6 / 35.6,
+    GRU 1536 b4 18.1 / 16.6, b1 14.1 / 13.3, LSTM 1536 b4 t50 20.1 / 19.4, GRU 2048 b2 19.0 / 18.7,
+    GRU 2816 b1 36.7 / 36.4, b2 37.2 / 37.1, LSTM 2048 b1 t25 23.7 / 23.5, LSTM 1536 b1 14.0 / 14.2.
+    (The stream alone: ``bench/probes/stream_layout.py``.)"""
+    return knob("MPSRNN_PERSISTENT_LAYOUT", ("rows", "streams")) or "streams"
 
 
 def persistent_zigzag():

@@ -440,9 +440,9 @@ def test_persistent_streams_layout(rng, hidden, nblocks, gates, rows, loads):
 def test_persistent_layout_knob(monkeypatch):
     from mpsrnn.kernels.sequence_persistent import persistent_layout
     monkeypatch.delenv("MPSRNN_PERSISTENT_LAYOUT", raising=False)
+    assert persistent_layout() == "streams"   # the default: measured faster or even on every row tried
+    monkeypatch.setenv("MPSRNN_PERSISTENT_LAYOUT", "rows")
     assert persistent_layout() == "rows"
-    monkeypatch.setenv("MPSRNN_PERSISTENT_LAYOUT", "streams")
-    assert persistent_layout() == "streams"
     monkeypatch.setenv("MPSRNN_PERSISTENT_LAYOUT", "columns")
     with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_LAYOUT: expected 'rows' or 'streams'"):
         persistent_layout()
