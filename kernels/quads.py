@@ -8,7 +8,8 @@ with rows o and columns j is stored as vectors of 4 floats,
     quads[base + q·rows + o] = (M[o, 4q + e] for e in 0..3)   (zeros past the last column)
 
 so a thread reads four weights with one 128-bit load, and the 32 threads of a warp,
-which hold neighbouring rows, read 512 contiguous bytes. Why it matters: the stream
+which hold neighbouring rows, read 512 contiguous bytes where a block's rows of one gate fill a
+warp (where they do not, the streams layout below keeps a warp's loads contiguous). Why it matters: the stream
 of U is bound by the bytes in flight, not by bandwidth (``sequence_persistent``),
 and a load in flight now carries four weights. CUDA emits the 128-bit load
 (``ld.v4.f32``) only where Taichi keeps vectors whole (``backend.init``:

@@ -588,7 +588,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             leave_grid(frame, tid, nblocks)
 
     # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
-    # appended where odd steps stream in reverse
+    # appended where odd steps stream in reverse, an s where the weights lie in streams (``persistent_layout``)
     kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
                        + ("z" if zigzag else "") + ("s" if streams else ""))
     return ti.kernel(kernel)
@@ -647,8 +647,8 @@ def persistent_fits(cell_kind, peep, hidden, nblocks):
 def persistent_loads(chunk, from_hbm=False):
     """(weight loads, four weights each, a thread of the persistent kernel issues together, whether
     every group is clamped), from ``MPSRNN_PERSISTENT_LOADS`` (2, 4, 8 or 16, ``c`` appended:
-    clamped) for A/B benchmarks, else two on a chunk of 4 batch rows, and on a chunk of 8 whose
-    weights stay in L2 (not ``from_hbm``: ``quads_outgrow_l2``); four on other chunks.
+    clamped, in the rows layout only: streams have no partial group) for A/B benchmarks, else two
+    on a chunk of 4 batch rows, and on a chunk of 8 whose weights stay in L2 (not ``from_hbm``: ``quads_outgrow_l2``); four on other chunks.
 
     A group's registers are its weights and the terms its products read, chunk x group quads of
     them: at a chunk of 4 with four loads (and two rows a thread) the kernel sits at Taichi's cap of
