@@ -49,9 +49,10 @@ def pack_quads(matrix):
 # (``sequence_persistent.partial_dots``). Quad ``qi`` of the run of thread ``tid`` (= split·lanes
 # + lane), its row r, in block blk, lies at
 #
-#     ((blk·run + qi)·rows + r)·threads + tid          (threads = lanes·splits)
+#     ((blk·padded + qi)·rows + r)·threads + tid          (threads = lanes·splits)
 #
-# with each thread's run padded with zeros to ``run`` quads (a whole number of load groups), and
+# with each thread's run of ``run`` quads padded with zeros to ``padded`` (a whole number of load
+# groups: ``stream_shape``), and
 # the rows a thread has past its block's or past H all zeros: the kernel reads whole groups and masks
 # nothing.
 

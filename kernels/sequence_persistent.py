@@ -277,6 +277,24 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
         write_term(terms, tn, b, i, H, value)
 
     @ti.func
+    def group_products(src: ti.template(), acc: ti.template(), wv, vv, tq, x1, x2, group: ti.template(),
+                       with2: ti.template()):
+        """acc[r·chunk + k] += Σ_u W(row r, u)·src[x1[k] + tq[u]] (+ V's over x2) for a group's loaded
+        weights ``wv`` (``vv``: V's), weight quad u of row r at QUAD·(u·rows + r): the terms' quads
+        ``tq`` read one load each, every load serving every row of the thread."""
+        for k in ti.static(range(chunk)):
+            for u in ti.static(range(group)):
+                t4 = src[x1[k] + tq[u]]   # the quad's four terms, one load
+                t4b = t4
+                if ti.static(with2):
+                    t4b = src[x2[k] + tq[u]]
+                for e in ti.static(range(QUAD)):
+                    for r in ti.static(range(rows)):
+                        acc[r * chunk + k] += wv[QUAD * (u * rows + r) + e] * t4[e]
+                        if ti.static(with2):
+                            acc[r * chunk + k] += vv[QUAD * (u * rows + r) + e] * t4b[e]
+
+    @ti.func
     def quad_group(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q,
                    q_end, H, group: ti.template(), with2: ti.template(), masked: ti.template()):
         """acc[r·chunk + k] += Σ_p W(row r, quad p)·src[x1[k] + p] (+ V(row r, quad p)·src[x2[k] + p])
@@ -309,17 +327,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         for e in ti.static(range(QUAD)):
                             wv[QUAD * (u * rows + r) + e] = 0.0
                             vv[QUAD * (u * rows + r) + e] = 0.0
-        for k in ti.static(range(chunk)):
-            for u in ti.static(range(group)):
-                t4 = src[x1[k] + qc[u]]   # the quad's four terms, one load
-                t4b = t4
-                if ti.static(with2):
-                    t4b = src[x2[k] + qc[u]]
-                for e in ti.static(range(QUAD)):
-                    for r in ti.static(range(rows)):
-                        acc[r * chunk + k] += wv[QUAD * (u * rows + r) + e] * t4[e]
-                        if ti.static(with2):
-                            acc[r * chunk + k] += vv[QUAD * (u * rows + r) + e] * t4b[e]
+        group_products(src, acc, wv, vv, qc, x1, x2, group, with2)
 
     @ti.func
     def stream_quads(wq: ti.template(), src: ti.template(), acc: ti.template(), w_rows, v_rows, rows_w, x1, x2, q0,
@@ -366,7 +374,9 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             pp = ti.select(back != 0, n_groups - 1 - p, p)
             wv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
             vv = ti.Vector([0.0] * (QUAD * group * rows), ti.f32)
+            tq = ti.Vector([0] * group, ti.i32)   # the terms' quads, the last in bounds past the row
             for u in ti.static(range(group)):
+                tq[u] = ti.min(q0 + pp * group + u, hq - 1)
                 for r in ti.static(range(rows)):
                     w4 = wq[at + ((pp * group + u) * rows + r) * threads]
                     for e in ti.static(range(QUAD)):
@@ -375,18 +385,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         v4 = wq[vat + ((pp * group + u) * rows + r) * threads]
                         for e in ti.static(range(QUAD)):
                             vv[QUAD * (u * rows + r) + e] = v4[e]
-            for k in ti.static(range(chunk)):
-                for u in ti.static(range(group)):
-                    tq = ti.min(q0 + pp * group + u, hq - 1)
-                    t4 = src[x1[k] + tq]
-                    t4b = t4
-                    if ti.static(with2):
-                        t4b = src[x2[k] + tq]
-                    for e in ti.static(range(QUAD)):
-                        for r in ti.static(range(rows)):
-                            acc[r * chunk + k] += wv[QUAD * (u * rows + r) + e] * t4[e]
-                            if ti.static(with2):
-                                acc[r * chunk + k] += vv[QUAD * (u * rows + r) + e] * t4b[e]
+            group_products(src, acc, wv, vv, tq, x1, x2, group, with2)
 
     @ti.func
     def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
