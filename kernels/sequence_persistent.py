@@ -25,6 +25,11 @@ load too, from the kernel's own copy of every state vector it writes, kept in qu
 Where a thread's share of the first phase's weights is short, it holds them in registers for
 the whole sequence instead (``resident_terms``).
 
+What the step's chain of latencies reads after a grid barrier (whose fence empties the L1), it
+reads from shared memory where it can: the frame's header is copied there once a launch, and on
+small chunks the projected input terms start the sums (``persistent_fold``), so the gate math waits
+on no load from memory but the previous h (and the GRU's z).
+
 For small projections the kernel also projects its own inputs first: a block
 computes the input terms of the gate rows it owns (no other block reads them)
 and its units' zero initial states, then meets the others at a grid barrier. A
@@ -33,7 +38,7 @@ last block to leave the last barrier resets it (``F_DEPART``), since no
 ``project_inputs`` runs first to do it.
 
 The grid must be resident all at once or the barrier never opens: two blocks
-of 256 threads per SM (``persistent_per_sm``), 8 KiB of shared memory each. Dense LSTM
+of 256 threads per SM (``persistent_per_sm``), 8.25 KiB of shared memory each. Dense LSTM
 peepholes need a second barrier per step and are left to the other paths. Shapes: the grid,
 the batch chunk, the resident share and whether the kernel projects are compile-time
 constants, so ``persistent_kernel`` builds (and caches) one kernel per combination.
@@ -48,7 +53,18 @@ import taichi as ti
 
 from .dots import w32
 from .frame import FRAME, INPUT, OUTPUT, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
-from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
+from .gate_math import (
+    gru_gates,
+    gru_output,
+    lstm_cell_state,
+    lstm_output,
+    single_gate_output,
+    standard_gru_gates,
+    standard_gru_output,
+    standard_lstm_cell_state,
+    standard_lstm_output,
+    standard_single_gate_output,
+)
 from .knobs import knob, one_or_two, switch
 from .layout import (
     CELL_GRU,
@@ -57,9 +73,11 @@ from .layout import (
     F_BARRIER,
     F_DEPART,
     F_GATES,
+    F_HEADER,
     F_IN,
     F_PEEP,
     F_ROWS,
+    F_STANDARD,
     F_STEPS,
     F_WS_C,
     F_WS_H,
@@ -78,6 +96,7 @@ from .sequence_copy import store_output
 BLOCK = 256
 MAX_CHUNK = 8
 SHARED = BLOCK * MAX_CHUNK   # the block's shared memory: the reduction buffer (8 KiB)
+HEADER_ROOM = 64   # ints of shared memory for the frame's header (F_HEADER), whole 128-byte lines
 
 
 @ti.func
@@ -224,7 +243,7 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
 
 @functools.lru_cache(maxsize=None)
 def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all, rows=1, zigzag=False, vh=True,
-                      streams=False):
+                      streams=False, fold=False):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
     sequence (0: they are read from memory at every step; see ``resident_terms``);
@@ -237,7 +256,9 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
     each thread's quads in reverse (``persistent_zigzag``); ``vh``: a GRU's Vh is set (nil, the
     conventional GRU's, it is zero: the second phase then streams Uh alone, over r∘h0); ``streams``: the
     weight quads come in the order the threads read them (``kernels/quads.py``'s ``pack_streams``),
-    not in rows (``persistent_layout``)."""
+    not in rows (``persistent_layout``); ``fold``: the projected input terms start the
+    first slice's sums (``partial_dots``) rather than being read by the gate math after them
+    (``persistent_fold``)."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
@@ -389,7 +410,8 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
 
     @ti.func
     def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
-                     tid, H, x1, v_quads, x2, with2: ti.template(), held: ti.template(), wreg, back, blk, seg, vseg):
+                     tid, H, x1, v_quads, x2, with2: ti.template(), held: ti.template(), wreg, back, blk, seg, vseg,
+                     ws: ti.template(), xw0, b0, live):
         """red[(tid·rows + r)·chunk + k] = this thread's slice of Σ_j W(o, j)·h1_k[j] (+ Vh(i, j)·h2_k[j]
         with ``with2``) for its rows r, o = row0 + g·H + i, the terms h1_k, h2_k of batch row k read
         four a load from the terms' copy ``src`` (rows at quads x1[k], x2[k]), the weights from the quads
@@ -400,7 +422,11 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
         of them are issued together (``quad_group``), so their latencies overlap, and each serves
         every batch row of the chunk (and a term every row of the thread). With ``streams`` the
         weights come from the phase's part of the streams layout, which starts at quad ``seg``
-        (Vh's at ``vseg``), and ``rows_w``, ``row0`` and ``v_quads`` are not read."""
+        (Vh's at ``vseg``), and ``rows_w``, ``row0`` and ``v_quads`` are not read. With ``fold`` the
+        first slice's sums (split 0) start from the rows' projected input terms, ws[xw0 + b·rows_w + o]
+        for the chunk's batch rows b = b0 + k below ``live``: their loads are issued before the weights'
+        and have the whole stream to arrive, where the gate math would wait on them after the
+        reduction."""
         lanes = (rows_r + rows - 1) // rows
         lane = tid % lanes
         split = tid // lanes
@@ -410,6 +436,15 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
         i = u_lo + iu
         o = row0 + g * H + i
         acc = ti.Vector([0.0] * (chunk * rows), ti.f32)
+        if ti.static(fold):
+            if split == 0:
+                for r in ti.static(range(rows)):
+                    rr = lane + r * lanes
+                    ir = u_lo + rr % units
+                    if rr < rows_r and ir < H:
+                        for k in ti.static(range(chunk)):
+                            if b0 + k < live:
+                                acc[r * chunk + k] = ws[xw0 + (b0 + k) * rows_w + row0 + (rr // units) * H + ir]
         if ti.static(held):   # the first phase, weights in registers (rows == 1)
             if i < H and split < n_split:
                 jl = (H + n_split - 1) // n_split   # the thread's share of the inputs
@@ -458,6 +493,66 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             total += red[((split * lanes + rr % lanes) * rows + rr // lanes) * chunk + k]
         return total
 
+    @ti.func
+    def projected(ws: ti.template(), xw):
+        """The projected input term at ws[xw], or 0 where ``fold`` has added it to the sums."""
+        v = 0.0
+        if ti.static(not fold):
+            v = ws[xw]
+        return v
+
+    @ti.func
+    def single_h(head: ti.template(), frame: ti.template(), i, pre):
+        """single_gate_output, its usual neuron's branch taken on ``head`` (the header's copy in shared
+        memory); only other neurons read the frame (their parameters are in its tail)."""
+        h = 0.0
+        if head[F_STANDARD] != 0:
+            h = standard_single_gate_output(pre)
+        else:
+            h = single_gate_output(frame, i, pre)
+        return h
+
+    @ti.func
+    def gru_z_r(head: ti.template(), frame: ti.template(), i, pre_z, pre_r):
+        """gru_gates, as ``single_h``."""
+        z = 0.0
+        r = 0.0
+        if head[F_STANDARD] != 0:
+            z, r = standard_gru_gates(pre_z, pre_r)
+        else:
+            z, r = gru_gates(frame, i, pre_z, pre_r)
+        return z, r
+
+    @ti.func
+    def gru_h(head: ti.template(), frame: ti.template(), i, pre_h, z, h0):
+        """gru_output, as ``single_h``."""
+        h = 0.0
+        if head[F_STANDARD] != 0:
+            h = standard_gru_output(head, pre_h, z, h0)
+        else:
+            h = gru_output(frame, i, pre_h, z, h0)
+        return h
+
+    @ti.func
+    def cell_state(head: ti.template(), frame: ti.template(), i, pre_i, pre_f, pre_c, c0):
+        """lstm_cell_state, as ``single_h``."""
+        c = 0.0
+        if head[F_STANDARD] != 0:
+            c = standard_lstm_cell_state(pre_i, pre_f, pre_c, c0)
+        else:
+            c = lstm_cell_state(frame, i, pre_i, pre_f, pre_c, c0)
+        return c
+
+    @ti.func
+    def lstm_h(head: ti.template(), frame: ti.template(), i, pre_o, c1):
+        """lstm_output, as ``single_h``."""
+        h = 0.0
+        if head[F_STANDARD] != 0:
+            h = standard_lstm_output(pre_o, c1)
+        else:
+            h = lstm_output(frame, i, pre_o, c1)
+        return h
+
     def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, wq: QUAD_WEIGHTS, terms: QUAD_WEIGHTS, frame: FRAME,
                out: OUTPUT):
         ti.loop_config(block_dim=BLOCK)
@@ -469,6 +564,16 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             blk = t // BLOCK
             tid = t % BLOCK
             smem = ti.simt.block.SharedArray((SHARED,), ti.f32)   # the reduction buffer
+            # the frame's header, copied to shared memory once: a read of the frame in memory is two
+            # dependent loads (Taichi reloads the array's address first), from L2 after every grid
+            # barrier (its fence empties the L1), and the time loop reads the header at every step
+            # and in every gate's math. H200, µs a step, the kernel before / with the copy (separate
+            # processes, 2 rounds each): GRU 1536 b1 t187 13.3, 13.6 / 12.8, 12.8, b4 16.8, 16.7 /
+            # 16.0, 16.0, GRU 2048 b1 17.1, 16.9 / 16.0, 16.0, LSTM 1536 b1 t50 13.4, 13.4 / 12.9, 12.8
+            hd = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
+            if tid < F_HEADER:
+                hd[tid] = frame[tid]
+            ti.simt.block.sync()
             barrier = 0
             if ti.static(projects):
                 project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
@@ -481,55 +586,56 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             r0, rso, rsj = recurrent_weights(frame)
             wreg = load_resident(wts, r0, rso, rsj, gates_a * units0, units0, blk * units0, tid, H0)
             for s in range(frame[F_STEPS]):
-                _, B, H, slot = run_sizes(frame)
-                v0, _, _ = memory_weights(frame)
-                rows_w = frame[F_GATES] * H   # U's rows: the stride of its quads
+                _, B, H, slot = run_sizes(hd)
+                v0, _, _ = memory_weights(hd)
+                rows_w = hd[F_GATES] * H   # U's rows: the stride of its quads and of the projected terms
+                xw0 = hd[F_WS_XW] + s * B * rows_w   # the step's projected input terms
                 v_quads = (H + QUAD - 1) // QUAD * rows_w   # where Vh's quads start (GRU)
-                peep = frame[F_PEEP]
+                peep = hd[F_PEEP]
                 units = (H + nblocks - 1) // nblocks
                 u_lo = blk * units
                 rows = frame[F_ROWS + s]
                 back = 0
                 if ti.static(zigzag):
                     back = s % 2
-                hp = frame[F_WS_H] + s * slot
+                hp = hd[F_WS_H] + s * slot
                 hn = hp + slot
                 # the step's slots in the terms' copy: h's, then the GRU's r∘h0 and z∘h0 (of every unit,
                 # for the second phase)
                 tslot = term_slot_ti(B, H)
                 thp = s * tslot
-                trh = (frame[F_STEPS] + 1 + 2 * s) * tslot
+                trh = (hd[F_STEPS] + 1 + 2 * s) * tslot
                 for bc in range((B + chunk - 1) // chunk):
                     b0 = bc * chunk
                     # (the sums' last readers met at the end of the pass before, or a grid barrier did)
                     x1 = row_starts(thp, B, H, b0)
                     partial_dots(wq, terms, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                 False, resident > 0, wreg, back, blk, 0, 0)
+                                 False, resident > 0, wreg, back, blk, 0, 0, ws, xw0, b0, rows)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
                         iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
                         if i < H and b < B:
                             if ti.static(cell == CELL_LSTM):
-                                cp = frame[F_WS_C] + s * slot + b * H + i
+                                cp = hd[F_WS_C] + s * slot + b * H + i
                                 cn = cp + slot
                                 hv = 0.0   # the unit's new h
                                 if b < rows:
-                                    xw = frame[F_WS_XW] + (s * B + b) * 4 * H + i
-                                    a_i = ws[xw] + reduced(smem, 4 * units, units, 0, iu, k)
-                                    a_f = ws[xw + H] + reduced(smem, 4 * units, units, 1, iu, k)
-                                    a_c = ws[xw + 2 * H] + reduced(smem, 4 * units, units, 2, iu, k)
-                                    a_o = ws[xw + 3 * H] + reduced(smem, 4 * units, units, 3, iu, k)
+                                    xw = hd[F_WS_XW] + (s * B + b) * 4 * H + i
+                                    a_i = projected(ws, xw) + reduced(smem, 4 * units, units, 0, iu, k)
+                                    a_f = projected(ws, xw + H) + reduced(smem, 4 * units, units, 1, iu, k)
+                                    a_c = projected(ws, xw + 2 * H) + reduced(smem, 4 * units, units, 2, iu, k)
+                                    a_o = projected(ws, xw + 3 * H) + reduced(smem, 4 * units, units, 3, iu, k)
                                     c_old = ws[cp]
                                     if peep == PEEP_DIAGONAL:
                                         a_i += w32(wts, v0 + i) * c_old
                                         a_f += w32(wts, v0 + H + i) * c_old
                                         a_c += w32(wts, v0 + 2 * H + i) * c_old
-                                    c_new = lstm_cell_state(frame, i, a_i, a_f, a_c, c_old)
+                                    c_new = cell_state(hd, frame, i, a_i, a_f, a_c, c_old)
                                     if peep == PEEP_DIAGONAL:
                                         a_o += w32(wts, v0 + 3 * H + i) * c_new
                                     ws[cn] = c_new
-                                    hv = lstm_output(frame, i, a_o, c_new)
-                                    store_output(out, frame, s, b, i, hv)
+                                    hv = lstm_h(hd, frame, i, a_o, c_new)
+                                    store_output(out, hd, s, b, i, hv)
                                 else:   # a row absent at this step carries its state forward
                                     ws[cn] = ws[cp]
                                     hv = ws[hp + b * H + i]
@@ -537,10 +643,10 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                             elif ti.static(cell == CELL_SINGLE_GATE):
                                 hv = 0.0
                                 if b < rows:
-                                    xw = frame[F_WS_XW] + (s * B + b) * H + i
-                                    pre = ws[xw] + reduced(smem, units, units, 0, iu, k)
-                                    hv = single_gate_output(frame, i, pre)
-                                    store_output(out, frame, s, b, i, hv)
+                                    xw = hd[F_WS_XW] + (s * B + b) * H + i
+                                    pre = projected(ws, xw) + reduced(smem, units, units, 0, iu, k)
+                                    hv = single_h(hd, frame, i, pre)
+                                    store_output(out, hd, s, b, i, hv)
                                 else:
                                     hv = ws[hp + b * H + i]
                                 write_h(ws, terms, hn, thp + tslot, b, i, H, hv)
@@ -549,10 +655,10 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                                 z = 0.0
                                 rg = 0.0
                                 if b < rows:
-                                    xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
-                                    z, rg = gru_gates(frame, i, ws[xw] + reduced(smem, 2 * units, units, 0, iu, k),
-                                                      ws[xw + H] + reduced(smem, 2 * units, units, 1, iu, k))
-                                ws[frame[F_WS_SCRATCH] + b * H + i] = z
+                                    xw = hd[F_WS_XW] + (s * B + b) * 3 * H + i
+                                    z, rg = gru_z_r(hd, frame, i, projected(ws, xw) + reduced(smem, 2 * units, units, 0, iu, k),
+                                                      projected(ws, xw + H) + reduced(smem, 2 * units, units, 1, iu, k))
+                                ws[hd[F_WS_SCRATCH] + b * H + i] = z
                                 write_term(terms, trh, b, i, H, rg * h0)   # the second phase's terms
                                 if ti.static(vh):
                                     write_term(terms, trh + tslot, b, i, H, z * h0)
@@ -567,19 +673,17 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         x2 = row_starts(trh + tslot, B, H, b0)
                         seg = stream_part(gates_a * units, H)   # (streams: Uh's part, then Vh's)
                         partial_dots(wq, terms, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                     vh, False, wreg, back, blk, seg, seg + stream_part(units, H))
+                                     vh, False, wreg, back, blk, seg, seg + stream_part(units, H), ws, xw0, b0, rows)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
                             if i < H and b < B:
-                                hv = 0.0
+                                hv = ws[hp + b * H + i]   # h0, carried forward where the row is absent
                                 if b < rows:
-                                    xw = frame[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i
-                                    hv = gru_output(frame, i, ws[xw] + reduced(smem, units, units, 0, iu, k),
-                                                    ws[frame[F_WS_SCRATCH] + b * H + i], ws[hp + b * H + i])
-                                    store_output(out, frame, s, b, i, hv)
-                                else:
-                                    hv = ws[hp + b * H + i]
+                                    xw = hd[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i
+                                    hv = gru_h(hd, frame, i, projected(ws, xw) + reduced(smem, units, units, 0, iu, k),
+                                               ws[hd[F_WS_SCRATCH] + b * H + i], hv)
+                                    store_output(out, hd, s, b, i, hv)
                                 write_h(ws, terms, hn, thp + tslot, b, i, H, hv)
                         ti.simt.block.sync()
                 barrier += nblocks
@@ -587,9 +691,10 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             leave_grid(frame, tid, nblocks)
 
     # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
-    # appended where odd steps stream in reverse, an s where the weights lie in streams (``persistent_layout``)
+    # appended where odd steps stream in reverse, an s where the weights lie in streams (``persistent_layout``),
+    # an f where the projected terms start the sums (``persistent_fold``)
     kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
-                       + ("z" if zigzag else "") + ("s" if streams else ""))
+                       + ("z" if zigzag else "") + ("s" if streams else "") + ("f" if fold else ""))
     return ti.kernel(kernel)
 
 
@@ -700,6 +805,24 @@ def persistent_layout():
     GRU 2816 b1 36.7 / 36.4, b2 37.2 / 37.1, LSTM 2048 b1 t25 23.7 / 23.5, LSTM 1536 b1 14.0 / 14.2.
     (The stream alone: ``bench/probes/stream_layout.py``.)"""
     return knob("MPSRNN_PERSISTENT_LAYOUT", ("rows", "streams")) or "streams"
+
+
+def persistent_fold(chunk):
+    """Whether the persistent kernel's first slice of each dot product starts from the projected
+    input term (``partial_dots``' ``fold``), rather than the gate math reading it after the
+    reduction: on a chunk of 1 or 2 batch rows. ``MPSRNN_PERSISTENT_FOLD`` (on or off) decides
+    instead, for A/B benchmarks.
+
+    The gate math's loads from memory come after the block's reduction, on the step's chain of
+    latencies: once the header was read from shared memory, those were the projected terms and h0
+    (and the GRU's z), issued together, each an L2 round trip. H200, same process, 2 rounds, µs a
+    step, the header's copy alone / with fold: GRU 1536 b1 t187 12.78 / 12.22, b2 13.82 / 13.37,
+    GRU 2816 b1 35.94 / 36.09; at a chunk of 4, where split 0's threads load chunk x rows terms
+    more, GRU 2048 b4 21.46 / 21.68, GRU 2560 b4 35.23 / 35.35, GRU 2816 b4 41.94 / 42.08. Keeping
+    h0, z and the LSTM's c in shared memory as well (the gate math then reading nothing from
+    memory) added nothing: GRU 1536 b1 12.22 / 12.20, GRU 2816 b4 42.08 / 43.10."""
+    forced = knob("MPSRNN_PERSISTENT_FOLD", ("on", "off"))
+    return forced == "on" if forced else chunk <= 2
 
 
 def persistent_zigzag():

@@ -48,6 +48,7 @@ from ..kernels.sequence_persistent import (
     persistent_layout,
     persistent_loads,
     persistent_per_sm,
+    persistent_fold,
     persistent_rows,
     persistent_zigzag,
     quads_outgrow_l2,
@@ -534,7 +535,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         streams = persistent_layout() == "streams"
         quads = lr.cell.stream_quads(grid, rows, loads) if streams else lr.cell.quads()
         prog.add(persistent_kernel(kind, grid, chunk, resident, not lr.projected_apart, loads, clamp_all, rows,
-                                   persistent_zigzag(), lr.cell.has_vh, streams),
+                                   persistent_zigzag(), lr.cell.has_vh, streams, persistent_fold(chunk)),
                  x, lr.ws, lr.cell.wts, quads, lr.term_quads(steps, batch), lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
