@@ -97,6 +97,7 @@ BLOCK = 256
 MAX_CHUNK = 8
 SHARED = BLOCK * MAX_CHUNK   # the block's shared memory: the reduction buffer (8 KiB)
 HEADER_ROOM = 64   # ints of shared memory for the frame's header (F_HEADER), whole 128-byte lines
+SHARED_LIMIT = 8192   # 4-byte words of shared memory a block may take: 32 KiB, Metal's threadgroup limit
 
 
 @ti.func
@@ -211,19 +212,42 @@ def write_term(terms: ti.template(), slot, b, i, H, value):
     terms[term_row(slot, b, H) + i // QUAD][i % QUAD] = value
 
 
+@ti.func
+def copy_header(frame: ti.template(), head: ti.template(), tid):
+    """The frame's header into ``head`` (HEADER_ROOM ints of shared memory; a block of at least
+    F_HEADER threads), for a kernel's time loop to read there: a read of the frame in memory is two
+    dependent loads (Taichi reloads the array's address first), both from L2 after every grid
+    barrier (its fence empties the L1), on the chain of latencies of every step. H200, µs a step,
+    the kernels before / with the copy (separate processes, 2 rounds each): split, LSTM 1024 b4 t25
+    13.9, 13.0 / 12.5, 12.8, GRU 1024 b2 t1500 8.83, 8.85 / 8.18, 8.19, LSTM 1024 b1 9.6, 9.5 / 9.6,
+    9.4; spread, LSTM 512 b4 t25 10.1, 10.0 / 9.7, 10.7; the persistent kernel's: see there."""
+    if tid < F_HEADER:
+        head[tid] = frame[tid]
+    ti.simt.block.sync()
+
+
 def grid_kernels(run_layer, nblocks, block, shared, name):
     """(kernel, paired) for a layer body ``run_layer`` that runs one layer's whole sequence on
     ``nblocks`` blocks of ``block`` threads (the spread and split kernels): ``kernel`` takes one
     layer's arrays; ``paired`` takes two layers' (the two directions of a bidirectional level) on
     2 × ``nblocks`` blocks, each layer's blocks meeting only each other at its grid barriers (the
     counts are in its frame). ``shared``: the floats of each shared array a block makes, passed to
-    ``run_layer`` after the output array, before the block and thread index. ``name``: the kernels'
-    names in profiles (the paired one's ends in ``_paired``)."""
+    ``run_layer`` after the output array, before the block and thread index. ``run_layer`` takes the
+    frame and then where to read its header: a copy in shared memory (``copy_header``) where the
+    arrays leave room for it within SHARED_LIMIT, else the frame itself. ``name``: the kernels' names
+    in profiles (the paired one's ends in ``_paired``)."""
+    room = sum(shared) + HEADER_ROOM <= SHARED_LIMIT
+
     def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=block)
         for t in range(nblocks * block):
             arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
-            run_layer(x, ws, wts, frame, out, *arrays, t // block, t % block)
+            if ti.static(room):
+                head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
+                copy_header(frame, head, t % block)
+                run_layer(x, ws, wts, frame, head, out, *arrays, t // block, t % block)
+            else:
+                run_layer(x, ws, wts, frame, frame, out, *arrays, t // block, t % block)
 
     def paired(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT,
                x2: INPUT, ws2: WORKSPACE, wts2: WEIGHTS, frame2: FRAME, out2: OUTPUT):
@@ -231,10 +255,20 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
         for t in range(2 * nblocks * block):
             arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
             blk = t // block
-            if blk < nblocks:
-                run_layer(x, ws, wts, frame, out, *arrays, blk, t % block)
+            if ti.static(room):
+                head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
+                if blk < nblocks:   # (a block is all of one layer: the branch is uniform, its barrier safe)
+                    copy_header(frame, head, t % block)
+                else:
+                    copy_header(frame2, head, t % block)
+                if blk < nblocks:
+                    run_layer(x, ws, wts, frame, head, out, *arrays, blk, t % block)
+                else:
+                    run_layer(x2, ws2, wts2, frame2, head, out2, *arrays, blk - nblocks, t % block)
+            elif blk < nblocks:
+                run_layer(x, ws, wts, frame, frame, out, *arrays, blk, t % block)
             else:
-                run_layer(x2, ws2, wts2, frame2, out2, *arrays, blk - nblocks, t % block)
+                run_layer(x2, ws2, wts2, frame2, frame2, out2, *arrays, blk - nblocks, t % block)
 
     kernel.__name__ = name
     paired.__name__ = name + "_paired"
@@ -564,16 +598,12 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             blk = t // BLOCK
             tid = t % BLOCK
             smem = ti.simt.block.SharedArray((SHARED,), ti.f32)   # the reduction buffer
-            # the frame's header, copied to shared memory once: a read of the frame in memory is two
-            # dependent loads (Taichi reloads the array's address first), from L2 after every grid
-            # barrier (its fence empties the L1), and the time loop reads the header at every step
-            # and in every gate's math. H200, µs a step, the kernel before / with the copy (separate
+            # the frame's header, read from shared memory at every step and in every gate's math
+            # (``copy_header``). H200, µs a step, the kernel before / with the copy (separate
             # processes, 2 rounds each): GRU 1536 b1 t187 13.3, 13.6 / 12.8, 12.8, b4 16.8, 16.7 /
             # 16.0, 16.0, GRU 2048 b1 17.1, 16.9 / 16.0, 16.0, LSTM 1536 b1 t50 13.4, 13.4 / 12.9, 12.8
             hd = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
-            if tid < F_HEADER:
-                hd[tid] = frame[tid]
-            ti.simt.block.sync()
+            copy_header(frame, hd, tid)
             barrier = 0
             if ti.static(projects):
                 project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
@@ -656,8 +686,9 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                                 rg = 0.0
                                 if b < rows:
                                     xw = hd[F_WS_XW] + (s * B + b) * 3 * H + i
-                                    z, rg = gru_z_r(hd, frame, i, projected(ws, xw) + reduced(smem, 2 * units, units, 0, iu, k),
-                                                      projected(ws, xw + H) + reduced(smem, 2 * units, units, 1, iu, k))
+                                    z, rg = gru_z_r(hd, frame, i,
+                                                    projected(ws, xw) + reduced(smem, 2 * units, units, 0, iu, k),
+                                                    projected(ws, xw + H) + reduced(smem, 2 * units, units, 1, iu, k))
                                 ws[hd[F_WS_SCRATCH] + b * H + i] = z
                                 write_term(terms, trh, b, i, H, rg * h0)   # the second phase's terms
                                 if ti.static(vh):

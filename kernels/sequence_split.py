@@ -424,7 +424,7 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
 
     @ti.func
     def run_layer(x: ti.template(), ws: ti.template(), wts: ti.template(),
-                  frame: ti.template(), out: ti.template(),
+                  frame: ti.template(), head: ti.template(), out: ti.template(),
                   hs: ti.template(), blk, tid):
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(atomic):   # the sums start at zero (each reader sets them back after)
@@ -445,24 +445,24 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         if ti.static(projects == PROJECT_CHUNKS):
             add_chunk_terms(ws, frame, blk, tid)
         if ti.static(cell == CELL_GRU):
-            gru_layer(ws, wts, frame, out, hs, blk, tid, barrier)
+            gru_layer(ws, wts, frame, head, out, hs, blk, tid, barrier)
         else:
-            gated_layer(ws, wts, frame, out, hs, blk, tid, barrier)
+            gated_layer(ws, wts, frame, head, out, hs, blk, tid, barrier)
         leave_grid(frame, tid, NB)
 
     @ti.func
-    def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(),
-                    hs: ti.template(), blk, tid, passed):
+    def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
+                    out: ti.template(), hs: ti.template(), blk, tid, passed):
         """The LSTM and the single gate: one product a step (the module text's steps)."""
         barrier = passed   # run_layer's count so far
-        _, B, H, _ = run_sizes(frame)
+        _, B, H, _ = run_sizes(head)
         sp, u_lo, j0, m = block_place(blk)
         GH = G * H
-        part = frame[F_WS_SCRATCH]   # the partials buffer
+        part = head[F_WS_SCRATCH]   # the partials buffer
         # products: this thread's gate row, gate tid // units of unit u_lo + tid % units
         o = -1   # the row's index in U, -1 where none
         at = -1
-        u0, uso, usj = recurrent_weights(frame)
+        u0, uso, usj = recurrent_weights(head)
         if tid < G * units and u_lo + tid % units < H:
             o = (tid // units) * H + u_lo + tid % units
             at = u0 + o * uso
@@ -472,11 +472,11 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         iu = tid % units
         i = u_lo + iu
         cell_ok = tid < lanes * units and i < H
-        diagonal = frame[F_PEEP] == PEEP_DIAGONAL
-        for s in range(frame[F_STEPS]):
-            _, B, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
-            hp = frame[F_WS_H] + s * slot
-            cp = frame[F_WS_C] + s * slot
+        diagonal = head[F_PEEP] == PEEP_DIAGONAL
+        for s in range(head[F_STEPS]):
+            _, B, H, slot = run_sizes(head)   # re-read each step: short register live ranges
+            hp = head[F_WS_H] + s * slot
+            cp = head[F_WS_C] + s * slot
             rows = frame[F_ROWS + s]
             store_partials(ws, hs, w, o, hp, False, -1, 0, part, sp, j0, rows, B, H, GH, tid, m, False, 0)
             barrier += NB
@@ -491,18 +491,18 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                     if b >= rows:   # absent: the row carries its state forward
                         hv = ws[hp + b * H + i]
                     else:
-                        xw = frame[F_WS_XW] + (s * B + b) * GH + i
+                        xw = head[F_WS_XW] + (s * B + b) * GH + i
                         if ti.static(cell == CELL_SINGLE_GATE):
                             hv = standard_single_gate_output(ws[xw] + partial_sum(ws, part, b, i, B, GH, True))
                         else:
-                            peep = diagonal_peepholes(wts, frame, diagonal, H, i)
+                            peep = diagonal_peepholes(wts, head, diagonal, H, i)
                             a_i = ws[xw] + partial_sum(ws, part, b, i, B, GH, True) + peep[0] * c_
                             a_f = ws[xw + H] + partial_sum(ws, part, b, H + i, B, GH, True) + peep[1] * c_
                             a_c = ws[xw + 2 * H] + partial_sum(ws, part, b, 2 * H + i, B, GH, True) + peep[2] * c_
                             c_ = standard_lstm_cell_state(a_i, a_f, a_c, c_)
                             a_o = ws[xw + 3 * H] + partial_sum(ws, part, b, 3 * H + i, B, GH, True) + peep[3] * c_
                             hv = standard_lstm_output(a_o, c_)
-                        store_output(out, frame, s, b, i, hv)
+                        store_output(out, head, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
                     if ti.static(cell == CELL_LSTM):
                         ws[cp + slot + b * H + i] = c_
@@ -510,8 +510,8 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             grid_barrier(frame, tid, barrier)
 
     @ti.func
-    def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(),
-                  hs: ti.template(), blk, tid, passed):
+    def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
+                  out: ti.template(), hs: ti.template(), blk, tid, passed):
         """The GRU: two products a step, four grid barriers. Thread tid < 2·units of block (g, k)
         holds, at chunk k's inputs, one row of each phase for unit u_lo + tid % units: z's or r's
         row of U (first phase), Uh's or Vh's row (second; none for Vh nil). A step:
@@ -527,13 +527,13 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         12.3, b32 20.2 / 22.1; but GRU 1024 b64 61.1-62.4 / 58.4 (separate processes), so the
         scheduler stops at batch 32 (``split_gates_here``)."""
         barrier = passed   # run_layer's count so far
-        _, B, H, _ = run_sizes(frame)
+        _, B, H, _ = run_sizes(head)
         sp, u_lo, j0, m = block_place(blk)
         PH = PR * H
-        part = frame[F_WS_SCRATCH]   # the partials buffer: rows z, r, Uh·(r∘h0), Vh·(z∘h0)
-        has_vh = vh_is_set(frame)
-        u0, uso, usj = recurrent_weights(frame)
-        v0, vso, vsj = memory_weights(frame)
+        part = head[F_WS_SCRATCH]   # the partials buffer: rows z, r, Uh·(r∘h0), Vh·(z∘h0)
+        has_vh = vh_is_set(head)
+        u0, uso, usj = recurrent_weights(head)
+        v0, vso, vsj = memory_weights(head)
         o1 = -1   # the thread's row of each phase in the partials buffer, -1 where none
         o2 = -1
         at1 = -1
@@ -557,9 +557,9 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
         iu = tid % units
         i = u_lo + iu
         cell_ok = tid < lanes * units and i < H
-        for s in range(frame[F_STEPS]):
-            _, B, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
-            hp = frame[F_WS_H] + s * slot
+        for s in range(head[F_STEPS]):
+            _, B, H, slot = run_sizes(head)   # re-read each step: short register live ranges
+            hp = head[F_WS_H] + s * slot
             rows = frame[F_ROWS + s]
             # phase 1: z's and r's products against h
             store_partials(ws, hs, w1, o1, hp, False, -1, 0, part, sp, j0, rows, B, H, PH, tid, m, False, 0)
@@ -568,14 +568,14 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
             if ti.static(gates_here):
                 # phase 2 from the sums: each block makes r∘h0 and z∘h0 at its own inputs
                 store_partials(ws, hs, w2, o2, hp, True, ti.select(has_vh, 0, -1), second, part, sp, j0, rows, B,
-                               H, PH, tid, m, True, frame[F_WS_XW] + s * B * 3 * H)
+                               H, PH, tid, m, True, head[F_WS_XW] + s * B * 3 * H)
             else:
-                rh = frame[F_WS_C] + (2 * s) * slot   # fresh slots for r∘h0, z∘h0: no SM's L1 holds them stale
+                rh = head[F_WS_C] + (2 * s) * slot   # fresh slots for r∘h0, z∘h0: no SM's L1 holds them stale
                 zh = rh + slot
                 for q in range((rows + SH * lanes - 1) // (SH * lanes)):
                     b = m + SH * (tid // units + lanes * q)
                     if cell_ok and b < rows:
-                        xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
+                        xw = head[F_WS_XW] + (s * B + b) * 3 * H + i
                         z, r = standard_gru_gates(ws[xw] + partial_sum(ws, part, b, i, B, PH, False),
                                                   ws[xw + H] + partial_sum(ws, part, b, H + i, B, PH, True))
                         h0 = ws[hp + b * H + i]
@@ -593,15 +593,15 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
                 if cell_ok and b < B:
                     hv = ws[hp + b * H + i]   # h0; an absent row carries it forward
                     if b < rows:
-                        xw = frame[F_WS_XW] + (s * B + b) * 3 * H + i
+                        xw = head[F_WS_XW] + (s * B + b) * 3 * H + i
                         z = sigmoid32(ws[xw] + partial_sum(ws, part, b, i, B, PH, True))   # as in the first phase
                         if ti.static(gates_here):
                             ws[part + b * PH + H + i] = 0.0   # r's sum, read by every block in phase 2
                         pre_h = ws[xw + 2 * H] + partial_sum(ws, part, b, 2 * H + i, B, PH, True)
                         if has_vh:
                             pre_h += partial_sum(ws, part, b, 3 * H + i, B, PH, True)
-                        hv = standard_gru_output(frame, pre_h, z, hv)
-                        store_output(out, frame, s, b, i, hv)
+                        hv = standard_gru_output(head, pre_h, z, hv)
+                        store_output(out, head, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
             barrier += NB
             grid_barrier(frame, tid, barrier)

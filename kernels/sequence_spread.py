@@ -167,7 +167,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
 
     @ti.func
     def run_layer(x: ti.template(), ws: ti.template(), wts: ti.template(),
-                  frame: ti.template(), out: ti.template(),
+                  frame: ti.template(), head: ti.template(), out: ti.template(),
                   hs: ti.template(), part: ti.template(), blk, tid):
         """Block blk's share of one layer's whole sequence (the kernel's body: see the module text)."""
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
@@ -179,28 +179,28 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
                 barrier += nblocks
                 grid_barrier(frame, tid, barrier)
         if ti.static(one_step):
-            step_from_zeros(ws, wts, frame, out, blk, tid)
+            step_from_zeros(ws, wts, frame, head, out, blk, tid)
         elif ti.static(cell == CELL_GRU):
-            gru_layer(ws, wts, frame, out, hs, part, blk, tid, barrier)
+            gru_layer(ws, wts, frame, head, out, hs, part, blk, tid, barrier)
         else:
-            gated_layer(ws, wts, frame, out, hs, part, blk, tid, barrier)
+            gated_layer(ws, wts, frame, head, out, hs, part, blk, tid, barrier)
         leave_grid(frame, tid, nblocks)
 
     @ti.func
-    def step_from_zeros(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(), blk,
-                        tid):
+    def step_from_zeros(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
+                        out: ti.template(), blk, tid):
         """The one step of a run from zeros: U·h0 and V·c0 (a GRU's Vh·(z∘h0), an LSTM's peepholes on
         c0) are zero, so each (unit, batch row) of the block's units is its gates' neurons on its input
         terms alone. No U, no products, no grid barrier: each block reads only its own terms."""
-        _, B, H, slot = run_sizes(frame)
+        _, B, H, slot = run_sizes(head)
         units = (H + nblocks - 1) // nblocks
-        diagonal = frame[F_PEEP] == PEEP_DIAGONAL
+        diagonal = head[F_PEEP] == PEEP_DIAGONAL
         for q in range((B * units + BLOCK - 1) // BLOCK):
             e = tid + q * BLOCK
             b = e // units
             i = blk * units + e % units
             if b < B and i < H:
-                xw = frame[F_WS_XW] + b * G * H + i
+                xw = head[F_WS_XW] + b * G * H + i
                 hv = 0.0   # a row absent from the step keeps its zero state
                 c = 0.0
                 if b < frame[F_ROWS]:
@@ -208,19 +208,19 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
                         hv = standard_single_gate_output(ws[xw])
                     elif ti.static(cell == CELL_GRU):
                         z, r_unused = standard_gru_gates(ws[xw], ws[xw + H])   # (r multiplies h0 = 0)
-                        hv = standard_gru_output(frame, ws[xw + 2 * H], z, 0.0)
+                        hv = standard_gru_output(head, ws[xw + 2 * H], z, 0.0)
                     else:
                         c = standard_lstm_cell_state(ws[xw], ws[xw + H], ws[xw + 2 * H], 0.0)
-                        peep = diagonal_peepholes(wts, frame, diagonal, H, i)   # the output gate's sees c1
+                        peep = diagonal_peepholes(wts, head, diagonal, H, i)   # the output gate's sees c1
                         hv = standard_lstm_output(ws[xw + 3 * H] + peep[3] * c, c)
-                    store_output(out, frame, 0, b, i, hv)
-                ws[frame[F_WS_H] + slot + b * H + i] = hv
+                    store_output(out, head, 0, b, i, hv)
+                ws[head[F_WS_H] + slot + b * H + i] = hv
                 if ti.static(cell == CELL_LSTM):
-                    ws[frame[F_WS_C] + slot + b * H + i] = c
+                    ws[head[F_WS_C] + slot + b * H + i] = c
 
     @ti.func
-    def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(),
-                  hs: ti.template(), part: ti.template(), blk, tid, passed):
+    def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
+                  out: ti.template(), hs: ti.template(), part: ti.template(), blk, tid, passed):
         """The GRU: two phases a step, each a pass per bc batch rows, with a grid barrier after each.
         Phase 1: Uz and Ur against h give z and r of the block's units; r∘h0 and z∘h0 go to fresh
         slots of the C region (z to the scratch rows). Phase 2 needs every unit's r∘h0 and z∘h0: Uh
@@ -229,14 +229,14 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
         the block's units, chunk k; its phase-2 product reads r∘h0 or z∘h0 by an offset, so a warp
         that holds both kinds of row does not diverge."""
         barrier = passed   # run_layer's count so far
-        _, _, H, _ = run_sizes(frame)
+        _, _, H, _ = run_sizes(head)
         units = (H + nblocks - 1) // nblocks
         u_lo = blk * units
         R = 2 * units
         p = tid % R
         k = tid // R
-        u0, uso, usj = recurrent_weights(frame)
-        v0, vso, vsj = memory_weights(frame)
+        u0, uso, usj = recurrent_weights(head)
+        v0, vso, vsj = memory_weights(head)
         lr = ti.Vector([-1], ti.i32)   # the thread's row of each phase, -1 where none
         at1 = ti.Vector([-1], ti.i32)
         at2 = ti.Vector([-1], ti.i32)
@@ -256,12 +256,12 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
         bb = tid // units
         iu = tid % units
         i = u_lo + iu
-        for s in range(frame[F_STEPS]):
-            _, B, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
-            hp = frame[F_WS_H] + s * slot
-            rh = frame[F_WS_C] + (2 * s) * slot   # fresh slots: no SM's L1 holds them stale
+        for s in range(head[F_STEPS]):
+            _, B, H, slot = run_sizes(head)   # re-read each step: short register live ranges
+            hp = head[F_WS_H] + s * slot
+            rh = head[F_WS_C] + (2 * s) * slot   # fresh slots: no SM's L1 holds them stale
             zh = rh + slot
-            zs = frame[F_WS_SCRATCH]
+            zs = head[F_WS_SCRATCH]
             for pass_ in range((B + bc - 1) // bc):   # phase 1: z and r
                 b0 = pass_ * bc
                 copy_h(ws, hp, hs, 0, b0, B, H, tid)
@@ -271,8 +271,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
                 xz = 0.0
                 xr = 0.0
                 if present:
-                    xz = ws[frame[F_WS_XW] + (s * B + b) * 3 * H + i]
-                    xr = ws[frame[F_WS_XW] + (s * B + b) * 3 * H + H + i]
+                    xz = ws[head[F_WS_XW] + (s * B + b) * 3 * H + i]
+                    xr = ws[head[F_WS_XW] + (s * B + b) * 3 * H + H + i]
                 ti.simt.block.sync()
                 pass_products(part, w1, wts, at1, usj, H, hs, kc * CHUNK, lr, k, R, ti.min(bc, B - b0))
                 ti.simt.block.sync()
@@ -303,7 +303,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
                     z = ws[zs + b * H + i]
                     h0 = ws[hp + b * H + i]
                     if present:
-                        xh = ws[frame[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i]
+                        xh = ws[head[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i]
                 ti.simt.block.sync()
                 pass_products(part, w2, wts, at2, sj2, H, hs, second + kc * CHUNK, lr, k, R, ti.min(bc, B - b0))
                 ti.simt.block.sync()
@@ -311,21 +311,21 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
                     hv = h0
                     if present:
                         pre_h = xh + gate_sum(part, bb * R + iu) + gate_sum(part, bb * R + units + iu)
-                        hv = standard_gru_output(frame, pre_h, z, h0)
-                        store_output(out, frame, s, b, i, hv)
+                        hv = standard_gru_output(head, pre_h, z, h0)
+                        store_output(out, head, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
                 ti.simt.block.sync()
             barrier += nblocks
             grid_barrier(frame, tid, barrier)
 
     @ti.func
-    def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), out: ti.template(),
-                    hs: ti.template(), part: ti.template(), blk, tid, passed):
+    def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
+                    out: ti.template(), hs: ti.template(), part: ti.template(), blk, tid, passed):
         """The LSTM and the single gate: one phase a step."""
         barrier = passed
         # this thread's gate rows lr[i] = p + i·span of the block's R (gate g = lr // units of unit
         # u_lo + lr % units) and its chunk k, loaded once for the whole launch
-        _, _, H, _ = run_sizes(frame)
+        _, _, H, _ = run_sizes(head)
         units = (H + nblocks - 1) // nblocks
         u_lo = blk * units
         R = G * units
@@ -334,8 +334,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
         k = tid // span
         lr = ti.Vector([-1] * rho, ti.i32)   # -1 where none
         at = ti.Vector([-1] * rho, ti.i32)   # where the row starts in wts
-        u0, uso, usj = recurrent_weights(frame)
-        diagonal = frame[F_PEEP] == PEEP_DIAGONAL   # read once: in every pass it was two loads in a row
+        u0, uso, usj = recurrent_weights(head)
+        diagonal = head[F_PEEP] == PEEP_DIAGONAL   # read once: in every pass it was two loads in a row
         for i in ti.static(range(rho)):
             r_ = p + i * span
             if k < chunks and r_ < R and u_lo + r_ % units < H:
@@ -347,10 +347,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
         bb = tid // units
         iu = tid % units
         i = u_lo + iu
-        for s in range(frame[F_STEPS]):
-            _, B, H, slot = run_sizes(frame)   # re-read each step: short register live ranges
-            hp = frame[F_WS_H] + s * slot
-            cp = frame[F_WS_C] + s * slot
+        for s in range(head[F_STEPS]):
+            _, B, H, slot = run_sizes(head)   # re-read each step: short register live ranges
+            hp = head[F_WS_H] + s * slot
+            cp = head[F_WS_C] + s * slot
             for pass_ in range((B + bc - 1) // bc):
                 b0 = pass_ * bc
                 copy_h(ws, hp, hs, 0, b0, B, H, tid)
@@ -361,7 +361,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
                 c = 0.0
                 if present:
                     for g in ti.static(range(G)):
-                        xg[g] = ws[frame[F_WS_XW] + (s * B + b) * G * H + g * H + i]
+                        xg[g] = ws[head[F_WS_XW] + (s * B + b) * G * H + g * H + i]
                 if ti.static(cell == CELL_LSTM):
                     if mine:
                         c = ws[cp + b * H + i]
@@ -375,14 +375,14 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
                         if ti.static(cell == CELL_SINGLE_GATE):
                             hv = standard_single_gate_output(xg[0] + gate_sum(part, o))
                         else:
-                            peep = diagonal_peepholes(wts, frame, diagonal, H, i)
+                            peep = diagonal_peepholes(wts, head, diagonal, H, i)
                             a_i = xg[0] + gate_sum(part, o) + peep[0] * c
                             a_f = xg[1] + gate_sum(part, o + units) + peep[1] * c
                             a_c = xg[2] + gate_sum(part, o + 2 * units) + peep[2] * c
                             c = standard_lstm_cell_state(a_i, a_f, a_c, c)
                             a_o = xg[3] + gate_sum(part, o + 3 * units) + peep[3] * c
                             hv = standard_lstm_output(a_o, c)
-                        store_output(out, frame, s, b, i, hv)
+                        store_output(out, head, s, b, i, hv)
                     else:
                         hv = ws[hp + b * H + i]
                     ws[hp + slot + b * H + i] = hv
