@@ -259,11 +259,9 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
                 head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
                 if blk < nblocks:   # (a block is all of one layer: the branch is uniform, its barrier safe)
                     copy_header(frame, head, t % block)
-                else:
-                    copy_header(frame2, head, t % block)
-                if blk < nblocks:
                     run_layer(x, ws, wts, frame, head, out, *arrays, blk, t % block)
                 else:
+                    copy_header(frame2, head, t % block)
                     run_layer(x2, ws2, wts2, frame2, head, out2, *arrays, blk - nblocks, t % block)
             elif blk < nblocks:
                 run_layer(x, ws, wts, frame, frame, out, *arrays, blk, t % block)
@@ -650,7 +648,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                                 cn = cp + slot
                                 hv = 0.0   # the unit's new h
                                 if b < rows:
-                                    xw = hd[F_WS_XW] + (s * B + b) * 4 * H + i
+                                    xw = xw0 + b * rows_w + i
                                     a_i = projected(ws, xw) + reduced(smem, 4 * units, units, 0, iu, k)
                                     a_f = projected(ws, xw + H) + reduced(smem, 4 * units, units, 1, iu, k)
                                     a_c = projected(ws, xw + 2 * H) + reduced(smem, 4 * units, units, 2, iu, k)
@@ -673,7 +671,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                             elif ti.static(cell == CELL_SINGLE_GATE):
                                 hv = 0.0
                                 if b < rows:
-                                    xw = hd[F_WS_XW] + (s * B + b) * H + i
+                                    xw = xw0 + b * rows_w + i
                                     pre = projected(ws, xw) + reduced(smem, units, units, 0, iu, k)
                                     hv = single_h(hd, frame, i, pre)
                                     store_output(out, hd, s, b, i, hv)
@@ -685,7 +683,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                                 z = 0.0
                                 rg = 0.0
                                 if b < rows:
-                                    xw = hd[F_WS_XW] + (s * B + b) * 3 * H + i
+                                    xw = xw0 + b * rows_w + i
                                     z, rg = gru_z_r(hd, frame, i,
                                                     projected(ws, xw) + reduced(smem, 2 * units, units, 0, iu, k),
                                                     projected(ws, xw + H) + reduced(smem, 2 * units, units, 1, iu, k))
@@ -711,7 +709,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                             if i < H and b < B:
                                 hv = ws[hp + b * H + i]   # h0, carried forward where the row is absent
                                 if b < rows:
-                                    xw = hd[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i
+                                    xw = xw0 + b * rows_w + 2 * H + i
                                     hv = gru_h(hd, frame, i, projected(ws, xw) + reduced(smem, units, units, 0, iu, k),
                                                ws[hd[F_WS_SCRATCH] + b * H + i], hv)
                                     store_output(out, hd, s, b, i, hv)
