@@ -127,12 +127,12 @@ from .layout import (
 from .neurons import sigmoid32
 from .projection import zero_initial_state
 from .sequence_copy import store_output
-from .sequence_persistent import grid_barrier, grid_kernels, leave_grid, project_own_rows
+from .sequence_persistent import SHARED_LIMIT, grid_barrier, grid_kernels, leave_grid, project_own_rows
 from .sequence_registers import CHUNK
 from .sequence_spread import h_buffers
 
 BLOCK = 256     # threads a block: 128 registers a thread, 32 of them weights (64 in a wide chunk)
-SHARED = 8192   # floats of shared memory: 32 KiB, h of 256 batch rows a pass
+SHARED = SHARED_LIMIT   # floats of shared memory: 32 KiB, h of 256 batch rows a pass
 WIDE = 64       # input channels of a wide chunk (``split_shape``): one row a thread only
 WIDE_PASS = 64  # batch rows a pass of a wide chunk: 16 copied floats a thread beside its 64 weights
 

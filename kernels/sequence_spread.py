@@ -73,13 +73,13 @@ from .layout import (
     PEEP_DIAGONAL,
 )
 from .sequence_copy import store_output
-from .sequence_persistent import grid_barrier, grid_kernels, leave_grid, project_own_rows
+from .sequence_persistent import SHARED_LIMIT, grid_barrier, grid_kernels, leave_grid, project_own_rows
 from .sequence_registers import CHUNK, load_rows, rows_dot
 
 BLOCK = 256          # threads a block: 128 registers a thread (see sequence_registers)
 MAX_ROWS = 2         # gate rows a thread holds
 MAX_BATCH_PASS = 8   # batch rows a pass
-SHARED = 8192        # floats of shared memory: 32 KiB
+SHARED = SHARED_LIMIT   # floats of shared memory: 32 KiB (Metal's limit; grid_kernels adds the header only within it)
 
 
 def h_buffers(cell):
