@@ -51,32 +51,43 @@ def pack_quads(matrix):
 #
 #     ((blk·padded + qi)·rows + r)·threads + tid          (threads = lanes·splits)
 #
-# with each thread's run of ``run`` quads padded with zeros to ``padded`` (a whole number of load
-# groups: ``stream_shape``), and
+# with each thread's run of ``run`` quads padded with zeros to ``padded`` (past the ``kept`` quads that
+# open the run and that the kernel copies to shared memory once, a whole number of load groups:
+# ``stream_shape``), and
 # the rows a thread has past its block's or past H all zeros: the kernel reads whole groups and masks
 # nothing.
 
 
-def stream_shape(rows_r, rows, hidden, block, loads):
-    """(lanes, splits, quads of a run, run padded to whole groups of ``loads``) of a phase whose
-    block streams ``rows_r`` gate rows over ``hidden`` inputs, ``rows`` rows a thread, on
-    ``block`` threads. Plain integer arithmetic: the kernel computes the same (``ti.func``)."""
+def stream_shape(rows_r, rows, hidden, block, loads, room=0):
+    """(lanes, splits, quads of a run, quads of it kept, run padded to whole groups of ``loads``
+    past the kept ones) of a phase whose block streams ``rows_r`` gate rows over ``hidden`` inputs,
+    ``rows`` rows a thread, on ``block`` threads. The kept quads open a thread's run and stay in
+    shared memory for the whole sequence, within ``room`` quads a thread (``rows`` quads each): the
+    run's partial group (its length past whole groups) and then as many whole groups as fit, or
+    none where even the partial group does not fit; keeping the partial group takes a whole group
+    of loads (and its padding) off every step. Plain integer arithmetic (``whole`` is -1 exactly
+    where the partial group does not fit): the kernel computes the same (``ti.func``)."""
     lanes = (rows_r + rows - 1) // rows
     splits = block // lanes
     run = ((hidden + QUAD - 1) // QUAD + splits - 1) // splits
-    return lanes, splits, run, (run + loads - 1) // loads * loads
+    part = run % loads
+    whole = (room - part * rows) // (loads * rows)
+    kept = min(part + whole * loads, run) * min(whole + 1, 1)
+    return lanes, splits, run, kept, kept + (run - kept + loads - 1) // loads * loads
 
 
-def pack_streams(phases, hidden, nblocks, rows, loads, block):
+def pack_streams(phases, hidden, nblocks, rows, loads, block, rooms=None):
     """The quads of every phase's matrix in the order the persistent kernel's threads stream them
     (above), one phase after the other. ``phases``: (matrix, gates) pairs, the matrix (gates·H, H)
-    float32, gate g's row of unit i at g·H + i."""
+    float32, gate g's row of unit i at g·H + i; ``rooms``: each phase's quads a thread of shared
+    memory for kept quads (``stream_shape``; none where not given)."""
     units = -(-hidden // nblocks)
     hq = -(-hidden // QUAD)
     parts = []
-    for matrix, gates in phases:
+    for n, (matrix, gates) in enumerate(phases):
         quads = pack_quads(matrix).reshape(hq, gates * hidden, QUAD)   # [quad, row]
-        lanes, splits, run, padded = stream_shape(gates * units, rows, hidden, block, loads)
+        lanes, splits, run, kept, padded = stream_shape(gates * units, rows, hidden, block, loads,
+                                                        rooms[n] if rooms else 0)
         blk, qi, r, tid = np.meshgrid(np.arange(nblocks), np.arange(padded), np.arange(rows),
                                       np.arange(lanes * splits), indexing="ij")
         rr = tid % lanes + r * lanes            # the thread's row among its block's

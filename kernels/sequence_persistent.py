@@ -98,6 +98,7 @@ MAX_CHUNK = 8
 SHARED = BLOCK * MAX_CHUNK   # the block's shared memory: the reduction buffer (8 KiB)
 HEADER_ROOM = 64   # ints of shared memory for the frame's header (F_HEADER), whole 128-byte lines
 SHARED_LIMIT = 8192   # 4-byte words of shared memory a block may take: 32 KiB, Metal's threadgroup limit
+KEPT_ROOM = (SHARED_LIMIT - SHARED - HEADER_ROOM) // (QUAD * BLOCK)   # quads a thread the rest holds (5)
 
 
 @ti.func
@@ -275,7 +276,7 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
 
 @functools.lru_cache(maxsize=None)
 def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all, rows=1, zigzag=False, vh=True,
-                      streams=False, fold=False):
+                      streams=False, fold=False, room=0):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
     sequence (0: they are read from memory at every step; see ``resident_terms``);
@@ -290,8 +291,11 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
     weight quads come in the order the threads read them (``kernels/quads.py``'s ``pack_streams``),
     not in rows (``persistent_layout``); ``fold``: the projected input terms start the
     first slice's sums (``partial_dots``) rather than being read by the gate math after them
-    (``persistent_fold``)."""
+    (``persistent_fold``); ``room``: quads a thread of shared memory that keep the opening quads
+    of its runs for the whole sequence (``kept_quads``; with ``streams`` and no resident weights
+    only, at most KEPT_ROOM; ``persistent_kept``)."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
+    assert room == 0 or (streams and resident == 0 and room <= KEPT_ROOM), (room, streams, resident)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
 
@@ -408,10 +412,60 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                 quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, rest, q_end, H, group, with2, True)
 
     @ti.func
-    def stream_part(rows_r, H):
-        """Quads of one phase's part of the streams layout (``pack_streams``): every block's runs."""
-        lanes_p, splits, _, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads)
+    def stream_part(rows_r, H, kroom):
+        """Quads of one phase's part of the streams layout (``pack_streams``): every block's runs
+        (``kroom``: the phase's room for kept quads)."""
+        lanes_p, splits, _, _, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kroom)
         return nblocks * padded * rows * lanes_p * splits
+
+    @ti.func
+    def second_room(H, units):
+        """(quads a thread of room for the GRU's second phase, the slot its kept quads start at in
+        shared memory): what the first phase's kept quads leave (none with Vh: the second phase's
+        two streams share one run shape, so neither keeps quads)."""
+        _, _, _, kept1, _ = stream_shape_ti(gates_a * units, rows, H, BLOCK, loads, room)
+        kroom = 0
+        if ti.static(not vh):
+            kroom = room - kept1 * rows
+        return kroom, kept1 * rows
+
+    @ti.func
+    def kept_slot(shq: ti.template(), slot, tid):
+        """Quad ``slot`` of this thread's kept quads in shared memory, where each of its four floats
+        lies a block apart (consecutive threads, consecutive words: no bank conflicts)."""
+        return ti.Vector([shq[(slot * QUAD + e) * BLOCK + tid] for e in ti.static(range(QUAD))])
+
+    @ti.func
+    def copy_kept(wq: ti.template(), shq: ti.template(), rows_r, H, kroom, seg, slot0, blk, tid):
+        """This thread's kept quads of one phase (the opening ``kept`` quads of its run in the streams
+        layout, part at quad ``seg``) into shared memory from slot ``slot0`` on, read once a launch:
+        U does not change while it runs, and no other thread reads them."""
+        lanes, splits, _, kept, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kroom)
+        threads = lanes * splits
+        if tid < threads:
+            own = seg + (blk * padded * rows) * threads + tid
+            for qi in range(kept):
+                for r in ti.static(range(rows)):
+                    w4 = wq[own + (qi * rows + r) * threads]
+                    for e in ti.static(range(QUAD)):
+                        shq[((slot0 + qi * rows + r) * QUAD + e) * BLOCK + tid] = w4[e]
+
+    @ti.func
+    def kept_products(shq: ti.template(), src: ti.template(), acc: ti.template(), x1, slot0, q0, hq, kept, tid):
+        """acc[r·chunk + k] += Σ W(row r, quad q0 + qi)·src[x1[k] + q0 + qi] over the thread's kept
+        quads qi < ``kept`` (shared memory from slot ``slot0``). Unrolled to the most a phase can
+        keep, each past ``kept`` read at the last kept quad and weighted 0, so that every term load
+        is issued at once: they are the phase's only memory round trip outside its groups."""
+        for qi in ti.static(range(room // rows)):
+            qk = ti.min(qi, kept - 1)
+            on = ti.select(qi < kept, 1.0, 0.0)
+            tq = ti.min(q0 + qk, hq - 1)   # (run quads past the row are zeros: their terms in bounds)
+            for k in ti.static(range(chunk)):
+                t4 = src[x1[k] + tq]
+                for r in ti.static(range(rows)):
+                    w4 = kept_slot(shq, slot0 + qk * rows + r, tid)
+                    for e in ti.static(range(QUAD)):
+                        acc[r * chunk + k] += on * w4[e] * t4[e]
 
     @ti.func
     def stream_runs(wq: ti.template(), src: ti.template(), acc: ti.template(), at, vat, threads, x1, x2, q0, hq,
@@ -443,7 +497,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
     @ti.func
     def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
                      tid, H, x1, v_quads, x2, with2: ti.template(), held: ti.template(), wreg, back, blk, seg, vseg,
-                     ws: ti.template(), xw0, b0, live):
+                     ws: ti.template(), xw0, b0, live, shq: ti.template(), kroom, slot0):
         """red[(tid·rows + r)·chunk + k] = this thread's slice of Σ_j W(o, j)·h1_k[j] (+ Vh(i, j)·h2_k[j]
         with ``with2``) for its rows r, o = row0 + g·H + i, the terms h1_k, h2_k of batch row k read
         four a load from the terms' copy ``src`` (rows at quads x1[k], x2[k]), the weights from the quads
@@ -458,7 +512,9 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
         first slice's sums (split 0) start from the rows' projected input terms, ws[xw0 + b·rows_w + o]
         for the chunk's batch rows b = b0 + k below ``live``: their loads are issued before the weights'
         and have the whole stream to arrive, where the gate math would wait on them after the
-        reduction."""
+        reduction. With ``room``, the opening quads of each thread's run come from shared memory
+        (``shq`` from slot ``slot0``, the phase's room ``kroom``: ``kept_quads``) and the stream
+        starts past them."""
         lanes = (rows_r + rows - 1) // rows
         lane = tid % lanes
         split = tid // lanes
@@ -486,12 +542,17 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         for k in ti.static(range(chunk)):
                             acc[k] += wreg[kk] * src[x1[k] + (j0 + kk) // QUAD][(j0 + kk) % QUAD]
         elif ti.static(streams):
-            _, _, run, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads)
+            _, _, run, kept, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kroom)
             threads = lanes * n_split
             if tid < threads:
-                own = (blk * padded * rows) * threads + tid   # the thread's first quad in the phase's part
-                stream_runs(wq, src, acc, seg + own, vseg + own, threads, x1, x2, split * run,
-                            (H + QUAD - 1) // QUAD, padded, ti.static(half_loads if with2 else loads), with2, back)
+                hq = (H + QUAD - 1) // QUAD
+                if ti.static(room > 0):
+                    if kept > 0:
+                        kept_products(shq, src, acc, x1, slot0, split * run, hq, kept, tid)
+                # the thread's first streamed quad in the phase's part, past its kept ones
+                own = (blk * padded * rows + kept * rows) * threads + tid
+                stream_runs(wq, src, acc, seg + own, vseg + own, threads, x1, x2, split * run + kept,
+                            hq, padded - kept, ti.static(half_loads if with2 else loads), with2, back)
         elif i < H and split < n_split:
             # the thread's rows, a row past the block's or past H read as its first (and not summed)
             w_rows = ti.Vector([o] * rows, ti.i32)
@@ -602,6 +663,15 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             # 16.0, 16.0, GRU 2048 b1 17.1, 16.9 / 16.0, 16.0, LSTM 1536 b1 t50 13.4, 13.4 / 12.9, 12.8
             hd = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
             copy_header(frame, hd, tid)
+            # the kept quads (``kept_quads``; one word, unused, where the kernel keeps none)
+            shq = ti.simt.block.SharedArray((room * QUAD * BLOCK or 1,), ti.f32)
+            if ti.static(room > 0):
+                _, _, Hk, _ = run_sizes(hd)
+                unitsk = (Hk + nblocks - 1) // nblocks
+                copy_kept(wq, shq, gates_a * unitsk, Hk, room, 0, 0, blk, tid)
+                if ti.static(cell == CELL_GRU):
+                    room2, slot2 = second_room(Hk, unitsk)
+                    copy_kept(wq, shq, unitsk, Hk, room2, stream_part(gates_a * unitsk, Hk, room), slot2, blk, tid)
             barrier = 0
             if ti.static(projects):
                 project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
@@ -638,7 +708,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                     # (the sums' last readers met at the end of the pass before, or a grid barrier did)
                     x1 = row_starts(thp, B, H, b0)
                     partial_dots(wq, terms, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                 False, resident > 0, wreg, back, blk, 0, 0, ws, xw0, b0, rows)
+                                 False, resident > 0, wreg, back, blk, 0, 0, ws, xw0, b0, rows, shq, room, 0)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
                         iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -700,9 +770,11 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         b0 = bc * chunk
                         x1 = row_starts(trh, B, H, b0)
                         x2 = row_starts(trh + tslot, B, H, b0)
-                        seg = stream_part(gates_a * units, H)   # (streams: Uh's part, then Vh's)
+                        seg = stream_part(gates_a * units, H, room)   # (streams: Uh's part, then Vh's)
+                        room2, slot2 = second_room(H, units)
                         partial_dots(wq, terms, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                     vh, False, wreg, back, blk, seg, seg + stream_part(units, H), ws, xw0, b0, rows)
+                                     vh, False, wreg, back, blk, seg, seg + stream_part(units, H, room2), ws, xw0,
+                                     b0, rows, shq, room2, slot2)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -721,9 +793,11 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
 
     # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
     # appended where odd steps stream in reverse, an s where the weights lie in streams (``persistent_layout``),
-    # an f where the projected terms start the sums (``persistent_fold``)
+    # an f where the projected terms start the sums (``persistent_fold``), k and the room where quads
+    # are kept in shared memory (``persistent_kept``)
     kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
-                       + ("z" if zigzag else "") + ("s" if streams else "") + ("f" if fold else ""))
+                       + ("z" if zigzag else "") + ("s" if streams else "") + ("f" if fold else "")
+                       + (f"k{room}" if room else ""))
     return ti.kernel(kernel)
 
 
@@ -834,6 +908,19 @@ def persistent_layout():
     GRU 2816 b1 36.7 / 36.4, b2 37.2 / 37.1, LSTM 2048 b1 t25 23.7 / 23.5, LSTM 1536 b1 14.0 / 14.2.
     (The stream alone: ``bench/probes/stream_layout.py``.)"""
     return knob("MPSRNN_PERSISTENT_LAYOUT", ("rows", "streams")) or "streams"
+
+
+def persistent_kept(resident, streams):
+    """Quads a thread of the persistent kernel keeps in shared memory for the whole sequence (the
+    ``room`` of ``persistent_kernel``; ``kept_quads`` picks which): KEPT_ROOM, what 32 KiB leave
+    past the reduction buffer and the header, where the weights lie in streams and none are
+    resident in registers, if ``MPSRNN_PERSISTENT_KEPT`` is on; else none.
+
+    A thread's run is streamed in groups of loads issued together, padded to whole groups; the
+    step is bound by those groups (their round trips and their bytes, from L2). Keeping a run's
+    partial group, or a whole one, on chip takes a group off every step."""
+    wanted = switch("MPSRNN_PERSISTENT_KEPT", False)
+    return KEPT_ROOM if wanted and streams and resident == 0 else 0
 
 
 def persistent_fold(chunk):

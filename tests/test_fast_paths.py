@@ -709,7 +709,8 @@ def test_gru_split_kernel_gates_in_blocks_or_cells(kind, opts, hidden, rows, gat
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="a check of the CUDA-only persistent kernel on Vulkan")
 @pytest.mark.parametrize("stream", ["4", "2", "16c", "4 rows 2", "2 rows 2", "4 forward", "4 held",
                                     "4 streams", "2 rows 2 streams", "2 held streams", "4 streams fold",
-                                    "2 rows 2 streams fold", "2 held fold"])
+                                    "2 rows 2 streams fold", "2 held fold", "4 streams kept",
+                                    "2 rows 2 streams kept", "4 streams fold kept"])
 @pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])
 def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     """The persistent kernel (CUDA's path) on a grid of one block, as the spread kernel above, for
@@ -723,8 +724,11 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     registers; "streams": the weight quads in the order the threads read them (``pack_streams``);
     "fold": the projected input terms start the first slice's sums (``persistent_fold``; at chunks
     of 8 and 4 here, where the default leaves it off: a chunk's rows past the batch and past the
-    step's rows take none)."""
+    step's rows take none); "kept": the opening quads of each thread's runs kept in shared memory
+    (``persistent_kept``; at hidden 45 a whole group, a partial one, or a whole run: the GRU's
+    second phase and the single gate stream nothing)."""
     from mpsrnn.scheduler import plans
+    stream, kept = stream.removesuffix(" kept"), stream.endswith(" kept")
     stream, fold = stream.removesuffix(" fold"), stream.endswith(" fold")
     stream, streams = stream.removesuffix(" streams"), stream.endswith(" streams")
     stream, forward = stream.removesuffix(" forward"), stream.endswith(" forward")
@@ -738,6 +742,7 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     monkeypatch.setenv("MPSRNN_PERSISTENT_ZIGZAG", "off" if forward else "on")
     monkeypatch.setenv("MPSRNN_PERSISTENT_LAYOUT", "streams" if streams else "rows")
     monkeypatch.setenv("MPSRNN_PERSISTENT_FOLD", "on" if fold else "off")
+    monkeypatch.setenv("MPSRNN_PERSISTENT_KEPT", "on" if kept else "off")
     if rows:   # (weights held in registers keep one row a thread: the single gate's would be)
         monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", rows)
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
@@ -752,7 +757,7 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
         assert resident_terms(CELL_SINGLE_GATE, 45, 1, 4) == 9
     names = dispatched_kernels(layer)
     assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z")
-                             + ("s" if streams else "") + ("f" if fold else ""))
+                             + ("s" if streams else "") + ("f" if fold else "") + ("k5" if kept else ""))
                for name in names), names
 
 
@@ -785,16 +790,19 @@ def test_forcing_another_path_replans_the_same_layer(monkeypatch, rng):
 
 
 @pytest.mark.skipif("persistent" not in ARCH_PATHS, reason="the persistent kernel runs on CUDA only")
-@pytest.mark.parametrize("gate_rows", ["1", "2", "1 of 2"])
+@pytest.mark.parametrize("gate_rows", ["1", "2", "1 of 2", "1 kept", "2 kept"])
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows", [s for s in SCENARIOS if s[3] in (401, 777)],
                          ids=["gru-401", "lstm-777"])
 def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, gate_rows, rng, monkeypatch):
     """The persistent kernel on two blocks per SM (what every layer it takes gets), against the
     reference, twice (the barrier count restarts), with one or two gate rows a thread (two: on a
     chunk of 4 batch rows, within the reduction buffer's room); chunks of 8 rows otherwise; "1 of 2":
-    a batch of 2 rows, whose projected terms start the sums by default (``persistent_fold``)."""
+    a batch of 2 rows, whose projected terms start the sums by default (``persistent_fold``); "kept":
+    the opening quads of each thread's runs kept in shared memory (``persistent_kept``)."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
+    gate_rows, kept = gate_rows.removesuffix(" kept"), gate_rows.endswith(" kept")
+    monkeypatch.setenv("MPSRNN_PERSISTENT_KEPT", "on" if kept else "off")
     gate_rows, fold = gate_rows.removesuffix(" of 2"), gate_rows.endswith(" of 2")
     monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", gate_rows)
     if gate_rows == "2":   # (weights held in registers keep one row a thread)
@@ -810,4 +818,4 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
     names = dispatched_kernels(layer)
     grid = f"persistent{2 * recurrence._sms()}"
     assert any(grid in name and ("x2" in name) == (gate_rows == "2") and name.endswith("f") == fold
-               for name in names), names
+               and name.endswith("k5") == kept for name in names), names
