@@ -910,16 +910,28 @@ def persistent_layout():
     return knob("MPSRNN_PERSISTENT_LAYOUT", ("rows", "streams")) or "streams"
 
 
-def persistent_kept(resident, streams):
+def persistent_kept(resident, streams, chunk):
     """Quads a thread of the persistent kernel keeps in shared memory for the whole sequence (the
-    ``room`` of ``persistent_kernel``; ``kept_quads`` picks which): KEPT_ROOM, what 32 KiB leave
+    ``room`` of ``persistent_kernel``; ``stream_shape`` picks which): KEPT_ROOM, what 32 KiB leave
     past the reduction buffer and the header, where the weights lie in streams and none are
-    resident in registers, if ``MPSRNN_PERSISTENT_KEPT`` is on; else none.
+    resident in registers, on a chunk of 1 batch row; ``MPSRNN_PERSISTENT_KEPT`` (on or off)
+    decides instead, for A/B benchmarks.
 
-    A thread's run is streamed in groups of loads issued together, padded to whole groups; the
-    step is bound by those groups (their round trips and their bytes, from L2). Keeping a run's
-    partial group, or a whole one, on chip takes a group off every step."""
-    wanted = switch("MPSRNN_PERSISTENT_KEPT", False)
+    A thread's run is streamed in groups of loads issued together, padded to whole groups, and the
+    stream is what bounds the step at large hidden sizes. Keeping the run's partial group (or a
+    whole one) on chip takes a group off every step: GRU 2560 b1 14 → 13 groups in the first phase
+    and 7 → 6 in the second, GRU 1536 b1 5 → 4 and 3 → 2, LSTM 2048 b1 16 → 15. H200, same
+    process, 2 rounds, µs a step, without / with: GRU 2560 b1 t187 30.03 / 28.20 and 30.26 / 28.12,
+    GRU 2816 b1 36.63 / 35.40 and 36.40 / 35.84, GRU 2048 b1 16.41 / 16.06, t750 14.92 / 14.67,
+    GRU 1536 b1 t187 12.39 / 12.27, t1500 11.56 / 11.38, LSTM 2048 b1 t25 24.13 / 23.66 and
+    23.80 / 22.53, LSTM 1536 b1 t50 13.49 / 12.85 and 12.88 / 12.96. On larger chunks it loses
+    (the kept quads' products unrolled over the chunk's terms): at a chunk of 2, GRU 2816 b2
+    36.67 / 42.23, GRU 2560 b2 32.50 / 35.53, GRU 2048 b2 18.08 / 19.62, LSTM 1536 b2 15.48 /
+    16.02; at 4, GRU 2816 b4 41.85 / 44.35, LSTM 2048 b4 t25 30.25 / 33.06; at 8, GRU 1536 b8
+    t100 25.85 / 27.58. Loading the kept quads' terms before the stream, so that their round
+    trip overlaps the first group's, changed nothing (GRU 2560 b1 28.18, LSTM 2048 b1 22.41)."""
+    forced = knob("MPSRNN_PERSISTENT_KEPT", ("on", "off"))
+    wanted = forced == "on" if forced else chunk == 1
     return KEPT_ROOM if wanted and streams and resident == 0 else 0
 
 

@@ -790,26 +790,33 @@ def test_forcing_another_path_replans_the_same_layer(monkeypatch, rng):
 
 
 @pytest.mark.skipif("persistent" not in ARCH_PATHS, reason="the persistent kernel runs on CUDA only")
-@pytest.mark.parametrize("gate_rows", ["1", "2", "1 of 2", "1 kept", "2 kept"])
+@pytest.mark.parametrize("gate_rows", ["1", "2", "1 of 2", "1 of 1", "1 kept", "2 kept"])
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows", [s for s in SCENARIOS if s[3] in (401, 777)],
                          ids=["gru-401", "lstm-777"])
 def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, gate_rows, rng, monkeypatch):
     """The persistent kernel on two blocks per SM (what every layer it takes gets), against the
     reference, twice (the barrier count restarts), with one or two gate rows a thread (two: on a
     chunk of 4 batch rows, within the reduction buffer's room); chunks of 8 rows otherwise; "1 of 2":
-    a batch of 2 rows, whose projected terms start the sums by default (``persistent_fold``); "kept":
-    the opening quads of each thread's runs kept in shared memory (``persistent_kept``)."""
+    a batch of 2 rows, whose projected terms start the sums by default (``persistent_fold``); "1 of
+    1": a batch of 1 row, which also keeps the opening quads of each thread's runs in shared memory
+    by default (``persistent_kept``); "kept": those quads kept on larger chunks."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
     gate_rows, kept = gate_rows.removesuffix(" kept"), gate_rows.endswith(" kept")
-    monkeypatch.setenv("MPSRNN_PERSISTENT_KEPT", "on" if kept else "off")
+    if kept:
+        monkeypatch.setenv("MPSRNN_PERSISTENT_KEPT", "on")
+    gate_rows, single = gate_rows.removesuffix(" of 1"), gate_rows.endswith(" of 1")
+    if single:   # (weights resident in registers, GRU 401's at a chunk of 1, keep none)
+        monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
+    kept = kept or single
     gate_rows, fold = gate_rows.removesuffix(" of 2"), gate_rows.endswith(" of 2")
+    fold = fold or single
     monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", gate_rows)
     if gate_rows == "2":   # (weights held in registers keep one row a thread)
         rows = [4, 4, 3, 1]
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
     if fold:
-        rows = [2, 2, 1, 1, 1]
+        rows = [1, 1, 1, 1] if single else [2, 2, 1, 1, 1]
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     d = descriptor(kind, rng, n_in, hidden, **opts)
@@ -817,5 +824,5 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
     assert_twice_matches_reference(layer, d, rng, rows, n_in)
     names = dispatched_kernels(layer)
     grid = f"persistent{2 * recurrence._sms()}"
-    assert any(grid in name and ("x2" in name) == (gate_rows == "2") and name.endswith("f") == fold
-               and name.endswith("k5") == kept for name in names), names
+    suffix = "zs" + ("f" if fold else "") + ("k5" if kept else "")
+    assert any(grid in name and ("x2" in name) == (gate_rows == "2") and name.endswith(suffix) for name in names), names

@@ -534,7 +534,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         rows = persistent_rows(chunk, resident)
         loads, clamp_all = persistent_loads(chunk, _from_hbm(lr.cell))
         streams = persistent_layout() == "streams"
-        room = persistent_kept(resident, streams)
+        room = persistent_kept(resident, streams, chunk)
         quads = lr.cell.stream_quads(grid, rows, loads, room) if streams else lr.cell.quads()
         prog.add(persistent_kernel(kind, grid, chunk, resident, not lr.projected_apart, loads, clamp_all, rows,
                                    persistent_zigzag(), lr.cell.has_vh, streams, persistent_fold(chunk), room),
