@@ -25,6 +25,10 @@ load too, from the kernel's own copy of every state vector it writes, kept in qu
 Where a thread's share of the first phase's weights is short, it holds them in registers for
 the whole sequence instead (``resident_terms``).
 
+On a chunk of one batch row, the opening quads of each thread's run stay in the shared memory the
+reduction buffer and the header leave within 32 KiB (``persistent_kept``): a step streams a group
+of loads fewer in each phase.
+
 What the step's chain of latencies reads after a grid barrier (whose fence empties the L1), it
 reads from shared memory where it can: the frame's header is copied there once a launch, and on
 small chunks the projected input terms start the sums (``persistent_fold``), so the gate math waits
@@ -38,10 +42,11 @@ last block to leave the last barrier resets it (``F_DEPART``), since no
 ``project_inputs`` runs first to do it.
 
 The grid must be resident all at once or the barrier never opens: two blocks
-of 256 threads per SM (``persistent_per_sm``), 8.25 KiB of shared memory each. Dense LSTM
-peepholes need a second barrier per step and are left to the other paths. Shapes: the grid,
-the batch chunk, the resident share and whether the kernel projects are compile-time
-constants, so ``persistent_kernel`` builds (and caches) one kernel per combination.
+of 256 threads per SM (``persistent_per_sm``), 8.25 KiB of shared memory each (28.25 with kept
+quads). Dense LSTM peepholes need a second barrier per step and are left to the other paths.
+Shapes: the grid, the batch chunk, the resident share, the room for kept quads and whether the
+kernel projects are compile-time constants, so ``persistent_kernel`` builds (and caches) one
+kernel per combination.
 
 The grid's pieces (``grid_barrier``, ``leave_grid``, ``project_own_rows``, and ``grid_kernels``,
 which builds a layer body's single and paired launch forms) also serve the spread and split
@@ -928,8 +933,12 @@ def persistent_kept(resident, streams, chunk):
     (the kept quads' products unrolled over the chunk's terms): at a chunk of 2, GRU 2816 b2
     36.67 / 42.23, GRU 2560 b2 32.50 / 35.53, GRU 2048 b2 18.08 / 19.62, LSTM 1536 b2 15.48 /
     16.02; at 4, GRU 2816 b4 41.85 / 44.35, LSTM 2048 b4 t25 30.25 / 33.06; at 8, GRU 1536 b8
-    t100 25.85 / 27.58. Loading the kept quads' terms before the stream, so that their round
-    trip overlaps the first group's, changed nothing (GRU 2560 b1 28.18, LSTM 2048 b1 22.41)."""
+    t100 25.85 / 27.58. ``ptxas`` (GRU 2816): 96 → 126 registers a thread at a chunk of 1, and
+    111 → 128 with a few spilled bytes at 2: the kept quads' unrolled products hold more live
+    values beside the stream's group. Loading their terms before the stream, so that their round
+    trip overlaps the first group's, changed nothing (GRU 2560 b1 28.18, LSTM 2048 b1 22.41); nor
+    did taking their products after the stream (GRU 2560 b1 28.93 against 28.73, b2 36.36
+    against 35.66)."""
     forced = knob("MPSRNN_PERSISTENT_KEPT", ("on", "off"))
     wanted = forced == "on" if forced else chunk == 1
     return KEPT_ROOM if wanted and streams and resident == 0 else 0
@@ -978,8 +987,8 @@ def persistent_per_sm(l2_bytes):
     place, 39.8 / 32.7. (Only where a chunk was staged in shared memory, before the twentieth
     session, did one block pay from L2: LSTM 1024 b4 21.7 / 23.5, GRU 1024 b4 19.7 / 21.0.) Two
     blocks need both on an SM at once, or the first grid barrier never opens: 256 threads at
-    Taichi's cap of 128 registers each (it asks for two blocks an SM) and 8 KiB of shared memory
-    fit twice (``ncu``: a block limit of 2 by registers)."""
+    Taichi's cap of 128 registers each (it asks for two blocks an SM) and 8.25 KiB of shared memory
+    (28.25 with kept quads: ``persistent_kept``) fit twice (``ncu``: a block limit of 2 by registers)."""
     return one_or_two("MPSRNN_PERSISTENT_PER_SM") or (2 if l2_bytes > 0 else 1)
 
 
