@@ -25,7 +25,7 @@ load too, from the kernel's own copy of every state vector it writes, kept in qu
 Where a thread's share of the first phase's weights is short, it holds them in registers for
 the whole sequence instead (``resident_terms``).
 
-On a chunk of one batch row, the opening quads of each thread's run stay in the shared memory the
+On chunks of 1-2 batch rows, the opening quads of each thread's run stay in the shared memory the
 reduction buffer and the header leave within 32 KiB (``persistent_kept``): a step streams a group
 of loads fewer in each phase.
 
@@ -281,7 +281,7 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
 
 @functools.lru_cache(maxsize=None)
 def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all, rows=1, zigzag=False, vh=True,
-                      streams=False, fold=False, room=0):
+                      streams=False, fold=False, kept=(0, 0)):
     """The persistent kernel of ``cell`` for a grid of ``nblocks`` blocks and batch chunks of ``chunk``;
     ``resident``: each thread's share of the first phase's weights, held in registers for the whole
     sequence (0: they are read from memory at every step; see ``resident_terms``);
@@ -296,11 +296,15 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
     weight quads come in the order the threads read them (``kernels/quads.py``'s ``pack_streams``),
     not in rows (``persistent_layout``); ``fold``: the projected input terms start the
     first slice's sums (``partial_dots``) rather than being read by the gate math after them
-    (``persistent_fold``); ``room``: quads a thread of shared memory that keep the opening quads
-    of its runs for the whole sequence (``kept_quads``; with ``streams`` and no resident weights
-    only, at most KEPT_ROOM; ``persistent_kept``)."""
+    (``persistent_fold``); ``kept``: the opening quads of each thread's run that stay in shared
+    memory for the whole sequence, in the first phase and in the GRU's second (``kept_counts``;
+    with ``streams`` and no resident weights only, ``rows`` x their sum at most KEPT_ROOM). The
+    counts are exact: they depend on the hidden size, so each layer that keeps quads compiles its
+    own kernel, whose products over them are unrolled with nothing masked."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
-    assert room == 0 or (streams and resident == 0 and room <= KEPT_ROOM), (room, streams, resident)
+    kept_a, kept_b = kept
+    room_a, room_b = kept_a * rows, kept_b * rows   # the room that keeps exactly these (``stream_shape``)
+    assert kept == (0, 0) or (streams and resident == 0 and room_a + room_b <= KEPT_ROOM), (kept, resident)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
 
@@ -424,53 +428,40 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
         return nblocks * padded * rows * lanes_p * splits
 
     @ti.func
-    def second_room(H, units):
-        """(quads a thread of room for the GRU's second phase, the slot its kept quads start at in
-        shared memory): what the first phase's kept quads leave (none with Vh: the second phase's
-        two streams share one run shape, so neither keeps quads)."""
-        _, _, _, kept1, _ = stream_shape_ti(gates_a * units, rows, H, BLOCK, loads, room)
-        kroom = 0
-        if ti.static(not vh):
-            kroom = room - kept1 * rows
-        return kroom, kept1 * rows
-
-    @ti.func
     def kept_slot(shq: ti.template(), slot, tid):
         """Quad ``slot`` of this thread's kept quads in shared memory, where each of its four floats
         lies a block apart (consecutive threads, consecutive words: no bank conflicts)."""
         return ti.Vector([shq[(slot * QUAD + e) * BLOCK + tid] for e in ti.static(range(QUAD))])
 
     @ti.func
-    def copy_kept(wq: ti.template(), shq: ti.template(), rows_r, H, kroom, seg, slot0, blk, tid):
-        """This thread's kept quads of one phase (the opening ``kept`` quads of its run in the streams
+    def copy_kept(wq: ti.template(), shq: ti.template(), rows_r, H, kq: ti.template(), seg, slot0, blk, tid):
+        """This thread's ``kq`` kept quads of one phase (the opening quads of its run in the streams
         layout, part at quad ``seg``) into shared memory from slot ``slot0`` on, read once a launch:
         U does not change while it runs, and no other thread reads them."""
-        lanes, splits, _, kept, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kroom)
+        lanes, splits, _, _, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kq * rows)
         threads = lanes * splits
         if tid < threads:
             own = seg + (blk * padded * rows) * threads + tid
-            for qi in range(kept):
+            for qi in ti.static(range(kq)):
                 for r in ti.static(range(rows)):
                     w4 = wq[own + (qi * rows + r) * threads]
                     for e in ti.static(range(QUAD)):
                         shq[((slot0 + qi * rows + r) * QUAD + e) * BLOCK + tid] = w4[e]
 
     @ti.func
-    def kept_products(shq: ti.template(), src: ti.template(), acc: ti.template(), x1, slot0, q0, hq, kept, tid):
-        """acc[r·chunk + k] += Σ W(row r, quad q0 + qi)·src[x1[k] + q0 + qi] over the thread's kept
-        quads qi < ``kept`` (shared memory from slot ``slot0``). Unrolled to the most a phase can
-        keep, each past ``kept`` read at the last kept quad and weighted 0, so that every term load
-        is issued at once: they are the phase's only memory round trip outside its groups."""
-        for qi in ti.static(range(room // rows)):
-            qk = ti.min(qi, kept - 1)
-            on = ti.select(qi < kept, 1.0, 0.0)
-            tq = ti.min(q0 + qk, hq - 1)   # (run quads past the row are zeros: their terms in bounds)
+    def kept_products(shq: ti.template(), src: ti.template(), acc: ti.template(), x1, slot0, q0, hq,
+                      kq: ti.template(), tid):
+        """acc[r·chunk + k] += Σ W(row r, quad q0 + qi)·src[x1[k] + q0 + qi] over the thread's ``kq``
+        kept quads (shared memory from slot ``slot0``), unrolled, so that every term load is issued
+        at once: they are the phase's only memory round trip outside its groups."""
+        for qi in ti.static(range(kq)):
+            tq = ti.min(q0 + qi, hq - 1)   # (run quads past the row are zeros: their terms in bounds)
             for k in ti.static(range(chunk)):
                 t4 = src[x1[k] + tq]
                 for r in ti.static(range(rows)):
-                    w4 = kept_slot(shq, slot0 + qk * rows + r, tid)
+                    w4 = kept_slot(shq, slot0 + qi * rows + r, tid)
                     for e in ti.static(range(QUAD)):
-                        acc[r * chunk + k] += on * w4[e] * t4[e]
+                        acc[r * chunk + k] += w4[e] * t4[e]
 
     @ti.func
     def stream_runs(wq: ti.template(), src: ti.template(), acc: ti.template(), at, vat, threads, x1, x2, q0, hq,
@@ -502,7 +493,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
     @ti.func
     def partial_dots(wq: ti.template(), src: ti.template(), red: ti.template(), rows_w, row0, rows_r, units, u_lo,
                      tid, H, x1, v_quads, x2, with2: ti.template(), held: ti.template(), wreg, back, blk, seg, vseg,
-                     ws: ti.template(), xw0, b0, live, shq: ti.template(), kroom, slot0):
+                     ws: ti.template(), xw0, b0, live, shq: ti.template(), kq: ti.template(), slot0):
         """red[(tid·rows + r)·chunk + k] = this thread's slice of Σ_j W(o, j)·h1_k[j] (+ Vh(i, j)·h2_k[j]
         with ``with2``) for its rows r, o = row0 + g·H + i, the terms h1_k, h2_k of batch row k read
         four a load from the terms' copy ``src`` (rows at quads x1[k], x2[k]), the weights from the quads
@@ -517,9 +508,8 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
         first slice's sums (split 0) start from the rows' projected input terms, ws[xw0 + b·rows_w + o]
         for the chunk's batch rows b = b0 + k below ``live``: their loads are issued before the weights'
         and have the whole stream to arrive, where the gate math would wait on them after the
-        reduction. With ``room``, the opening quads of each thread's run come from shared memory
-        (``shq`` from slot ``slot0``, the phase's room ``kroom``: ``kept_quads``) and the stream
-        starts past them."""
+        reduction. With ``kq`` kept quads, the opening quads of each thread's run come from shared
+        memory (``shq`` from slot ``slot0``: ``kept_counts``) and the stream starts past them."""
         lanes = (rows_r + rows - 1) // rows
         lane = tid % lanes
         split = tid // lanes
@@ -547,17 +537,16 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         for k in ti.static(range(chunk)):
                             acc[k] += wreg[kk] * src[x1[k] + (j0 + kk) // QUAD][(j0 + kk) % QUAD]
         elif ti.static(streams):
-            _, _, run, kept, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kroom)
+            _, _, run, _, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kq * rows)
             threads = lanes * n_split
             if tid < threads:
                 hq = (H + QUAD - 1) // QUAD
-                if ti.static(room > 0):
-                    if kept > 0:
-                        kept_products(shq, src, acc, x1, slot0, split * run, hq, kept, tid)
+                if ti.static(kq > 0):
+                    kept_products(shq, src, acc, x1, slot0, split * run, hq, kq, tid)
                 # the thread's first streamed quad in the phase's part, past its kept ones
-                own = (blk * padded * rows + kept * rows) * threads + tid
-                stream_runs(wq, src, acc, seg + own, vseg + own, threads, x1, x2, split * run + kept,
-                            hq, padded - kept, ti.static(half_loads if with2 else loads), with2, back)
+                own = (blk * padded * rows + kq * rows) * threads + tid
+                stream_runs(wq, src, acc, seg + own, vseg + own, threads, x1, x2, split * run + kq,
+                            hq, padded - kq, ti.static(half_loads if with2 else loads), with2, back)
         elif i < H and split < n_split:
             # the thread's rows, a row past the block's or past H read as its first (and not summed)
             w_rows = ti.Vector([o] * rows, ti.i32)
@@ -668,15 +657,15 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             # 16.0, 16.0, GRU 2048 b1 17.1, 16.9 / 16.0, 16.0, LSTM 1536 b1 t50 13.4, 13.4 / 12.9, 12.8
             hd = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
             copy_header(frame, hd, tid)
-            # the kept quads (``kept_quads``; one word, unused, where the kernel keeps none)
-            shq = ti.simt.block.SharedArray((room * QUAD * BLOCK or 1,), ti.f32)
-            if ti.static(room > 0):
+            # the kept quads (``kept_counts``; one word, unused, where the kernel keeps none)
+            shq = ti.simt.block.SharedArray(((room_a + room_b) * QUAD * BLOCK or 1,), ti.f32)
+            if ti.static(kept != (0, 0)):
                 _, _, Hk, _ = run_sizes(hd)
                 unitsk = (Hk + nblocks - 1) // nblocks
-                copy_kept(wq, shq, gates_a * unitsk, Hk, room, 0, 0, blk, tid)
-                if ti.static(cell == CELL_GRU):
-                    room2, slot2 = second_room(Hk, unitsk)
-                    copy_kept(wq, shq, unitsk, Hk, room2, stream_part(gates_a * unitsk, Hk, room), slot2, blk, tid)
+                copy_kept(wq, shq, gates_a * unitsk, Hk, kept_a, 0, 0, blk, tid)
+                if ti.static(kept_b > 0):
+                    copy_kept(wq, shq, unitsk, Hk, kept_b, stream_part(gates_a * unitsk, Hk, room_a), room_a, blk,
+                              tid)
             barrier = 0
             if ti.static(projects):
                 project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
@@ -713,7 +702,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                     # (the sums' last readers met at the end of the pass before, or a grid barrier did)
                     x1 = row_starts(thp, B, H, b0)
                     partial_dots(wq, terms, smem, rows_w, 0, gates_a * units, units, u_lo, tid, H, x1, 0, x1,
-                                 False, resident > 0, wreg, back, blk, 0, 0, ws, xw0, b0, rows, shq, room, 0)
+                                 False, resident > 0, wreg, back, blk, 0, 0, ws, xw0, b0, rows, shq, kept_a, 0)
                     ti.simt.block.sync()
                     for q_ in range(rounds(units * chunk, tid)):
                         iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -775,11 +764,10 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         b0 = bc * chunk
                         x1 = row_starts(trh, B, H, b0)
                         x2 = row_starts(trh + tslot, B, H, b0)
-                        seg = stream_part(gates_a * units, H, room)   # (streams: Uh's part, then Vh's)
-                        room2, slot2 = second_room(H, units)
+                        seg = stream_part(gates_a * units, H, room_a)   # (streams: Uh's part, then Vh's)
                         partial_dots(wq, terms, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                     vh, False, wreg, back, blk, seg, seg + stream_part(units, H, room2), ws, xw0,
-                                     b0, rows, shq, room2, slot2)
+                                     vh, False, wreg, back, blk, seg, seg + stream_part(units, H, room_b), ws,
+                                     xw0, b0, rows, shq, kept_b, room_a)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -798,11 +786,11 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
 
     # the name profilers show: lstm_persistent264, lstm_persistent264x2 with two rows a thread, a z
     # appended where odd steps stream in reverse, an s where the weights lie in streams (``persistent_layout``),
-    # an f where the projected terms start the sums (``persistent_fold``), k and the room where quads
-    # are kept in shared memory (``persistent_kept``)
+    # an f where the projected terms start the sums (``persistent_fold``), k and the counts of each phase
+    # where quads are kept in shared memory (``kept_counts``)
     kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_persistent{nblocks}" + (f"x{rows}" if rows > 1 else "")
                        + ("z" if zigzag else "") + ("s" if streams else "") + ("f" if fold else "")
-                       + (f"k{room}" if room else ""))
+                       + (f"k{kept_a}_{kept_b}" if kept != (0, 0) else ""))
     return ti.kernel(kernel)
 
 
@@ -915,32 +903,46 @@ def persistent_layout():
     return knob("MPSRNN_PERSISTENT_LAYOUT", ("rows", "streams")) or "streams"
 
 
+def kept_counts(cell_kind, hidden, nblocks, rows, loads, room, vh):
+    """(first phase's, GRU second phase's) quads a thread the persistent kernel keeps in shared
+    memory, within ``room`` quads a thread (``persistent_kept``): the first phase takes what it can
+    use (``stream_shape``), the GRU's second phase what that leaves, but none with Vh (its two
+    streams share one run shape)."""
+    units = -(-hidden // nblocks)
+    first = stream_shape(FIRST_PHASE_GATES[cell_kind] * units, rows, hidden, BLOCK, loads, room)[3]
+    second = 0
+    if cell_kind == CELL_GRU and not vh:
+        second = stream_shape(units, rows, hidden, BLOCK, loads, room - first * rows)[3]
+    return first, second
+
+
 def persistent_kept(resident, streams, chunk):
-    """Quads a thread of the persistent kernel keeps in shared memory for the whole sequence (the
-    ``room`` of ``persistent_kernel``; ``stream_shape`` picks which): KEPT_ROOM, what 32 KiB leave
-    past the reduction buffer and the header, where the weights lie in streams and none are
-    resident in registers, on a chunk of 1 batch row; ``MPSRNN_PERSISTENT_KEPT`` (on or off)
-    decides instead, for A/B benchmarks.
+    """Room, in quads a thread, for the persistent kernel to keep weight quads in shared memory for
+    the whole sequence (``kept_counts`` picks which): KEPT_ROOM, what 32 KiB leave past the
+    reduction buffer and the header, where the weights lie in streams and none are resident in
+    registers, on a chunk of 1 or 2 batch rows; ``MPSRNN_PERSISTENT_KEPT`` (on or off) decides
+    instead, for A/B benchmarks.
 
     A thread's run is streamed in groups of loads issued together, padded to whole groups, and the
     stream is what bounds the step at large hidden sizes. Keeping the run's partial group (or a
     whole one) on chip takes a group off every step: GRU 2560 b1 14 → 13 groups in the first phase
-    and 7 → 6 in the second, GRU 1536 b1 5 → 4 and 3 → 2, LSTM 2048 b1 16 → 15. H200, same
-    process, 2 rounds, µs a step, without / with: GRU 2560 b1 t187 30.03 / 28.20 and 30.26 / 28.12,
-    GRU 2816 b1 36.63 / 35.40 and 36.40 / 35.84, GRU 2048 b1 16.41 / 16.06, t750 14.92 / 14.67,
-    GRU 1536 b1 t187 12.39 / 12.27, t1500 11.56 / 11.38, LSTM 2048 b1 t25 24.13 / 23.66 and
-    23.80 / 22.53, LSTM 1536 b1 t50 13.49 / 12.85 and 12.88 / 12.96. On larger chunks it loses
-    (the kept quads' products unrolled over the chunk's terms): at a chunk of 2, GRU 2816 b2
-    36.67 / 42.23, GRU 2560 b2 32.50 / 35.53, GRU 2048 b2 18.08 / 19.62, LSTM 1536 b2 15.48 /
-    16.02; at 4, GRU 2816 b4 41.85 / 44.35, LSTM 2048 b4 t25 30.25 / 33.06; at 8, GRU 1536 b8
-    t100 25.85 / 27.58. ``ptxas`` (GRU 2816): 96 → 126 registers a thread at a chunk of 1, and
-    111 → 128 with a few spilled bytes at 2: the kept quads' unrolled products hold more live
-    values beside the stream's group. Loading their terms before the stream, so that their round
-    trip overlaps the first group's, changed nothing (GRU 2560 b1 28.18, LSTM 2048 b1 22.41); nor
-    did taking their products after the stream (GRU 2560 b1 28.93 against 28.73, b2 36.36
-    against 35.66)."""
+    and 7 → 6 in the second, GRU 1536 b1 5 → 4 and 3 → 2, LSTM 2048 b1 16 → 15.
+
+    H200, same process, 2 rounds, µs a step, without / with. The counts compiled in (each layer's
+    kernel unrolls exactly its kept quads): GRU 2560 b1 t187 29.81 / 27.70, b2 31.79 / 29.65, GRU
+    2816 b2 36.41 / 35.80, LSTM 2048 b1 t25 22.87 / 21.54. Before, one kernel for every hidden size
+    unrolled the most a phase can keep and masked the rest: at a chunk of 1 it gained as much (GRU
+    2560 b1 30.03 / 28.20, 30.26 / 28.12; GRU 2816 b1 36.63 / 35.40; GRU 2048 b1 16.41 / 16.06; GRU
+    1536 b1 t1500 11.56 / 11.38; LSTM 2048 b1 23.80 / 22.53; LSTM 1536 b1 t50 13.49 / 12.85, 12.88
+    / 12.96), but it lost at 2 (GRU 2816 b2 36.67 / 42.23, GRU 2560 b2 32.50 / 35.53, GRU 2048 b2
+    18.08 / 19.62, LSTM 1536 b2 15.48 / 16.02; ``ptxas``, GRU 2816: 111 → 128 registers a thread
+    and spills, where a chunk of 1 went 96 → 126), at 4 (GRU 2816 b4 41.85 / 44.35, LSTM 2048 b4
+    t25 30.25 / 33.06) and at 8 (GRU 1536 b8 t100 25.85 / 27.58); chunks of 4 and 8 have not been
+    measured with exact counts. With the masked kernel, loading the kept quads' terms before the
+    stream changed nothing (GRU 2560 b1 28.18, LSTM 2048 b1 22.41), nor did taking their products
+    after it (GRU 2560 b1 28.93 against 28.73)."""
     forced = knob("MPSRNN_PERSISTENT_KEPT", ("on", "off"))
-    wanted = forced == "on" if forced else chunk == 1
+    wanted = forced == "on" if forced else chunk <= 2
     return KEPT_ROOM if wanted and streams and resident == 0 else 0
 
 

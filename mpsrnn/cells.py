@@ -175,28 +175,25 @@ class PackedCell:
             self._quads.from_numpy(host)
         return self._quads
 
-    def stream_quads(self, nblocks, rows, loads, room=0):
+    def stream_quads(self, nblocks, rows, loads, kept=(0, 0)):
         """U, then for a GRU whose Vh is set Vh, in the order the persistent kernel's threads read
         them on ``nblocks`` blocks, ``rows`` gate rows a thread, groups of ``loads`` loads
         (``kernels/quads.py``'s ``pack_streams``): the first phase's gates, then a GRU's Uh and Vh;
-        ``room``: quads a thread of shared memory for kept quads, the first phase's first, what it
-        leaves for the GRU's Uh (none with Vh: its two streams share one run shape). Made on first
-        use; the cell keeps the last shape asked for."""
+        ``kept``: the quads a thread of the first phase and of the GRU's Uh that the kernel keeps
+        in shared memory (``kept_counts``), which open each run. Made on first use; the cell keeps
+        the last shape asked for."""
         from .kernels.layout import FIRST_PHASE_GATES
-        from .kernels.quads import stream_shape
         from .kernels.sequence_persistent import BLOCK
-        key = (nblocks, rows, loads, room)
+        key = (nblocks, rows, loads, kept)
         if self._streams is None or self._streams[0] != key:
             import taichi as ti
             G, H = self.gates, self.n_out
             mats = self._recurrent_rows()
             first = FIRST_PHASE_GATES[self.kind]
             phases = [(mats[0][:first * H], first)]
-            rooms = [room]
             if first < G:   # the GRU's second phase: Uh, and Vh where set
                 phases += [(mats[0][first * H:], 1)] + [(m, 1) for m in mats[1:]]
-                kept = stream_shape(first * -(-H // nblocks), rows, H, BLOCK, loads, room)[3]
-                rooms += [0, 0] if self.has_vh else [room - kept * rows]
+            rooms = [kept[0] * rows, kept[1] * rows, 0][:len(phases)]   # (the room that keeps exactly these)
             host = pack_streams(phases, H, nblocks, rows, loads, BLOCK, rooms)
             quads = ti.Vector.ndarray(QUAD, ti.f32, len(host))
             quads.from_numpy(host)

@@ -5,6 +5,7 @@ The scheduler picks one path per arch and shape; these tests force each in turn
 reference as the plain one, on sizes that are not multiples of any tile and on
 batches whose row count shrinks over time.
 """
+import re
 import subprocess
 import sys
 import textwrap
@@ -455,6 +456,7 @@ def test_registers_kernel_on_either_block(kind, opts, hidden, threads, rng, monk
     assert names and all(name.endswith(f"x{threads}") for name in names), names
 
 
+KEPT_SUFFIX = r"k\d+_\d+$"   # the persistent kernel's name where it keeps quads in shared memory (``kept_counts``)
 ONE_BLOCK = [("lstm", {"peephole": None}), ("lstm", {"peephole": "diagonal", "use_float32_weights": False}),
              ("gru", {}), ("gru", {"flip_output_gates": True, "use_float32_weights": False}),
              ("gru", {"nil": ("output_gate_input_gate_weights",)}), ("single", {})]
@@ -710,7 +712,7 @@ def test_gru_split_kernel_gates_in_blocks_or_cells(kind, opts, hidden, rows, gat
 @pytest.mark.parametrize("stream", ["4", "2", "16c", "4 rows 2", "2 rows 2", "4 forward", "4 held",
                                     "4 streams", "2 rows 2 streams", "2 held streams", "4 streams fold",
                                     "2 rows 2 streams fold", "2 held fold", "4 streams kept",
-                                    "2 rows 2 streams kept", "4 streams fold kept"])
+                                    "2 rows 2 streams kept", "4 streams fold kept", "4 streams fold kept pair"])
 @pytest.mark.parametrize("kind, opts", ONE_BLOCK, ids=[f"{k}-{'-'.join(o)}" for k, o in ONE_BLOCK])
 def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     """The persistent kernel (CUDA's path) on a grid of one block, as the spread kernel above, for
@@ -726,8 +728,10 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
     of 8 and 4 here, where the default leaves it off: a chunk's rows past the batch and past the
     step's rows take none); "kept": the opening quads of each thread's runs kept in shared memory
     (``persistent_kept``; at hidden 45 a whole group, a partial one, or a whole run: the GRU's
-    second phase and the single gate stream nothing)."""
+    second phase and the single gate stream nothing); "pair": a batch of 2 rows (a chunk of 2, as
+    the defaults run those)."""
     from mpsrnn.scheduler import plans
+    stream, pair = stream.removesuffix(" pair"), stream.endswith(" pair")
     stream, kept = stream.removesuffix(" kept"), stream.endswith(" kept")
     stream, fold = stream.removesuffix(" fold"), stream.endswith(" fold")
     stream, streams = stream.removesuffix(" streams"), stream.endswith(" streams")
@@ -748,17 +752,21 @@ def test_persistent_kernel_on_one_block(kind, opts, stream, rng, monkeypatch):
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
     elif held:   # one row a thread for the cells that stream too (two are the default at a chunk of 4)
         monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", "1")
+    if pair:   # (the single gate's weights, resident in registers at a chunk of 2, would keep none)
+        monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
     d = descriptor(kind, rng, 7, 45, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
-    assert_twice_matches_reference(layer, d, rng, [3, 3, 2, 1] if rows or held else [11, 10, 9, 2, 1], 7)
+    batch = [2, 2, 1, 1] if pair else [3, 3, 2, 1] if rows or held else [11, 10, 9, 2, 1]
+    assert_twice_matches_reference(layer, d, rng, batch, 7)
     if held and kind == "single":   # the premise: its 45 rows leave each thread a share of 9 weights to hold
         from mpsrnn.kernels.layout import CELL_SINGLE_GATE
         from mpsrnn.kernels.sequence_persistent import resident_terms
         assert resident_terms(CELL_SINGLE_GATE, 45, 1, 4) == 9
     names = dispatched_kernels(layer)
-    assert any(name.endswith("persistent1" + (f"x{rows}" if rows else "") + ("" if forward else "z")
-                             + ("s" if streams else "") + ("f" if fold else "") + ("k5" if kept else ""))
-               for name in names), names
+    assert any(re.sub(KEPT_SUFFIX, "", name).endswith("persistent1" + (f"x{rows}" if rows else "")
+                                                      + ("" if forward else "z") + ("s" if streams else "")
+                                                      + ("f" if fold else ""))
+               and bool(re.search(KEPT_SUFFIX, name)) == kept for name in names), names
 
 
 def test_standard_neuron_flag_only_for_the_usual_neurons(rng):
@@ -797,20 +805,20 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
     """The persistent kernel on two blocks per SM (what every layer it takes gets), against the
     reference, twice (the barrier count restarts), with one or two gate rows a thread (two: on a
     chunk of 4 batch rows, within the reduction buffer's room); chunks of 8 rows otherwise; "1 of 2":
-    a batch of 2 rows, whose projected terms start the sums by default (``persistent_fold``); "1 of
-    1": a batch of 1 row, which also keeps the opening quads of each thread's runs in shared memory
-    by default (``persistent_kept``); "kept": those quads kept on larger chunks."""
+    a batch of 2 rows, whose projected terms start the sums and whose opening quads of each
+    thread's runs stay in shared memory by default (``persistent_fold``, ``persistent_kept``); "1 of
+    1": the same on a batch of 1 row; "kept": those quads kept on larger chunks."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
     gate_rows, kept = gate_rows.removesuffix(" kept"), gate_rows.endswith(" kept")
     if kept:
         monkeypatch.setenv("MPSRNN_PERSISTENT_KEPT", "on")
     gate_rows, single = gate_rows.removesuffix(" of 1"), gate_rows.endswith(" of 1")
-    if single:   # (weights resident in registers, GRU 401's at a chunk of 1, keep none)
-        monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
-    kept = kept or single
     gate_rows, fold = gate_rows.removesuffix(" of 2"), gate_rows.endswith(" of 2")
     fold = fold or single
+    if fold:   # (weights resident in registers, GRU 401's at a chunk of 1 or 2, keep none)
+        monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
+    kept = kept or fold
     monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", gate_rows)
     if gate_rows == "2":   # (weights held in registers keep one row a thread)
         rows = [4, 4, 3, 1]
@@ -824,5 +832,6 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
     assert_twice_matches_reference(layer, d, rng, rows, n_in)
     names = dispatched_kernels(layer)
     grid = f"persistent{2 * recurrence._sms()}"
-    suffix = "zs" + ("f" if fold else "") + ("k5" if kept else "")
-    assert any(grid in name and ("x2" in name) == (gate_rows == "2") and name.endswith(suffix) for name in names), names
+    assert any(grid in name and ("x2" in name) == (gate_rows == "2")
+               and re.sub(KEPT_SUFFIX, "", name).endswith("zs" + ("f" if fold else ""))
+               and bool(re.search(KEPT_SUFFIX, name)) == kept for name in names), names

@@ -668,3 +668,23 @@ def test_split_below_its_batch_where_projecting_in_chunks_saves_a_dispatch(rng, 
     monkeypatch.delenv("MPSRNN_PROJECTION")
     monkeypatch.setenv("MPSRNN_RECURRENCE", "spread")
     assert rec.choose_recurrence("cuda", lstm1024, 25, 1) == "spread"
+
+
+def test_kept_counts():
+    """The quads a thread of each phase keeps (``kept_counts``), worked out by hand on 264 blocks.
+    GRU 1536: 6 units a block; the first phase's 12 rows leave 21 splits, runs of ceil(384 / 21) = 19
+    quads, 3 past four groups of 4: kept; the second phase's 6 rows, 42 splits, runs of 10, 2 past
+    whole groups, within the 2 quads of room left (none with Vh). LSTM 2048: 8 units, 32 rows, 8
+    splits, runs of 64, no partial group: one whole group of 4 fits 5 quads. Two rows a thread
+    (loads 2) count twice against the room."""
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
+    from mpsrnn.kernels.sequence_persistent import KEPT_ROOM, kept_counts
+    assert KEPT_ROOM == 5
+    assert kept_counts(CELL_GRU, 1536, 264, 1, 4, KEPT_ROOM, False) == (3, 2)
+    assert kept_counts(CELL_GRU, 1536, 264, 1, 4, KEPT_ROOM, True) == (3, 0)
+    assert kept_counts(CELL_LSTM, 2048, 264, 1, 4, KEPT_ROOM, False) == (4, 0)
+    assert kept_counts(CELL_GRU, 1536, 264, 1, 4, 0, False) == (0, 0)
+    # GRU 2560, two rows, loads 2: 10 units, 20 rows, 10 lanes, 25 splits, runs of 26: one group of 2
+    # (4 quads of room); the second phase's runs of 13 (5 lanes, 51 splits) have a partial quad that
+    # needs 2 quads of room, and 1 is left
+    assert kept_counts(CELL_GRU, 2560, 264, 2, 2, KEPT_ROOM, False) == (2, 0)

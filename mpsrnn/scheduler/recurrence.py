@@ -50,6 +50,7 @@ from ..kernels.sequence_persistent import (
     persistent_per_sm,
     persistent_fold,
     persistent_kept,
+    kept_counts,
     persistent_rows,
     persistent_zigzag,
     quads_outgrow_l2,
@@ -534,10 +535,11 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         rows = persistent_rows(chunk, resident)
         loads, clamp_all = persistent_loads(chunk, _from_hbm(lr.cell))
         streams = persistent_layout() == "streams"
-        room = persistent_kept(resident, streams, chunk)
-        quads = lr.cell.stream_quads(grid, rows, loads, room) if streams else lr.cell.quads()
+        kept = kept_counts(kind, lr.cell.n_out, grid, rows, loads, persistent_kept(resident, streams, chunk),
+                           lr.cell.has_vh)
+        quads = lr.cell.stream_quads(grid, rows, loads, kept) if streams else lr.cell.quads()
         prog.add(persistent_kernel(kind, grid, chunk, resident, not lr.projected_apart, loads, clamp_all, rows,
-                                   persistent_zigzag(), lr.cell.has_vh, streams, persistent_fold(chunk), room),
+                                   persistent_zigzag(), lr.cell.has_vh, streams, persistent_fold(chunk), kept),
                  x, lr.ws, lr.cell.wts, quads, lr.term_quads(steps, batch), lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
