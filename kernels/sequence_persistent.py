@@ -42,11 +42,11 @@ last block to leave the last barrier resets it (``F_DEPART``), since no
 ``project_inputs`` runs first to do it.
 
 The grid must be resident all at once or the barrier never opens: two blocks
-of 256 threads per SM (``persistent_per_sm``), 8.25 KiB of shared memory each (28.25 with kept
-quads). Dense LSTM peepholes need a second barrier per step and are left to the other paths.
-Shapes: the grid, the batch chunk, the resident share, the room for kept quads and whether the
-kernel projects are compile-time constants, so ``persistent_kernel`` builds (and caches) one
-kernel per combination.
+of 256 threads per SM (``persistent_per_sm``), 8.25 KiB of shared memory each (up to 28.25 with
+kept quads). Dense LSTM peepholes need a second barrier per step and are left to the other paths.
+Shapes: the grid, the batch chunk, the resident share, the kept counts and whether the kernel
+projects are compile-time constants, so ``persistent_kernel`` builds (and caches) one kernel per
+combination.
 
 The grid's pieces (``grid_barrier``, ``leave_grid``, ``project_own_rows``, and ``grid_kernels``,
 which builds a layer body's single and paired launch forms) also serve the spread and split
@@ -990,7 +990,7 @@ def persistent_per_sm(l2_bytes):
     session, did one block pay from L2: LSTM 1024 b4 21.7 / 23.5, GRU 1024 b4 19.7 / 21.0.) Two
     blocks need both on an SM at once, or the first grid barrier never opens: 256 threads at
     Taichi's cap of 128 registers each (it asks for two blocks an SM) and 8.25 KiB of shared memory
-    (28.25 with kept quads: ``persistent_kept``) fit twice (``ncu``: a block limit of 2 by registers)."""
+    (up to 28.25 with kept quads: ``persistent_kept``) fit twice (``ncu``: a block limit of 2 by registers)."""
     return one_or_two("MPSRNN_PERSISTENT_PER_SM") or (2 if l2_bytes > 0 else 1)
 
 

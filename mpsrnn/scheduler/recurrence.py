@@ -42,6 +42,7 @@ from ..kernels.projection_tiled import projection_tile, projection_tiled_kernel
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import lanes_kernel
 from ..kernels.sequence_persistent import (
+    kept_counts,
     persistent_chunk,
     persistent_fits,
     persistent_kernel,
@@ -50,7 +51,6 @@ from ..kernels.sequence_persistent import (
     persistent_per_sm,
     persistent_fold,
     persistent_kept,
-    kept_counts,
     persistent_rows,
     persistent_zigzag,
     quads_outgrow_l2,
