@@ -58,36 +58,41 @@ def pack_quads(matrix):
 # nothing.
 
 
-def stream_shape(rows_r, rows, hidden, block, loads, room=0):
-    """(lanes, splits, quads of a run, quads of it kept, run padded to whole groups of ``loads``
-    past the kept ones) of a phase whose block streams ``rows_r`` gate rows over ``hidden`` inputs,
-    ``rows`` rows a thread, on ``block`` threads. The kept quads open a thread's run and stay in
-    shared memory for the whole sequence, within ``room`` quads a thread (``rows`` quads each): the
-    run's partial group (its length past whole groups) and then as many whole groups as fit, or
-    none where even the partial group does not fit; keeping the partial group takes a whole group
-    of loads (and its padding) off every step. Plain integer arithmetic (``whole`` is -1 exactly
-    where the partial group does not fit): the kernel computes the same (``ti.func``)."""
+def kept_quads(run, rows, loads, room):
+    """Quads of a thread's run of ``run`` (``rows`` rows each) that the persistent kernel keeps in
+    shared memory for the whole sequence, within ``room`` quads a thread: the run's partial group
+    (its length past whole groups of ``loads``) and then as many whole groups as fit, or none where
+    even the partial group does not fit. Keeping the partial group takes a whole group of loads
+    (and its padding) off every step."""
+    part = run % loads
+    if part * rows > room:
+        return 0
+    return min(part + (room - part * rows) // (loads * rows) * loads, run)
+
+
+def stream_shape(rows_r, rows, hidden, block, loads, kept=0):
+    """(lanes, splits, quads of a run, run padded to whole groups of ``loads`` past its ``kept``
+    opening quads) of a phase whose block streams ``rows_r`` gate rows over ``hidden`` inputs,
+    ``rows`` rows a thread, on ``block`` threads (``kept``: quads of each run held in shared memory,
+    ``kept_quads``). Plain integer arithmetic: the kernel computes the same (``ti.func``)."""
     lanes = (rows_r + rows - 1) // rows
     splits = block // lanes
     run = ((hidden + QUAD - 1) // QUAD + splits - 1) // splits
-    part = run % loads
-    whole = (room - part * rows) // (loads * rows)
-    kept = min(part + whole * loads, run) * min(whole + 1, 1)
-    return lanes, splits, run, kept, kept + (run - kept + loads - 1) // loads * loads
+    return lanes, splits, run, kept + (run - kept + loads - 1) // loads * loads
 
 
-def pack_streams(phases, hidden, nblocks, rows, loads, block, rooms=None):
+def pack_streams(phases, hidden, nblocks, rows, loads, block, kept=None):
     """The quads of every phase's matrix in the order the persistent kernel's threads stream them
     (above), one phase after the other. ``phases``: (matrix, gates) pairs, the matrix (gates·H, H)
-    float32, gate g's row of unit i at g·H + i; ``rooms``: each phase's quads a thread of shared
-    memory for kept quads (``stream_shape``; none where not given)."""
+    float32, gate g's row of unit i at g·H + i; ``kept``: each phase's quads a thread held in shared
+    memory (``kept_quads``; none where not given)."""
     units = -(-hidden // nblocks)
     hq = -(-hidden // QUAD)
     parts = []
     for n, (matrix, gates) in enumerate(phases):
         quads = pack_quads(matrix).reshape(hq, gates * hidden, QUAD)   # [quad, row]
-        lanes, splits, run, kept, padded = stream_shape(gates * units, rows, hidden, block, loads,
-                                                        rooms[n] if rooms else 0)
+        lanes, splits, run, padded = stream_shape(gates * units, rows, hidden, block, loads,
+                                                  kept[n] if kept else 0)
         blk, qi, r, tid = np.meshgrid(np.arange(nblocks), np.arange(padded), np.arange(rows),
                                       np.arange(lanes * splits), indexing="ij")
         rr = tid % lanes + r * lanes            # the thread's row among its block's

@@ -95,7 +95,7 @@ from .layout import (
 )
 from .grid import on_cuda
 from .projection import ROWS_PER_THREAD, WARP, project_rows_in_lanes, projection_lanes, zero_initial_state
-from .quads import QUAD, QUAD_WEIGHTS, stream_shape
+from .quads import QUAD, QUAD_WEIGHTS, kept_quads, stream_shape
 from .sequence_copy import store_output
 
 BLOCK = 256
@@ -303,8 +303,9 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
     own kernel, whose products over them are unrolled with nothing masked."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     kept_a, kept_b = kept
-    room_a, room_b = kept_a * rows, kept_b * rows   # the room that keeps exactly these (``stream_shape``)
-    assert kept == (0, 0) or (streams and resident == 0 and room_a + room_b <= KEPT_ROOM), (kept, resident)
+    slot_b = kept_a * rows   # where the second phase's kept quads start in shared memory
+    kept_words = (kept_a + kept_b) * rows * QUAD * BLOCK   # (the kernel's own ``rows`` is the step's rows)
+    assert kept == (0, 0) or (streams and resident == 0 and (kept_a + kept_b) * rows <= KEPT_ROOM), (kept, resident)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
 
@@ -421,10 +422,10 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                 quad_group(wq, src, acc, w_rows, v_rows, rows_w, x1, x2, rest, q_end, H, group, with2, True)
 
     @ti.func
-    def stream_part(rows_r, H, kroom):
+    def stream_part(rows_r, H, kq):
         """Quads of one phase's part of the streams layout (``pack_streams``): every block's runs
-        (``kroom``: the phase's room for kept quads)."""
-        lanes_p, splits, _, _, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kroom)
+        (``kq``: the phase's kept quads a run)."""
+        lanes_p, splits, _, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kq)
         return nblocks * padded * rows * lanes_p * splits
 
     @ti.func
@@ -438,7 +439,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
         """This thread's ``kq`` kept quads of one phase (the opening quads of its run in the streams
         layout, part at quad ``seg``) into shared memory from slot ``slot0`` on, read once a launch:
         U does not change while it runs, and no other thread reads them."""
-        lanes, splits, _, _, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kq * rows)
+        lanes, splits, _, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kq)
         threads = lanes * splits
         if tid < threads:
             own = seg + (blk * padded * rows) * threads + tid
@@ -537,7 +538,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         for k in ti.static(range(chunk)):
                             acc[k] += wreg[kk] * src[x1[k] + (j0 + kk) // QUAD][(j0 + kk) % QUAD]
         elif ti.static(streams):
-            _, _, run, _, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kq * rows)
+            _, _, run, padded = stream_shape_ti(rows_r, rows, H, BLOCK, loads, kq)
             threads = lanes * n_split
             if tid < threads:
                 hq = (H + QUAD - 1) // QUAD
@@ -658,13 +659,13 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             hd = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
             copy_header(frame, hd, tid)
             # the kept quads (``kept_counts``; one word, unused, where the kernel keeps none)
-            shq = ti.simt.block.SharedArray(((room_a + room_b) * QUAD * BLOCK or 1,), ti.f32)
+            shq = ti.simt.block.SharedArray((kept_words or 1,), ti.f32)
             if ti.static(kept != (0, 0)):
                 _, _, Hk, _ = run_sizes(hd)
                 unitsk = (Hk + nblocks - 1) // nblocks
                 copy_kept(wq, shq, gates_a * unitsk, Hk, kept_a, 0, 0, blk, tid)
                 if ti.static(kept_b > 0):
-                    copy_kept(wq, shq, unitsk, Hk, kept_b, stream_part(gates_a * unitsk, Hk, room_a), room_a, blk,
+                    copy_kept(wq, shq, unitsk, Hk, kept_b, stream_part(gates_a * unitsk, Hk, kept_a), slot_b, blk,
                               tid)
             barrier = 0
             if ti.static(projects):
@@ -764,10 +765,10 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
                         b0 = bc * chunk
                         x1 = row_starts(trh, B, H, b0)
                         x2 = row_starts(trh + tslot, B, H, b0)
-                        seg = stream_part(gates_a * units, H, room_a)   # (streams: Uh's part, then Vh's)
+                        seg = stream_part(gates_a * units, H, kept_a)   # (streams: Uh's part, then Vh's)
                         partial_dots(wq, terms, smem, rows_w, 2 * H, units, units, u_lo, tid, H, x1, v_quads, x2,
-                                     vh, False, wreg, back, blk, seg, seg + stream_part(units, H, room_b), ws,
-                                     xw0, b0, rows, shq, kept_b, room_a)
+                                     vh, False, wreg, back, blk, seg, seg + stream_part(units, H, kept_b), ws,
+                                     xw0, b0, rows, shq, kept_b, slot_b)
                         ti.simt.block.sync()
                         for q_ in range(rounds(units * chunk, tid)):
                             iu, k, i, b = unit_pair(tid, q_, chunk, u_lo, b0)
@@ -906,13 +907,14 @@ def persistent_layout():
 def kept_counts(cell_kind, hidden, nblocks, rows, loads, room, vh):
     """(first phase's, GRU second phase's) quads a thread the persistent kernel keeps in shared
     memory, within ``room`` quads a thread (``persistent_kept``): the first phase takes what it can
-    use (``stream_shape``), the GRU's second phase what that leaves, but none with Vh (its two
+    use (``kept_quads``), the GRU's second phase what that leaves, but none with Vh (its two
     streams share one run shape)."""
     units = -(-hidden // nblocks)
-    first = stream_shape(FIRST_PHASE_GATES[cell_kind] * units, rows, hidden, BLOCK, loads, room)[3]
+    first = kept_quads(stream_shape(FIRST_PHASE_GATES[cell_kind] * units, rows, hidden, BLOCK, loads)[2],
+                       rows, loads, room)
     second = 0
     if cell_kind == CELL_GRU and not vh:
-        second = stream_shape(units, rows, hidden, BLOCK, loads, room - first * rows)[3]
+        second = kept_quads(stream_shape(units, rows, hidden, BLOCK, loads)[2], rows, loads, room - first * rows)
     return first, second
 
 

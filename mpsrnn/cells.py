@@ -193,8 +193,7 @@ class PackedCell:
             phases = [(mats[0][:first * H], first)]
             if first < G:   # the GRU's second phase: Uh, and Vh where set
                 phases += [(mats[0][first * H:], 1)] + [(m, 1) for m in mats[1:]]
-            rooms = [kept[0] * rows, kept[1] * rows, 0][:len(phases)]   # (the room that keeps exactly these)
-            host = pack_streams(phases, H, nblocks, rows, loads, BLOCK, rooms)
+            host = pack_streams(phases, H, nblocks, rows, loads, BLOCK, (*kept, 0)[:len(phases)])
             quads = ti.Vector.ndarray(QUAD, ti.f32, len(host))
             quads.from_numpy(host)
             self._streams = (key, quads)

@@ -410,39 +410,38 @@ def test_persistent_quad_layout(rng):
     (12, 1, 1536, 4, 5), (6, 1, 1536, 4, 2), (16, 1, 2048, 4, 5), (10, 2, 1536, 2, 5), (20, 2, 2560, 2, 1),
     (200, 1, 45, 4, 5), (24, 1, 1536, 4, 0), (6, 1, 1536, 4, 0), (90, 2, 45, 4, 5), (5, 1, 1024, 2, 5)])
 def test_kept_quads(rows_r, rows, hidden, loads, room):
-    """The quads of a thread's run kept in shared memory (``stream_shape``): the most that fit
+    """The quads of a thread's run kept in shared memory (``kept_quads``): the most that fit
     ``room`` (``rows`` quads each) and leave whole groups of ``loads`` to stream, found here by
-    trying every count."""
-    from mpsrnn.kernels.quads import stream_shape
-    _, _, run, kept, padded = stream_shape(rows_r, rows, hidden, 256, loads, room)
+    trying every count; the run is then padded past them (``stream_shape``)."""
+    from mpsrnn.kernels.quads import kept_quads, stream_shape
+    run = stream_shape(rows_r, rows, hidden, 256, loads)[2]
+    kept = kept_quads(run, rows, loads, room)
     fits = [k for k in range(run + 1) if k * rows <= room and (run - k) % loads == 0]
     assert kept == max(fits, default=0)
-    assert padded == kept + -(-(run - kept) // loads) * loads
+    assert stream_shape(rows_r, rows, hidden, 256, loads, kept)[3] == kept + -(-(run - kept) // loads) * loads
 
 
-@pytest.mark.parametrize("hidden, nblocks, gates, rows, loads, rooms", [
+@pytest.mark.parametrize("hidden, nblocks, gates, rows, loads, kept", [
     (13, 3, 2, 2, 2, None), (10, 4, 1, 1, 4, None), (9, 2, 4, 2, 4, None),
-    (13, 3, 2, 2, 2, (2, 2)), (23, 4, 2, 1, 4, (3, 3)), (10, 4, 1, 1, 4, (5, 0))])
-def test_persistent_streams_layout(rng, hidden, nblocks, gates, rows, loads, rooms):
+    (13, 3, 2, 2, 2, (1, 1)), (23, 4, 2, 1, 4, (2, 3)), (10, 4, 1, 1, 4, (1, 0))])
+def test_persistent_streams_layout(rng, hidden, nblocks, gates, rows, loads, kept):
     """The streams layout (``pack_streams``), written out quad by quad against the packing: quad qi of
     thread tid's run, its row r, in block blk at ((blk·padded + qi)·rows + r)·threads + tid, holding
     M[g·H + i, 4q .. 4q+3] for the thread's row (lane + r·lanes: gate g, unit i) and input quad
     q = split·run + qi, and zeros for rows past the block's or H, quads past the run or the row;
-    past the kept quads (``rooms``: each phase's shared memory), whole groups of loads."""
+    past the ``kept`` quads that open each run (each phase's), whole groups of loads."""
     from mpsrnn.kernels.quads import pack_streams, stream_shape
     block = 16
     m = rng.standard_normal((gates * hidden, hidden)).astype(np.float32)
     second = rng.standard_normal((hidden, hidden)).astype(np.float32)
-    packed = pack_streams([(m, gates), (second, 1)], hidden, nblocks, rows, loads, block, rooms)
+    packed = pack_streams([(m, gates), (second, 1)], hidden, nblocks, rows, loads, block, kept)
     units = -(-hidden // nblocks)
     at = 0
-    kept_any = 0
+    kept_weights = 0   # nonzero weights among the kept quads
     for n, (mat, g_count) in enumerate(((m, gates), (second, 1))):
-        lanes, splits, run, kept, padded = stream_shape(g_count * units, rows, hidden, block, loads,
-                                                        rooms[n] if rooms else 0)
-        assert (padded - kept) % loads == 0 and padded >= run >= kept and splits * run * 4 >= hidden
-        assert kept * rows <= (rooms[n] if rooms else 0)
-        kept_any += kept
+        held = kept[n] if kept else 0
+        lanes, splits, run, padded = stream_shape(g_count * units, rows, hidden, block, loads, held)
+        assert (padded - held) % loads == 0 and padded >= run >= held and splits * run * 4 >= hidden
         threads = lanes * splits
         for blk in range(nblocks):
             for qi in range(padded):
@@ -454,9 +453,10 @@ def test_persistent_streams_layout(rng, hidden, nblocks, gates, rows, loads, roo
                         want = [mat[g * hidden + i, 4 * q + e] if rr < g_count * units and i < hidden and qi < run
                                 and 4 * q + e < hidden else 0.0 for e in range(4)]
                         assert list(packed[at + ((blk * padded + qi) * rows + r) * threads + tid]) == want
+                        kept_weights += sum(w != 0.0 for w in want) if qi < held else 0
         at += nblocks * padded * rows * threads
     assert at == len(packed)
-    assert (kept_any > 0) == bool(rooms)   # the cases with room keep some quads
+    assert (kept_weights > 0) == bool(kept)   # the cases that keep quads keep weights
 
 
 def test_persistent_layout_knob(monkeypatch):
