@@ -42,8 +42,9 @@ last block to leave the last barrier resets it (``F_DEPART``), since no
 ``project_inputs`` runs first to do it.
 
 The grid must be resident all at once or the barrier never opens: two blocks
-of 256 threads per SM (``persistent_per_sm``), 8.25 KiB of shared memory each (up to 28.25 with
-kept quads). Dense LSTM peepholes need a second barrier per step and are left to the other paths.
+of 256 threads per SM (``persistent_per_sm``), 1.25-8.25 KiB of shared memory each (the reduction
+buffer sized to the chunk, and the header; up to 30.25 with kept quads). Dense LSTM peepholes need a
+second barrier per step and are left to the other paths.
 Shapes: the grid, the batch chunk, the resident share, the kept counts and whether the kernel
 projects are compile-time constants, so ``persistent_kernel`` builds (and caches) one kernel per
 combination.
@@ -100,10 +101,21 @@ from .sequence_copy import store_output
 
 BLOCK = 256
 MAX_CHUNK = 8
-SHARED = BLOCK * MAX_CHUNK   # the block's shared memory: the reduction buffer (8 KiB)
 HEADER_ROOM = 64   # ints of shared memory for the frame's header (F_HEADER), whole 128-byte lines
 SHARED_LIMIT = 8192   # 4-byte words of shared memory a block may take: 32 KiB, Metal's threadgroup limit
-KEPT_ROOM = (SHARED_LIMIT - SHARED - HEADER_ROOM) // (QUAD * BLOCK)   # quads a thread the rest holds (5)
+
+
+def reduction_words(chunk, rows):
+    """Floats of the reduction buffer: a sum for each of a thread's ``rows`` gate rows and ``chunk``
+    batch rows (``partial_dots``), at most BLOCK x MAX_CHUNK (8 KiB)."""
+    return BLOCK * rows * chunk
+
+
+def kept_room(chunk, rows):
+    """Quads a thread can keep in shared memory (``persistent_kept``): what 32 KiB leave past the
+    reduction buffer and the header. 7 on chunks of 1 and 2 batch rows (the buffer takes 1 or 2
+    KiB), 5 where it takes 8 KiB (two rows a thread on a chunk of 4, or a chunk of 8)."""
+    return (SHARED_LIMIT - reduction_words(chunk, rows) - HEADER_ROOM) // (QUAD * BLOCK)
 
 
 @ti.func
@@ -298,14 +310,17 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
     first slice's sums (``partial_dots``) rather than being read by the gate math after them
     (``persistent_fold``); ``kept``: the opening quads of each thread's run that stay in shared
     memory for the whole sequence, in the first phase and in the GRU's second (``kept_counts``;
-    with ``streams`` and no resident weights only, ``rows`` x their sum at most KEPT_ROOM). The
+    with ``streams`` and no resident weights only, ``rows`` x their sum at most ``kept_room``). The
     counts are exact: they depend on the hidden size, so each layer that keeps quads compiles its
     own kernel, whose products over them are unrolled with nothing masked."""
     assert rows == 1 or (resident == 0 and rows * chunk <= MAX_CHUNK), (rows, resident, chunk)
     kept_a, kept_b = kept
     slot_b = kept_a * rows   # where the second phase's kept quads start in shared memory
-    kept_words = (kept_a + kept_b) * rows * QUAD * BLOCK   # (the kernel's own ``rows`` is the step's rows)
-    assert kept == (0, 0) or (streams and resident == 0 and (kept_a + kept_b) * rows <= KEPT_ROOM), (kept, resident)
+    # (computed here: inside the kernel, ``rows`` is the step's rows)
+    kept_words = (kept_a + kept_b) * rows * QUAD * BLOCK
+    red_words = reduction_words(chunk, rows)
+    assert kept == (0, 0) or (streams and resident == 0 and (kept_a + kept_b) * rows <= kept_room(chunk, rows)), \
+        (kept, resident)
     gates_a = FIRST_PHASE_GATES[cell]
     half_loads = max(loads // 2, 1)
 
@@ -651,7 +666,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             # held in registers for the whole kernel they cost the GRU 1.3-1.6x at batch 2-4.
             blk = t // BLOCK
             tid = t % BLOCK
-            smem = ti.simt.block.SharedArray((SHARED,), ti.f32)   # the reduction buffer
+            smem = ti.simt.block.SharedArray((red_words,), ti.f32)   # the reduction buffer
             # the frame's header, read from shared memory at every step and in every gate's math
             # (``copy_header``). H200, µs a step, the kernel before / with the copy (separate
             # processes, 2 rounds each): GRU 1536 b1 t187 13.3, 13.6 / 12.8, 12.8, b4 16.8, 16.7 /
@@ -906,23 +921,36 @@ def persistent_layout():
 
 def kept_counts(cell_kind, hidden, nblocks, rows, loads, room, vh):
     """(first phase's, GRU second phase's) quads a thread the persistent kernel keeps in shared
-    memory, within ``room`` quads a thread (``persistent_kept``): the first phase takes what it can
-    use (``kept_quads``), the GRU's second phase what that leaves, but none with Vh (its two
-    streams share one run shape)."""
+    memory, within ``room`` quads a thread (``persistent_kept``): of the splits of the room between
+    the phases, the one that leaves a step the fewest groups of loads to stream, and of those the
+    one that keeps the fewest quads (each is a shared-memory load a step, and registers); the
+    second phase keeps none with Vh (its two streams share one run shape). Each phase keeps what
+    ``kept_quads`` picks within its share of the room. Taking the room for the first phase first
+    was not the same: GRU 2560 b1 with room for 7 would keep 6 quads there (a partial group of 2
+    and a whole group) where 2 in each phase also take two groups off."""
     units = -(-hidden // nblocks)
-    first = kept_quads(stream_shape(FIRST_PHASE_GATES[cell_kind] * units, rows, hidden, BLOCK, loads)[2],
-                       rows, loads, room)
-    second = 0
-    if cell_kind == CELL_GRU and not vh:
-        second = kept_quads(stream_shape(units, rows, hidden, BLOCK, loads)[2], rows, loads, room - first * rows)
-    return first, second
+    run_a = stream_shape(FIRST_PHASE_GATES[cell_kind] * units, rows, hidden, BLOCK, loads)[2]
+    run_b = stream_shape(units, rows, hidden, BLOCK, loads)[2] if cell_kind == CELL_GRU and not vh else 0
+
+    def groups(run, kept):   # groups of loads a thread streams a step past its kept quads
+        return -(-(run - kept) // loads)
+
+    best = None
+    for share in range(room, -1, -1):   # (on a tie, the first phase keeps more)
+        first = kept_quads(run_a, rows, loads, share)
+        second = kept_quads(run_b, rows, loads, room - first * rows) if run_b else 0
+        cost = (groups(run_a, first) + groups(run_b, second), first + second)
+        if best is None or cost < best[0]:
+            best = cost, (first, second)
+    return best[1]
 
 
-def persistent_kept(resident, streams, chunk):
+def persistent_kept(resident, streams, chunk, rows):
     """Room, in quads a thread, for the persistent kernel to keep weight quads in shared memory for
-    the whole sequence (``kept_counts`` picks which): KEPT_ROOM, what 32 KiB leave past the
-    reduction buffer and the header, where the weights lie in streams and none are resident in
-    registers, on a chunk of 1 or 2 batch rows; ``MPSRNN_PERSISTENT_KEPT`` (on or off) decides
+    the whole sequence (``kept_counts`` picks which): ``kept_room``, what 32 KiB leave past the
+    reduction buffer (for ``chunk`` batch rows and ``rows`` gate rows a thread) and the header, where
+    the weights lie in streams and none are resident in registers, on a chunk of 1 or 2 batch rows;
+    ``MPSRNN_PERSISTENT_KEPT`` (on, off, or a room of 1-7 quads, at most ``kept_room``) decides
     instead, for A/B benchmarks.
 
     A thread's run is streamed in groups of loads issued together, padded to whole groups, and the
@@ -943,9 +971,10 @@ def persistent_kept(resident, streams, chunk):
     measured with exact counts. With the masked kernel, loading the kept quads' terms before the
     stream changed nothing (GRU 2560 b1 28.18, LSTM 2048 b1 22.41), nor did taking their products
     after it (GRU 2560 b1 28.93 against 28.73)."""
-    forced = knob("MPSRNN_PERSISTENT_KEPT", ("on", "off"))
-    wanted = forced == "on" if forced else chunk <= 2
-    return KEPT_ROOM if wanted and streams and resident == 0 else 0
+    forced = knob("MPSRNN_PERSISTENT_KEPT", ("on", "off") + tuple(str(n) for n in range(1, 8)))
+    wanted = forced != "off" if forced else chunk <= 2
+    room = min(int(forced), kept_room(chunk, rows)) if forced and forced.isdigit() else kept_room(chunk, rows)
+    return room if wanted and streams and resident == 0 else 0
 
 
 def persistent_fold(chunk):
@@ -991,8 +1020,8 @@ def persistent_per_sm(l2_bytes):
     place, 39.8 / 32.7. (Only where a chunk was staged in shared memory, before the twentieth
     session, did one block pay from L2: LSTM 1024 b4 21.7 / 23.5, GRU 1024 b4 19.7 / 21.0.) Two
     blocks need both on an SM at once, or the first grid barrier never opens: 256 threads at
-    Taichi's cap of 128 registers each (it asks for two blocks an SM) and 8.25 KiB of shared memory
-    (up to 28.25 with kept quads: ``persistent_kept``) fit twice (``ncu``: a block limit of 2 by registers)."""
+    Taichi's cap of 128 registers each (it asks for two blocks an SM) and at most 8.25 KiB of shared
+    memory (up to 30.25 with kept quads: ``persistent_kept``) fit twice (``ncu``: a block limit of 2 by registers)."""
     return one_or_two("MPSRNN_PERSISTENT_PER_SM") or (2 if l2_bytes > 0 else 1)
 
 

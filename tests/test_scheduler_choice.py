@@ -522,9 +522,20 @@ def test_persistent_zigzag_knob(monkeypatch):
 def test_persistent_chunk_is_the_batch_rounded_up_to_a_power_of_two():
     """A pass takes the batch rounded up to a power of two, at most 8 rows (the reduction buffer's
     room), whatever the layer: the chunk never shrinks to fit anything."""
-    from mpsrnn.kernels.sequence_persistent import MAX_CHUNK, SHARED, persistent_chunk
+    from mpsrnn.kernels.sequence_persistent import MAX_CHUNK, persistent_chunk, reduction_words
     assert [persistent_chunk(b) for b in (0, 1, 2, 3, 4, 5, 8, 9, 64)] == [1, 1, 2, 4, 4, 8, 8, 8, 8]
-    assert MAX_CHUNK == 8 and SHARED * 4 == 8 * 1024   # 256 threads x 8 sums: 8 KiB of shared memory
+    assert MAX_CHUNK == 8 and reduction_words(MAX_CHUNK, 1) * 4 == 8 * 1024   # 256 threads x 8 sums: 8 KiB
+
+
+def test_kept_room_is_what_32_kib_leave():
+    """The quads a thread keeps fit in 32 KiB (Metal's threadgroup limit) beside the reduction buffer,
+    sized to the chunk (a sum per gate row and batch row of a thread), and the header's 64 words:
+    7 quads at chunks of 1 and 2, 5 where the buffer takes 8 KiB."""
+    from mpsrnn.kernels.sequence_persistent import HEADER_ROOM, kept_room, reduction_words
+    for chunk, rows, room in ((1, 1, 7), (2, 1, 7), (4, 1, 6), (4, 2, 5), (8, 1, 5)):
+        assert kept_room(chunk, rows) == room
+        words = reduction_words(chunk, rows) + HEADER_ROOM
+        assert words + room * 4 * 256 <= 8192 < words + (room + 1) * 4 * 256
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru-no-vh", "single"])
@@ -678,13 +689,42 @@ def test_kept_counts():
     splits, runs of 64, no partial group: one whole group of 4 fits 5 quads. Two rows a thread
     (loads 2) count twice against the room."""
     from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM
-    from mpsrnn.kernels.sequence_persistent import KEPT_ROOM, kept_counts
-    assert KEPT_ROOM == 5
-    assert kept_counts(CELL_GRU, 1536, 264, 1, 4, KEPT_ROOM, False) == (3, 2)
-    assert kept_counts(CELL_GRU, 1536, 264, 1, 4, KEPT_ROOM, True) == (3, 0)
-    assert kept_counts(CELL_LSTM, 2048, 264, 1, 4, KEPT_ROOM, False) == (4, 0)
+    from mpsrnn.kernels.sequence_persistent import kept_counts
+    assert kept_counts(CELL_GRU, 1536, 264, 1, 4, 5, False) == (3, 2)
+    assert kept_counts(CELL_GRU, 1536, 264, 1, 4, 5, True) == (3, 0)
+    assert kept_counts(CELL_LSTM, 2048, 264, 1, 4, 5, False) == (4, 0)
     assert kept_counts(CELL_GRU, 1536, 264, 1, 4, 0, False) == (0, 0)
+    # with room for 7, GRU 1536 still keeps 3 and 2 (5 quads, two groups off) rather than 7 in the
+    # first phase (two groups off too: runs of 19 = 3 + 4 groups of 4); LSTM 1536 (6 units, 24 rows,
+    # 10 splits, runs of 39) keeps its partial group of 3 and a whole group, 7
+    assert kept_counts(CELL_GRU, 1536, 264, 1, 4, 7, False) == (3, 2)
+    assert kept_counts(CELL_LSTM, 1536, 264, 1, 4, 7, False) == (7, 0)
     # GRU 2560, two rows, loads 2: 10 units, 20 rows, 10 lanes, 25 splits, runs of 26: one group of 2
-    # (4 quads of room); the second phase's runs of 13 (5 lanes, 51 splits) have a partial quad that
-    # needs 2 quads of room, and 1 is left
-    assert kept_counts(CELL_GRU, 2560, 264, 2, 2, KEPT_ROOM, False) == (2, 0)
+    # (4 quads of room) would take a group off; the second phase's runs of 13 (5 lanes, 51 splits)
+    # have a partial quad, 2 quads of room, that takes one off too: fewer quads kept for as much
+    assert kept_counts(CELL_GRU, 2560, 264, 2, 2, 5, False) == (0, 1)
+    assert kept_counts(CELL_GRU, 2560, 264, 2, 2, 5, True) == (2, 0)
+
+
+@pytest.mark.parametrize("kind, vh", [("gru", False), ("gru", True), ("lstm", False)])
+@pytest.mark.parametrize("hidden, nblocks", [(1536, 264), (2816, 264), (45, 1), (700, 33), (2560, 264)])
+@pytest.mark.parametrize("rows, loads, room", [(1, 4, 7), (1, 4, 5), (2, 2, 5), (1, 2, 5), (1, 4, 3)])
+def test_kept_counts_stream_the_fewest_groups(kind, vh, hidden, nblocks, rows, loads, room):
+    """``kept_counts`` against every pair of counts that fits the room (``rows`` quads each, none
+    past a run, the GRU's second phase none with Vh): the fewest groups of loads a step streams,
+    and of those splits the fewest quads kept."""
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM, FIRST_PHASE_GATES
+    from mpsrnn.kernels.quads import stream_shape
+    from mpsrnn.kernels.sequence_persistent import kept_counts
+    cell_kind = CELL_GRU if kind == "gru" else CELL_LSTM
+    units = -(-hidden // nblocks)
+    run_a = stream_shape(FIRST_PHASE_GATES[cell_kind] * units, rows, hidden, 256, loads)[2]
+    run_b = stream_shape(units, rows, hidden, 256, loads)[2] if kind == "gru" and not vh else 0
+    costs = {}
+    for a in range(run_a + 1):
+        for b in range(run_b + 1):
+            if (a + b) * rows <= room:
+                groups = -(-(run_a - a) // loads) + -(-(run_b - b) // loads)
+                costs[a, b] = (groups, a + b)
+    picked = kept_counts(cell_kind, hidden, nblocks, rows, loads, room, vh)
+    assert picked in costs and costs[picked] == min(costs.values()), (picked, costs[picked], min(costs.values()))
