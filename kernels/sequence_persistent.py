@@ -25,9 +25,9 @@ load too, from the kernel's own copy of every state vector it writes, kept in qu
 Where a thread's share of the first phase's weights is short, it holds them in registers for
 the whole sequence instead (``resident_terms``).
 
-On chunks of 1-2 batch rows, the opening quads of each thread's run stay in the shared memory the
-reduction buffer and the header leave within 32 KiB (``persistent_kept``): a step streams a group
-of loads fewer in each phase.
+On small chunks (1 batch row; the GRU's 2 and 4), the opening quads of each thread's run stay in
+the shared memory the reduction buffer (sized to the chunk) and the header leave within 32 KiB
+(``persistent_kept``): a step streams a group of loads fewer in a phase or both.
 
 What the step's chain of latencies reads after a grid barrier (whose fence empties the L1), it
 reads from shared memory where it can: the frame's header is copied there once a launch, and on
@@ -945,35 +945,55 @@ def kept_counts(cell_kind, hidden, nblocks, rows, loads, room, vh):
     return best[1]
 
 
-def persistent_kept(resident, streams, chunk, rows):
-    """Room, in quads a thread, for the persistent kernel to keep weight quads in shared memory for
-    the whole sequence (``kept_counts`` picks which): ``kept_room``, what 32 KiB leave past the
-    reduction buffer (for ``chunk`` batch rows and ``rows`` gate rows a thread) and the header, where
-    the weights lie in streams and none are resident in registers, on a chunk of 1 or 2 batch rows;
-    ``MPSRNN_PERSISTENT_KEPT`` (on, off, or a room of 1-7 quads, at most ``kept_room``) decides
-    instead, for A/B benchmarks.
+KEPT_CHUNKS = {CELL_GRU: (1, 2, 4), CELL_LSTM: (1,), CELL_SINGLE_GATE: (1, 2)}   # chunks that keep quads by default
+KEPT_ROOM_PAST_ONE = 5   # the most quads a thread keeps by default on chunks past 1 (more cost registers)
+
+
+def persistent_kept(cell_kind, resident, streams, chunk, rows):
+    """Room, in quads a thread, for the persistent kernel of a ``cell_kind`` layer to keep weight
+    quads in shared memory for the whole sequence (``kept_counts`` picks which), where the weights
+    lie in streams and none are resident in registers: on a chunk of 1 batch row ``kept_room``,
+    what 32 KiB leave past the reduction buffer (for ``chunk`` batch rows and ``rows`` gate rows a
+    thread) and the header (7); on the larger chunks of KEPT_CHUNKS (the GRU's 2 and 4, the single
+    gate's 2) at most KEPT_ROOM_PAST_ONE (5); none on the LSTM's chunks past 1.
+    ``MPSRNN_PERSISTENT_KEPT`` (on: ``kept_room`` at any chunk, off, or a room of 1-7 quads, at most
+    ``kept_room``) decides instead, for A/B benchmarks.
 
     A thread's run is streamed in groups of loads issued together, padded to whole groups, and the
     stream is what bounds the step at large hidden sizes. Keeping the run's partial group (or a
     whole one) on chip takes a group off every step: GRU 2560 b1 14 → 13 groups in the first phase
     and 7 → 6 in the second, GRU 1536 b1 5 → 4 and 3 → 2, LSTM 2048 b1 16 → 15.
 
-    H200, same process, 2 rounds, µs a step, without / with. The counts compiled in (each layer's
-    kernel unrolls exactly its kept quads): GRU 2560 b1 t187 29.81 / 27.70, b2 31.79 / 29.65, GRU
-    2816 b2 36.41 / 35.80, LSTM 2048 b1 t25 22.87 / 21.54. Before, one kernel for every hidden size
-    unrolled the most a phase can keep and masked the rest: at a chunk of 1 it gained as much (GRU
-    2560 b1 30.03 / 28.20, 30.26 / 28.12; GRU 2816 b1 36.63 / 35.40; GRU 2048 b1 16.41 / 16.06; GRU
-    1536 b1 t1500 11.56 / 11.38; LSTM 2048 b1 23.80 / 22.53; LSTM 1536 b1 t50 13.49 / 12.85, 12.88
-    / 12.96), but it lost at 2 (GRU 2816 b2 36.67 / 42.23, GRU 2560 b2 32.50 / 35.53, GRU 2048 b2
-    18.08 / 19.62, LSTM 1536 b2 15.48 / 16.02; ``ptxas``, GRU 2816: 111 → 128 registers a thread
-    and spills, where a chunk of 1 went 96 → 126), at 4 (GRU 2816 b4 41.85 / 44.35, LSTM 2048 b4
-    t25 30.25 / 33.06) and at 8 (GRU 1536 b8 t100 25.85 / 27.58); chunks of 4 and 8 have not been
-    measured with exact counts. With the masked kernel, loading the kept quads' terms before the
-    stream changed nothing (GRU 2560 b1 28.18, LSTM 2048 b1 22.41), nor did taking their products
-    after it (GRU 2560 b1 28.93 against 28.73)."""
+    H200, same process, 2 rounds, µs a step, without / with (the kept counts in brackets: first
+    phase, GRU second phase). Room for 5, before the reduction buffer was sized to the chunk: GRU
+    2560 b1 t187 (2, 2) 29.81 / 27.70, b2 31.79 / 29.65, GRU 2816 b2 (4, 0) 36.41 / 35.80, LSTM
+    2048 b1 t25 (4, 0) 22.87 / 21.54. Twenty-seventh session, without / room for 5 / room for 7:
+    GRU 2816 b1 t187 36.49 / 35.13 (0, 3) / 33.93 (4, 3), b2 36.98 / 35.31 (0, 3) / 40.65 (4, 3);
+    LSTM 1536 b1 t50 12.97 / 13.55 (3, 0; 12.52 and 14.58) / 12.92 (7, 0), b2 16.03 / 16.44 / 16.41;
+    GRU 1536 b1 t187 (3, 2) 12.52 / 11.67 / 11.57, b2 13.44 / 13.26 / 13.24; GRU 2048 b2 (4, 0)
+    18.45 / 17.78 / 17.63; LSTM 2048 b2 (4, 0) 26.41 / 27.04 / 27.67. So a chunk of 2 takes 7
+    quads badly (GRU 2816 b2 +10%), and the LSTM loses there at any count. Chunks of 4 (two rows a
+    thread, room for 5), without / with: GRU 2816 b4 t187 (1, 1) 41.78 / 40.45, GRU 2560 b4 (0, 1)
+    35.12 / 34.12 and 34.31, LSTM 2048 b4 t25 (2, 0) 30.92 / 34.06 and 32.63, LSTM 1536 b4 t50
+    (1, 0) 18.57 / 18.48. Chunks of 8 keep none: unmeasured with exact counts.
+
+    Before the counts were compiled in, one kernel for every hidden size unrolled the most a phase
+    can keep and masked the rest: at a chunk of 1 it gained as much (GRU 2560 b1 30.03 / 28.20,
+    30.26 / 28.12; GRU 2816 b1 36.63 / 35.40; GRU 2048 b1 16.41 / 16.06; GRU 1536 b1 t1500 11.56 /
+    11.38; LSTM 2048 b1 23.80 / 22.53; LSTM 1536 b1 t50 13.49 / 12.85, 12.88 / 12.96), but it lost
+    at 2 (GRU 2816 b2 36.67 / 42.23, GRU 2560 b2 32.50 / 35.53, GRU 2048 b2 18.08 / 19.62, LSTM 1536
+    b2 15.48 / 16.02; ``ptxas``, GRU 2816: 111 → 128 registers a thread and spills, where a chunk
+    of 1 went 96 → 126), at 4 (GRU 2816 b4 41.85 / 44.35, LSTM 2048 b4 t25 30.25 / 33.06) and at 8
+    (GRU 1536 b8 t100 25.85 / 27.58). With the masked kernel, loading the kept quads' terms before
+    the stream changed nothing (GRU 2560 b1 28.18, LSTM 2048 b1 22.41), nor did taking their
+    products after it (GRU 2560 b1 28.93 against 28.73)."""
     forced = knob("MPSRNN_PERSISTENT_KEPT", ("on", "off") + tuple(str(n) for n in range(1, 8)))
-    wanted = forced != "off" if forced else chunk <= 2
-    room = min(int(forced), kept_room(chunk, rows)) if forced and forced.isdigit() else kept_room(chunk, rows)
+    wanted = forced != "off" if forced else chunk in KEPT_CHUNKS[cell_kind]
+    room = kept_room(chunk, rows)
+    if forced and forced.isdigit():
+        room = min(int(forced), room)
+    elif not forced and chunk > 1:
+        room = min(KEPT_ROOM_PAST_ONE, room)
     return room if wanted and streams and resident == 0 else 0
 
 

@@ -535,8 +535,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         rows = persistent_rows(chunk, resident)
         loads, clamp_all = persistent_loads(chunk, _from_hbm(lr.cell))
         streams = persistent_layout() == "streams"
-        kept = kept_counts(kind, lr.cell.n_out, grid, rows, loads, persistent_kept(resident, streams, chunk, rows),
-                           lr.cell.has_vh)
+        room = persistent_kept(kind, resident, streams, chunk, rows)
+        kept = kept_counts(kind, lr.cell.n_out, grid, rows, loads, room, lr.cell.has_vh)
         quads = lr.cell.stream_quads(grid, rows, loads, kept) if streams else lr.cell.quads()
         prog.add(persistent_kernel(kind, grid, chunk, resident, not lr.projected_apart, loads, clamp_all, rows,
                                    persistent_zigzag(), lr.cell.has_vh, streams, persistent_fold(chunk), kept),
