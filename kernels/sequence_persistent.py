@@ -25,7 +25,7 @@ load too, from the kernel's own copy of every state vector it writes, kept in qu
 Where a thread's share of the first phase's weights is short, it holds them in registers for
 the whole sequence instead (``resident_terms``).
 
-On small chunks (1 batch row; the GRU's 2 and 4), the opening quads of each thread's run stay in
+On every chunk of the GRU (and 1 batch row of the LSTM), the opening quads of each thread's run stay in
 the shared memory the reduction buffer (sized to the chunk) and the header leave within 32 KiB
 (``persistent_kept``): a step streams a group of loads fewer in a phase or both.
 
@@ -945,7 +945,7 @@ def kept_counts(cell_kind, hidden, nblocks, rows, loads, room, vh):
     return best[1]
 
 
-KEPT_CHUNKS = {CELL_GRU: (1, 2, 4), CELL_LSTM: (1,), CELL_SINGLE_GATE: (1, 2)}   # chunks that keep quads by default
+KEPT_CHUNKS = {CELL_GRU: (1, 2, 4, 8), CELL_LSTM: (1,), CELL_SINGLE_GATE: (1, 2)}   # chunks that keep quads by default
 KEPT_ROOM_PAST_ONE = 5   # the most quads a thread keeps by default on chunks past 1 (more cost registers)
 
 
@@ -954,7 +954,7 @@ def persistent_kept(cell_kind, resident, streams, chunk, rows):
     quads in shared memory for the whole sequence (``kept_counts`` picks which), where the weights
     lie in streams and none are resident in registers: on a chunk of 1 batch row ``kept_room``,
     what 32 KiB leave past the reduction buffer (for ``chunk`` batch rows and ``rows`` gate rows a
-    thread) and the header (7); on the larger chunks of KEPT_CHUNKS (the GRU's 2 and 4, the single
+    thread) and the header (7); on the larger chunks of KEPT_CHUNKS (all the GRU's, the single
     gate's 2) at most KEPT_ROOM_PAST_ONE (5); none on the LSTM's chunks past 1.
     ``MPSRNN_PERSISTENT_KEPT`` (on: ``kept_room`` at any chunk, off, or a room of 1-7 quads, at most
     ``kept_room``) decides instead, for A/B benchmarks.
@@ -975,7 +975,9 @@ def persistent_kept(cell_kind, resident, streams, chunk, rows):
     quads badly (GRU 2816 b2 +10%), and the LSTM loses there at any count. Chunks of 4 (two rows a
     thread, room for 5), without / with: GRU 2816 b4 t187 (1, 1) 41.78 / 40.45, GRU 2560 b4 (0, 1)
     35.12 / 34.12 and 34.31, LSTM 2048 b4 t25 (2, 0) 30.92 / 34.06 and 32.63, LSTM 1536 b4 t50
-    (1, 0) 18.57 / 18.48. Chunks of 8 keep none: unmeasured with exact counts.
+    (1, 0) 18.57 / 18.48. Chunks of 8 (room for 5): GRU 2560 b8 t100 (2, 2) 68.20 / 64.01, GRU 2816
+    b8 (4, 1) 78.16 / 75.05, GRU 2048 b8 (4, 0) 39.21 / 38.81, GRU 1536 b8 (5, 0) 26.74 / 26.78;
+    LSTM 2048 b8 t50 (4, 0) 48.87 / 48.55, even, so the LSTM keeps none there either.
 
     Before the counts were compiled in, one kernel for every hidden size unrolled the most a phase
     can keep and masked the rest: at a chunk of 1 it gained as much (GRU 2560 b1 30.03 / 28.20,

@@ -808,7 +808,7 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
     a batch of 2 rows, whose projected terms start the sums and (the GRU's, not the LSTM's) opening
     quads of each thread's runs stay in shared memory by default (``persistent_fold``,
     ``persistent_kept``); "1 of 1": the same on a batch of 1 row, both cells' quads kept; "kept":
-    those quads kept on chunks of 8 and 4."""
+    those quads kept on chunks of 8 and 4 (the GRU keeps them by default on every chunk)."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "persistent")
     monkeypatch.setenv("MPSRNN_PERSISTENT_PER_SM", "2")
     gate_rows, kept = gate_rows.removesuffix(" kept"), gate_rows.endswith(" kept")
@@ -819,7 +819,7 @@ def test_persistent_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, 
     fold = fold or single
     if fold:   # (weights resident in registers, GRU 401's at a chunk of 1 or 2, keep none)
         monkeypatch.setenv("MPSRNN_RESIDENT_WEIGHTS", "off")
-    kept = kept or single or (fold and kind == "gru")   # by default at a chunk of 2 the LSTM keeps none
+    kept = kept or single or kind == "gru"   # by default the GRU keeps quads on every chunk, the LSTM at 1 only
     monkeypatch.setenv("MPSRNN_PERSISTENT_ROWS", gate_rows)
     if gate_rows == "2":   # (weights held in registers keep one row a thread)
         rows = [4, 4, 3, 1]

@@ -732,14 +732,14 @@ def test_kept_counts_stream_the_fewest_groups(kind, vh, hidden, nblocks, rows, l
 
 def test_persistent_kept_room_by_cell_and_chunk(monkeypatch):
     """The room the persistent kernel keeps quads in (``persistent_kept``): all that 32 KiB leave on
-    a chunk of 1; at most 5 quads on the GRU's chunks of 2 and 4 and the single gate's of 2; none on
-    the LSTM's chunks past 1, on chunks of 8, with resident weights or in the rows layout. The knob
+    a chunk of 1; at most 5 quads on the GRU's larger chunks and the single gate's of 2; none on the
+    LSTM's chunks past 1, the single gate's past 2, with resident weights or in the rows layout. The knob
     overrides, within what fits."""
     from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE
     from mpsrnn.kernels.sequence_persistent import persistent_kept
     monkeypatch.delenv("MPSRNN_PERSISTENT_KEPT", raising=False)
     shapes = ((1, 1), (2, 1), (4, 2), (8, 1))   # (chunk, gate rows a thread) as planned
-    assert [persistent_kept(CELL_GRU, 0, True, c, r) for c, r in shapes] == [7, 5, 5, 0]
+    assert [persistent_kept(CELL_GRU, 0, True, c, r) for c, r in shapes] == [7, 5, 5, 5]
     assert [persistent_kept(CELL_LSTM, 0, True, c, r) for c, r in shapes] == [7, 0, 0, 0]
     assert [persistent_kept(CELL_SINGLE_GATE, 0, True, c, r) for c, r in shapes] == [7, 5, 0, 0]
     assert persistent_kept(CELL_GRU, 3, True, 1, 1) == 0 and persistent_kept(CELL_GRU, 0, False, 1, 1) == 0
