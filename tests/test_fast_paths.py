@@ -456,6 +456,37 @@ def test_registers_kernel_on_either_block(kind, opts, hidden, threads, rng, monk
     assert names and all(name.endswith(f"x{threads}") for name in names), names
 
 
+WARP_SIZES = [("single", {}, 64, 2, [3, 3, 2, 1]), ("single", {"use_float32_weights": False}, 41, 2, [2, 2, 2, 2, 1]),
+              ("lstm", {"peephole": "diagonal"}, 32, 1, [3, 3, 2, 1]),
+              ("lstm", {"peephole": None, "use_float32_weights": False}, 5, 1, [2, 1, 1, 1, 1]),
+              ("gru", {}, 32, 1, [3, 2, 2, 1, 1]),
+              ("gru", {"nil": ("output_gate_input_gate_weights",), "flip_output_gates": True}, 17, 1, [2, 2, 1, 1])]
+
+
+@pytest.mark.skipif("warp" not in ARCH_PATHS, reason="the warp kernel runs on GPUs")
+@pytest.mark.parametrize("kind, opts, hidden, units, rows", WARP_SIZES,
+                         ids=[f"{k}-{h}-t{len(r)}" for k, _, h, _, r in WARP_SIZES])
+def test_warp_kernel_at_its_sizes(kind, opts, hidden, units, rows, rng, monkeypatch):
+    """The warp kernel at the edges of its sizes (hidden 32 and 64: no unit past H; 41: a lane's
+    second unit ragged), an odd and an even number of steps (its time loop takes two a pass), with
+    a batch that shrinks and initial states, against the reference; the kernel that ran says how
+    many units a lane owns."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "warp")
+    opts = dict(opts)
+    opts.setdefault("use_float32_weights", True)
+    d = descriptor(kind, rng, 7, hidden, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    xs = sequence(rng, rows, 7)
+    ref = R.encode_sequence([d], xs)[0]
+    assert_seq_close(layer.encode_sequence(xs), ref)
+    states = []   # the sequence in two calls: the second starts from the first's h (and c)
+    first = layer.encode_sequence(xs[:2], recurrent_output_states=states)
+    second = layer.encode_sequence(xs[2:], recurrent_input_state=states[0])
+    assert_seq_close(list(first) + list(second), ref)
+    names = [name for name in dispatched_kernels(layer) if "_warp" in name]
+    assert names and all(name.endswith(f"_warp{units}") for name in names), names
+
+
 KEPT_SUFFIX = r"k\d+_\d+$"   # the persistent kernel's name where it keeps quads in shared memory (``kept_counts``)
 ONE_BLOCK = [("lstm", {"peephole": None}), ("lstm", {"peephole": "diagonal", "use_float32_weights": False}),
              ("gru", {}), ("gru", {"flip_output_gates": True, "use_float32_weights": False}),

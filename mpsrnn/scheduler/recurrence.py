@@ -19,6 +19,9 @@
 * ``registers``: ``kernels/sequence_registers``, the same schedule as ``blocks`` for layers whose
   recurrent weights fit one block's registers (LSTM and GRU up to hidden 64, the single gate up to
   128): each thread holds its share of U for the whole launch.
+* ``warp``: ``kernels/sequence_warp``, the same schedule on blocks of one warp, whose lanes hold
+  their units' whole gate rows (LSTM and GRU up to hidden 32, the single gate up to 64): a step
+  without partial sums, on one barrier.
 * ``persistent``: ``kernels/sequence_persistent``, the whole sequence in one
   launch over every SM, a grid barrier per step (CUDA; larger hidden sizes).
 * ``spread``: ``kernels/sequence_spread``, the same schedule over just enough SMs to hold U in
@@ -35,7 +38,8 @@ import os
 
 from ..backend import current_arch
 from ..kernels.knobs import knob, one_or_two, switch
-from ..kernels.layout import CELL_GRU, CELL_LSTM, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY, PEEP_DENSE
+from ..kernels.layout import (CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY,
+                              PEEP_DENSE)
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.projection_tiled import projection_tile, projection_tiled_kernel
@@ -71,6 +75,7 @@ from ..kernels.sequence_split import (
 )
 from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
+from ..kernels.sequence_warp import warp_kernel, warp_units
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
 
@@ -94,8 +99,8 @@ def available_recurrences(arch):
     if arch == "cpu":
         return ["step", "rows", "lanes"]
     if arch == "cuda":
-        return ["step", "rows", "blocks", "registers", "tiles", "persistent", "spread", "split"]
-    return ["step", "rows", "blocks", "registers", "tiles"]
+        return ["step", "rows", "blocks", "registers", "warp", "tiles", "persistent", "spread", "split"]
+    return ["step", "rows", "blocks", "registers", "warp", "tiles"]
 
 
 def applies(name, arch, cell):
@@ -109,6 +114,8 @@ def applies(name, arch, cell):
         # faster than the block kernel (LSTM 128 b1 4.8 against 15.0) and pass the tests
         shape = _registers_shape(cell, arch)
         return shape is not None and (arch != "cuda" or shape[0] <= held_rows(shape[1]))
+    if name == "warp":
+        return _warp_units(cell) is not None
     if name == "lanes":
         return cell.lanes is not None
     if name == "tiles":
@@ -132,6 +139,8 @@ def choose_recurrence(arch, cell, steps, batch):
         # Metal has not run the block kernel yet (no Mac here): plain kernels until `mpsrnn check
         # --arch metal`, which forces every path against the reference, has passed on one
         return "step"
+    if arch == "cuda" and warp_by_default(cell):
+        return "warp"
     if applies("registers", arch, cell):
         # the weights fit one block's registers (H200, µs a step against the plain block kernel:
         # CUDA LSTM 64 b1 1.0 / 2.2, GRU 64 b1 0.8 / 3.2, single gate 128 b4 0.6 / 1.8; Vulkan LSTM 64
@@ -228,6 +237,24 @@ def _registers_shape(cell, arch):
     """(gate rows a thread, threads a block) of the registers kernel for this layer on ``arch``, or
     None where it does not fit."""
     return registers_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, arch == "cuda")
+
+
+WARP_CELLS = (CELL_SINGLE_GATE, CELL_GRU)   # the cells the warp kernel runs by default (warp_by_default)
+
+
+def warp_by_default(cell):
+    """Whether the warp kernel is the default (CUDA): for the single gate and the GRU whose lanes
+    own one unit each (hidden up to 32). H200, same process, median of 2 rounds, µs a step, warp /
+    registers: single gate 32 b1 t672 0.63 / 0.77, GRU 32 b1 t1000 0.72 / 0.87 (kernel alone, single
+    gate 32: 230 / 278 µs a call); but LSTM 32 b1 t2000 0.77 / 0.71 (one warp issues its 128
+    multiply-adds alone, where the registers kernel spreads them over four), and a lane of two units
+    lost (single gate 64 b1 t96 2.59 / 2.05, b4 t1000 0.85 / 0.66). Not measured on Vulkan."""
+    return cell.kind in WARP_CELLS and _warp_units(cell) == 1
+
+
+def _warp_units(cell):
+    """Units a lane owns in the warp kernel for this layer, or None where it does not fit."""
+    return warp_units(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0)
 
 
 def _sms():
@@ -528,6 +555,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         prog.add(BLOCK_KERNELS[kind], *args)
     elif name == "registers":
         prog.add(registers_kernel(kind, *_registers_shape(lr.cell, current_arch())), *args)
+    elif name == "warp":
+        prog.add(warp_kernel(kind, _warp_units(lr.cell)), *args)
     elif name == "persistent":
         chunk = persistent_chunk(batch)
         grid = _grid(lr.cell)

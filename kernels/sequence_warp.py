@@ -1,0 +1,257 @@
+"""Whole sequences in one launch, one warp a sequence: the smallest layers (LSTM and GRU up to hidden
+32, the single gate up to 64; any GPU).
+
+The registers kernel (``sequence_registers``) spreads a step's product over a block of 128-256
+threads, each a chunk of a gate row, and one warp finishes the cells: every step two block
+barriers and a round trip of partial sums through shared memory, and at hidden 32 a step still
+took ~1000 cycles on the H200 (0.5-0.6 µs, cuDNN 0.4-0.5). Here a block is one warp of 32 lanes,
+and lane i owns whole units, i and (single gate, hidden 33-64) i + 32, with every gate row of them
+in its registers for the whole launch (at most 128 weights a lane: 4 rows x 32 for the LSTM, the
+GRU's z, r, Uh and Vh rows x 32, the single gate's 2 rows x 64). A step:
+
+1. each lane's gate rows against h, read from shared memory four floats a load (every lane reads
+   the same address: a broadcast), zeros past H on both sides, so nothing is masked;
+2. the lane adds the projected input terms (loaded a step ahead, as is the step's row count, so
+   neither round trip to memory lies on the step's chain), finishes its cells with the usual
+   neurons (the LSTM's c stays in the lane's registers), writes the new h to the other of two h
+   buffers in shared memory, to the history and to the destination;
+3. one barrier (a warp's: cheap), after which every lane reads the new h. Two buffers, taken in
+   turn by a time loop unrolled by two, so that their addresses are known when compiling and no
+   lane overwrites an h that another still reads. The GRU adds a barrier between its phases: its
+   second product takes every unit's r∘h0 and z∘h0.
+
+A block runs its batch rows one after another (block_share); each row's h and c start from the
+workspace. A row absent at a step copies its state forward. Only block barriers and shared memory:
+CUDA, Vulkan and Metal (a block of 32 threads is one warp on NVIDIA, one SIMD group on Apple); the
+CPU runs the lanes kernel. The input projection runs apart. Limits (``warp_units``): the usual
+neurons (F_STANDARD), no dense LSTM peepholes.
+"""
+import functools
+
+import taichi as ti
+
+from .dots import w32
+from .frame import (FRAME, OUTPUT, WEIGHTS, WORKSPACE, diagonal_peepholes, memory_weights, recurrent_weights,
+                    run_sizes, vh_is_set)
+from .gate_math import (
+    standard_gru_gates,
+    standard_gru_output,
+    standard_lstm_cell_state,
+    standard_lstm_output,
+    standard_single_gate_output,
+)
+from .grid import block_share, row_blocks
+from .layout import (
+    CELL_GRU,
+    CELL_LSTM,
+    CELL_SINGLE_GATE,
+    F_HEADER,
+    F_PEEP,
+    F_ROWS,
+    F_WS_C,
+    F_WS_H,
+    F_WS_XW,
+    GATES,
+    PEEP_DENSE,
+    PEEP_DIAGONAL,
+)
+from .sequence_copy import store_output
+
+WARP = 32          # threads a block: one warp
+MAX_WEIGHTS = 128  # weights a lane holds in registers (Taichi's CUDA cap at 32 threads a block is 255 registers)
+ROWS_A_UNIT = {CELL_SINGLE_GATE: 1, CELL_GRU: 4, CELL_LSTM: 4}   # gate rows a unit holds (GRU: z, r, Uh, Vh)
+HEADER_ROOM = 64   # ints of shared memory for the frame's header (whole 128-byte lines)
+assert F_HEADER <= HEADER_ROOM <= 2 * WARP
+
+
+def warp_units(cell, peephole, hidden, standard):
+    """Units a lane owns (1 or 2) with which a layer's recurrent weights fit one warp's registers
+    (MAX_WEIGHTS a lane), or None where they do not or the cell is not the usual one (``standard``:
+    the frame's F_STANDARD)."""
+    if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
+        return None
+    units = -(-hidden // WARP)
+    if ROWS_A_UNIT[cell] * units * units * WARP > MAX_WEIGHTS:
+        return None
+    return units
+
+
+def _kernel(cell, units):
+    G = GATES[cell]
+    R = ROWS_A_UNIT[cell]
+    WIDTH = units * WARP   # h in shared memory, zero past H: the products' length
+
+    @ti.func
+    def load_weights(wts: ti.template(), head: ti.template(), H, lane):
+        """The lane's gate rows in registers, row (u·R + g) at [(u·R + g)·WIDTH + j], zero past H:
+        gate g of unit lane + u·WARP (GRU: z, r, Uh, then Vh, zero where Vh is nil)."""
+        w = ti.Vector([0.0] * (units * R * WIDTH), ti.f32)
+        u0, uso, usj = recurrent_weights(head)
+        v0, vso, vsj = memory_weights(head)
+        for u in ti.static(range(units)):
+            i = lane + u * WARP
+            if i < H:
+                for g in ti.static(range(R)):
+                    if ti.static(cell == CELL_GRU and g == 3):
+                        if vh_is_set(head):
+                            for q in ti.static(range(WIDTH // 4)):   # (nested: Taichi warns past 32)
+                                for e in ti.static(range(4)):
+                                    if 4 * q + e < H:
+                                        w[(u * R + g) * WIDTH + 4 * q + e] = w32(wts, v0 + i * vso + (4 * q + e) * vsj)
+                    else:
+                        for q in ti.static(range(WIDTH // 4)):
+                            for e in ti.static(range(4)):
+                                if 4 * q + e < H:
+                                    w[(u * R + g) * WIDTH + 4 * q + e] = w32(wts, u0 + (g * H + i) * uso + (4 * q + e) * usj)
+        return w
+
+    @ti.func
+    def products(w: ti.template(), src: ti.template(), g0: ti.template(), g1: ti.template()):
+        """Σ_j W(row u·R + g, j)·src[j] for gates g0 .. g1 - 1 of each unit, at [u·(g1 - g0) + g - g0]:
+        src read four floats a load, each load serving every row."""
+        n = ti.static(g1 - g0)
+        per = ti.static(4 if units * n == 1 else 2)   # accumulators a row: 8 chains of multiply-adds at least
+        acc = ti.Vector([0.0] * (per * units * n), ti.f32)
+        for q in ti.static(range(WIDTH // 4)):
+            h4 = ti.Vector([src[4 * q + e] for e in ti.static(range(4))])
+            for u in ti.static(range(units)):
+                for g in ti.static(range(g0, g1)):
+                    for e in ti.static(range(4)):
+                        acc[per * (u * n + g - g0) + e % per] += w[(u * R + g) * WIDTH + 4 * q + e] * h4[e]
+        sums = ti.Vector([0.0] * (units * n), ti.f32)
+        for k in ti.static(range(units * n)):
+            for a in ti.static(range(per)):
+                sums[k] += acc[per * k + a]
+        return sums
+
+    @ti.func
+    def step(ws: ti.template(), frame: ti.template(), out: ti.template(), head: ti.template(), w: ti.template(),
+             src: ti.template(), dst: ti.template(), rh: ti.template(), zh: ti.template(), s, r, lane,
+             x: ti.template(), c: ti.template(), peep: ti.template(), live: ti.template()):
+        """Step ``s`` of batch row ``r``: h from ``src`` to ``dst`` (shared memory), the history and the
+        destination; ``x`` (the step's input terms) and ``live`` (its row count) become the next
+        step's, loaded here a step ahead; ``c``: the LSTM's cell states."""
+        T, B, H, slot = run_sizes(head)   # re-read each step: short live ranges
+        x_next = x
+        live_next = live
+        if s + 1 < T:
+            live_next = frame[F_ROWS + s + 1]
+            for u in ti.static(range(units)):
+                i = lane + u * WARP
+                if i < H:
+                    for g in ti.static(range(G)):
+                        x_next[u * G + g] = ws[head[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + i]
+        h_next = head[F_WS_H] + (s + 1) * slot + r * H
+        c_next = head[F_WS_C] + (s + 1) * slot + r * H
+        if r < live:
+            hv = ti.Vector([0.0] * units, ti.f32)
+            if ti.static(cell == CELL_SINGLE_GATE):
+                sums = products(w, src, 0, 1)
+                for u in ti.static(range(units)):
+                    hv[u] = standard_single_gate_output(x[u] + sums[u])
+            elif ti.static(cell == CELL_LSTM):
+                sums = products(w, src, 0, 4)
+                for u in ti.static(range(units)):
+                    cu = c[u]
+                    a_i = x[u * 4] + sums[u * 4] + peep[u * 4] * cu
+                    a_f = x[u * 4 + 1] + sums[u * 4 + 1] + peep[u * 4 + 1] * cu
+                    a_c = x[u * 4 + 2] + sums[u * 4 + 2] + peep[u * 4 + 2] * cu
+                    cu = standard_lstm_cell_state(a_i, a_f, a_c, cu)
+                    a_o = x[u * 4 + 3] + sums[u * 4 + 3] + peep[u * 4 + 3] * cu
+                    hv[u] = standard_lstm_output(a_o, cu)
+                    c[u] = cu
+            else:   # GRU: z and r, then the proposed output from r∘h0 and z∘h0
+                sums = products(w, src, 0, 2)
+                z = ti.Vector([0.0] * units, ti.f32)
+                for u in ti.static(range(units)):
+                    i = lane + u * WARP
+                    zu, ru = standard_gru_gates(x[u * 3] + sums[u * 2], x[u * 3 + 1] + sums[u * 2 + 1])
+                    z[u] = zu
+                    rh[i] = ru * src[i]   # (past H h is zero, and so are these)
+                    zh[i] = zu * src[i]
+                ti.simt.block.sync()
+                s_h = products(w, rh, 2, 3)
+                s_v = products(w, zh, 3, 4)
+                for u in ti.static(range(units)):
+                    i = lane + u * WARP
+                    hv[u] = standard_gru_output(head, x[u * 3 + 2] + s_h[u] + s_v[u], z[u], src[i])
+            for u in ti.static(range(units)):
+                i = lane + u * WARP
+                if i < H:
+                    dst[i] = hv[u]
+                    ws[h_next + i] = hv[u]
+                    if ti.static(cell == CELL_LSTM):
+                        ws[c_next + i] = c[u]
+                    store_output(out, head, s, r, i, hv[u])
+                else:
+                    dst[i] = 0.0
+        else:   # absent at this step: the state carries forward
+            for u in ti.static(range(units)):
+                i = lane + u * WARP
+                dst[i] = src[i]
+                if i < H:
+                    ws[h_next + i] = src[i]
+                    if ti.static(cell == CELL_LSTM):
+                        ws[c_next + i] = c[u]
+        x = x_next
+        live = live_next
+        ti.simt.block.sync()
+
+    def kernel(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
+        ti.loop_config(block_dim=WARP)
+        for t in range(ti.static(row_blocks() * WARP)):
+            blk = t // WARP
+            lane = t % WARP
+            # the frame's header in shared memory: a read of the frame in memory is two dependent
+            # loads, and the sizes, offsets and output view are read every step
+            head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
+            for k in ti.static(range(2)):
+                if lane + k * WARP < F_HEADER:
+                    head[lane + k * WARP] = frame[lane + k * WARP]
+            ti.simt.block.sync()
+            T, B, H, _ = run_sizes(head)
+            first, count, stride = block_share(B, blk)
+            ha = ti.simt.block.SharedArray((WIDTH,), ti.f32)   # h, zero past H: the two buffers
+            hb = ti.simt.block.SharedArray((WIDTH,), ti.f32)
+            rh = ti.simt.block.SharedArray((WIDTH,), ti.f32)   # GRU: r∘h0 and z∘h0, zero past H
+            zh = ti.simt.block.SharedArray((WIDTH,), ti.f32)
+            w = ti.Vector([0.0] * (units * R * WIDTH), ti.f32)
+            if count > 0:   # (a block without rows loads nothing)
+                w = load_weights(wts, head, H, lane)
+            for q in range(count):
+                r = first + q * stride
+                c = ti.Vector([0.0] * units, ti.f32)
+                peep = ti.Vector([0.0] * (4 * units), ti.f32)   # the units' diagonal peepholes
+                x = ti.Vector([0.0] * (G * units), ti.f32)      # the step's input terms, [u·G + g]
+                for u in ti.static(range(units)):
+                    i = lane + u * WARP
+                    v = 0.0
+                    if i < H:
+                        v = ws[head[F_WS_H] + r * H + i]
+                        for g in ti.static(range(G)):
+                            x[u * G + g] = ws[head[F_WS_XW] + r * G * H + g * H + i]
+                        if ti.static(cell == CELL_LSTM):
+                            c[u] = ws[head[F_WS_C] + r * H + i]
+                            p4 = diagonal_peepholes(wts, head, head[F_PEEP] == PEEP_DIAGONAL, H, i)
+                            for g in ti.static(range(4)):
+                                peep[u * 4 + g] = p4[g]
+                    ha[i] = v
+                    rh[i] = 0.0
+                    zh[i] = 0.0
+                live = frame[F_ROWS]   # rows present at the step
+                ti.simt.block.sync()
+                # two steps a pass, so that each buffer's role is known when compiling
+                for s2 in range((T + 1) // 2):
+                    step(ws, frame, out, head, w, ha, hb, rh, zh, 2 * s2, r, lane, x, c, peep, live)
+                    if 2 * s2 + 1 < T:
+                        step(ws, frame, out, head, w, hb, ha, rh, zh, 2 * s2 + 1, r, lane, x, c, peep, live)
+
+    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_warp{units}"   # the name profilers show
+    return ti.kernel(kernel)
+
+
+@functools.lru_cache(maxsize=None)
+def warp_kernel(cell, units):
+    """The kernel of ``cell`` whose lanes own ``units`` units each (one compile per combination, on
+    first use)."""
+    return _kernel(cell, units)
