@@ -171,7 +171,9 @@ def _kernel(cell, units):
                     zh[i] = zu * src[i]
                 ti.simt.block.sync()
                 s_h = products(w, rh, 2, 3)
-                s_v = products(w, zh, 3, 4)
+                s_v = ti.Vector([0.0] * units, ti.f32)
+                if vh_is_set(head):   # (nil is zero: skipped, a uniform branch, as the other kernels do)
+                    s_v = products(w, zh, 3, 4)
                 for u in ti.static(range(units)):
                     i = lane + u * WARP
                     hv[u] = standard_gru_output(head, x[u * 3 + 2] + s_h[u] + s_v[u], z[u], src[i])
