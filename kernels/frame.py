@@ -2,7 +2,7 @@
 place for the argument types and the field list."""
 import taichi as ti
 
-from .layout import (F_BATCH, F_HAS_VH, F_OUT, F_OUT_BASE, F_OUT_ROW, F_OUT_STEP, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO,
+from .layout import (F_BATCH, F_HAS_VH, F_HEADER, F_OUT, F_OUT_BASE, F_OUT_ROW, F_OUT_STEP, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO,
                      F_V, F_V_SJ, F_V_SO, F_X_BASE, F_X_ROW, F_X_STEP)
 
 # argument types of the recurrence kernels: (ws, wts, frame, out)
@@ -11,6 +11,9 @@ WEIGHTS = ti.types.ndarray(ndim=1)                    # float16 or float32 weigh
 FRAME = ti.types.ndarray(dtype=ti.i32, ndim=1)       # sizes, offsets, rows per step
 OUTPUT = ti.types.ndarray(ndim=1)                     # the caller's destination (float16 or float32)
 INPUT = ti.types.ndarray(ndim=1)                      # a layer's input sequence (float16 or float32)
+
+HEADER_ROOM = 64   # ints of shared memory for the frame's header (F_HEADER), whole 128-byte lines
+assert F_HEADER <= HEADER_ROOM
 
 
 @ti.func
@@ -67,3 +70,19 @@ def param(frame: ti.template(), k):
     offsets F_P_*): the frame's tail holds them as their bits, so they reach a kernel without an
     array of their own (an ndarray argument costs Taichi's launcher ~2.7 µs a dispatch, H200)."""
     return ti.bit_cast(frame[k], ti.f32)
+
+
+@ti.func
+def copy_header(frame: ti.template(), head: ti.template(), tid, block: ti.template()):
+    """The frame's header into ``head`` (HEADER_ROOM ints of shared memory) by a block of ``block``
+    threads (each an entry, or several where the block is smaller than F_HEADER), for a kernel's
+    time loop to read there: a read of the frame in memory is two dependent loads (Taichi reloads
+    the array's address first), from L2 after every grid barrier (its fence empties the L1), on
+    the chain of latencies of every step. H200, µs a step,
+    the kernels before / with the copy (separate processes, 2 rounds each): split, LSTM 1024 b4 t25
+    13.9, 13.0 / 12.5, 12.8, GRU 1024 b2 t1500 8.83, 8.85 / 8.18, 8.19, LSTM 1024 b1 9.6, 9.5 / 9.6,
+    9.4; spread, LSTM 512 b4 t25 10.1, 10.0 / 9.7, 10.7; the persistent kernel's: see there."""
+    for k in ti.static(range(-(-F_HEADER // block))):
+        if tid + k * block < F_HEADER:
+            head[tid + k * block] = frame[tid + k * block]
+    ti.simt.block.sync()

@@ -58,7 +58,8 @@ import functools
 import taichi as ti
 
 from .dots import w32
-from .frame import FRAME, INPUT, OUTPUT, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, run_sizes
+from .frame import (FRAME, HEADER_ROOM, INPUT, OUTPUT, WEIGHTS, WORKSPACE, copy_header, memory_weights,
+                    recurrent_weights, run_sizes)
 from .gate_math import (
     gru_gates,
     gru_output,
@@ -79,7 +80,6 @@ from .layout import (
     F_BARRIER,
     F_DEPART,
     F_GATES,
-    F_HEADER,
     F_IN,
     F_PEEP,
     F_ROWS,
@@ -101,7 +101,6 @@ from .sequence_copy import store_output
 
 BLOCK = 256
 MAX_CHUNK = 8
-HEADER_ROOM = 64   # ints of shared memory for the frame's header (F_HEADER), whole 128-byte lines
 SHARED_LIMIT = 8192   # 4-byte words of shared memory a block may take: 32 KiB, Metal's threadgroup limit
 
 
@@ -230,20 +229,6 @@ def write_term(terms: ti.template(), slot, b, i, H, value):
     terms[term_row(slot, b, H) + i // QUAD][i % QUAD] = value
 
 
-@ti.func
-def copy_header(frame: ti.template(), head: ti.template(), tid):
-    """The frame's header into ``head`` (HEADER_ROOM ints of shared memory; a block of at least
-    F_HEADER threads), for a kernel's time loop to read there: a read of the frame in memory is two
-    dependent loads (Taichi reloads the array's address first), both from L2 after every grid
-    barrier (its fence empties the L1), on the chain of latencies of every step. H200, µs a step,
-    the kernels before / with the copy (separate processes, 2 rounds each): split, LSTM 1024 b4 t25
-    13.9, 13.0 / 12.5, 12.8, GRU 1024 b2 t1500 8.83, 8.85 / 8.18, 8.19, LSTM 1024 b1 9.6, 9.5 / 9.6,
-    9.4; spread, LSTM 512 b4 t25 10.1, 10.0 / 9.7, 10.7; the persistent kernel's: see there."""
-    if tid < F_HEADER:
-        head[tid] = frame[tid]
-    ti.simt.block.sync()
-
-
 def grid_kernels(run_layer, nblocks, block, shared, name):
     """(kernel, paired) for a layer body ``run_layer`` that runs one layer's whole sequence on
     ``nblocks`` blocks of ``block`` threads (the spread and split kernels): ``kernel`` takes one
@@ -262,7 +247,7 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
             arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
             if ti.static(room):
                 head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
-                copy_header(frame, head, t % block)
+                copy_header(frame, head, t % block, block)
                 run_layer(x, ws, wts, frame, head, out, *arrays, t // block, t % block)
             else:
                 run_layer(x, ws, wts, frame, frame, out, *arrays, t // block, t % block)
@@ -276,10 +261,10 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
             if ti.static(room):
                 head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
                 if blk < nblocks:   # (a block is all of one layer: the branch is uniform, its barrier safe)
-                    copy_header(frame, head, t % block)
+                    copy_header(frame, head, t % block, block)
                     run_layer(x, ws, wts, frame, head, out, *arrays, blk, t % block)
                 else:
-                    copy_header(frame2, head, t % block)
+                    copy_header(frame2, head, t % block, block)
                     run_layer(x2, ws2, wts2, frame2, head, out2, *arrays, blk - nblocks, t % block)
             elif blk < nblocks:
                 run_layer(x, ws, wts, frame, frame, out, *arrays, blk, t % block)
@@ -672,7 +657,7 @@ def persistent_kernel(cell, nblocks, chunk, resident, projects, loads, clamp_all
             # processes, 2 rounds each): GRU 1536 b1 t187 13.3, 13.6 / 12.8, 12.8, b4 16.8, 16.7 /
             # 16.0, 16.0, GRU 2048 b1 17.1, 16.9 / 16.0, 16.0, LSTM 1536 b1 t50 13.4, 13.4 / 12.9, 12.8
             hd = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
-            copy_header(frame, hd, tid)
+            copy_header(frame, hd, tid, BLOCK)
             # the kept quads (``kept_counts``; one word, unused, where the kernel keeps none)
             shq = ti.simt.block.SharedArray((kept_words or 1,), ti.f32)
             if ti.static(kept != (0, 0)):

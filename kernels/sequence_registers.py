@@ -54,8 +54,8 @@ import functools
 import taichi as ti
 
 from .dots import w32
-from .frame import (FRAME, OUTPUT, WEIGHTS, WORKSPACE, diagonal_peepholes, memory_weights, recurrent_weights,
-                    run_sizes)
+from .frame import (FRAME, HEADER_ROOM, OUTPUT, WEIGHTS, WORKSPACE, copy_header, diagonal_peepholes, memory_weights,
+                    recurrent_weights, run_sizes)
 from .gate_math import (
     standard_gru_gates,
     standard_gru_output,
@@ -69,7 +69,6 @@ from .layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_SINGLE_GATE,
-    F_HEADER,
     F_PEEP,
     F_ROWS,
     F_WS_C,
@@ -91,9 +90,7 @@ HELD_ROWS = 2      # gate rows a thread holds in registers at BLOCK threads (hel
 MAX_ROWS = 8       # gate rows a thread computes (rho)
 MAX_GATE_ROWS = 512  # gate rows of a phase (LSTM 128: 4 x 128)
 PADDED = MAX_CHUNKS * CHUNK   # h in shared memory, zero past H; at most one element a thread
-HEADER_ROOM = 64   # ints of shared memory for the frame's header (F_HEADER), a whole number of 128-byte lines
 assert PADDED <= SMALL_BLOCK
-assert F_HEADER <= HEADER_ROOM and F_HEADER <= SMALL_BLOCK
 
 
 def held_rows(threads):
@@ -207,9 +204,7 @@ def _kernel(cell, rho, threads, held):
             # dependent loads (Taichi reloads the array's address before each), on the critical path
             # of every step (the sizes, the offsets, the peephole flag, the output view)
             head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
-            if tid < F_HEADER:   # (F_HEADER < the block's threads)
-                head[tid] = frame[tid]
-            ti.simt.block.sync()
+            copy_header(frame, head, tid, threads)
             T, B, H, slot = run_sizes(head)
             first, count, stride = block_share(B, blk)
             part = ti.simt.block.SharedArray((MAX_GATE_ROWS * MAX_CHUNKS,), ti.f32)   # partial sums [row, chunk]

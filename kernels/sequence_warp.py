@@ -31,8 +31,8 @@ import functools
 import taichi as ti
 
 from .dots import w32
-from .frame import (FRAME, OUTPUT, WEIGHTS, WORKSPACE, diagonal_peepholes, memory_weights, recurrent_weights,
-                    run_sizes, vh_is_set)
+from .frame import (FRAME, HEADER_ROOM, OUTPUT, WEIGHTS, WORKSPACE, copy_header, diagonal_peepholes, memory_weights,
+                    recurrent_weights, run_sizes, vh_is_set)
 from .gate_math import (
     standard_gru_gates,
     standard_gru_output,
@@ -45,7 +45,6 @@ from .layout import (
     CELL_GRU,
     CELL_LSTM,
     CELL_SINGLE_GATE,
-    F_HEADER,
     F_PEEP,
     F_ROWS,
     F_WS_C,
@@ -60,8 +59,6 @@ from .sequence_copy import store_output
 WARP = 32          # threads a block: one warp
 MAX_WEIGHTS = 128  # weights a lane holds in registers (Taichi's CUDA cap at 32 threads a block is 255 registers)
 ROWS_A_UNIT = {CELL_SINGLE_GATE: 1, CELL_GRU: 4, CELL_LSTM: 4}   # gate rows a unit holds (GRU: z, r, Uh, Vh)
-HEADER_ROOM = 64   # ints of shared memory for the frame's header (whole 128-byte lines)
-assert F_HEADER <= HEADER_ROOM <= 2 * WARP
 
 
 def warp_units(cell, peephole, hidden, standard):
@@ -207,10 +204,7 @@ def _kernel(cell, units):
             # the frame's header in shared memory: a read of the frame in memory is two dependent
             # loads, and the sizes, offsets and output view are read every step
             head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
-            for k in ti.static(range(2)):
-                if lane + k * WARP < F_HEADER:
-                    head[lane + k * WARP] = frame[lane + k * WARP]
-            ti.simt.block.sync()
+            copy_header(frame, head, lane, WARP)
             T, B, H, _ = run_sizes(head)
             first, count, stride = block_share(B, blk)
             ha = ti.simt.block.SharedArray((WIDTH,), ti.f32)   # h, zero past H: the two buffers
