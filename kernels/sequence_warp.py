@@ -41,6 +41,7 @@ from .gate_math import (
     standard_single_gate_output,
 )
 from .grid import block_share, row_blocks
+from .knobs import knob
 from .layout import (
     CELL_GRU,
     CELL_LSTM,
@@ -73,10 +74,11 @@ def warp_units(cell, peephole, hidden, standard):
     return units
 
 
-def _kernel(cell, units):
+def _kernel(cell, units, stores_apart):
     G = GATES[cell]
     R = ROWS_A_UNIT[cell]
     WIDTH = units * WARP   # h in shared memory, zero past H: the products' length
+    THREADS = WARP * (2 if stores_apart else 1)   # the compute warp, and the store warp where apart
 
     @ti.func
     def load_weights(wts: ti.template(), head: ti.template(), H, lane):
@@ -122,132 +124,192 @@ def _kernel(cell, units):
         return sums
 
     @ti.func
+    def store_state(ws: ti.template(), out: ti.template(), head: ti.template(), h: ti.template(), cs: ti.template(),
+                    s, r, lane, live):
+        """The store warp's part (``stores_apart``): step s's h (in ``h``) and an LSTM's c (in ``cs``) to
+        the history, and h to the destination where row r was present at the step (``live``)."""
+        _, _, H, slot = run_sizes(head)
+        h_at = head[F_WS_H] + (s + 1) * slot + r * H
+        c_at = head[F_WS_C] + (s + 1) * slot + r * H
+        for u in ti.static(range(units)):
+            i = lane + u * WARP
+            if i < H:
+                ws[h_at + i] = h[i]
+                if ti.static(cell == CELL_LSTM):
+                    ws[c_at + i] = cs[i]
+                if r < live:
+                    store_output(out, head, s, r, i, h[i])
+
+    @ti.func
     def step(ws: ti.template(), frame: ti.template(), out: ti.template(), head: ti.template(), w: ti.template(),
-             src: ti.template(), dst: ti.template(), rh: ti.template(), zh: ti.template(), s, r, lane,
-             x: ti.template(), c: ti.template(), peep: ti.template(), live: ti.template()):
+             src: ti.template(), dst: ti.template(), csrc: ti.template(), cdst: ti.template(), rh: ti.template(),
+             zh: ti.template(), s, r, tid, x: ti.template(), c: ti.template(), peep: ti.template(),
+             live: ti.template(), live_prev: ti.template()):
         """Step ``s`` of batch row ``r``: h from ``src`` to ``dst`` (shared memory), the history and the
         destination; ``x`` (the step's input terms) and ``live`` (its row count) become the next
-        step's, loaded here a step ahead; ``c``: the LSTM's cell states."""
+        step's, loaded here a step ahead; ``c``: the LSTM's cell states. With ``stores_apart`` the
+        compute warp leaves h and c in shared memory only (c in ``cdst``), and the store warp writes
+        the step before's meanwhile (``store_state``), off the compute warp's chain."""
+        lane = tid % WARP
+        computes = tid < WARP
         T, B, H, slot = run_sizes(head)   # re-read each step: short live ranges
         x_next = x
         live_next = live
         if s + 1 < T:
             live_next = frame[F_ROWS + s + 1]
-            for u in ti.static(range(units)):
-                i = lane + u * WARP
-                if i < H:
-                    for g in ti.static(range(G)):
-                        x_next[u * G + g] = ws[head[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + i]
+            if computes:
+                for u in ti.static(range(units)):
+                    i = lane + u * WARP
+                    if i < H:
+                        for g in ti.static(range(G)):
+                            x_next[u * G + g] = ws[head[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + i]
+        if ti.static(stores_apart):
+            if not computes and s > 0:
+                store_state(ws, out, head, src, csrc, s - 1, r, lane, live_prev)
         h_next = head[F_WS_H] + (s + 1) * slot + r * H
         c_next = head[F_WS_C] + (s + 1) * slot + r * H
         if r < live:
             hv = ti.Vector([0.0] * units, ti.f32)
-            if ti.static(cell == CELL_SINGLE_GATE):
-                sums = products(w, src, 0, 1)
-                for u in ti.static(range(units)):
-                    hv[u] = standard_single_gate_output(x[u] + sums[u])
-            elif ti.static(cell == CELL_LSTM):
-                sums = products(w, src, 0, 4)
-                for u in ti.static(range(units)):
-                    cu = c[u]
-                    a_i = x[u * 4] + sums[u * 4] + peep[u * 4] * cu
-                    a_f = x[u * 4 + 1] + sums[u * 4 + 1] + peep[u * 4 + 1] * cu
-                    a_c = x[u * 4 + 2] + sums[u * 4 + 2] + peep[u * 4 + 2] * cu
-                    cu = standard_lstm_cell_state(a_i, a_f, a_c, cu)
-                    a_o = x[u * 4 + 3] + sums[u * 4 + 3] + peep[u * 4 + 3] * cu
-                    hv[u] = standard_lstm_output(a_o, cu)
-                    c[u] = cu
-            else:   # GRU: z and r, then the proposed output from r∘h0 and z∘h0
-                sums = products(w, src, 0, 2)
-                z = ti.Vector([0.0] * units, ti.f32)
+            z = ti.Vector([0.0] * units, ti.f32)
+            if computes:
+                if ti.static(cell == CELL_SINGLE_GATE):
+                    sums = products(w, src, 0, 1)
+                    for u in ti.static(range(units)):
+                        hv[u] = standard_single_gate_output(x[u] + sums[u])
+                elif ti.static(cell == CELL_LSTM):
+                    sums = products(w, src, 0, 4)
+                    for u in ti.static(range(units)):
+                        cu = c[u]
+                        a_i = x[u * 4] + sums[u * 4] + peep[u * 4] * cu
+                        a_f = x[u * 4 + 1] + sums[u * 4 + 1] + peep[u * 4 + 1] * cu
+                        a_c = x[u * 4 + 2] + sums[u * 4 + 2] + peep[u * 4 + 2] * cu
+                        cu = standard_lstm_cell_state(a_i, a_f, a_c, cu)
+                        a_o = x[u * 4 + 3] + sums[u * 4 + 3] + peep[u * 4 + 3] * cu
+                        hv[u] = standard_lstm_output(a_o, cu)
+                        c[u] = cu
+                else:   # GRU: z and r, then (below) the proposed output from r∘h0 and z∘h0
+                    sums = products(w, src, 0, 2)
+                    for u in ti.static(range(units)):
+                        i = lane + u * WARP
+                        zu, ru = standard_gru_gates(x[u * 3] + sums[u * 2], x[u * 3 + 1] + sums[u * 2 + 1])
+                        z[u] = zu
+                        rh[i] = ru * src[i]   # (past H h is zero, and so are these)
+                        zh[i] = zu * src[i]
+            if ti.static(cell == CELL_GRU):
+                ti.simt.block.sync()   # (every thread of the block: the store warp too)
+                if computes:
+                    s_h = products(w, rh, 2, 3)
+                    s_v = ti.Vector([0.0] * units, ti.f32)
+                    if vh_is_set(head):   # (nil is zero: skipped, a uniform branch, as the other kernels do)
+                        s_v = products(w, zh, 3, 4)
+                    for u in ti.static(range(units)):
+                        i = lane + u * WARP
+                        hv[u] = standard_gru_output(head, x[u * 3 + 2] + s_h[u] + s_v[u], z[u], src[i])
+            if computes:
                 for u in ti.static(range(units)):
                     i = lane + u * WARP
-                    zu, ru = standard_gru_gates(x[u * 3] + sums[u * 2], x[u * 3 + 1] + sums[u * 2 + 1])
-                    z[u] = zu
-                    rh[i] = ru * src[i]   # (past H h is zero, and so are these)
-                    zh[i] = zu * src[i]
-                ti.simt.block.sync()
-                s_h = products(w, rh, 2, 3)
-                s_v = ti.Vector([0.0] * units, ti.f32)
-                if vh_is_set(head):   # (nil is zero: skipped, a uniform branch, as the other kernels do)
-                    s_v = products(w, zh, 3, 4)
-                for u in ti.static(range(units)):
-                    i = lane + u * WARP
-                    hv[u] = standard_gru_output(head, x[u * 3 + 2] + s_h[u] + s_v[u], z[u], src[i])
-            for u in ti.static(range(units)):
-                i = lane + u * WARP
-                if i < H:
-                    dst[i] = hv[u]
-                    ws[h_next + i] = hv[u]
-                    if ti.static(cell == CELL_LSTM):
-                        ws[c_next + i] = c[u]
-                    store_output(out, head, s, r, i, hv[u])
-                else:
-                    dst[i] = 0.0
-        else:   # absent at this step: the state carries forward
+                    if i < H:
+                        dst[i] = hv[u]
+                        if ti.static(stores_apart):
+                            cdst[i] = c[u]
+                        else:
+                            ws[h_next + i] = hv[u]
+                            if ti.static(cell == CELL_LSTM):
+                                ws[c_next + i] = c[u]
+                            store_output(out, head, s, r, i, hv[u])
+                    else:
+                        dst[i] = 0.0
+        elif computes:   # absent at this step: the state carries forward
             for u in ti.static(range(units)):
                 i = lane + u * WARP
                 dst[i] = src[i]
-                if i < H:
+                if ti.static(stores_apart):
+                    cdst[i] = c[u]
+                elif i < H:
                     ws[h_next + i] = src[i]
                     if ti.static(cell == CELL_LSTM):
                         ws[c_next + i] = c[u]
+        live_prev = live
         x = x_next
         live = live_next
         ti.simt.block.sync()
 
     def kernel(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
-        ti.loop_config(block_dim=WARP)
-        for t in range(ti.static(row_blocks() * WARP)):
-            blk = t // WARP
-            lane = t % WARP
+        ti.loop_config(block_dim=THREADS)
+        for t in range(ti.static(row_blocks() * THREADS)):
+            blk = t // THREADS
+            tid = t % THREADS
+            lane = tid % WARP
+            computes = tid < WARP
             # the frame's header in shared memory: a read of the frame in memory is two dependent
             # loads, and the sizes, offsets and output view are read every step
             head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
-            copy_header(frame, head, lane, WARP)
+            copy_header(frame, head, tid, THREADS)
             T, B, H, _ = run_sizes(head)
             first, count, stride = block_share(B, blk)
             ha = ti.simt.block.SharedArray((WIDTH,), ti.f32)   # h, zero past H: the two buffers
             hb = ti.simt.block.SharedArray((WIDTH,), ti.f32)
+            ca = ti.simt.block.SharedArray((WIDTH,), ti.f32)   # c, the same (stores_apart: the store warp's)
+            cb = ti.simt.block.SharedArray((WIDTH,), ti.f32)
             rh = ti.simt.block.SharedArray((WIDTH,), ti.f32)   # GRU: r∘h0 and z∘h0, zero past H
             zh = ti.simt.block.SharedArray((WIDTH,), ti.f32)
             w = ti.Vector([0.0] * (units * R * WIDTH), ti.f32)
-            if count > 0:   # (a block without rows loads nothing)
+            if count > 0 and computes:   # (a block without rows loads nothing)
                 w = load_weights(wts, head, H, lane)
             for q in range(count):
                 r = first + q * stride
                 c = ti.Vector([0.0] * units, ti.f32)
                 peep = ti.Vector([0.0] * (4 * units), ti.f32)   # the units' diagonal peepholes
                 x = ti.Vector([0.0] * (G * units), ti.f32)      # the step's input terms, [u·G + g]
-                for u in ti.static(range(units)):
-                    i = lane + u * WARP
-                    v = 0.0
-                    if i < H:
-                        v = ws[head[F_WS_H] + r * H + i]
-                        for g in ti.static(range(G)):
-                            x[u * G + g] = ws[head[F_WS_XW] + r * G * H + g * H + i]
-                        if ti.static(cell == CELL_LSTM):
-                            c[u] = ws[head[F_WS_C] + r * H + i]
-                            p4 = diagonal_peepholes(wts, head, head[F_PEEP] == PEEP_DIAGONAL, H, i)
-                            for g in ti.static(range(4)):
-                                peep[u * 4 + g] = p4[g]
-                    ha[i] = v
-                    rh[i] = 0.0
-                    zh[i] = 0.0
+                if computes:
+                    for u in ti.static(range(units)):
+                        i = lane + u * WARP
+                        v = 0.0
+                        if i < H:
+                            v = ws[head[F_WS_H] + r * H + i]
+                            for g in ti.static(range(G)):
+                                x[u * G + g] = ws[head[F_WS_XW] + r * G * H + g * H + i]
+                            if ti.static(cell == CELL_LSTM):
+                                c[u] = ws[head[F_WS_C] + r * H + i]
+                                p4 = diagonal_peepholes(wts, head, head[F_PEEP] == PEEP_DIAGONAL, H, i)
+                                for g in ti.static(range(4)):
+                                    peep[u * 4 + g] = p4[g]
+                        ha[i] = v
+                        rh[i] = 0.0
+                        zh[i] = 0.0
                 live = frame[F_ROWS]   # rows present at the step
+                live_prev = live
                 ti.simt.block.sync()
                 # two steps a pass, so that each buffer's role is known when compiling
                 for s2 in range((T + 1) // 2):
-                    step(ws, frame, out, head, w, ha, hb, rh, zh, 2 * s2, r, lane, x, c, peep, live)
+                    step(ws, frame, out, head, w, ha, hb, ca, cb, rh, zh, 2 * s2, r, tid, x, c, peep, live, live_prev)
                     if 2 * s2 + 1 < T:
-                        step(ws, frame, out, head, w, hb, ha, rh, zh, 2 * s2 + 1, r, lane, x, c, peep, live)
+                        step(ws, frame, out, head, w, hb, ha, cb, ca, rh, zh, 2 * s2 + 1, r, tid, x, c, peep, live,
+                             live_prev)
+                if ti.static(stores_apart):   # the last step's state, then the buffers are free again
+                    if not computes:
+                        if T % 2 == 1:
+                            store_state(ws, out, head, hb, cb, T - 1, r, lane, live_prev)
+                        else:
+                            store_state(ws, out, head, ha, ca, T - 1, r, lane, live_prev)
+                    ti.simt.block.sync()
 
-    kernel.__name__ = f"{('single_gate', 'gru', 'lstm')[cell]}_warp{units}"   # the name profilers show
+    kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_warp{units}"   # the name profilers show
+                       + ("_stores" if stores_apart else ""))
     return ti.kernel(kernel)
 
 
 @functools.lru_cache(maxsize=None)
-def warp_kernel(cell, units):
-    """The kernel of ``cell`` whose lanes own ``units`` units each (one compile per combination, on
-    first use)."""
-    return _kernel(cell, units)
+def warp_kernel(cell, units, stores_apart=False):
+    """The kernel of ``cell`` whose lanes own ``units`` units each, with a second warp for the
+    stores where ``stores_apart`` (``warp_stores_apart``; one compile per combination, on first use)."""
+    return _kernel(cell, units, stores_apart)
+
+
+def warp_stores_apart():
+    """Whether the warp kernel's block takes a second warp that writes each step's h and c to the
+    history and the destination while the first computes the next step: the stores' chain (each
+    array's address loaded from Taichi's argument buffer, the output view read from shared
+    memory, ~150 of a hidden-32 step's ~680 cycles in its SASS) leaves the compute warp's path to
+    its barrier. Off by default: not yet timed. ``MPSRNN_WARP_STORES=apart|compute`` decides."""
+    return knob("MPSRNN_WARP_STORES", ("apart", "compute")) == "apart"

@@ -464,14 +464,16 @@ WARP_SIZES = [("single", {}, 64, 2, [3, 3, 2, 1]), ("single", {"use_float32_weig
 
 
 @pytest.mark.skipif("warp" not in ARCH_PATHS, reason="the warp kernel runs on GPUs")
+@pytest.mark.parametrize("stores", ["compute", "apart"])
 @pytest.mark.parametrize("kind, opts, hidden, units, rows", WARP_SIZES,
                          ids=[f"{k}-{h}-t{len(r)}" for k, _, h, _, r in WARP_SIZES])
-def test_warp_kernel_at_its_sizes(kind, opts, hidden, units, rows, rng, monkeypatch):
+def test_warp_kernel_at_its_sizes(kind, opts, hidden, units, rows, stores, rng, monkeypatch):
     """The warp kernel at the edges of its sizes (hidden 32 and 64: no unit past H; 41: a lane's
     second unit ragged), an odd and an even number of steps (its time loop takes two a pass), with
-    a batch that shrinks and initial states, against the reference; the kernel that ran says how
-    many units a lane owns."""
+    a batch that shrinks and initial states, against the reference, with its stores in the compute
+    warp or in a warp of their own; the kernel that ran says how many units a lane owns."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "warp")
+    monkeypatch.setenv("MPSRNN_WARP_STORES", stores)
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     d = descriptor(kind, rng, 7, hidden, **opts)
@@ -484,7 +486,8 @@ def test_warp_kernel_at_its_sizes(kind, opts, hidden, units, rows, rng, monkeypa
     second = layer.encode_sequence(xs[2:], recurrent_input_state=states[0])
     assert_seq_close(list(first) + list(second), ref)
     names = [name for name in dispatched_kernels(layer) if "_warp" in name]
-    assert names and all(name.endswith(f"_warp{units}") for name in names), names
+    suffix = f"_warp{units}" + ("_stores" if stores == "apart" else "")
+    assert names and all(name.endswith(suffix) for name in names), names
 
 
 KEPT_SUFFIX = r"k\d+_\d+$"   # the persistent kernel's name where it keeps quads in shared memory (``kept_counts``)

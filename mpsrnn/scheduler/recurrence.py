@@ -75,7 +75,7 @@ from ..kernels.sequence_split import (
 )
 from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
-from ..kernels.sequence_warp import warp_kernel, warp_units
+from ..kernels.sequence_warp import warp_kernel, warp_stores_apart, warp_units
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
 
@@ -556,7 +556,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "registers":
         prog.add(registers_kernel(kind, *_registers_shape(lr.cell, current_arch())), *args)
     elif name == "warp":
-        prog.add(warp_kernel(kind, _warp_units(lr.cell)), *args)
+        prog.add(warp_kernel(kind, _warp_units(lr.cell), warp_stores_apart()), *args)
     elif name == "persistent":
         chunk = persistent_chunk(batch)
         grid = _grid(lr.cell)
