@@ -306,10 +306,14 @@ def warp_kernel(cell, units, stores_apart=False):
     return _kernel(cell, units, stores_apart)
 
 
-def warp_stores_apart():
+def warp_stores_apart(cell):
     """Whether the warp kernel's block takes a second warp that writes each step's h and c to the
     history and the destination while the first computes the next step: the stores' chain (each
     array's address loaded from Taichi's argument buffer, the output view read from shared
     memory, ~150 of a hidden-32 step's ~680 cycles in its SASS) leaves the compute warp's path to
-    its barrier. Off by default: not yet timed. ``MPSRNN_WARP_STORES=apart|compute`` decides."""
-    return knob("MPSRNN_WARP_STORES", ("apart", "compute")) == "apart"
+    its barrier. The LSTM's, whose compute warp issues the most a step (H200, same process, median
+    of 2 rounds, µs a step, compute / apart: LSTM 32 b1 t2000 0.54 / 0.50); not the single gate's
+    or the GRU's (single gate 32 b1 t672 0.40 / 0.41, GRU 32 b1 t1000 0.53 / 0.55, b4 0.52 / 0.54).
+    ``MPSRNN_WARP_STORES=apart|compute`` decides."""
+    forced = knob("MPSRNN_WARP_STORES", ("apart", "compute"))
+    return cell == CELL_LSTM if forced is None else forced == "apart"

@@ -51,9 +51,10 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("lstm", 64, 8, {}, "registers"),
     ("gru", 64, 1, {}, "registers"),
     ("single", 128, 4, {}, "registers"),
-    ("single", 32, 1, {}, "warp"),      # a lane owns its unit's row: 0.63 against 0.77 µs a step (H200)
-    ("gru", 17, 4, {}, "warp"),         # 0.72 against 0.87 (GRU 32 b1)
-    ("lstm", 32, 1, {}, "registers"),   # warp: 0.77 against 0.71
+    ("single", 32, 1, {}, "warp"),      # a lane owns its unit's row: 0.40 against 0.52 µs a step (H200)
+    ("gru", 17, 4, {}, "warp"),         # 0.52 against 0.67 (GRU 32 b4)
+    ("lstm", 32, 1, {}, "warp"),        # its stores in a second warp: 0.50 against 0.56
+    ("lstm", 33, 1, {}, "registers"),   # past a unit a lane the LSTM's rows outgrow a lane's registers
     ("single", 33, 1, {}, "registers"),  # warp with two units a lane: 2.59 against 2.05 (hidden 64)
     ("single", 32, 1, {"neurons": "rectified"}, "blocks"),   # warp and registers: the usual neurons only
     ("lstm", 64, 1, {"peephole": "dense"}, "blocks"),
@@ -757,3 +758,19 @@ def test_persistent_kept_room_by_cell_and_chunk(monkeypatch):
     monkeypatch.setenv("MPSRNN_PERSISTENT_KEPT", "9")
     with pytest.raises(ValueError, match="MPSRNN_PERSISTENT_KEPT: expected 'on', 'off', 1, 2, 3, 4, 5, 6 or 7"):
         persistent_kept(CELL_GRU, 0, True, 1, 1)
+
+
+def test_warp_stores_in_a_warp_of_their_own_for_the_lstm(monkeypatch):
+    """The warp kernel's stores take a second warp for the LSTM only (its compute warp issues the most
+    a step); MPSRNN_WARP_STORES overrides that for every cell, and rejects other values."""
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE
+    from mpsrnn.kernels.sequence_warp import warp_stores_apart
+    monkeypatch.delenv("MPSRNN_WARP_STORES", raising=False)
+    assert [warp_stores_apart(c) for c in (CELL_LSTM, CELL_GRU, CELL_SINGLE_GATE)] == [True, False, False]
+    monkeypatch.setenv("MPSRNN_WARP_STORES", "compute")
+    assert not warp_stores_apart(CELL_LSTM)
+    monkeypatch.setenv("MPSRNN_WARP_STORES", "apart")
+    assert warp_stores_apart(CELL_GRU) and warp_stores_apart(CELL_SINGLE_GATE)
+    monkeypatch.setenv("MPSRNN_WARP_STORES", "both")
+    with pytest.raises(ValueError, match="MPSRNN_WARP_STORES"):
+        warp_stores_apart(CELL_LSTM)

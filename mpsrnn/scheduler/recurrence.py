@@ -38,7 +38,7 @@ import os
 
 from ..backend import current_arch
 from ..kernels.knobs import knob, one_or_two, switch
-from ..kernels.layout import (CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY,
+from ..kernels.layout import (CELL_GRU, CELL_LSTM, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY,
                               PEEP_DENSE)
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
@@ -239,17 +239,15 @@ def _registers_shape(cell, arch):
     return registers_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, arch == "cuda")
 
 
-WARP_CELLS = (CELL_SINGLE_GATE, CELL_GRU)   # the cells the warp kernel runs by default (warp_by_default)
-
-
 def warp_by_default(cell):
-    """Whether the warp kernel is the default (CUDA): for the single gate and the GRU whose lanes
-    own one unit each (hidden up to 32). H200, same process, median of 2 rounds, µs a step, warp /
-    registers: single gate 32 b1 t672 0.63 / 0.77, GRU 32 b1 t1000 0.72 / 0.87 (kernel alone, single
-    gate 32: 230 / 278 µs a call); but LSTM 32 b1 t2000 0.77 / 0.71 (one warp issues its 128
-    multiply-adds alone, where the registers kernel spreads them over four), and a lane of two units
-    lost (single gate 64 b1 t96 2.59 / 2.05, b4 t1000 0.85 / 0.66). Not measured on Vulkan."""
-    return cell.kind in WARP_CELLS and _warp_units(cell) == 1
+    """Whether the warp kernel is the default (CUDA): for the layers whose lanes own one unit each
+    (hidden up to 32). H200, same process, median of 2 rounds, µs a step, warp / registers: single
+    gate 32 b1 t672 0.40 / 0.52, GRU 32 b1 t1000 0.53 / 0.67, b4 0.52 / 0.67; the LSTM 32 b1 t2000
+    with its stores in a second warp (``warp_stores_apart``) 0.50 / 0.56 (0.54 without: one warp
+    issues its 128 multiply-adds alone, where the registers kernel spreads them over four). A lane
+    of two units lost (single gate 64 b1 t96 2.59 / 2.05, b4 t1000 0.85 / 0.66). Not measured on
+    Vulkan."""
+    return _warp_units(cell) == 1
 
 
 def _warp_units(cell):
@@ -556,7 +554,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "registers":
         prog.add(registers_kernel(kind, *_registers_shape(lr.cell, current_arch())), *args)
     elif name == "warp":
-        prog.add(warp_kernel(kind, _warp_units(lr.cell), warp_stores_apart()), *args)
+        prog.add(warp_kernel(kind, _warp_units(lr.cell), warp_stores_apart(kind)), *args)
     elif name == "persistent":
         chunk = persistent_chunk(batch)
         grid = _grid(lr.cell)
