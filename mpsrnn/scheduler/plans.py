@@ -27,6 +27,7 @@ from ..backend import current_arch
 from ..kernels import layout as L
 from ..kernels.knobs import PLANNING_KNOBS, knob_settings
 from ..kernels.quads import QUAD
+from ..kernels.sequence_lanes_pipelined import pipeline_counters
 from ..kernels.sequence_persistent import term_quads
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence, copy_sequence_serial
 from .program import Program, Slot
@@ -44,6 +45,8 @@ class _LayerRun:
         xw, h, c, scratch, slot, size = cell.workspace_layout(steps, batch)
         if self.recurrence == "split":
             size += split_workspace(cell, steps, batch, split_projection(cell, steps, batch))
+        if self.recurrence == "lanes":
+            size += pipeline_counters(steps)   # (sequence_lanes_pipelined's, past the scratch region)
         params = L.F_ROWS + steps   # the float parameters, as their bits, after the rows (frame.param)
         frame = np.zeros(params + len(cell.host_prm), np.int32)
         frame[: L.F_HEADER] = cell.header

@@ -45,6 +45,7 @@ from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.projection_tiled import projection_tile, projection_tiled_kernel
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
 from ..kernels.sequence_lanes import lanes_kernel
+from ..kernels.sequence_lanes_pipelined import pipelined_kernel
 from ..kernels.sequence_persistent import (
     kept_counts,
     persistent_chunk,
@@ -477,6 +478,14 @@ def lanes_serial(cell, steps, batch):
     return batch == 1 or flops <= LANES_SERIAL_FLOPS
 
 
+def lanes_pipelined(batch):
+    """Whether a lanes layer whose projection runs apart (``project_apart``) runs it beside its
+    recurrence instead, in one kernel (``sequence_lanes_pipelined``): a helper thread projects
+    blocks of 8 steps ahead of the thread that steps the rows. At batch 1, where one thread steps.
+    ``MPSRNN_CPU_PIPELINE`` (on or off) decides instead, for A/B benchmarks and tests."""
+    return switch("MPSRNN_CPU_PIPELINE", batch == 1)
+
+
 def lane_row_group(serial, batch):
     """Batch rows a worker of the lanes kernel steps together, sharing each load of U
     (``sequence_lanes.fold_first_products``; the plan sets the run's LANE_PAIRS bit): 2 where a
@@ -542,6 +551,9 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     args = _recurrence_args(lr, output)
     kind = lr.cell.kind
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
+        if lr.projected_apart and lanes_pipelined(batch):
+            prog.add(pipelined_kernel(kind), x, lr.ws, lr.cell.lanes, lr.frame, output)
+            return
         if lr.projected_apart:
             prog.add(project_inputs_lanes, x, lr.ws, lr.cell.lanes, lr.frame)
         prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch)), x, lr.ws, lr.cell.lanes, lr.frame, output)
