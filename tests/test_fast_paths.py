@@ -29,7 +29,8 @@ PATHS = ([(rec, layout, "", "") for rec in ARCH_PATHS for layout in ("rows", "tr
          + [(rec, layout, where, "") for rec in ("persistent", "spread", "split") for layout in ("rows", "transposed")
             for where in ("inside", "apart") if rec in ARCH_PATHS]
          + [("lanes", "rows", where, threads) for where in ("inside", "apart") for threads in ("serial", "threads")
-            if "lanes" in ARCH_PATHS])
+            if "lanes" in ARCH_PATHS]
+         + [("lanes", "rows", "pipelined", "")] * ("lanes" in ARCH_PATHS))
 
 
 def dispatched_kernels(layer):
@@ -42,7 +43,9 @@ def path(request, monkeypatch):
     rec, layout, projection, threads = request.param
     monkeypatch.setenv("MPSRNN_RECURRENCE", rec)
     monkeypatch.setenv("MPSRNN_WEIGHT_LAYOUT", layout)
-    monkeypatch.setenv("MPSRNN_PROJECTION", projection)
+    # "pipelined": apart, by a helper thread beside the recurrence (sequence_lanes_pipelined)
+    monkeypatch.setenv("MPSRNN_PROJECTION", "apart" if projection == "pipelined" else projection)
+    monkeypatch.setenv("MPSRNN_CPU_PIPELINE", "on" if projection == "pipelined" else "off")
     if threads:
         monkeypatch.setattr(recurrence, "LANES_SERIAL_FLOPS", float("inf") if threads == "serial" else 0.0)
     return request.param
@@ -127,6 +130,28 @@ def test_lanes_rows_in_pairs_as_one_by_one(kind, opts, threads, rng, monkeypatch
     alone = [np.array(y) for y in layer.encode_sequence(xs)]
     assert all(np.array_equal(p, a) for p, a in zip(paired, alone, strict=True))
     assert_seq_close(paired, R.encode_sequence([d], xs)[0])
+
+
+@pytest.mark.skipif("lanes" not in ARCH_PATHS, reason="the lanes kernels are the CPU's")
+@pytest.mark.parametrize("kind, opts, hidden, rows", [
+    ("lstm", {"peephole": "diagonal"}, 37, [1] * 45),
+    ("gru", {}, 19, [3] * 17 + [2] * 8 + [1] * 4),
+    ("single", {"neurons": "rectified"}, 18, [1] * 16)])
+def test_pipelined_projection_over_many_blocks(kind, opts, hidden, rows, rng, monkeypatch):
+    """The lanes recurrence with a helper thread projecting blocks of 8 steps beside it, in one
+    dispatch: several blocks (the last one ragged: 45 and 29 steps, or whole: 16), batch 1 and a batch
+    that shrinks, the usual neurons and others; a second call runs the same plan, its counters
+    reset, on fresh inputs."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "lanes")
+    monkeypatch.setenv("MPSRNN_PROJECTION", "apart")
+    monkeypatch.setenv("MPSRNN_CPU_PIPELINE", "on")
+    d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    for _ in range(2):
+        xs = sequence(rng, rows, 7)
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    name = {"lstm": "lstm", "gru": "gru", "single": "single_gate"}[kind]
+    assert [n for n in dispatched_kernels(layer) if "lanes" in n] == [f"{name}_lanes_pipelined"]
 
 
 OTHER_LANES = textwrap.dedent("""

@@ -774,3 +774,17 @@ def test_warp_stores_in_a_warp_of_their_own_for_the_lstm(monkeypatch):
     monkeypatch.setenv("MPSRNN_WARP_STORES", "both")
     with pytest.raises(ValueError, match="MPSRNN_WARP_STORES"):
         warp_stores_apart(CELL_LSTM)
+
+
+def test_lanes_projection_pipelined_at_batch_1(monkeypatch):
+    """Where the lanes path projects apart, batch 1 pipelines the projection beside the recurrence
+    (LSTM 256 b1 t50 on the Xeon VM: 20.2 against 15.6 µs a step); MPSRNN_CPU_PIPELINE decides instead."""
+    monkeypatch.delenv("MPSRNN_CPU_PIPELINE", raising=False)
+    assert rec.lanes_pipelined(1) and not rec.lanes_pipelined(2)
+    monkeypatch.setenv("MPSRNN_CPU_PIPELINE", "off")
+    assert not rec.lanes_pipelined(1)
+    monkeypatch.setenv("MPSRNN_CPU_PIPELINE", "on")
+    assert rec.lanes_pipelined(3)
+    monkeypatch.setenv("MPSRNN_CPU_PIPELINE", "maybe")
+    with pytest.raises(ValueError, match="MPSRNN_CPU_PIPELINE"):
+        rec.lanes_pipelined(1)
