@@ -62,65 +62,107 @@ MAX_WEIGHTS = 128  # weights a lane holds in registers (Taichi's CUDA cap at 32 
 ROWS_A_UNIT = {CELL_SINGLE_GATE: 1, CELL_GRU: 4, CELL_LSTM: 4}   # gate rows a unit holds (GRU: z, r, Uh, Vh)
 
 
-def warp_units(cell, peephole, hidden, standard):
-    """Units a lane owns (1 or 2) with which a layer's recurrent weights fit one warp's registers
-    (MAX_WEIGHTS a lane), or None where they do not or the cell is not the usual one (``standard``:
-    the frame's F_STANDARD)."""
+SPLIT_WARPS = 4   # compute warps where two lanes share a unit: 16 units a warp, hidden up to 64
+
+
+def warp_shape(cell, peephole, hidden, standard, shuffles):
+    """(units a lane, lanes a unit) with which a layer's recurrent weights fit the warp kernel's
+    registers (MAX_WEIGHTS a lane), or None where they do not or the cell is not the usual one
+    (``standard``: the frame's F_STANDARD). Up to one warp's worth of units a lane owns one or two
+    whole units; an LSTM or GRU of hidden 33-64 takes two lanes a unit, each half of its columns,
+    on SPLIT_WARPS warps, where the arch has warp shuffles to add the halves (``shuffles``: CUDA)."""
     if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
     units = -(-hidden // WARP)
-    if ROWS_A_UNIT[cell] * units * units * WARP > MAX_WEIGHTS:
-        return None
-    return units
+    if ROWS_A_UNIT[cell] * units * units * WARP <= MAX_WEIGHTS:
+        return units, 1
+    if shuffles and cell != CELL_SINGLE_GATE and hidden <= SPLIT_WARPS * WARP // 2:
+        return 1, 2
+    return None
 
 
-def _kernel(cell, units, stores_apart):
+def _kernel(cell, units, split, stores_apart):
     G = GATES[cell]
     R = ROWS_A_UNIT[cell]
-    WIDTH = units * WARP   # h in shared memory, zero past H: the products' length
-    THREADS = WARP * (2 if stores_apart else 1)   # the compute warp, and the store warp where apart
+    UA = WARP // split                             # units a warp: a unit's lanes are lane and lane + UA
+    WARPS = 1 if split == 1 else SPLIT_WARPS       # compute warps
+    WIDTH = units * WARP if split == 1 else WARPS * UA   # h in shared memory, zero past H: the products' length
+    COLS = WIDTH // split                          # columns of a row a lane holds
+    THREADS = WARP * (WARPS + (1 if stores_apart else 0))   # the compute warps, and the store warp where apart
 
     @ti.func
-    def load_weights(wts: ti.template(), head: ti.template(), H, lane):
-        """The lane's gate rows in registers, row (u·R + g) at [(u·R + g)·WIDTH + j], zero past H:
-        gate g of unit lane + u·WARP (GRU: z, r, Uh, then Vh, zero where Vh is nil)."""
-        w = ti.Vector([0.0] * (units * R * WIDTH), ti.f32)
+    def unit_of(tid, u: ti.template()):
+        """The unit a compute thread's u-th share of units is."""
+        return (tid // WARP) * UA + tid % UA + u * WARP
+
+    @ti.func
+    def half(tid):
+        """Which of a unit's lanes a compute thread is (0: the one that finishes the cell)."""
+        p = 0
+        if ti.static(split > 1):
+            p = (tid % WARP) // UA
+        return p
+
+    @ti.func
+    def column(q: ti.template(), p):
+        """The first column of the q-th quad of columns a lane holds: with two lanes a unit, quads
+        alternate between them, so that at each load the two halves of a warp read other banks."""
+        first = 4 * q
+        if ti.static(split > 1):
+            first = 4 * (split * q + p)
+        return first
+
+    @ti.func
+    def load_weights(wts: ti.template(), head: ti.template(), H, tid):
+        """The lane's gate rows in registers, row (u·R + g) at [(u·R + g)·COLS + k], zero past H:
+        gate g of unit ``unit_of(tid, u)``, the columns of quad q of the lane's at k = 4q .. 4q + 3
+        (GRU: z, r, Uh, then Vh, zero where Vh is nil)."""
+        w = ti.Vector([0.0] * (units * R * COLS), ti.f32)
         u0, uso, usj = recurrent_weights(head)
         v0, vso, vsj = memory_weights(head)
+        p = half(tid)
         for u in ti.static(range(units)):
-            i = lane + u * WARP
+            i = unit_of(tid, u)
             if i < H:
                 for g in ti.static(range(R)):
                     if ti.static(cell == CELL_GRU and g == 3):
                         if vh_is_set(head):
-                            for q in ti.static(range(WIDTH // 4)):   # (nested: Taichi warns past 32)
+                            for q in ti.static(range(COLS // 4)):   # (nested: Taichi warns past 32)
                                 for e in ti.static(range(4)):
-                                    if 4 * q + e < H:
-                                        w[(u * R + g) * WIDTH + 4 * q + e] = w32(wts, v0 + i * vso + (4 * q + e) * vsj)
+                                    j = column(q, p) + e
+                                    if j < H:
+                                        w[(u * R + g) * COLS + 4 * q + e] = w32(wts, v0 + i * vso + j * vsj)
                     else:
-                        for q in ti.static(range(WIDTH // 4)):
+                        for q in ti.static(range(COLS // 4)):
                             for e in ti.static(range(4)):
-                                if 4 * q + e < H:
-                                    w[(u * R + g) * WIDTH + 4 * q + e] = w32(wts, u0 + (g * H + i) * uso + (4 * q + e) * usj)
+                                j = column(q, p) + e
+                                if j < H:
+                                    w[(u * R + g) * COLS + 4 * q + e] = w32(wts, u0 + (g * H + i) * uso + j * usj)
         return w
 
     @ti.func
-    def products(w: ti.template(), src: ti.template(), g0: ti.template(), g1: ti.template()):
+    def products(w: ti.template(), src: ti.template(), g0: ti.template(), g1: ti.template(), p):
         """Σ_j W(row u·R + g, j)·src[j] for gates g0 .. g1 - 1 of each unit, at [u·(g1 - g0) + g - g0]:
-        src read four floats a load, each load serving every row."""
+        src read four floats a load, each load serving every row. With two lanes a unit, each sums
+        its half of the columns and the first lane adds the second's (a shuffle: no shared memory,
+        no barrier); the second's sums are partial."""
         n = ti.static(g1 - g0)
         per = ti.static(4 if units * n == 1 else 2)   # accumulators a row: 8 chains of multiply-adds at least
         acc = ti.Vector([0.0] * (per * units * n), ti.f32)
-        for q in ti.static(range(WIDTH // 4)):
-            h4 = ti.Vector([src[4 * q + e] for e in ti.static(range(4))])
+        for q in ti.static(range(COLS // 4)):
+            j = column(q, p)
+            h4 = ti.Vector([src[j + e] for e in ti.static(range(4))])
             for u in ti.static(range(units)):
                 for g in ti.static(range(g0, g1)):
                     for e in ti.static(range(4)):
-                        acc[per * (u * n + g - g0) + e % per] += w[(u * R + g) * WIDTH + 4 * q + e] * h4[e]
+                        acc[per * (u * n + g - g0) + e % per] += w[(u * R + g) * COLS + 4 * q + e] * h4[e]
         sums = ti.Vector([0.0] * (units * n), ti.f32)
         for k in ti.static(range(units * n)):
             for a in ti.static(range(per)):
                 sums[k] += acc[per * k + a]
+        if ti.static(split > 1):
+            for k in ti.static(range(units * n)):
+                sums[k] += ti.simt.warp.shfl_down_f32(ti.u32(0xFFFFFFFF), sums[k], UA)
         return sums
 
     @ti.func
@@ -131,8 +173,8 @@ def _kernel(cell, units, stores_apart):
         _, _, H, slot = run_sizes(head)
         h_at = head[F_WS_H] + (s + 1) * slot + r * H
         c_at = head[F_WS_C] + (s + 1) * slot + r * H
-        for u in ti.static(range(units)):
-            i = lane + u * WARP
+        for k in ti.static(range(WIDTH // WARP)):
+            i = lane + k * WARP
             if i < H:
                 ws[h_at + i] = h[i]
                 if ti.static(cell == CELL_LSTM):
@@ -151,15 +193,17 @@ def _kernel(cell, units, stores_apart):
         compute warp leaves h and c in shared memory only (c in ``cdst``), and the store warp writes
         the step before's meanwhile (``store_state``), off the compute warp's chain."""
         lane = tid % WARP
-        computes = tid < WARP
+        computes = tid < WARPS * WARP
+        p = half(tid)
+        owner = computes and p == 0   # a compute lane that finishes its units' cells
         T, B, H, slot = run_sizes(head)   # re-read each step: short live ranges
         x_next = x
         live_next = live
         if s + 1 < T:
             live_next = frame[F_ROWS + s + 1]
-            if computes:
+            if owner:
                 for u in ti.static(range(units)):
-                    i = lane + u * WARP
+                    i = unit_of(tid, u)
                     if i < H:
                         for g in ti.static(range(G)):
                             x_next[u * G + g] = ws[head[F_WS_XW] + ((s + 1) * B + r) * G * H + g * H + i]
@@ -173,11 +217,11 @@ def _kernel(cell, units, stores_apart):
             z = ti.Vector([0.0] * units, ti.f32)
             if computes:
                 if ti.static(cell == CELL_SINGLE_GATE):
-                    sums = products(w, src, 0, 1)
+                    sums = products(w, src, 0, 1, p)
                     for u in ti.static(range(units)):
                         hv[u] = standard_single_gate_output(x[u] + sums[u])
                 elif ti.static(cell == CELL_LSTM):
-                    sums = products(w, src, 0, 4)
+                    sums = products(w, src, 0, 4, p)
                     for u in ti.static(range(units)):
                         cu = c[u]
                         a_i = x[u * 4] + sums[u * 4] + peep[u * 4] * cu
@@ -188,26 +232,27 @@ def _kernel(cell, units, stores_apart):
                         hv[u] = standard_lstm_output(a_o, cu)
                         c[u] = cu
                 else:   # GRU: z and r, then (below) the proposed output from r∘h0 and z∘h0
-                    sums = products(w, src, 0, 2)
+                    sums = products(w, src, 0, 2, p)
                     for u in ti.static(range(units)):
-                        i = lane + u * WARP
+                        i = unit_of(tid, u)
                         zu, ru = standard_gru_gates(x[u * 3] + sums[u * 2], x[u * 3 + 1] + sums[u * 2 + 1])
                         z[u] = zu
-                        rh[i] = ru * src[i]   # (past H h is zero, and so are these)
-                        zh[i] = zu * src[i]
+                        if p == 0:   # (a unit's second lane has partial sums)
+                            rh[i] = ru * src[i]   # (past H h is zero, and so are these)
+                            zh[i] = zu * src[i]
             if ti.static(cell == CELL_GRU):
                 ti.simt.block.sync()   # (every thread of the block: the store warp too)
                 if computes:
-                    s_h = products(w, rh, 2, 3)
+                    s_h = products(w, rh, 2, 3, p)
                     s_v = ti.Vector([0.0] * units, ti.f32)
                     if vh_is_set(head):   # (nil is zero: skipped, a uniform branch, as the other kernels do)
-                        s_v = products(w, zh, 3, 4)
+                        s_v = products(w, zh, 3, 4, p)
                     for u in ti.static(range(units)):
-                        i = lane + u * WARP
+                        i = unit_of(tid, u)
                         hv[u] = standard_gru_output(head, x[u * 3 + 2] + s_h[u] + s_v[u], z[u], src[i])
-            if computes:
+            if owner:
                 for u in ti.static(range(units)):
-                    i = lane + u * WARP
+                    i = unit_of(tid, u)
                     if i < H:
                         dst[i] = hv[u]
                         if ti.static(stores_apart):
@@ -219,9 +264,9 @@ def _kernel(cell, units, stores_apart):
                             store_output(out, head, s, r, i, hv[u])
                     else:
                         dst[i] = 0.0
-        elif computes:   # absent at this step: the state carries forward
+        elif owner:   # absent at this step: the state carries forward
             for u in ti.static(range(units)):
-                i = lane + u * WARP
+                i = unit_of(tid, u)
                 dst[i] = src[i]
                 if ti.static(stores_apart):
                     cdst[i] = c[u]
@@ -239,8 +284,7 @@ def _kernel(cell, units, stores_apart):
         for t in range(ti.static(row_blocks() * THREADS)):
             blk = t // THREADS
             tid = t % THREADS
-            lane = tid % WARP
-            computes = tid < WARP
+            computes = tid < WARPS * WARP
             # the frame's header in shared memory: a read of the frame in memory is two dependent
             # loads, and the sizes, offsets and output view are read every step
             head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
@@ -253,17 +297,17 @@ def _kernel(cell, units, stores_apart):
             cb = ti.simt.block.SharedArray((WIDTH,), ti.f32)
             rh = ti.simt.block.SharedArray((WIDTH,), ti.f32)   # GRU: r∘h0 and z∘h0, zero past H
             zh = ti.simt.block.SharedArray((WIDTH,), ti.f32)
-            w = ti.Vector([0.0] * (units * R * WIDTH), ti.f32)
+            w = ti.Vector([0.0] * (units * R * COLS), ti.f32)
             if count > 0 and computes:   # (a block without rows loads nothing)
-                w = load_weights(wts, head, H, lane)
+                w = load_weights(wts, head, H, tid)
             for q in range(count):
                 r = first + q * stride
                 c = ti.Vector([0.0] * units, ti.f32)
                 peep = ti.Vector([0.0] * (4 * units), ti.f32)   # the units' diagonal peepholes
                 x = ti.Vector([0.0] * (G * units), ti.f32)      # the step's input terms, [u·G + g]
-                if computes:
+                if computes and half(tid) == 0:
                     for u in ti.static(range(units)):
-                        i = lane + u * WARP
+                        i = unit_of(tid, u)
                         v = 0.0
                         if i < H:
                             v = ws[head[F_WS_H] + r * H + i]
@@ -289,21 +333,22 @@ def _kernel(cell, units, stores_apart):
                 if ti.static(stores_apart):   # the last step's state, then the buffers are free again
                     if not computes:
                         if T % 2 == 1:
-                            store_state(ws, out, head, hb, cb, T - 1, r, lane, live_prev)
+                            store_state(ws, out, head, hb, cb, T - 1, r, tid % WARP, live_prev)
                         else:
-                            store_state(ws, out, head, ha, ca, T - 1, r, lane, live_prev)
+                            store_state(ws, out, head, ha, ca, T - 1, r, tid % WARP, live_prev)
                     ti.simt.block.sync()
 
     kernel.__name__ = (f"{('single_gate', 'gru', 'lstm')[cell]}_warp{units}"   # the name profilers show
-                       + ("_stores" if stores_apart else ""))
+                       + (f"x{split}" if split > 1 else "") + ("_stores" if stores_apart else ""))
     return ti.kernel(kernel)
 
 
 @functools.lru_cache(maxsize=None)
-def warp_kernel(cell, units, stores_apart=False):
-    """The kernel of ``cell`` whose lanes own ``units`` units each, with a second warp for the
-    stores where ``stores_apart`` (``warp_stores_apart``; one compile per combination, on first use)."""
-    return _kernel(cell, units, stores_apart)
+def warp_kernel(cell, units, split=1, stores_apart=False):
+    """The kernel of ``cell`` whose lanes own ``units`` units each, or share a unit among ``split``
+    lanes (``warp_shape``), with a warp for the stores where ``stores_apart`` (``warp_stores_apart``;
+    one compile per combination, on first use)."""
+    return _kernel(cell, units, split, stores_apart)
 
 
 def warp_stores_apart(cell):

@@ -76,7 +76,7 @@ from ..kernels.sequence_split import (
 )
 from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
-from ..kernels.sequence_warp import warp_kernel, warp_stores_apart, warp_units
+from ..kernels.sequence_warp import warp_kernel, warp_shape, warp_stores_apart
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
 
@@ -116,7 +116,7 @@ def applies(name, arch, cell):
         shape = _registers_shape(cell, arch)
         return shape is not None and (arch != "cuda" or shape[0] <= held_rows(shape[1]))
     if name == "warp":
-        return _warp_units(cell) is not None
+        return _warp_shape(cell, arch) is not None
     if name == "lanes":
         return cell.lanes is not None
     if name == "tiles":
@@ -248,12 +248,13 @@ def warp_by_default(cell):
     issues its 128 multiply-adds alone, where the registers kernel spreads them over four). A lane
     of two units lost (single gate 64 b1 t96 2.59 / 2.05, b4 t1000 0.85 / 0.66). Not measured on
     Vulkan."""
-    return _warp_units(cell) == 1
+    return _warp_shape(cell, "cuda") == (1, 1)
 
 
-def _warp_units(cell):
-    """Units a lane owns in the warp kernel for this layer, or None where it does not fit."""
-    return warp_units(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0)
+def _warp_shape(cell, arch):
+    """(units a lane, lanes a unit) of the warp kernel for this layer on ``arch``, or None where it
+    does not fit (two lanes a unit: CUDA's warp shuffles only)."""
+    return warp_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, arch == "cuda")
 
 
 def _sms():
@@ -566,7 +567,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "registers":
         prog.add(registers_kernel(kind, *_registers_shape(lr.cell, current_arch())), *args)
     elif name == "warp":
-        prog.add(warp_kernel(kind, _warp_units(lr.cell), warp_stores_apart(kind)), *args)
+        prog.add(warp_kernel(kind, *_warp_shape(lr.cell, current_arch()), warp_stores_apart(kind)), *args)
     elif name == "persistent":
         chunk = persistent_chunk(batch)
         grid = _grid(lr.cell)
