@@ -23,7 +23,7 @@ GRU's z, r, Uh and Vh rows x 32, the single gate's 2 rows x 64). A step:
 A block runs its batch rows one after another (block_share); each row's h and c start from the
 workspace. A row absent at a step copies its state forward. Only block barriers and shared memory:
 CUDA, Vulkan and Metal (a block of 32 threads is one warp on NVIDIA, one SIMD group on Apple); the
-CPU runs the lanes kernel. The input projection runs apart. Limits (``warp_units``): the usual
+CPU runs the lanes kernel. The input projection runs apart. Limits (``warp_shape``): the usual
 neurons (F_STANDARD), no dense LSTM peepholes.
 """
 import functools
@@ -351,14 +351,15 @@ def warp_kernel(cell, units, split=1, stores_apart=False):
     return _kernel(cell, units, split, stores_apart)
 
 
-def warp_stores_apart(cell):
-    """Whether the warp kernel's block takes a second warp that writes each step's h and c to the
-    history and the destination while the first computes the next step: the stores' chain (each
+def warp_stores_apart(cell, split):
+    """Whether the warp kernel's block takes a warp that writes each step's h and c to the history
+    and the destination while the compute warp computes the next step: the stores' chain (each
     array's address loaded from Taichi's argument buffer, the output view read from shared
     memory, ~150 of a hidden-32 step's ~680 cycles in its SASS) leaves the compute warp's path to
-    its barrier. The LSTM's, whose compute warp issues the most a step (H200, same process, median
+    its barrier. The LSTM's on one warp, which issues the most a step (H200, same process, median
     of 2 rounds, µs a step, compute / apart: LSTM 32 b1 t2000 0.54 / 0.50); not the single gate's
-    or the GRU's (single gate 32 b1 t672 0.40 / 0.41, GRU 32 b1 t1000 0.53 / 0.55, b4 0.52 / 0.54).
+    or the GRU's (single gate 32 b1 t672 0.40 / 0.41, GRU 32 b1 t1000 0.53 / 0.55, b4 0.52 / 0.54),
+    nor on four compute warps (``split``: LSTM 64 b1 t1000 0.63 / 0.89, GRU 64 0.73 / 1.04).
     ``MPSRNN_WARP_STORES=apart|compute`` decides."""
     forced = knob("MPSRNN_WARP_STORES", ("apart", "compute"))
-    return cell == CELL_LSTM if forced is None else forced == "apart"
+    return cell == CELL_LSTM and split == 1 if forced is None else forced == "apart"

@@ -242,13 +242,15 @@ def _registers_shape(cell, arch):
 
 def warp_by_default(cell):
     """Whether the warp kernel is the default (CUDA): for the layers whose lanes own one unit each
-    (hidden up to 32). H200, same process, median of 2 rounds, µs a step, warp / registers: single
-    gate 32 b1 t672 0.40 / 0.52, GRU 32 b1 t1000 0.53 / 0.67, b4 0.52 / 0.67; the LSTM 32 b1 t2000
-    with its stores in a second warp (``warp_stores_apart``) 0.50 / 0.56 (0.54 without: one warp
-    issues its 128 multiply-adds alone, where the registers kernel spreads them over four). A lane
-    of two units lost (single gate 64 b1 t96 2.59 / 2.05, b4 t1000 0.85 / 0.66). Not measured on
-    Vulkan."""
-    return _warp_shape(cell, "cuda") == (1, 1)
+    (hidden up to 32) or share one between two lanes (the LSTM and GRU of hidden 33-64). H200, same
+    process, median of 2 rounds, µs a step, warp / registers: single gate 32 b1 t672 0.40 / 0.52, GRU
+    32 b1 t1000 0.53 / 0.67, b4 0.52 / 0.67; the LSTM 32 b1 t2000 with its stores in a second warp
+    (``warp_stores_apart``) 0.50 / 0.56 (0.54 without: one warp issues its 128 multiply-adds alone,
+    where the registers kernel spreads them over four); two lanes a unit, LSTM 64 b1 t1000 0.63 /
+    0.77, b8 0.66 / 0.73, LSTM 48 b1 0.66 / 0.75, GRU 64 b1 0.73 / 0.83. A lane of two units lost
+    (single gate 64 b1 t96 2.59 / 2.05, b4 t1000 0.85 / 0.66). Not measured on Vulkan."""
+    shape = _warp_shape(cell, "cuda")
+    return shape is not None and shape[0] == 1
 
 
 def _warp_shape(cell, arch):
@@ -567,7 +569,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "registers":
         prog.add(registers_kernel(kind, *_registers_shape(lr.cell, current_arch())), *args)
     elif name == "warp":
-        prog.add(warp_kernel(kind, *_warp_shape(lr.cell, current_arch()), warp_stores_apart(kind)), *args)
+        units, split = _warp_shape(lr.cell, current_arch())
+        prog.add(warp_kernel(kind, units, split, warp_stores_apart(kind, split)), *args)
     elif name == "persistent":
         chunk = persistent_chunk(batch)
         grid = _grid(lr.cell)
