@@ -1,5 +1,5 @@
 """Whole sequences in one launch, one warp a sequence: the smallest layers (LSTM and GRU up to hidden
-32, the single gate up to 64; any GPU).
+32, the single gate up to 64; any GPU), and on four warps the LSTM and GRU up to hidden 64 (CUDA).
 
 The registers kernel (``sequence_registers``) spreads a step's product over a block of 128-256
 threads, each a chunk of a gate row, and one warp finishes the cells: every step two block
@@ -19,6 +19,13 @@ GRU's z, r, Uh and Vh rows x 32, the single gate's 2 rows x 64). A step:
    turn by a time loop unrolled by two, so that their addresses are known when compiling and no
    lane overwrites an h that another still reads. The GRU adds a barrier between its phases: its
    second product takes every unit's r∘h0 and z∘h0.
+
+Past hidden 32 an LSTM's or GRU's unit outgrows a lane (4 rows x 64 weights), so two lanes of a
+warp share it (``split``), lane l and l + 16, each holding its rows' weights in alternate quads of
+columns (so that at each load the warp's two halves read other banks), on four compute warps of
+16 units. Each sums its half; a warp shuffle hands the second lane's sums to the first, which
+finishes the cell: still one barrier a step, and no partial sums through shared memory. The
+shuffle is CUDA's (Taichi's SPIR-V subgroup shuffles are Vulkan's and Metal's, not yet used here).
 
 A block runs its batch rows one after another (block_share); each row's h and c start from the
 workspace. A row absent at a step copies its state forward. Only block barriers and shared memory:
