@@ -790,3 +790,24 @@ def test_lanes_projection_pipelined_at_batch_1(monkeypatch):
     monkeypatch.setenv("MPSRNN_CPU_PIPELINE", "maybe")
     with pytest.raises(ValueError, match="MPSRNN_CPU_PIPELINE"):
         rec.lanes_pipelined(1)
+
+
+@pytest.mark.parametrize("kind, peephole, hidden, standard, shuffles, shape", [
+    ("lstm", "diagonal", 32, True, False, (1, 1)),   # a lane a unit, every gate row in its registers
+    ("gru", "none", 17, True, False, (1, 1)),
+    ("single", "none", 64, True, False, (2, 1)),    # two units a lane (2 rows x 64)
+    ("single", "none", 65, True, True, None),
+    ("lstm", "none", 33, True, True, (1, 2)),       # two lanes a unit, four warps: CUDA's shuffles
+    ("gru", "none", 64, True, True, (1, 2)),
+    ("lstm", "none", 33, True, False, None),        # no shuffles (Vulkan, Metal)
+    ("lstm", "none", 65, True, True, None),
+    ("lstm", "dense", 16, True, True, None),        # a second product a step
+    ("gru", "none", 16, False, True, None),         # other neurons
+])
+def test_warp_shapes(kind, peephole, hidden, standard, shuffles, shape):
+    """(units a lane, lanes a unit) of the warp kernel, or None where the layer does not fit it."""
+    from mpsrnn.kernels.layout import CELL_GRU, CELL_LSTM, CELL_SINGLE_GATE, PEEP_DENSE, PEEP_DIAGONAL, PEEP_NONE
+    from mpsrnn.kernels.sequence_warp import warp_shape
+    cell = {"lstm": CELL_LSTM, "gru": CELL_GRU, "single": CELL_SINGLE_GATE}[kind]
+    peep = {"none": PEEP_NONE, "dense": PEEP_DENSE, "diagonal": PEEP_DIAGONAL}[peephole]
+    assert warp_shape(cell, peep, hidden, standard, shuffles) == shape
