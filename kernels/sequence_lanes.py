@@ -98,10 +98,17 @@ def project_steps(x: ti.template(), ws: ti.template(), lanes: ti.template(),
                   frame: ti.template(), r, s0):
     """Input terms W·x + b of row r for steps s0 .. s0+STEP_BLOCK-1 (those it has), into its
     workspace rows: the projection fused into the recurrence, one weight load for 8 steps."""
-    T, B = frame[F_STEPS], frame[F_BATCH]
+    project_span(x, ws, lanes, frame, r, s0, frame[F_STEPS])
+
+
+@ti.func
+def project_span(x: ti.template(), ws: ti.template(), lanes: ti.template(),
+                 frame: ti.template(), r, s0, end):
+    """``project_steps`` for the steps before ``end`` only."""
+    B = frame[F_BATCH]
     G = frame[F_GATES]
     H = frame[F_OUT]
-    starts, present = step_group(frame, r, s0, T)
+    starts, present = step_group(frame, r, s0, end)
     project_lanes(x, starts, present, frame[F_WS_XW] + (s0 * B + r) * G * H, B * G * H, ws, lanes, frame)
 
 

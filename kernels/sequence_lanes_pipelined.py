@@ -6,7 +6,8 @@ whole projection first (LSTM 256 b1 t50 on this project's Xeon VM: 350 µs proje
 threads, then 621 µs of recurrence on one). Here the two overlap:
 
 * the *stepping* worker (the loop's first) runs every step of every batch row, as the serial lanes
-  kernel does, a block of 8 steps (a *chunk*) at a time;
+  kernel does, a *chunk* of steps at a time: 4 steps first (projected before the first step can
+  run: half a block's wait), then blocks of 8 (the projection's unit: one weight load, 8 rows);
 * the *helper* (the first worker of the next CPU task, so another pool thread) projects chunks
   ahead of it, in order, claiming each from a counter in the workspace.
 
@@ -29,12 +30,29 @@ from .frame import FRAME, INPUT, OUTPUT, WORKSPACE, run_sizes
 from .grid import CPU_TASK, worker_block, workers
 from .lanes import LANE_WEIGHTS
 from .layout import F_BATCH, F_STEPS, F_WS_SCRATCH
-from .sequence_lanes import STEP_BLOCK, project_steps, row_group, rows_step, start_row
+from .sequence_lanes import STEP_BLOCK, project_span, row_group, rows_step, start_row
+
+
+FIRST_CHUNK = 4   # steps of the first chunk, which the stepping worker projects alone before its first step
 
 
 def pipeline_counters(steps):
     """Floats the counters take after the scratch region: the claim counter and a flag a chunk."""
-    return 1 + (steps + STEP_BLOCK - 1) // STEP_BLOCK
+    return 1 + 1 + max(0, -(-(steps - FIRST_CHUNK) // STEP_BLOCK))
+
+
+@ti.func
+def chunk_count(T):
+    return 1 + ti.max(0, (T - FIRST_CHUNK + STEP_BLOCK - 1) // STEP_BLOCK)
+
+
+@ti.func
+def chunk_span(k, T):
+    """(first step, end) of chunk k: FIRST_CHUNK steps, then STEP_BLOCK a chunk."""
+    s0 = 0
+    if k > 0:
+        s0 = FIRST_CHUNK + (k - 1) * STEP_BLOCK
+    return s0, ti.min(T, FIRST_CHUNK + k * STEP_BLOCK)
 
 
 @ti.func
@@ -52,8 +70,9 @@ def read_counter(ws: ti.template(), i):
 @ti.func
 def project_claimed(x: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), c, k):
     """Chunk k's input terms for every batch row, then its done flag."""
+    s0, end = chunk_span(k, frame[F_STEPS])
     for r in range(frame[F_BATCH]):
-        project_steps(x, ws, lanes, frame, r, k * STEP_BLOCK)
+        project_span(x, ws, lanes, frame, r, s0, end)
     ti.atomic_add(ws[c + 1 + k], 1.0)
 
 
@@ -67,42 +86,50 @@ def claim_and_project(x: ti.template(), ws: ti.template(), lanes: ti.template(),
     return claimed
 
 
-@ti.func
-def wait_for_chunk(x: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), c, chunks, k):
-    """Return once chunk k is projected: projecting it (and any chunk claimed with it) while it is
-    unclaimed, spinning while the helper has it."""
-    while True:   # (calls in a while's condition broke Taichi's IR: the loop breaks instead)
-        if read_counter(ws, c + 1 + k) != 0.0:
-            break
-        if ti.cast(read_counter(ws, c), ti.i32) <= k:
-            claim_and_project(x, ws, lanes, frame, c, chunks)
-
-
 def _pipelined_kernel(kind):
     def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(serialize=True)
         for _ in range(1):   # a serial task of its own, done before the workers start
             c = counters_at(frame)
-            for i in range(1 + (frame[F_STEPS] + STEP_BLOCK - 1) // STEP_BLOCK):
+            for i in range(1 + chunk_count(frame[F_STEPS])):
                 ws[c + i] = 0.0
         ti.loop_config(block_dim=ti.static(worker_block()))
         for w in range(ti.static(workers())):
-            T, B, H, _ = run_sizes(frame)
-            c = counters_at(frame)
-            chunks = (T + STEP_BLOCK - 1) // STEP_BLOCK
-            if w == 0:
-                for r in range(B):
-                    start_row(ws, frame, r, H)
+            if w == 0 or w == CPU_TASK:   # the stepping worker and the helper
+                T, B, H, _ = run_sizes(frame)
+                c = counters_at(frame)
+                chunks = chunk_count(T)
+                stepping = w == 0
+                if stepping:
+                    for r in range(B):
+                        start_row(ws, frame, r, H)
                 rows = row_group(frame)
-                for k in range(chunks):
-                    wait_for_chunk(x, ws, lanes, frame, c, chunks, k)
-                    for s in range(k * STEP_BLOCK, ti.min(k * STEP_BLOCK + STEP_BLOCK, T)):
-                        for g in range((B + rows - 1) // rows):
-                            rows_step(kind, ws, lanes, frame, out, s, g * rows, ti.min(rows, B - g * rows))
-            elif w == CPU_TASK:
-                while True:
-                    if not claim_and_project(x, ws, lanes, frame, c, chunks):
+                k = 0   # the chunk the stepping worker steps next
+                # One loop for both workers, so that the projection's and the step's code are each
+                # inlined once (Taichi inlines a function at every call: compile time). Each pass
+                # the stepping worker steps chunk k once it is projected, waits while the helper
+                # projects it, or else claims the next chunk; the helper only claims.
+                while True:   # (calls in a while's condition broke Taichi's IR: the loop breaks instead)
+                    act = 0   # 0: claim a chunk and project it; 1: step chunk k; 2: wait; 3: done
+                    if stepping:
+                        if k >= chunks:
+                            act = 3
+                        elif read_counter(ws, c + 1 + k) != 0.0:
+                            act = 1
+                        elif ti.cast(read_counter(ws, c), ti.i32) > k:
+                            act = 2
+                    if act == 3:
                         break
+                    if act == 1:
+                        s0, end = chunk_span(k, T)
+                        for s in range(s0, end):
+                            for g in range((B + rows - 1) // rows):
+                                rows_step(kind, ws, lanes, frame, out, s, g * rows, ti.min(rows, B - g * rows))
+                        k += 1
+                    elif act == 0:
+                        claimed = claim_and_project(x, ws, lanes, frame, c, chunks)
+                        if not claimed and not stepping:
+                            break
     run.__name__ = run.__qualname__ = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes_pipelined"
     return ti.kernel(run)
 
