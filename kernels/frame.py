@@ -2,8 +2,8 @@
 place for the argument types and the field list."""
 import taichi as ti
 
-from .layout import (F_BATCH, F_HAS_VH, F_HEADER, F_OUT, F_OUT_BASE, F_OUT_ROW, F_OUT_STEP, F_SLOT, F_STEPS, F_U, F_U_SJ, F_U_SO,
-                     F_V, F_V_SJ, F_V_SO, F_X_BASE, F_X_ROW, F_X_STEP)
+from .layout import (F_BATCH, F_HAS_VH, F_HEADER, F_OUT, F_OUT_BASE, F_OUT_ROW, F_OUT_STEP, F_SLOT, F_STEPS, F_U,
+                     F_U_SJ, F_U_SO, F_V, F_V_SJ, F_V_SO, F_X_BASE, F_X_ROW, F_X_STEP)
 
 # argument types of the recurrence kernels: (ws, wts, frame, out)
 WORKSPACE = ti.types.ndarray(dtype=ti.f32, ndim=1)   # projected inputs, state history, scratch

@@ -111,6 +111,11 @@ def _kernel(cell, units, split, stores_apart):
         return p
 
     @ti.func
+    def finishes(tid):
+        """Whether a thread finishes cells: a compute lane, the first of its unit's."""
+        return tid < WARPS * WARP and half(tid) == 0
+
+    @ti.func
     def column(q: ti.template(), p):
         """The first column of the q-th quad of columns a lane holds: with two lanes a unit, quads
         alternate between them, so that at each load the two halves of a warp read other banks."""
@@ -202,7 +207,7 @@ def _kernel(cell, units, split, stores_apart):
         lane = tid % WARP
         computes = tid < WARPS * WARP
         p = half(tid)
-        owner = computes and p == 0   # a compute lane that finishes its units' cells
+        owner = finishes(tid)
         T, B, H, slot = run_sizes(head)   # re-read each step: short live ranges
         x_next = x
         live_next = live
@@ -312,7 +317,7 @@ def _kernel(cell, units, split, stores_apart):
                 c = ti.Vector([0.0] * units, ti.f32)
                 peep = ti.Vector([0.0] * (4 * units), ti.f32)   # the units' diagonal peepholes
                 x = ti.Vector([0.0] * (G * units), ti.f32)      # the step's input terms, [u·G + g]
-                if computes and half(tid) == 0:
+                if finishes(tid):
                     for u in ti.static(range(units)):
                         i = unit_of(tid, u)
                         v = 0.0

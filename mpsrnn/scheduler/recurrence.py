@@ -20,8 +20,9 @@
   recurrent weights fit one block's registers (LSTM and GRU up to hidden 64, the single gate up to
   128): each thread holds its share of U for the whole launch.
 * ``warp``: ``kernels/sequence_warp``, the same schedule on blocks of one warp, whose lanes hold
-  their units' whole gate rows (LSTM and GRU up to hidden 32, the single gate up to 64): a step
-  without partial sums, on one barrier.
+  their units' whole gate rows (LSTM and GRU up to hidden 32, the single gate up to 64; on CUDA
+  also the LSTM and GRU up to 64, two lanes a unit on four warps): a step without partial sums
+  through shared memory, on one barrier.
 * ``persistent``: ``kernels/sequence_persistent``, the whole sequence in one
   launch over every SM, a grid barrier per step (CUDA; larger hidden sizes).
 * ``spread``: ``kernels/sequence_spread``, the same schedule over just enough SMs to hold U in
@@ -38,8 +39,7 @@ import os
 
 from ..backend import current_arch
 from ..kernels.knobs import knob, one_or_two, switch
-from ..kernels.layout import (CELL_GRU, CELL_LSTM, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY,
-                              PEEP_DENSE)
+from ..kernels.layout import CELL_GRU, CELL_LSTM, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.projection_tiled import projection_tile, projection_tiled_kernel
@@ -484,7 +484,7 @@ def lanes_serial(cell, steps, batch):
 def lanes_pipelined(batch):
     """Whether a lanes layer whose projection runs apart (``project_apart``) runs it beside its
     recurrence instead, in one kernel (``sequence_lanes_pipelined``): a helper thread projects
-    blocks of 8 steps ahead of the thread that steps the rows. At batch 1, where one thread steps.
+    chunks of steps ahead of the thread that steps the rows. At batch 1, where one thread steps.
     ``MPSRNN_CPU_PIPELINE`` (on or off) decides instead, for A/B benchmarks and tests."""
     return switch("MPSRNN_CPU_PIPELINE", batch == 1)
 
