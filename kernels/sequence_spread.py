@@ -109,27 +109,47 @@ def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None):
     return None
 
 
-def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False):
+def batch_groups(blocks, bc, batch, sms, most):
+    """(batch rows a pass, groups) for up to ``most`` groups of the spread kernel's ``blocks`` blocks
+    (``spread_shape``: ``bc`` rows a pass), each group a copy of U over its own blocks that takes
+    every groups-th pass of the batch rows, so a thread loops over fewer rows a step; at most
+    ``sms`` blocks in all. The rows a pass shrink until every group has a pass."""
+    groups = max(1, min(most, sms // blocks, batch))
+    if groups == 1:
+        return bc, 1
+    rows = min(bc, -(-batch // groups))
+    return rows, min(groups, -(-batch // rows))
+
+
+def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1):
     """The kernel of ``cell`` on ``nblocks`` blocks whose threads hold ``rho`` rows of ``chunks`` chunks,
     ``bc`` batch rows a pass; ``projects``: it computes its own input terms and zero initial states
     first (``sequence_persistent.project_own_rows``); ``one_step``: for runs of one step from zeros
-    only (``step_from_zeros``). One compile per combination, on first use."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step)[0]
+    only (``step_from_zeros``); ``groups``: copies of those blocks, each taking every groups-th pass
+    (``batch_groups``; not with ``one_step``). One compile per combination, on first use."""
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups)[0]
 
 
-def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False):
+def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1):
     """Two layers of the same shape at once (the two directions of a bidirectional level), each on
-    ``nblocks`` blocks of a grid of 2 × ``nblocks``: the arguments of ``spread_kernel`` twice. Each
-    layer meets only its own blocks at its grid barriers (the counters are in its frame)."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step)[1]
+    ``nblocks`` × ``groups`` blocks of a grid of twice that: the arguments of ``spread_kernel``
+    twice. Each layer meets only its own blocks at its grid barriers (the counters are in its frame)."""
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups)[1]
 
 
 @functools.lru_cache(maxsize=None)
-def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
+def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups):
+    assert groups == 1 or not one_step, "a one-step run's kernel reads only its own blocks' terms"
     G = GATES[cell]
+    TOTAL = nblocks * groups   # blocks of a layer: its groups of nblocks
     PAD = chunks * CHUNK    # h in shared memory, zero past H
     COPIES = (bc * PAD + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
     HS = h_buffers(cell) * bc * PAD   # floats of shared h
+
+    @ti.func
+    def group_passes(B, group):
+        """Passes of ``bc`` batch rows that fall to ``group``: every groups-th from its own on."""
+        return ((B + bc - 1) // bc - group + groups - 1) // groups
 
     @ti.func
     def copy_h(ws: ti.template(), src, hs: ti.template(), at, b0, B, H, tid):
@@ -173,19 +193,20 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
         """Block blk's share of one layer's whole sequence (the kernel's body: see the module text)."""
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(projects):
-            project_own_rows(x, ws, wts, frame, nblocks, blk, tid)
+            # over all the groups' blocks: the grid barrier after it makes every term visible
+            project_own_rows(x, ws, wts, frame, TOTAL, blk, tid)
             if ti.static(one_step):   # it reads only its own terms, written by its other threads
                 ti.simt.block.sync()
             else:
-                barrier += nblocks
+                barrier += TOTAL
                 grid_barrier(frame, tid, barrier)
         if ti.static(one_step):
             step_from_zeros(ws, wts, frame, head, out, blk, tid)
         elif ti.static(cell == CELL_GRU):
-            gru_layer(ws, wts, frame, head, out, hs, part, blk, tid, barrier)
+            gru_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier)
         else:
-            gated_layer(ws, wts, frame, head, out, hs, part, blk, tid, barrier)
-        leave_grid(frame, tid, nblocks)
+            gated_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier)
+        leave_grid(frame, tid, TOTAL)
 
     @ti.func
     def step_from_zeros(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
@@ -221,7 +242,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
 
     @ti.func
     def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
-                  out: ti.template(), hs: ti.template(), part: ti.template(), blk, tid, passed):
+                  out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed):
         """The GRU: two phases a step, each a pass per bc batch rows, with a grid barrier after each.
         Phase 1: Uz and Ur against h give z and r of the block's units; r∘h0 and z∘h0 go to fresh
         slots of the C region (z to the scratch rows). Phase 2 needs every unit's r∘h0 and z∘h0: Uh
@@ -263,8 +284,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
             rh = head[F_WS_C] + (2 * s) * slot   # fresh slots: no SM's L1 holds them stale
             zh = rh + slot
             zs = head[F_WS_SCRATCH]
-            for pass_ in range((B + bc - 1) // bc):   # phase 1: z and r
-                b0 = pass_ * bc
+            for q in range(group_passes(B, group)):   # phase 1: z and r
+                b0 = (group + q * groups) * bc
                 copy_h(ws, hp, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and i < H and b < B
@@ -288,10 +309,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
                     ws[rh + b * H + i] = rg * h0
                     ws[zh + b * H + i] = z * h0
                 ti.simt.block.sync()   # before the next pass overwrites hs and part
-            barrier += nblocks
+            barrier += TOTAL
             grid_barrier(frame, tid, barrier)
-            for pass_ in range((B + bc - 1) // bc):   # phase 2: the proposed output and the new h
-                b0 = pass_ * bc
+            for q in range(group_passes(B, group)):   # phase 2: the proposed output and the new h
+                b0 = (group + q * groups) * bc
                 copy_h(ws, rh, hs, 0, b0, B, H, tid)
                 copy_h(ws, zh, hs, bc * PAD, b0, B, H, tid)
                 b = b0 + bb
@@ -316,13 +337,14 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
                         store_output(out, head, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
                 ti.simt.block.sync()
-            barrier += nblocks
+            barrier += TOTAL
             grid_barrier(frame, tid, barrier)
 
     @ti.func
     def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
-                    out: ti.template(), hs: ti.template(), part: ti.template(), blk, tid, passed):
-        """The LSTM and the single gate: one phase a step."""
+                    out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed):
+        """The LSTM and the single gate: one phase a step. ``blk``: the block's share of the units;
+        ``group``: its share of the batch's passes (``batch_groups``)."""
         barrier = passed
         # this thread's gate rows lr[i] = p + i·span of the block's R (gate g = lr // units of unit
         # u_lo + lr % units) and its chunk k, loaded once for the whole launch
@@ -352,8 +374,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
             _, B, H, slot = run_sizes(head)   # re-read each step: short register live ranges
             hp = head[F_WS_H] + s * slot
             cp = head[F_WS_C] + s * slot
-            for pass_ in range((B + bc - 1) // bc):
-                b0 = pass_ * bc
+            for q in range(group_passes(B, group)):
+                b0 = (group + q * groups) * bc
                 copy_h(ws, hp, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and iu < units and i < H and b < B
@@ -390,9 +412,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step):
                     if ti.static(cell == CELL_LSTM):
                         ws[cp + slot + b * H + i] = c
                 ti.simt.block.sync()   # before the next pass overwrites hs and part
-            barrier += nblocks
+            barrier += TOTAL
             grid_barrier(frame, tid, barrier)
 
     # shared arrays: hs [batch row, channel], part [batch row, gate row, chunk]
     kind = ('single_gate', 'gru', 'lstm')[cell] + ('_fromzeros' if one_step else '')
-    return grid_kernels(run_layer, nblocks, BLOCK, (HS, bc * rho * BLOCK), f"{kind}_spread{rho}x{nblocks}")
+    name = f"{kind}_spread{rho}x{nblocks}" + (f"x{groups}g" if groups > 1 else "")
+    return grid_kernels(run_layer, TOTAL, BLOCK, (HS, bc * rho * BLOCK), name)

@@ -377,6 +377,33 @@ def test_spread_kernel_on_two_blocks_per_sm(kind, opts, n_in, hidden, rows, rng,
     assert blocks and all(b > recurrence._sms() for b in blocks), dispatched_kernels(layer)
 
 
+@pytest.mark.skipif("spread" not in ARCH_PATHS, reason="the spread kernel runs on CUDA only")
+@pytest.mark.parametrize("projection", ["inside", "apart"])
+def test_spread_kernel_in_batch_groups(projection, rng, monkeypatch):
+    """The spread kernel with its blocks copied into groups, each taking a share of the batch rows'
+    passes (``batch_groups``): 11 rows in 4 groups of 3 rows a pass, the rows shrinking to 1, then 5
+    rows (another plan); the LSTM with diagonal peepholes, the GRU with Vh and the single gate, each
+    layer twice, against the reference; then both directions in one launch (the paired kernel)."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "spread")
+    monkeypatch.setenv("MPSRNN_SPREAD_GROUPS", "4")
+    monkeypatch.setenv("MPSRNN_PROJECTION", projection)
+    for kind, peephole in (("lstm", "diagonal"), ("gru", None), ("single", None)):
+        d = descriptor(kind, rng, 7, 45, use_float32_weights=True, peephole=peephole)
+        layer = m.RNNMatrixInferenceLayer(d)
+        assert_twice_matches_reference(layer, d, rng, [11, 11, 9, 6, 2, 1], 7)
+        assert_twice_matches_reference(layer, d, rng, [5, 5, 3], 7)
+        names = [name for name in dispatched_kernels(layer) if "_spread" in name]
+        assert names and all(name.endswith("x4g") or name.endswith("x3g") for name in names), names
+    backward = {"layer_sequence_direction": m.SequenceDirection.BACKWARD}
+    ds = [descriptor("lstm", rng, 7, 45, use_float32_weights=True, peephole=None),
+          descriptor("lstm", rng, 7, 45, use_float32_weights=True, peephole=None, **backward)]
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    layer = m.RNNMatrixInferenceLayer(ds)
+    assert_both_directions_match(layer, ds, rng)
+    names = dispatched_kernels(layer)
+    assert any(name.endswith("x4g_paired") for name in names), names
+
+
 @pytest.mark.skipif("spread" not in ARCH_PATHS, reason="the spread, split and persistent kernels run on CUDA only")
 @pytest.mark.parametrize("kernel", ["spread", "split", "persistent"])
 def test_projection_inside_shares_a_row_among_lanes(kernel, rng, monkeypatch):

@@ -74,7 +74,7 @@ from ..kernels.sequence_split import (
     split_partials_chunks,
     split_shape,
 )
-from ..kernels.sequence_spread import paired_spread_kernel, spread_kernel, spread_shape
+from ..kernels.sequence_spread import batch_groups, paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 from ..kernels.sequence_warp import warp_kernel, warp_shape, warp_stores_apart
 
@@ -420,6 +420,22 @@ def _spread_shape(cell, batch, sms=None):
 
 
 SPREAD_PER_SM = 2   # blocks of the spread kernel an SM may hold (measured: choose_recurrence)
+SPREAD_GROUPS = 8   # the most copies of the spread kernel's blocks, each on a share of the batch
+
+
+def _spread_groups(blocks, bc, batch, one_step, sms=None):
+    """(batch rows a pass, groups) of the spread kernel on ``blocks`` blocks with ``bc`` rows a pass
+    (``batch_groups``): up to SPREAD_GROUPS copies of its blocks, within one block on each of ``sms``
+    SMs (by default all), each copy on every groups-th pass of the batch rows, so that a thread's
+    products run over fewer rows a step. One group for a one-step run from zeros
+    (``step_from_zeros``). H200, µs a step, one group / the most that fit: LSTM 128 b8 t1000 (8
+    blocks) 4.03 / 2.56 (2 groups 3.21, 4 groups 2.83), LSTM 192 b4 t1000 3.35 / 2.53. Where the
+    blocks already take two an SM (LSTM 512 b4 t25 on 128), a second group was lost in the
+    noise of a 25-step call (11.4 / 12.8), so none is made. ``MPSRNN_SPREAD_GROUPS=N`` sets the
+    most groups (1: none), for A/B benchmarks."""
+    forced = knob("MPSRNN_SPREAD_GROUPS", ("1", "2", "4", "8", "16"))
+    most = 1 if one_step else int(forced) if forced else SPREAD_GROUPS
+    return batch_groups(blocks, bc, batch, _sms() if sms is None else sms, most)
 
 
 def spread_per_sm():
@@ -535,7 +551,8 @@ def project_apart(name, cell, steps, batch):
         from ..kernels.grid import cpu_tasks
         return batch < cpu_tasks() and flops >= APART_FLOPS
     if name == "spread":   # fewer blocks project: the limit shrinks with the share of SMs they are
-        flops *= _sms() / _spread_shape(cell, batch)[1]
+        _, grid, _, bc = _spread_shape(cell, batch)
+        flops *= _sms() / (grid * _spread_groups(grid, bc, batch, False)[1])
     if name == "split":
         if split_chunks_by_default(cell, steps, batch):
             return False   # in chunks: see split_projection
@@ -586,7 +603,9 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
                  x, lr.ws, lr.cell.wts, quads, lr.term_quads(steps, batch), lr.frame, output)
     elif name == "spread":
         rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
-        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, _one_step(lr, steps)), x, *args)
+        one_step = _one_step(lr, steps)
+        bc, groups = _spread_groups(grid, bc, batch, one_step)
+        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups), x, *args)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
         prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), split_projection(lr.cell, steps, batch), halves,
@@ -649,8 +668,10 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
                                      split_projection(first.cell, steps, batch),
                                      split_atomic(first.cell, batch), split_gates_here(first.cell, batch)), *args)
     else:
-        prog.add(paired_spread_kernel(first.cell.kind, *_paired_shape(first.cell, batch), projects,
-                                      _one_step(first, steps)), *args)
+        rho, grid, chunks, bc = _paired_shape(first.cell, batch)
+        one_step = _one_step(first, steps)
+        bc, groups = _spread_groups(grid, bc, batch, one_step, _sms() // 2)
+        prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, projects, one_step, groups), *args)
 
 
 def _one_step(lr, steps):
