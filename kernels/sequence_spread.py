@@ -72,7 +72,6 @@ from .layout import (
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
-from .neurons import sigmoid32
 from .sequence_copy import store_output
 from .sequence_persistent import SHARED_LIMIT, grid_barrier, grid_kernels, leave_grid, project_own_rows
 from .sequence_registers import CHUNK, load_rows, rows_dot
@@ -81,36 +80,6 @@ BLOCK = 256          # threads a block: 128 registers a thread (see sequence_reg
 MAX_ROWS = 2         # gate rows a thread holds
 MAX_BATCH_PASS = 8   # batch rows a pass
 SHARED = SHARED_LIMIT   # floats of shared memory: 32 KiB (Metal's limit; grid_kernels adds the header only within it)
-
-
-WHOLE_R_BLOCK = 512   # threads a block of the GRU's whole-r form: 128 registers a thread, one block an SM
-
-
-def whole_r_shape(cell, hidden, has_vh, standard, batch, sms):
-    """(blocks, chunks, batch rows a pass) of the GRU's whole-r form (``whole_r_layer``), or None where
-    it does not fit: without Vh, every block computes r for every unit (the whole of Ur in its
-    registers, a row × chunk a thread), so a step takes one grid barrier, not two. Each thread holds
-    one more row × chunk, of Uz or Uh for the block's units: the fewest blocks that hold those."""
-    chunks = -(-hidden // CHUNK)
-    if cell != CELL_GRU or has_vh or not standard or hidden * chunks > WHOLE_R_BLOCK:
-        return None
-    for blocks in range(1, sms + 1):
-        units = -(-hidden // blocks)
-        if 2 * units * chunks > WHOLE_R_BLOCK:
-            continue
-        bc = min(MAX_BATCH_PASS, 1 << (max(batch, 1) - 1).bit_length())
-        while bc > 1 and (bc * units > WHOLE_R_BLOCK or whole_r_shared(chunks, blocks, bc) > SHARED):
-            bc //= 2
-        if whole_r_shared(chunks, blocks, bc) <= SHARED:
-            return blocks, chunks, bc
-    return None
-
-
-def whole_r_shared(chunks, blocks, bc):
-    """Floats of shared memory the whole-r form takes: h and r∘h0 of each batch row of a pass, and
-    the partial sums of Ur (every unit's) and of Uz and Uh (the block's units), a chunk each."""
-    pad = chunks * CHUNK
-    return 2 * bc * pad + bc * (pad + 2 * -(-pad // blocks)) * chunks
 
 
 def h_buffers(cell):
@@ -152,32 +121,29 @@ def batch_groups(blocks, bc, batch, sms, most):
     return rows, min(groups, -(-batch // rows))
 
 
-def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, whole_r=False):
+def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1):
     """The kernel of ``cell`` on ``nblocks`` blocks whose threads hold ``rho`` rows of ``chunks`` chunks,
     ``bc`` batch rows a pass; ``projects``: it computes its own input terms and zero initial states
     first (``sequence_persistent.project_own_rows``); ``one_step``: for runs of one step from zeros
     only (``step_from_zeros``); ``groups``: copies of those blocks, each taking every groups-th pass
-    (``batch_groups``; not with ``one_step``); ``whole_r``: the GRU's one-barrier form
-    (``whole_r_shape``: its blocks of WHOLE_R_BLOCK threads). One compile per combination, on first use."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, whole_r)[0]
+    (``batch_groups``; not with ``one_step``). One compile per combination, on first use."""
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups)[0]
 
 
-def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, whole_r=False):
+def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1):
     """Two layers of the same shape at once (the two directions of a bidirectional level), each on
     ``nblocks`` × ``groups`` blocks of a grid of twice that: the arguments of ``spread_kernel``
     twice. Each layer meets only its own blocks at its grid barriers (the counters are in its frame)."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, whole_r)[1]
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups)[1]
 
 
 @functools.lru_cache(maxsize=None)
-def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, whole_r):
+def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups):
     assert groups == 1 or not one_step, "a one-step run's kernel reads only its own blocks' terms"
-    assert not whole_r or (cell == CELL_GRU and not one_step and rho == 1), "whole r: the GRU's steps only"
     G = GATES[cell]
     TOTAL = nblocks * groups   # blocks of a layer: its groups of nblocks
-    NT = WHOLE_R_BLOCK if whole_r else BLOCK   # threads a block
     PAD = chunks * CHUNK    # h in shared memory, zero past H
-    COPIES = (bc * PAD + NT - 1) // NT   # elements of h a thread copies a pass
+    COPIES = (bc * PAD + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
     HS = h_buffers(cell) * bc * PAD   # floats of shared h
 
     @ti.func
@@ -193,12 +159,12 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         before it, 16 L2 round trips in a row, ~5 µs of a pass (ncu, LSTM 512 b16)."""
         got = ti.Vector([0.0] * COPIES, ti.f32)
         for e_ in ti.static(range(COPIES)):
-            e = tid + e_ * NT
+            e = tid + e_ * BLOCK
             ok = e < bc * PAD and e % PAD < H and b0 + e // PAD < B
             got[e_] = ti.select(ok, ws[src + ti.select(ok, (b0 + e // PAD) * H + e % PAD, 0)], 0.0)
         for e_ in ti.static(range(COPIES)):
-            if tid + e_ * NT < bc * PAD:
-                hs[at + tid + e_ * NT] = got[e_]
+            if tid + e_ * BLOCK < bc * PAD:
+                hs[at + tid + e_ * BLOCK] = got[e_]
 
     @ti.func
     def pass_products(part: ti.template(), w, wts: ti.template(), at: ti.template(), sj, H, hs: ti.template(),
@@ -228,8 +194,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(projects):
             # over all the groups' blocks: the grid barrier after it makes every term visible
-            if tid < BLOCK:   # (its loops are sized to BLOCK threads; whole warps skip it)
-                project_own_rows(x, ws, wts, frame, TOTAL, blk, tid)
+            project_own_rows(x, ws, wts, frame, TOTAL, blk, tid)
             if ti.static(one_step):   # it reads only its own terms, written by its other threads
                 ti.simt.block.sync()
             else:
@@ -237,8 +202,6 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                 grid_barrier(frame, tid, barrier)
         if ti.static(one_step):
             step_from_zeros(ws, wts, frame, head, out, blk, tid)
-        elif ti.static(whole_r):
-            whole_r_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier)
         elif ti.static(cell == CELL_GRU):
             gru_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier)
         else:
@@ -378,105 +341,6 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             grid_barrier(frame, tid, barrier)
 
     @ti.func
-    def whole_r_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
-                      out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed):
-        """The GRU without Vh in one phase a step (``whole_r_shape``). Each block computes r for every
-        unit itself, so that r∘h0 never leaves it: thread tid holds row tid % H of Ur, chunk tid // H
-        (set A), and a row of Uz or Uh of the block's units (set B: row q = tid % 2·units, Uz below
-        units, Uh from there; chunk tid // 2·units). A pass over up to bc batch rows:
-        1. h into hs[r·PAD + j]; the (unit, row) thread loads its xz and xh, every thread its share
-           of the rows' xr;
-        2. Ur·h for every unit and Uz·h for the block's; a block barrier;
-        3. r∘h0 of every unit into hs after the rows' h (zero past H), and each (unit, row) thread's
-           z; a block barrier;
-        4. Uh·(r∘h0) for the block's units; a block barrier;
-        5. the (unit, row) threads finish their cells.
-        part: Ur's sums of row r, unit j at (r·H + j)·chunks, then from bc·PAD·chunks the Uz and Uh
-        sums of row r, block row q at (bc·PAD + r·2·units + q)·chunks (so a row index past bc·PAD
-        offsets them: ``pass_products`` stores to (r·R + lr)·chunks + k)."""
-        barrier = passed   # run_layer's count so far
-        _, _, H, _ = run_sizes(head)
-        units = (H + nblocks - 1) // nblocks
-        u_lo = blk * units
-        u0, uso, usj = recurrent_weights(head)
-        p = tid % H                 # set A: Ur's row p, chunk ka
-        ka = tid // H
-        la = ti.Vector([-1], ti.i32)
-        ata = ti.Vector([-1], ti.i32)
-        if ka < chunks:
-            la[0] = p
-            ata[0] = u0 + (H + p) * uso
-        q = tid % (2 * units)       # set B: row q of [Uz; Uh] for the block's units, chunk kb
-        kb = tid // (2 * units)
-        lz = ti.Vector([-1], ti.i32)
-        lh = ti.Vector([-1], ti.i32)
-        atb = ti.Vector([-1], ti.i32)
-        if kb < chunks and u_lo + q % units < H:
-            atb[0] = u0 + ((q // units) * 2 * H + u_lo + q % units) * uso
-            if q < units:
-                lz[0] = bc * PAD + q
-            else:
-                lh[0] = bc * PAD + q
-        wa = load_rows(wts, ata, usj, ka * CHUNK, H, 1)
-        wb = load_rows(wts, atb, usj, kb * CHUNK, H, 1)
-        kca = ti.min(ka, chunks - 1)   # threads without rows read a valid chunk and store nothing
-        kcb = ti.min(kb, chunks - 1)
-        R_COPIES = ti.static((bc * PAD + NT - 1) // NT)   # r∘h0 elements a thread makes a pass
-        bb = tid // units
-        iu = tid % units
-        i = u_lo + iu
-        rs = bc * PAD   # where r∘h0 lies in hs
-        for s in range(head[F_STEPS]):
-            _, B, H, slot = run_sizes(head)   # re-read each step: short register live ranges
-            hp = head[F_WS_H] + s * slot
-            xw = head[F_WS_XW] + s * B * 3 * H
-            for q_ in range(group_passes(B, group)):
-                b0 = (group + q_ * groups) * bc
-                copy_h(ws, hp, hs, 0, b0, B, H, tid)
-                b = b0 + bb
-                mine = bb < bc and i < H and b < B
-                present = mine and b < frame[F_ROWS + s]
-                xz = 0.0
-                xh = 0.0
-                if present:
-                    xz = ws[xw + b * 3 * H + i]
-                    xh = ws[xw + b * 3 * H + 2 * H + i]
-                xr = ti.Vector([0.0] * R_COPIES, ti.f32)
-                for e_ in ti.static(range(R_COPIES)):
-                    e = tid + e_ * NT
-                    ok = e < bc * PAD and e % PAD < H and b0 + e // PAD < B
-                    xr[e_] = ti.select(ok, ws[ti.select(ok, xw + (b0 + e // PAD) * 3 * H + H + e % PAD, 0)], 0.0)
-                ti.simt.block.sync()
-                rows = ti.min(bc, B - b0)
-                pass_products(part, wa, wts, ata, usj, H, hs, kca * CHUNK, la, ka, H, rows)
-                pass_products(part, wb, wts, atb, usj, H, hs, kcb * CHUNK, lz, kb, 2 * units, rows)
-                ti.simt.block.sync()
-                for e_ in ti.static(range(R_COPIES)):
-                    e = tid + e_ * NT
-                    if e < bc * PAD:
-                        rh = 0.0   # zero past H and past the batch: the products read whole chunks
-                        if e % PAD < H and b0 + e // PAD < B:
-                            rh = sigmoid32(xr[e_] + gate_sum(part, (e // PAD) * H + e % PAD)) * hs[e]
-                        hs[rs + e] = rh
-                z = 0.0
-                if present:
-                    z = sigmoid32(xz + gate_sum(part, bc * PAD + bb * 2 * units + iu))
-                ti.simt.block.sync()
-                pass_products(part, wb, wts, atb, usj, H, hs, rs + kcb * CHUNK, lh, kb, 2 * units, rows)
-                ti.simt.block.sync()
-                if mine:
-                    h0 = hs[bb * PAD + i]
-                    hv = h0
-                    if present:
-                        hv = standard_gru_output(head, xh + gate_sum(part, bc * PAD + bb * 2 * units + units + iu),
-                                                 z, h0)
-                        store_output(out, head, s, b, i, hv)
-                    ws[hp + slot + b * H + i] = hv
-                ti.simt.block.sync()   # before the next pass overwrites hs and part
-            barrier += TOTAL
-            grid_barrier(frame, tid, barrier)
-
-    @ti.func
     def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
                     out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed):
         """The LSTM and the single gate: one phase a step. ``blk``: the block's share of the units;
@@ -553,7 +417,5 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
 
     # shared arrays: hs [batch row, channel], part [batch row, gate row, chunk]
     kind = ('single_gate', 'gru', 'lstm')[cell] + ('_fromzeros' if one_step else '')
-    kind += '_whole_r' if whole_r else ''
     name = f"{kind}_spread{rho}x{nblocks}" + (f"x{groups}g" if groups > 1 else "")
-    shared = (2 * bc * PAD, whole_r_shared(chunks, nblocks, bc) - 2 * bc * PAD) if whole_r else (HS, bc * rho * BLOCK)
-    return grid_kernels(run_layer, TOTAL, NT, shared, name)
+    return grid_kernels(run_layer, TOTAL, BLOCK, (HS, bc * rho * BLOCK), name)

@@ -404,26 +404,6 @@ def test_spread_kernel_in_batch_groups(projection, rng, monkeypatch):
     assert any(name.endswith("x4g_paired") for name in names), names
 
 
-@pytest.mark.skipif("spread" not in ARCH_PATHS, reason="the spread kernel runs on CUDA only")
-@pytest.mark.parametrize("groups", ["1", "8"])
-@pytest.mark.parametrize("projection", ["inside", "apart"])
-def test_gru_whole_r_spread(projection, groups, rng, monkeypatch):
-    """The GRU without Vh in the spread kernel's whole-r form (``whole_r_layer``: every block makes
-    r for every unit, one grid barrier a step): hidden 128 (every thread of its blocks holds rows)
-    and 100 (chunks past H), flipped output gates and float16 weights, batch rows that shrink, in
-    one group (two passes at b8) and in up to 8; each layer twice, against the reference."""
-    monkeypatch.setenv("MPSRNN_RECURRENCE", "spread")
-    monkeypatch.setenv("MPSRNN_SPREAD_GROUPS", groups)
-    monkeypatch.setenv("MPSRNN_PROJECTION", projection)
-    nil = {"nil": ("output_gate_input_gate_weights",)}
-    for hidden, opts in ((128, {"use_float32_weights": True}), (100, {"flip_output_gates": True})):
-        d = descriptor("gru", rng, 7, hidden, **opts, **nil)
-        layer = m.RNNMatrixInferenceLayer(d)
-        assert_twice_matches_reference(layer, d, rng, [8, 8, 5, 3, 1], 7)
-        names = [name for name in dispatched_kernels(layer) if "_spread" in name]
-        assert names and all(name.startswith("gru_whole_r_spread") for name in names), names
-
-
 @pytest.mark.skipif("spread" not in ARCH_PATHS, reason="the spread, split and persistent kernels run on CUDA only")
 @pytest.mark.parametrize("kernel", ["spread", "split", "persistent"])
 def test_projection_inside_shares_a_row_among_lanes(kernel, rng, monkeypatch):

@@ -134,27 +134,6 @@ def test_spread_shapes(kind, hidden, batch, shape):
     assert spread_shape(cell_kind, 0, hidden, True, batch, 132) == shape
 
 
-NO_VH = {"nil": ("output_gate_input_gate_weights",)}
-
-
-@pytest.mark.parametrize("kind, hidden, batch, opts, one_step, plan", [
-    ("lstm", 128, 8, {}, False, (1, 8, 4, 1, 8, False)),     # 8 groups of 8 blocks, a row a pass each
-    ("lstm", 128, 1, {}, False, (1, 8, 4, 1, 1, False)),     # one row: one group
-    ("lstm", 192, 4, {}, False, (1, 20, 6, 1, 4, False)),    # 6 groups would fit 132 SMs, 4 rows make 4
-    ("lstm", 128, 12, {}, False, (1, 8, 4, 2, 6, False)),    # 8 groups of rows of 2 would leave 2 idle: 6
-    ("lstm", 512, 4, {}, False, (1, 128, 16, 4, 1, False)),  # 128 blocks: no room for a second group
-    ("gru", 128, 8, {}, False, (1, 4, 4, 1, 8, False)),      # Vh: two phases a step
-    ("gru", 128, 8, NO_VH, False, (1, 2, 4, 1, 8, True)),    # no Vh: whole r, Uz and Uh rows of 64 units
-    ("gru", 96, 3, NO_VH, False, (1, 2, 3, 1, 3, True)),
-    ("gru", 160, 8, NO_VH, False, (1, 7, 5, 1, 8, False)),   # Ur whole: 160 rows x 5 chunks > 512 threads
-    ("gru", 128, 4, NO_VH, True, (1, 4, 4, 4, 1, False)),    # one step from zeros: its own kernel
-])
-def test_spread_plans(kind, hidden, batch, opts, one_step, plan):
-    """The spread kernel's plan: its shape, batch groups within one block an SM, and the GRU's
-    whole-r form where it has no Vh and Ur fits a block's threads."""
-    assert rec._spread_plan(cell(np.random.default_rng(0), kind, hidden, **opts), batch, one_step) == plan
-
-
 @pytest.mark.parametrize("kind, hidden, batch, shape", [
     ("lstm", 704, 1, (2, 141, 22, 1)),    # two rows a thread on 141 blocks: two blocks an SM on some
     ("lstm", 1024, 4, (2, 256, 32, 4)),   # 4 units a block, 16 rows x 32 chunks / 2 = 256 threads

@@ -74,7 +74,7 @@ from ..kernels.sequence_split import (
     split_partials_chunks,
     split_shape,
 )
-from ..kernels.sequence_spread import batch_groups, paired_spread_kernel, spread_kernel, spread_shape, whole_r_shape
+from ..kernels.sequence_spread import batch_groups, paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 from ..kernels.sequence_warp import warp_kernel, warp_shape, warp_stores_apart
 
@@ -423,21 +423,6 @@ SPREAD_PER_SM = 2   # blocks of the spread kernel an SM may hold (measured: choo
 SPREAD_GROUPS = 8   # the most copies of the spread kernel's blocks, each on a share of the batch
 
 
-def _spread_plan(cell, batch, one_step, share=1):
-    """(rows a thread, blocks, chunks, batch rows a pass, groups, whole r) of the spread kernel for a
-    layer on 1/``share`` of the GPU (2: one of a pair of directions): the GRU's whole-r form where it
-    fits (``whole_r_shape``; ``MPSRNN_SPREAD_WHOLE_R=off`` keeps its two phases), else
-    ``_spread_shape``; then its batch groups (``_spread_groups``)."""
-    whole = (None if one_step or not switch("MPSRNN_SPREAD_WHOLE_R", True) else
-             whole_r_shape(cell.kind, cell.n_out, cell.has_vh, cell.header[F_STANDARD] != 0, batch, _sms() // share))
-    if whole is not None:
-        rho, (blocks, chunks, bc) = 1, whole
-    else:
-        rho, blocks, chunks, bc = _spread_shape(cell, batch) if share == 1 else _paired_shape(cell, batch)
-    bc, groups = _spread_groups(blocks, bc, batch, one_step, _sms() // share)
-    return rho, blocks, chunks, bc, groups, whole is not None
-
-
 def _spread_groups(blocks, bc, batch, one_step, sms=None):
     """(batch rows a pass, groups) of the spread kernel on ``blocks`` blocks with ``bc`` rows a pass
     (``batch_groups``): up to SPREAD_GROUPS copies of its blocks, within one block on each of ``sms``
@@ -566,8 +551,8 @@ def project_apart(name, cell, steps, batch):
         from ..kernels.grid import cpu_tasks
         return batch < cpu_tasks() and flops >= APART_FLOPS
     if name == "spread":   # fewer blocks project: the limit shrinks with the share of SMs they are
-        _, grid, _, _, groups, _ = _spread_plan(cell, batch, False)
-        flops *= _sms() / (grid * groups)
+        _, grid, _, bc = _spread_shape(cell, batch)
+        flops *= _sms() / (grid * _spread_groups(grid, bc, batch, False)[1])
     if name == "split":
         if split_chunks_by_default(cell, steps, batch):
             return False   # in chunks: see split_projection
@@ -617,10 +602,10 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
                                    persistent_zigzag(), lr.cell.has_vh, streams, persistent_fold(chunk), kept),
                  x, lr.ws, lr.cell.wts, quads, lr.term_quads(steps, batch), lr.frame, output)
     elif name == "spread":
+        rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         one_step = _one_step(lr, steps)
-        rho, grid, chunks, bc, groups, whole_r = _spread_plan(lr.cell, batch, one_step)
-        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups, whole_r),
-                 x, *args)
+        bc, groups = _spread_groups(grid, bc, batch, one_step)
+        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups), x, *args)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
         prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), split_projection(lr.cell, steps, batch), halves,
@@ -683,10 +668,10 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
                                      split_projection(first.cell, steps, batch),
                                      split_atomic(first.cell, batch), split_gates_here(first.cell, batch)), *args)
     else:
+        rho, grid, chunks, bc = _paired_shape(first.cell, batch)
         one_step = _one_step(first, steps)
-        rho, grid, chunks, bc, groups, whole_r = _spread_plan(first.cell, batch, one_step, share=2)
-        prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, projects, one_step, groups, whole_r),
-                 *args)
+        bc, groups = _spread_groups(grid, bc, batch, one_step, _sms() // 2)
+        prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, projects, one_step, groups), *args)
 
 
 def _one_step(lr, steps):
