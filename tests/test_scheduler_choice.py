@@ -134,6 +134,20 @@ def test_spread_shapes(kind, hidden, batch, shape):
     assert spread_shape(cell_kind, 0, hidden, True, batch, 132) == shape
 
 
+@pytest.mark.parametrize("kind, hidden, batch, one_step, plan", [
+    ("lstm", 128, 8, False, (1, 8, 4, 1, 8)),     # 8 groups of 8 blocks, a row a pass each
+    ("lstm", 128, 1, False, (1, 8, 4, 1, 1)),     # one row: one group
+    ("lstm", 192, 4, False, (1, 20, 6, 1, 4)),    # 6 groups would fit 132 SMs, 4 rows make 4
+    ("lstm", 128, 12, False, (1, 8, 4, 2, 6)),    # 8 groups of rows of 2 would leave 2 idle: 6
+    ("lstm", 512, 4, False, (1, 128, 16, 4, 1)),  # 128 blocks: no room for a second group
+    ("gru", 128, 8, False, (1, 4, 4, 1, 8)),
+    ("gru", 512, 4, True, (1, 64, 16, 4, 1)),     # one step from zeros: its own kernel, one group
+])
+def test_spread_plans(kind, hidden, batch, one_step, plan):
+    """The spread kernel's plan: its shape, then batch groups within one block an SM."""
+    assert rec._spread_plan(cell(np.random.default_rng(0), kind, hidden), batch, one_step) == plan
+
+
 @pytest.mark.parametrize("kind, hidden, batch, shape", [
     ("lstm", 704, 1, (2, 141, 22, 1)),    # two rows a thread on 141 blocks: two blocks an SM on some
     ("lstm", 1024, 4, (2, 256, 32, 4)),   # 4 units a block, 16 rows x 32 chunks / 2 = 256 threads

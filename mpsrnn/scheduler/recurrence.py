@@ -423,6 +423,15 @@ SPREAD_PER_SM = 2   # blocks of the spread kernel an SM may hold (measured: choo
 SPREAD_GROUPS = 8   # the most copies of the spread kernel's blocks, each on a share of the batch
 
 
+def _spread_plan(cell, batch, one_step, share=1):
+    """(rows a thread, blocks, chunks, batch rows a pass, groups) of the spread kernel for a layer on
+    1/``share`` of the GPU (2: one of a pair of directions): ``_spread_shape``, then its batch groups
+    (``_spread_groups``)."""
+    rho, blocks, chunks, bc = _spread_shape(cell, batch) if share == 1 else _paired_shape(cell, batch)
+    bc, groups = _spread_groups(blocks, bc, batch, one_step, _sms() // share)
+    return rho, blocks, chunks, bc, groups
+
+
 def _spread_groups(blocks, bc, batch, one_step, sms=None):
     """(batch rows a pass, groups) of the spread kernel on ``blocks`` blocks with ``bc`` rows a pass
     (``batch_groups``): up to SPREAD_GROUPS copies of its blocks, within one block on each of ``sms``
@@ -551,8 +560,8 @@ def project_apart(name, cell, steps, batch):
         from ..kernels.grid import cpu_tasks
         return batch < cpu_tasks() and flops >= APART_FLOPS
     if name == "spread":   # fewer blocks project: the limit shrinks with the share of SMs they are
-        _, grid, _, bc = _spread_shape(cell, batch)
-        flops *= _sms() / (grid * _spread_groups(grid, bc, batch, False)[1])
+        _, grid, _, _, groups = _spread_plan(cell, batch, False)
+        flops *= _sms() / (grid * groups)
     if name == "split":
         if split_chunks_by_default(cell, steps, batch):
             return False   # in chunks: see split_projection
@@ -602,9 +611,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
                                    persistent_zigzag(), lr.cell.has_vh, streams, persistent_fold(chunk), kept),
                  x, lr.ws, lr.cell.wts, quads, lr.term_quads(steps, batch), lr.frame, output)
     elif name == "spread":
-        rho, grid, chunks, bc = _spread_shape(lr.cell, batch)
         one_step = _one_step(lr, steps)
-        bc, groups = _spread_groups(grid, bc, batch, one_step)
+        rho, grid, chunks, bc, groups = _spread_plan(lr.cell, batch, one_step)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups), x, *args)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
@@ -668,9 +676,8 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
                                      split_projection(first.cell, steps, batch),
                                      split_atomic(first.cell, batch), split_gates_here(first.cell, batch)), *args)
     else:
-        rho, grid, chunks, bc = _paired_shape(first.cell, batch)
         one_step = _one_step(first, steps)
-        bc, groups = _spread_groups(grid, bc, batch, one_step, _sms() // 2)
+        rho, grid, chunks, bc, groups = _spread_plan(first.cell, batch, one_step, share=2)
         prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, projects, one_step, groups), *args)
 
 
