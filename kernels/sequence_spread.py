@@ -38,6 +38,11 @@ row of each phase (LSTM-sized shares: up to hidden ~735 on 132 SMs, 1024 on two 
 grid must be resident at once, as for every persistent kernel. A row absent at a step copies its
 state forward.
 
+Batch groups (``batch_groups``): a layer that leaves SMs free (LSTM 128 takes 8 blocks of 132) runs
+as up to 8 copies of its blocks, each copy holding all of U and taking every groups-th pass of the
+batch rows, so a thread's products run over fewer rows a step. The copies are independent but for
+the grid barrier, which counts every block of the layer.
+
 ``paired_spread_kernel`` runs two layers of one shape side by side, the two directions of a
 bidirectional level, on a grid of twice the blocks: the body (``run_layer``) is the same, each
 half reads its own arrays and meets only its own blocks at the barriers (counters in its frame).
