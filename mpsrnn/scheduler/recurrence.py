@@ -432,10 +432,10 @@ def _spread_plan(cell, batch, one_step, share=1):
     return rho, blocks, chunks, bc, groups
 
 
-def _spread_groups(blocks, bc, batch, one_step, sms=None):
+def _spread_groups(blocks, bc, batch, one_step, sms):
     """(batch rows a pass, groups) of the spread kernel on ``blocks`` blocks with ``bc`` rows a pass
     (``batch_groups``): up to SPREAD_GROUPS copies of its blocks, within one block on each of ``sms``
-    SMs (by default all), each copy on every groups-th pass of the batch rows, so that a thread's
+    SMs, each copy on every groups-th pass of the batch rows, so that a thread's
     products run over fewer rows a step. One group for a one-step run from zeros
     (``step_from_zeros``). H200, µs a step, one group / the most that fit: LSTM 128 b8 t1000 (8
     blocks) 4.03 / 2.56 (2 groups 3.21, 4 groups 2.83), LSTM 192 b4 t1000 3.35 / 2.53. Where the
@@ -444,7 +444,7 @@ def _spread_groups(blocks, bc, batch, one_step, sms=None):
     most groups (1: none), for A/B benchmarks."""
     forced = knob("MPSRNN_SPREAD_GROUPS", ("1", "2", "4", "8", "16"))
     most = 1 if one_step else int(forced) if forced else SPREAD_GROUPS
-    return batch_groups(blocks, bc, batch, _sms() if sms is None else sms, most)
+    return batch_groups(blocks, bc, batch, sms, most)
 
 
 def spread_per_sm():
