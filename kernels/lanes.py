@@ -59,7 +59,12 @@ def lane_width(cpu_flags=None):
     forced = knob("MPSRNN_CPU_LANES", ("8", "16"))
     if forced:
         return int(forced)
-    return 16 if "avx512f" in (_cpu_flags() if cpu_flags is None else cpu_flags) else 8
+    return 16 if cpu_has_avx512(cpu_flags) else 8
+
+
+def cpu_has_avx512(cpu_flags=None):
+    """Whether the CPU has AVX-512 (``cpu_flags``, by default this machine's)."""
+    return "avx512f" in (_cpu_flags() if cpu_flags is None else cpu_flags)
 
 
 def _cpu_flags():
