@@ -435,13 +435,12 @@ def _spread_plan(cell, batch, one_step, share=1):
 def _spread_groups(blocks, bc, batch, one_step, sms):
     """(batch rows a pass, groups) of the spread kernel on ``blocks`` blocks with ``bc`` rows a pass
     (``batch_groups``): up to SPREAD_GROUPS copies of its blocks, within one block on each of ``sms``
-    SMs, each copy on every groups-th pass of the batch rows, so that a thread's
-    products run over fewer rows a step. One group for a one-step run from zeros
-    (``step_from_zeros``). H200, µs a step, one group / the most that fit: LSTM 128 b8 t1000 (8
-    blocks) 4.03 / 2.56 (2 groups 3.21, 4 groups 2.83), LSTM 192 b4 t1000 3.35 / 2.53. Where the
-    blocks already take two an SM (LSTM 512 b4 t25 on 128), a second group was lost in the
-    noise of a 25-step call (11.4 / 12.8), so none is made. ``MPSRNN_SPREAD_GROUPS=N`` sets the
-    most groups (1: none), for A/B benchmarks."""
+    SMs, each copy on every groups-th pass of the batch rows, so that a thread's products run over
+    fewer rows a step. One group for a one-step run from zeros (``step_from_zeros``). H200, µs a
+    step, one group / the most that fit: LSTM 128 b8 t1000 (8 blocks) 4.03 / 2.56 (2 groups 3.21,
+    4 groups 2.83), LSTM 192 b4 t1000 3.35 / 2.53. Where the blocks already take two an SM (LSTM
+    512 b4 t25 on 128), a second group was lost in the noise of a 25-step call (11.4 / 12.8), so
+    none is made. ``MPSRNN_SPREAD_GROUPS=N`` sets the most groups (1: none), for A/B benchmarks."""
     forced = knob("MPSRNN_SPREAD_GROUPS", ("1", "2", "4", "8", "16"))
     most = 1 if one_step else int(forced) if forced else SPREAD_GROUPS
     return batch_groups(blocks, bc, batch, sms, most)
