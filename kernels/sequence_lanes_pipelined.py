@@ -36,14 +36,18 @@ from .sequence_lanes import STEP_BLOCK, project_span, row_group, rows_step, star
 FIRST_CHUNK = 4   # steps of the first chunk, which the stepping worker projects alone before its first step
 
 
+def chunk_count(steps):
+    """Chunks of a run of ``steps`` steps: the first, then ceil((steps - FIRST_CHUNK) / STEP_BLOCK)
+    (the numerator is never negative: a first chunk of at most STEP_BLOCK - 1 steps)."""
+    return 1 + (steps - FIRST_CHUNK + STEP_BLOCK - 1) // STEP_BLOCK
+
+
+chunk_count_ti = ti.func(chunk_count)
+
+
 def pipeline_counters(steps):
     """Floats the counters take after the scratch region: the claim counter and a flag a chunk."""
-    return 1 + 1 + max(0, -(-(steps - FIRST_CHUNK) // STEP_BLOCK))
-
-
-@ti.func
-def chunk_count(T):
-    return 1 + ti.max(0, (T - FIRST_CHUNK + STEP_BLOCK - 1) // STEP_BLOCK)
+    return 1 + chunk_count(steps)
 
 
 @ti.func
@@ -91,14 +95,14 @@ def _pipelined_kernel(kind):
         ti.loop_config(serialize=True)
         for _ in range(1):   # a serial task of its own, done before the workers start
             c = counters_at(frame)
-            for i in range(1 + chunk_count(frame[F_STEPS])):
+            for i in range(1 + chunk_count_ti(frame[F_STEPS])):   # (pipeline_counters)
                 ws[c + i] = 0.0
         ti.loop_config(block_dim=ti.static(worker_block()))
         for w in range(ti.static(workers())):
             if w == 0 or w == CPU_TASK:   # the stepping worker and the helper
                 T, B, H, _ = run_sizes(frame)
                 c = counters_at(frame)
-                chunks = chunk_count(T)
+                chunks = chunk_count_ti(T)
                 stepping = w == 0
                 if stepping:
                     for r in range(B):
