@@ -3,7 +3,7 @@
     python bench/probes/barrier.py        # CUDA only
 
 Runs a grid barrier T times in one launch on 1 .. 2 × SMs blocks of 256 threads and reports µs
-per barrier: what a persistent step costs before any math. Three forms, side by side in one
+per barrier: what a persistent step costs before any math. Four forms, side by side in one
 process, the blocks' counts the same:
 
 - ``counter``: ``kernels.sequence_persistent.grid_barrier``: every block's thread 0 counts
@@ -18,6 +18,12 @@ H200, 2026-12-02 (µs a barrier, counter / release / fence_once): 1 block 0.79 /
 0.89 / 1.36 / 1.17, 132 blocks 1.16 / 1.40 / 1.54, 264 blocks 1.21 / 1.49 / 1.77. The release word
 is a second round trip on the path (the last arrival's add, then its write, then the polls see
 it), where the counter's polls see the last arrival itself; the polls' queueing cost less than that.
+
+- ``counter_last``: ``counter`` where the last arrival, told by the count its add returns, does not
+  poll. H200, 2026-12-03 (counter / counter_last): 1 block 0.86 / 0.71, 2 blocks 0.82 / 1.10, 8
+  blocks 0.80 / 0.92, 132 blocks 1.17 / 1.16, 264 blocks 1.24 / 1.22; in the kernels (``ab_trees.py``,
+  µs a step) LSTM 128 b1 t1000 2.40 / 2.47, b8 2.55 / 2.65, LSTM 512 b64 t100 21.7 / 21.4, GRU 1536
+  b1 t187 11.9 / 11.7: no gain, so the kernels keep ``counter``.
 """
 import os
 import sys
@@ -51,7 +57,18 @@ def barrier_forms(ti, F_BARRIER, grid_barrier):
             ti.simt.block.sync()
         return release
 
-    return {"counter": grid_barrier, "release": release_form(True), "fence_once": release_form(False)}
+    @ti.func
+    def counter_last(frame: ti.template(), tid, target):
+        ti.simt.grid.memfence()
+        ti.simt.block.sync()
+        if tid == 0:
+            if ti.atomic_add(frame[F_BARRIER], 1) < target - 1:   # the last arrival does not poll
+                while ti.atomic_add(frame[F_BARRIER], 0) < target:
+                    pass
+        ti.simt.block.sync()
+
+    return {"counter": grid_barrier, "counter_last": counter_last, "release": release_form(True),
+            "fence_once": release_form(False)}
 
 
 def main():
