@@ -11,6 +11,7 @@ is shaped that way:
 * ``matrix_cells``: one fused recurrent step per cell type for matrix layers;
 * ``sequence_copy``: strided copies/combinations of whole sequences;
 * ``grid``: the fixed worker grids every kernel loops over (one device task per kernel);
+* ``exchange``: h between the blocks of a step as words tagged with their step (the spread kernel);
 * ``layout``: the field positions of the small arrays that describe a layer;
 * ``knobs``: the ``MPSRNN_*`` settings that override planning defaults, for A/B runs and tests.
 

@@ -77,6 +77,7 @@ from .layout import (
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
+from .exchange import SPIN, exchange_field, tagged_word, word_step, word_value
 from .sequence_copy import store_output
 from .sequence_persistent import SHARED_LIMIT, grid_barrier, grid_kernels, leave_grid, project_own_rows
 from .sequence_registers import CHUNK, load_rows, rows_dot
@@ -126,13 +127,16 @@ def batch_groups(blocks, bc, batch, sms, most):
     return rows, min(groups, -(-batch // rows))
 
 
-def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1):
+def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, tagged=False):
     """The kernel of ``cell`` on ``nblocks`` blocks whose threads hold ``rho`` rows of ``chunks`` chunks,
     ``bc`` batch rows a pass; ``projects``: it computes its own input terms and zero initial states
     first (``sequence_persistent.project_own_rows``); ``one_step``: for runs of one step from zeros
     only (``step_from_zeros``); ``groups``: copies of those blocks, each taking every groups-th pass
-    (``batch_groups``; not with ``one_step``). One compile per combination, on first use."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups)[0]
+    (``batch_groups``; not with ``one_step``); ``tagged``: the LSTM's and single gate's h cross
+    between steps as tagged words (``kernels/exchange.py``) instead of through a grid barrier. One
+    compile per combination, on first use."""
+    assert not tagged or (cell != CELL_GRU and not one_step), "tagged: the one-phase cells' steps"
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged)[0]
 
 
 def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1):
@@ -143,13 +147,15 @@ def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=Fals
 
 
 @functools.lru_cache(maxsize=None)
-def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups):
+def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged=False):
     assert groups == 1 or not one_step, "a one-step run's kernel reads only its own blocks' terms"
     G = GATES[cell]
     TOTAL = nblocks * groups   # blocks of a layer: its groups of nblocks
     PAD = chunks * CHUNK    # h in shared memory, zero past H
     COPIES = (bc * PAD + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
     HS = h_buffers(cell) * bc * PAD   # floats of shared h
+
+    EX = exchange_field() if tagged else None   # the tagged words (kernels/exchange.py)
 
     @ti.func
     def group_passes(B, group):
@@ -170,6 +176,48 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups):
         for e_ in ti.static(range(COPIES)):
             if tid + e_ * BLOCK < bc * PAD:
                 hs[at + tid + e_ * BLOCK] = got[e_]
+
+    @ti.func
+    def copy_tagged(ex: ti.template(), base, step, hs: ti.template(), b0, B, H, tid):
+        """``copy_h`` from the tagged words of ``step`` at ex[base + b·H + j] (``kernels/exchange.py``):
+        every word's first poll goes out before any is waited for, then each is polled until it
+        carries ``step`` (a NaN where it never does: a lost word shows in the output)."""
+        got = ti.Vector([0] * COPIES, ti.i64)
+        at = ti.Vector([0] * COPIES, ti.i32)
+        for e_ in ti.static(range(COPIES)):
+            e = tid + e_ * BLOCK
+            ok = e < bc * PAD and e % PAD < H and b0 + e // PAD < B
+            at[e_] = ti.select(ok, base + (b0 + e // PAD) * H + e % PAD, -1)
+            got[e_] = tagged_word(step, 0.0)   # a word not read: zero, already "arrived"
+            if ok:
+                got[e_] = ti.atomic_add(ex[at[e_]], ti.i64(0))
+        vals = ti.Vector([0.0] * COPIES, ti.f32)
+        for e_ in ti.static(range(COPIES)):
+            tries = 0
+            while True:   # (a call in a while's condition breaks Taichi's IR)
+                if word_step(got[e_]) == step or tries >= SPIN:
+                    break
+                got[e_] = ti.atomic_add(ex[at[e_]], ti.i64(0))
+                tries += 1
+            vals[e_] = ti.select(word_step(got[e_]) == step, word_value(got[e_]), ti.math.nan)
+        for e_ in ti.static(range(COPIES)):
+            if tid + e_ * BLOCK < bc * PAD:
+                hs[tid + e_ * BLOCK] = vals[e_]
+
+    @ti.func
+    def start_exchange(ex: ti.template(), ws: ti.template(), head: ti.template(), blk, group, tid):
+        """The run's first words: h0 of this block's units at the rows of its group's passes, tagged
+        with step 1, into slot 0, and the same words of slot 1 zeroed, so that no earlier run's words
+        meet this one's atomic max (plain stores: the grid barrier after this orders them)."""
+        _, B, H, _ = run_sizes(head)
+        units = (H + nblocks - 1) // nblocks
+        for q in range((B * units + BLOCK - 1) // BLOCK):
+            e = tid + q * BLOCK
+            b = e // units
+            i = blk * units + e % units
+            if b < B and i < H and (b // bc) % groups == group:
+                ex[b * H + i] = tagged_word(1, ws[head[F_WS_H] + b * H + i])
+                ex[B * H + b * H + i] = ti.i64(0)
 
     @ti.func
     def pass_products(part: ti.template(), w, wts: ti.template(), at: ti.template(), sj, H, hs: ti.template(),
@@ -375,13 +423,20 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups):
         bb = tid // units
         iu = tid % units
         i = u_lo + iu
+        if ti.static(tagged):
+            start_exchange(EX, ws, head, blk, group, tid)
+            barrier += TOTAL
+            grid_barrier(frame, tid, barrier)
         for s in range(head[F_STEPS]):
             _, B, H, slot = run_sizes(head)   # re-read each step: short register live ranges
             hp = head[F_WS_H] + s * slot
             cp = head[F_WS_C] + s * slot
             for q in range(group_passes(B, group)):
                 b0 = (group + q * groups) * bc
-                copy_h(ws, hp, hs, 0, b0, B, H, tid)
+                if ti.static(tagged):
+                    copy_tagged(EX, (s % 2) * B * H, s + 1, hs, b0, B, H, tid)
+                else:
+                    copy_h(ws, hp, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and iu < units and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -416,11 +471,15 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups):
                     ws[hp + slot + b * H + i] = hv
                     if ti.static(cell == CELL_LSTM):
                         ws[cp + slot + b * H + i] = c
+                    if ti.static(tagged):
+                        ti.atomic_max(EX[((s + 1) % 2) * B * H + b * H + i], tagged_word(s + 2, hv))
                 ti.simt.block.sync()   # before the next pass overwrites hs and part
-            barrier += TOTAL
-            grid_barrier(frame, tid, barrier)
+            if ti.static(not tagged):
+                barrier += TOTAL
+                grid_barrier(frame, tid, barrier)
 
     # shared arrays: hs [batch row, channel], part [batch row, gate row, chunk]
     kind = ('single_gate', 'gru', 'lstm')[cell] + ('_fromzeros' if one_step else '')
+    kind += "_tagged" if tagged else ""
     name = f"{kind}_spread{rho}x{nblocks}" + (f"x{groups}g" if groups > 1 else "")
     return grid_kernels(run_layer, TOTAL, BLOCK, (HS, bc * rho * BLOCK), name)

@@ -595,6 +595,42 @@ def test_spread_kernel_on_one_block_per_layer(kind, opts, rng, monkeypatch):
         assert spread and all(name.endswith("x1_paired" if sms == 2 else "x1") for name in spread), names
 
 
+TAGGED = [("lstm", {"peephole": None}), ("lstm", {"peephole": "diagonal", "use_float32_weights": False}),
+          ("single", {})]
+
+
+@pytest.mark.skipif(m.current_arch() == "cpu", reason="the spread kernel runs on GPUs")
+@pytest.mark.parametrize("kind, opts", TAGGED, ids=[f"{k}-{'-'.join(o)}" for k, o in TAGGED])
+def test_spread_kernel_with_tagged_words(kind, opts, rng, monkeypatch):
+    """The spread kernel whose h crosses between steps as tagged words (``kernels/exchange.py``)
+    instead of through a grid barrier, against the reference: 11 rows shrinking to 1 in passes of 8,
+    calls of other lengths one after another (each run's words must not meet the last run's, whose
+    steps went further), and a run that starts from the last one's state. On Vulkan on one block
+    (lavapipe has 64-bit atomics), on CUDA on the grid its shape takes (several blocks, groups)."""
+    opts = dict(opts)
+    opts.setdefault("use_float32_weights", True)
+    monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "tagged")
+    if m.current_arch() == "cuda":
+        monkeypatch.setenv("MPSRNN_RECURRENCE", "spread")
+    else:
+        from mpsrnn.scheduler import plans
+        monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "spread")
+        monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "1")
+        monkeypatch.setattr(recurrence, "_sms", lambda: 1)   # one block: Vulkan has no grid barrier
+    d = descriptor(kind, rng, 7, 45, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    for rows in ([11, 10, 9, 2, 1], [11] * 7 + [5, 3], [4, 4, 1]):
+        xs = sequence(rng, rows, 7)
+        ref = R.encode_sequence([d], xs)[0]
+        assert_seq_close(layer.encode_sequence(xs), ref)
+    states = []   # the last sequence in two calls: the second starts from the first's h (and c)
+    first = layer.encode_sequence(xs[:2], recurrent_output_states=states)
+    second = layer.encode_sequence(xs[2:], recurrent_input_state=states[0])
+    assert_seq_close(list(first) + list(second), ref)
+    names = [name for name in dispatched_kernels(layer) if "_spread" in name]
+    assert names and all("_tagged_spread" in name for name in names), names
+
+
 SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),
                    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 27),
                    ("single", {}, 29),

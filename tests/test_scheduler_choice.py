@@ -148,6 +148,33 @@ def test_spread_plans(kind, hidden, batch, one_step, plan):
     assert rec._spread_plan(cell(np.random.default_rng(0), kind, hidden), batch, one_step) == plan
 
 
+@pytest.mark.parametrize("kind, hidden, batch, one_step, tagged", [
+    ("lstm", 128, 1, False, True),      # 8 blocks poll 128 words each
+    ("lstm", 128, 8, False, True),      # 8 groups of 8 blocks, each polling its row: 8 x 8 x 128 words
+    ("lstm", 192, 4, False, True),      # 20 blocks x 4 rows x 192 = 15360
+    ("single", 128, 4, False, True),
+    ("lstm", 512, 1, False, False),     # 128 blocks x 512: past SPREAD_TAGGED_WORDS
+    ("lstm", 256, 8, False, False),
+    ("gru", 128, 1, False, False),      # two phases a step: the barrier
+    ("lstm", 128, 1, True, False),      # one step from zeros: nothing crosses
+])
+def test_spread_tagged_words(kind, hidden, batch, one_step, tagged, monkeypatch):
+    """Which spread layers pass h as tagged words (``spread_tagged``): on CUDA, one-phase cells whose
+    blocks poll at most SPREAD_TAGGED_WORDS words a step; the knob decides on any GPU."""
+    monkeypatch.setattr(rec, "_sms", lambda: 132)
+    c = cell(np.random.default_rng(0), kind, hidden)
+    grid = rec._spread_plan(c, batch, one_step)[1]
+    assert rec.spread_tagged("cuda", c, batch, one_step, grid) == tagged
+    assert not rec.spread_tagged("vulkan", c, batch, one_step, grid)
+    monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "tagged")
+    assert rec.spread_tagged("vulkan", c, batch, one_step, grid) == (kind != "gru" and not one_step)
+    monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "barrier")
+    assert not rec.spread_tagged("cuda", c, batch, one_step, grid)
+    monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "words")   # read first: a bad value is an error anywhere
+    with pytest.raises(ValueError, match="MPSRNN_SPREAD_EXCHANGE: expected 'tagged' or 'barrier'"):
+        rec.spread_tagged("cuda", c, batch, one_step, grid)
+
+
 @pytest.mark.parametrize("kind, hidden, batch, shape", [
     ("lstm", 704, 1, (2, 141, 22, 1)),    # two rows a thread on 141 blocks: two blocks an SM on some
     ("lstm", 1024, 4, (2, 256, 32, 4)),   # 4 units a block, 16 rows x 32 chunks / 2 = 256 threads

@@ -38,6 +38,7 @@ where it applies (benchmarks compare them; tests run each against the reference)
 import os
 
 from ..backend import current_arch
+from ..kernels.exchange import exchange_fits
 from ..kernels.knobs import knob, one_or_two, switch
 from ..kernels.layout import CELL_GRU, CELL_LSTM, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY, PEEP_DENSE
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
@@ -446,6 +447,27 @@ def _spread_groups(blocks, bc, batch, one_step, sms):
     return batch_groups(blocks, bc, batch, sms, most)
 
 
+SPREAD_TAGGED_WORDS = 16384   # words polled a step (blocks of a group x batch x hidden) up to which
+                              # h crosses as tagged words: bench/probes/exchange.py, H200, µs a step,
+                              # barrier / tagged: 8 blocks x 128 words 1.35 / 0.66, 16 x 512 1.62 /
+                              # 1.21, 8 x 1024 1.75 / 1.56, but 64 x 1024 2.00 / 2.88
+
+
+def spread_tagged(arch, cell, batch, one_step, blocks):
+    """Whether a spread layer's h crosses between steps as tagged words (``kernels/exchange.py``)
+    instead of through a grid barrier: on CUDA, for the LSTM and the single gate (one phase a step)
+    whose group of ``blocks`` blocks polls at most SPREAD_TAGGED_WORDS words a step (each block its
+    group's rows of h; the groups share the batch), not for a one-step run (no exchange).
+    ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such layer on any GPU (Vulkan devices
+    with 64-bit atomics: lavapipe's one-block tests), for tests and A/B benchmarks."""
+    forced = knob("MPSRNN_SPREAD_EXCHANGE", ("tagged", "barrier"))
+    if cell.kind == CELL_GRU or one_step or not exchange_fits(batch, cell.n_out):
+        return False
+    if forced:
+        return forced == "tagged"
+    return arch == "cuda" and blocks * batch * cell.n_out <= SPREAD_TAGGED_WORDS
+
+
 def spread_per_sm():
     """Blocks of the spread kernel an SM may hold: 2 lets layers too large for one block an SM
     (LSTM 673-1024, GRU up to 1024 on 132 SMs) spread over two, each a half of the register file
@@ -612,7 +634,9 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     elif name == "spread":
         one_step = _one_step(lr, steps)
         rho, grid, chunks, bc, groups = _spread_plan(lr.cell, batch, one_step)
-        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups), x, *args)
+        tagged = spread_tagged(current_arch(), lr.cell, batch, one_step, grid)
+        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups, tagged),
+                 x, *args)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
         prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), split_projection(lr.cell, steps, batch), halves,

@@ -1,0 +1,61 @@
+"""h between the blocks of a step as words that carry their step ("tagged"), in place of a grid barrier.
+
+A spread step ends with each block's new h in memory, a grid barrier (a GPU-scope fence, an atomic
+add, polls of the count) and then every block's load of h: four round trips to L2 on the step's
+path. Here each h value travels as one 64-bit word, its step in the high half and the float's bits
+in the low, and a reader polls each word it needs with an atomic read until the word carries the
+step it waits for: one write and one read on the path, no fence. A block cannot run ahead: it makes
+its words of step s + 1 only from every block's words of step s. Two slots of words, taken in turn:
+a block writes step s + 2 into a slot only after reading all of step s + 1, which every block wrote
+after reading that slot's step s.
+
+The words are written with an atomic max (a word's step only grows within a run): a plain 64-bit
+store was torn on the H200, readers seeing the new step with the old float (``bench/probes/
+exchange.py``: 8 blocks x 128 words 1.35 -> 0.66 µs a step, 16 x 512 1.62 -> 1.21, but 64 x 1024
+2.00 -> 2.88, every block polling every word). So a run starts by writing its first step's words
+plainly and zeroing the other slot, then one grid barrier: a later run's small steps must not meet
+an earlier run's larger ones under the max.
+
+The words live in one global field (no kernel argument, whose launch costs Taichi ~4 µs), which one
+kernel at a time uses: the launches of a stream run one after another. 64-bit atomics: CUDA, and
+Vulkan where the device has them (lavapipe does; the one-block tests run this form there). Metal
+has none, so a Metal build keeps the barrier.
+"""
+import functools
+
+import taichi as ti
+
+EXCHANGE_WORDS = 1 << 20   # two slots of up to 2^19 words (batch x hidden): 8 MiB
+SPIN = 1 << 26             # polls of one word before it is given up as lost (a NaN, not a hung GPU)
+
+
+@functools.lru_cache(maxsize=None)
+def exchange_field():
+    """The words, made on first use (a kernel that uses them compiles against this field)."""
+    return ti.field(ti.i64, shape=(EXCHANGE_WORDS,))
+
+
+def exchange_fits(batch, hidden):
+    """Whether a layer's two slots of batch x hidden words fit the field."""
+    return 2 * batch * hidden <= EXCHANGE_WORDS
+
+
+@ti.func
+def low_half():
+    return (ti.i64(1) << 32) - 1
+
+
+@ti.func
+def tagged_word(step, value):
+    """``value`` (a float32) with ``step`` in the word's high half."""
+    return (ti.cast(step, ti.i64) << 32) | (ti.cast(ti.bit_cast(value, ti.i32), ti.i64) & low_half())
+
+
+@ti.func
+def word_value(word):
+    return ti.bit_cast(ti.cast(word & low_half(), ti.i32), ti.f32)
+
+
+@ti.func
+def word_step(word):
+    return ti.cast(word >> 32, ti.i32)
