@@ -35,9 +35,15 @@ def exchange_field():
     return ti.field(ti.i64, shape=(EXCHANGE_WORDS,))
 
 
-def exchange_fits(batch, hidden):
-    """Whether a layer's two slots of batch x hidden words fit the field."""
-    return 2 * batch * hidden <= EXCHANGE_WORDS
+def exchange_words(gru, batch, hidden):
+    """Words of a layer's exchange: two slots of h (batch x hidden words each), and for the GRU two
+    of r∘h0 and z∘h0 after them."""
+    return (6 if gru else 2) * batch * hidden
+
+
+def exchange_fits(gru, batch, hidden):
+    """Whether a layer's words fit the field."""
+    return exchange_words(gru, batch, hidden) <= EXCHANGE_WORDS
 
 
 @ti.func

@@ -132,10 +132,10 @@ def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, grou
     ``bc`` batch rows a pass; ``projects``: it computes its own input terms and zero initial states
     first (``sequence_persistent.project_own_rows``); ``one_step``: for runs of one step from zeros
     only (``step_from_zeros``); ``groups``: copies of those blocks, each taking every groups-th pass
-    (``batch_groups``; not with ``one_step``); ``tagged``: the LSTM's and single gate's h cross
-    between steps as tagged words (``kernels/exchange.py``) instead of through a grid barrier. One
+    (``batch_groups``; not with ``one_step``); ``tagged``: h (and the GRU's r∘h0 and z∘h0) cross
+    between blocks as tagged words (``kernels/exchange.py``) instead of through grid barriers. One
     compile per combination, on first use."""
-    assert not tagged or (cell != CELL_GRU and not one_step), "tagged: the one-phase cells' steps"
+    assert not (tagged and one_step), "tagged: a one-step run exchanges nothing"
     return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged)[0]
 
 
@@ -178,8 +178,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                 hs[at + tid + e_ * BLOCK] = got[e_]
 
     @ti.func
-    def copy_tagged(ex: ti.template(), base, step, hs: ti.template(), b0, B, H, tid):
-        """``copy_h`` from the tagged words of ``step`` at ex[base + b·H + j] (``kernels/exchange.py``):
+    def copy_tagged(ex: ti.template(), base, step, hs: ti.template(), at_hs, b0, B, H, tid):
+        """``copy_h`` (into hs from at_hs) from the tagged words of ``step`` at ex[base + b·H + j] (``kernels/exchange.py``):
         every word's first poll goes out before any is waited for, then each is polled until it
         carries ``step`` (a NaN where it never does: a lost word shows in the output)."""
         got = ti.Vector([0] * COPIES, ti.i64)
@@ -202,13 +202,14 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             vals[e_] = ti.select(word_step(got[e_]) == step, word_value(got[e_]), ti.math.nan)
         for e_ in ti.static(range(COPIES)):
             if tid + e_ * BLOCK < bc * PAD:
-                hs[tid + e_ * BLOCK] = vals[e_]
+                hs[at_hs + tid + e_ * BLOCK] = vals[e_]
 
     @ti.func
     def start_exchange(ex: ti.template(), ws: ti.template(), head: ti.template(), blk, group, tid):
         """The run's first words: h0 of this block's units at the rows of its group's passes, tagged
-        with step 1, into slot 0, and the same words of slot 1 zeroed, so that no earlier run's words
-        meet this one's atomic max (plain stores: the grid barrier after this orders them)."""
+        with step 1, into slot 0, and the same words of slot 1 (and the GRU's r∘h0 and z∘h0 words)
+        zeroed, so that no earlier run's words meet this one's atomic max (plain stores: the grid
+        barrier after this orders them)."""
         _, B, H, _ = run_sizes(head)
         units = (H + nblocks - 1) // nblocks
         for q in range((B * units + BLOCK - 1) // BLOCK):
@@ -218,6 +219,9 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             if b < B and i < H and (b // bc) % groups == group:
                 ex[b * H + i] = tagged_word(1, ws[head[F_WS_H] + b * H + i])
                 ex[B * H + b * H + i] = ti.i64(0)
+                if ti.static(cell == CELL_GRU):   # r∘h0 and z∘h0, two slots: after h's
+                    for k in ti.static(range(4)):
+                        ex[(2 + k) * B * H + b * H + i] = ti.i64(0)
 
     @ti.func
     def pass_products(part: ti.template(), w, wts: ti.template(), at: ti.template(), sj, H, hs: ti.template(),
@@ -331,15 +335,23 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         bb = tid // units
         iu = tid % units
         i = u_lo + iu
+        if ti.static(tagged):
+            start_exchange(EX, ws, head, blk, group, tid)
+            barrier += TOTAL
+            grid_barrier(frame, tid, barrier)
         for s in range(head[F_STEPS]):
             _, B, H, slot = run_sizes(head)   # re-read each step: short register live ranges
             hp = head[F_WS_H] + s * slot
             rh = head[F_WS_C] + (2 * s) * slot   # fresh slots: no SM's L1 holds them stale
             zh = rh + slot
             zs = head[F_WS_SCRATCH]
+            rz = (2 + 2 * (s % 2)) * B * H   # tagged: this step's r∘h0 words, then its z∘h0 words
             for q in range(group_passes(B, group)):   # phase 1: z and r
                 b0 = (group + q * groups) * bc
-                copy_h(ws, hp, hs, 0, b0, B, H, tid)
+                if ti.static(tagged):
+                    copy_tagged(EX, (s % 2) * B * H, s + 1, hs, 0, b0, B, H, tid)
+                else:
+                    copy_h(ws, hp, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -359,15 +371,24 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                         z, rg = standard_gru_gates(xz + gate_sum(part, bb * R + iu),
                                                    xr + gate_sum(part, bb * R + units + iu))
                     ws[zs + b * H + i] = z
-                    ws[rh + b * H + i] = rg * h0
-                    ws[zh + b * H + i] = z * h0
+                    if ti.static(tagged):
+                        ti.atomic_max(EX[rz + b * H + i], tagged_word(s + 1, rg * h0))
+                        ti.atomic_max(EX[rz + B * H + b * H + i], tagged_word(s + 1, z * h0))
+                    else:
+                        ws[rh + b * H + i] = rg * h0
+                        ws[zh + b * H + i] = z * h0
                 ti.simt.block.sync()   # before the next pass overwrites hs and part
-            barrier += TOTAL
-            grid_barrier(frame, tid, barrier)
+            if ti.static(not tagged):
+                barrier += TOTAL
+                grid_barrier(frame, tid, barrier)
             for q in range(group_passes(B, group)):   # phase 2: the proposed output and the new h
                 b0 = (group + q * groups) * bc
-                copy_h(ws, rh, hs, 0, b0, B, H, tid)
-                copy_h(ws, zh, hs, bc * PAD, b0, B, H, tid)
+                if ti.static(tagged):
+                    copy_tagged(EX, rz, s + 1, hs, 0, b0, B, H, tid)
+                    copy_tagged(EX, rz + B * H, s + 1, hs, bc * PAD, b0, B, H, tid)
+                else:
+                    copy_h(ws, rh, hs, 0, b0, B, H, tid)
+                    copy_h(ws, zh, hs, bc * PAD, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -389,9 +410,12 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                         hv = standard_gru_output(head, pre_h, z, h0)
                         store_output(out, head, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
+                    if ti.static(tagged):
+                        ti.atomic_max(EX[((s + 1) % 2) * B * H + b * H + i], tagged_word(s + 2, hv))
                 ti.simt.block.sync()
-            barrier += TOTAL
-            grid_barrier(frame, tid, barrier)
+            if ti.static(not tagged):
+                barrier += TOTAL
+                grid_barrier(frame, tid, barrier)
 
     @ti.func
     def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
@@ -434,7 +458,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             for q in range(group_passes(B, group)):
                 b0 = (group + q * groups) * bc
                 if ti.static(tagged):
-                    copy_tagged(EX, (s % 2) * B * H, s + 1, hs, b0, B, H, tid)
+                    copy_tagged(EX, (s % 2) * B * H, s + 1, hs, 0, b0, B, H, tid)
                 else:
                     copy_h(ws, hp, hs, 0, b0, B, H, tid)
                 b = b0 + bb

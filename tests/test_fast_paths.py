@@ -596,7 +596,8 @@ def test_spread_kernel_on_one_block_per_layer(kind, opts, rng, monkeypatch):
 
 
 TAGGED = [("lstm", {"peephole": None}), ("lstm", {"peephole": "diagonal", "use_float32_weights": False}),
-          ("single", {})]
+          ("single", {}), ("gru", {}), ("gru", {"flip_output_gates": True, "use_float32_weights": False}),
+          ("gru", {"nil": ("output_gate_input_gate_weights",)})]
 
 
 @pytest.mark.skipif(m.current_arch() in ("cpu", "metal"),

@@ -155,19 +155,21 @@ def test_spread_plans(kind, hidden, batch, one_step, plan):
     ("single", 128, 4, False, True),
     ("lstm", 512, 1, False, False),     # 128 blocks x 512: past SPREAD_TAGGED_WORDS
     ("lstm", 256, 8, False, False),
-    ("gru", 128, 1, False, False),      # two phases a step: the barrier
+    ("gru", 128, 1, False, True),       # 4 blocks x 128 words, three vectors a step (h, r∘h0, z∘h0)
+    ("gru", 128, 8, False, True),       # 8 groups of 4 blocks: 4 x 8 x 128 x 3 = 12288
+    ("gru", 256, 8, False, False),
     ("lstm", 128, 1, True, False),      # one step from zeros: nothing crosses
 ])
 def test_spread_tagged_words(kind, hidden, batch, one_step, tagged, monkeypatch):
-    """Which spread layers pass h as tagged words (``spread_tagged``): on CUDA, one-phase cells whose
-    blocks poll at most SPREAD_TAGGED_WORDS words a step; the knob decides on any GPU."""
+    """Which spread layers pass h as tagged words (``spread_tagged``): on CUDA, those whose blocks
+    poll at most SPREAD_TAGGED_WORDS words a step; the knob decides on any GPU."""
     monkeypatch.setattr(rec, "_sms", lambda: 132)
     c = cell(np.random.default_rng(0), kind, hidden)
     grid = rec._spread_plan(c, batch, one_step)[1]
     assert rec.spread_tagged("cuda", c, batch, one_step, grid) == tagged
     assert not rec.spread_tagged("vulkan", c, batch, one_step, grid)
     monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "tagged")
-    assert rec.spread_tagged("vulkan", c, batch, one_step, grid) == (kind != "gru" and not one_step)
+    assert rec.spread_tagged("vulkan", c, batch, one_step, grid) == (not one_step)
     monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "barrier")
     assert not rec.spread_tagged("cuda", c, batch, one_step, grid)
     monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "words")   # read first: a bad value is an error anywhere

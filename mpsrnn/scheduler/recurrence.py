@@ -454,18 +454,20 @@ SPREAD_TAGGED_WORDS = 16384   # words polled a step (blocks of a group x batch x
 
 
 def spread_tagged(arch, cell, batch, one_step, blocks):
-    """Whether a spread layer's h crosses between steps as tagged words (``kernels/exchange.py``)
-    instead of through a grid barrier: on CUDA, for the LSTM and the single gate (one phase a step)
-    whose group of ``blocks`` blocks polls at most SPREAD_TAGGED_WORDS words a step (each block its
-    group's rows of h; the groups share the batch), not for a one-step run (no exchange).
+    """Whether a spread layer's h (and a GRU's r∘h0 and z∘h0) cross between blocks as tagged words
+    (``kernels/exchange.py``) instead of through grid barriers: on CUDA, where a group of ``blocks``
+    blocks polls at most SPREAD_TAGGED_WORDS words a step (each block its group's rows of h, the
+    GRU's of r∘h0 and z∘h0 too; the groups share the batch), not for a one-step run (no exchange).
     ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such layer on any GPU (Vulkan devices
-    with 64-bit atomics: lavapipe's one-block tests), for tests and A/B benchmarks."""
+    with 64-bit atomics: lavapipe's one-block tests), for tests and A/B benchmarks. The GRU's form
+    is not measured yet: the probe's exchange was one vector a step."""
     forced = knob("MPSRNN_SPREAD_EXCHANGE", ("tagged", "barrier"))
-    if cell.kind == CELL_GRU or one_step or not exchange_fits(batch, cell.n_out):
+    gru = cell.kind == CELL_GRU
+    if one_step or not exchange_fits(gru, batch, cell.n_out):
         return False
     if forced:
         return forced == "tagged"
-    return arch == "cuda" and blocks * batch * cell.n_out <= SPREAD_TAGGED_WORDS
+    return arch == "cuda" and blocks * batch * cell.n_out * (3 if gru else 1) <= SPREAD_TAGGED_WORDS
 
 
 def spread_per_sm():
