@@ -161,11 +161,14 @@ def test_spread_plans(kind, hidden, batch, one_step, plan):
     ("lstm", 128, 1, True, False),      # one step from zeros: nothing crosses
 ])
 def test_spread_tagged_words(kind, hidden, batch, one_step, tagged, monkeypatch):
-    """Which spread layers pass h as tagged words (``spread_tagged``): on CUDA, those whose blocks
-    poll at most SPREAD_TAGGED_WORDS words a step; the knob decides on any GPU."""
+    """Which spread layers pass h as tagged words (``spread_tagged``): none by default (not yet
+    measured in the kernels); where turned on, on CUDA, those whose blocks poll at most
+    SPREAD_TAGGED_WORDS words a step; the knob decides on any GPU."""
     monkeypatch.setattr(rec, "_sms", lambda: 132)
     c = cell(np.random.default_rng(0), kind, hidden)
     grid = rec._spread_plan(c, batch, one_step)[1]
+    assert not rec.spread_tagged("cuda", c, batch, one_step, grid)   # off by default until measured
+    monkeypatch.setattr(rec, "SPREAD_TAGGED", True)
     assert rec.spread_tagged("cuda", c, batch, one_step, grid) == tagged
     assert not rec.spread_tagged("vulkan", c, batch, one_step, grid)
     monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "tagged")

@@ -447,6 +447,8 @@ def _spread_groups(blocks, bc, batch, one_step, sms):
     return batch_groups(blocks, bc, batch, sms, most)
 
 
+SPREAD_TAGGED = False   # tagged words by default where they fit SPREAD_TAGGED_WORDS: off until the kernels'
+                        # form is measured on CUDA (its probe's saving: bench/probes/exchange.py)
 SPREAD_TAGGED_WORDS = 16384   # words polled a step (blocks of a group x batch x hidden) up to which
                               # h crosses as tagged words: bench/probes/exchange.py, H200, µs a step,
                               # barrier / tagged: 8 blocks x 128 words 1.35 / 0.66, 16 x 512 1.62 /
@@ -455,8 +457,9 @@ SPREAD_TAGGED_WORDS = 16384   # words polled a step (blocks of a group x batch x
 
 def spread_tagged(arch, cell, batch, one_step, blocks):
     """Whether a spread layer's h (and a GRU's r∘h0 and z∘h0) cross between blocks as tagged words
-    (``kernels/exchange.py``) instead of through grid barriers: on CUDA, where a group of ``blocks``
-    blocks polls at most SPREAD_TAGGED_WORDS words a step (each block its group's rows of h, the
+    (``kernels/exchange.py``) instead of through grid barriers: where SPREAD_TAGGED (off: not yet
+    measured in the kernels), on CUDA, where a group of ``blocks`` blocks polls at most
+    SPREAD_TAGGED_WORDS words a step (each block its group's rows of h, the
     GRU's of r∘h0 and z∘h0 too; the groups share the batch), not for a one-step run (no exchange).
     ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such layer on any GPU (Vulkan devices
     with 64-bit atomics: lavapipe's one-block tests), for tests and A/B benchmarks. The GRU's form
@@ -467,7 +470,8 @@ def spread_tagged(arch, cell, batch, one_step, blocks):
         return False
     if forced:
         return forced == "tagged"
-    return arch == "cuda" and blocks * batch * cell.n_out * (3 if gru else 1) <= SPREAD_TAGGED_WORDS
+    return (SPREAD_TAGGED and arch == "cuda"
+            and blocks * batch * cell.n_out * (3 if gru else 1) <= SPREAD_TAGGED_WORDS)
 
 
 def spread_per_sm():
