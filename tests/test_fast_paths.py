@@ -619,7 +619,8 @@ def test_spread_kernel_with_tagged_words(kind, opts, rng, monkeypatch):
         monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "spread")
         monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "1")
         monkeypatch.setattr(recurrence, "_sms", lambda: 1)   # one block: Vulkan has no grid barrier
-    d = descriptor(kind, rng, 7, 45, **opts)
+    cuda = m.current_arch() == "cuda"
+    d = descriptor(kind, rng, 7, 150 if cuda else 45, **opts)   # CUDA: several blocks
     layer = m.RNNMatrixInferenceLayer(d)
     for rows in ([11, 10, 9, 2, 1], [11] * 7 + [5, 3], [4, 4, 1]):
         xs = sequence(rng, rows, 7)
@@ -631,6 +632,8 @@ def test_spread_kernel_with_tagged_words(kind, opts, rng, monkeypatch):
     assert_seq_close(list(first) + list(second), ref)
     names = [name for name in dispatched_kernels(layer) if "_spread" in name]
     assert names and all("_tagged_spread" in name for name in names), names
+    if cuda:   # the words crossed between blocks: "..._spread{rho}x{blocks}"
+        assert all(int(re.search(r"_spread\d+x(\d+)", name).group(1)) > 1 for name in names), names
 
 
 SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),
