@@ -179,9 +179,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
 
     @ti.func
     def copy_tagged(ex: ti.template(), base, step, hs: ti.template(), at_hs, b0, B, H, tid):
-        """``copy_h`` (into hs from at_hs) from the tagged words of ``step`` at ex[base + b·H + j] (``kernels/exchange.py``):
-        every word's first poll goes out before any is waited for, then each is polled until it
-        carries ``step`` (a NaN where it never does: a lost word shows in the output)."""
+        """``copy_h`` into hs from ``at_hs``, from the words of ``step`` at ex[base + b·H + j]
+        (``kernels/exchange.py``): every word's first poll goes out before any is waited for, then
+        each is polled until it carries ``step`` (a NaN where it never does: a lost word shows in
+        the output)."""
         got = ti.Vector([0] * COPIES, ti.i64)
         at = ti.Vector([0] * COPIES, ti.i32)
         for e_ in ti.static(range(COPIES)):
