@@ -170,9 +170,20 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         before it, 16 L2 round trips in a row, ~5 µs of a pass (ncu, LSTM 512 b16)."""
         got = ti.Vector([0.0] * COPIES, ti.f32)
         for e_ in ti.static(range(COPIES)):
-            e = tid + e_ * BLOCK
-            ok = e < bc * PAD and e % PAD < H and b0 + e // PAD < B
-            got[e_] = ti.select(ok, ws[src + ti.select(ok, (b0 + e // PAD) * H + e % PAD, 0)], 0.0)
+            ok, off = h_element(tid, e_, b0, B, H)
+            got[e_] = ti.select(ok, ws[src + ti.select(ok, off, 0)], 0.0)
+        put_h(hs, at, got, tid)
+
+    @ti.func
+    def h_element(tid, e_, b0, B, H):
+        """(whether it is a present element, its offset b·H + j in a state vector) of this thread's
+        copy e_ of a pass of rows b0 ..: element e = tid + e_·BLOCK of [row r, channel j] (PAD a row)."""
+        e = tid + e_ * BLOCK
+        return e < bc * PAD and e % PAD < H and b0 + e // PAD < B, (b0 + e // PAD) * H + e % PAD
+
+    @ti.func
+    def put_h(hs: ti.template(), at, got, tid):
+        """A thread's copies ``got`` into hs[at + e], after all of their loads."""
         for e_ in ti.static(range(COPIES)):
             if tid + e_ * BLOCK < bc * PAD:
                 hs[at + tid + e_ * BLOCK] = got[e_]
@@ -186,9 +197,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         got = ti.Vector([0] * COPIES, ti.i64)
         at = ti.Vector([0] * COPIES, ti.i32)
         for e_ in ti.static(range(COPIES)):
-            e = tid + e_ * BLOCK
-            ok = e < bc * PAD and e % PAD < H and b0 + e // PAD < B
-            at[e_] = ti.select(ok, base + (b0 + e // PAD) * H + e % PAD, -1)
+            ok, off = h_element(tid, e_, b0, B, H)
+            at[e_] = ti.select(ok, base + off, -1)
             got[e_] = tagged_word(step, 0.0)   # a word not read: zero, already "arrived"
             if ok:
                 got[e_] = ti.atomic_add(ex[at[e_]], ti.i64(0))
@@ -201,9 +211,33 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                 got[e_] = ti.atomic_add(ex[at[e_]], ti.i64(0))
                 tries += 1
             vals[e_] = ti.select(word_step(got[e_]) == step, word_value(got[e_]), ti.math.nan)
-        for e_ in ti.static(range(COPIES)):
-            if tid + e_ * BLOCK < bc * PAD:
-                hs[at_hs + tid + e_ * BLOCK] = vals[e_]
+        put_h(hs, at_hs, vals, tid)
+
+    @ti.func
+    def read_vector(ws: ti.template(), src, base, step, hs: ti.template(), at, b0, B, H, tid):
+        """A pass's rows of a vector that every block wrote (h, the GRU's r∘h0 or z∘h0) into hs from
+        ``at``: its tagged words of ``step`` at EX[base + b·H + j]; else, past a grid barrier, the
+        copy at ws[src + b·H + j]."""
+        if ti.static(tagged):
+            copy_tagged(EX, base, step, hs, at, b0, B, H, tid)
+        else:
+            copy_h(ws, src, hs, at, b0, B, H, tid)
+
+    @ti.func
+    def send(base, step, b, i, H, value):
+        """With tagged words: element (b, i) of a vector, for ``read_vector`` at ``step``."""
+        if ti.static(tagged):
+            ti.atomic_max(EX[base + b * H + i], tagged_word(step, value))
+
+    @ti.func
+    def exchange_barrier(frame: ti.template(), tid, passed):
+        """The grid barrier between a phase's writes of a vector and every block's reads of it (none
+        with tagged words: each word says when it has arrived); returns the barriers' count."""
+        barrier = passed
+        if ti.static(not tagged):
+            barrier += TOTAL
+            grid_barrier(frame, tid, barrier)
+        return barrier
 
     @ti.func
     def start_exchange(ex: ti.template(), ws: ti.template(), head: ti.template(), blk, group, tid):
@@ -258,6 +292,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             else:
                 barrier += TOTAL
                 grid_barrier(frame, tid, barrier)
+        if ti.static(tagged):   # the first words (from h0, which the projection may have written)
+            start_exchange(EX, ws, head, blk % nblocks, blk // nblocks, tid)
+            barrier += TOTAL
+            grid_barrier(frame, tid, barrier)
         if ti.static(one_step):
             step_from_zeros(ws, wts, frame, head, out, blk, tid)
         elif ti.static(cell == CELL_GRU):
@@ -336,10 +374,6 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         bb = tid // units
         iu = tid % units
         i = u_lo + iu
-        if ti.static(tagged):
-            start_exchange(EX, ws, head, blk, group, tid)
-            barrier += TOTAL
-            grid_barrier(frame, tid, barrier)
         for s in range(head[F_STEPS]):
             _, B, H, slot = run_sizes(head)   # re-read each step: short register live ranges
             hp = head[F_WS_H] + s * slot
@@ -349,10 +383,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             rz = (2 + 2 * (s % 2)) * B * H   # tagged: this step's r∘h0 words, then its z∘h0 words
             for q in range(group_passes(B, group)):   # phase 1: z and r
                 b0 = (group + q * groups) * bc
-                if ti.static(tagged):
-                    copy_tagged(EX, (s % 2) * B * H, s + 1, hs, 0, b0, B, H, tid)
-                else:
-                    copy_h(ws, hp, hs, 0, b0, B, H, tid)
+                read_vector(ws, hp, (s % 2) * B * H, s + 1, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -373,23 +404,17 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                                                    xr + gate_sum(part, bb * R + units + iu))
                     ws[zs + b * H + i] = z
                     if ti.static(tagged):
-                        ti.atomic_max(EX[rz + b * H + i], tagged_word(s + 1, rg * h0))
-                        ti.atomic_max(EX[rz + B * H + b * H + i], tagged_word(s + 1, z * h0))
+                        send(rz, s + 1, b, i, H, rg * h0)
+                        send(rz + B * H, s + 1, b, i, H, z * h0)
                     else:
                         ws[rh + b * H + i] = rg * h0
                         ws[zh + b * H + i] = z * h0
                 ti.simt.block.sync()   # before the next pass overwrites hs and part
-            if ti.static(not tagged):
-                barrier += TOTAL
-                grid_barrier(frame, tid, barrier)
+            barrier = exchange_barrier(frame, tid, barrier)
             for q in range(group_passes(B, group)):   # phase 2: the proposed output and the new h
                 b0 = (group + q * groups) * bc
-                if ti.static(tagged):
-                    copy_tagged(EX, rz, s + 1, hs, 0, b0, B, H, tid)
-                    copy_tagged(EX, rz + B * H, s + 1, hs, bc * PAD, b0, B, H, tid)
-                else:
-                    copy_h(ws, rh, hs, 0, b0, B, H, tid)
-                    copy_h(ws, zh, hs, bc * PAD, b0, B, H, tid)
+                read_vector(ws, rh, rz, s + 1, hs, 0, b0, B, H, tid)
+                read_vector(ws, zh, rz + B * H, s + 1, hs, bc * PAD, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -411,12 +436,9 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                         hv = standard_gru_output(head, pre_h, z, h0)
                         store_output(out, head, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
-                    if ti.static(tagged):
-                        ti.atomic_max(EX[((s + 1) % 2) * B * H + b * H + i], tagged_word(s + 2, hv))
+                    send(((s + 1) % 2) * B * H, s + 2, b, i, H, hv)
                 ti.simt.block.sync()
-            if ti.static(not tagged):
-                barrier += TOTAL
-                grid_barrier(frame, tid, barrier)
+            barrier = exchange_barrier(frame, tid, barrier)
 
     @ti.func
     def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
@@ -448,20 +470,13 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         bb = tid // units
         iu = tid % units
         i = u_lo + iu
-        if ti.static(tagged):
-            start_exchange(EX, ws, head, blk, group, tid)
-            barrier += TOTAL
-            grid_barrier(frame, tid, barrier)
         for s in range(head[F_STEPS]):
             _, B, H, slot = run_sizes(head)   # re-read each step: short register live ranges
             hp = head[F_WS_H] + s * slot
             cp = head[F_WS_C] + s * slot
             for q in range(group_passes(B, group)):
                 b0 = (group + q * groups) * bc
-                if ti.static(tagged):
-                    copy_tagged(EX, (s % 2) * B * H, s + 1, hs, 0, b0, B, H, tid)
-                else:
-                    copy_h(ws, hp, hs, 0, b0, B, H, tid)
+                read_vector(ws, hp, (s % 2) * B * H, s + 1, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and iu < units and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -496,12 +511,9 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     ws[hp + slot + b * H + i] = hv
                     if ti.static(cell == CELL_LSTM):
                         ws[cp + slot + b * H + i] = c
-                    if ti.static(tagged):
-                        ti.atomic_max(EX[((s + 1) % 2) * B * H + b * H + i], tagged_word(s + 2, hv))
+                    send(((s + 1) % 2) * B * H, s + 2, b, i, H, hv)
                 ti.simt.block.sync()   # before the next pass overwrites hs and part
-            if ti.static(not tagged):
-                barrier += TOTAL
-                grid_barrier(frame, tid, barrier)
+            barrier = exchange_barrier(frame, tid, barrier)
 
     # shared arrays: hs [batch row, channel], part [batch row, gate row, chunk]
     kind = ('single_gate', 'gru', 'lstm')[cell] + ('_fromzeros' if one_step else '')
