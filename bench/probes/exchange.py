@@ -39,6 +39,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import mpsrnn  # noqa: E402
+from mpsrnn.kernels.exchange import tagged_word, word_step, word_value  # noqa: E402   (the kernels' words)
 
 STEPS = 2000
 BLOCK = 256
@@ -49,10 +50,6 @@ WRITE = os.environ.get("EXCHANGE_WRITE", "max")   # "store": a plain 64-bit stor
 def kernels(ti, nblocks, H, grid_barrier, F_BARRIER):
     units = H // nblocks
     assert units * nblocks == H and units <= BLOCK, "a block's units: one a thread"
-
-    @ti.func
-    def low_half():
-        return (ti.i64(1) << 32) - 1
     words = (H + BLOCK - 1) // BLOCK   # h words a thread loads
 
     @ti.func
@@ -99,19 +96,18 @@ def kernels(ti, nblocks, H, grid_barrier, F_BARRIER):
                         tries = 0
                         while tries < SPIN:
                             v = ti.atomic_add(ex[(s % 2) * H + j], ti.i64(0))
-                            if (v >> 32) == s + 1:
+                            if word_step(v) == s + 1:
                                 break
                             tries += 1
                         if tries == SPIN:
                             ti.atomic_add(fails[0], 1)
-                        hv = ti.bit_cast(ti.cast(v & low_half(), ti.i32), ti.f32)
+                        hv = word_value(v)
                         hs[j] = hv
                         acc += hv * ti.cast(s % 7 + 1, ti.f32)
                 ti.simt.block.sync()
                 if tid < units:
                     hv = next_h(hs, blk * units + tid, s)
-                    bits = ti.cast(ti.bit_cast(hv, ti.i32), ti.i64) & low_half()
-                    word = (ti.cast(s + 2, ti.i64) << 32) | bits
+                    word = tagged_word(s + 2, hv)
                     if ti.static(WRITE == "max"):   # one 64-bit access: the word's step only grows
                         ti.atomic_max(ex[((s + 1) % 2) * H + blk * units + tid], word)
                     else:
