@@ -19,7 +19,8 @@ an earlier run's larger ones under the max.
 The words live in one global field (no kernel argument, whose launch costs Taichi ~4 µs), which one
 kernel at a time uses: the launches of a stream run one after another. 64-bit atomics: CUDA, and
 Vulkan where the device has them (lavapipe does; the one-block tests run this form there). Metal
-has none, so a Metal build keeps the barrier.
+has none, so a Metal build keeps the barrier. The planner keeps the barrier everywhere by default
+until the kernels' form is measured on CUDA (``scheduler.recurrence.SPREAD_TAGGED``).
 """
 import functools
 

@@ -459,8 +459,8 @@ def spread_tagged(arch, cell, batch, one_step, blocks):
     """Whether a spread layer's h (and a GRU's r∘h0 and z∘h0) cross between blocks as tagged words
     (``kernels/exchange.py``) instead of through grid barriers: where SPREAD_TAGGED (off: not yet
     measured in the kernels), on CUDA, where a group of ``blocks`` blocks polls at most
-    SPREAD_TAGGED_WORDS words a step (each block its group's rows of h, the
-    GRU's of r∘h0 and z∘h0 too; the groups share the batch), not for a one-step run (no exchange).
+    SPREAD_TAGGED_WORDS words a step (each block its group's rows of h, the GRU's of r∘h0 and z∘h0
+    too; the groups share the batch); never for a one-step run (no exchange).
     ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such layer on any GPU (Vulkan devices
     with 64-bit atomics: lavapipe's one-block tests), for tests and A/B benchmarks. The GRU's form
     is not measured yet: the probe's exchange was one vector a step."""
