@@ -63,7 +63,8 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("lstm", 128, 1, {}, "spread"),
     ("lstm", 512, 2, {}, "spread"),
     ("single", 256, 1, {}, "spread"),
-    ("gru", 128, 1, {}, "blocks"),      # one block a sequence beats the GRU's spread kernel up to SMALL_HIDDEN
+    ("gru", 128, 1, {}, "spread"),      # tagged words: 2.32 against the block kernel's 4.29 µs a step (H200)
+    ("gru", 96, 4, {}, "spread"),       # 2.20 against 3.53
     ("gru", 256, 1, {}, "spread"),
     ("gru", 512, 4, {}, "spread"),      # split (partial sums added atomically) 10.6 against 10.9 (H200): from b8
     ("lstm", 128, 1, {"neurons": "hard"}, "blocks"),   # spread: the usual neurons only
@@ -81,10 +82,11 @@ def test_vulkan(rng, kind, hidden, batch, opts, expected):
     ("gru", 512, 16, {}, "split"),        # 18.3 against spread's 30.4 (partial sums written apart)
     ("gru", 512, 8, {}, "split"),         # 12.6 against spread's 17.0
     ("gru", 256, 4, {}, "spread"),        # 9.1 against split's 11.6
-    ("gru", 128, 64, {}, "blocks"),       # up to SMALL_HIDDEN neither split nor spread was measured
+    ("gru", 128, 64, {}, "blocks"),       # up to SMALL_HIDDEN: split not measured, spread without tagged words
+    ("gru", 128, 1, {"neurons": "hard"}, "blocks"),   # spread: the usual neurons only
     ("lstm", 512, 64, {"neurons": "hard"}, "persistent"),   # split and spread: the usual neurons only
     ("lstm", 512, 129, {}, "persistent"),  # split, spread: not measured above batch 128
-    ("gru", 128, 8, {}, "blocks"),
+    ("gru", 128, 8, {}, "spread"),        # 2.31 against 4.52
     ("gru", 1024, 4, {}, "split"),        # 11.8 against persistent's 17.0
     ("gru", 1024, 16, {}, "split"),       # two blocks an SM: 38.8 against persistent's 46.0 µs a step (H200)
     ("lstm", 1024, 16, {}, "split"),      # 64 inputs a thread, two blocks an SM: 25.0 against spread's 29.6
@@ -151,24 +153,23 @@ def test_spread_plans(kind, hidden, batch, one_step, plan):
 @pytest.mark.parametrize("kind, hidden, batch, one_step, tagged", [
     ("lstm", 128, 1, False, True),      # 8 blocks poll 128 words each
     ("lstm", 128, 8, False, True),      # 8 groups of 8 blocks, each polling its row: 8 x 8 x 128 words
-    ("lstm", 192, 4, False, True),      # 20 blocks x 4 rows x 192 = 15360
+    ("lstm", 192, 4, False, True),      # 4 groups of 20 blocks x 4 rows x 192 = 15360
     ("single", 128, 4, False, True),
-    ("lstm", 512, 1, False, False),     # 128 blocks x 512: past SPREAD_TAGGED_WORDS
-    ("lstm", 256, 8, False, False),
+    ("lstm", 256, 8, False, True),      # 32 blocks x 8 rows x 256 = 65536: SPREAD_TAGGED_WORDS
+    ("lstm", 320, 1, False, False),     # 54 blocks: past SPREAD_TAGGED_BLOCKS
+    ("lstm", 512, 1, False, False),     # 128 blocks
     ("gru", 128, 1, False, True),       # 4 blocks x 128 words, three vectors a step (h, r∘h0, z∘h0)
     ("gru", 128, 8, False, True),       # 8 groups of 4 blocks: 4 x 8 x 128 x 3 = 12288
-    ("gru", 256, 8, False, False),
+    ("gru", 128, 64, False, False),     # 4 x 64 x 128 x 3 = 98304 words: past SPREAD_TAGGED_WORDS
+    ("gru", 512, 4, False, False),      # 64 blocks
     ("lstm", 128, 1, True, False),      # one step from zeros: nothing crosses
 ])
 def test_spread_tagged_words(kind, hidden, batch, one_step, tagged, monkeypatch):
-    """Which spread layers pass h as tagged words (``spread_tagged``): none by default (not yet
-    measured in the kernels); where turned on, on CUDA, those whose blocks poll at most
-    SPREAD_TAGGED_WORDS words a step; the knob decides on any GPU."""
-    monkeypatch.setattr(rec, "_sms", lambda: 132)
+    """Which spread layers pass h as tagged words (``spread_tagged``): on CUDA, those whose groups
+    have at most SPREAD_TAGGED_BLOCKS blocks polling at most SPREAD_TAGGED_WORDS words a step; the
+    knob decides on any GPU."""
     c = cell(np.random.default_rng(0), kind, hidden)
     grid = rec._spread_plan(c, batch, one_step)[1]
-    assert not rec.spread_tagged("cuda", c, batch, one_step, grid)   # off by default until measured
-    monkeypatch.setattr(rec, "SPREAD_TAGGED", True)
     assert rec.spread_tagged("cuda", c, batch, one_step, grid) == tagged
     assert not rec.spread_tagged("vulkan", c, batch, one_step, grid)
     monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "tagged")
@@ -178,6 +179,16 @@ def test_spread_tagged_words(kind, hidden, batch, one_step, tagged, monkeypatch)
     monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "words")   # read first: a bad value is an error anywhere
     with pytest.raises(ValueError, match="MPSRNN_SPREAD_EXCHANGE: expected 'tagged' or 'barrier'"):
         rec.spread_tagged("cuda", c, batch, one_step, grid)
+
+
+def test_small_gru_keeps_the_block_kernel_without_tagged_words(monkeypatch):
+    """A GRU up to SMALL_HIDDEN spreads only with its tagged words: with grid barriers, or for one
+    step (nothing crosses), the block kernel's one block a sequence was faster."""
+    c = cell(np.random.default_rng(0), "gru", 128)
+    assert rec.choose_recurrence("cuda", c, 1000, 8) == "spread"
+    assert rec.choose_recurrence("cuda", c, 1, 8) == "blocks"
+    monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "barrier")
+    assert rec.choose_recurrence("cuda", c, 1000, 8) == "blocks"
 
 
 @pytest.mark.parametrize("kind, hidden, batch, shape", [

@@ -148,7 +148,7 @@ def choose_recurrence(arch, cell, steps, batch):
         # CUDA LSTM 64 b1 1.0 / 2.2, GRU 64 b1 0.8 / 3.2, single gate 128 b4 0.6 / 1.8; Vulkan LSTM 64
         # b1 1.9 / 3.6, LSTM 128 b1 with 6 of 8 rows read from memory 4.8 / 15.0)
         return "registers"
-    small_gru = cell.kind == CELL_GRU and cell.n_out <= SMALL_HIDDEN   # (split and spread: not measured there)
+    small_gru = cell.kind == CELL_GRU and cell.n_out <= SMALL_HIDDEN   # (split: not measured there)
     if (arch == "cuda" and split_min_batch(cell) <= batch <= SPREAD_MAX_BATCH and not small_gru
             and applies("split", arch, cell)):
         # U fits the SMs' registers split by its inputs too: the batch in one pass a step. H200,
@@ -164,16 +164,16 @@ def choose_recurrence(arch, cell, steps, batch):
         return "split"
     if arch == "cuda" and not small_gru and split_saves_a_dispatch(cell, steps, batch):
         return "split"
-    if (arch == "cuda" and batch <= SPREAD_MAX_BATCH and not small_gru and applies("spread", arch, cell)
-            and spread_beats_persistent(cell, batch)):
+    if (arch == "cuda" and batch <= SPREAD_MAX_BATCH and applies("spread", arch, cell)
+            and (not small_gru or small_gru_spreads(cell, steps, batch)) and spread_beats_persistent(cell, batch)):
         # U fits a few SMs' registers. H200, µs a step, spread against the block or persistent kernel
         # (same process): LSTM 128 b1 2.6 / 5.5, b4 3.4 / 5.7, b8 4.5 / 5.9; LSTM 192 b4 4.0 / 5.9;
         # LSTM 256 b1 3.6 / 5.2, b4 t150 5.7 / 6.9; LSTM 512 b1 t400 4.3 / 7.7, b4 t25 12.2 / 14.9;
         # single gate 256 b4 3.8 / 4.6. Since its h copy issues every load at once, LSTM 512 t100
         # b16 14.0 / 27.4, b64 45 / 100, b128 86-88 (a pass of 8 rows each); 4 layers b64 208 / 397
         # The GRU's (two grid barriers a step), against persistent: GRU 512 b4 t100 11.9 / 15.0; up
-        # to SMALL_HIDDEN the block kernel's one block a sequence wins at length: GRU 128 b8 t1000 6.5 / 8.2
-        # (b2 t50 went the other way, 8.3 / 7.1). On two blocks an SM (``spread_per_sm``), against
+        # to SMALL_HIDDEN the block kernel beat its grid barriers (GRU 128 b8 t1000 6.5 / 8.2; b2 t50
+        # 8.3 / 7.1) but not its tagged words (small_gru_spreads). On two blocks an SM (``spread_per_sm``), against
         # persistent: LSTM 1024 b1 t25 12.8 / 14.1, b4 15.1 / 18.4, b16 t100 29.3 / 31.6, LSTM 768 b4
         # t100 9.4 / 11.7, GRU 1024 b1 t300 9.4 / 11.5 (but not the GRU's larger batches:
         # spread_beats_persistent); bidirectional b16 paired, two blocks an SM against one, LSTM 512 15.8 /
@@ -447,30 +447,35 @@ def _spread_groups(blocks, bc, batch, one_step, sms):
     return batch_groups(blocks, bc, batch, sms, most)
 
 
-SPREAD_TAGGED = False   # tagged words by default where they fit SPREAD_TAGGED_WORDS: off until the kernels'
-                        # form is measured on CUDA (its probe's saving: bench/probes/exchange.py)
-SPREAD_TAGGED_WORDS = 16384   # words polled a step (blocks of a group x batch x hidden) up to which
-                              # h crosses as tagged words: bench/probes/exchange.py, H200, µs a step,
-                              # barrier / tagged: 8 blocks x 128 words 1.35 / 0.66, 16 x 512 1.62 /
-                              # 1.21, 8 x 1024 1.75 / 1.56, but 64 x 1024 2.00 / 2.88
+SPREAD_TAGGED = True   # h crosses as tagged words where a group has few blocks (SPREAD_TAGGED_BLOCKS)
+SPREAD_TAGGED_BLOCKS = 32   # blocks of a group up to which they win. H200, t1000, µs a step, barrier /
+                            # tagged (bench/probes/ab.py): LSTM 128 b1 (8 blocks) 2.29 / 1.27, b16
+                            # 2.99 / 1.93; LSTM 256 b4 (32) 2.73 / 1.86, b8 3.46 / 2.64; LSTM 320 b1
+                            # (54) 3.00 / 2.23; single gate 512 b4 (32) 2.57 / 1.88; GRU 256 b4 (16)
+                            # 4.82 / 2.79. Past it, every block polls more and the atomics queue at L2:
+                            # LSTM 384 b1 (77) 3.04 / 2.90 but b2 3.84 / 4.66; LSTM 448 b1 (112) 3.05 /
+                            # 3.06, LSTM 512 b1 t400 (128) 2.92 / 3.29; GRU 384 b1 (39) 5.48 / 5.51,
+                            # GRU 512 b4 t100 (64) 8.72 / 12.40, GRU 1024 b1 t300 (256) 8.04 / 16.57
+SPREAD_TAGGED_WORDS = 65536   # and words polled a step (blocks of a group x batch x hidden, three
+                              # times that for the GRU) up to which they were measured to win (LSTM
+                              # 256 b8, single gate 512 b4)
 
 
 def spread_tagged(arch, cell, batch, one_step, blocks):
     """Whether a spread layer's h (and a GRU's r∘h0 and z∘h0) cross between blocks as tagged words
-    (``kernels/exchange.py``) instead of through grid barriers: where SPREAD_TAGGED (off: not yet
-    measured in the kernels), on CUDA, where a group of ``blocks`` blocks polls at most
-    SPREAD_TAGGED_WORDS words a step (each block its group's rows of h, the GRU's of r∘h0 and z∘h0
-    too; the groups share the batch); never for a one-step run (no exchange).
-    ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such layer on any GPU (Vulkan devices
-    with 64-bit atomics: lavapipe's one-block tests), for tests and A/B benchmarks. The GRU's form
-    is not measured yet: the probe's exchange was one vector a step."""
+    (``kernels/exchange.py``) instead of through grid barriers: on CUDA, where a group has at most
+    SPREAD_TAGGED_BLOCKS blocks and they poll at most SPREAD_TAGGED_WORDS words a step (each block
+    its group's rows of h, the GRU's of r∘h0 and z∘h0 too; the groups share the batch); never for a
+    one-step run (no exchange). ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such
+    layer on any GPU (Vulkan devices with 64-bit atomics: lavapipe's one-block tests), for tests and
+    A/B benchmarks."""
     forced = knob("MPSRNN_SPREAD_EXCHANGE", ("tagged", "barrier"))
     gru = cell.kind == CELL_GRU
     if one_step or not exchange_fits(gru, batch, cell.n_out):
         return False
     if forced:
         return forced == "tagged"
-    return (SPREAD_TAGGED and arch == "cuda"
+    return (SPREAD_TAGGED and arch == "cuda" and blocks <= SPREAD_TAGGED_BLOCKS
             and blocks * batch * cell.n_out * (3 if gru else 1) <= SPREAD_TAGGED_WORDS)
 
 
@@ -480,6 +485,16 @@ def spread_per_sm():
     (256 threads x 128 registers); a layer that fits one block an SM keeps it, as the fewest blocks
     that hold it. ``MPSRNN_SPREAD_PER_SM=1|2`` decides, for A/B benchmarks."""
     return one_or_two("MPSRNN_SPREAD_PER_SM") or SPREAD_PER_SM
+
+
+def small_gru_spreads(cell, steps, batch):
+    """Whether a GRU up to SMALL_HIDDEN leaves the block kernel (one block a sequence) for spread:
+    where its h, r∘h0 and z∘h0 cross as tagged words (``spread_tagged``), which take both of its grid
+    barriers a step away. H200, t1000, µs a step, block kernel / spread with tagged words: GRU 128
+    b1 4.29 / 2.32, b8 4.52 / 2.31, b16 4.88 / 3.08, b32 5.28 / 4.34; GRU 96 b4 3.53 / 2.20; GRU 80
+    b1 3.35 / 2.18; GRU 72 b8 3.43 / 2.47. With grid barriers it lost: GRU 96 b4 4.49, GRU 128 b8 4.65."""
+    blocks = _spread_plan(cell, batch, steps == 1)[1]
+    return spread_tagged("cuda", cell, batch, steps == 1, blocks)
 
 
 def spread_beats_persistent(cell, batch):
