@@ -53,7 +53,7 @@ import functools
 import taichi as ti
 
 from .dots import tree_sum
-from .frame import diagonal_peepholes, memory_weights, recurrent_weights, run_sizes
+from .frame import diagonal_peepholes, memory_weights, recurrent_weights, run_sizes, vh_is_set
 from .gate_math import (
     standard_gru_gates,
     standard_gru_output,
@@ -345,7 +345,9 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         against r∘h0 and Vh against z∘h0 (both copied into hs, z∘h0 after bc·PAD), then the output.
         A thread holds one row of each phase (rho = 1): row p of [Uz; Ur] and row p of [Uh; Vh] for
         the block's units, chunk k; its phase-2 product reads r∘h0 or z∘h0 by an offset, so a warp
-        that holds both kinds of row does not diverge."""
+        that holds both kinds of row does not diverge. Without Vh (the conventional GRU:
+        ``vh_is_set``, a uniform branch) z∘h0 is neither written nor read, and the threads of Vh's
+        rows skip phase 2's products."""
         barrier = passed   # run_layer's count so far
         _, _, H, _ = run_sizes(head)
         units = (H + nblocks - 1) // nblocks
@@ -355,7 +357,9 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         k = tid // R
         u0, uso, usj = recurrent_weights(head)
         v0, vso, vsj = memory_weights(head)
+        has_vh = vh_is_set(head)   # without Vh (the conventional GRU) z∘h0 neither crosses nor is multiplied
         lr = ti.Vector([-1], ti.i32)   # the thread's row of each phase, -1 where none
+        lr2 = ti.Vector([-1], ti.i32)
         at1 = ti.Vector([-1], ti.i32)
         at2 = ti.Vector([-1], ti.i32)
         sj2 = usj
@@ -363,10 +367,12 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             lr[0] = p
             u = u_lo + p % units
             at1[0] = u0 + ((p // units) * H + u) * uso    # Uz (p < units) or Ur
-            at2[0] = u0 + (2 * H + u) * uso                # Uh
-            if p >= units:
-                at2[0] = v0 + u * vso                      # Vh
-                sj2 = vsj
+            if p < units or has_vh:
+                lr2[0] = p
+                at2[0] = u0 + (2 * H + u) * uso            # Uh
+                if p >= units:
+                    at2[0] = v0 + u * vso                  # Vh
+                    sj2 = vsj
         w1 = load_rows(wts, at1, usj, k * CHUNK, H, 1)
         w2 = load_rows(wts, at2, sj2, k * CHUNK, H, 1)
         kc = ti.min(k, chunks - 1)   # threads without rows read a valid chunk and store nothing
@@ -405,16 +411,19 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     ws[zs + b * H + i] = z
                     if ti.static(tagged):
                         send(rz, s + 1, b, i, H, rg * h0)
-                        send(rz + B * H, s + 1, b, i, H, z * h0)
+                        if has_vh:
+                            send(rz + B * H, s + 1, b, i, H, z * h0)
                     else:
                         ws[rh + b * H + i] = rg * h0
-                        ws[zh + b * H + i] = z * h0
+                        if has_vh:
+                            ws[zh + b * H + i] = z * h0
                 ti.simt.block.sync()   # before the next pass overwrites hs and part
             barrier = exchange_barrier(frame, tid, barrier)
             for q in range(group_passes(B, group)):   # phase 2: the proposed output and the new h
                 b0 = (group + q * groups) * bc
                 read_vector(ws, rh, rz, s + 1, hs, 0, b0, B, H, tid)
-                read_vector(ws, zh, rz + B * H, s + 1, hs, bc * PAD, b0, B, H, tid)
+                if has_vh:
+                    read_vector(ws, zh, rz + B * H, s + 1, hs, bc * PAD, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -427,12 +436,15 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     if present:
                         xh = ws[head[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i]
                 ti.simt.block.sync()
-                pass_products(part, w2, wts, at2, sj2, H, hs, second + kc * CHUNK, lr, k, R, ti.min(bc, B - b0))
+                if lr2[0] >= 0:   # (a Vh row's thread without Vh has none: its products are skipped)
+                    pass_products(part, w2, wts, at2, sj2, H, hs, second + kc * CHUNK, lr2, k, R, ti.min(bc, B - b0))
                 ti.simt.block.sync()
                 if mine:
                     hv = h0
                     if present:
-                        pre_h = xh + gate_sum(part, bb * R + iu) + gate_sum(part, bb * R + units + iu)
+                        pre_h = xh + gate_sum(part, bb * R + iu)
+                        if has_vh:
+                            pre_h += gate_sum(part, bb * R + units + iu)
                         hv = standard_gru_output(head, pre_h, z, h0)
                         store_output(out, head, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
