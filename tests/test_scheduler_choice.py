@@ -155,19 +155,20 @@ def test_spread_plans(kind, hidden, batch, one_step, plan):
     ("lstm", 128, 8, False, True),      # 8 groups of 8 blocks, each polling its row: 8 x 8 x 128 words
     ("lstm", 192, 4, False, True),      # 4 groups of 20 blocks x 4 rows x 192 = 15360
     ("single", 128, 4, False, True),
-    ("lstm", 256, 8, False, True),      # 32 blocks x 8 rows x 256 = 65536: SPREAD_TAGGED_WORDS
-    ("lstm", 320, 1, False, False),     # 54 blocks: past SPREAD_TAGGED_BLOCKS
+    ("lstm", 256, 8, False, True),      # 32 blocks x 8 rows x 256 = 65536: the most words at 32 blocks
+    ("lstm", 320, 2, False, True),      # 54 blocks, 34560 words: within 80 and 36000
+    ("lstm", 384, 2, False, False),     # 77 blocks, 59136 words
+    ("gru", 384, 1, False, False),      # 39 blocks, 44928 words
     ("lstm", 512, 1, False, False),     # 128 blocks
     ("gru", 128, 1, False, True),       # 4 blocks x 128 words, three vectors a step (h, r∘h0, z∘h0)
     ("gru", 128, 8, False, True),       # 8 groups of 4 blocks: 4 x 8 x 128 x 3 = 12288
-    ("gru", 128, 64, False, False),     # 4 x 64 x 128 x 3 = 98304 words: past SPREAD_TAGGED_WORDS
+    ("gru", 128, 64, False, False),     # 4 x 64 x 128 x 3 = 98304 words
     ("gru", 512, 4, False, False),      # 64 blocks
     ("lstm", 128, 1, True, False),      # one step from zeros: nothing crosses
 ])
 def test_spread_tagged_words(kind, hidden, batch, one_step, tagged, monkeypatch):
-    """Which spread layers pass h as tagged words (``spread_tagged``): on CUDA, those whose groups
-    have at most SPREAD_TAGGED_BLOCKS blocks polling at most SPREAD_TAGGED_WORDS words a step; the
-    knob decides on any GPU."""
+    """Which spread layers pass h as tagged words (``spread_tagged``): on CUDA, those whose groups'
+    blocks and the words they poll a step are within SPREAD_TAGGED_LIMITS; the knob decides on any GPU."""
     c = cell(np.random.default_rng(0), kind, hidden)
     grid = rec._spread_plan(c, batch, one_step)[1]
     assert rec.spread_tagged("cuda", c, batch, one_step, grid) == tagged

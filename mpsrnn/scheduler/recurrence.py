@@ -447,26 +447,25 @@ def _spread_groups(blocks, bc, batch, one_step, sms):
     return batch_groups(blocks, bc, batch, sms, most)
 
 
-SPREAD_TAGGED = True   # h crosses as tagged words where a group has few blocks (SPREAD_TAGGED_BLOCKS)
-SPREAD_TAGGED_BLOCKS = 32   # blocks of a group up to which they win. H200, t1000, µs a step, barrier /
-                            # tagged (bench/probes/ab.py): LSTM 128 b1 (8 blocks) 2.29 / 1.27, b16
-                            # 2.99 / 1.93; LSTM 256 b4 (32) 2.73 / 1.86, b8 3.46 / 2.64; LSTM 320 b1
-                            # (54) 3.00 / 2.23; single gate 512 b4 (32) 2.57 / 1.88; GRU 256 b4 (16)
-                            # 4.82 / 2.79. Past it, every block polls more and the atomics queue at L2:
-                            # LSTM 384 b1 (77) 3.04 / 2.90 but b2 3.84 / 4.66; LSTM 448 b1 (112) 3.05 /
-                            # 3.06, LSTM 512 b1 t400 (128) 2.92 / 3.29; GRU 384 b1 (39) 5.48 / 5.51,
-                            # GRU 512 b4 t100 (64) 8.72 / 12.40, GRU 1024 b1 t300 (256) 8.04 / 16.57
-SPREAD_TAGGED_WORDS = 65536   # and words polled a step (blocks of a group x batch x hidden, three
-                              # times that for the GRU) up to which they were measured to win (LSTM
-                              # 256 b8, single gate 512 b4)
+SPREAD_TAGGED = True   # h crosses as tagged words where a group's blocks poll few (SPREAD_TAGGED_LIMITS)
+SPREAD_TAGGED_LIMITS = ((32, 65536), (80, 36000))   # (blocks of a group, words polled a step: blocks x
+    # batch x hidden, three times that for the GRU) up to which tagged words won. H200, t1000, µs a
+    # step, barrier / tagged (bench/probes/ab.py): LSTM 128 b1 (8 blocks, 1024 words) 2.29 / 1.27, b16
+    # 2.99 / 1.93; LSTM 256 b4 (32, 32768) 2.73 / 1.86, b8 (32, 65536) 3.46 / 2.64; single gate 512 b4
+    # (32, 65536) 2.57 / 1.88; GRU 256 b4 (16, 49152) 4.82 / 2.79; LSTM 320 b2 (54, 34560) 3.07 / 2.50;
+    # LSTM 352 b1 (71, 24992) 3.06 / 2.85; LSTM 384 b1 (77, 29568) 3.04 / 2.90. Past them every block
+    # polls more words and the atomics queue at L2: LSTM 288 b4 (42, 48384) 3.82 / 3.80; GRU 384 b1
+    # (39, 44928) 5.48 / 5.51; LSTM 448 b1 (112, 50176) 3.05 / 3.06; LSTM 384 b2 (77, 59136) 3.84 /
+    # 4.66; single gate 768 b1 (77, 59136) 2.84 / 3.28; LSTM 512 b1 t400 (128, 65536) 2.92 / 3.29;
+    # GRU 512 b4 t100 (64) 8.72 / 12.40; GRU 1024 b1 t300 (256) 8.04 / 16.57
 
 
 def spread_tagged(arch, cell, batch, one_step, blocks):
     """Whether a spread layer's h (and a GRU's r∘h0 and z∘h0) cross between blocks as tagged words
-    (``kernels/exchange.py``) instead of through grid barriers: on CUDA, where a group has at most
-    SPREAD_TAGGED_BLOCKS blocks and they poll at most SPREAD_TAGGED_WORDS words a step (each block
-    its group's rows of h, the GRU's of r∘h0 and z∘h0 too; the groups share the batch); never for a
-    one-step run (no exchange). ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such
+    (``kernels/exchange.py``) instead of through grid barriers: on CUDA, where a group's blocks and
+    the words they poll a step are within one of SPREAD_TAGGED_LIMITS (each block polls its group's
+    rows of h, the GRU's of r∘h0 and z∘h0 too; the groups share the batch); never for a one-step run
+    (no exchange). ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such
     layer on any GPU (Vulkan devices with 64-bit atomics: lavapipe's one-block tests), for tests and
     A/B benchmarks."""
     forced = knob("MPSRNN_SPREAD_EXCHANGE", ("tagged", "barrier"))
@@ -475,8 +474,9 @@ def spread_tagged(arch, cell, batch, one_step, blocks):
         return False
     if forced:
         return forced == "tagged"
-    return (SPREAD_TAGGED and arch == "cuda" and blocks <= SPREAD_TAGGED_BLOCKS
-            and blocks * batch * cell.n_out * (3 if gru else 1) <= SPREAD_TAGGED_WORDS)
+    words = blocks * batch * cell.n_out * (3 if gru else 1)
+    return SPREAD_TAGGED and arch == "cuda" and any(blocks <= most_blocks and words <= most_words
+                                                    for most_blocks, most_words in SPREAD_TAGGED_LIMITS)
 
 
 def spread_per_sm():
