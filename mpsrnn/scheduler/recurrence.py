@@ -173,8 +173,8 @@ def choose_recurrence(arch, cell, steps, batch):
         # b16 14.0 / 27.4, b64 45 / 100, b128 86-88 (a pass of 8 rows each); 4 layers b64 208 / 397
         # The GRU's (two grid barriers a step), against persistent: GRU 512 b4 t100 11.9 / 15.0; up
         # to SMALL_HIDDEN the block kernel beat its grid barriers (GRU 128 b8 t1000 6.5 / 8.2; b2 t50
-        # 8.3 / 7.1) but not its tagged words (small_gru_spreads). On two blocks an SM (``spread_per_sm``), against
-        # persistent: LSTM 1024 b1 t25 12.8 / 14.1, b4 15.1 / 18.4, b16 t100 29.3 / 31.6, LSTM 768 b4
+        # 8.3 / 7.1) but not its tagged words (small_gru_spreads). On two blocks an SM
+        # (``spread_per_sm``), against persistent: LSTM 1024 b1 t25 12.8 / 14.1, b4 15.1 / 18.4, b16 t100 29.3 / 31.6, LSTM 768 b4
         # t100 9.4 / 11.7, GRU 1024 b1 t300 9.4 / 11.5 (but not the GRU's larger batches:
         # spread_beats_persistent); bidirectional b16 paired, two blocks an SM against one, LSTM 512 15.8 /
         # 17.1, LSTM 640 29.4 / 37.2
@@ -465,9 +465,8 @@ def spread_tagged(arch, cell, batch, one_step, blocks):
     (``kernels/exchange.py``) instead of through grid barriers: on CUDA, where a group's blocks and
     the words they poll a step are within one of SPREAD_TAGGED_LIMITS (each block polls its group's
     rows of h, the GRU's of r∘h0 and z∘h0 too; the groups share the batch); never for a one-step run
-    (no exchange). ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such
-    layer on any GPU (Vulkan devices with 64-bit atomics: lavapipe's one-block tests), for tests and
-    A/B benchmarks."""
+    (no exchange). ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such layer on any GPU
+    (Vulkan devices with 64-bit atomics: lavapipe's one-block tests), for tests and A/B benchmarks."""
     forced = knob("MPSRNN_SPREAD_EXCHANGE", ("tagged", "barrier"))
     gru = cell.kind == CELL_GRU
     if one_step or not exchange_fits(gru, batch, cell.n_out):
