@@ -17,9 +17,11 @@ rows:
 4. the (unit, row) threads add up their gates' partial sums, apply the usual neurons and write the
    new h and c to the next slot and to the destination; a block barrier.
 
-Then a grid barrier (``sequence_persistent.grid_barrier``) before any block reads that h. In a step
-only h, x and c move through memory, where ``sequence_persistent``'s threads stream their rows of U
-from L2 at every step.
+Then a grid barrier (``sequence_persistent.grid_barrier``) before any block reads that h; or, with
+``tagged`` (the planner's choice on CUDA where a group has few blocks), no barrier: each h value
+crosses as a word that carries its step (``kernels/exchange.py``), and readers poll their words. In
+a step only h, x and c move through memory, where ``sequence_persistent``'s threads stream their
+rows of U from L2 at every step.
 
 A one-step run from zeros (DeepBench's GRU t1) takes a kernel of its own (``one_step``, chosen when
 planning): U·h0 and V·c0 are zero, so each unit's gates are their neurons on the input terms alone,
