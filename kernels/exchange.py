@@ -16,6 +16,13 @@ exchange.py``: 8 blocks x 128 words 1.35 -> 0.66 µs a step, 16 x 512 1.62 -> 1.
 plainly and zeroing the other slot, then one grid barrier: a later run's small steps must not meet
 an earlier run's larger ones under the max.
 
+With epochs (``epoch_field``), a run needs no barrier at all: its tags count from an epoch past
+every tag in the words, so its first words go in by the atomic max too and nothing is zeroed. The
+last block to leave (``leave_grid``) moves the epoch past the run's last tag; every block has read
+the epoch by then, since each read every other block's first words. Past EPOCH_LIMIT that block
+zeroes the words and the epoch instead. With the input projection apart, the kernel then has no
+grid barrier, whose fence Vulkan and Metal lack; only atomics pass data between blocks.
+
 The words live in one global field (no kernel argument, whose launch costs Taichi ~4 µs), which one
 kernel at a time uses: the launches of a stream run one after another. 64-bit atomics: CUDA, and
 Vulkan where the device has them (lavapipe does; the one-block tests run this form there). Metal
@@ -30,12 +37,22 @@ import taichi as ti
 
 EXCHANGE_WORDS = 1 << 20   # two slots of up to 2^19 words (batch x hidden): 8 MiB
 SPIN = 1 << 26             # polls of one word before it is given up as lost (a NaN, not a hung GPU)
+EPOCH_LIMIT = 1 << 30      # with epochs: past this the words restart from zero (tags stay under 2^31,
+                           # the word's sign bit, a run's steps included)
 
 
 @functools.lru_cache(maxsize=None)
-def exchange_field():
-    """The words, made on first use (a kernel that uses them compiles against this field)."""
+def exchange_field(epochs=False):
+    """The words, made on first use (a kernel that uses them compiles against this field). Runs
+    with epochs have words of their own: a run that starts with a barrier leaves tags that no epoch
+    counts past."""
     return ti.field(ti.i64, shape=(EXCHANGE_WORDS,))
+
+
+@functools.lru_cache(maxsize=None)
+def epoch_field():
+    """With epochs: the tag from which a run's tags count, past every tag already in the words."""
+    return ti.field(ti.i64, shape=(1,))
 
 
 def exchange_words(gru, batch, hidden):

@@ -179,11 +179,15 @@ def project_own_rows(x: ti.template(), ws: ti.template(), wts: ti.template(),
 def leave_grid(frame: ti.template(), tid, nblocks):
     """Count this block out of the kernel. Every block has passed its last grid barrier once it is
     counted here, so the last one counted resets the arrival count for the next run (the only
-    reset: no other kernel touches it, and a new frame starts at 0)."""
+    reset: no other kernel touches it, and a new frame starts at 0). Returns, to thread 0, whether
+    its block was the last counted (every other thread: False)."""
+    last = False
     if tid == 0:
         if ti.atomic_add(frame[F_DEPART], 1) == nblocks - 1:
             frame[F_BARRIER] = 0
             frame[F_DEPART] = 0
+            last = True
+    return last
 
 
 def term_slot(batch, hidden):

@@ -79,7 +79,7 @@ from .layout import (
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
-from .exchange import SPIN, exchange_field, tagged_word, word_step, word_value
+from .exchange import EPOCH_LIMIT, EXCHANGE_WORDS, SPIN, epoch_field, exchange_field, tagged_word, word_step, word_value
 from .sequence_copy import store_output
 from .sequence_persistent import SHARED_LIMIT, grid_barrier, grid_kernels, leave_grid, project_own_rows
 from .sequence_registers import CHUNK, load_rows, rows_dot
@@ -129,16 +129,18 @@ def batch_groups(blocks, bc, batch, sms, most):
     return rows, min(groups, -(-batch // rows))
 
 
-def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, tagged=False):
+def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, tagged=False, epochs=False):
     """The kernel of ``cell`` on ``nblocks`` blocks whose threads hold ``rho`` rows of ``chunks`` chunks,
     ``bc`` batch rows a pass; ``projects``: it computes its own input terms and zero initial states
     first (``sequence_persistent.project_own_rows``); ``one_step``: for runs of one step from zeros
     only (``step_from_zeros``); ``groups``: copies of those blocks, each taking every groups-th pass
     (``batch_groups``; not with ``one_step``); ``tagged``: h (and the GRU's r∘h0 and z∘h0) cross
-    between blocks as tagged words (``kernels/exchange.py``) instead of through grid barriers. One
-    compile per combination, on first use."""
+    between blocks as tagged words (``kernels/exchange.py``) instead of through grid barriers;
+    ``epochs`` (with ``tagged``): their tags count from the epoch, and the run starts without a grid
+    barrier. One compile per combination, on first use."""
     assert not (tagged and one_step), "tagged: a one-step run exchanges nothing"
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged)[0]
+    assert tagged or not epochs, "epochs: a form of the tagged words"
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs)[0]
 
 
 def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1):
@@ -149,7 +151,7 @@ def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=Fals
 
 
 @functools.lru_cache(maxsize=None)
-def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged=False):
+def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged=False, epochs=False):
     assert groups == 1 or not one_step, "a one-step run's kernel reads only its own blocks' terms"
     G = GATES[cell]
     TOTAL = nblocks * groups   # blocks of a layer: its groups of nblocks
@@ -157,7 +159,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
     COPIES = (bc * PAD + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
     HS = h_buffers(cell) * bc * PAD   # floats of shared h
 
-    EX = exchange_field() if tagged else None   # the tagged words (kernels/exchange.py)
+    EX = exchange_field(epochs) if tagged else None   # the tagged words (kernels/exchange.py)
+    EP = epoch_field() if epochs else None
 
     @ti.func
     def group_passes(B, group):
@@ -242,11 +245,12 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         return barrier
 
     @ti.func
-    def start_exchange(ex: ti.template(), ws: ti.template(), head: ti.template(), blk, group, tid):
+    def start_exchange(ex: ti.template(), ws: ti.template(), head: ti.template(), blk, group, tid, tag0):
         """The run's first words: h0 of this block's units at the rows of its group's passes, tagged
-        with step 1, into slot 0, and the same words of slot 1 (and the GRU's r∘h0 and z∘h0 words)
-        zeroed, so that no earlier run's words meet this one's atomic max (plain stores: the grid
-        barrier after this orders them)."""
+        with step 1 (after ``tag0``), into slot 0. Without epochs the same words of slot 1 (and the
+        GRU's r∘h0 and z∘h0 words) are zeroed, so that no earlier run's words meet this one's atomic
+        max (plain stores: the grid barrier after this orders them); with epochs every earlier tag
+        is under this run's, and the words go in by the atomic max."""
         _, B, H, _ = run_sizes(head)
         units = (H + nblocks - 1) // nblocks
         for q in range((B * units + BLOCK - 1) // BLOCK):
@@ -254,11 +258,36 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             b = e // units
             i = blk * units + e % units
             if b < B and i < H and (b // bc) % groups == group:
-                ex[b * H + i] = tagged_word(1, ws[head[F_WS_H] + b * H + i])
-                ex[B * H + b * H + i] = ti.i64(0)
-                if ti.static(cell == CELL_GRU):   # r∘h0 and z∘h0, two slots: after h's
-                    for k in ti.static(range(4)):
-                        ex[(2 + k) * B * H + b * H + i] = ti.i64(0)
+                if ti.static(epochs):
+                    ti.atomic_max(ex[b * H + i], tagged_word(tag0 + 1, ws[head[F_WS_H] + b * H + i]))
+                else:
+                    ex[b * H + i] = tagged_word(1, ws[head[F_WS_H] + b * H + i])
+                    ex[B * H + b * H + i] = ti.i64(0)
+                    if ti.static(cell == CELL_GRU):   # r∘h0 and z∘h0, two slots: after h's
+                        for k in ti.static(range(4)):
+                            ex[(2 + k) * B * H + b * H + i] = ti.i64(0)
+
+    @ti.func
+    def finish_epoch(ex: ti.template(), ep: ti.template(), frame: ti.template(), head: ti.template(),
+                     hs: ti.template(), tid, tag0):
+        """With epochs, a block's way out (``leave_grid``): the last to leave moves the epoch past
+        this run's tags (its last: tag0 + steps + 1), or past EPOCH_LIMIT zeroes every word and the
+        epoch, its whole block storing (told through hs, free by now)."""
+        ti.simt.block.sync()
+        if tid == 0:
+            hs[0] = 0.0
+            if leave_grid(frame, tid, TOTAL):
+                top = tag0 + head[F_STEPS] + 2
+                if top < EPOCH_LIMIT:
+                    ti.atomic_max(ep[0], ti.cast(top, ti.i64))
+                else:
+                    hs[0] = 1.0
+        ti.simt.block.sync()
+        if hs[0] > 0.5:
+            for q in range(EXCHANGE_WORDS // BLOCK):
+                ex[q * BLOCK + tid] = ti.i64(0)
+            if tid == 0:
+                ep[0] = ti.i64(0)
 
     @ti.func
     def pass_products(part: ti.template(), w, wts: ti.template(), at: ti.template(), sj, H, hs: ti.template(),
@@ -294,17 +323,24 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             else:
                 barrier += TOTAL
                 grid_barrier(frame, tid, barrier)
+        tag0 = 0   # the run's tags count from here: the epoch, with epochs
+        if ti.static(epochs):
+            tag0 = ti.cast(ti.atomic_add(EP[0], ti.i64(0)), ti.i32)
         if ti.static(tagged):   # the first words (from h0, which the projection may have written)
-            start_exchange(EX, ws, head, blk % nblocks, blk // nblocks, tid)
-            barrier += TOTAL
-            grid_barrier(frame, tid, barrier)
+            start_exchange(EX, ws, head, blk % nblocks, blk // nblocks, tid, tag0)
+            if ti.static(not epochs):
+                barrier += TOTAL
+                grid_barrier(frame, tid, barrier)
         if ti.static(one_step):
             step_from_zeros(ws, wts, frame, head, out, blk, tid)
         elif ti.static(cell == CELL_GRU):
-            gru_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier)
+            gru_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier, tag0)
         else:
-            gated_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier)
-        leave_grid(frame, tid, TOTAL)
+            gated_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier, tag0)
+        if ti.static(epochs):
+            finish_epoch(EX, EP, frame, head, hs, tid, tag0)
+        else:
+            leave_grid(frame, tid, TOTAL)
 
     @ti.func
     def step_from_zeros(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
@@ -340,7 +376,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
 
     @ti.func
     def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
-                  out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed):
+                  out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed, tag0):
         """The GRU: two phases a step, each a pass per bc batch rows, with a grid barrier after each.
         Phase 1: Uz and Ur against h give z and r of the block's units; r∘h0 and z∘h0 go to fresh
         slots of the C region (z to the scratch rows). Phase 2 needs every unit's r∘h0 and z∘h0: Uh
@@ -391,7 +427,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             rz = (2 + 2 * (s % 2)) * B * H   # tagged: this step's r∘h0 words, then its z∘h0 words
             for q in range(group_passes(B, group)):   # phase 1: z and r
                 b0 = (group + q * groups) * bc
-                read_vector(ws, hp, (s % 2) * B * H, s + 1, hs, 0, b0, B, H, tid)
+                read_vector(ws, hp, (s % 2) * B * H, tag0 + s + 1, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -412,9 +448,9 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                                                    xr + gate_sum(part, bb * R + units + iu))
                     ws[zs + b * H + i] = z
                     if ti.static(tagged):
-                        send(rz, s + 1, b, i, H, rg * h0)
+                        send(rz, tag0 + s + 1, b, i, H, rg * h0)
                         if has_vh:
-                            send(rz + B * H, s + 1, b, i, H, z * h0)
+                            send(rz + B * H, tag0 + s + 1, b, i, H, z * h0)
                     else:
                         ws[rh + b * H + i] = rg * h0
                         if has_vh:
@@ -423,9 +459,9 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             barrier = exchange_barrier(frame, tid, barrier)
             for q in range(group_passes(B, group)):   # phase 2: the proposed output and the new h
                 b0 = (group + q * groups) * bc
-                read_vector(ws, rh, rz, s + 1, hs, 0, b0, B, H, tid)
+                read_vector(ws, rh, rz, tag0 + s + 1, hs, 0, b0, B, H, tid)
                 if has_vh:
-                    read_vector(ws, zh, rz + B * H, s + 1, hs, bc * PAD, b0, B, H, tid)
+                    read_vector(ws, zh, rz + B * H, tag0 + s + 1, hs, bc * PAD, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -450,15 +486,16 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                         hv = standard_gru_output(head, pre_h, z, h0)
                         store_output(out, head, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
-                    send(((s + 1) % 2) * B * H, s + 2, b, i, H, hv)
+                    send(((s + 1) % 2) * B * H, tag0 + s + 2, b, i, H, hv)
                 ti.simt.block.sync()
             barrier = exchange_barrier(frame, tid, barrier)
 
     @ti.func
     def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
-                    out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed):
+                    out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed, tag0):
         """The LSTM and the single gate: one phase a step. ``blk``: the block's share of the units;
-        ``group``: its share of the batch's passes (``batch_groups``)."""
+        ``group``: its share of the batch's passes (``batch_groups``); ``tag0``: where the run's tags
+        count from (``start_exchange``)."""
         barrier = passed
         # this thread's gate rows lr[i] = p + i·span of the block's R (gate g = lr // units of unit
         # u_lo + lr % units) and its chunk k, loaded once for the whole launch
@@ -490,7 +527,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             cp = head[F_WS_C] + s * slot
             for q in range(group_passes(B, group)):
                 b0 = (group + q * groups) * bc
-                read_vector(ws, hp, (s % 2) * B * H, s + 1, hs, 0, b0, B, H, tid)
+                read_vector(ws, hp, (s % 2) * B * H, tag0 + s + 1, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and iu < units and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -525,12 +562,12 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     ws[hp + slot + b * H + i] = hv
                     if ti.static(cell == CELL_LSTM):
                         ws[cp + slot + b * H + i] = c
-                    send(((s + 1) % 2) * B * H, s + 2, b, i, H, hv)
+                    send(((s + 1) % 2) * B * H, tag0 + s + 2, b, i, H, hv)
                 ti.simt.block.sync()   # before the next pass overwrites hs and part
             barrier = exchange_barrier(frame, tid, barrier)
 
     # shared arrays: hs [batch row, channel], part [batch row, gate row, chunk]
     kind = ('single_gate', 'gru', 'lstm')[cell] + ('_fromzeros' if one_step else '')
-    kind += "_tagged" if tagged else ""
+    kind += ("_epochs" if epochs else "_tagged") if tagged else ""
     name = f"{kind}_spread{rho}x{nblocks}" + (f"x{groups}g" if groups > 1 else "")
     return grid_kernels(run_layer, TOTAL, BLOCK, (HS, bc * rho * BLOCK), name)

@@ -602,16 +602,19 @@ TAGGED = [("lstm", {"peephole": None}), ("lstm", {"peephole": "diagonal", "use_f
 
 @pytest.mark.skipif(m.current_arch() in ("cpu", "metal"),
                     reason="the spread kernel runs on GPUs; tagged words need 64-bit atomics, which Metal lacks")
+@pytest.mark.parametrize("start", ["barrier", "epochs"])
 @pytest.mark.parametrize("kind, opts", TAGGED, ids=[f"{k}-{'-'.join(o)}" for k, o in TAGGED])
-def test_spread_kernel_with_tagged_words(kind, opts, rng, monkeypatch):
+def test_spread_kernel_with_tagged_words(kind, opts, start, rng, monkeypatch):
     """The spread kernel whose h crosses between steps as tagged words (``kernels/exchange.py``)
     instead of through a grid barrier, against the reference: 11 rows shrinking to 1 in passes of 8,
     calls of other lengths one after another (each run's words must not meet the last run's, whose
-    steps went further), and a run that starts from the last one's state. On Vulkan on one block
+    steps went further), and a run that starts from the last one's state. Its runs start with a
+    grid barrier, or with epochs (``MPSRNN_SPREAD_START``) without one. On Vulkan on one block
     (lavapipe has 64-bit atomics), on CUDA on the grid its shape takes (several blocks, groups)."""
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "tagged")
+    monkeypatch.setenv("MPSRNN_SPREAD_START", start)
     if m.current_arch() == "cuda":
         monkeypatch.setenv("MPSRNN_RECURRENCE", "spread")
     else:
@@ -631,9 +634,19 @@ def test_spread_kernel_with_tagged_words(kind, opts, rng, monkeypatch):
     second = layer.encode_sequence(xs[2:], recurrent_input_state=states[0])
     assert_seq_close(list(first) + list(second), ref)
     names = [name for name in dispatched_kernels(layer) if "_spread" in name]
-    assert names and all("_tagged_spread" in name for name in names), names
+    form = "_epochs_spread" if start == "epochs" else "_tagged_spread"
+    assert names and all(form in name for name in names), names
     if cuda:   # the words crossed between blocks: "..._spread{rho}x{blocks}"
         assert all(int(re.search(r"_spread\d+x(\d+)", name).group(1)) > 1 for name in names), names
+    if start == "epochs":   # the last block out moves the epoch, or zeroes it and the words past the limit
+        from mpsrnn.kernels.exchange import EPOCH_LIMIT, epoch_field
+        epoch = epoch_field()
+        assert 0 < epoch[0] < EPOCH_LIMIT
+        epoch[0] = EPOCH_LIMIT - 2
+        assert_seq_close(layer.encode_sequence(xs), ref)
+        assert epoch[0] == 0
+        assert_seq_close(layer.encode_sequence(xs), ref)   # on zeroed words, from tag 1
+        assert epoch[0] == len(xs) + 2
 
 
 SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),

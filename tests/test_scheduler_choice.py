@@ -182,6 +182,19 @@ def test_spread_tagged_words(kind, hidden, batch, one_step, tagged, monkeypatch)
         rec.spread_tagged("cuda", c, batch, one_step, grid)
 
 
+def test_spread_epochs(monkeypatch):
+    """Runs with tagged words start with a grid barrier unless MPSRNN_SPREAD_START=epochs (not yet
+    run on CUDA); runs without them have nothing to start."""
+    assert not rec.spread_epochs(True)
+    monkeypatch.setenv("MPSRNN_SPREAD_START", "epochs")
+    assert rec.spread_epochs(True) and not rec.spread_epochs(False)
+    monkeypatch.setenv("MPSRNN_SPREAD_START", "barrier")
+    assert not rec.spread_epochs(True)
+    monkeypatch.setenv("MPSRNN_SPREAD_START", "fence")
+    with pytest.raises(ValueError, match="MPSRNN_SPREAD_START: expected 'barrier' or 'epochs'"):
+        rec.spread_epochs(False)
+
+
 def test_small_gru_keeps_the_block_kernel_without_tagged_words(monkeypatch):
     """A GRU up to SMALL_HIDDEN spreads only with its tagged words: with grid barriers, or for one
     step (nothing crosses), the block kernel's one block a sequence was faster."""

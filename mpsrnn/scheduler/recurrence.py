@@ -478,6 +478,14 @@ def spread_tagged(arch, cell, batch, one_step, blocks):
                                                     for most_blocks, most_words in SPREAD_TAGGED_LIMITS)
 
 
+def spread_epochs(tagged):
+    """Whether a spread run whose words are tagged takes its tags from the epoch and so starts
+    without a grid barrier (``kernels/exchange.py``): with ``MPSRNN_SPREAD_START=epochs`` only, for
+    now (correct on lavapipe, on one block and on two, and not yet run on CUDA); by default the
+    run's first words are written plainly before one grid barrier (``barrier``)."""
+    return knob("MPSRNN_SPREAD_START", ("barrier", "epochs")) == "epochs" and tagged
+
+
 def spread_per_sm():
     """Blocks of the spread kernel an SM may hold: 2 lets layers too large for one block an SM
     (LSTM 673-1024, GRU up to 1024 on 132 SMs) spread over two, each a half of the register file
@@ -655,7 +663,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         one_step = _one_step(lr, steps)
         rho, grid, chunks, bc, groups = _spread_plan(lr.cell, batch, one_step)
         tagged = spread_tagged(current_arch(), lr.cell, batch, one_step, grid)
-        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups, tagged),
+        prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups, tagged,
+                               spread_epochs(tagged)),
                  x, *args)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
