@@ -258,10 +258,11 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             b = e // units
             i = blk * units + e % units
             if b < B and i < H and (b // bc) % groups == group:
+                word = tagged_word(tag0 + 1, ws[head[F_WS_H] + b * H + i])
                 if ti.static(epochs):
-                    ti.atomic_max(ex[b * H + i], tagged_word(tag0 + 1, ws[head[F_WS_H] + b * H + i]))
+                    ti.atomic_max(ex[b * H + i], word)
                 else:
-                    ex[b * H + i] = tagged_word(1, ws[head[F_WS_H] + b * H + i])
+                    ex[b * H + i] = word
                     ex[B * H + b * H + i] = ti.i64(0)
                     if ti.static(cell == CELL_GRU):   # r∘h0 and z∘h0, two slots: after h's
                         for k in ti.static(range(4)):
