@@ -24,7 +24,9 @@ zeroes the words and the epoch instead. With the input projection apart, the ker
 grid barrier, whose fence Vulkan and Metal lack; only atomics pass data between blocks.
 
 The words live in one global field (no kernel argument, whose launch costs Taichi ~4 µs), which one
-kernel at a time uses: the launches of a stream run one after another. 64-bit atomics: CUDA, and
+kernel at a time uses: the launches of a stream run one after another. A launch of two layers (the
+two directions of a bidirectional level, ``paired_spread_kernel``) gives each a half of it, and with
+epochs an epoch of its own; a lone layer takes the first half. 64-bit atomics: CUDA, and
 Vulkan where the device has them (lavapipe does; the one-block tests run this form there). Metal
 has none, so a Metal build keeps the barrier. The planner takes them on CUDA where a group's blocks
 poll few words (``scheduler.recurrence.SPREAD_TAGGED_LIMITS``; H200, t1000, µs a step, barrier /
@@ -35,7 +37,8 @@ import functools
 
 import taichi as ti
 
-EXCHANGE_WORDS = 1 << 20   # two slots of up to 2^19 words (batch x hidden): 8 MiB
+EXCHANGE_WORDS = 1 << 20   # 8 MiB: a half for each layer of a paired launch (LAYER_WORDS)
+LAYER_WORDS = EXCHANGE_WORDS // 2   # a layer's words: from layer x LAYER_WORDS (the second of a pair: 1)
 SPIN = 1 << 26             # polls of one word before it is given up as lost (a NaN, not a hung GPU)
 EPOCH_LIMIT = 1 << 30      # with epochs: past this the words restart from zero (tags stay under 2^31,
                            # the word's sign bit, a run's steps included)
@@ -51,8 +54,9 @@ def exchange_field(epochs=False):
 
 @functools.lru_cache(maxsize=None)
 def epoch_field():
-    """With epochs: the tag from which a run's tags count, past every tag already in the words."""
-    return ti.field(ti.i64, shape=(1,))
+    """With epochs: the tag from which a run's tags count, past every tag already in the words; one
+    for each layer's half of the words (a paired launch's two layers each move their own)."""
+    return ti.field(ti.i64, shape=(2,))
 
 
 def exchange_words(gru, batch, hidden):
@@ -62,8 +66,8 @@ def exchange_words(gru, batch, hidden):
 
 
 def exchange_fits(gru, batch, hidden):
-    """Whether a layer's words fit the field."""
-    return exchange_words(gru, batch, hidden) <= EXCHANGE_WORDS
+    """Whether a layer's words fit its half of the field."""
+    return exchange_words(gru, batch, hidden) <= LAYER_WORDS
 
 
 @ti.func

@@ -241,7 +241,9 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
     counts are in its frame). ``shared``: the floats of each shared array a block makes, passed to
     ``run_layer`` after the output array, before the block and thread index. ``run_layer`` takes the
     frame and then where to read its header: a copy in shared memory (``copy_header``) where the
-    arrays leave room for it within SHARED_LIMIT, else the frame itself. ``name``: the kernels' names
+    arrays leave room for it within SHARED_LIMIT, else the frame itself; last, which layer of the
+    launch it runs (0, or 1 for a pair's second: whatever the layers share apart from their
+    arrays, such as the spread kernel's tagged words, it splits by this). ``name``: the kernels' names
     in profiles (the paired one's ends in ``_paired``)."""
     room = sum(shared) + HEADER_ROOM <= SHARED_LIMIT
 
@@ -252,9 +254,9 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
             if ti.static(room):
                 head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
                 copy_header(frame, head, t % block, block)
-                run_layer(x, ws, wts, frame, head, out, *arrays, t // block, t % block)
+                run_layer(x, ws, wts, frame, head, out, *arrays, t // block, t % block, 0)
             else:
-                run_layer(x, ws, wts, frame, frame, out, *arrays, t // block, t % block)
+                run_layer(x, ws, wts, frame, frame, out, *arrays, t // block, t % block, 0)
 
     def paired(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT,
                x2: INPUT, ws2: WORKSPACE, wts2: WEIGHTS, frame2: FRAME, out2: OUTPUT):
@@ -266,14 +268,14 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
                 head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
                 if blk < nblocks:   # (a block is all of one layer: the branch is uniform, its barrier safe)
                     copy_header(frame, head, t % block, block)
-                    run_layer(x, ws, wts, frame, head, out, *arrays, blk, t % block)
+                    run_layer(x, ws, wts, frame, head, out, *arrays, blk, t % block, 0)
                 else:
                     copy_header(frame2, head, t % block, block)
-                    run_layer(x2, ws2, wts2, frame2, head, out2, *arrays, blk - nblocks, t % block)
+                    run_layer(x2, ws2, wts2, frame2, head, out2, *arrays, blk - nblocks, t % block, 1)
             elif blk < nblocks:
-                run_layer(x, ws, wts, frame, frame, out, *arrays, blk, t % block)
+                run_layer(x, ws, wts, frame, frame, out, *arrays, blk, t % block, 0)
             else:
-                run_layer(x2, ws2, wts2, frame2, frame2, out2, *arrays, blk - nblocks, t % block)
+                run_layer(x2, ws2, wts2, frame2, frame2, out2, *arrays, blk - nblocks, t % block, 1)
 
     kernel.__name__ = name
     paired.__name__ = name + "_paired"

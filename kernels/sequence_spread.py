@@ -47,8 +47,9 @@ the grid barrier, which counts every block of the layer.
 
 ``paired_spread_kernel`` runs two layers of one shape side by side, the two directions of a
 bidirectional level, on a grid of twice the blocks: the body (``run_layer``) is the same, each
-half reads its own arrays and meets only its own blocks at the barriers (counters in its frame).
-On 132 SMs a pair fits 66 blocks a direction: LSTM 512 then takes two rows a thread.
+half reads its own arrays and meets only its own blocks at the barriers (counters in its frame),
+or reads only its own tagged words (a half of them). On 132 SMs a pair fits 66 blocks a direction:
+LSTM 512 then takes two rows a thread.
 """
 import functools
 
@@ -79,7 +80,7 @@ from .layout import (
     PEEP_DENSE,
     PEEP_DIAGONAL,
 )
-from .exchange import EPOCH_LIMIT, EXCHANGE_WORDS, SPIN, epoch_field, exchange_field, tagged_word, word_step, word_value
+from .exchange import EPOCH_LIMIT, LAYER_WORDS, SPIN, epoch_field, exchange_field, tagged_word, word_step, word_value
 from .sequence_copy import store_output
 from .sequence_persistent import SHARED_LIMIT, grid_barrier, grid_kernels, leave_grid, project_own_rows
 from .sequence_registers import CHUNK, load_rows, rows_dot
@@ -143,11 +144,15 @@ def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, grou
     return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs)[0]
 
 
-def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1):
+def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, tagged=False,
+                         epochs=False):
     """Two layers of the same shape at once (the two directions of a bidirectional level), each on
     ``nblocks`` × ``groups`` blocks of a grid of twice that: the arguments of ``spread_kernel``
-    twice. Each layer meets only its own blocks at its grid barriers (the counters are in its frame)."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups)[1]
+    twice. Each layer meets only its own blocks at its grid barriers (the counters are in its frame)
+    and reads only its own tagged words (its half of them, and its own epoch)."""
+    assert not (tagged and one_step), "tagged: a one-step run exchanges nothing"
+    assert tagged or not epochs, "epochs: a form of the tagged words"
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs)[1]
 
 
 @functools.lru_cache(maxsize=None)
@@ -245,12 +250,13 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         return barrier
 
     @ti.func
-    def start_exchange(ex: ti.template(), ws: ti.template(), head: ti.template(), blk, group, tid, tag0):
+    def start_exchange(ex: ti.template(), ws: ti.template(), head: ti.template(), blk, group, tid, tag0, w0):
         """The run's first words: h0 of this block's units at the rows of its group's passes, tagged
-        with step 1 (after ``tag0``), into slot 0. Without epochs the same words of slot 1 (and the
-        GRU's r∘h0 and z∘h0 words) are zeroed, so that no earlier run's words meet this one's atomic
-        max (plain stores: the grid barrier after this orders them); with epochs every earlier tag
-        is under this run's, and the words go in by the atomic max."""
+        with step 1 (after ``tag0``), into slot 0 of the layer's words (from ``w0``). Without epochs
+        the same words of slot 1 (and the GRU's r∘h0 and z∘h0 words) are zeroed, so that no earlier
+        run's words meet this one's atomic max (plain stores: the grid barrier after this orders
+        them); with epochs every earlier tag is under this run's, and the words go in by the atomic
+        max."""
         _, B, H, _ = run_sizes(head)
         units = (H + nblocks - 1) // nblocks
         for q in range((B * units + BLOCK - 1) // BLOCK):
@@ -260,35 +266,35 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             if b < B and i < H and (b // bc) % groups == group:
                 word = tagged_word(tag0 + 1, ws[head[F_WS_H] + b * H + i])
                 if ti.static(epochs):
-                    ti.atomic_max(ex[b * H + i], word)
+                    ti.atomic_max(ex[w0 + b * H + i], word)
                 else:
-                    ex[b * H + i] = word
-                    ex[B * H + b * H + i] = ti.i64(0)
+                    ex[w0 + b * H + i] = word
+                    ex[w0 + B * H + b * H + i] = ti.i64(0)
                     if ti.static(cell == CELL_GRU):   # r∘h0 and z∘h0, two slots: after h's
                         for k in ti.static(range(4)):
-                            ex[(2 + k) * B * H + b * H + i] = ti.i64(0)
+                            ex[w0 + (2 + k) * B * H + b * H + i] = ti.i64(0)
 
     @ti.func
     def finish_epoch(ex: ti.template(), ep: ti.template(), frame: ti.template(), head: ti.template(),
-                     hs: ti.template(), tid, tag0):
-        """With epochs, a block's way out (``leave_grid``): the last to leave moves the epoch past
-        this run's tags (its last: tag0 + steps + 1), or past EPOCH_LIMIT zeroes every word and the
-        epoch, its whole block storing (told through hs, free by now)."""
+                     hs: ti.template(), tid, tag0, layer):
+        """With epochs, a block's way out (``leave_grid``): the last to leave moves the layer's
+        epoch past this run's tags (its last: tag0 + steps + 1), or past EPOCH_LIMIT zeroes the
+        layer's words and its epoch, its whole block storing (told through hs, free by now)."""
         ti.simt.block.sync()
         if tid == 0:
             hs[0] = 0.0
             if leave_grid(frame, tid, TOTAL):
                 top = tag0 + head[F_STEPS] + 2
                 if top < EPOCH_LIMIT:
-                    ti.atomic_max(ep[0], ti.cast(top, ti.i64))
+                    ti.atomic_max(ep[layer], ti.cast(top, ti.i64))
                 else:
                     hs[0] = 1.0
         ti.simt.block.sync()
         if hs[0] > 0.5:
-            for q in range(EXCHANGE_WORDS // BLOCK):
-                ex[q * BLOCK + tid] = ti.i64(0)
+            for q in range(LAYER_WORDS // BLOCK):
+                ex[layer * LAYER_WORDS + q * BLOCK + tid] = ti.i64(0)
             if tid == 0:
-                ep[0] = ti.i64(0)
+                ep[layer] = ti.i64(0)
 
     @ti.func
     def pass_products(part: ti.template(), w, wts: ti.template(), at: ti.template(), sj, H, hs: ti.template(),
@@ -313,8 +319,9 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
     @ti.func
     def run_layer(x: ti.template(), ws: ti.template(), wts: ti.template(),
                   frame: ti.template(), head: ti.template(), out: ti.template(),
-                  hs: ti.template(), part: ti.template(), blk, tid):
-        """Block blk's share of one layer's whole sequence (the kernel's body: see the module text)."""
+                  hs: ti.template(), part: ti.template(), blk, tid, layer):
+        """Block blk's share of one layer's whole sequence (the kernel's body: see the module text);
+        ``layer``: 1 for the second of a paired launch, whose tagged words are the field's second half."""
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(projects):
             # over all the groups' blocks: the grid barrier after it makes every term visible
@@ -324,22 +331,23 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             else:
                 barrier += TOTAL
                 grid_barrier(frame, tid, barrier)
-        tag0 = 0   # the run's tags count from here: the epoch, with epochs
+        tag0 = 0   # the run's tags count from here: the layer's epoch, with epochs
         if ti.static(epochs):
-            tag0 = ti.cast(ti.atomic_add(EP[0], ti.i64(0)), ti.i32)
+            tag0 = ti.cast(ti.atomic_add(EP[layer], ti.i64(0)), ti.i32)
+        w0 = layer * LAYER_WORDS   # the layer's words
         if ti.static(tagged):   # the first words (from h0, which the projection may have written)
-            start_exchange(EX, ws, head, blk % nblocks, blk // nblocks, tid, tag0)
+            start_exchange(EX, ws, head, blk % nblocks, blk // nblocks, tid, tag0, w0)
             if ti.static(not epochs):
                 barrier += TOTAL
                 grid_barrier(frame, tid, barrier)
         if ti.static(one_step):
             step_from_zeros(ws, wts, frame, head, out, blk, tid)
         elif ti.static(cell == CELL_GRU):
-            gru_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier, tag0)
+            gru_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier, tag0, w0)
         else:
-            gated_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier, tag0)
+            gated_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier, tag0, w0)
         if ti.static(epochs):
-            finish_epoch(EX, EP, frame, head, hs, tid, tag0)
+            finish_epoch(EX, EP, frame, head, hs, tid, tag0, layer)
         else:
             leave_grid(frame, tid, TOTAL)
 
@@ -377,7 +385,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
 
     @ti.func
     def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
-                  out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed, tag0):
+                  out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed, tag0, w0):
         """The GRU: two phases a step, each a pass per bc batch rows, with a grid barrier after each.
         Phase 1: Uz and Ur against h give z and r of the block's units; r∘h0 and z∘h0 go to fresh
         slots of the C region (z to the scratch rows). Phase 2 needs every unit's r∘h0 and z∘h0: Uh
@@ -425,10 +433,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             rh = head[F_WS_C] + (2 * s) * slot   # fresh slots: no SM's L1 holds them stale
             zh = rh + slot
             zs = head[F_WS_SCRATCH]
-            rz = (2 + 2 * (s % 2)) * B * H   # tagged: this step's r∘h0 words, then its z∘h0 words
+            rz = w0 + (2 + 2 * (s % 2)) * B * H   # tagged: this step's r∘h0 words, then its z∘h0 words
             for q in range(group_passes(B, group)):   # phase 1: z and r
                 b0 = (group + q * groups) * bc
-                read_vector(ws, hp, (s % 2) * B * H, tag0 + s + 1, hs, 0, b0, B, H, tid)
+                read_vector(ws, hp, w0 + (s % 2) * B * H, tag0 + s + 1, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -487,16 +495,17 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                         hv = standard_gru_output(head, pre_h, z, h0)
                         store_output(out, head, s, b, i, hv)
                     ws[hp + slot + b * H + i] = hv
-                    send(((s + 1) % 2) * B * H, tag0 + s + 2, b, i, H, hv)
+                    send(w0 + ((s + 1) % 2) * B * H, tag0 + s + 2, b, i, H, hv)
                 ti.simt.block.sync()
             barrier = exchange_barrier(frame, tid, barrier)
 
     @ti.func
     def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
-                    out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed, tag0):
+                    out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed, tag0,
+                    w0):
         """The LSTM and the single gate: one phase a step. ``blk``: the block's share of the units;
         ``group``: its share of the batch's passes (``batch_groups``); ``tag0``: where the run's tags
-        count from (``start_exchange``)."""
+        count from (``start_exchange``); ``w0``: the layer's first tagged word."""
         barrier = passed
         # this thread's gate rows lr[i] = p + i·span of the block's R (gate g = lr // units of unit
         # u_lo + lr % units) and its chunk k, loaded once for the whole launch
@@ -528,7 +537,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             cp = head[F_WS_C] + s * slot
             for q in range(group_passes(B, group)):
                 b0 = (group + q * groups) * bc
-                read_vector(ws, hp, (s % 2) * B * H, tag0 + s + 1, hs, 0, b0, B, H, tid)
+                read_vector(ws, hp, w0 + (s % 2) * B * H, tag0 + s + 1, hs, 0, b0, B, H, tid)
                 b = b0 + bb
                 mine = bb < bc and iu < units and i < H and b < B
                 present = mine and b < frame[F_ROWS + s]
@@ -563,7 +572,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     ws[hp + slot + b * H + i] = hv
                     if ti.static(cell == CELL_LSTM):
                         ws[cp + slot + b * H + i] = c
-                    send(((s + 1) % 2) * B * H, tag0 + s + 2, b, i, H, hv)
+                    send(w0 + ((s + 1) % 2) * B * H, tag0 + s + 2, b, i, H, hv)
                 ti.simt.block.sync()   # before the next pass overwrites hs and part
             barrier = exchange_barrier(frame, tid, barrier)
 

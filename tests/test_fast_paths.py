@@ -649,6 +649,50 @@ def test_spread_kernel_with_tagged_words(kind, opts, start, rng, monkeypatch):
         assert epoch[0] == len(xs) + 2
 
 
+@pytest.mark.skipif(m.current_arch() in ("cpu", "metal"),
+                    reason="the spread kernel runs on GPUs; tagged words need 64-bit atomics, which Metal lacks")
+@pytest.mark.parametrize("start", ["barrier", "epochs"])
+@pytest.mark.parametrize("kind, opts", [("lstm", {"peephole": "diagonal"}), ("gru", {}), ("single", {})],
+                         ids=["lstm", "gru", "single"])
+def test_paired_spread_with_tagged_words(kind, opts, start, rng, monkeypatch):
+    """Both directions of a bidirectional level in one launch of the spread kernel whose h crosses
+    as tagged words, each layer in its half of the words (and with epochs, its own epoch), with
+    different weights, against the reference: twice on a batch that shrinks, then calls of other
+    lengths. On Vulkan one block a direction; on CUDA the grid the pair's shape takes."""
+    monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "tagged")
+    monkeypatch.setenv("MPSRNN_SPREAD_START", start)
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    cuda = m.current_arch() == "cuda"
+    if cuda:
+        monkeypatch.setenv("MPSRNN_RECURRENCE", "spread")
+    else:
+        from mpsrnn.scheduler import plans
+        monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "spread")
+        monkeypatch.setattr(plans, "pair_directions",
+                            lambda arch, a, b, batch: recurrence.pair_directions("cuda", a, b, batch))
+        monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "1")
+        monkeypatch.setattr(recurrence, "_sms", lambda: 2)   # one block a direction: no grid barrier
+    hidden = 150 if cuda else 45
+    backward = {"layer_sequence_direction": m.SequenceDirection.BACKWARD}
+    ds = [descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts),
+          descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts, **backward)]
+    layer = m.RNNMatrixInferenceLayer(ds)
+    assert_both_directions_match(layer, ds, rng)
+    layer.bidirectional_combine_mode = m.BidirectionalCombineMode.NONE
+    for rows in ([11] * 7 + [5, 3], [4, 4, 1]):
+        xs = sequence(rng, rows, 7)
+        fwd, bwd = layer.encode_bidirectional_sequence(xs)
+        ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
+        assert_seq_close(fwd, ref_f, what="forward")
+        assert_seq_close(bwd, ref_b, what="backward")
+    form = "_epochs_spread" if start == "epochs" else "_tagged_spread"
+    names = [name for name in dispatched_kernels(layer) if "_spread" in name]
+    assert names and all(form in name and name.endswith("_paired") for name in names), names
+    if start == "epochs":   # each layer moved its own epoch
+        from mpsrnn.kernels.exchange import epoch_field
+        assert epoch_field()[0] > 0 and epoch_field()[1] > 0
+
+
 SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),
                    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 27),
                    ("single", {}, 29),

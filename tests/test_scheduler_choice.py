@@ -182,9 +182,28 @@ def test_spread_tagged_words(kind, hidden, batch, one_step, tagged, monkeypatch)
         rec.spread_tagged("cuda", c, batch, one_step, grid)
 
 
+@pytest.mark.parametrize("kind, hidden, batch, tagged", [
+    ("lstm", 128, 1, True),       # 8 blocks: 2 x 1024 words
+    ("lstm", 256, 4, True),       # 32 blocks, 2 groups: 2 x 32768 = 65536 words
+    ("lstm", 256, 8, False),      # 2 x 65536: alone, it takes them
+    ("lstm", 192, 16, False),     # 20 blocks, 2 x 61440
+    ("lstm", 320, 2, False),      # 54 blocks, 2 x 34560
+    ("single", 512, 4, False),    # 32 blocks, 2 x 65536
+    ("gru", 256, 4, True),        # 16 blocks, 49152 words: a GRU pair counts one layer's
+    ("gru", 128, 32, True),       # 4 blocks, 49152
+])
+def test_paired_spread_tagged_words(kind, hidden, batch, tagged):
+    """Which pairs of directions pass h as tagged words: the LSTM and the single gate count both
+    layers' words against SPREAD_TAGGED_LIMITS, the GRU (two barriers a step without them) one's."""
+    c = cell(np.random.default_rng(0), kind, hidden)
+    grid = rec._spread_plan(c, batch, False, share=2)[1]
+    assert rec.spread_tagged("cuda", c, batch, False, grid, paired=True) == tagged
+    assert rec.spread_tagged("cuda", c, batch, False, grid)   # as one layer alone, each takes them
+
+
 def test_spread_epochs(monkeypatch):
-    """Runs with tagged words start with a grid barrier unless MPSRNN_SPREAD_START=epochs (not yet
-    run on CUDA); runs without them have nothing to start."""
+    """Runs with tagged words start with a grid barrier unless MPSRNN_SPREAD_START=epochs; runs
+    without them have nothing to start."""
     assert not rec.spread_epochs(True)
     monkeypatch.setenv("MPSRNN_SPREAD_START", "epochs")
     assert rec.spread_epochs(True) and not rec.spread_epochs(False)

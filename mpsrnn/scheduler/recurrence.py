@@ -460,29 +460,45 @@ SPREAD_TAGGED_LIMITS = ((32, 65536), (80, 36000))   # (blocks of a group, words 
     # GRU 512 b4 t100 (64) 8.72 / 12.40; GRU 1024 b1 t300 (256) 8.04 / 16.57
 
 
-def spread_tagged(arch, cell, batch, one_step, blocks):
+# A pair of directions (``pair_directions``) with tagged words: both layers poll at once. H200,
+# t1000, bidirectional, µs a step, paired with barriers / paired with tagged words (blocks of a group;
+# words of one layer): LSTM 128 b1 (8, 1024) 2.52 / 1.74; LSTM 128 b16 (8, 16384) 3.23 / 2.40; LSTM
+# 256 b4 (32, 32768) 3.39 / 2.81; LSTM 192 b8 (20, 30720) 3.78 / 3.84; but LSTM 256 b8 (32, 65536)
+# 4.27 / 4.62, LSTM 192 b16 (20, 61440) 4.73 / 6.57, LSTM 320 b2 (54, 34560) 3.79 / 4.37. So the LSTM
+# and the single gate count both layers' words (single gate 512 b4, (32, 65536), 3.81 / 3.02, is lost
+# to that rule). The GRU's barrier form pays two barriers a step, and its pairs won on one layer's
+# words: GRU 128 b8 (block kernels, 9.00; paired with barriers 4.98) 2.36; GRU 128 b32 (4, 49152)
+# 10.79 / 4.39; GRU 256 b4 (16, 49152) 5.22 / 3.00.
+
+
+def spread_tagged(arch, cell, batch, one_step, blocks, paired=False):
     """Whether a spread layer's h (and a GRU's r∘h0 and z∘h0) cross between blocks as tagged words
     (``kernels/exchange.py``) instead of through grid barriers: on CUDA, where a group's blocks and
     the words they poll a step are within one of SPREAD_TAGGED_LIMITS (each block polls its group's
     rows of h, the GRU's of r∘h0 and z∘h0 too; the groups share the batch); never for a one-step run
-    (no exchange). ``MPSRNN_SPREAD_EXCHANGE=tagged|barrier`` decides for any such layer on any GPU
-    (Vulkan devices with 64-bit atomics: lavapipe's one-block tests), for tests and A/B benchmarks."""
+    (no exchange). ``paired``: the layer is one of a paired launch's two (``pair_directions``), whose
+    LSTM and single gate count both layers' words (the comment above). ``MPSRNN_SPREAD_EXCHANGE=
+    tagged|barrier`` decides for any such layer on any GPU (Vulkan devices with 64-bit atomics:
+    lavapipe's one-block tests), for tests and A/B benchmarks."""
     forced = knob("MPSRNN_SPREAD_EXCHANGE", ("tagged", "barrier"))
     gru = cell.kind == CELL_GRU
     if one_step or not exchange_fits(gru, batch, cell.n_out):
         return False
     if forced:
         return forced == "tagged"
-    words = blocks * batch * cell.n_out * (3 if gru else 1)
+    words = blocks * batch * cell.n_out * (3 if gru else 2 if paired else 1)
     return SPREAD_TAGGED and arch == "cuda" and any(blocks <= most_blocks and words <= most_words
                                                     for most_blocks, most_words in SPREAD_TAGGED_LIMITS)
 
 
 def spread_epochs(tagged):
     """Whether a spread run whose words are tagged takes its tags from the epoch and so starts
-    without a grid barrier (``kernels/exchange.py``): with ``MPSRNN_SPREAD_START=epochs`` only, for
-    now (correct on lavapipe, on one block and on two, and not yet run on CUDA); by default the
-    run's first words are written plainly before one grid barrier (``barrier``)."""
+    without a grid barrier (``kernels/exchange.py``): with ``MPSRNN_SPREAD_START=epochs`` only; by
+    default the run's first words are written plainly before one grid barrier (``barrier``). Correct
+    on CUDA and on lavapipe's one block a layer; on the H200 the two starts were even (t25-t1000,
+    µs a step, barrier / epochs: LSTM 128 b1 t25 5.61 / 6.41, LSTM 256 b4 t100 3.83 / 3.98, GRU 128
+    b8 t50 4.74 / 4.72, LSTM 192 b4 t1000 1.70 / 1.69), so CUDA keeps the barrier; the epochs are
+    for GPUs without the barrier's fence."""
     return knob("MPSRNN_SPREAD_START", ("barrier", "epochs")) == "epochs" and tagged
 
 
@@ -730,7 +746,9 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
     else:
         one_step = _one_step(first, steps)
         rho, grid, chunks, bc, groups = _spread_plan(first.cell, batch, one_step, share=2)
-        prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, projects, one_step, groups), *args)
+        tagged = spread_tagged(current_arch(), first.cell, batch, one_step, grid, paired=True)
+        prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, projects, one_step, groups, tagged,
+                                      spread_epochs(tagged)), *args)
 
 
 def _one_step(lr, steps):
