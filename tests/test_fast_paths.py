@@ -693,6 +693,39 @@ def test_paired_spread_with_tagged_words(kind, opts, start, rng, monkeypatch):
         assert epoch_field()[0] > 0 and epoch_field()[1] > 0
 
 
+@pytest.mark.skipif(m.current_arch() != "vulkan" or not recurrence.spread_on_vulkan(),
+                    reason="spread runs on Vulkan on an NVIDIA GPU (spread_on_vulkan)")
+@pytest.mark.parametrize("kind, opts, hidden", [
+    ("lstm", {"peephole": "diagonal"}, 150), ("lstm", {"peephole": None}, 300), ("single", {}, 200),
+    ("gru", {}, 100), ("gru", {"nil": ("output_gate_input_gate_weights",), "use_float32_weights": False}, 150),
+], ids=["lstm-diagonal-150", "lstm-300", "single-200", "gru-100", "gru-nil-vh-150"])
+def test_spread_on_a_vulkan_gpu(kind, opts, hidden, rng):
+    """Spread as Vulkan plans it by default on a GPU (``spread_on_vulkan``): on several blocks and
+    groups, its words tagged from epochs and its projection apart, so that only atomics pass data
+    between blocks; against the reference: 11 rows shrinking to 1, calls of other lengths, a run
+    that starts from the last one's state, and one step from zeros."""
+    opts = dict(opts)
+    opts.setdefault("use_float32_weights", True)
+    d = descriptor(kind, rng, 7, hidden, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    for rows in ([11, 10, 9, 2, 1], [11] * 7 + [5, 3], [4, 4, 1], [3]):
+        xs = sequence(rng, rows, 7)
+        ref = R.encode_sequence([d], xs)[0]
+        assert_seq_close(layer.encode_sequence(xs), ref)
+    xs = sequence(rng, [6, 6, 5, 5, 2], 7)
+    ref = R.encode_sequence([d], xs)[0]
+    states = []
+    first = layer.encode_sequence(xs[:2], recurrent_output_states=states)
+    second = layer.encode_sequence(xs[2:], recurrent_input_state=states[0])
+    assert_seq_close(list(first) + list(second), ref)
+    names = dispatched_kernels(layer)
+    spread = [name for name in names if "_spread" in name]
+    assert any("_epochs_spread" in name for name in spread), names
+    assert all("_epochs_spread" in name or "_fromzeros_spread" in name for name in spread), names
+    assert all(int(re.search(r"_spread\d+x(\d+)", name).group(1)) > 1 for name in spread), names
+    assert any(name.startswith("project_inputs") for name in names), names
+
+
 SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),
                    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 27),
                    ("single", {}, 29),

@@ -15,11 +15,17 @@ from builders import descriptor
 from mpsrnn.kernels.knobs import PLANNING_KNOBS
 from mpsrnn.scheduler import recurrence as rec
 
+SPREAD_ON_VULKAN = rec.spread_on_vulkan   # (the fixture stubs it)
+
+
 @pytest.fixture(autouse=True)
 def no_knobs(monkeypatch):
     for name in PLANNING_KNOBS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(rec, "_sms", lambda: 132)
+    # Vulkan's choices are a device's without spread (lavapipe, other vendors), whatever runs the
+    # tests; test_vulkan_spread's are an NVIDIA GPU's
+    monkeypatch.setattr(rec, "spread_on_vulkan", lambda: False)
 
 
 def cell(rng, kind, hidden, n_in=None, **opts):
@@ -199,6 +205,59 @@ def test_paired_spread_tagged_words(kind, hidden, batch, tagged):
     grid = rec._spread_plan(c, batch, False, share=2)[1]
     assert rec.spread_tagged("cuda", c, batch, False, grid, paired=True) == tagged
     assert rec.spread_tagged("cuda", c, batch, False, grid)   # as one layer alone, each takes them
+
+
+def test_spread_on_vulkan(monkeypatch):
+    """Spread runs on Vulkan on a GPU whose SMs the CUDA driver counts (an NVIDIA GPU), not on
+    lavapipe nor where no SM is counted; the knob turns it off."""
+    from mpsrnn import backend
+    monkeypatch.setattr(backend, "vulkan_device_types", lambda: [2])   # a discrete GPU
+    assert SPREAD_ON_VULKAN()
+    monkeypatch.setenv("MPSRNN_VULKAN_SPREAD", "off")
+    assert not SPREAD_ON_VULKAN()
+    monkeypatch.setenv("MPSRNN_VULKAN_SPREAD", "on")
+    monkeypatch.setattr(rec, "_sms", lambda: 1)   # no CUDA driver: no SM count
+    assert not SPREAD_ON_VULKAN()
+    monkeypatch.setattr(rec, "_sms", lambda: 132)
+    monkeypatch.setattr(backend, "vulkan_device_types", lambda: [backend.VK_PHYSICAL_DEVICE_TYPE_CPU])
+    assert not SPREAD_ON_VULKAN()
+    monkeypatch.setenv("MPSRNN_VULKAN_SPREAD", "sometimes")
+    with pytest.raises(ValueError, match="MPSRNN_VULKAN_SPREAD: expected 'on' or 'off'"):
+        SPREAD_ON_VULKAN()
+
+
+@pytest.mark.parametrize("kind, hidden, batch, steps, spreads", [
+    ("lstm", 128, 1, 1000, True),
+    ("lstm", 256, 4, 25, True),
+    ("gru", 128, 8, 1000, True),
+    ("lstm", 512, 1, 200, True),     # 128 blocks: past CUDA's limits of tagged words, the only form here
+    ("gru", 512, 4, 1, True),        # one step from zeros: nothing crosses
+    ("single", 1024, 1, 100, True),
+    ("lstm", 64, 1, 1000, False),    # all of U in one block's registers: the registers kernel
+    ("single", 128, 4, 1000, False),
+    ("lstm", 96, 4, 1000, True),     # the registers kernel would read rows from memory
+    ("lstm", 1024, 1, 25, False),    # not on one block an SM
+    ("lstm", 256, 256, 25, False),   # past SPREAD_MAX_BATCH
+    ("lstm", 128, 1, 1000, False),   # with dense peepholes (below)
+])
+def test_vulkan_spread(kind, hidden, batch, steps, spreads, monkeypatch):
+    """Where spread runs on Vulkan (an NVIDIA GPU): layers that fit one block an SM but not one
+    block's registers (their words tagged from epochs, their projection apart, whatever the knobs:
+    Vulkan has no grid barrier); the others keep Vulkan's other kernels."""
+    monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
+    monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
+    opts = {"peephole": "dense"} if not spreads and hidden == 128 else {}
+    c = cell(np.random.default_rng(0), kind, hidden, **opts)
+    assert (rec.choose_recurrence("vulkan", c, steps, batch) == "spread") == spreads
+    if spreads:
+        assert rec.spread_per_sm() == 1
+        one_step = steps == 1
+        grid = rec._spread_plan(c, batch, one_step)[1]
+        monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "barrier")
+        monkeypatch.setenv("MPSRNN_PROJECTION", "inside")
+        tagged = rec.spread_tagged("vulkan", c, batch, one_step, grid)
+        assert tagged == (not one_step) and rec.spread_epochs(tagged) == (not one_step)
+        assert rec.project_apart("spread", c, steps, batch)
 
 
 def test_spread_epochs(monkeypatch):

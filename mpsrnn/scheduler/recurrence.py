@@ -125,7 +125,7 @@ def applies(name, arch, cell):
     if name == "persistent":
         return arch == "cuda" and persistent_fits(cell.kind, cell.header_peep, cell.n_out, _grid(cell))
     if name == "spread":
-        return arch == "cuda" and _spread_shape(cell, 1) is not None
+        return (arch == "cuda" or arch == "vulkan" and spread_on_vulkan()) and _spread_shape(cell, 1) is not None
     if name == "split":
         return arch == "cuda" and _split_shape(cell, 1) is not None
     return True
@@ -143,6 +143,8 @@ def choose_recurrence(arch, cell, steps, batch):
         return "step"
     if arch == "cuda" and warp_by_default(cell):
         return "warp"
+    if arch == "vulkan" and vulkan_spreads(cell, batch):
+        return "spread"
     if applies("registers", arch, cell):
         # the weights fit one block's registers (H200, µs a step against the plain block kernel:
         # CUDA LSTM 64 b1 1.0 / 2.2, GRU 64 b1 0.8 / 3.2, single gate 128 b4 0.6 / 1.8; Vulkan LSTM 64
@@ -479,11 +481,14 @@ def spread_tagged(arch, cell, batch, one_step, blocks, paired=False):
     (no exchange). ``paired``: the layer is one of a paired launch's two (``pair_directions``), whose
     LSTM and single gate count both layers' words (the comment above). ``MPSRNN_SPREAD_EXCHANGE=
     tagged|barrier`` decides for any such layer on any GPU (Vulkan devices with 64-bit atomics:
-    lavapipe's one-block tests), for tests and A/B benchmarks."""
+    lavapipe's one-block tests), for tests and A/B benchmarks, but where spread runs on Vulkan
+    (``spread_on_vulkan``), whose words are always tagged."""
     forced = knob("MPSRNN_SPREAD_EXCHANGE", ("tagged", "barrier"))
     gru = cell.kind == CELL_GRU
     if one_step or not exchange_fits(gru, batch, cell.n_out):
         return False
+    if arch == "vulkan" and spread_on_vulkan():
+        return True   # the only form there (no grid barrier)
     if forced:
         return forced == "tagged"
     words = blocks * batch * cell.n_out * (3 if gru else 2 if paired else 1)
@@ -493,21 +498,55 @@ def spread_tagged(arch, cell, batch, one_step, blocks, paired=False):
 
 def spread_epochs(tagged):
     """Whether a spread run whose words are tagged takes its tags from the epoch and so starts
-    without a grid barrier (``kernels/exchange.py``): with ``MPSRNN_SPREAD_START=epochs`` only; by
-    default the run's first words are written plainly before one grid barrier (``barrier``). Correct
-    on CUDA and on lavapipe's one block a layer; on the H200 the two starts were even (t25-t1000,
-    µs a step, barrier / epochs: LSTM 128 b1 t25 5.61 / 6.41, LSTM 256 b4 t100 3.83 / 3.98, GRU 128
-    b8 t50 4.74 / 4.72, LSTM 192 b4 t1000 1.70 / 1.69), so CUDA keeps the barrier; the epochs are
-    for GPUs without the barrier's fence."""
-    return knob("MPSRNN_SPREAD_START", ("barrier", "epochs")) == "epochs" and tagged
+    without a grid barrier (``kernels/exchange.py``): on Vulkan, which lacks the barrier's fence;
+    on CUDA with ``MPSRNN_SPREAD_START=epochs`` only, since there the two starts were even (H200,
+    t25-t1000, µs a step, barrier / epochs: LSTM 128 b1 t25 5.61 / 6.41, LSTM 256 b4 t100 3.83 /
+    3.98, GRU 128 b8 t50 4.74 / 4.72, LSTM 192 b4 t1000 1.70 / 1.69). By default on CUDA the run's
+    first words are written plainly before one grid barrier (``barrier``), which the knob also
+    asks of Vulkan (lavapipe's one-block tests)."""
+    start = knob("MPSRNN_SPREAD_START", ("barrier", "epochs"))
+    return tagged and (start == "epochs" or start is None and current_arch() == "vulkan")
+
+
+VULKAN_SPREAD = True   # spread on Vulkan where it runs (spread_on_vulkan; measured: vulkan_spreads)
+
+
+def spread_on_vulkan():
+    """Whether the spread kernel can run on this Vulkan device: a GPU (not lavapipe) whose SMs the
+    CUDA driver counts (``_sms``: an NVIDIA GPU, whose Vulkan driver has the 64-bit atomics of the
+    tagged words). There it runs with tagged words from epochs and its input projection apart, so
+    that only atomics pass data between its blocks (no grid barrier: Vulkan lacks its fence), on
+    one block an SM. ``MPSRNN_VULKAN_SPREAD=on|off`` (on by default) decides where it can, for A/B
+    benchmarks."""
+    from ..backend import VK_PHYSICAL_DEVICE_TYPE_CPU, vulkan_device_types
+    return (switch("MPSRNN_VULKAN_SPREAD", VULKAN_SPREAD) and _sms() > 1
+            and any(t != VK_PHYSICAL_DEVICE_TYPE_CPU for t in vulkan_device_types()))
+
+
+def vulkan_spreads(cell, batch):
+    """Whether a layer takes the spread kernel on Vulkan by default: where it runs there
+    (``spread_on_vulkan``), fits one block an SM, its words fit (``exchange_fits``: they are its
+    only exchange) and the batch is within SPREAD_MAX_BATCH, but not where the registers kernel holds
+    all of U in one block's registers (no exchange at all). H200 Vulkan, µs a step, spread / the
+    kernel it replaced: LSTM 128 b1 t1000 2.97 / 4.74 (registers, rows read from memory), LSTM 96 b4
+    3.18 / 3.35 (the same), GRU 96 b1 4.23 / 5.25 (the same), LSTM 192 b4 3.78 / 32.8 (blocks), LSTM
+    256 b4 3.96 / 29.1 (tiles), GRU 128 b8 4.84 / 11.5 (blocks), LSTM 512 b1 t200 9.61 / 28.6
+    (tiles), b16 t100 41.6 / 73.5, b64 t100 122 / 172, GRU 512 b4 t100 20.5 / 55.1; but with all
+    of U in registers: single gate 128 b4 2.79 / 1.61, LSTM 64 b1 3.09 / 1.64, GRU 64 b1 4.36 / 1.85."""
+    registers = _registers_shape(cell, "vulkan")
+    held = registers is not None and registers[0] <= held_rows(registers[1])
+    return (not held and batch <= SPREAD_MAX_BATCH and applies("spread", "vulkan", cell)
+            and exchange_fits(cell.kind == CELL_GRU, batch, cell.n_out))
 
 
 def spread_per_sm():
     """Blocks of the spread kernel an SM may hold: 2 lets layers too large for one block an SM
     (LSTM 673-1024, GRU up to 1024 on 132 SMs) spread over two, each a half of the register file
     (256 threads x 128 registers); a layer that fits one block an SM keeps it, as the fewest blocks
-    that hold it. ``MPSRNN_SPREAD_PER_SM=1|2`` decides, for A/B benchmarks."""
-    return one_or_two("MPSRNN_SPREAD_PER_SM") or SPREAD_PER_SM
+    that hold it. On Vulkan one: its compiler's registers a thread are not capped at 128, so two
+    blocks might not fit an SM at once, and every block of the grid must be resident (it polls the
+    others' words). ``MPSRNN_SPREAD_PER_SM=1|2`` decides, for A/B benchmarks."""
+    return one_or_two("MPSRNN_SPREAD_PER_SM") or (1 if current_arch() == "vulkan" else SPREAD_PER_SM)
 
 
 def small_gru_spreads(cell, steps, batch):
@@ -612,11 +651,14 @@ def project_apart(name, cell, steps, batch):
     * ``persistent`` (CUDA): inside, each block projects the gate rows it owns before its time
       loop, which saves a dispatch (~50 µs of host time on the H100); but one block per SM projects
       more slowly than a launch over the whole GPU, so only small projections go inside;
-    * ``spread`` and ``split`` (CUDA): the same, with the limit scaled down to the blocks they have.
+    * ``spread`` and ``split`` (CUDA): the same, with the limit scaled down to the blocks they have;
+      ``spread`` on Vulkan always apart (no grid barrier there).
 
     ``MPSRNN_PROJECTION`` (``apart`` or ``inside``) overrides for those four, for benchmarks and tests."""
     if name not in ("lanes", "persistent", "spread", "split"):
         return True
+    if name == "spread" and current_arch() == "vulkan" and spread_on_vulkan():
+        return True   # inside, a grid barrier would follow it
     forced = knob("MPSRNN_PROJECTION", ("apart", "inside"))
     if forced:
         return forced == "apart"
