@@ -254,6 +254,7 @@ def test_vulkan_spread(kind, hidden, batch, steps, spreads, monkeypatch):
         one_step = steps == 1
         grid = rec._spread_plan(c, batch, one_step)[1]
         monkeypatch.setenv("MPSRNN_SPREAD_EXCHANGE", "barrier")
+        monkeypatch.setenv("MPSRNN_SPREAD_START", "barrier")
         monkeypatch.setenv("MPSRNN_PROJECTION", "inside")
         tagged = rec.spread_tagged("vulkan", c, batch, one_step, grid)
         assert tagged == (not one_step) and rec.spread_epochs(tagged) == (not one_step)
@@ -261,8 +262,8 @@ def test_vulkan_spread(kind, hidden, batch, steps, spreads, monkeypatch):
 
 
 def test_spread_epochs(monkeypatch):
-    """Runs with tagged words start with a grid barrier unless MPSRNN_SPREAD_START=epochs; runs
-    without them have nothing to start."""
+    """Runs with tagged words start with a grid barrier on CUDA unless MPSRNN_SPREAD_START=epochs,
+    with epochs on Vulkan; runs without them have nothing to start."""
     assert not rec.spread_epochs(True)
     monkeypatch.setenv("MPSRNN_SPREAD_START", "epochs")
     assert rec.spread_epochs(True) and not rec.spread_epochs(False)
@@ -271,6 +272,15 @@ def test_spread_epochs(monkeypatch):
     monkeypatch.setenv("MPSRNN_SPREAD_START", "fence")
     with pytest.raises(ValueError, match="MPSRNN_SPREAD_START: expected 'barrier' or 'epochs'"):
         rec.spread_epochs(False)
+    # Vulkan: epochs by default (no grid barrier's fence); the barrier start only where asked and
+    # spread runs on one block (lavapipe's tests), never on a GPU's grid
+    monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
+    monkeypatch.delenv("MPSRNN_SPREAD_START")
+    assert rec.spread_epochs(True) and not rec.spread_epochs(False)
+    monkeypatch.setenv("MPSRNN_SPREAD_START", "barrier")
+    assert not rec.spread_epochs(True)
+    monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
+    assert rec.spread_epochs(True)
 
 
 def test_small_gru_keeps_the_block_kernel_without_tagged_words(monkeypatch):

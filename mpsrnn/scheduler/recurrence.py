@@ -503,9 +503,11 @@ def spread_epochs(tagged):
     t25-t1000, µs a step, barrier / epochs: LSTM 128 b1 t25 5.61 / 6.41, LSTM 256 b4 t100 3.83 /
     3.98, GRU 128 b8 t50 4.74 / 4.72, LSTM 192 b4 t1000 1.70 / 1.69). By default on CUDA the run's
     first words are written plainly before one grid barrier (``barrier``), which the knob also
-    asks of Vulkan (lavapipe's one-block tests)."""
-    start = knob("MPSRNN_SPREAD_START", ("barrier", "epochs"))
-    return tagged and (start == "epochs" or start is None and current_arch() == "vulkan")
+    asks of Vulkan where spread runs on one block (lavapipe's tests), but not where it runs on a
+    GPU's grid (``spread_on_vulkan``): a grid barrier there would have no fence."""
+    start = knob("MPSRNN_SPREAD_START", ("barrier", "epochs"))   # (a bad value raises, whatever the arch)
+    vulkan = current_arch() == "vulkan"
+    return tagged and (start == "epochs" or vulkan and (start is None or spread_on_vulkan()))
 
 
 VULKAN_SPREAD = True   # spread on Vulkan where it runs (spread_on_vulkan; measured: vulkan_spreads)
