@@ -726,6 +726,23 @@ def test_spread_on_a_vulkan_gpu(kind, opts, hidden, rng):
     assert any(name.startswith("project_inputs") for name in names), names
 
 
+@pytest.mark.skipif(m.current_arch() != "vulkan" or not recurrence.spread_on_vulkan(),
+                    reason="spread runs on Vulkan on an NVIDIA GPU (spread_on_vulkan)")
+@pytest.mark.parametrize("kind, hidden", [("lstm", 150), ("gru", 100)])
+def test_paired_spread_on_a_vulkan_gpu(kind, hidden, rng, monkeypatch):
+    """Both directions of a bidirectional level in one launch of spread on a Vulkan GPU (asked:
+    MPSRNN_PAIR_DIRECTIONS=on), each layer polling its half of the words from its own epoch, with
+    different weights, against the reference."""
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    backward = {"layer_sequence_direction": m.SequenceDirection.BACKWARD}
+    ds = [descriptor(kind, rng, 7, hidden, use_float32_weights=True),
+          descriptor(kind, rng, 7, hidden, use_float32_weights=True, **backward)]
+    layer = m.RNNMatrixInferenceLayer(ds)
+    assert_both_directions_match(layer, ds, rng)
+    names = [name for name in dispatched_kernels(layer) if "_spread" in name]
+    assert names and all("_epochs_spread" in name and name.endswith("_paired") for name in names), names
+
+
 SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),
                    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 27),
                    ("single", {}, 29),

@@ -488,7 +488,8 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
     monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "1")
     assert rec._paired_shape(lstm512, 16) == (2, 64, 16, 8)    # two rows a thread on half the SMs
     monkeypatch.delenv("MPSRNN_SPREAD_PER_SM")
-    assert not rec.pair_directions("vulkan", _Run(lstm512), _Run(lstm512), 16)   # no grid barrier there
+    assert rec.pair_directions("vulkan", _Run(lstm512), _Run(lstm512), 16)   # asked: spread's pair, tagged words
+    assert not rec.pair_directions("vulkan", _Run(lstm512, "split"), _Run(lstm512, "split"), 64)   # grid barriers
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512, "persistent"), 16)
     persistent = _Run(lstm512, "persistent")   # only spread and split have paired kernels
     assert not rec.pair_directions("cuda", persistent, persistent, 16)
@@ -503,6 +504,7 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
     assert not rec.pair_directions("cuda", split, _Run(lstm512), 64)
     monkeypatch.delenv("MPSRNN_PAIR_DIRECTIONS")
     assert rec.pair_directions("cuda", split, split, 64)   # on by default: b64 36.1 against 47.0 µs a step
+    assert not rec.pair_directions("vulkan", _Run(lstm512), _Run(lstm512), 16)   # not by default there (not timed)
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "off")
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "sometimes")

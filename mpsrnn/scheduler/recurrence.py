@@ -756,15 +756,24 @@ PAIR_DIRECTIONS = True    # H200, LSTM 512 t100 bidirectional, µs a step, paire
                           # split (two blocks an SM), median of 2 rounds, b32 24.6 / 32.4, b64 36.1 / 47.0
 
 
+PAIR_DIRECTIONS_VULKAN = False   # spread's pair on Vulkan (tagged words in halves, an epoch each): correct
+                                 # (lavapipe, one block a direction), not yet timed on a GPU
+
+
 def pair_directions(arch, fwd, bwd, batch):
     """Whether a bidirectional level's two layer runs share one launch: both chose the spread
     kernel (``paired_spread_kernel``, half the blocks each, where it fits them) or both the split
     kernel (``paired_split_kernel``, both grids whole, two blocks an SM), and their cells have the
-    same shape. On by default for both (``PAIR_DIRECTIONS``); ``MPSRNN_PAIR_DIRECTIONS=on|off``
-    decides, for tests and A/B benchmarks."""
+    same shape. On by default for both on CUDA (``PAIR_DIRECTIONS``); on Vulkan, where spread runs
+    there, off (``PAIR_DIRECTIONS_VULKAN``). ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides, for tests and
+    A/B benchmarks."""
     kernel = fwd.recurrence
     wanted = switch("MPSRNN_PAIR_DIRECTIONS", PAIR_DIRECTIONS)   # (a bad value raises, whatever the runs)
-    if not wanted or arch != "cuda" or kernel not in ("spread", "split") or bwd.recurrence != kernel:
+    if arch == "vulkan":   # spread's pair, where spread runs there: only when asked (not yet timed there)
+        wanted = switch("MPSRNN_PAIR_DIRECTIONS", PAIR_DIRECTIONS_VULKAN) and kernel == "spread"
+    elif arch != "cuda":
+        wanted = False
+    if not wanted or kernel not in ("spread", "split") or bwd.recurrence != kernel:
         return False
     def shape(run):
         c = run.cell
