@@ -64,6 +64,14 @@ def vulkan_device_types():
     return [t for t, _ in _vulkan_devices()]
 
 
+def vulkan_gpu_is_cuda_device():
+    """Whether the Vulkan GPU (the first device that is not a CPU implementation, as ``device_name``
+    says) is CUDA device 0 by name: the device whose SMs ``gpu_multiprocessors`` counts. False
+    without either."""
+    gpus = [name for t, name in _vulkan_devices() if t != VK_PHYSICAL_DEVICE_TYPE_CPU]
+    return bool(gpus) and bool(gpus[0]) and gpus[0] == _cuda_device_name()
+
+
 @functools.lru_cache(maxsize=None)
 def _vulkan_devices():
     """(VkPhysicalDeviceType, name) of each Vulkan device, through the loader (an empty list without

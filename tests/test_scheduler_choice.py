@@ -208,10 +208,12 @@ def test_paired_spread_tagged_words(kind, hidden, batch, tagged):
 
 
 def test_spread_on_vulkan(monkeypatch):
-    """Spread runs on Vulkan on a GPU whose SMs the CUDA driver counts (an NVIDIA GPU), not on
-    lavapipe nor where no SM is counted; the knob turns it off."""
+    """Spread runs on Vulkan on a GPU whose SMs the CUDA driver counts (an NVIDIA GPU, the same by
+    name), not on lavapipe, nor on another GPU, nor where no SM is counted; the knob turns it off."""
     from mpsrnn import backend
-    monkeypatch.setattr(backend, "vulkan_device_types", lambda: [2])   # a discrete GPU
+    devices = [(2, "NVIDIA H200")]   # (VkPhysicalDeviceType, name): a discrete GPU
+    monkeypatch.setattr(backend, "_vulkan_devices", lambda: devices)
+    monkeypatch.setattr(backend, "_cuda_device_name", lambda: "NVIDIA H200")
     assert SPREAD_ON_VULKAN()
     monkeypatch.setenv("MPSRNN_VULKAN_SPREAD", "off")
     assert not SPREAD_ON_VULKAN()
@@ -219,7 +221,11 @@ def test_spread_on_vulkan(monkeypatch):
     monkeypatch.setattr(rec, "_sms", lambda: 1)   # no CUDA driver: no SM count
     assert not SPREAD_ON_VULKAN()
     monkeypatch.setattr(rec, "_sms", lambda: 132)
-    monkeypatch.setattr(backend, "vulkan_device_types", lambda: [backend.VK_PHYSICAL_DEVICE_TYPE_CPU])
+    devices[:] = [(backend.VK_PHYSICAL_DEVICE_TYPE_CPU, "llvmpipe (LLVM 15.0.6, 256 bits)")]
+    assert not SPREAD_ON_VULKAN()
+    devices[:] = [(backend.VK_PHYSICAL_DEVICE_TYPE_CPU, "llvmpipe"), (2, "NVIDIA H200")]   # the GPU first
+    assert SPREAD_ON_VULKAN()
+    devices[:] = [(1, "AMD Radeon Graphics"), (2, "NVIDIA H200")]   # Vulkan's GPU is not CUDA's
     assert not SPREAD_ON_VULKAN()
     monkeypatch.setenv("MPSRNN_VULKAN_SPREAD", "sometimes")
     with pytest.raises(ValueError, match="MPSRNN_VULKAN_SPREAD: expected 'on' or 'off'"):

@@ -515,14 +515,14 @@ VULKAN_SPREAD = True   # spread on Vulkan where it runs (spread_on_vulkan; measu
 
 def spread_on_vulkan():
     """Whether the spread kernel can run on this Vulkan device: a GPU (not lavapipe) whose SMs the
-    CUDA driver counts (``_sms``: an NVIDIA GPU, whose Vulkan driver has the 64-bit atomics of the
-    tagged words). There it runs with tagged words from epochs and its input projection apart, so
-    that only atomics pass data between its blocks (no grid barrier: Vulkan lacks its fence), on
-    one block an SM. ``MPSRNN_VULKAN_SPREAD=on|off`` (on by default) decides where it can, for A/B
-    benchmarks."""
-    from ..backend import VK_PHYSICAL_DEVICE_TYPE_CPU, vulkan_device_types
-    return (switch("MPSRNN_VULKAN_SPREAD", VULKAN_SPREAD) and _sms() > 1
-            and any(t != VK_PHYSICAL_DEVICE_TYPE_CPU for t in vulkan_device_types()))
+    CUDA driver counts (``_sms``), the same GPU by name (``vulkan_gpu_is_cuda_device``: an NVIDIA
+    GPU, whose Vulkan driver has the 64-bit atomics of the tagged words; with more blocks than its
+    SMs the grid might not be resident at once). There it runs with tagged words from epochs and its
+    input projection apart, so that only atomics pass data between its blocks (no grid barrier:
+    Vulkan lacks its fence), on one block an SM. ``MPSRNN_VULKAN_SPREAD=on|off`` (on by default)
+    decides where it can, for A/B benchmarks."""
+    from .. import backend
+    return (switch("MPSRNN_VULKAN_SPREAD", VULKAN_SPREAD) and _sms() > 1 and backend.vulkan_gpu_is_cuda_device())
 
 
 def vulkan_spreads(cell, batch):
