@@ -743,6 +743,38 @@ def test_paired_spread_on_a_vulkan_gpu(kind, hidden, rng, monkeypatch):
     assert names and all("_epochs_spread" in name and name.endswith("_paired") for name in names), names
 
 
+@pytest.mark.skipif(m.current_arch() != "vulkan", reason="Vulkan's plan of the spread kernel")
+@pytest.mark.parametrize("kind", ["lstm", "gru", "single"])
+def test_spread_as_vulkan_plans_it_on_one_block_a_direction(kind, rng, monkeypatch):
+    """Spread as Vulkan plans it where it runs (``spread_on_vulkan``, stubbed: lavapipe runs a grid
+    only on one block a layer): both directions in one launch (asked), tagged words from epochs,
+    the projection apart even where MPSRNN_PROJECTION says inside; against the reference, with
+    calls of three lengths, one of them a step from zeros."""
+    from mpsrnn.scheduler import plans
+    monkeypatch.setattr(recurrence, "spread_on_vulkan", lambda: True)
+    monkeypatch.setattr(recurrence, "_sms", lambda: 2)   # one block a direction
+    monkeypatch.setattr(plans, "choose_recurrence", lambda arch, cell, steps, batch: "spread")
+    monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "on")
+    monkeypatch.setenv("MPSRNN_PROJECTION", "inside")
+    opts = {"use_float32_weights": True, "peephole": "diagonal"}
+    ds = [descriptor(kind, rng, 7, 45, **opts),
+          descriptor(kind, rng, 7, 45, layer_sequence_direction=m.SequenceDirection.BACKWARD, **opts)]
+    layer = m.RNNMatrixInferenceLayer(ds)
+    layer.bidirectional_combine_mode = m.BidirectionalCombineMode.NONE
+    for rows in ([11, 10, 9, 2, 1], [4, 4, 1], [3]):
+        xs = sequence(rng, rows, 7)
+        fwd, bwd = layer.encode_bidirectional_sequence(xs)
+        ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
+        assert_seq_close(fwd, ref_f, what="forward")
+        assert_seq_close(bwd, ref_b, what="backward")
+    names = dispatched_kernels(layer)
+    spread = [name for name in names if "_spread" in name]
+    assert any("_epochs_spread" in name for name in spread), names
+    assert any("_fromzeros_spread" in name for name in spread), names
+    assert all(name.endswith("x1_paired") for name in spread), names
+    assert any(name.startswith("project_inputs") for name in names), names
+
+
 SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),
                    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 27),
                    ("single", {}, 29),
