@@ -333,7 +333,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                 grid_barrier(frame, tid, barrier)
         tag0 = 0   # the run's tags count from here: the layer's epoch, with epochs
         if ti.static(epochs):
-            tag0 = ti.cast(ti.atomic_add(EP[layer], ti.i64(0)), ti.i32)
+            # a plain load: the epoch was last written by an earlier launch (its last block out, once
+            # every block had read it), so nothing in this one races it. An atomic read here was
+            # every thread of the grid on one address (32768 at LSTM 512), queued at L2
+            tag0 = ti.cast(EP[layer], ti.i32)
         w0 = layer * LAYER_WORDS   # the layer's words
         if ti.static(tagged):   # the first words (from h0, which the projection may have written)
             start_exchange(EX, ws, head, blk % nblocks, blk // nblocks, tid, tag0, w0)
