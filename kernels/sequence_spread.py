@@ -139,8 +139,6 @@ def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, grou
     between blocks as tagged words (``kernels/exchange.py``) instead of through grid barriers;
     ``epochs`` (with ``tagged``): their tags count from the epoch, and the run starts without a grid
     barrier. One compile per combination, on first use."""
-    assert not (tagged and one_step), "tagged: a one-step run exchanges nothing"
-    assert tagged or not epochs, "epochs: a form of the tagged words"
     return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs)[0]
 
 
@@ -150,14 +148,14 @@ def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=Fals
     ``nblocks`` × ``groups`` blocks of a grid of twice that: the arguments of ``spread_kernel``
     twice. Each layer meets only its own blocks at its grid barriers (the counters are in its frame)
     and reads only its own tagged words (its half of them, and its own epoch)."""
-    assert not (tagged and one_step), "tagged: a one-step run exchanges nothing"
-    assert tagged or not epochs, "epochs: a form of the tagged words"
     return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs)[1]
 
 
 @functools.lru_cache(maxsize=None)
 def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged=False, epochs=False):
     assert groups == 1 or not one_step, "a one-step run's kernel reads only its own blocks' terms"
+    assert not (tagged and one_step), "tagged: a one-step run exchanges nothing"
+    assert tagged or not epochs, "epochs: a form of the tagged words"
     G = GATES[cell]
     TOTAL = nblocks * groups   # blocks of a layer: its groups of nblocks
     PAD = chunks * CHUNK    # h in shared memory, zero past H
