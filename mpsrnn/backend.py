@@ -200,8 +200,11 @@ def gpu_l2_bytes():
     return _cuda_attribute(38) or 0   # 38: CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE
 
 
+@functools.lru_cache(maxsize=None)
 def _cuda_device():
-    """(the CUDA driver library, device 0) through the driver API, or None without them."""
+    """(the CUDA driver library, device 0) through the driver API, or None without them. Asked once
+    per process: loading the library and cuInit are not free, and the planner asks for device 0's
+    name at every Vulkan plan (``vulkan_gpu_is_cuda_device``)."""
     import ctypes
     try:
         lib = ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
