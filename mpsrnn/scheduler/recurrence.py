@@ -768,12 +768,10 @@ def pair_directions(arch, fwd, bwd, batch):
     there, off (``PAIR_DIRECTIONS_VULKAN``). ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides, for tests and
     A/B benchmarks."""
     kernel = fwd.recurrence
-    wanted = switch("MPSRNN_PAIR_DIRECTIONS", PAIR_DIRECTIONS)   # (a bad value raises, whatever the runs)
-    if arch == "vulkan":   # spread's pair, where spread runs there: only when asked (not yet timed there)
-        wanted = switch("MPSRNN_PAIR_DIRECTIONS", PAIR_DIRECTIONS_VULKAN) and kernel == "spread"
-    elif arch != "cuda":
-        wanted = False
-    if not wanted or kernel not in ("spread", "split") or bwd.recurrence != kernel:
+    # (a bad value raises, whatever the runs); on Vulkan spread's pair only, where spread runs there
+    wanted = switch("MPSRNN_PAIR_DIRECTIONS", PAIR_DIRECTIONS_VULKAN if arch == "vulkan" else PAIR_DIRECTIONS)
+    pairs = ("spread", "split") if arch == "cuda" else ("spread",) if arch == "vulkan" else ()
+    if not wanted or kernel not in pairs or bwd.recurrence != kernel:
         return False
     def shape(run):
         c = run.cell
