@@ -329,12 +329,13 @@ def assert_twice_matches_reference(layer, d, rng, rows, n_in):
         assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
 
 
-def assert_both_directions_match(layer, ds, rng):
+def assert_both_directions_match(layer, ds, rng, calls=([11, 10, 9, 2, 1],) * 2):
     """Both directions of a bidirectional ``layer`` (descriptors ``ds``, input width 7) against the
-    reference, twice on fresh inputs with a batch that shrinks: the second call reuses the plan."""
+    reference, a call on fresh inputs for each of ``calls`` (its rows a step); by default twice with
+    a batch that shrinks: the second call reuses the plan."""
     layer.bidirectional_combine_mode = m.BidirectionalCombineMode.NONE
-    for _ in range(2):
-        xs = sequence(rng, [11, 10, 9, 2, 1], 7)
+    for rows in calls:
+        xs = sequence(rng, rows, 7)
         fwd, bwd = layer.encode_bidirectional_sequence(xs)
         ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
         assert_seq_close(fwd, ref_f, what="forward")
@@ -677,14 +678,7 @@ def test_paired_spread_with_tagged_words(kind, opts, start, rng, monkeypatch):
     ds = [descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts),
           descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts, **backward)]
     layer = m.RNNMatrixInferenceLayer(ds)
-    assert_both_directions_match(layer, ds, rng)
-    layer.bidirectional_combine_mode = m.BidirectionalCombineMode.NONE
-    for rows in ([11] * 7 + [5, 3], [4, 4, 1]):
-        xs = sequence(rng, rows, 7)
-        fwd, bwd = layer.encode_bidirectional_sequence(xs)
-        ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
-        assert_seq_close(fwd, ref_f, what="forward")
-        assert_seq_close(bwd, ref_b, what="backward")
+    assert_both_directions_match(layer, ds, rng, ([11, 10, 9, 2, 1],) * 2 + ([11] * 7 + [5, 3], [4, 4, 1]))
     form = "_epochs_spread" if start == "epochs" else "_tagged_spread"
     names = [name for name in dispatched_kernels(layer) if "_spread" in name]
     assert names and all(form in name and name.endswith("_paired") for name in names), names
@@ -760,13 +754,7 @@ def test_spread_as_vulkan_plans_it_on_one_block_a_direction(kind, rng, monkeypat
     ds = [descriptor(kind, rng, 7, 45, **opts),
           descriptor(kind, rng, 7, 45, layer_sequence_direction=m.SequenceDirection.BACKWARD, **opts)]
     layer = m.RNNMatrixInferenceLayer(ds)
-    layer.bidirectional_combine_mode = m.BidirectionalCombineMode.NONE
-    for rows in ([11, 10, 9, 2, 1], [4, 4, 1], [3]):
-        xs = sequence(rng, rows, 7)
-        fwd, bwd = layer.encode_bidirectional_sequence(xs)
-        ref_f, ref_b = R.encode_bidirectional(ds, xs, 0)
-        assert_seq_close(fwd, ref_f, what="forward")
-        assert_seq_close(bwd, ref_b, what="backward")
+    assert_both_directions_match(layer, ds, rng, ([11, 10, 9, 2, 1], [4, 4, 1], [3]))
     names = dispatched_kernels(layer)
     spread = [name for name in names if "_spread" in name]
     assert any("_epochs_spread" in name for name in spread), names
