@@ -232,27 +232,26 @@ def test_spread_on_vulkan(monkeypatch):
         SPREAD_ON_VULKAN()
 
 
-@pytest.mark.parametrize("kind, hidden, batch, steps, spreads", [
-    ("lstm", 128, 1, 1000, True),
-    ("lstm", 256, 4, 25, True),
-    ("gru", 128, 8, 1000, True),
-    ("lstm", 512, 1, 200, True),     # 128 blocks: past CUDA's limits of tagged words, the only form here
-    ("gru", 512, 4, 1, True),        # one step from zeros: nothing crosses
-    ("single", 1024, 1, 100, True),
-    ("lstm", 64, 1, 1000, False),    # all of U in one block's registers: the registers kernel
-    ("single", 128, 4, 1000, False),
-    ("lstm", 96, 4, 1000, True),     # the registers kernel would read rows from memory
-    ("lstm", 1024, 1, 25, False),    # not on one block an SM
-    ("lstm", 256, 256, 25, False),   # past SPREAD_MAX_BATCH
-    ("lstm", 128, 1, 1000, False),   # with dense peepholes (below)
+@pytest.mark.parametrize("kind, hidden, batch, steps, opts, spreads", [
+    ("lstm", 128, 1, 1000, {}, True),
+    ("lstm", 256, 4, 25, {}, True),
+    ("gru", 128, 8, 1000, {}, True),
+    ("lstm", 512, 1, 200, {}, True),     # 128 blocks: past CUDA's limits of tagged words, the only form here
+    ("gru", 512, 4, 1, {}, True),        # one step from zeros: nothing crosses
+    ("single", 1024, 1, 100, {}, True),
+    ("lstm", 64, 1, 1000, {}, False),    # all of U in one block's registers: the registers kernel
+    ("single", 128, 4, 1000, {}, False),
+    ("lstm", 96, 4, 1000, {}, True),     # the registers kernel would read rows from memory
+    ("lstm", 1024, 1, 25, {}, False),    # not on one block an SM
+    ("lstm", 256, 256, 25, {}, False),   # past SPREAD_MAX_BATCH
+    ("lstm", 128, 1, 1000, {"peephole": "dense"}, False),   # dense peepholes: spread has none
 ])
-def test_vulkan_spread(kind, hidden, batch, steps, spreads, monkeypatch):
+def test_vulkan_spread(kind, hidden, batch, steps, opts, spreads, monkeypatch):
     """Where spread runs on Vulkan (an NVIDIA GPU): layers that fit one block an SM but not one
     block's registers (their words tagged from epochs, their projection apart, whatever the knobs:
     Vulkan has no grid barrier); the others keep Vulkan's other kernels."""
     monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
     monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
-    opts = {"peephole": "dense"} if not spreads and hidden == 128 else {}
     c = cell(np.random.default_rng(0), kind, hidden, **opts)
     assert (rec.choose_recurrence("vulkan", c, steps, batch) == "spread") == spreads
     if spreads:
