@@ -252,6 +252,7 @@ def test_vulkan_spread(kind, hidden, batch, steps, opts, spreads, monkeypatch):
     Vulkan has no grid barrier); the others keep Vulkan's other kernels."""
     monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
     monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
+    monkeypatch.setattr(rec, "VULKAN_TWO_AN_SM", False)
     c = cell(np.random.default_rng(0), kind, hidden, **opts)
     assert (rec.choose_recurrence("vulkan", c, steps, batch) == "spread") == spreads
     if spreads:
@@ -264,6 +265,27 @@ def test_vulkan_spread(kind, hidden, batch, steps, opts, spreads, monkeypatch):
         tagged = rec.spread_tagged("vulkan", c, batch, one_step, grid)
         assert tagged == (not one_step) and rec.spread_epochs(tagged) == (not one_step)
         assert rec.project_apart("spread", c, steps, batch)
+
+
+@pytest.mark.parametrize("kind, hidden, grid", [("lstm", 1024, 256), ("gru", 1024, 256), ("lstm", 768, 154)])
+def test_vulkan_spread_on_two_blocks_an_sm(kind, hidden, grid, monkeypatch):
+    """With VULKAN_TWO_AN_SM, a layer that one block an SM cannot hold on Vulkan spreads over two an
+    SM (more blocks than SMs); one that fits keeps one an SM, its plan as before; MPSRNN_SPREAD_PER_SM=1
+    keeps every layer on one (the large ones then off spread)."""
+    monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
+    monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
+    monkeypatch.setattr(rec, "_sms", lambda: 132)
+    c = cell(np.random.default_rng(0), kind, hidden)
+    small = cell(np.random.default_rng(0), "lstm", 512)
+    monkeypatch.setattr(rec, "VULKAN_TWO_AN_SM", False)
+    before = rec._spread_plan(small, 4, False)
+    assert rec.choose_recurrence("vulkan", c, 25, 1) != "spread"
+    monkeypatch.setattr(rec, "VULKAN_TWO_AN_SM", True)
+    assert rec.choose_recurrence("vulkan", c, 25, 1) == "spread"
+    assert rec._spread_plan(c, 1, False)[1] == grid > 132
+    assert rec._spread_plan(small, 4, False) == before and before[1] <= 132
+    monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "1")
+    assert rec.choose_recurrence("vulkan", c, 25, 1) != "spread"
 
 
 def test_spread_epochs(monkeypatch):
@@ -509,8 +531,10 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
     assert not rec.pair_directions("cuda", split, _Run(lstm512), 64)
     monkeypatch.delenv("MPSRNN_PAIR_DIRECTIONS")
     assert rec.pair_directions("cuda", split, split, 64)   # on by default: b64 36.1 against 47.0 µs a step
-    assert not rec.pair_directions("vulkan", _Run(lstm512), _Run(lstm512), 16)   # not by default there (not timed)
+    assert rec.pair_directions("vulkan", _Run(lstm512), _Run(lstm512), 16)   # on there too: b16 49.1 against 72.6
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "off")
+    assert not rec.pair_directions("vulkan", _Run(lstm512), _Run(lstm512), 16)
+    assert not rec.pair_directions("cuda", split, split, 64)
     assert not rec.pair_directions("cuda", _Run(lstm512), _Run(lstm512), 16)
     monkeypatch.setenv("MPSRNN_PAIR_DIRECTIONS", "sometimes")
     with pytest.raises(ValueError, match="MPSRNN_PAIR_DIRECTIONS: expected 'on' or 'off'"):

@@ -418,8 +418,13 @@ def _spread_shape(cell, batch, sms=None):
     not fit, on ``sms`` SMs; by default on all of them, where ``MPSRNN_PERSISTENT_GRID`` fixes its
     block count too."""
     forced = _grid(cell) if sms is None and os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip() else None
-    return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
-                        _sms() * spread_per_sm() if sms is None else sms, forced)
+
+    def on(count):
+        return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
+                            count, forced)
+    if sms is not None:
+        return on(sms)
+    return on(_sms() * spread_per_sm()) or (on(_sms() * 2) if vulkan_two_an_sm_past_one() else None)
 
 
 SPREAD_PER_SM = 2   # blocks of the spread kernel an SM may hold (measured: choose_recurrence)
@@ -527,7 +532,7 @@ def spread_on_vulkan():
 
 def vulkan_spreads(cell, batch):
     """Whether a layer takes the spread kernel on Vulkan by default: where it runs there
-    (``spread_on_vulkan``), fits one block an SM, its words fit (``exchange_fits``: they are its
+    (``spread_on_vulkan``), fits one block an SM (or two: ``vulkan_two_an_sm_past_one``), its words fit (``exchange_fits``: they are its
     only exchange) and the batch is within SPREAD_MAX_BATCH, but not where the registers kernel holds
     all of U in one block's registers (no exchange at all). H200 Vulkan, µs a step, spread / the
     kernel it replaced: LSTM 128 b1 t1000 2.97 / 4.74 (registers, rows read from memory), LSTM 96 b4
@@ -549,6 +554,19 @@ def spread_per_sm():
     blocks might not fit an SM at once, and every block of the grid must be resident (it polls the
     others' words). ``MPSRNN_SPREAD_PER_SM=1|2`` decides, for A/B benchmarks."""
     return one_or_two("MPSRNN_SPREAD_PER_SM") or (1 if current_arch() == "vulkan" else SPREAD_PER_SM)
+
+
+VULKAN_TWO_AN_SM = False   # spread on two blocks an SM on Vulkan, for layers one block an SM cannot
+                           # hold (LSTM 673-1024, GRU 736-1024 on 132 SMs): not yet measured
+
+
+def vulkan_two_an_sm_past_one():
+    """Whether a layer that does not fit spread's blocks at one an SM on Vulkan (``spread_per_sm``)
+    takes two an SM instead (``VULKAN_TWO_AN_SM``), rather than Vulkan's per-step kernels. Only
+    those layers: the ones that fit keep their measured plans. Not where ``MPSRNN_SPREAD_PER_SM``
+    says how many (1: never two)."""
+    return (VULKAN_TWO_AN_SM and current_arch() == "vulkan"
+            and one_or_two("MPSRNN_SPREAD_PER_SM") is None)
 
 
 def small_gru_spreads(cell, steps, batch):
@@ -756,16 +774,18 @@ PAIR_DIRECTIONS = True    # H200, LSTM 512 t100 bidirectional, µs a step, paire
                           # split (two blocks an SM), median of 2 rounds, b32 24.6 / 32.4, b64 36.1 / 47.0
 
 
-PAIR_DIRECTIONS_VULKAN = False   # spread's pair on Vulkan (tagged words in halves, an epoch each): correct
-                                 # (lavapipe, one block a direction), not yet timed on a GPU
+PAIR_DIRECTIONS_VULKAN = True   # spread's pair on Vulkan (tagged words in halves, an epoch each, 66
+                                # blocks a direction on 132 SMs). H200 Vulkan, same process, median of
+                                # 2 rounds, µs a step, paired / two launches: LSTM 512 b16 t100 49.1 /
+                                # 72.6, GRU 128 b8 t1000 5.13 / 8.28
 
 
 def pair_directions(arch, fwd, bwd, batch):
     """Whether a bidirectional level's two layer runs share one launch: both chose the spread
     kernel (``paired_spread_kernel``, half the blocks each, where it fits them) or both the split
     kernel (``paired_split_kernel``, both grids whole, two blocks an SM), and their cells have the
-    same shape. On by default for both on CUDA (``PAIR_DIRECTIONS``); on Vulkan, where spread runs
-    there, off (``PAIR_DIRECTIONS_VULKAN``). ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides, for tests and
+    same shape. On by default for both on CUDA (``PAIR_DIRECTIONS``), and for spread on Vulkan where
+    it runs there (``PAIR_DIRECTIONS_VULKAN``). ``MPSRNN_PAIR_DIRECTIONS=on|off`` decides, for tests and
     A/B benchmarks."""
     kernel = fwd.recurrence
     # (a bad value raises, whatever the runs); on Vulkan spread's pair only, where spread runs there
