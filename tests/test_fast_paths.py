@@ -722,24 +722,6 @@ def test_spread_on_a_vulkan_gpu(kind, opts, hidden, rng):
 
 @pytest.mark.skipif(m.current_arch() != "vulkan" or not recurrence.spread_on_vulkan(),
                     reason="spread runs on Vulkan on an NVIDIA GPU (spread_on_vulkan)")
-@pytest.mark.parametrize("kind, hidden", [("lstm", 1024), ("gru", 1024), ("lstm", 700)])
-def test_spread_on_two_blocks_an_sm_on_a_vulkan_gpu(kind, hidden, rng, monkeypatch):
-    """Layers that one block an SM cannot hold, spread over two an SM on a Vulkan GPU
-    (``VULKAN_TWO_AN_SM``): more blocks than SMs, all resident at once (each polls the others'
-    words), against the reference: rows that shrink, and calls of other lengths."""
-    monkeypatch.setattr(recurrence, "VULKAN_TWO_AN_SM", True)
-    d = descriptor(kind, rng, 7, hidden, use_float32_weights=True)
-    layer = m.RNNMatrixInferenceLayer(d)
-    for rows in ([5, 4, 4, 2, 1], [3] * 6, [2]):
-        xs = sequence(rng, rows, 7)
-        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
-    spread = [name for name in dispatched_kernels(layer) if "_spread" in name]
-    blocks = [int(re.search(r"_spread\d+x(\d+)", name).group(1)) for name in spread]
-    assert blocks and all(b > recurrence._sms() for b in blocks), spread
-
-
-@pytest.mark.skipif(m.current_arch() != "vulkan" or not recurrence.spread_on_vulkan(),
-                    reason="spread runs on Vulkan on an NVIDIA GPU (spread_on_vulkan)")
 @pytest.mark.parametrize("kind, hidden", [("lstm", 150), ("gru", 100)])
 def test_paired_spread_on_a_vulkan_gpu(kind, hidden, rng, monkeypatch):
     """Both directions of a bidirectional level in one launch of spread on a Vulkan GPU (asked:

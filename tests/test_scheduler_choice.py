@@ -242,7 +242,8 @@ def test_spread_on_vulkan(monkeypatch):
     ("lstm", 64, 1, 1000, {}, False),    # all of U in one block's registers: the registers kernel
     ("single", 128, 4, 1000, {}, False),
     ("lstm", 96, 4, 1000, {}, True),     # the registers kernel would read rows from memory
-    ("lstm", 1024, 1, 25, {}, False),    # not on one block an SM
+    ("lstm", 1024, 1, 25, {}, False),    # not on one block an SM (two an SM can hang: spread_per_sm)
+    ("gru", 1024, 1, 25, {}, False),     # nor this one, which hung on two an SM
     ("lstm", 256, 256, 25, {}, False),   # past SPREAD_MAX_BATCH
     ("lstm", 128, 1, 1000, {"peephole": "dense"}, False),   # dense peepholes: spread has none
 ])
@@ -252,7 +253,6 @@ def test_vulkan_spread(kind, hidden, batch, steps, opts, spreads, monkeypatch):
     Vulkan has no grid barrier); the others keep Vulkan's other kernels."""
     monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
     monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
-    monkeypatch.setattr(rec, "VULKAN_TWO_AN_SM", False)
     c = cell(np.random.default_rng(0), kind, hidden, **opts)
     assert (rec.choose_recurrence("vulkan", c, steps, batch) == "spread") == spreads
     if spreads:
@@ -265,27 +265,6 @@ def test_vulkan_spread(kind, hidden, batch, steps, opts, spreads, monkeypatch):
         tagged = rec.spread_tagged("vulkan", c, batch, one_step, grid)
         assert tagged == (not one_step) and rec.spread_epochs(tagged) == (not one_step)
         assert rec.project_apart("spread", c, steps, batch)
-
-
-@pytest.mark.parametrize("kind, hidden, grid", [("lstm", 1024, 256), ("gru", 1024, 256), ("lstm", 768, 154)])
-def test_vulkan_spread_on_two_blocks_an_sm(kind, hidden, grid, monkeypatch):
-    """With VULKAN_TWO_AN_SM, a layer that one block an SM cannot hold on Vulkan spreads over two an
-    SM (more blocks than SMs); one that fits keeps one an SM, its plan as before; MPSRNN_SPREAD_PER_SM=1
-    keeps every layer on one (the large ones then off spread)."""
-    monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
-    monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
-    monkeypatch.setattr(rec, "_sms", lambda: 132)
-    c = cell(np.random.default_rng(0), kind, hidden)
-    small = cell(np.random.default_rng(0), "lstm", 512)
-    monkeypatch.setattr(rec, "VULKAN_TWO_AN_SM", False)
-    before = rec._spread_plan(small, 4, False)
-    assert rec.choose_recurrence("vulkan", c, 25, 1) != "spread"
-    monkeypatch.setattr(rec, "VULKAN_TWO_AN_SM", True)
-    assert rec.choose_recurrence("vulkan", c, 25, 1) == "spread"
-    assert rec._spread_plan(c, 1, False)[1] == grid > 132
-    assert rec._spread_plan(small, 4, False) == before and before[1] <= 132
-    monkeypatch.setenv("MPSRNN_SPREAD_PER_SM", "1")
-    assert rec.choose_recurrence("vulkan", c, 25, 1) != "spread"
 
 
 def test_spread_epochs(monkeypatch):

@@ -418,13 +418,8 @@ def _spread_shape(cell, batch, sms=None):
     not fit, on ``sms`` SMs; by default on all of them, where ``MPSRNN_PERSISTENT_GRID`` fixes its
     block count too."""
     forced = _grid(cell) if sms is None and os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip() else None
-
-    def on(count):
-        return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
-                            count, forced)
-    if sms is not None:
-        return on(sms)
-    return on(_sms() * spread_per_sm()) or (on(_sms() * 2) if vulkan_two_an_sm_past_one() else None)
+    return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
+                        _sms() * spread_per_sm() if sms is None else sms, forced)
 
 
 SPREAD_PER_SM = 2   # blocks of the spread kernel an SM may hold (measured: choose_recurrence)
@@ -532,7 +527,7 @@ def spread_on_vulkan():
 
 def vulkan_spreads(cell, batch):
     """Whether a layer takes the spread kernel on Vulkan by default: where it runs there
-    (``spread_on_vulkan``), fits one block an SM (or two: ``vulkan_two_an_sm_past_one``), its words fit (``exchange_fits``: they are its
+    (``spread_on_vulkan``), fits one block an SM, its words fit (``exchange_fits``: they are its
     only exchange) and the batch is within SPREAD_MAX_BATCH, but not where the registers kernel holds
     all of U in one block's registers (no exchange at all). H200 Vulkan, µs a step, spread / the
     kernel it replaced: LSTM 128 b1 t1000 2.97 / 4.74 (registers, rows read from memory), LSTM 96 b4
@@ -552,21 +547,12 @@ def spread_per_sm():
     (256 threads x 128 registers); a layer that fits one block an SM keeps it, as the fewest blocks
     that hold it. On Vulkan one: its compiler's registers a thread are not capped at 128, so two
     blocks might not fit an SM at once, and every block of the grid must be resident (it polls the
-    others' words). ``MPSRNN_SPREAD_PER_SM=1|2`` decides, for A/B benchmarks."""
+    others' words). Measured on the H200's Vulkan, two an SM: LSTM 1024 b1 t25 ran right and faster
+    than its per-step kernels (64.0 against 96.0 µs a step), but GRU 1024 b1 and LSTM 1024 with
+    diagonal peepholes at batch 5 hung (no step in 150 s: blocks waiting on blocks not yet
+    resident), so no layer takes two there. ``MPSRNN_SPREAD_PER_SM=1|2`` decides, for A/B
+    benchmarks (2 on Vulkan can hang that way)."""
     return one_or_two("MPSRNN_SPREAD_PER_SM") or (1 if current_arch() == "vulkan" else SPREAD_PER_SM)
-
-
-VULKAN_TWO_AN_SM = False   # spread on two blocks an SM on Vulkan, for layers one block an SM cannot
-                           # hold (LSTM 673-1024, GRU 736-1024 on 132 SMs): not yet measured
-
-
-def vulkan_two_an_sm_past_one():
-    """Whether a layer that does not fit spread's blocks at one an SM on Vulkan (``spread_per_sm``)
-    takes two an SM instead (``VULKAN_TWO_AN_SM``), rather than Vulkan's per-step kernels. Only
-    those layers: the ones that fit keep their measured plans. Not where ``MPSRNN_SPREAD_PER_SM``
-    says how many (1: never two)."""
-    return (VULKAN_TWO_AN_SM and current_arch() == "vulkan"
-            and one_or_two("MPSRNN_SPREAD_PER_SM") is None)
 
 
 def small_gru_spreads(cell, steps, batch):
