@@ -130,6 +130,9 @@ def main():
                   + f", NumPy {env['numpy']}, Python {env['python']}; `{run['file']}`", ""]
         if run.get("partial"):
             lines += [f"**Partial:** {run['partial']}.", ""]
+        if any(r.get("settled") for r in run["records"]):
+            lines += ["Settled: each timed call followed an untimed one of its own (Vulkan and CUDA on one GPU: "
+                      "a call right after the other API's work pays a switch between their contexts).", ""]
         lines += [table(run), ""]
     with open(os.path.join(HERE, "analysis.md")) as f:
         lines += [f.read().rstrip(), ""]
