@@ -31,8 +31,9 @@ for skipping the barriers of a step 0 from zeros and the one after the last step
 
 Limits: ceil(gates × units / rho) × chunks ≤ 256 threads on at most one block per SM, or two where
 the scheduler allows it (``scheduler.recurrence.spread_per_sm``: 256 threads × 128 registers is half
-an SM's register file, and 2 × 32 KiB of shared memory fit). On 132 SMs: LSTM up to hidden 672 on
-one block an SM, 1024 on two; the single gate up to 1344. ``bc`` × (h + partial sums) ≤ 32 KiB of
+an SM's register file, and 2 × 32 KiB of shared memory fit), or ≤ 512 threads on one block an SM
+(``WIDE_BLOCK``: Vulkan, where two blocks an SM are not sure to be resident). On 132 SMs: LSTM up to
+hidden 672 on one block an SM, 1024 on two or on one of 512 threads; the single gate up to 1344. ``bc`` × (h + partial sums) ≤ 32 KiB of
 shared memory (the frame's header is read from a copy there where 256 bytes are left: ``grid_kernels``);
 the usual neurons; no dense LSTM peepholes. The GRU takes two phases a step, each
 ending at a grid barrier (its second product needs every unit's r: ``gru_layer``), its threads one
@@ -86,6 +87,7 @@ from .sequence_persistent import SHARED_LIMIT, grid_barrier, grid_kernels, leave
 from .sequence_registers import CHUNK, load_rows, rows_dot
 
 BLOCK = 256          # threads a block: 128 registers a thread (see sequence_registers)
+WIDE_BLOCK = 512     # threads a block where one block an SM holds what two of BLOCK would (Vulkan)
 MAX_ROWS = 2         # gate rows a thread holds
 MAX_BATCH_PASS = 8   # batch rows a pass
 SHARED = SHARED_LIMIT   # floats of shared memory: 32 KiB (Metal's limit; grid_kernels adds the header only within it)
@@ -96,11 +98,12 @@ def h_buffers(cell):
     return 2 if cell == CELL_GRU else 1
 
 
-def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None):
+def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None, threads=BLOCK):
     """(rho, blocks, chunks, batch rows a pass) of the spread kernel for a layer, or None where it does
     not fit: the fewest rows a thread (1, else 2), on the fewest blocks that hold them, or on ``grid``
-    blocks where given. One row a thread beat two (H200, µs a step: LSTM 128 b1 2.7 on 8 blocks
-    against 2.8 on 4; LSTM 512 b1 t25 8.3 on 128 against 9.1 on 64)."""
+    blocks where given; ``threads`` a block (WIDE_BLOCK: see ``spread_kernel``). One row a thread
+    beat two (H200, µs a step: LSTM 128 b1 2.7 on 8 blocks against 2.8 on 4; LSTM 512 b1 t25 8.3 on
+    128 against 9.1 on 64)."""
     if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
     chunks = -(-hidden // CHUNK)
@@ -108,12 +111,12 @@ def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None):
     for rho in range(1, (1 if cell == CELL_GRU else MAX_ROWS) + 1):   # a GRU thread holds two sets
         for blocks in ([grid] if grid else range(1, sms + 1)):
             units = -(-hidden // blocks)
-            if blocks > sms or -(-FIRST_PHASE_GATES[cell] * units // rho) * chunks > BLOCK or units > BLOCK:
+            if blocks > sms or -(-FIRST_PHASE_GATES[cell] * units // rho) * chunks > threads or units > threads:
                 continue
             bc = min(MAX_BATCH_PASS, 1 << (max(batch, 1) - 1).bit_length())
-            while bc > 1 and (bc * units > BLOCK or bc * (h_rows * chunks * CHUNK + rho * BLOCK) > SHARED):
+            while bc > 1 and (bc * units > threads or bc * (h_rows * chunks * CHUNK + rho * threads) > SHARED):
                 bc //= 2
-            if h_rows * chunks * CHUNK + rho * BLOCK <= SHARED:
+            if h_rows * chunks * CHUNK + rho * threads <= SHARED:
                 return rho, blocks, chunks, bc
     return None
 
@@ -130,7 +133,8 @@ def batch_groups(blocks, bc, batch, sms, most):
     return rows, min(groups, -(-batch // rows))
 
 
-def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, tagged=False, epochs=False):
+def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, tagged=False, epochs=False,
+                  threads=BLOCK):
     """The kernel of ``cell`` on ``nblocks`` blocks whose threads hold ``rho`` rows of ``chunks`` chunks,
     ``bc`` batch rows a pass; ``projects``: it computes its own input terms and zero initial states
     first (``sequence_persistent.project_own_rows``); ``one_step``: for runs of one step from zeros
@@ -138,28 +142,34 @@ def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, grou
     (``batch_groups``; not with ``one_step``); ``tagged``: h (and the GRU's r∘h0 and z∘h0) cross
     between blocks as tagged words (``kernels/exchange.py``) instead of through grid barriers;
     ``epochs`` (with ``tagged``): their tags count from the epoch, and the run starts without a grid
-    barrier. One compile per combination, on first use."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs)[0]
+    barrier; ``threads``: a block's, BLOCK or WIDE_BLOCK. One block an SM of WIDE_BLOCK threads holds
+    what two of BLOCK would, and a workgroup's size is in its shader, so Vulkan's compiler fits the
+    whole block on an SM (128 registers a thread, spilling past them): every block resident, which
+    two blocks an SM on Vulkan are not sure to be (``scheduler.recurrence.spread_per_sm``). Not with
+    ``projects`` (``project_own_rows`` strides by BLOCK). One compile per combination, on first use."""
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs, threads)[0]
 
 
 def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, tagged=False,
-                         epochs=False):
+                         epochs=False, threads=BLOCK):
     """Two layers of the same shape at once (the two directions of a bidirectional level), each on
     ``nblocks`` × ``groups`` blocks of a grid of twice that: the arguments of ``spread_kernel``
     twice. Each layer meets only its own blocks at its grid barriers (the counters are in its frame)
     and reads only its own tagged words (its half of them, and its own epoch)."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs)[1]
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs, threads)[1]
 
 
 @functools.lru_cache(maxsize=None)
-def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged=False, epochs=False):
+def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged=False, epochs=False,
+                    threads=BLOCK):
     assert groups == 1 or not one_step, "a one-step run's kernel reads only its own blocks' terms"
+    assert threads == BLOCK or not projects, "project_own_rows strides by BLOCK threads"
     assert not (tagged and one_step), "tagged: a one-step run exchanges nothing"
     assert tagged or not epochs, "epochs: a form of the tagged words"
     G = GATES[cell]
     TOTAL = nblocks * groups   # blocks of a layer: its groups of nblocks
     PAD = chunks * CHUNK    # h in shared memory, zero past H
-    COPIES = (bc * PAD + BLOCK - 1) // BLOCK   # elements of h a thread copies a pass
+    COPIES = (bc * PAD + threads - 1) // threads   # elements of h a thread copies a pass
     HS = h_buffers(cell) * bc * PAD   # floats of shared h
 
     EX = exchange_field(epochs) if tagged else None   # the tagged words (kernels/exchange.py)
@@ -185,16 +195,16 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
     @ti.func
     def h_element(tid, e_, b0, B, H):
         """(whether it is a present element, its offset b·H + j in a state vector) of this thread's
-        copy e_ of a pass of rows b0 ..: element e = tid + e_·BLOCK of [row r, channel j] (PAD a row)."""
-        e = tid + e_ * BLOCK
+        copy e_ of a pass of rows b0 ..: element e = tid + e_·threads of [row r, channel j] (PAD a row)."""
+        e = tid + e_ * threads
         return e < bc * PAD and e % PAD < H and b0 + e // PAD < B, (b0 + e // PAD) * H + e % PAD
 
     @ti.func
     def put_h(hs: ti.template(), at, got, tid):
         """A thread's copies ``got`` into hs[at + e], after all of their loads."""
         for e_ in ti.static(range(COPIES)):
-            if tid + e_ * BLOCK < bc * PAD:
-                hs[at + tid + e_ * BLOCK] = got[e_]
+            if tid + e_ * threads < bc * PAD:
+                hs[at + tid + e_ * threads] = got[e_]
 
     @ti.func
     def copy_tagged(ex: ti.template(), base, step, hs: ti.template(), at_hs, b0, B, H, tid):
@@ -257,8 +267,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         max."""
         _, B, H, _ = run_sizes(head)
         units = (H + nblocks - 1) // nblocks
-        for q in range((B * units + BLOCK - 1) // BLOCK):
-            e = tid + q * BLOCK
+        for q in range((B * units + threads - 1) // threads):
+            e = tid + q * threads
             b = e // units
             i = blk * units + e % units
             if b < B and i < H and (b // bc) % groups == group:
@@ -289,8 +299,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     hs[0] = 1.0
         ti.simt.block.sync()
         if hs[0] > 0.5:
-            for q in range(LAYER_WORDS // BLOCK):
-                ex[layer * LAYER_WORDS + q * BLOCK + tid] = ti.i64(0)
+            for q in range(LAYER_WORDS // threads):
+                ex[layer * LAYER_WORDS + q * threads + tid] = ti.i64(0)
             if tid == 0:
                 ep[layer] = ti.i64(0)
 
@@ -361,8 +371,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         _, B, H, slot = run_sizes(head)
         units = (H + nblocks - 1) // nblocks
         diagonal = head[F_PEEP] == PEEP_DIAGONAL
-        for q in range((B * units + BLOCK - 1) // BLOCK):
-            e = tid + q * BLOCK
+        for q in range((B * units + threads - 1) // threads):
+            e = tid + q * threads
             b = e // units
             i = blk * units + e % units
             if b < B and i < H:
@@ -580,5 +590,6 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
     # shared arrays: hs [batch row, channel], part [batch row, gate row, chunk]
     kind = ('single_gate', 'gru', 'lstm')[cell] + ('_fromzeros' if one_step else '')
     kind += ("_epochs" if epochs else "_tagged") if tagged else ""
-    name = f"{kind}_spread{rho}x{nblocks}" + (f"x{groups}g" if groups > 1 else "")
-    return grid_kernels(run_layer, TOTAL, BLOCK, (HS, bc * rho * BLOCK), name)
+    name = f"{kind}_spread{rho}x{nblocks}" + (f"x{groups}g" if groups > 1 else "") + (
+        f"_t{threads}" if threads != BLOCK else "")
+    return grid_kernels(run_layer, TOTAL, threads, (HS, bc * rho * threads), name)

@@ -763,6 +763,45 @@ def test_spread_as_vulkan_plans_it_on_one_block_a_direction(kind, rng, monkeypat
     assert any(name.startswith("project_inputs") for name in names), names
 
 
+def assert_spread_on_wide_blocks(layer, d, rng, blocks_at_most):
+    """``layer`` (of descriptor ``d``) against the reference with shrinking rows and calls of other
+    lengths, and its spread kernels on WIDE_BLOCK threads a block, at most ``blocks_at_most``."""
+    for rows in ([5, 4, 4, 2, 1], [3] * 6, [2]):
+        xs = sequence(rng, rows, 7)
+        assert_seq_close(layer.encode_sequence(xs), R.encode_sequence([d], xs)[0])
+    spread = [name for name in dispatched_kernels(layer) if "_spread" in name]
+    assert spread and all(name.endswith("_t512") for name in spread), spread
+    assert all(int(re.search(r"_spread\d+x(\d+)", name).group(1)) <= blocks_at_most for name in spread), spread
+
+
+@pytest.mark.skipif(m.current_arch() != "vulkan", reason="Vulkan's plan of the spread kernel")
+@pytest.mark.parametrize("kind, opts", [("lstm", {"peephole": "diagonal"}), ("gru", {})])
+def test_spread_on_one_wide_block_as_vulkan_plans_it(kind, opts, rng, monkeypatch):
+    """A layer that one block of 256 threads cannot hold (hidden 80 on one SM, stubbed: lavapipe
+    runs a grid only on one block) on one block of 512 (MPSRNN_SPREAD_THREADS=512), its words tagged
+    from epochs, against the reference."""
+    monkeypatch.setattr(recurrence, "spread_on_vulkan", lambda: True)
+    monkeypatch.setattr(recurrence, "_sms", lambda: 1)
+    monkeypatch.setenv("MPSRNN_SPREAD_THREADS", "512")
+    d = descriptor(kind, rng, 7, 80, use_float32_weights=True, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    assert_spread_on_wide_blocks(layer, d, rng, 1)
+
+
+@pytest.mark.skipif(m.current_arch() != "vulkan" or not recurrence.spread_on_vulkan(),
+                    reason="spread runs on Vulkan on an NVIDIA GPU (spread_on_vulkan)")
+@pytest.mark.parametrize("kind, opts, hidden", [
+    ("lstm", {"peephole": "diagonal"}, 1024), ("gru", {}, 1024), ("lstm", {"peephole": None}, 700),
+], ids=["lstm-diagonal-1024", "gru-1024", "lstm-700"])
+def test_spread_on_wide_blocks_on_a_vulkan_gpu(kind, opts, hidden, rng, monkeypatch):
+    """Layers that one block an SM of 256 threads cannot hold, on one block an SM of 512 threads on
+    a Vulkan GPU (MPSRNN_SPREAD_THREADS=512): every block resident, against the reference."""
+    monkeypatch.setenv("MPSRNN_SPREAD_THREADS", "512")
+    d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    assert_spread_on_wide_blocks(layer, d, rng, recurrence._sms())
+
+
 SPLIT_ONE_BLOCK = [("lstm", {"peephole": None}, 30),
                    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 27),
                    ("single", {}, 29),

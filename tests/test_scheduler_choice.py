@@ -242,8 +242,9 @@ def test_spread_on_vulkan(monkeypatch):
     ("lstm", 64, 1, 1000, {}, False),    # all of U in one block's registers: the registers kernel
     ("single", 128, 4, 1000, {}, False),
     ("lstm", 96, 4, 1000, {}, True),     # the registers kernel would read rows from memory
-    ("lstm", 1024, 1, 25, {}, False),    # not on one block an SM (two an SM can hang: spread_per_sm)
-    ("gru", 1024, 1, 25, {}, False),     # nor this one, which hung on two an SM
+    ("lstm", 1024, 1, 25, {}, True),     # on one block an SM of 512 threads (two an SM can hang)
+    ("gru", 1024, 1, 25, {}, True),      # the same (it hung on two blocks an SM)
+    ("lstm", 2048, 1, 25, {}, False),    # past 132 blocks of 512 threads
     ("lstm", 256, 256, 25, {}, False),   # past SPREAD_MAX_BATCH
     ("lstm", 128, 1, 1000, {"peephole": "dense"}, False),   # dense peepholes: spread has none
 ])
@@ -265,6 +266,33 @@ def test_vulkan_spread(kind, hidden, batch, steps, opts, spreads, monkeypatch):
         tagged = rec.spread_tagged("vulkan", c, batch, one_step, grid)
         assert tagged == (not one_step) and rec.spread_epochs(tagged) == (not one_step)
         assert rec.project_apart("spread", c, steps, batch)
+
+
+def test_spread_on_wide_blocks(monkeypatch):
+    """On Vulkan the layers that one block an SM of 256 threads cannot hold take one of 512 (no more
+    blocks than SMs; VULKAN_WIDE_BLOCKS, MPSRNN_SPREAD_THREADS=512); the others keep their plans;
+    MPSRNN_SPREAD_THREADS=256 keeps them on tiles; never on CUDA (two blocks an SM there)."""
+    monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
+    monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
+    monkeypatch.setattr(rec, "_sms", lambda: 132)
+    big, gru, small, huge = (cell(np.random.default_rng(0), "lstm", 1024), cell(np.random.default_rng(0), "gru", 1024),
+                             cell(np.random.default_rng(0), "lstm", 512), cell(np.random.default_rng(0), "lstm", 2048))
+    monkeypatch.setenv("MPSRNN_SPREAD_THREADS", "256")
+    before = rec._spread_fit(small, 4)
+    assert rec.choose_recurrence("vulkan", big, 25, 1) == "tiles" and rec._spread_fit(big, 1) == (None, 256)
+    monkeypatch.delenv("MPSRNN_SPREAD_THREADS")   # on by default: LSTM 1024 b1 t25 47.3 against 79.6 µs a step
+    assert rec.choose_recurrence("vulkan", big, 25, 1) == "spread"
+    assert rec._spread_fit(big, 1) == ((2, 128, 32, 1), 512)
+    assert rec.choose_recurrence("vulkan", gru, 25, 4) == "spread" and rec._spread_fit(gru, 4)[1] == 512
+    assert rec._spread_fit(small, 4) == before and before[1] == 256
+    assert rec.choose_recurrence("vulkan", huge, 25, 1) == "tiles"   # past 132 blocks of 512 too
+    monkeypatch.setenv("MPSRNN_SPREAD_THREADS", "512")
+    assert rec._spread_fit(big, 1) == ((2, 128, 32, 1), 512)
+    monkeypatch.setattr(rec, "current_arch", lambda: "cuda")
+    assert not rec.spread_wide_blocks()
+    monkeypatch.setenv("MPSRNN_SPREAD_THREADS", "1024")
+    with pytest.raises(ValueError, match="MPSRNN_SPREAD_THREADS: expected 256 or 512"):
+        rec.spread_wide_blocks()
 
 
 def test_spread_epochs(monkeypatch):

@@ -75,7 +75,8 @@ from ..kernels.sequence_split import (
     split_partials_chunks,
     split_shape,
 )
-from ..kernels.sequence_spread import batch_groups, paired_spread_kernel, spread_kernel, spread_shape
+from ..kernels.sequence_spread import BLOCK as SPREAD_BLOCK
+from ..kernels.sequence_spread import WIDE_BLOCK, batch_groups, paired_spread_kernel, spread_kernel, spread_shape
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 from ..kernels.sequence_warp import warp_kernel, warp_shape, warp_stores_apart
 
@@ -416,11 +417,24 @@ def split_saves_a_dispatch(cell, steps, batch):
 def _spread_shape(cell, batch, sms=None):
     """(rows a thread, blocks, chunks, batch rows a pass) of the spread kernel, or None where it does
     not fit, on ``sms`` SMs; by default on all of them, where ``MPSRNN_PERSISTENT_GRID`` fixes its
-    block count too."""
-    forced = _grid(cell) if sms is None and os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip() else None
-    return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
-                        _sms() * spread_per_sm() if sms is None else sms, forced)
+    block count too (``_spread_fit``)."""
+    return _spread_fit(cell, batch, sms)[0]
 
+
+def _spread_fit(cell, batch, sms=None):
+    """(``_spread_shape``, threads a block): blocks of BLOCK threads, or on Vulkan, where a layer does
+    not fit those one an SM, one block an SM of WIDE_BLOCK where ``spread_wide_blocks`` allows."""
+    forced = _grid(cell) if sms is None and os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip() else None
+
+    def on(count, threads=SPREAD_BLOCK):
+        return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
+                            count, forced, threads)
+    if sms is not None:
+        return on(sms), SPREAD_BLOCK
+    shape = on(_sms() * spread_per_sm())
+    if shape is None and spread_wide_blocks():
+        return on(_sms(), WIDE_BLOCK), WIDE_BLOCK
+    return shape, SPREAD_BLOCK
 
 SPREAD_PER_SM = 2   # blocks of the spread kernel an SM may hold (measured: choose_recurrence)
 SPREAD_GROUPS = 8   # the most copies of the spread kernel's blocks, each on a share of the batch
@@ -527,7 +541,8 @@ def spread_on_vulkan():
 
 def vulkan_spreads(cell, batch):
     """Whether a layer takes the spread kernel on Vulkan by default: where it runs there
-    (``spread_on_vulkan``), fits one block an SM, its words fit (``exchange_fits``: they are its
+    (``spread_on_vulkan``), fits one block an SM (of 256 threads, or of 512: ``spread_wide_blocks``),
+    its words fit (``exchange_fits``: they are its
     only exchange) and the batch is within SPREAD_MAX_BATCH, but not where the registers kernel holds
     all of U in one block's registers (no exchange at all). H200 Vulkan, µs a step, spread / the
     kernel it replaced: LSTM 128 b1 t1000 2.97 / 4.74 (registers, rows read from memory), LSTM 96 b4
@@ -550,9 +565,29 @@ def spread_per_sm():
     others' words). Measured on the H200's Vulkan, two an SM: LSTM 1024 b1 t25 ran right and faster
     than its per-step kernels (64.0 against 96.0 µs a step), but GRU 1024 b1 and LSTM 1024 with
     diagonal peepholes at batch 5 hung (no step in 150 s: blocks waiting on blocks not yet
-    resident), so no layer takes two there. ``MPSRNN_SPREAD_PER_SM=1|2`` decides, for A/B
-    benchmarks (2 on Vulkan can hang that way)."""
+    resident), so no layer takes two there: one block an SM of 512 threads instead
+    (``spread_wide_blocks``). ``MPSRNN_SPREAD_PER_SM=1|2`` decides, for A/B benchmarks (2 on Vulkan
+    can hang that way)."""
     return one_or_two("MPSRNN_SPREAD_PER_SM") or (1 if current_arch() == "vulkan" else SPREAD_PER_SM)
+
+
+VULKAN_WIDE_BLOCKS = True   # one block an SM of WIDE_BLOCK threads on Vulkan. H200 Vulkan, same process,
+                            # median of 2 rounds, µs a step, 512 threads / per-step tiles: LSTM 1024 b1
+                            # t25 47.3 / 79.6, GRU 1024 b1 t100 18.4 / 65.3, LSTM 768 b4 t25 47.0 / 89.7
+
+
+def spread_wide_blocks():
+    """Whether spread on Vulkan takes one block an SM of WIDE_BLOCK threads for the layers that one
+    of BLOCK cannot hold (LSTM 673-1024, GRU 736-1024 on 132 SMs: what two blocks an SM hold on
+    CUDA), rather than Vulkan's per-step kernels. The shader fixes a workgroup's size, so the
+    compiler fits a whole block on an SM: every block resident, as spread needs, where two blocks an
+    SM hung (``spread_per_sm``); correct there on LSTM 700-1024 and GRU 1024 (``test_fast_paths``).
+    Deepbench on the H200's Vulkan, µs a step, per-step tiles → 512 threads: GRU 1024 b1 t1500 45.0 →
+    8.3, b4 52.3 → 19.1, LSTM 1024 b1 t25 79.1 → 42.4. ``MPSRNN_SPREAD_THREADS=256|512`` decides
+    (512: where BLOCK does not fit), for A/B benchmarks; only on Vulkan (CUDA takes two blocks an SM)."""
+    forced = knob("MPSRNN_SPREAD_THREADS", ("256", "512"))
+    wide = VULKAN_WIDE_BLOCKS if forced is None else forced == "512"
+    return wide and current_arch() == "vulkan"
 
 
 def small_gru_spreads(cell, steps, batch):
@@ -728,7 +763,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         rho, grid, chunks, bc, groups = _spread_plan(lr.cell, batch, one_step)
         tagged = spread_tagged(current_arch(), lr.cell, batch, one_step, grid)
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups, tagged,
-                               spread_epochs(tagged)),
+                               spread_epochs(tagged), _spread_fit(lr.cell, batch)[1]),
                  x, *args)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
