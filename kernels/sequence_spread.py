@@ -33,11 +33,11 @@ Limits: ceil(gates × units / rho) × chunks ≤ 256 threads on at most one bloc
 the scheduler allows it (``scheduler.recurrence.spread_per_sm``: 256 threads × 128 registers is half
 an SM's register file, and 2 × 32 KiB of shared memory fit), or ≤ 512 threads on one block an SM
 (``WIDE_BLOCK``: Vulkan, where two blocks an SM are not sure to be resident). On 132 SMs: LSTM up to
-hidden 672 on one block an SM, 1024 on two or on one of 512 threads; the single gate up to 1344. ``bc`` × (h + partial sums) ≤ 32 KiB of
-shared memory (the frame's header is read from a copy there where 256 bytes are left: ``grid_kernels``);
-the usual neurons; no dense LSTM peepholes. The GRU takes two phases a step, each
-ending at a grid barrier (its second product needs every unit's r: ``gru_layer``), its threads one
-row of each phase (LSTM-sized shares: up to hidden ~735 on 132 SMs, 1024 on two blocks an SM). The
+hidden 672 on one block an SM, 1024 on two or on one of 512 threads; the single gate up to 1344.
+``bc`` × (h + partial sums) ≤ 32 KiB of shared memory (the frame's header is read from a copy there
+where 256 bytes are left: ``grid_kernels``); the usual neurons; no dense LSTM peepholes. The GRU
+takes two phases a step, each ending at a grid barrier (its second product needs every unit's r:
+``gru_layer``), its threads one row of each phase (LSTM-sized shares: up to hidden ~735 on 132 SMs, 1024 on two blocks an SM). The
 grid must be resident at once, as for every persistent kernel. A row absent at a step copies its
 state forward.
 

@@ -6,10 +6,11 @@ the median and the 20th/80th percentiles of the repeats. Where mpsrnn runs on
 Vulkan and PyTorch on CUDA on the same GPU, each timed call follows an untimed
 one of its own (the record's ``settled``): a call right after the other API's
 work pays a switch between their contexts, which a user of one API does not.
-The same weights are loaded into both and the outputs compared (PyTorch with TF32 off), so a timing
-never hides a wrong result. TFLOP/s count the multiply-adds of the input and
-recurrent products, 2 x batch x gates x hidden x (input + hidden) per step,
-per layer and direction (a layer above the first has input = hidden).
+The same weights are loaded into both and the outputs compared (PyTorch with
+TF32 off), so a timing never hides a wrong result. TFLOP/s count the
+multiply-adds of the input and recurrent products, 2 x batch x gates x hidden
+x (input + hidden) per step, per layer and direction (a layer above the first
+has input = hidden).
 
 PyTorch's LSTM and tanh-RNN are MPS's LSTM and single gate with the matching
 neurons (same math). Its GRU applies the reset gate after the recurrent product,

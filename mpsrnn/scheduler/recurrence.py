@@ -436,6 +436,7 @@ def _spread_fit(cell, batch, sms=None):
         return on(_sms(), WIDE_BLOCK), WIDE_BLOCK
     return shape, SPREAD_BLOCK
 
+
 SPREAD_PER_SM = 2   # blocks of the spread kernel an SM may hold (measured: choose_recurrence)
 SPREAD_GROUPS = 8   # the most copies of the spread kernel's blocks, each on a share of the batch
 
@@ -542,8 +543,8 @@ def spread_on_vulkan():
 def vulkan_spreads(cell, batch):
     """Whether a layer takes the spread kernel on Vulkan by default: where it runs there
     (``spread_on_vulkan``), fits one block an SM (of 256 threads, or of 512: ``spread_wide_blocks``),
-    its words fit (``exchange_fits``: they are its
-    only exchange) and the batch is within SPREAD_MAX_BATCH, but not where the registers kernel holds
+    its words fit (``exchange_fits``: they are its only exchange) and the batch is within
+    SPREAD_MAX_BATCH, but not where the registers kernel holds
     all of U in one block's registers (no exchange at all). H200 Vulkan, µs a step, spread / the
     kernel it replaced: LSTM 128 b1 t1000 2.97 / 4.74 (registers, rows read from memory), LSTM 96 b4
     3.18 / 3.35 (the same), GRU 96 b1 4.23 / 5.25 (the same), LSTM 192 b4 3.78 / 32.8 (blocks), LSTM
