@@ -157,8 +157,8 @@ def load_rows(wts: ti.template(), rows: ti.template(), sj, j0, H, rho: ti.templa
 
 @ti.func
 def rows_dot(w, wts: ti.template(), rows: ti.template(), sj, H, v: ti.template(), j0, rho: ti.template(),
-             held: ti.template() = HELD_ROWS):
-    """Σ_j W(row i, j0 + j)·v[j0 + j] over one chunk for each of ``rho`` rows: the first ``held``
+             held: ti.template() = HELD_ROWS, v0=0):
+    """Σ_j W(row i, j0 + j)·v[v0 + j0 + j] over one chunk for each of ``rho`` rows: the first ``held``
     from the registers ``w`` (w[i·CHUNK + j]), the rest from ``wts`` (at rows[i] + j·sj). Reads from
     memory stay inside the matrix: past H the column is clamped to H - 1, where v is zero, and a row
     that does not exist (rows[i] < 0) reads from 0 and its sum is never stored. Each load of v serves
@@ -166,7 +166,7 @@ def rows_dot(w, wts: ti.template(), rows: ti.template(), sj, H, v: ti.template()
     per = ti.static(4 if rho <= held else 2)   # accumulators per row
     acc = ti.Vector([0.0] * (per * rho), ti.f32)
     for j in ti.static(range(CHUNK)):
-        x = v[j0 + j]
+        x = v[v0 + j0 + j]
         for i in ti.static(range(rho)):
             if ti.static(i < held):
                 acc[i * per + j % per] += w[i * CHUNK + j] * x

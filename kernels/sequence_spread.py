@@ -84,11 +84,13 @@ from .layout import (
 from .exchange import EPOCH_LIMIT, LAYER_WORDS, SPIN, epoch_field, exchange_field, tagged_word, word_step, word_value
 from .sequence_copy import store_output
 from .sequence_persistent import SHARED_LIMIT, grid_barrier, grid_kernels, leave_grid, project_own_rows
-from .sequence_registers import CHUNK, load_rows, rows_dot
+from .sequence_registers import CHUNK, HELD_ROWS, load_rows, rows_dot
 
 BLOCK = 256          # threads a block: 128 registers a thread (see sequence_registers)
 WIDE_BLOCK = 512     # threads a block where one block an SM holds what two of BLOCK would (Vulkan)
 MAX_ROWS = 2         # gate rows a thread holds
+MEMORY_ROWS = 8      # gate rows a thread takes where the rows past MAX_ROWS are read from memory every
+                     # step (``rows_dot``): LSTM 2048 on 132 blocks of WIDE_BLOCK threads
 MAX_BATCH_PASS = 8   # batch rows a pass
 SHARED = SHARED_LIMIT   # floats of shared memory: 32 KiB (Metal's limit; grid_kernels adds the header only within it)
 
@@ -98,17 +100,18 @@ def h_buffers(cell):
     return 2 if cell == CELL_GRU else 1
 
 
-def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None, threads=BLOCK):
+def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None, threads=BLOCK, most_rows=MAX_ROWS):
     """(rho, blocks, chunks, batch rows a pass) of the spread kernel for a layer, or None where it does
-    not fit: the fewest rows a thread (1, else 2), on the fewest blocks that hold them, or on ``grid``
-    blocks where given; ``threads`` a block (WIDE_BLOCK: see ``spread_kernel``). One row a thread
-    beat two (H200, µs a step: LSTM 128 b1 2.7 on 8 blocks against 2.8 on 4; LSTM 512 b1 t25 8.3 on
+    not fit: the fewest rows a thread (1 up to ``most_rows``; past MAX_ROWS, the rows past it are read
+    from memory every step: the LSTM and the single gate only), on the fewest blocks that hold them,
+    or on ``grid`` blocks where given; ``threads`` a block (WIDE_BLOCK: see ``spread_kernel``). One
+    row a thread beat two (H200, µs a step: LSTM 128 b1 2.7 on 8 blocks against 2.8 on 4; LSTM 512 b1 t25 8.3 on
     128 against 9.1 on 64)."""
     if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
     chunks = -(-hidden // CHUNK)
     h_rows = h_buffers(cell)
-    for rho in range(1, (1 if cell == CELL_GRU else MAX_ROWS) + 1):   # a GRU thread holds two sets
+    for rho in range(1, (1 if cell == CELL_GRU else most_rows) + 1):   # a GRU thread holds two sets
         for blocks in ([grid] if grid else range(1, sms + 1)):
             units = -(-hidden // blocks)
             if blocks > sms or -(-FIRST_PHASE_GATES[cell] * units // rho) * chunks > threads or units > threads:
@@ -312,7 +315,12 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         part[(r·R + lr[q])·chunks + k]. A run-time loop over the rows: unrolled, the products of 8 rows
         were interleaved and ran 2-3x slower (b8 against b1, per row)."""
         for r in range(rows):
-            sums = rows_dot(w, wts, at, sj, H, hs, at_h + r * PAD, lr.n)
+            j0 = at_h + r * PAD   # where the chunk of row r's vector starts in hs
+            v0 = 0
+            if ti.static(lr.n > HELD_ROWS):   # rows read from memory need the chunk's column itself
+                j0 = ti.min(k, chunks - 1) * CHUNK
+                v0 = at_h + r * PAD - j0
+            sums = rows_dot(w, wts, at, sj, H, hs, j0, lr.n, HELD_ROWS, v0)
             for q in ti.static(range(lr.n)):
                 if lr[q] >= 0:
                     part[(r * R + lr[q]) * chunks + k] = sums[q]

@@ -788,6 +788,33 @@ def test_spread_on_one_wide_block_as_vulkan_plans_it(kind, opts, rng, monkeypatc
     assert_spread_on_wide_blocks(layer, d, rng, 1)
 
 
+@pytest.mark.skipif(m.current_arch() != "vulkan", reason="Vulkan's plan of the spread kernel")
+@pytest.mark.parametrize("kind, opts, hidden, rho", [("lstm", {"peephole": "diagonal"}, 100, 4), ("single", {}, 200, 3)])
+def test_spread_with_rows_from_memory_as_vulkan_plans_it(kind, opts, hidden, rho, rng, monkeypatch):
+    """A layer whose rows one block of 512 threads cannot hold in registers (stubbed: one SM) with
+    MPSRNN_SPREAD_FROM_MEMORY=on: each thread holds two of its ``rho`` rows and reads the rest from
+    memory every step; against the reference."""
+    monkeypatch.setattr(recurrence, "spread_on_vulkan", lambda: True)
+    monkeypatch.setattr(recurrence, "_sms", lambda: 1)
+    monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
+    d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    assert_spread_on_wide_blocks(layer, d, rng, 1)
+    assert all(f"_spread{rho}x1" in name for name in dispatched_kernels(layer) if "_spread" in name)
+
+
+@pytest.mark.skipif(m.current_arch() != "vulkan" or not recurrence.spread_on_vulkan(),
+                    reason="spread runs on Vulkan on an NVIDIA GPU (spread_on_vulkan)")
+@pytest.mark.parametrize("hidden", [1536, 2048])
+def test_spread_with_rows_from_memory_on_a_vulkan_gpu(hidden, rng, monkeypatch):
+    """LSTMs past what the SMs' registers hold, on one block an SM of 512 threads reading the rows
+    past two a thread from memory (MPSRNN_SPREAD_FROM_MEMORY=on), against the reference."""
+    monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
+    d = descriptor("lstm", rng, 7, hidden, use_float32_weights=True, peephole="diagonal")
+    layer = m.RNNMatrixInferenceLayer(d)
+    assert_spread_on_wide_blocks(layer, d, rng, recurrence._sms())
+
+
 @pytest.mark.skipif(m.current_arch() != "vulkan" or not recurrence.spread_on_vulkan(),
                     reason="spread runs on Vulkan on an NVIDIA GPU (spread_on_vulkan)")
 @pytest.mark.parametrize("kind, opts, hidden", [

@@ -295,6 +295,25 @@ def test_spread_on_wide_blocks(monkeypatch):
         rec.spread_wide_blocks()
 
 
+def test_spread_with_rows_from_memory(monkeypatch):
+    """MPSRNN_SPREAD_FROM_MEMORY=on: on Vulkan, LSTMs and single gates past what 132 blocks of 512
+    threads hold in registers take spread with up to 8 rows a thread, those past 2 read from memory,
+    up to batch 8 (each pass reads them again); not the GRU (its threads hold one row of each phase);
+    off by default."""
+    monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
+    monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
+    monkeypatch.setattr(rec, "_sms", lambda: 132)
+    lstm, gru = cell(np.random.default_rng(0), "lstm", 2048), cell(np.random.default_rng(0), "gru", 1536)
+    assert rec.choose_recurrence("vulkan", lstm, 25, 1) == "tiles"
+    monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
+    assert rec.choose_recurrence("vulkan", lstm, 25, 4) == "spread"
+    assert rec._spread_fit(lstm, 4) == ((8, 128, 64, 1), 512)
+    assert rec.choose_recurrence("vulkan", lstm, 25, 16) != "spread"   # past MEMORY_ROWS_MAX_BATCH
+    assert rec.choose_recurrence("vulkan", gru, 25, 1) == "tiles"
+    monkeypatch.setenv("MPSRNN_SPREAD_THREADS", "256")   # rows from memory: on 512-thread blocks only
+    assert rec.choose_recurrence("vulkan", lstm, 25, 1) == "tiles"
+
+
 def test_spread_epochs(monkeypatch):
     """Runs with tagged words start with a grid barrier on CUDA unless MPSRNN_SPREAD_START=epochs,
     with epochs on Vulkan; runs without them have nothing to start."""

@@ -76,7 +76,15 @@ from ..kernels.sequence_split import (
     split_shape,
 )
 from ..kernels.sequence_spread import BLOCK as SPREAD_BLOCK
-from ..kernels.sequence_spread import WIDE_BLOCK, batch_groups, paired_spread_kernel, spread_kernel, spread_shape
+from ..kernels.sequence_spread import (
+    MAX_ROWS,
+    MEMORY_ROWS,
+    WIDE_BLOCK,
+    batch_groups,
+    paired_spread_kernel,
+    spread_kernel,
+    spread_shape,
+)
 from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
 from ..kernels.sequence_warp import warp_kernel, warp_shape, warp_stores_apart
 
@@ -426,14 +434,17 @@ def _spread_fit(cell, batch, sms=None):
     not fit those one an SM, one block an SM of WIDE_BLOCK where ``spread_wide_blocks`` allows."""
     forced = _grid(cell) if sms is None and os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip() else None
 
-    def on(count, threads=SPREAD_BLOCK):
+    def on(count, threads=SPREAD_BLOCK, most_rows=MAX_ROWS):
         return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
-                            count, forced, threads)
+                            count, forced, threads, most_rows)
     if sms is not None:
         return on(sms), SPREAD_BLOCK
     shape = on(_sms() * spread_per_sm())
     if shape is None and spread_wide_blocks():
-        return on(_sms(), WIDE_BLOCK), WIDE_BLOCK
+        shape = on(_sms(), WIDE_BLOCK)
+        if shape is None and spread_rows_from_memory() and batch <= MEMORY_ROWS_MAX_BATCH:
+            shape = on(_sms(), WIDE_BLOCK, MEMORY_ROWS)
+        return shape, WIDE_BLOCK
     return shape, SPREAD_BLOCK
 
 
@@ -554,7 +565,8 @@ def vulkan_spreads(cell, batch):
     registers = _registers_shape(cell, "vulkan")
     held = registers is not None and registers[0] <= held_rows(registers[1])
     return (not held and batch <= SPREAD_MAX_BATCH and applies("spread", "vulkan", cell)
-            and exchange_fits(cell.kind == CELL_GRU, batch, cell.n_out))
+            and exchange_fits(cell.kind == CELL_GRU, batch, cell.n_out)
+            and _spread_shape(cell, batch) is not None)   # (rows from memory: up to a batch)
 
 
 def spread_per_sm():
@@ -589,6 +601,22 @@ def spread_wide_blocks():
     forced = knob("MPSRNN_SPREAD_THREADS", ("256", "512"))
     wide = VULKAN_WIDE_BLOCKS if forced is None else forced == "512"
     return wide and current_arch() == "vulkan"
+
+
+VULKAN_ROWS_FROM_MEMORY = False   # not yet run on a GPU (lavapipe: one block)
+MEMORY_ROWS_MAX_BATCH = 8   # every pass of batch rows reads the rows from memory again (a pass: 1-2 rows
+                            # there): DeepBench's batches 1-4, and not far past them until measured
+
+
+def spread_rows_from_memory():
+    """Whether spread on Vulkan, on one block an SM of WIDE_BLOCK threads (``spread_wide_blocks``),
+    takes the LSTMs and single gates whose rows those blocks' registers cannot hold (LSTM 1025-2048
+    on 132 SMs), each thread reading its rows past MAX_ROWS from memory every step (up to
+    MEMORY_ROWS), rather than Vulkan's per-step kernels: with no grid barrier on Vulkan, the way to
+    run those layers in one launch (CUDA's persistent kernel streams them behind a barrier).
+    Up to batch MEMORY_ROWS_MAX_BATCH. ``MPSRNN_SPREAD_FROM_MEMORY=on|off`` decides (off by
+    default: not yet timed on a GPU)."""
+    return switch("MPSRNN_SPREAD_FROM_MEMORY", VULKAN_ROWS_FROM_MEMORY)
 
 
 def small_gru_spreads(cell, steps, batch):
