@@ -309,18 +309,16 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
 
     @ti.func
     def pass_products(part: ti.template(), w, wts: ti.template(), at: ti.template(), sj, H, hs: ti.template(),
-                      at_h, lr: ti.template(), k, R, rows):
+                      at_v, lr: ti.template(), k, R, rows):
         """The partial sums of this thread's rows lr[q] (negative: none) and chunk k for each of the
-        pass's ``rows`` batch rows, against the vectors at hs[at_h + r·PAD] (at_h: the thread's chunk):
-        part[(r·R + lr[q])·chunks + k]. A run-time loop over the rows: unrolled, the products of 8 rows
-        were interleaved and ran 2-3x slower (b8 against b1, per row)."""
+        pass's ``rows`` batch rows, against the vectors at hs[at_v + r·PAD] (at_v: the phase's, 0 or
+        the GRU's z∘h0 after bc·PAD): part[(r·R + lr[q])·chunks + k]. Threads without rows (k past
+        the chunks) read a valid chunk and store nothing. ``rows_dot`` takes the chunk's column apart
+        from where it lies in hs, for the rows it reads from memory. A run-time loop over the rows:
+        unrolled, the products of 8 rows were interleaved and ran 2-3x slower (b8 against b1, per row)."""
+        j0 = ti.min(k, chunks - 1) * CHUNK   # the chunk's first column
         for r in range(rows):
-            j0 = at_h + r * PAD   # where the chunk of row r's vector starts in hs
-            v0 = 0
-            if ti.static(lr.n > HELD_ROWS):   # rows read from memory need the chunk's column itself
-                j0 = ti.min(k, chunks - 1) * CHUNK
-                v0 = at_h + r * PAD - j0
-            sums = rows_dot(w, wts, at, sj, H, hs, j0, lr.n, HELD_ROWS, v0)
+            sums = rows_dot(w, wts, at, sj, H, hs, j0, lr.n, HELD_ROWS, at_v + r * PAD)
             for q in ti.static(range(lr.n)):
                 if lr[q] >= 0:
                     part[(r * R + lr[q]) * chunks + k] = sums[q]
@@ -441,7 +439,6 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     sj2 = vsj
         w1 = load_rows(wts, at1, usj, k * CHUNK, H, 1)
         w2 = load_rows(wts, at2, sj2, k * CHUNK, H, 1)
-        kc = ti.min(k, chunks - 1)   # threads without rows read a valid chunk and store nothing
         second = ti.select(p >= units, bc * PAD, 0)   # where this thread's phase-2 vector lies in hs
         bb = tid // units
         iu = tid % units
@@ -465,7 +462,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     xz = ws[head[F_WS_XW] + (s * B + b) * 3 * H + i]
                     xr = ws[head[F_WS_XW] + (s * B + b) * 3 * H + H + i]
                 ti.simt.block.sync()
-                pass_products(part, w1, wts, at1, usj, H, hs, kc * CHUNK, lr, k, R, ti.min(bc, B - b0))
+                pass_products(part, w1, wts, at1, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0))
                 ti.simt.block.sync()
                 if mine:
                     h0 = hs[bb * PAD + i]
@@ -503,7 +500,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                         xh = ws[head[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i]
                 ti.simt.block.sync()
                 if lr2[0] >= 0:   # (a Vh row's thread without Vh has none: its products are skipped)
-                    pass_products(part, w2, wts, at2, sj2, H, hs, second + kc * CHUNK, lr2, k, R, ti.min(bc, B - b0))
+                    pass_products(part, w2, wts, at2, sj2, H, hs, second, lr2, k, R, ti.min(bc, B - b0))
                 ti.simt.block.sync()
                 if mine:
                     hv = h0
@@ -545,7 +542,6 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                 lr[i] = r_
                 at[i] = u0 + ((r_ // units) * H + u_lo + r_ % units) * uso
         w = load_rows(wts, at, usj, k * CHUNK, H, rho)
-        kc = ti.min(k, chunks - 1)   # threads without rows read a valid chunk and store nothing
         # the (unit, batch row) this thread finishes in each pass
         bb = tid // units
         iu = tid % units
@@ -569,7 +565,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     if mine:
                         c = ws[cp + b * H + i]
                 ti.simt.block.sync()
-                pass_products(part, w, wts, at, usj, H, hs, kc * CHUNK, lr, k, R, ti.min(bc, B - b0))
+                pass_products(part, w, wts, at, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0))
                 ti.simt.block.sync()
                 if mine:
                     hv = 0.0
