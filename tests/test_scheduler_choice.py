@@ -244,7 +244,8 @@ def test_spread_on_vulkan(monkeypatch):
     ("lstm", 96, 4, 1000, {}, True),     # the registers kernel would read rows from memory
     ("lstm", 1024, 1, 25, {}, True),     # on one block an SM of 512 threads (two an SM can hang)
     ("gru", 1024, 1, 25, {}, True),      # the same (it hung on two blocks an SM)
-    ("lstm", 2048, 1, 25, {}, False),    # past 132 blocks of 512 threads
+    ("lstm", 2048, 1, 25, {}, True),     # past 132 blocks of 512 threads: 6 rows a thread from memory
+    ("lstm", 2048, 2, 25, {}, False),    # ... read twice a step: past MEMORY_ROW_READS
     ("lstm", 256, 256, 25, {}, False),   # past SPREAD_MAX_BATCH
     ("lstm", 128, 1, 1000, {"peephole": "dense"}, False),   # dense peepholes: spread has none
 ])
@@ -285,7 +286,8 @@ def test_spread_on_wide_blocks(monkeypatch):
     assert rec._spread_fit(big, 1) == ((2, 128, 32, 1), 512)
     assert rec.choose_recurrence("vulkan", gru, 25, 4) == "spread" and rec._spread_fit(gru, 4)[1] == 512
     assert rec._spread_fit(small, 4) == before and before[1] == 256
-    assert rec.choose_recurrence("vulkan", huge, 25, 1) == "tiles"   # past 132 blocks of 512 too
+    assert rec.choose_recurrence("vulkan", huge, 25, 2) == "tiles"   # past 132 blocks of 512 too (and
+    # past MEMORY_ROW_READS: test_spread_with_rows_from_memory)
     monkeypatch.setenv("MPSRNN_SPREAD_THREADS", "512")
     assert rec._spread_fit(big, 1) == ((2, 128, 32, 1), 512)
     monkeypatch.setattr(rec, "current_arch", lambda: "cuda")
@@ -296,20 +298,27 @@ def test_spread_on_wide_blocks(monkeypatch):
 
 
 def test_spread_with_rows_from_memory(monkeypatch):
-    """MPSRNN_SPREAD_FROM_MEMORY=on: on Vulkan, LSTMs and single gates past what 132 blocks of 512
-    threads hold in registers take spread with up to 8 rows a thread, those past 2 read from memory,
-    up to batch 8 (each pass reads them again); not the GRU (its threads hold one row of each phase);
-    off by default."""
+    """On Vulkan, LSTMs and single gates past what 132 blocks of 512 threads hold in registers take
+    spread with up to 8 rows a thread, those past 2 read from memory, where a thread reads at most
+    MEMORY_ROW_READS rows a step over its passes (LSTM 1536 at batch 1-4: 3 rows, one or two passes;
+    LSTM 2048 at batch 1: 6), else the tiles; not the GRU (its threads hold one row of each phase).
+    MPSRNN_SPREAD_FROM_MEMORY=on takes it at any read count, off never."""
     monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
     monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
     monkeypatch.setattr(rec, "_sms", lambda: 132)
-    lstm, gru = cell(np.random.default_rng(0), "lstm", 2048), cell(np.random.default_rng(0), "gru", 1536)
-    assert rec.choose_recurrence("vulkan", lstm, 25, 1) == "tiles"
-    monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
-    assert rec.choose_recurrence("vulkan", lstm, 25, 4) == "spread"
-    assert rec._spread_fit(lstm, 4) == ((8, 128, 64, 1), 512)
-    assert rec.choose_recurrence("vulkan", lstm, 25, 16) != "spread"   # past MEMORY_ROWS_MAX_BATCH
+    rng = np.random.default_rng(0)
+    lstm, mid, gru = cell(rng, "lstm", 2048), cell(rng, "lstm", 1536), cell(rng, "gru", 1536)
+    assert rec._spread_fit(mid, 4) == ((5, 128, 48, 2), 512) and rec.memory_reads((5, 128, 48, 2), 4) == 6
+    assert [rec.choose_recurrence("vulkan", mid, 50, b) for b in (1, 2, 4, 5, 8)] == ["spread"] * 3 + ["tiles"] * 2
+    assert rec._spread_fit(lstm, 1) == ((8, 128, 64, 1), 512)
+    assert [rec.choose_recurrence("vulkan", lstm, 25, b) for b in (1, 2, 4)] == ["spread", "tiles", "tiles"]
     assert rec.choose_recurrence("vulkan", gru, 25, 1) == "tiles"
+    monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
+    assert rec.choose_recurrence("vulkan", lstm, 25, 8) == "spread" and rec._spread_fit(lstm, 8)[0] == (8, 128, 64, 1)
+    assert rec.choose_recurrence("vulkan", gru, 25, 1) == "tiles"
+    monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "off")
+    assert rec.choose_recurrence("vulkan", mid, 50, 1) == "tiles"
+    monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
     monkeypatch.setenv("MPSRNN_SPREAD_THREADS", "256")   # rows from memory: on 512-thread blocks only
     assert rec.choose_recurrence("vulkan", lstm, 25, 1) == "tiles"
 

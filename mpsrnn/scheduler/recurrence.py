@@ -442,8 +442,10 @@ def _spread_fit(cell, batch, sms=None):
     shape = on(_sms() * spread_per_sm())
     if shape is None and spread_wide_blocks():
         shape = on(_sms(), WIDE_BLOCK)
-        if shape is None and spread_rows_from_memory() and batch <= MEMORY_ROWS_MAX_BATCH:
+        if shape is None:
             shape = on(_sms(), WIDE_BLOCK, MEMORY_ROWS)
+            if shape is not None and not spread_rows_from_memory(memory_reads(shape, batch)):
+                shape = None
         return shape, WIDE_BLOCK
     return shape, SPREAD_BLOCK
 
@@ -603,20 +605,31 @@ def spread_wide_blocks():
     return wide and current_arch() == "vulkan"
 
 
-VULKAN_ROWS_FROM_MEMORY = False   # not yet run on a GPU (lavapipe: one block)
-MEMORY_ROWS_MAX_BATCH = 8   # every pass of batch rows reads the rows from memory again (a pass: 1-2 rows
-                            # there): DeepBench's batches 1-4, and not far past them until measured
+VULKAN_ROWS_FROM_MEMORY = True   # where a step reads few rows from memory: MEMORY_ROW_READS
+MEMORY_ROW_READS = 6   # rows a thread reads from memory a step, over the step's passes of batch rows.
+                       # H200 Vulkan, same process, median of 2 rounds, µs a step, per-step tiles /
+                       # rows from memory (reads): LSTM 1536 b1 t50 60.0 / 38.9 (3), b4 97.9 / 91.0
+                       # (6: 3 rows, 2 passes), LSTM 2048 b1 t25 97.6 / 97.5 (6); but b4 151.6 /
+                       # 219.6 (24: 6 rows, 4 passes of one row), b8 184.5 / 396.3 (48)
 
 
-def spread_rows_from_memory():
+def memory_reads(shape, batch):
+    """Rows a thread of the spread kernel of ``shape`` (``spread_shape``) reads from memory in a
+    step of ``batch`` rows: its rows past MAX_ROWS, once for each pass of batch rows."""
+    rho, _, _, bc = shape
+    return max(0, rho - MAX_ROWS) * -(-batch // bc)
+
+
+def spread_rows_from_memory(reads):
     """Whether spread on Vulkan, on one block an SM of WIDE_BLOCK threads (``spread_wide_blocks``),
-    takes the LSTMs and single gates whose rows those blocks' registers cannot hold (LSTM 1025-2048
-    on 132 SMs), each thread reading its rows past MAX_ROWS from memory every step (up to
-    MEMORY_ROWS), rather than Vulkan's per-step kernels: with no grid barrier on Vulkan, the way to
-    run those layers in one launch (CUDA's persistent kernel streams them behind a barrier).
-    Up to batch MEMORY_ROWS_MAX_BATCH. ``MPSRNN_SPREAD_FROM_MEMORY=on|off`` decides (off by
-    default: not yet timed on a GPU)."""
-    return switch("MPSRNN_SPREAD_FROM_MEMORY", VULKAN_ROWS_FROM_MEMORY)
+    takes an LSTM or single gate whose rows those blocks' registers cannot hold (LSTM 1025-2048 on
+    132 SMs), each thread reading its rows past MAX_ROWS from memory every step (up to MEMORY_ROWS),
+    rather than Vulkan's per-step kernels: with no grid barrier on Vulkan, the way to run those
+    layers in one launch (CUDA's persistent kernel streams them behind a barrier). Taken where a
+    thread reads at most MEMORY_ROW_READS rows a step (``memory_reads``): every pass of batch rows
+    reads them again, and past that the tiles' dispatches won. ``MPSRNN_SPREAD_FROM_MEMORY=on|off``
+    decides when set, at any read count, for A/B benchmarks."""
+    return switch("MPSRNN_SPREAD_FROM_MEMORY", VULKAN_ROWS_FROM_MEMORY and reads <= MEMORY_ROW_READS)
 
 
 def small_gru_spreads(cell, steps, batch):
