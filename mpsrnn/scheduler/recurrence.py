@@ -150,7 +150,7 @@ def choose_recurrence(arch, cell, steps, batch):
         # Metal has not run the block kernel yet (no Mac here): plain kernels until `mpsrnn check
         # --arch metal`, which forces every path against the reference, has passed on one
         return "step"
-    if arch == "cuda" and warp_by_default(cell):
+    if warp_by_default(cell, arch):
         return "warp"
     if arch == "vulkan" and vulkan_spreads(cell, batch):
         return "spread"
@@ -252,17 +252,21 @@ def _registers_shape(cell, arch):
     return registers_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, arch == "cuda")
 
 
-def warp_by_default(cell):
-    """Whether the warp kernel is the default (CUDA): for the layers whose lanes own one unit each
-    (hidden up to 32) or share one between two lanes (the LSTM and GRU of hidden 33-64). H200, same
+def warp_by_default(cell, arch):
+    """Whether the warp kernel is the default on ``arch`` (CUDA, Vulkan): for the layers whose lanes
+    own one unit each (hidden up to 32) or, with CUDA's warp shuffles, share one between two lanes
+    (the LSTM and GRU of hidden 33-64). H200, same
     process, median of 2 rounds, µs a step, warp / registers: single gate 32 b1 t672 0.40 / 0.52, GRU
     32 b1 t1000 0.53 / 0.67, b4 0.52 / 0.67; the LSTM 32 b1 t2000 with its stores in a second warp
     (``warp_stores_apart``) 0.50 / 0.56 (0.54 without: one warp issues its 128 multiply-adds alone,
     where the registers kernel spreads them over four); two lanes a unit, LSTM 64 b1 t1000 0.63 /
     0.77, b8 0.66 / 0.73, LSTM 48 b1 0.66 / 0.75, GRU 64 b1 0.73 / 0.83. A lane of two units lost
-    (single gate 64 b1 t96 2.59 / 2.05, b4 t1000 0.85 / 0.66). Not measured on Vulkan."""
-    shape = _warp_shape(cell, "cuda")
-    return shape is not None and shape[0] == 1
+    (single gate 64 b1 t96 2.59 / 2.05, b4 t1000 0.85 / 0.66). The H200's Vulkan, the same way:
+    LSTM 32 b1 t2000 0.90 / 1.03, single gate 32 b1 t672 1.60 / 1.75, GRU 32 b1 t1000 1.46 / 1.46,
+    and a lane of two units lost there too (single gate 64 b4 t1000 1.45 / 1.35). Not on Metal
+    until it has run there (``choose_recurrence``)."""
+    shape = _warp_shape(cell, arch)
+    return arch in ("cuda", "vulkan") and shape is not None and shape[0] == 1
 
 
 def _warp_shape(cell, arch):
