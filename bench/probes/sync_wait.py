@@ -4,10 +4,11 @@ the same GPU, with CUDA work between, and PyTorch's own synchronisation for scal
 
     python bench/probes/sync_wait.py --arch vulkan
 
-Each line: percentiles of the wall time of one call in µs and a histogram over fixed bins. On
-Vulkan, Taichi's ti.sync submits the queued command list (an empty one with a barrier if none),
-then waits for the device to go idle; a wait that costs the same with nothing queued is the floor
-of every call that reads its results.
+Each line: percentiles of the wall time of one call in µs, the process's mean user and system
+(kernel) time a call, and a histogram over fixed bins. On Vulkan, Taichi's ti.sync submits the
+queued command list (an empty one with a barrier if none) with a fence it creates for it, then
+waits for the device to go idle and destroys the fence; a wait that costs the same with nothing
+queued is the floor of every call that reads its results. ``vulkan_fence.py`` takes it apart.
 """
 import argparse
 import os
@@ -26,14 +27,17 @@ BINS = [0, 50, 100, 200, 400, 600, 800, 1000, 1200, 1500, 2000, 3000, np.inf]
 def stats(name, call, reps=200):
     call()
     t = []
+    cpu0 = os.times()
     for _ in range(reps):
         t0 = time.perf_counter()
         call()
         t.append(time.perf_counter() - t0)
+    cpu1 = os.times()
     t = np.array(t) * 1e6
     hist = np.histogram(t, bins=BINS)[0]
+    user, system = ((b - a) / reps * 1e6 for a, b in ((cpu0.user, cpu1.user), (cpu0.system, cpu1.system)))
     print(f"{name:40s} p10 {np.percentile(t, 10):8.1f} p50 {np.median(t):8.1f} p90 {np.percentile(t, 90):8.1f}"
-          f"  counts {hist.tolist()}", flush=True)
+          f"  user {user:6.1f} sys {system:6.1f}  counts {hist.tolist()}", flush=True)
 
 
 def battery(tag, ti, spin):
