@@ -88,9 +88,11 @@ from .sequence_registers import CHUNK, HELD_ROWS, load_rows, rows_dot
 
 BLOCK = 256          # threads a block: 128 registers a thread (see sequence_registers)
 WIDE_BLOCK = 512     # threads a block where one block an SM holds what two of BLOCK would (Vulkan)
-MAX_ROWS = 2         # gate rows a thread holds
+MAX_ROWS = 2         # gate rows a thread holds (the GRU's: one of each phase, GRU_HELD)
 MEMORY_ROWS = 8      # gate rows a thread takes where the rows past MAX_ROWS are read from memory every
-                     # step (``rows_dot``): LSTM 2048 on 132 blocks of WIDE_BLOCK threads
+                     # step (``rows_dot``): LSTM 2048 on 132 blocks of WIDE_BLOCK threads (the GRU's:
+                     # half of them a phase)
+GRU_HELD = MAX_ROWS // 2   # rows a GRU thread holds of each phase
 MAX_BATCH_PASS = 8   # batch rows a pass
 SHARED = SHARED_LIMIT   # floats of shared memory: 32 KiB (Metal's limit; grid_kernels adds the header only within it)
 
@@ -102,8 +104,8 @@ def h_buffers(cell):
 
 def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None, threads=BLOCK, most_rows=MAX_ROWS):
     """(rho, blocks, chunks, batch rows a pass) of the spread kernel for a layer, or None where it does
-    not fit: the fewest rows a thread (1 up to ``most_rows``; past MAX_ROWS, the rows past it are read
-    from memory every step: the LSTM and the single gate only), on the fewest blocks that hold them,
+    not fit: the fewest rows a thread (1 up to ``most_rows``, the GRU's half of them in each phase;
+    past MAX_ROWS, GRU_HELD a phase, the rows are read from memory every step), on the fewest blocks that hold them,
     or on ``grid`` blocks where given; ``threads`` a block (WIDE_BLOCK: see ``spread_kernel``). One
     row a thread beat two (H200, µs a step: LSTM 128 b1 2.7 on 8 blocks against 2.8 on 4; LSTM 512 b1 t25 8.3 on
     128 against 9.1 on 64)."""
@@ -111,10 +113,10 @@ def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None, thread
         return None
     chunks = -(-hidden // CHUNK)
     h_rows = h_buffers(cell)
-    for rho in range(1, (1 if cell == CELL_GRU else most_rows) + 1):   # a GRU thread holds two sets
+    for rho in range(1, (most_rows // 2 if cell == CELL_GRU else most_rows) + 1):   # the GRU's: a phase's
         for blocks in ([grid] if grid else range(1, sms + 1)):
             units = -(-hidden // blocks)
-            if blocks > sms or -(-FIRST_PHASE_GATES[cell] * units // rho) * chunks > threads or units > threads:
+            if blocks > sms or row_threads(cell, units, rho) * chunks > threads or units > threads:
                 continue
             bc = min(MAX_BATCH_PASS, 1 << (max(batch, 1) - 1).bit_length())
             while bc > 1 and (bc * units > threads or bc * (h_rows * chunks * CHUNK + rho * threads) > SHARED):
@@ -122,6 +124,15 @@ def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None, thread
             if h_rows * chunks * CHUNK + rho * threads <= SHARED:
                 return rho, blocks, chunks, bc
     return None
+
+
+def row_threads(cell, units, rho):
+    """Threads that hold a chunk of the gate rows of ``units`` units, ``rho`` rows each: the LSTM's
+    and the single gate's rows p, p + span, ... of all of them; the GRU's of one half of a phase's
+    (``gru_layer``: z or r, then Uh or Vh), so that a thread's rows of phase 2 read one vector."""
+    if cell == CELL_GRU:
+        return 2 * -(-units // rho)
+    return -(-FIRST_PHASE_GATES[cell] * units // rho)
 
 
 def batch_groups(blocks, bc, batch, sms, most):
@@ -309,16 +320,17 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
 
     @ti.func
     def pass_products(part: ti.template(), w, wts: ti.template(), at: ti.template(), sj, H, hs: ti.template(),
-                      at_v, lr: ti.template(), k, R, rows):
+                      at_v, lr: ti.template(), k, R, rows, held: ti.template()):
         """The partial sums of this thread's rows lr[q] (negative: none) and chunk k for each of the
         pass's ``rows`` batch rows, against the vectors at hs[at_v + r·PAD] (at_v: the phase's, 0 or
-        the GRU's z∘h0 after bc·PAD): part[(r·R + lr[q])·chunks + k]. Threads without rows (k past
+        the GRU's z∘h0 after bc·PAD): part[(r·R + lr[q])·chunks + k]; the first ``held`` rows from
+        the registers ``w``, the rest from memory. Threads without rows (k past
         the chunks) read a valid chunk and store nothing. ``rows_dot`` takes the chunk's column apart
         from where it lies in hs, for the rows it reads from memory. A run-time loop over the rows:
         unrolled, the products of 8 rows were interleaved and ran 2-3x slower (b8 against b1, per row)."""
         j0 = ti.min(k, chunks - 1) * CHUNK   # the chunk's first column
         for r in range(rows):
-            sums = rows_dot(w, wts, at, sj, H, hs, j0, lr.n, HELD_ROWS, at_v + r * PAD)
+            sums = rows_dot(w, wts, at, sj, H, hs, j0, lr.n, held, at_v + r * PAD)
             for q in ti.static(range(lr.n)):
                 if lr[q] >= 0:
                     part[(r * R + lr[q]) * chunks + k] = sums[q]
@@ -407,8 +419,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         Phase 1: Uz and Ur against h give z and r of the block's units; r∘h0 and z∘h0 go to fresh
         slots of the C region (z to the scratch rows). Phase 2 needs every unit's r∘h0 and z∘h0: Uh
         against r∘h0 and Vh against z∘h0 (both copied into hs, z∘h0 after bc·PAD), then the output.
-        A thread holds one row of each phase (rho = 1): row p of [Uz; Ur] and row p of [Uh; Vh] for
-        the block's units, chunk k; its phase-2 product reads r∘h0 or z∘h0 by an offset, so a warp
+        A thread holds ``rho`` rows of each phase, of one half of it: the rows of units q, q + span, ...
+        (span = ceil(units / rho)) of the block's, in [Uz; Ur] and in [Uh; Vh], chunk k (rho = 1: row
+        p of each). The first GRU_HELD of each phase stay in registers, the rest are read from memory
+        every step. Its phase-2 rows all read r∘h0 (Uh) or all z∘h0 (Vh), by an offset, so a warp
         that holds both kinds of row does not diverge. Without Vh (the conventional GRU:
         ``vh_is_set``, a uniform branch) z∘h0 is neither written nor read, and the threads of Vh's
         rows skip phase 2's products."""
@@ -417,29 +431,32 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         units = (H + nblocks - 1) // nblocks
         u_lo = blk * units
         R = 2 * units
-        p = tid % R
-        k = tid // R
+        span = (units + rho - 1) // rho
+        p = tid % (2 * span)
+        k = tid // (2 * span)
+        half = p // span   # 0: Uz and Uh rows, 1: Ur and Vh rows
         u0, uso, usj = recurrent_weights(head)
         v0, vso, vsj = memory_weights(head)
         has_vh = vh_is_set(head)   # without Vh (the conventional GRU) z∘h0 neither crosses nor is multiplied
-        lr = ti.Vector([-1], ti.i32)   # the thread's row of each phase, -1 where none
-        lr2 = ti.Vector([-1], ti.i32)
-        at1 = ti.Vector([-1], ti.i32)
-        at2 = ti.Vector([-1], ti.i32)
-        sj2 = usj
-        if k < chunks and u_lo + p % units < H:
-            lr[0] = p
-            u = u_lo + p % units
-            at1[0] = u0 + ((p // units) * H + u) * uso    # Uz (p < units) or Ur
-            if p < units or has_vh:
-                lr2[0] = p
-                at2[0] = u0 + (2 * H + u) * uso            # Uh
-                if p >= units:
-                    at2[0] = v0 + u * vso                  # Vh
-                    sj2 = vsj
-        w1 = load_rows(wts, at1, usj, k * CHUNK, H, 1)
-        w2 = load_rows(wts, at2, sj2, k * CHUNK, H, 1)
-        second = ti.select(p >= units, bc * PAD, 0)   # where this thread's phase-2 vector lies in hs
+        lr = ti.Vector([-1] * rho, ti.i32)   # the thread's rows of each phase in [0, R), -1 where none
+        lr2 = ti.Vector([-1] * rho, ti.i32)
+        at1 = ti.Vector([-1] * rho, ti.i32)
+        at2 = ti.Vector([-1] * rho, ti.i32)
+        sj2 = ti.select(half == 1, vsj, usj)
+        for q in ti.static(range(rho)):
+            iu_ = p % span + q * span   # the row's unit among the block's
+            if k < chunks and iu_ < units and u_lo + iu_ < H:
+                u = u_lo + iu_
+                lr[q] = half * units + iu_
+                at1[q] = u0 + (half * H + u) * uso        # Uz (half 0) or Ur
+                if half == 0 or has_vh:
+                    lr2[q] = lr[q]
+                    at2[q] = u0 + (2 * H + u) * uso        # Uh
+                    if half == 1:
+                        at2[q] = v0 + u * vso              # Vh
+        w1 = load_rows(wts, at1, usj, k * CHUNK, H, rho, GRU_HELD)
+        w2 = load_rows(wts, at2, sj2, k * CHUNK, H, rho, GRU_HELD)
+        second = ti.select(half == 1, bc * PAD, 0)   # where this thread's phase-2 vector lies in hs
         bb = tid // units
         iu = tid % units
         i = u_lo + iu
@@ -462,7 +479,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     xz = ws[head[F_WS_XW] + (s * B + b) * 3 * H + i]
                     xr = ws[head[F_WS_XW] + (s * B + b) * 3 * H + H + i]
                 ti.simt.block.sync()
-                pass_products(part, w1, wts, at1, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0))
+                pass_products(part, w1, wts, at1, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0), GRU_HELD)
                 ti.simt.block.sync()
                 if mine:
                     h0 = hs[bb * PAD + i]
@@ -500,7 +517,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                         xh = ws[head[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i]
                 ti.simt.block.sync()
                 if lr2[0] >= 0:   # (a Vh row's thread without Vh has none: its products are skipped)
-                    pass_products(part, w2, wts, at2, sj2, H, hs, second, lr2, k, R, ti.min(bc, B - b0))
+                    pass_products(part, w2, wts, at2, sj2, H, hs, second, lr2, k, R, ti.min(bc, B - b0), GRU_HELD)
                 ti.simt.block.sync()
                 if mine:
                     hv = h0
@@ -565,7 +582,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     if mine:
                         c = ws[cp + b * H + i]
                 ti.simt.block.sync()
-                pass_products(part, w, wts, at, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0))
+                pass_products(part, w, wts, at, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0), HELD_ROWS)
                 ti.simt.block.sync()
                 if mine:
                     hv = 0.0

@@ -789,11 +789,14 @@ def test_spread_on_one_wide_block_as_vulkan_plans_it(kind, opts, rng, monkeypatc
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="Vulkan's plan of the spread kernel")
-@pytest.mark.parametrize("kind, opts, hidden, rho", [("lstm", {"peephole": "diagonal"}, 100, 4), ("single", {}, 200, 3)])
+@pytest.mark.parametrize("kind, opts, hidden, rho", [
+    ("lstm", {"peephole": "diagonal"}, 100, 4), ("single", {}, 200, 3), ("gru", {}, 100, 2),
+    ("gru", {"nil": ("output_gate_input_gate_weights",), "flip_output_gates": True}, 130, 3),
+], ids=["lstm-diagonal", "single", "gru", "gru-nil-vh-flipped"])
 def test_spread_with_rows_from_memory_as_vulkan_plans_it(kind, opts, hidden, rho, rng, monkeypatch):
     """A layer whose rows one block of 512 threads cannot hold in registers (stubbed: one SM) with
-    MPSRNN_SPREAD_FROM_MEMORY=on: each thread holds two of its ``rho`` rows and reads the rest from
-    memory every step; against the reference."""
+    MPSRNN_SPREAD_FROM_MEMORY=on: each thread holds two of its ``rho`` rows (a GRU's: ``rho`` of
+    each phase, one held) and reads the rest from memory every step; against the reference."""
     monkeypatch.setattr(recurrence, "spread_on_vulkan", lambda: True)
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
@@ -805,12 +808,16 @@ def test_spread_with_rows_from_memory_as_vulkan_plans_it(kind, opts, hidden, rho
 
 @pytest.mark.skipif(m.current_arch() != "vulkan" or not recurrence.spread_on_vulkan(),
                     reason="spread runs on Vulkan on an NVIDIA GPU (spread_on_vulkan)")
-@pytest.mark.parametrize("hidden", [1536, 2048])
-def test_spread_with_rows_from_memory_on_a_vulkan_gpu(hidden, rng, monkeypatch):
-    """LSTMs past what the SMs' registers hold, on one block an SM of 512 threads reading the rows
-    past two a thread from memory (MPSRNN_SPREAD_FROM_MEMORY=on), against the reference."""
+@pytest.mark.parametrize("kind, opts, hidden", [
+    ("lstm", {"peephole": "diagonal"}, 1536), ("lstm", {"peephole": "diagonal"}, 2048), ("gru", {}, 1536),
+    ("gru", {"nil": ("output_gate_input_gate_weights",)}, 2048),
+], ids=["lstm-diagonal-1536", "lstm-diagonal-2048", "gru-1536", "gru-nil-vh-2048"])
+def test_spread_with_rows_from_memory_on_a_vulkan_gpu(kind, opts, hidden, rng, monkeypatch):
+    """Layers past what the SMs' registers hold, on one block an SM of 512 threads reading the rows
+    past two a thread (a GRU's past one a phase) from memory (MPSRNN_SPREAD_FROM_MEMORY=on), against
+    the reference."""
     monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
-    d = descriptor("lstm", rng, 7, hidden, use_float32_weights=True, peephole="diagonal")
+    d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_spread_on_wide_blocks(layer, d, rng, recurrence._sms())
 

@@ -77,6 +77,7 @@ from ..kernels.sequence_split import (
 )
 from ..kernels.sequence_spread import BLOCK as SPREAD_BLOCK
 from ..kernels.sequence_spread import (
+    GRU_HELD,
     MAX_ROWS,
     MEMORY_ROWS,
     WIDE_BLOCK,
@@ -448,7 +449,7 @@ def _spread_fit(cell, batch, sms=None):
         shape = on(_sms(), WIDE_BLOCK)
         if shape is None:
             shape = on(_sms(), WIDE_BLOCK, MEMORY_ROWS)
-            if shape is not None and not spread_rows_from_memory(memory_reads(shape, batch)):
+            if shape is not None and not spread_rows_from_memory(memory_reads(cell, shape, batch)):
                 shape = None
         return shape, WIDE_BLOCK
     return shape, SPREAD_BLOCK
@@ -617,17 +618,20 @@ MEMORY_ROW_READS = 6   # rows a thread reads from memory a step, over the step's
                        # 219.6 (24: 6 rows, 4 passes of one row), b8 184.5 / 396.3 (48)
 
 
-def memory_reads(shape, batch):
+def memory_reads(cell, shape, batch):
     """Rows a thread of the spread kernel of ``shape`` (``spread_shape``) reads from memory in a
-    step of ``batch`` rows: its rows past MAX_ROWS, once for each pass of batch rows."""
+    step of ``batch`` rows: its rows past MAX_ROWS (the GRU's past GRU_HELD in each of its two
+    phases), once for each pass of batch rows."""
     rho, _, _, bc = shape
-    return max(0, rho - MAX_ROWS) * -(-batch // bc)
+    held, phases = (GRU_HELD, 2) if cell.kind == CELL_GRU else (MAX_ROWS, 1)
+    return phases * max(0, rho - held) * -(-batch // bc)
 
 
 def spread_rows_from_memory(reads):
     """Whether spread on Vulkan, on one block an SM of WIDE_BLOCK threads (``spread_wide_blocks``),
-    takes an LSTM or single gate whose rows those blocks' registers cannot hold (LSTM 1025-2048 on
-    132 SMs), each thread reading its rows past MAX_ROWS from memory every step (up to MEMORY_ROWS),
+    takes a layer whose rows those blocks' registers cannot hold (LSTM 1025-2048, GRU 1025-2048 on
+    132 SMs), each thread reading its rows past MAX_ROWS (the GRU's past GRU_HELD a phase) from
+    memory every step (up to MEMORY_ROWS, the GRU's half of them a phase),
     rather than Vulkan's per-step kernels: with no grid barrier on Vulkan, the way to run those
     layers in one launch (CUDA's persistent kernel streams them behind a barrier). Taken where a
     thread reads at most MEMORY_ROW_READS rows a step (``memory_reads``): every pass of batch rows
