@@ -105,10 +105,10 @@ def h_buffers(cell):
 def spread_shape(cell, peephole, hidden, standard, batch, sms, grid=None, threads=BLOCK, most_rows=MAX_ROWS):
     """(rho, blocks, chunks, batch rows a pass) of the spread kernel for a layer, or None where it does
     not fit: the fewest rows a thread (1 up to ``most_rows``, the GRU's half of them in each phase;
-    past MAX_ROWS, GRU_HELD a phase, the rows are read from memory every step), on the fewest blocks that hold them,
-    or on ``grid`` blocks where given; ``threads`` a block (WIDE_BLOCK: see ``spread_kernel``). One
-    row a thread beat two (H200, µs a step: LSTM 128 b1 2.7 on 8 blocks against 2.8 on 4; LSTM 512 b1 t25 8.3 on
-    128 against 9.1 on 64)."""
+    past MAX_ROWS, GRU_HELD a phase, they are read from memory every step), on the fewest blocks
+    that hold them, or on ``grid`` blocks where given; ``threads`` a block (WIDE_BLOCK: see
+    ``spread_kernel``). One row a thread beat two (H200, µs a step: LSTM 128 b1 2.7 on 8 blocks
+    against 2.8 on 4; LSTM 512 b1 t25 8.3 on 128 against 9.1 on 64)."""
     if not standard or (cell == CELL_LSTM and peephole == PEEP_DENSE):
         return None
     chunks = -(-hidden // CHUNK)
@@ -324,10 +324,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         """The partial sums of this thread's rows lr[q] (negative: none) and chunk k for each of the
         pass's ``rows`` batch rows, against the vectors at hs[at_v + r·PAD] (at_v: the phase's, 0 or
         the GRU's z∘h0 after bc·PAD): part[(r·R + lr[q])·chunks + k]; the first ``held`` rows from
-        the registers ``w``, the rest from memory. Threads without rows (k past
-        the chunks) read a valid chunk and store nothing. ``rows_dot`` takes the chunk's column apart
-        from where it lies in hs, for the rows it reads from memory. A run-time loop over the rows:
-        unrolled, the products of 8 rows were interleaved and ran 2-3x slower (b8 against b1, per row)."""
+        the registers ``w``, the rest from memory. Threads without rows (k past the chunks) read a
+        valid chunk and store nothing. ``rows_dot`` takes the chunk's column apart from where it
+        lies in hs, for the rows it reads from memory. A run-time loop over the rows: unrolled, the
+        products of 8 rows were interleaved and ran 2-3x slower (b8 against b1, per row)."""
         j0 = ti.min(k, chunks - 1) * CHUNK   # the chunk's first column
         for r in range(rows):
             sums = rows_dot(w, wts, at, sj, H, hs, j0, lr.n, held, at_v + r * PAD)
@@ -419,11 +419,11 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         Phase 1: Uz and Ur against h give z and r of the block's units; r∘h0 and z∘h0 go to fresh
         slots of the C region (z to the scratch rows). Phase 2 needs every unit's r∘h0 and z∘h0: Uh
         against r∘h0 and Vh against z∘h0 (both copied into hs, z∘h0 after bc·PAD), then the output.
-        A thread holds ``rho`` rows of each phase, of one half of it: the rows of units q, q + span, ...
-        (span = ceil(units / rho)) of the block's, in [Uz; Ur] and in [Uh; Vh], chunk k (rho = 1: row
-        p of each). The first GRU_HELD of each phase stay in registers, the rest are read from memory
-        every step. Its phase-2 rows all read r∘h0 (Uh) or all z∘h0 (Vh), by an offset, so a warp
-        that holds both kinds of row does not diverge. Without Vh (the conventional GRU:
+        A thread holds ``rho`` rows of each phase, all in one half of it: the rows of the block's
+        units q, q + span, ... (span = ceil(units / rho)) in [Uz; Ur] and in [Uh; Vh], chunk k (rho
+        = 1: row p of each). The first GRU_HELD of each phase stay in registers, the rest are read
+        from memory every step. Its phase-2 rows all read r∘h0 (Uh) or all z∘h0 (Vh), by an offset,
+        so a warp that holds both kinds of row does not diverge. Without Vh (the conventional GRU:
         ``vh_is_set``, a uniform branch) z∘h0 is neither written nor read, and the threads of Vh's
         rows skip phase 2's products."""
         barrier = passed   # run_layer's count so far

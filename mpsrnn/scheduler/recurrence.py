@@ -256,13 +256,13 @@ def _registers_shape(cell, arch):
 def warp_by_default(cell, arch):
     """Whether the warp kernel is the default on ``arch`` (CUDA, Vulkan): for the layers whose lanes
     own one unit each (hidden up to 32) or, with CUDA's warp shuffles, share one between two lanes
-    (the LSTM and GRU of hidden 33-64). H200, same
-    process, median of 2 rounds, µs a step, warp / registers: single gate 32 b1 t672 0.40 / 0.52, GRU
-    32 b1 t1000 0.53 / 0.67, b4 0.52 / 0.67; the LSTM 32 b1 t2000 with its stores in a second warp
-    (``warp_stores_apart``) 0.50 / 0.56 (0.54 without: one warp issues its 128 multiply-adds alone,
-    where the registers kernel spreads them over four); two lanes a unit, LSTM 64 b1 t1000 0.63 /
-    0.77, b8 0.66 / 0.73, LSTM 48 b1 0.66 / 0.75, GRU 64 b1 0.73 / 0.83. A lane of two units lost
-    (single gate 64 b1 t96 2.59 / 2.05, b4 t1000 0.85 / 0.66). The H200's Vulkan, the same way:
+    (the LSTM and GRU of hidden 33-64). H200, same process, median of 2 rounds, µs a step, warp /
+    registers: single gate 32 b1 t672 0.40 / 0.52, GRU 32 b1 t1000 0.53 / 0.67, b4 0.52 / 0.67; the
+    LSTM 32 b1 t2000 with its stores in a second warp (``warp_stores_apart``) 0.50 / 0.56 (0.54
+    without: one warp issues its 128 multiply-adds alone, where the registers kernel spreads them
+    over four); two lanes a unit, LSTM 64 b1 t1000 0.63 / 0.77, b8 0.66 / 0.73, LSTM 48 b1 0.66 /
+    0.75, GRU 64 b1 0.73 / 0.83. A lane of two units lost (single gate 64 b1 t96 2.59 / 2.05, b4
+    t1000 0.85 / 0.66). The H200's Vulkan, the same way:
     LSTM 32 b1 t2000 0.90 / 1.03, single gate 32 b1 t672 1.60 / 1.75, GRU 32 b1 t1000 1.46 / 1.46,
     and a lane of two units lost there too (single gate 64 b4 t1000 1.45 / 1.35). Not on Metal
     until it has run there (``choose_recurrence``)."""
@@ -631,9 +631,9 @@ def spread_rows_from_memory(reads):
     """Whether spread on Vulkan, on one block an SM of WIDE_BLOCK threads (``spread_wide_blocks``),
     takes a layer whose rows those blocks' registers cannot hold (LSTM 1025-2048, GRU 1025-2048 on
     132 SMs), each thread reading its rows past MAX_ROWS (the GRU's past GRU_HELD a phase) from
-    memory every step (up to MEMORY_ROWS, the GRU's half of them a phase),
-    rather than Vulkan's per-step kernels: with no grid barrier on Vulkan, the way to run those
-    layers in one launch (CUDA's persistent kernel streams them behind a barrier). Taken where a
+    memory every step (up to MEMORY_ROWS, the GRU's half of them a phase), rather than Vulkan's
+    per-step kernels: with no grid barrier on Vulkan, the way to run those layers in one launch
+    (CUDA's persistent kernel streams them behind a barrier). Taken where a
     thread reads at most MEMORY_ROW_READS rows a step (``memory_reads``): every pass of batch rows
     reads them again, and past that the tiles' dispatches won. ``MPSRNN_SPREAD_FROM_MEMORY=on|off``
     decides when set, at any read count, for A/B benchmarks."""
