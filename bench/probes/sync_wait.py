@@ -20,22 +20,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import mpsrnn  # noqa: E402
+from call_timing import timed_calls  # noqa: E402   (bench/probes, this script's folder)
 
 BINS = [0, 50, 100, 200, 400, 600, 800, 1000, 1200, 1500, 2000, 3000, np.inf]
 
 
 def stats(name, call, reps=200):
-    call()
-    t = []
-    cpu0 = os.times()
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        call()
-        t.append(time.perf_counter() - t0)
-    cpu1 = os.times()
-    t = np.array(t) * 1e6
+    t, user, system = timed_calls(call, reps)
     hist = np.histogram(t, bins=BINS)[0]
-    user, system = ((b - a) / reps * 1e6 for a, b in ((cpu0.user, cpu1.user), (cpu0.system, cpu1.system)))
     print(f"{name:40s} p10 {np.percentile(t, 10):8.1f} p50 {np.median(t):8.1f} p90 {np.percentile(t, 90):8.1f}"
           f"  user {user:6.1f} sys {system:6.1f}  counts {hist.tolist()}", flush=True)
 

@@ -10,10 +10,10 @@ it apart: an empty submission and its wait, and the creation and destruction of 
 whose system time is most of its wall time is spent in the driver's kernel module, not on the GPU.
 """
 import ctypes as C
-import os
 import time
 
 import numpy as np
+from call_timing import timed_calls   # (bench/probes, this script's folder)
 
 vk = C.CDLL("libvulkan.so.1")
 P, U32, U64 = C.c_void_p, C.c_uint32, C.c_uint64
@@ -125,20 +125,10 @@ class Device:
 
 
 def timed(name, call, reps=300):
-    """One line: wall-time percentiles of ``call`` and the mean user and system time a call (os.times
-    ticks, averaged over the calls)."""
-    call()
-    wall = []
-    t0 = os.times()
-    for _ in range(reps):
-        start = time.perf_counter()
-        call()
-        wall.append(time.perf_counter() - start)
-    t1 = os.times()
-    wall = np.array(wall) * 1e6
+    """One line: wall-time percentiles of ``call`` and the mean user and system time a call."""
+    wall, user, system = timed_calls(call, reps)
     print(f"{name:44s} wall p10 {np.percentile(wall, 10):7.1f} p50 {np.median(wall):7.1f} µs   "
-          f"user {(t1.user - t0.user) / reps * 1e6:6.1f} sys {(t1.system - t0.system) / reps * 1e6:6.1f} µs",
-          flush=True)
+          f"user {user:6.1f} sys {system:6.1f} µs", flush=True)
 
 
 def main():
