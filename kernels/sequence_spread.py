@@ -38,8 +38,11 @@ hidden 672 on one block an SM, 1024 on two or on one of 512 threads; the single 
 where 256 bytes are left: ``grid_kernels``); the usual neurons; no dense LSTM peepholes. The GRU
 takes two phases a step, each ending at a grid barrier (its second product needs every unit's r:
 ``gru_layer``), its threads one row of each phase (LSTM-sized shares: up to hidden ~735 on 132 SMs,
-1024 on two blocks an SM). The grid must be resident at once, as for every persistent kernel. A row
-absent at a step copies its state forward.
+1024 on two blocks an SM). Past those (Vulkan, on one block an SM of 512 threads), a thread takes up
+to MEMORY_ROWS rows (the GRU's up to half of them a phase) and reads those past MAX_ROWS (GRU_HELD a
+phase) from memory every step (``rows_dot``): LSTM and GRU up to hidden 2048 on 132 SMs. The grid
+must be resident at once, as for every persistent kernel. A row absent at a step copies its state
+forward.
 
 Batch groups (``batch_groups``): a layer that leaves SMs free (LSTM 128 takes 8 blocks of 132) runs
 as up to 8 copies of its blocks, each copy holding all of U and taking every groups-th pass of the
