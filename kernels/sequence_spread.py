@@ -87,7 +87,7 @@ from .layout import (
 from .exchange import EPOCH_LIMIT, LAYER_WORDS, SPIN, epoch_field, exchange_field, tagged_word, word_step, word_value
 from .sequence_copy import store_output
 from .sequence_persistent import SHARED_LIMIT, grid_barrier, grid_kernels, leave_grid, project_own_rows
-from .sequence_registers import CHUNK, HELD_ROWS, load_rows, rows_dot
+from .sequence_registers import CHUNK, load_rows, rows_dot
 
 BLOCK = 256          # threads a block: 128 registers a thread (see sequence_registers)
 WIDE_BLOCK = 512     # threads a block where one block an SM holds what two of BLOCK would (Vulkan)
@@ -561,7 +561,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
             if k < chunks and r_ < R and u_lo + r_ % units < H:
                 lr[i] = r_
                 at[i] = u0 + ((r_ // units) * H + u_lo + r_ % units) * uso
-        w = load_rows(wts, at, usj, k * CHUNK, H, rho)
+        w = load_rows(wts, at, usj, k * CHUNK, H, rho, MAX_ROWS)
         # the (unit, batch row) this thread finishes in each pass
         bb = tid // units
         iu = tid % units
@@ -585,7 +585,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     if mine:
                         c = ws[cp + b * H + i]
                 ti.simt.block.sync()
-                pass_products(part, w, wts, at, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0), HELD_ROWS)
+                pass_products(part, w, wts, at, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0), MAX_ROWS)
                 ti.simt.block.sync()
                 if mine:
                     hv = 0.0
