@@ -112,6 +112,15 @@ def _vulkan_devices():
         lib.vkDestroyInstance(instance, None)
 
 
+def resolve_arch(arch=None):
+    """The arch name ``init(arch)`` starts: ``arch``, else ``MPSRNN_ARCH``, else (or for "auto")
+    ``best_available_arch``. Checks the name only, not that the arch runs here."""
+    requested = (arch or "").strip().lower() or os.environ.get("MPSRNN_ARCH", "").strip().lower() or "auto"
+    if requested not in ARCHS + ("auto",):
+        raise ValueError(f"arch: expected one of {', '.join(ARCHS)} or 'auto', got {requested!r}")
+    return best_available_arch() if requested == "auto" else requested
+
+
 def init(arch=None):
     """Pick and start the Taichi backend; returns the arch name in use.
 
@@ -129,11 +138,7 @@ def init(arch=None):
             return _current
         raise RuntimeError(f"arch: mpsrnn is already running on {_current!r} in this process and cannot "
                            f"switch to {requested!r}; start a new process (or set MPSRNN_ARCH) to use another arch")
-    if not requested:
-        requested = os.environ.get("MPSRNN_ARCH", "").strip().lower() or "auto"
-    if requested not in ARCHS + ("auto",):
-        raise ValueError(f"arch: expected one of {', '.join(ARCHS)} or 'auto', got {requested!r}")
-    name = best_available_arch() if requested == "auto" else requested
+    name = resolve_arch(requested)
     if not _available(name):
         raise RuntimeError(f"arch: Taichi cannot run on {name!r} on this machine "
                            f"(no {name} device or driver found); try 'auto' or 'cpu'")
@@ -145,7 +150,8 @@ def init(arch=None):
     # CUDA Taichi's default back, for A/B runs.
     with contextlib.redirect_stdout(io.StringIO()):  # Taichi prints a start-up line
         ti.init(arch=_ti_arch(name), enable_fallback=False, fast_math=False, offline_cache=True,
-                default_fp=ti.f32, default_ip=ti.i32, log_level=ti.WARN, real_matrix_scalarize=_scalarizes(name))
+                default_fp=ti.f32, default_ip=ti.i32, log_level=ti.WARN, real_matrix_scalarize=_scalarizes(name),
+                advanced_optimization=_optimizes(name))
     _current = name
     return name
 
@@ -156,6 +162,19 @@ def _scalarizes(name):
     if name == "cuda":
         return scalarize_cuda
     return name != "cpu"
+
+
+ADVANCED_OPTIMIZATION = True   # Taichi's own IR optimisations, on every arch (``_optimizes``)
+
+
+def _optimizes(name):
+    """Whether Taichi runs its own IR optimisations (``advanced_optimization``) on ``name``'s kernels:
+    by default yes. They are most of a cold compile on the CPU (this project's 2-core VM: the lanes
+    LSTM kernel 79 s with them, 8 s without), but the kernels run slower without them (CPU smoke
+    suite, µs a step, on / off: LSTM 256 b1 t50 11.0-17.5 / 19.2-20.4, GRU 128 b2 8.2-9.4 / 11.2-11.6,
+    RNN 128 b4 6.5-6.9 / 9.3). The CPU test session turns them off (``tests/conftest.py``), where
+    compiles, not kernel speed, are the cost. ``MPSRNN_ADVANCED_OPTIMIZATION=on|off`` decides."""
+    return switch("MPSRNN_ADVANCED_OPTIMIZATION", ADVANCED_OPTIMIZATION)
 
 
 def ensure_init():

@@ -17,7 +17,15 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module="taichi") 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mpsrnn  # noqa: E402
+from mpsrnn import backend  # noqa: E402
 from mpsrnn.scheduler import plans  # noqa: E402
+
+# On the CPU a cold run's time is Taichi compiling, nine tenths of it its own IR optimisations (the
+# lanes LSTM kernel: 79 s with them, 8 s without, on a 2-core VM), and a fresh machine's cache is
+# cold. So the CPU tests compile without them unless MPSRNN_ADVANCED_OPTIMIZATION says otherwise;
+# test_optimised_kernels checks the kernels as users run them, with them (``backend._optimizes``).
+if backend.resolve_arch() == "cpu":
+    os.environ.setdefault("MPSRNN_ADVANCED_OPTIMIZATION", "off")
 
 plans.POISON_WORKSPACES = True
 
