@@ -9,7 +9,12 @@ split BLOCK / R ways over the inputs. Thread (split, row) sums the terms
 j = split, split + BLOCK/R, ...
 
 - **Coalescing.** With the GPU's transposed weights, the rows of one gate are
-  neighbouring floats for a given j: 4 units make 16 bytes, half a sector.
+  neighbouring floats for a given j: 4 units make 16 bytes, half a sector, and a
+  warp's load touches 8 such runs (two splits × 4 gates for the LSTM). So by
+  default the kernel reads a copy of U (and a GRU's Vh) packed in its threads'
+  order (``pack_tiles``): tile t's weight of row ``lane`` (gate lane // units,
+  unit lane % units) at input j lies at t·H·R + j·R + lane, R rows a tile, so the
+  block's 256 threads read 1 KiB of consecutive weights at each load.
 - **Bandwidth.** H/units tiles keep every SM streaming weights.
 - **Batch.** Each weight load serves a chunk of batch rows.
 
@@ -29,11 +34,12 @@ every new c) are left to the plain step kernels.
 
 Shared memory: BLOCK × chunk floats (8 KiB at chunk 8), inside Metal's 32 KiB.
 ``units`` is a run-time argument (chosen by the scheduler, one compile for every
-size). The batch chunk is a compile-time constant: ``tile_kernels(chunk)``
-builds one set per chunk size (1, 2, 4 or 8).
+size). The batch chunk is a compile-time constant: ``tile_kernels(chunk, packed)``
+builds one set per chunk size (1, 2, 4 or 8), reading the packed copy or U itself.
 """
 import functools
 
+import numpy as np
 import taichi as ti
 
 from .dots import w32
@@ -73,10 +79,33 @@ def tile_count(n_tiles, blk):
     return (n_tiles - blk + TILE_GRID - 1) // TILE_GRID if blk < n_tiles else 0
 
 
+def tiles_packed():
+    """Whether the tiles kernels read U from its copy in their threads' order (``pack_tiles``):
+    by default yes. ``MPSRNN_TILE_LAYOUT=packed|plain`` decides, for A/B benchmarks."""
+    return knob("MPSRNN_TILE_LAYOUT", ("packed", "plain")) != "plain"
+
+
+def pack_tiles(phases, H, units):
+    """The matrices of a layer's phases, ``phases`` = [(matrix (gates·H, H), gates), ...] (the
+    LSTM's U with 4 gates; the GRU's [Uz; Ur] with 2, Uh with 1, then Vh where set), each in tiles
+    of ``units`` units: the weight of gate g, unit t·units + u, input j at t·H·R + j·R + g·units + u
+    (R = gates·units), zero past H; phase after phase, a phase of g gates taking
+    ceil(H / units)·H·g·units elements."""
+    nt = -(-H // units)
+    parts = []
+    for matrix, gates in phases:
+        padded = np.zeros((gates, nt * units, H), matrix.dtype)
+        padded[:, :H] = matrix.reshape(gates, H, H)
+        parts.append(padded.reshape(gates, nt, units, H).transpose(1, 3, 0, 2).reshape(-1))
+    return np.concatenate(parts)
+
+
 @functools.lru_cache(maxsize=None)
-def tile_kernels(chunk):
+def tile_kernels(chunk, packed=True):
     """{cell kind: its step kernel; GRU_GATES: the GRU's first kernel, which runs before the GRU's
-    own}, for batch chunks of ``chunk`` rows. Every kernel takes the same arguments."""
+    own}, for batch chunks of ``chunk`` rows, reading U (and Vh) from the packed copy ``tw``
+    (``pack_tiles``) where ``packed``, else from ``wts`` (``tw`` is then not read). Every kernel
+    takes the same arguments."""
 
     @ti.func
     def row_starts(vec, B, H, b0):
@@ -88,11 +117,23 @@ def tile_kernels(chunk):
         return start
 
     @ti.func
-    def partials(ws: ti.template(), wts: ti.template(), red: ti.template(), m0, mso, msj, x1,
+    def weight(wts: ti.template(), tw: ti.template(), k):
+        """Element k of the weights the kernels read: the packed copy, or U's array."""
+        w = 0.0
+        if ti.static(packed):
+            w = w32(tw, k)
+        else:
+            w = w32(wts, k)
+        return w
+
+    @ti.func
+    def partials(ws: ti.template(), wts: ti.template(), tw: ti.template(), red: ti.template(), m0, mso, msj, x1,
                  m2, m2so, m2sj, x2, with2: ti.template(), gates, units, tile, tid, H):
         """red[tid, k] = this thread's share of Σ_j M(o, j)·ws[x1[k] + j] (+ M2(i, j)·ws[x2[k] + j]
         with ``with2``), for its row o = g·H + i of the tile and its split of j. Four weight loads
-        are issued together and each serves every batch row of the chunk."""
+        are issued together and each serves every batch row of the chunk. M at m0 and M2 at m2 in
+        ``wts``, with strides (mso, msj) a row and an input; or with ``packed`` M and M2 are the
+        phase's matrices at m0 and m2 in the packed copy ``tw`` (the strides unused)."""
         rows_r = gates * units
         n_split = BLOCK // rows_r
         lane = tid % rows_r
@@ -102,33 +143,38 @@ def tile_kernels(chunk):
         if i < H:
             row = m0 + ((lane // units) * H + i) * mso
             row2 = m2 + i * m2so
+            if ti.static(packed):   # (the second matrix is the GRU's Vh: one gate, rows_r = units)
+                row = m0 + tile * H * rows_r + lane
+                row2 = m2 + tile * H * rows_r + lane
+                msj = rows_r
+                m2sj = rows_r
             n = (H - split + n_split - 1) // n_split   # terms j = split + q * n_split, q < n
             for q4 in range(n // 4):
                 j = split + q4 * 4 * n_split
-                wa = w32(wts, row + j * msj)
-                wb = w32(wts, row + (j + n_split) * msj)
-                wc = w32(wts, row + (j + 2 * n_split) * msj)
-                wd = w32(wts, row + (j + 3 * n_split) * msj)
+                wa = weight(wts, tw, row + j * msj)
+                wb = weight(wts, tw, row + (j + n_split) * msj)
+                wc = weight(wts, tw, row + (j + 2 * n_split) * msj)
+                wd = weight(wts, tw, row + (j + 3 * n_split) * msj)
                 for k in ti.static(range(chunk)):
                     e = x1[k] + j
                     acc[k] += (wa * ws[e] + wb * ws[e + n_split]) + (wc * ws[e + 2 * n_split]
                                                                       + wd * ws[e + 3 * n_split])
                 if ti.static(with2):
-                    va = w32(wts, row2 + j * m2sj)
-                    vb = w32(wts, row2 + (j + n_split) * m2sj)
-                    vc = w32(wts, row2 + (j + 2 * n_split) * m2sj)
-                    vd = w32(wts, row2 + (j + 3 * n_split) * m2sj)
+                    va = weight(wts, tw, row2 + j * m2sj)
+                    vb = weight(wts, tw, row2 + (j + n_split) * m2sj)
+                    vc = weight(wts, tw, row2 + (j + 2 * n_split) * m2sj)
+                    vd = weight(wts, tw, row2 + (j + 3 * n_split) * m2sj)
                     for k in ti.static(range(chunk)):
                         e = x2[k] + j
                         acc[k] += (va * ws[e] + vb * ws[e + n_split]) + (vc * ws[e + 2 * n_split]
                                                                           + vd * ws[e + 3 * n_split])
             for q in range(n - n % 4, n):
                 j = split + q * n_split
-                w = w32(wts, row + j * msj)
+                w = weight(wts, tw, row + j * msj)
                 for k in ti.static(range(chunk)):
                     acc[k] += w * ws[x1[k] + j]
                 if ti.static(with2):
-                    v = w32(wts, row2 + j * m2sj)
+                    v = weight(wts, tw, row2 + j * m2sj)
                     for k in ti.static(range(chunk)):
                         acc[k] += v * ws[x2[k] + j]
         for k in ti.static(range(chunk)):
@@ -207,7 +253,7 @@ def tile_kernels(chunk):
         step_gates = STEP_GATES[phase]
 
         @ti.kernel
-        def kernel(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT, s: ti.i32, units: ti.i32):
+        def kernel(ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT, tw: WEIGHTS, s: ti.i32, units: ti.i32):
             ti.loop_config(block_dim=BLOCK)
             for t in range(ti.static(TILE_GRID * BLOCK)):
                 blk = t // BLOCK
@@ -216,6 +262,15 @@ def tile_kernels(chunk):
                 B, H, rows, _, h0, _ = step_slots(frame, s, step_gates)
                 u0, uso, usj = recurrent_weights(frame)
                 vh, vso, vsj = memory_weights(frame)
+                mu = u0   # the phase's rows of U: the GRU's second phase takes Uh, after Uz and Ur
+                if ti.static(phase == CELL_GRU):
+                    mu = u0 + 2 * H * uso
+                if ti.static(packed):   # in the packed copy (pack_tiles): Uh after [Uz; Ur], Vh after Uh
+                    gate_tiles = (H + units - 1) // units * H * units   # elements of one gate's tiles
+                    mu = 0
+                    if ti.static(phase == CELL_GRU):
+                        mu = 2 * gate_tiles
+                        vh = 3 * gate_tiles
                 _, srh, szh = gru_scratch(frame, B, H)
                 n_rows = B   # the GRU's first phase serves only the present rows; the others also carry the absent ones
                 if ti.static(phase == GRU_GATES):
@@ -228,14 +283,14 @@ def tile_kernels(chunk):
                             if ti.static(phase == CELL_GRU):   # Uh·(r∘h0) + Vh·(z∘h0), Vh's where set
                                 x1 = row_starts(srh, B, H, b0)
                                 if vh_is_set(frame):
-                                    partials(ws, wts, red, u0 + 2 * H * uso, uso, usj, x1, vh, vso, vsj,
+                                    partials(ws, wts, tw, red, mu, uso, usj, x1, vh, vso, vsj,
                                              row_starts(szh, B, H, b0), True, gates, units, tile, tid, H)
                                 else:
-                                    partials(ws, wts, red, u0 + 2 * H * uso, uso, usj, x1, 0, 0, 0, x1, False, gates,
-                                             units, tile, tid, H)
+                                    partials(ws, wts, tw, red, mu, uso, usj, x1, 0, 0, 0, x1, False, gates, units,
+                                             tile, tid, H)
                             else:
                                 x1 = row_starts(h0, B, H, b0)
-                                partials(ws, wts, red, u0, uso, usj, x1, 0, 0, 0, x1, False, gates, units, tile,
+                                partials(ws, wts, tw, red, mu, uso, usj, x1, 0, 0, 0, x1, False, gates, units, tile,
                                          tid, H)
                         ti.simt.block.sync()
                         iu, k, i, b, mine = tile_pairs(tid, tile, units, b0)

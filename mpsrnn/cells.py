@@ -122,6 +122,7 @@ class PackedCell:
         self.host_lanes = self._pack_lanes(W, U, V, v_rows, header, wtype) if lanes else None
         self._quads = None
         self._streams = None
+        self._tiles = None
         if transposed:
             W, U = W.T, U.T
             V = V.T if v_rows else V
@@ -182,22 +183,41 @@ class PackedCell:
         ``kept``: the quads a thread of the first phase and of the GRU's Uh that the kernel keeps
         in shared memory (``kept_counts``), which open each run. Made on first use; the cell keeps
         the last shape asked for."""
-        from .kernels.layout import FIRST_PHASE_GATES
         from .kernels.sequence_persistent import BLOCK
         key = (nblocks, rows, loads, kept)
         if self._streams is None or self._streams[0] != key:
             import taichi as ti
-            G, H = self.gates, self.n_out
-            mats = self._recurrent_rows()
-            first = FIRST_PHASE_GATES[self.kind]
-            phases = [(mats[0][:first * H], first)]
-            if first < G:   # the GRU's second phase: Uh, and Vh where set
-                phases += [(mats[0][first * H:], 1)] + [(m, 1) for m in mats[1:]]
-            host = pack_streams(phases, H, nblocks, rows, loads, BLOCK, (*kept, 0)[:len(phases)])
+            phases = self._phase_matrices()
+            host = pack_streams(phases, self.n_out, nblocks, rows, loads, BLOCK, (*kept, 0)[:len(phases)])
             quads = ti.Vector.ndarray(QUAD, ti.f32, len(host))
             quads.from_numpy(host)
             self._streams = (key, quads)
         return self._streams[1]
+
+    def tile_weights(self, units):
+        """U, then for a GRU whose Vh is set Vh, in the order the tiles kernels' threads read them for
+        tiles of ``units`` units (``kernels/sequence_tiles.pack_tiles``), in the layer's weight type.
+        Made on first use; the cell keeps the last size asked for."""
+        if self._tiles is None or self._tiles[0] != units:
+            import taichi as ti
+            from .kernels.sequence_tiles import pack_tiles
+            host = pack_tiles(self._phase_matrices(), self.n_out, units).astype(self.host_wts.dtype)
+            tiles = ti.ndarray(ti.f32 if host.dtype == np.float32 else ti.f16, host.shape)
+            tiles.from_numpy(host)
+            self._tiles = (units, tiles)
+        return self._tiles[1]
+
+    def _phase_matrices(self):
+        """[(matrix, gates)] of each product a step takes in turn, float32: U's first-phase gates (all
+        of them but the GRU's), then the GRU's Uh, and its Vh where set."""
+        from .kernels.layout import FIRST_PHASE_GATES
+        G, H = self.gates, self.n_out
+        mats = self._recurrent_rows()
+        first = FIRST_PHASE_GATES[self.kind]
+        phases = [(mats[0][:first * H], first)]
+        if first < G:   # the GRU's second phase: Uh, and Vh where set
+            phases += [(mats[0][first * H:], 1)] + [(m, 1) for m in mats[1:]]
+        return phases
 
     def _recurrent_rows(self):
         """U (G·H, H), and for a GRU whose Vh is set Vh (H, H), row-major float32, read back from
@@ -224,9 +244,11 @@ class PackedCell:
     def copy(self):
         """An independent cell with the same weights (new device arrays)."""
         new = PackedCell.__new__(PackedCell)
-        new.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("wts", "lanes", "_quads", "_streams")})
+        new.__dict__.update({k: v for k, v in self.__dict__.items()
+                             if k not in ("wts", "lanes", "_quads", "_streams", "_tiles")})
         new._quads = None
         new._streams = None
+        new._tiles = None
         new._upload()
         return new
 

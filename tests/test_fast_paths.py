@@ -306,6 +306,60 @@ def test_tiled_projection_only_where_it_runs(rng, monkeypatch):
         projection_tile(748, 3 * 2048, 132, True)
 
 
+def test_pack_tiles_puts_each_weight_where_its_thread_reads_it(rng):
+    """``pack_tiles``: gate g, unit t·units + u, input j of each phase's matrix at t·H·R + j·R +
+    g·units + u (R = gates·units) after the phases before it, zero for the units past H; checked
+    element by element, with a last tile that H leaves partial."""
+    from mpsrnn.kernels.sequence_tiles import pack_tiles
+    H, units = 10, 4
+    phases = [(rng.standard_normal((2 * H, H)).astype(np.float32), 2),
+              (rng.standard_normal((H, H)).astype(np.float32), 1)]
+    packed = pack_tiles(phases, H, units)
+    nt = -(-H // units)
+    at = 0
+    for matrix, gates in phases:
+        R = gates * units
+        for t in range(nt):
+            for j in range(H):
+                for g in range(gates):
+                    for u in range(units):
+                        i = t * units + u
+                        want = matrix[g * H + i, j] if i < H else 0.0
+                        assert packed[at + t * H * R + j * R + g * units + u] == want
+        at += nt * H * R
+    assert packed.size == at
+
+
+TILE_SCENARIOS = [
+    # (kind, options, input, hidden, rows per step): a last tile that the hidden size leaves partial,
+    # float16 weights, a GRU with Vh and one without, diagonal peepholes; batches that shrink
+    ("lstm", {"peephole": "diagonal"}, 6, 37, [5, 5, 3, 1]),
+    ("lstm", {"peephole": None, "use_float32_weights": False}, 5, 22, [9, 9, 4]),
+    ("gru", {}, 6, 19, [6, 4, 4, 3, 1]),
+    ("gru", {"nil": ("output_gate_input_gate_weights",), "flip_output_gates": True}, 4, 30, [2, 2, 1]),
+    ("single", {"neurons": "rectified"}, 10, 9, [3, 2, 2, 2, 1, 1]),
+]
+
+
+@pytest.mark.skipif("tiles" not in ARCH_PATHS, reason="the tiles kernels are the GPUs'")
+@pytest.mark.parametrize("layout", ["packed", "plain"])
+@pytest.mark.parametrize("units", ["4", "8"])
+@pytest.mark.parametrize("kind, opts, n_in, hidden, rows", TILE_SCENARIOS,
+                         ids=[f"{s[0]}-{s[3]}" for s in TILE_SCENARIOS])
+def test_tiles_kernels_read_either_weight_layout(kind, opts, n_in, hidden, rows, layout, units, rng, monkeypatch):
+    """The tiles kernels reading U from the packed copy (``pack_tiles``, the default) and from U
+    itself, at two tile widths, against the reference: twice, the second call reusing the plan."""
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "tiles")
+    monkeypatch.setenv("MPSRNN_TILE_LAYOUT", layout)
+    monkeypatch.setenv("MPSRNN_TILE_UNITS", units)
+    opts = dict(opts)
+    opts.setdefault("use_float32_weights", True)
+    d = descriptor(kind, rng, n_in, hidden, **opts)
+    layer = m.RNNMatrixInferenceLayer(d)
+    assert_twice_matches_reference(layer, d, rng, rows, n_in)
+    assert [r for p in layer._plans._plans.values() for r in p.recurrences] == ["tiles"]
+
+
 def test_each_path_runs_stacks_and_bidirectional(path, rng):
     ds = [descriptor("lstm", rng, 5, 12, use_float32_weights=True),
           descriptor("gru", rng, 5, 12, use_float32_weights=True,

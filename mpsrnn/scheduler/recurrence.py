@@ -86,7 +86,7 @@ from ..kernels.sequence_spread import (
     spread_kernel,
     spread_shape,
 )
-from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units
+from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units, tiles_packed
 from ..kernels.sequence_warp import warp_kernel, warp_shape, warp_stores_apart
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
@@ -821,12 +821,14 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
                               split_atomic(lr.cell, batch), split_gates_here(lr.cell, batch)),
                  x, *args)
     elif name == "tiles":
-        kernels = tile_kernels(tile_chunk(batch))
+        packed = tiles_packed()
+        kernels = tile_kernels(tile_chunk(batch), packed)
         units = tile_units()
+        tw = lr.cell.tile_weights(units) if packed else lr.cell.wts   # (not read where plain)
         for s in range(steps):
             if kind == CELL_GRU:
-                prog.add(kernels[GRU_GATES], *args, s, units)
-            prog.add(kernels[kind], *args, s, units)
+                prog.add(kernels[GRU_GATES], *args, tw, s, units)
+            prog.add(kernels[kind], *args, tw, s, units)
     else:
         dense_peepholes = kind == CELL_LSTM and lr.cell.header_peep == PEEP_DENSE
         for s in range(steps):
