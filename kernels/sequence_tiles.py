@@ -42,7 +42,7 @@ import functools
 import numpy as np
 import taichi as ti
 
-from .dots import w32
+from .dots import tree_sum, w32
 from .frame import FRAME, OUTPUT, WEIGHTS, WORKSPACE, memory_weights, recurrent_weights, vh_is_set
 from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, single_gate_output
 from .knobs import knob
@@ -100,12 +100,21 @@ def pack_tiles(phases, H, units):
     return np.concatenate(parts)
 
 
+def tile_loads(chunk):
+    """Weight loads a tiles thread issues together on batch chunks of ``chunk`` rows: 8 on a chunk of
+    2, else 4. H200 Vulkan, µs a step, 4 / 8: GRU 2816 b2 t375 104.1 / 82.2, GRU 2048 b2 61.9 /
+    59.5; but GRU 2816 b1 61.8 / 64.1, LSTM 2048 b4 t25 126.4 / 141.6 (GRU 2560 b1 59.6 / 54.8).
+    ``MPSRNN_TILE_LOADS=4|8`` decides, for A/B benchmarks."""
+    forced = knob("MPSRNN_TILE_LOADS", ("4", "8"))
+    return int(forced) if forced else 8 if chunk == 2 else 4
+
+
 @functools.lru_cache(maxsize=None)
-def tile_kernels(chunk, packed=True):
+def tile_kernels(chunk, packed=True, loads=4):
     """{cell kind: its step kernel; GRU_GATES: the GRU's first kernel, which runs before the GRU's
     own}, for batch chunks of ``chunk`` rows, reading U (and Vh) from the packed copy ``tw``
-    (``pack_tiles``) where ``packed``, else from ``wts`` (``tw`` is then not read). Every kernel
-    takes the same arguments."""
+    (``pack_tiles``) where ``packed``, else from ``wts`` (``tw`` is then not read), ``loads`` loads
+    at a time (``tile_loads``). Every kernel takes the same arguments."""
 
     @ti.func
     def row_starts(vec, B, H, b0):
@@ -130,8 +139,9 @@ def tile_kernels(chunk, packed=True):
     def partials(ws: ti.template(), wts: ti.template(), tw: ti.template(), red: ti.template(), m0, mso, msj, x1,
                  m2, m2so, m2sj, x2, with2: ti.template(), gates, units, tile, tid, H):
         """red[tid, k] = this thread's share of Σ_j M(o, j)·ws[x1[k] + j] (+ M2(i, j)·ws[x2[k] + j]
-        with ``with2``), for its row o = g·H + i of the tile and its split of j. Four weight loads
-        are issued together and each serves every batch row of the chunk. M at m0 and M2 at m2 in
+        with ``with2``), for its row o = g·H + i of the tile and its split of j. ``loads`` weight
+        loads are issued together, their products added as a tree, and each serves every batch row
+        of the chunk. M at m0 and M2 at m2 in
         ``wts``, with strides (mso, msj) a row and an input; or with ``packed`` M and M2 are the
         phase's matrices at m0 and m2 in the packed copy ``tw`` (the strides unused)."""
         rows_r = gates * units
@@ -149,26 +159,18 @@ def tile_kernels(chunk, packed=True):
                 msj = rows_r
                 m2sj = rows_r
             n = (H - split + n_split - 1) // n_split   # terms j = split + q * n_split, q < n
-            for q4 in range(n // 4):
-                j = split + q4 * 4 * n_split
-                wa = weight(wts, tw, row + j * msj)
-                wb = weight(wts, tw, row + (j + n_split) * msj)
-                wc = weight(wts, tw, row + (j + 2 * n_split) * msj)
-                wd = weight(wts, tw, row + (j + 3 * n_split) * msj)
+            for qg in range(n // loads):
+                j = split + qg * loads * n_split
+                w = ti.Vector([weight(wts, tw, row + (j + e * n_split) * msj) for e in ti.static(range(loads))])
                 for k in ti.static(range(chunk)):
-                    e = x1[k] + j
-                    acc[k] += (wa * ws[e] + wb * ws[e + n_split]) + (wc * ws[e + 2 * n_split]
-                                                                      + wd * ws[e + 3 * n_split])
+                    acc[k] += tree_sum(ti.Vector([w[e] * ws[x1[k] + j + e * n_split]
+                                                  for e in ti.static(range(loads))]))
                 if ti.static(with2):
-                    va = weight(wts, tw, row2 + j * m2sj)
-                    vb = weight(wts, tw, row2 + (j + n_split) * m2sj)
-                    vc = weight(wts, tw, row2 + (j + 2 * n_split) * m2sj)
-                    vd = weight(wts, tw, row2 + (j + 3 * n_split) * m2sj)
+                    v = ti.Vector([weight(wts, tw, row2 + (j + e * n_split) * m2sj) for e in ti.static(range(loads))])
                     for k in ti.static(range(chunk)):
-                        e = x2[k] + j
-                        acc[k] += (va * ws[e] + vb * ws[e + n_split]) + (vc * ws[e + 2 * n_split]
-                                                                          + vd * ws[e + 3 * n_split])
-            for q in range(n - n % 4, n):
+                        acc[k] += tree_sum(ti.Vector([v[e] * ws[x2[k] + j + e * n_split]
+                                                      for e in ti.static(range(loads))]))
+            for q in range(n - n % loads, n):
                 j = split + q * n_split
                 w = weight(wts, tw, row + j * msj)
                 for k in ti.static(range(chunk)):

@@ -343,15 +343,18 @@ TILE_SCENARIOS = [
 
 @pytest.mark.skipif("tiles" not in ARCH_PATHS, reason="the tiles kernels are the GPUs'")
 @pytest.mark.parametrize("layout", ["packed", "plain"])
-@pytest.mark.parametrize("units", ["4", "8"])
+@pytest.mark.parametrize("units, loads", [("4", "4"), ("8", "8")])
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows", TILE_SCENARIOS,
                          ids=[f"{s[0]}-{s[3]}" for s in TILE_SCENARIOS])
-def test_tiles_kernels_read_either_weight_layout(kind, opts, n_in, hidden, rows, layout, units, rng, monkeypatch):
+def test_tiles_kernels_read_either_weight_layout(kind, opts, n_in, hidden, rows, layout, units, loads, rng,
+                                                 monkeypatch):
     """The tiles kernels reading U from the packed copy (``pack_tiles``, the default) and from U
-    itself, at two tile widths, against the reference: twice, the second call reusing the plan."""
+    itself, at two tile widths and two counts of loads issued together, against the reference:
+    twice, the second call reusing the plan."""
     monkeypatch.setenv("MPSRNN_RECURRENCE", "tiles")
     monkeypatch.setenv("MPSRNN_TILE_LAYOUT", layout)
     monkeypatch.setenv("MPSRNN_TILE_UNITS", units)
+    monkeypatch.setenv("MPSRNN_TILE_LOADS", loads)
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     d = descriptor(kind, rng, n_in, hidden, **opts)

@@ -86,7 +86,7 @@ from ..kernels.sequence_spread import (
     spread_kernel,
     spread_shape,
 )
-from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_units, tiles_packed
+from ..kernels.sequence_tiles import GRU_GATES, tile_chunk, tile_kernels, tile_loads, tile_units, tiles_packed
 from ..kernels.sequence_warp import warp_kernel, warp_shape, warp_stores_apart
 
 SMALL_HIDDEN = 128   # up to here one block per sequence beats spreading a step over the GPU
@@ -822,7 +822,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
                  x, *args)
     elif name == "tiles":
         packed = tiles_packed()
-        kernels = tile_kernels(tile_chunk(batch), packed)
+        kernels = tile_kernels(tile_chunk(batch), packed, tile_loads(tile_chunk(batch)))
         units = tile_units()
         tw = lr.cell.tile_weights(units) if packed else lr.cell.wts   # (not read where plain)
         for s in range(steps):
