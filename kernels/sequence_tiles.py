@@ -62,7 +62,9 @@ STEP_GATES = {CELL_SINGLE_GATE: 1, CELL_LSTM: 4, GRU_GATES: 3, CELL_GRU: 3}    #
 def tile_units():
     """Units per tile: 4. Eight would give whole 32-byte weight sectors per gate, but half as many
     tiles; on the H100 (Vulkan, 187-step GRU and 25-step LSTM at hidden 1024-2816) 4 was faster
-    in 3 of 4 configurations, by 10-20%, and 4% slower in the fourth; 2 was slower everywhere.
+    in 3 of 4 configurations, by 10-20%, and 4% slower in the fourth; 2 was slower everywhere. With
+    the packed weights (whole sectors at 4 too) 8 lost again (H200 Vulkan, µs a step, 4 / 8: GRU
+    2816 b1 t375 55.4 / 67.5, GRU 1536 b2 39.8 / 52.1, LSTM 2048 b4 t25 123.7 / 163.9).
     ``MPSRNN_TILE_UNITS`` (1, 2, 4 or 8) overrides, for benchmarks."""
     forced = knob("MPSRNN_TILE_UNITS", ("1", "2", "4", "8"))
     return int(forced) if forced else 4

@@ -172,8 +172,11 @@ def _optimizes(name):
     by default yes. They are most of a cold compile on the CPU (this project's 2-core VM: the lanes
     LSTM kernel 79 s with them, 8 s without), but the kernels run slower without them (CPU smoke
     suite, µs a step, on / off: LSTM 256 b1 t50 11.0-17.5 / 19.2-20.4, GRU 128 b2 8.2-9.4 / 11.2-11.6,
-    RNN 128 b4 6.5-6.9 / 9.3). The CPU test session turns them off (``tests/conftest.py``), where
-    compiles, not kernel speed, are the cost. ``MPSRNN_ADVANCED_OPTIMIZATION=on|off`` decides."""
+    RNN 128 b4 6.5-6.9 / 9.3). On the H200's CUDA they changed neither speed (11 layers, ratio to
+    cuDNN in two processes each way, on / off: LSTM 32 b1 1.04, 1.06 / 1.06, 1.06; GRU 2560 b4
+    1.01, 1.03 / 1.01, 1.01; LSTM 2048 b1 0.62, 0.60 / 0.61, 0.60) nor compile time much. The CPU
+    test session turns them off (``tests/conftest.py``), where compiles, not kernel speed, are the
+    cost. ``MPSRNN_ADVANCED_OPTIMIZATION=on|off`` decides."""
     return switch("MPSRNN_ADVANCED_OPTIMIZATION", ADVANCED_OPTIMIZATION)
 
 
