@@ -6,10 +6,11 @@ import os
 
 # the knobs the planner reads (scheduler/recurrence.py, kernels/): part of every plan's key, so that
 # forcing another path, as the benchmarks and tests do, builds a new plan. (MPSRNN_WEIGHT_LAYOUT and
-# MPSRNN_LAUNCH are read when a layer is made, MPSRNN_ARCH and MPSRNN_CUDA_SCALARIZE at start-up,
-# MPSRNN_CPU_LANES when kernels/lanes.py is imported.)
+# MPSRNN_LAUNCH are read when a layer is made, MPSRNN_ARCH, MPSRNN_CUDA_SCALARIZE and
+# MPSRNN_ADVANCED_OPTIMIZATION at start-up, MPSRNN_CPU_LANES when kernels/lanes.py is imported.)
 PLANNING_KNOBS = ("MPSRNN_RECURRENCE", "MPSRNN_PROJECTION", "MPSRNN_PROJECTION_TILES", "MPSRNN_PROJECTION_TILE",
-                  "MPSRNN_TILE_UNITS", "MPSRNN_RESIDENT_WEIGHTS", "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_GRID",
+                  "MPSRNN_TILE_UNITS", "MPSRNN_TILE_LAYOUT", "MPSRNN_TILE_LOADS", "MPSRNN_RESIDENT_WEIGHTS",
+                  "MPSRNN_PAIR_DIRECTIONS", "MPSRNN_PERSISTENT_GRID",
                   "MPSRNN_PERSISTENT_LOADS", "MPSRNN_PERSISTENT_PER_SM", "MPSRNN_PERSISTENT_ROWS",
                   "MPSRNN_PERSISTENT_ZIGZAG", "MPSRNN_PERSISTENT_LAYOUT",
                   "MPSRNN_PERSISTENT_FOLD", "MPSRNN_PERSISTENT_KEPT",
