@@ -8,7 +8,7 @@ zero initial state when the run has none: a layer is one dispatch, where a CPU d
 the state once per block of ``LANES`` units and serve every gate of those units with vector
 multiply-adds (``lanes.py``). Then:
 
-* with the usual neurons (``F_STANDARD``), each block's gate math runs right away on the
+* with the usual neurons (``F_STANDARD``; a kernel of their own), each block's gate math runs right away on the
   accumulators, a block of units at a time (``lane_math``), and the block's new h (and c) are stored;
 * with any other neurons the products are added in place to the step's projected inputs
   (read once, so those workspace rows can take the sum) and the gate math runs unit by unit
@@ -60,7 +60,6 @@ from .layout import (
     F_OUT,
     F_PEEP,
     F_ROWS,
-    F_STANDARD,
     F_STEPS,
     F_WS_SCRATCH,
     F_WS_XW,
@@ -150,9 +149,9 @@ def single_gate_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(
 
 
 @ti.func
-def single_gate_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
-                     H, out: ti.template(), s, r, folded):
-    if frame[F_STANDARD] != 0:
+def single_gate_step(standard: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0,
+                     h1, c0, c1, H, out: ti.template(), s, r, folded):
+    if ti.static(standard):
         single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r, folded)
     else:
         single_gate_any(ws, lanes, frame, xw, h0, h1, H, out, s, r)
@@ -225,11 +224,11 @@ def gru_scratch(frame: ti.template(), r, H):
 
 
 @ti.func
-def gru_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1, H,
-             out: ti.template(), s, r, folded):
+def gru_step(standard: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0,
+             c1, H, out: ti.template(), s, r, folded):
     """The GRU's first phase (its whole step with other neurons); ``gru_step_output`` is the second."""
     sz, srh, szh = gru_scratch(frame, r, H)
-    if frame[F_STANDARD] != 0:
+    if ti.static(standard):
         gru_standard_gates(ws, lanes, frame, xw, h0, sz, srh, szh, H, folded)
     else:
         gru_any(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
@@ -238,9 +237,9 @@ def gru_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, 
 @ti.func
 def gru_step_output(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
                     out: ti.template(), s, r, folded):
-    if frame[F_STANDARD] != 0:
-        sz, srh, szh = gru_scratch(frame, r, H)
-        gru_standard_output(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r, folded)
+    """The standard GRU's second phase (``gru_step`` did the whole step of any other)."""
+    sz, srh, szh = gru_scratch(frame, r, H)
+    gru_standard_output(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r, folded)
 
 
 # --- LSTM ----------------------------------------------------------------------------------
@@ -323,10 +322,10 @@ def lstm_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, 
 
 
 @ti.func
-def lstm_step(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
-              H, out: ti.template(), s, r, folded):
+def lstm_step(standard: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0,
+              c1, H, out: ti.template(), s, r, folded):
     peep = frame[F_PEEP]
-    if frame[F_STANDARD] != 0:
+    if ti.static(standard):
         lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r, folded)
     else:
         lstm_any(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
@@ -396,26 +395,27 @@ def row_group(frame: ti.template()):
 
 
 @ti.func
-def rows_step(kind: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(),
-              out: ti.template(), s, r0, nr):
+def rows_step(kind: ti.template(), standard: ti.template(), ws: ti.template(), lanes: ti.template(),
+              frame: ti.template(), out: ti.template(), s, r0, nr):
     """Step s of batch rows r0 .. r0+nr-1 (nr ≤ PAIR). A pair of rows, both present at the step,
     with the usual neurons, shares each load of U (``fold_first_products``); otherwise each row
     takes its own products. A row absent at step s carries its state forward."""
     H = frame[F_OUT]
     present = frame[F_ROWS + s]
     folded = 0
-    if nr == PAIR and r0 + PAIR <= present and frame[F_STANDARD] != 0:
-        folded = 1
-        fold_first_products(kind, PAIR, ws, lanes, frame, s, r0, H)
+    if ti.static(standard):
+        if nr == PAIR and r0 + PAIR <= present:
+            folded = 1
+            fold_first_products(kind, PAIR, ws, lanes, frame, s, r0, H)
     for k in range(nr):
         xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
         if r0 + k < present:
-            ti.static(LANE_STEPS[kind])(ws, lanes, frame, xw, h0, h1, c0, c1, H, out, s, r0 + k, folded)
+            ti.static(LANE_STEPS[kind])(standard, ws, lanes, frame, xw, h0, h1, c0, c1, H, out, s, r0 + k, folded)
         else:
             copy_row_forward(ws, h0, h1, H)
             if ti.static(kind == CELL_LSTM):
                 copy_row_forward(ws, c0, c1, H)
-    if ti.static(kind == CELL_GRU):   # its second phase needs every row's r∘h0
+    if ti.static(kind == CELL_GRU and standard):   # its second phase needs every row's r∘h0
         if folded != 0:
             fold_gru_second_products(PAIR, ws, lanes, frame, s, r0, H)
         for k in range(nr):
@@ -425,7 +425,7 @@ def rows_step(kind: ti.template(), ws: ti.template(), lanes: ti.template(), fram
 
 
 @ti.func
-def run_rows(kind: ti.template(), x: ti.template(), ws: ti.template(), lanes: ti.template(),
+def run_rows(kind: ti.template(), standard: ti.template(), x: ti.template(), ws: ti.template(), lanes: ti.template(),
              frame: ti.template(), out: ti.template(), r0, nr):
     """Every step of batch rows r0 .. r0+nr-1 of a ``kind`` cell (CELL_*: one compiled kernel per
     kind), each row's inputs projected 8 steps at a time unless the run did it apart."""
@@ -439,15 +439,18 @@ def run_rows(kind: ti.template(), x: ti.template(), ws: ti.template(), lanes: ti
             for k in range(nr):
                 project_steps(x, ws, lanes, frame, r0 + k, sb * STEP_BLOCK)
         for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-            rows_step(kind, ws, lanes, frame, out, s, r0, nr)
+            rows_step(kind, standard, ws, lanes, frame, out, s, r0, nr)
 
 
-def _lanes_kernel(kind, serial):
+def _lanes_kernel(kind, serial, standard):
     """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py), one or a
     pair at a time (the run's LANE_PAIRS); or, with ``serial``, one loop over them that Taichi runs
     on the calling thread. A parallel dispatch wakes Taichi's thread pool, which on a 2-core VM
     costs 14-53 µs (p20, median) against 5 µs for a serial one (a trivial kernel in a graph), so
-    small layers run serially (``lanes_serial`` in ``scheduler/recurrence.py`` decides)."""
+    small layers run serially (``lanes_serial`` in ``scheduler/recurrence.py`` decides).
+    ``standard``: for cells with the usual neurons (the frame's F_STANDARD) only, or for the others
+    only (``_any`` in its name): each kernel holds one of the two forms of the step, which halves a
+    cold compile (AMD EPYC VM, the LSTM's serial kernel: 57 s with both, 29 s with the usual one)."""
     # (nothing before the outermost loop: a statement there is a task of its own, grid.py)
     def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
         if ti.static(serial):
@@ -455,7 +458,7 @@ def _lanes_kernel(kind, serial):
             for _ in range(1):
                 B, rows = frame[F_BATCH], row_group(frame)
                 for g in range((B + rows - 1) // rows):
-                    run_rows(kind, x, ws, lanes, frame, out, g * rows, ti.min(rows, B - g * rows))
+                    run_rows(kind, standard, x, ws, lanes, frame, out, g * rows, ti.min(rows, B - g * rows))
         else:
             ti.loop_config(block_dim=ti.static(worker_block()))
             for w in range(ti.static(workers())):
@@ -463,13 +466,19 @@ def _lanes_kernel(kind, serial):
                 first, count, stride = share((B + rows - 1) // rows, w)
                 for q in range(count):
                     r0 = (first + q * stride) * rows
-                    run_rows(kind, x, ws, lanes, frame, out, r0, ti.min(rows, B - r0))
-    name = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes{'_serial' if serial else ''}"
+                    run_rows(kind, standard, x, ws, lanes, frame, out, r0, ti.min(rows, B - r0))
+    name = f"{lanes_name(kind, standard)}{'_serial' if serial else ''}"
     run.__name__ = run.__qualname__ = name   # names in profiles
     return ti.kernel(run)
 
 
+def lanes_name(kind, standard):
+    """The lanes kernels' name for a ``kind`` cell with the usual neurons or (``_any``) others."""
+    return f"{('single_gate', 'gru', 'lstm')[kind]}_lanes{'' if standard else '_any'}"
+
+
 @functools.lru_cache(maxsize=None)
-def lanes_kernel(kind, serial):
-    """The lanes kernel of a ``kind`` cell, parallel or serial (each compiled on first use)."""
-    return _lanes_kernel(kind, serial)
+def lanes_kernel(kind, serial, standard=True):
+    """The lanes kernel of a ``kind`` cell, parallel or serial, for cells with the usual neurons or
+    the others (each compiled on first use)."""
+    return _lanes_kernel(kind, serial, standard)

@@ -30,7 +30,7 @@ from .frame import FRAME, INPUT, OUTPUT, WORKSPACE, run_sizes
 from .grid import CPU_TASK, worker_block, workers
 from .lanes import LANE_WEIGHTS
 from .layout import F_BATCH, F_STEPS, F_WS_SCRATCH
-from .sequence_lanes import STEP_BLOCK, project_span, row_group, rows_step, start_row
+from .sequence_lanes import STEP_BLOCK, lanes_name, project_span, row_group, rows_step, start_row
 
 
 FIRST_CHUNK = 4   # steps of the first chunk, which the stepping worker projects alone before its first step
@@ -90,7 +90,7 @@ def claim_and_project(x: ti.template(), ws: ti.template(), lanes: ti.template(),
     return claimed
 
 
-def _pipelined_kernel(kind):
+def _pipelined_kernel(kind, standard):
     def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(serialize=True)
         for _ in range(1):   # a serial task of its own, done before the workers start
@@ -128,17 +128,19 @@ def _pipelined_kernel(kind):
                         s0, end = chunk_span(k, T)
                         for s in range(s0, end):
                             for g in range((B + rows - 1) // rows):
-                                rows_step(kind, ws, lanes, frame, out, s, g * rows, ti.min(rows, B - g * rows))
+                                rows_step(kind, standard, ws, lanes, frame, out, s, g * rows,
+                                          ti.min(rows, B - g * rows))
                         k += 1
                     elif act == 0:
                         claimed = claim_and_project(x, ws, lanes, frame, c, chunks)
                         if not claimed and not stepping:
                             break
-    run.__name__ = run.__qualname__ = f"{('single_gate', 'gru', 'lstm')[kind]}_lanes_pipelined"
+    run.__name__ = run.__qualname__ = f"{lanes_name(kind, standard)}_pipelined"
     return ti.kernel(run)
 
 
 @functools.lru_cache(maxsize=None)
-def pipelined_kernel(kind):
-    """The pipelined lanes kernel of a ``kind`` cell (each compiled on first use)."""
-    return _pipelined_kernel(kind)
+def pipelined_kernel(kind, standard=True):
+    """The pipelined lanes kernel of a ``kind`` cell, for cells with the usual neurons or the others
+    (``sequence_lanes.lanes_kernel``; each compiled on first use)."""
+    return _pipelined_kernel(kind, standard)
