@@ -8,9 +8,9 @@ zero initial state when the run has none: a layer is one dispatch, where a CPU d
 the state once per block of ``LANES`` units and serve every gate of those units with vector
 multiply-adds (``lanes.py``). Then:
 
-* with the usual neurons (``F_STANDARD``; a kernel of their own), each block's gate math runs right away on the
+* with the usual neurons (``F_STANDARD``), each block's gate math runs right away on the
   accumulators, a block of units at a time (``lane_math``), and the block's new h (and c) are stored;
-* with any other neurons the products are added in place to the step's projected inputs
+* with any other neurons (a kernel of their own: ``lanes_kernel``'s ``standard``) the products are added in place to the step's projected inputs
   (read once, so those workspace rows can take the sum) and the gate math runs unit by unit
   (``gate_math``, as in every other variant).
 

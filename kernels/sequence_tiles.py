@@ -143,9 +143,9 @@ def tile_kernels(chunk, packed=True, loads=4):
         """red[tid, k] = this thread's share of Σ_j M(o, j)·ws[x1[k] + j] (+ M2(i, j)·ws[x2[k] + j]
         with ``with2``), for its row o = g·H + i of the tile and its split of j. ``loads`` weight
         loads are issued together, their products added as a tree, and each serves every batch row
-        of the chunk. M at m0 and M2 at m2 in
-        ``wts``, with strides (mso, msj) a row and an input; or with ``packed`` M and M2 are the
-        phase's matrices at m0 and m2 in the packed copy ``tw`` (the strides unused)."""
+        of the chunk. M at m0 and M2 at m2 in ``wts``, with strides (mso, msj) a row and an input;
+        or with ``packed`` M and M2 are the phase's matrices at m0 and m2 in the packed copy ``tw``
+        (the strides unused)."""
         rows_r = gates * units
         n_split = BLOCK // rows_r
         lane = tid % rows_r
