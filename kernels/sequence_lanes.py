@@ -450,7 +450,8 @@ def _lanes_kernel(kind, serial, standard):
     small layers run serially (``lanes_serial`` in ``scheduler/recurrence.py`` decides).
     ``standard``: for cells with the usual neurons (the frame's F_STANDARD) only, or for the others
     only (``_any`` in its name): each kernel holds one of the two forms of the step, which halves a
-    cold compile (AMD EPYC VM, the LSTM's serial kernel: 57 s with both, 29 s with the usual one)."""
+    cold compile (AMD EPYC VM, the LSTM's serial kernel, runs taking turns: 80-120 s with both forms,
+    40-45 s with the usual one)."""
     # (nothing before the outermost loop: a statement there is a task of its own, grid.py)
     def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
         if ti.static(serial):
