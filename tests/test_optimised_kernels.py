@@ -41,9 +41,10 @@ def test_default_cpu_plans_compiled_with_optimisations(arch, rng):
     if arch != "cpu" or backend._optimizes(arch):
         pytest.skip("this session's kernels are compiled with Taichi's optimisations already")
     # the usual neurons (vector gate math), a diagonal peephole, batches that shrink, hidden sizes
-    # that leave a partial last block of lanes
+    # that leave a partial last block of lanes; and the kernel of other neurons (unit by unit) in its
+    # smallest form, the single gate's
     scenarios = [("lstm", {"peephole": "diagonal"}, 9, 37, [3, 3, 1]), ("gru", {}, 6, 19, [3, 2, 2]),
-                 ("single", {}, 4, 18, [4, 3, 1])]
+                 ("single", {}, 4, 18, [4, 3, 1]), ("single", {"neurons": "rectified"}, 5, 11, [2, 2, 1])]
     env = child_env(MPSRNN_ADVANCED_OPTIMIZATION="on", MPSRNN_ARCH="cpu",
                     MPSRNN_TEST_SEED=str(int(rng.integers(1 << 30))))
     done = subprocess.run([sys.executable, "-c", OPTIMISED % (scenarios,)], env=env, capture_output=True, text=True,
