@@ -10,9 +10,9 @@ multiply-adds (``lanes.py``). Then:
 
 * with the usual neurons (``F_STANDARD``), each block's gate math runs right away on the
   accumulators, a block of units at a time (``lane_math``), and the block's new h (and c) are stored;
-* with any other neurons (a kernel of their own: ``lanes_kernel``'s ``standard``) the products are added in place to the step's projected inputs
-  (read once, so those workspace rows can take the sum) and the gate math runs unit by unit
-  (``gate_math``, as in every other variant).
+* with any other neurons (a kernel of their own: ``lanes_kernel``'s ``standard``) the products
+  are added in place to the step's projected inputs (read once, so those workspace rows can take
+  the sum) and the gate math runs unit by unit (``gate_math``, as in every other variant).
 
 Where a thread has two batch rows or more, it steps them in pairs (the run's LANE_PAIRS): a pair
 shares each load of U, its products added into the rows' input terms first (``fold_first_products``),
@@ -67,7 +67,6 @@ from .layout import (
     GATES,
     LANE_PAIRS,
     LANE_PROJECTED,
-    PEEP_DENSE,
     PEEP_DIAGONAL,
 )
 from .projection import ROWS_PER_THREAD, project_lanes, step_group, zero_initial_state
@@ -149,8 +148,9 @@ def single_gate_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(
 
 
 @ti.func
-def single_gate_step(standard: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0,
-                     h1, c0, c1, H, out: ti.template(), s, r, folded):
+def single_gate_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), lanes: ti.template(),
+                     frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded):
+    """(``dense``: the LSTM's, unused.)"""
     if ti.static(standard):
         single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r, folded)
     else:
@@ -224,9 +224,10 @@ def gru_scratch(frame: ti.template(), r, H):
 
 
 @ti.func
-def gru_step(standard: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0,
-             c1, H, out: ti.template(), s, r, folded):
-    """The GRU's first phase (its whole step with other neurons); ``gru_step_output`` is the second."""
+def gru_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), lanes: ti.template(),
+             frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded):
+    """The GRU's first phase (its whole step with other neurons); ``gru_step_output`` is the second.
+    (``dense``: the LSTM's, unused.)"""
     sz, srh, szh = gru_scratch(frame, r, H)
     if ti.static(standard):
         gru_standard_gates(ws, lanes, frame, xw, h0, sz, srh, szh, H, folded)
@@ -245,8 +246,8 @@ def gru_step_output(ws: ti.template(), lanes: ti.template(), frame: ti.template(
 # --- LSTM ----------------------------------------------------------------------------------
 
 @ti.func
-def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1, H, peep,
-                  out: ti.template(), s, r, folded):
+def lstm_standard(dense: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1,
+                  c0, c1, H, peep, out: ti.template(), s, r, folded):
     """Same formulas and order as gate_math.lstm_cell_state and lstm_output, a block of L = LANES
     units at a time. The LSTM's lane vectors hold a unit block's four gates (``lanes.lane_group``):
     one accumulator of 4L lanes, gate g at lanes Lg .. Lg+L-1."""
@@ -261,7 +262,7 @@ def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(),
         a_c = load_lanes(ws, xw + 2 * H + i0, n) + gate_lanes(acc[0], 2)
         a_o = load_lanes(ws, xw + 3 * H + i0, n) + gate_lanes(acc[0], 3)
         c_old = load_lanes(ws, c0 + i0, n)
-        if peep == PEEP_DENSE:
+        if ti.static(dense):
             pv = zeros(1, 4)   # (its output gate's lanes unused: Vo multiplies c1, below)
             accumulate_products(pv, lanes, vl + u * H, H, ws, c0)
             a_i += gate_lanes(pv[0], 0)
@@ -274,13 +275,13 @@ def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(),
             a_c += gate_lanes(diagonal, 2) * c_old
         c_new = sigmoid_lanes(a_f) * c_old + sigmoid_lanes(a_i) * tanh_lanes(a_c)
         store_lanes(ws, c1 + i0, c_new, n)
-        if peep == PEEP_DENSE:
+        if ti.static(dense):
             store_lanes(ws, xw + 3 * H + i0, a_o, n)   # Vo·c1 needs the whole new cell: below
         else:
             if peep == PEEP_DIAGONAL:
                 a_o += gate_lanes(lanes[vl + u], 3) * c_new
             store_new_h(ws, frame, h1, sigmoid_lanes(a_o) * tanh_lanes(c_new), i0, n, out, s, r)
-    if peep == PEEP_DENSE:
+    if ti.static(dense):
         for u in range(lane_blocks(H)):
             i0, n = block_span(u, H)
             acc = zeros(1, 4)   # all four gates' V·c1, of which the output gate's is wanted (a rare cell)
@@ -291,11 +292,11 @@ def lstm_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(),
 
 
 @ti.func
-def lstm_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0, c1,
-             H, peep, out: ti.template(), s, r):
+def lstm_any(dense: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0,
+             c1, H, peep, out: ti.template(), s, r):
     vl = frame[F_LANE_V]
     add_products(ws, xw, lanes, frame[F_LANE_U], 4, 0, 4, H, h0, H)
-    if peep == PEEP_DENSE:
+    if ti.static(dense):
         add_products(ws, xw, lanes, vl, 4, 0, 3, H, c0, H)
     for i in range(H):
         a_i = ws[xw + i]
@@ -308,13 +309,13 @@ def lstm_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, 
             a_c += lane_weight(lanes, vl, 4, 2, i) * c_old
         c_new = lstm_cell_state(frame, i, a_i, a_f, a_c, c_old)
         ws[c1 + i] = c_new
-        if peep != PEEP_DENSE:   # a dense peephole needs the whole new cell: below
+        if ti.static(not dense):   # a dense peephole needs the whole new cell: below
             a_o = ws[xw + 3 * H + i]
             if peep == PEEP_DIAGONAL:
                 a_o += lane_weight(lanes, vl, 4, 3, i) * c_new
             ws[h1 + i] = lstm_output(frame, i, a_o, c_new)
             store_output(out, frame, s, r, i, ws[h1 + i])
-    if peep == PEEP_DENSE:
+    if ti.static(dense):
         add_products(ws, xw + 3 * H, lanes, vl, 4, 3, 1, H, c1, H)   # Vo·c1
         for i in range(H):
             ws[h1 + i] = lstm_output(frame, i, ws[xw + 3 * H + i], ws[c1 + i])
@@ -322,13 +323,15 @@ def lstm_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, 
 
 
 @ti.func
-def lstm_step(standard: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0,
-              c1, H, out: ti.template(), s, r, folded):
+def lstm_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), lanes: ti.template(),
+              frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded):
+    """``dense``: the LSTM with dense peepholes (a kernel of its own), else with none or diagonal
+    ones (F_PEEP, read at run time)."""
     peep = frame[F_PEEP]
     if ti.static(standard):
-        lstm_standard(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r, folded)
+        lstm_standard(dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r, folded)
     else:
-        lstm_any(ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
+        lstm_any(dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
 
 
 # --- rows that share each weight load ------------------------------------------------------
@@ -395,8 +398,8 @@ def row_group(frame: ti.template()):
 
 
 @ti.func
-def rows_step(kind: ti.template(), standard: ti.template(), ws: ti.template(), lanes: ti.template(),
-              frame: ti.template(), out: ti.template(), s, r0, nr):
+def rows_step(kind: ti.template(), standard: ti.template(), dense: ti.template(), ws: ti.template(),
+              lanes: ti.template(), frame: ti.template(), out: ti.template(), s, r0, nr):
     """Step s of batch rows r0 .. r0+nr-1 (nr ≤ PAIR). A pair of rows, both present at the step,
     with the usual neurons, shares each load of U (``fold_first_products``); otherwise each row
     takes its own products. A row absent at step s carries its state forward."""
@@ -410,7 +413,8 @@ def rows_step(kind: ti.template(), standard: ti.template(), ws: ti.template(), l
     for k in range(nr):
         xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
         if r0 + k < present:
-            ti.static(LANE_STEPS[kind])(standard, ws, lanes, frame, xw, h0, h1, c0, c1, H, out, s, r0 + k, folded)
+            ti.static(LANE_STEPS[kind])(standard, dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, out, s, r0 + k,
+                                        folded)
         else:
             copy_row_forward(ws, h0, h1, H)
             if ti.static(kind == CELL_LSTM):
@@ -425,8 +429,8 @@ def rows_step(kind: ti.template(), standard: ti.template(), ws: ti.template(), l
 
 
 @ti.func
-def run_rows(kind: ti.template(), standard: ti.template(), x: ti.template(), ws: ti.template(), lanes: ti.template(),
-             frame: ti.template(), out: ti.template(), r0, nr):
+def run_rows(kind: ti.template(), standard: ti.template(), dense: ti.template(), x: ti.template(), ws: ti.template(),
+             lanes: ti.template(), frame: ti.template(), out: ti.template(), r0, nr):
     """Every step of batch rows r0 .. r0+nr-1 of a ``kind`` cell (CELL_*: one compiled kernel per
     kind), each row's inputs projected 8 steps at a time unless the run did it apart."""
     T, _, H, _ = run_sizes(frame)
@@ -439,10 +443,10 @@ def run_rows(kind: ti.template(), standard: ti.template(), x: ti.template(), ws:
             for k in range(nr):
                 project_steps(x, ws, lanes, frame, r0 + k, sb * STEP_BLOCK)
         for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-            rows_step(kind, standard, ws, lanes, frame, out, s, r0, nr)
+            rows_step(kind, standard, dense, ws, lanes, frame, out, s, r0, nr)
 
 
-def _lanes_kernel(kind, serial, standard):
+def _lanes_kernel(kind, serial, standard, dense):
     """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py), one or a
     pair at a time (the run's LANE_PAIRS); or, with ``serial``, one loop over them that Taichi runs
     on the calling thread. A parallel dispatch wakes Taichi's thread pool, which on a 2-core VM
@@ -451,7 +455,9 @@ def _lanes_kernel(kind, serial, standard):
     ``standard``: for cells with the usual neurons (the frame's F_STANDARD) only, or for the others
     only (``_any`` in its name): each kernel holds one of the two forms of the step, which halves a
     cold compile (AMD EPYC VM, the LSTM's serial kernel, runs taking turns: 80-120 s with both forms,
-    40-45 s with the usual one)."""
+    40-45 s with the usual one). ``dense``: for LSTMs with dense peepholes only, or for the others
+    only (a rare cell: its passes over V cost the others' kernel a third of its compile, 26-34 s
+    against 17-24)."""
     # (nothing before the outermost loop: a statement there is a task of its own, grid.py)
     def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
         if ti.static(serial):
@@ -459,7 +465,7 @@ def _lanes_kernel(kind, serial, standard):
             for _ in range(1):
                 B, rows = frame[F_BATCH], row_group(frame)
                 for g in range((B + rows - 1) // rows):
-                    run_rows(kind, standard, x, ws, lanes, frame, out, g * rows, ti.min(rows, B - g * rows))
+                    run_rows(kind, standard, dense, x, ws, lanes, frame, out, g * rows, ti.min(rows, B - g * rows))
         else:
             ti.loop_config(block_dim=ti.static(worker_block()))
             for w in range(ti.static(workers())):
@@ -467,19 +473,20 @@ def _lanes_kernel(kind, serial, standard):
                 first, count, stride = share((B + rows - 1) // rows, w)
                 for q in range(count):
                     r0 = (first + q * stride) * rows
-                    run_rows(kind, standard, x, ws, lanes, frame, out, r0, ti.min(rows, B - r0))
-    name = f"{lanes_name(kind, standard)}{'_serial' if serial else ''}"
+                    run_rows(kind, standard, dense, x, ws, lanes, frame, out, r0, ti.min(rows, B - r0))
+    name = f"{lanes_name(kind, standard, dense)}{'_serial' if serial else ''}"
     run.__name__ = run.__qualname__ = name   # names in profiles
     return ti.kernel(run)
 
 
-def lanes_name(kind, standard):
-    """The lanes kernels' name for a ``kind`` cell with the usual neurons or (``_any``) others."""
-    return f"{('single_gate', 'gru', 'lstm')[kind]}_lanes{'' if standard else '_any'}"
+def lanes_name(kind, standard, dense):
+    """The lanes kernels' name for a ``kind`` cell with the usual neurons or (``_any``) others, and
+    (``_dense``) an LSTM's dense peepholes."""
+    return f"{('single_gate', 'gru', 'lstm')[kind]}_lanes{'' if standard else '_any'}{'_dense' if dense else ''}"
 
 
 @functools.lru_cache(maxsize=None)
-def lanes_kernel(kind, serial, standard=True):
+def lanes_kernel(kind, serial, standard=True, dense=False):
     """The lanes kernel of a ``kind`` cell, parallel or serial, for cells with the usual neurons or
-    the others (each compiled on first use)."""
-    return _lanes_kernel(kind, serial, standard)
+    the others, for LSTMs with dense peepholes or the others (each compiled on first use)."""
+    return _lanes_kernel(kind, serial, standard, dense)

@@ -90,7 +90,7 @@ def claim_and_project(x: ti.template(), ws: ti.template(), lanes: ti.template(),
     return claimed
 
 
-def _pipelined_kernel(kind, standard):
+def _pipelined_kernel(kind, standard, dense):
     def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(serialize=True)
         for _ in range(1):   # a serial task of its own, done before the workers start
@@ -128,19 +128,20 @@ def _pipelined_kernel(kind, standard):
                         s0, end = chunk_span(k, T)
                         for s in range(s0, end):
                             for g in range((B + rows - 1) // rows):
-                                rows_step(kind, standard, ws, lanes, frame, out, s, g * rows,
+                                rows_step(kind, standard, dense, ws, lanes, frame, out, s, g * rows,
                                           ti.min(rows, B - g * rows))
                         k += 1
                     elif act == 0:
                         claimed = claim_and_project(x, ws, lanes, frame, c, chunks)
                         if not claimed and not stepping:
                             break
-    run.__name__ = run.__qualname__ = f"{lanes_name(kind, standard)}_pipelined"
+    run.__name__ = run.__qualname__ = f"{lanes_name(kind, standard, dense)}_pipelined"
     return ti.kernel(run)
 
 
 @functools.lru_cache(maxsize=None)
-def pipelined_kernel(kind, standard=True):
-    """The pipelined lanes kernel of a ``kind`` cell, for cells with the usual neurons or the others
-    (``sequence_lanes.lanes_kernel``; each compiled on first use)."""
-    return _pipelined_kernel(kind, standard)
+def pipelined_kernel(kind, standard=True, dense=False):
+    """The pipelined lanes kernel of a ``kind`` cell, for cells with the usual neurons or the others,
+    for LSTMs with dense peepholes or the others (``sequence_lanes.lanes_kernel``; each compiled on
+    first use)."""
+    return _pipelined_kernel(kind, standard, dense)

@@ -778,13 +778,14 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     args = _recurrence_args(lr, output)
     kind = lr.cell.kind
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
-        standard = lr.cell.header[F_STANDARD] != 0   # (a kernel for the usual neurons, one for the others)
+        # a kernel for the usual neurons and one for the others; one for dense LSTM peepholes
+        form = (lr.cell.header[F_STANDARD] != 0, kind == CELL_LSTM and lr.cell.header_peep == PEEP_DENSE)
         if lr.projected_apart and lanes_pipelined(batch):
-            prog.add(pipelined_kernel(kind, standard), x, lr.ws, lr.cell.lanes, lr.frame, output)
+            prog.add(pipelined_kernel(kind, *form), x, lr.ws, lr.cell.lanes, lr.frame, output)
             return
         if lr.projected_apart:
             prog.add(project_inputs_lanes, x, lr.ws, lr.cell.lanes, lr.frame)
-        prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch), standard), x, lr.ws, lr.cell.lanes, lr.frame,
+        prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch), *form), x, lr.ws, lr.cell.lanes, lr.frame,
                  output)
         return
     _emit_projection(prog, lr, x, steps * batch)
