@@ -162,8 +162,13 @@ class PackedCell:
                 # vectors hold 64 with 16 lanes): a compile-time note about its own kernel, not ours
                 warnings.filterwarnings("ignore", message="You are unrolling more than", category=SyntaxWarning)
                 self.lanes.from_numpy(self.host_lanes)
-        self.wts = ti.ndarray(ti.f32 if self.weight_type == DataType.FLOAT32 else ti.f16, self.host_wts.shape)
+        self.wts = ti.ndarray(self._ti_weight_type(), self.host_wts.shape)
         self.wts.from_numpy(self.host_wts)
+
+    def _ti_weight_type(self):
+        """Taichi's type of the layer's weight arrays: float32 or float16."""
+        import taichi as ti
+        return ti.f32 if self.weight_type == DataType.FLOAT32 else ti.f16
 
     def quads(self):
         """U, then for a GRU whose Vh is set Vh, in the quad layout (``kernels/quads.py``), as one
@@ -202,7 +207,7 @@ class PackedCell:
             import taichi as ti
             from .kernels.sequence_tiles import pack_tiles
             host = pack_tiles(self._phase_matrices(), self.n_out, units).astype(self.host_wts.dtype)
-            tiles = ti.ndarray(ti.f32 if host.dtype == np.float32 else ti.f16, host.shape)
+            tiles = ti.ndarray(self._ti_weight_type(), host.shape)
             tiles.from_numpy(host)
             self._tiles = (units, tiles)
         return self._tiles[1]
@@ -240,6 +245,16 @@ class PackedCell:
     @property
     def is_lstm(self):
         return self.kind == L.CELL_LSTM
+
+    @property
+    def standard(self):
+        """Whether every gate has its usual neuron (the frame's F_STANDARD), which the fast kernels need."""
+        return self.header[L.F_STANDARD] != 0
+
+    @property
+    def dense_peepholes(self):
+        """Whether this is an LSTM with dense peepholes (V·c a matrix product, not a diagonal one)."""
+        return self.is_lstm and self.header_peep == L.PEEP_DENSE
 
     def copy(self):
         """An independent cell with the same weights (new device arrays)."""

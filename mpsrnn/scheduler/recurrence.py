@@ -40,7 +40,7 @@ import os
 from ..backend import current_arch
 from ..kernels.exchange import exchange_fits
 from ..kernels.knobs import knob, one_or_two, switch
-from ..kernels.layout import CELL_GRU, CELL_LSTM, F_INPUT_MODE, F_STANDARD, INPUT_IDENTITY, PEEP_DENSE
+from ..kernels.layout import CELL_GRU, F_INPUT_MODE, INPUT_IDENTITY
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.projection_tiled import projection_tile, projection_tiled_kernel
@@ -131,7 +131,7 @@ def applies(name, arch, cell):
     if name == "lanes":
         return cell.lanes is not None
     if name == "tiles":
-        return not (cell.kind == CELL_LSTM and cell.header_peep == PEEP_DENSE)
+        return not cell.dense_peepholes
     if name == "persistent":
         return arch == "cuda" and persistent_fits(cell.kind, cell.header_peep, cell.n_out, _grid(cell))
     if name == "spread":
@@ -250,7 +250,7 @@ def block_step_outweighs_dispatches(cell):
 def _registers_shape(cell, arch):
     """(gate rows a thread, threads a block) of the registers kernel for this layer on ``arch``, or
     None where it does not fit."""
-    return registers_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, arch == "cuda")
+    return registers_shape(cell.kind, cell.header_peep, cell.n_out, cell.standard, arch == "cuda")
 
 
 def warp_by_default(cell, arch):
@@ -273,7 +273,7 @@ def warp_by_default(cell, arch):
 def _warp_shape(cell, arch):
     """(units a lane, lanes a unit) of the warp kernel for this layer on ``arch``, or None where it
     does not fit (two lanes a unit: CUDA's warp shuffles only)."""
-    return warp_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, arch == "cuda")
+    return warp_shape(cell.kind, cell.header_peep, cell.n_out, cell.standard, arch == "cuda")
 
 
 def _sms():
@@ -289,7 +289,7 @@ def _split_shape(cell, batch):
     most = split_per_sm()
     for width, per_sm in ((CHUNK, 1), (CHUNK, 2), (WIDE, 2)):
         if per_sm <= most:
-            shape = split_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
+            shape = split_shape(cell.kind, cell.header_peep, cell.n_out, cell.standard, batch,
                                 _sms() * per_sm, width)
             if shape is not None:
                 return shape
@@ -440,7 +440,7 @@ def _spread_fit(cell, batch, sms=None):
     forced = _grid(cell) if sms is None and os.environ.get("MPSRNN_PERSISTENT_GRID", "").strip() else None
 
     def on(count, threads=SPREAD_BLOCK, most_rows=MAX_ROWS):
-        return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.header[F_STANDARD] != 0, batch,
+        return spread_shape(cell.kind, cell.header_peep, cell.n_out, cell.standard, batch,
                             count, forced, threads, most_rows)
     if sms is not None:
         return on(sms), SPREAD_BLOCK
@@ -778,8 +778,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     args = _recurrence_args(lr, output)
     kind = lr.cell.kind
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
-        # a kernel for the usual neurons and one for the others; one for dense LSTM peepholes
-        form = (lr.cell.header[F_STANDARD] != 0, kind == CELL_LSTM and lr.cell.header_peep == PEEP_DENSE)
+        form = (lr.cell.standard, lr.cell.dense_peepholes)   # (each a kernel of its own)
         if lr.projected_apart and lanes_pipelined(batch):
             prog.add(pipelined_kernel(kind, *form), x, lr.ws, lr.cell.lanes, lr.frame, output)
             return
@@ -824,8 +823,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
                               split_atomic(lr.cell, batch), split_gates_here(lr.cell, batch)),
                  x, *args)
     elif name == "tiles":
-        packed = tiles_packed()
-        kernels = tile_kernels(tile_chunk(batch), packed, tile_loads(tile_chunk(batch)))
+        packed, chunk = tiles_packed(), tile_chunk(batch)
+        kernels = tile_kernels(chunk, packed, tile_loads(chunk))
         units = tile_units()
         tw = lr.cell.tile_weights(units) if packed else lr.cell.wts   # (not read where plain)
         for s in range(steps):
@@ -833,7 +832,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
                 prog.add(kernels[GRU_GATES], *args, tw, s, units)
             prog.add(kernels[kind], *args, tw, s, units)
     else:
-        dense_peepholes = kind == CELL_LSTM and lr.cell.header_peep == PEEP_DENSE
+        dense_peepholes = lr.cell.dense_peepholes
         for s in range(steps):
             prog.add(STEP_KERNELS[kind], *args, s)
             if dense_peepholes:
@@ -871,7 +870,7 @@ def pair_directions(arch, fwd, bwd, batch):
         return False
     def shape(run):
         c = run.cell
-        return c.kind, c.n_in, c.n_out, c.header_peep, c.header[F_STANDARD], run.projected_apart
+        return c.kind, c.n_in, c.n_out, c.header_peep, c.standard, run.projected_apart
     if kernel == "split":   # both grids whole, two blocks an SM: so each on one block an SM
         return shape(fwd) == shape(bwd) and split_on_one_block_an_sm(fwd.cell, batch)
     return shape(fwd) == shape(bwd) and _paired_shape(fwd.cell, batch) is not None
