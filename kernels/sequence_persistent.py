@@ -233,7 +233,7 @@ def write_term(terms: ti.template(), slot, b, i, H, value):
     terms[term_row(slot, b, H) + i // QUAD][i % QUAD] = value
 
 
-def grid_kernels(run_layer, nblocks, block, shared, name):
+def grid_kernels(run_layer, nblocks, block, shared, name, rows=False):
     """(kernel, paired) for a layer body ``run_layer`` that runs one layer's whole sequence on
     ``nblocks`` blocks of ``block`` threads (the spread and split kernels): ``kernel`` takes one
     layer's arrays; ``paired`` takes two layers' (the two directions of a bidirectional level) on
@@ -243,8 +243,10 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
     frame and then where to read its header: a copy in shared memory (``copy_header``) where the
     arrays leave room for it within SHARED_LIMIT, else the frame itself; last, which layer of the
     launch it runs (0, or 1 for a pair's second: whatever the layers share apart from their
-    arrays, such as the spread kernel's tagged words, it splits by this). ``name``: the kernels' names
-    in profiles (the paired one's ends in ``_paired``)."""
+    arrays, such as the spread kernel's tagged words, it splits by this). ``rows``: ``kernel`` takes
+    one more weight array after the output, passed to ``run_layer`` after its last argument (the
+    spread kernel's packed rows: ``sequence_spread.pack_memory_rows``); there is then no ``paired``
+    (None). ``name``: the kernels' names in profiles (the paired one's ends in ``_paired``)."""
     room = sum(shared) + HEADER_ROOM <= SHARED_LIMIT
 
     def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
@@ -257,6 +259,17 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
                 run_layer(x, ws, wts, frame, head, out, *arrays, t // block, t % block, 0)
             else:
                 run_layer(x, ws, wts, frame, frame, out, *arrays, t // block, t % block, 0)
+
+    def kernel_with_rows(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT, mw: WEIGHTS):
+        ti.loop_config(block_dim=block)
+        for t in range(nblocks * block):
+            arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
+            if ti.static(room):
+                head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
+                copy_header(frame, head, t % block, block)
+                run_layer(x, ws, wts, frame, head, out, *arrays, t // block, t % block, 0, mw)
+            else:
+                run_layer(x, ws, wts, frame, frame, out, *arrays, t // block, t % block, 0, mw)
 
     def paired(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT,
                x2: INPUT, ws2: WORKSPACE, wts2: WEIGHTS, frame2: FRAME, out2: OUTPUT):
@@ -277,6 +290,9 @@ def grid_kernels(run_layer, nblocks, block, shared, name):
             else:
                 run_layer(x2, ws2, wts2, frame2, frame2, out2, *arrays, blk - nblocks, t % block, 1)
 
+    if rows:
+        kernel_with_rows.__name__ = name
+        return ti.kernel(kernel_with_rows), None
     kernel.__name__ = name
     paired.__name__ = name + "_paired"
     return ti.kernel(kernel), ti.kernel(paired)

@@ -57,10 +57,12 @@ LSTM 512 then takes two rows a thread.
 """
 import functools
 
+import numpy as np
 import taichi as ti
 
-from .dots import tree_sum
+from .dots import tree_sum, w32
 from .frame import diagonal_peepholes, memory_weights, recurrent_weights, run_sizes, vh_is_set
+from .knobs import knob
 from .gate_math import (
     standard_gru_gates,
     standard_gru_output,
@@ -138,6 +140,75 @@ def row_threads(cell, units, rho):
     return -(-FIRST_PHASE_GATES[cell] * units // rho)
 
 
+def memory_rows(cell, rho):
+    """Rows a thread of the spread kernel with ``rho`` rows (the GRU's: a phase) reads from memory
+    every step, in each phase: those past MAX_ROWS (the GRU's past GRU_HELD)."""
+    return max(0, rho - (GRU_HELD if cell == CELL_GRU else MAX_ROWS))
+
+
+def rows_packed():
+    """Whether the spread kernel reads the rows it takes from memory from their copy in its threads'
+    order (``pack_memory_rows``). ``MPSRNN_SPREAD_ROWS_LAYOUT=packed|plain`` decides, for A/B
+    benchmarks."""
+    return knob("MPSRNN_SPREAD_ROWS_LAYOUT", ("packed", "plain")) != "plain"
+
+
+def pack_memory_rows(cell, phases, H, nblocks, rho, threads):
+    """The rows that the spread kernel's threads read from memory every step (``memory_rows``), in
+    their threads' order, for ``nblocks`` blocks of ``threads`` threads and ``rho`` rows a thread:
+    phase p (the LSTM's and the single gate's one; the GRU's two), block b, the thread's memory row
+    m, input j of its chunk, thread t at (((p·nblocks + b)·M + m)·CHUNK + j)·threads + t, zeros past
+    H and where a thread has no such row. ``phases``: [(matrix (gates·H, H), gates), ...] as
+    ``PackedCell._phase_matrices`` gives them (the GRU's [Uz; Ur], Uh, and Vh where set). In U's
+    transposed layout a warp's load of these rows read 32-byte runs of four lines, each line's
+    next run 4·H floats on; here it reads 128 consecutive bytes, and a block 4·threads."""
+    M = memory_rows(cell, rho)
+    chunks = -(-H // CHUNK)
+    units = -(-H // nblocks)
+    if cell == CELL_GRU:   # phase 2: [Uh; Vh] (zeros without Vh), so a row maps as in phase 1
+        vh = phases[2][0] if len(phases) > 2 else np.zeros((H, H), np.float32)
+        mats = [phases[0][0], np.concatenate([phases[1][0], vh])]
+    else:
+        mats = [phases[0][0]]
+    out = np.zeros((len(mats), nblocks, M, CHUNK, threads), np.float32)
+    tid = np.arange(threads)
+    cols = np.arange(CHUNK)
+    for p, matrix in enumerate(mats):
+        padded = np.zeros((matrix.shape[0] + 1, chunks * CHUNK), np.float32)   # a last row of zeros: none
+        padded[:-1, :H] = matrix
+        for b in range(nblocks):
+            rows, k = _thread_rows(cell, tid, b * units, units, rho, chunks, H)
+            for m in range(M):
+                r = np.where(rows[rho - M + m] >= 0, rows[rho - M + m], matrix.shape[0])
+                out[p, b, m] = padded[r[None, :], (np.minimum(k, chunks - 1) * CHUNK)[None, :] + cols[:, None]]
+    return out.reshape(-1)
+
+
+def _thread_rows(cell, tid, u_lo, units, rho, chunks, H):
+    """([rows of each thread's row slot q, -1 where none], chunk of each thread) of the spread
+    kernel's threads ``tid`` in the block of units u_lo .., as ``gated_layer`` and ``gru_layer`` map
+    them: a row of U's first-phase gates (the GRU's of [Uz; Ur], and the same row of [Uh; Vh])."""
+    if cell == CELL_GRU:
+        span = -(-units // rho)
+        p, k = tid % (2 * span), tid // (2 * span)
+        half = p // span
+        rows = []
+        for q in range(rho):
+            iu = p % span + q * span
+            ok = (k < chunks) & (iu < units) & (u_lo + iu < H)
+            rows.append(np.where(ok, half * H + u_lo + iu, -1))
+        return rows, k
+    R = FIRST_PHASE_GATES[cell] * units
+    span = -(-R // rho)
+    p, k = tid % span, tid // span
+    rows = []
+    for q in range(rho):
+        r = p + q * span
+        ok = (k < chunks) & (r < R) & (u_lo + r % units < H)
+        rows.append(np.where(ok, (r // units) * H + u_lo + r % units, -1))
+    return rows, k
+
+
 def batch_groups(blocks, bc, batch, sms, most):
     """(batch rows a pass, groups) for up to ``most`` groups of the spread kernel's ``blocks`` blocks
     (``spread_shape``: ``bc`` rows a pass), each group a copy of U over its own blocks that takes
@@ -151,7 +222,7 @@ def batch_groups(blocks, bc, batch, sms, most):
 
 
 def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, tagged=False, epochs=False,
-                  threads=BLOCK):
+                  threads=BLOCK, packed=False):
     """The kernel of ``cell`` on ``nblocks`` blocks whose threads hold ``rho`` rows of ``chunks`` chunks,
     ``bc`` batch rows a pass; ``projects``: it computes its own input terms and zero initial states
     first (``sequence_persistent.project_own_rows``); ``one_step``: for runs of one step from zeros
@@ -163,8 +234,11 @@ def spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, grou
     what two of BLOCK would, and a workgroup's size is in its shader, so Vulkan's compiler fits the
     whole block on an SM (128 registers a thread, spilling past them): every block resident, which
     two blocks an SM on Vulkan are not sure to be (``scheduler.recurrence.spread_per_sm``). Not with
-    ``projects`` (``project_own_rows`` strides by BLOCK). One compile per combination, on first use."""
-    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs, threads)[0]
+    ``projects`` (``project_own_rows`` strides by BLOCK). ``packed``: the rows a thread reads from
+    memory come from their copy in its threads' order (``pack_memory_rows``), one more array after
+    the output. One compile per combination, on first use."""
+    return _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged, epochs, threads,
+                           packed)[0]
 
 
 def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=False, groups=1, tagged=False,
@@ -178,16 +252,18 @@ def paired_spread_kernel(cell, rho, nblocks, chunks, bc, projects, one_step=Fals
 
 @functools.lru_cache(maxsize=None)
 def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, tagged=False, epochs=False,
-                    threads=BLOCK):
+                    threads=BLOCK, packed=False):
     assert groups == 1 or not one_step, "a one-step run's kernel reads only its own blocks' terms"
     assert threads == BLOCK or not projects, "project_own_rows strides by BLOCK threads"
     assert not (tagged and one_step), "tagged: a one-step run exchanges nothing"
     assert tagged or not epochs, "epochs: a form of the tagged words"
+    assert not packed or memory_rows(cell, rho) > 0, "packed: rows read from memory"
     G = GATES[cell]
     TOTAL = nblocks * groups   # blocks of a layer: its groups of nblocks
     PAD = chunks * CHUNK    # h in shared memory, zero past H
     COPIES = (bc * PAD + threads - 1) // threads   # elements of h a thread copies a pass
     HS = h_buffers(cell) * bc * PAD   # floats of shared h
+    M = memory_rows(cell, rho)   # rows a thread reads from memory in each phase
 
     EX = exchange_field(epochs) if tagged else None   # the tagged words (kernels/exchange.py)
     EP = epoch_field() if epochs else None
@@ -323,20 +399,48 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
 
     @ti.func
     def pass_products(part: ti.template(), w, wts: ti.template(), at: ti.template(), sj, H, hs: ti.template(),
-                      at_v, lr: ti.template(), k, R, rows, held: ti.template()):
+                      at_v, lr: ti.template(), k, R, rows, held: ti.template(), mw: ti.template(), at_m):
         """The partial sums of this thread's rows lr[q] (negative: none) and chunk k for each of the
         pass's ``rows`` batch rows, against the vectors at hs[at_v + r·PAD] (at_v: the phase's, 0 or
         the GRU's z∘h0 after bc·PAD): part[(r·R + lr[q])·chunks + k]; the first ``held`` rows from
         the registers ``w``, the rest from memory. Threads without rows (k past the chunks) read a
         valid chunk and store nothing. ``rows_dot`` takes the chunk's column apart from where it
-        lies in hs, for the rows it reads from memory. A run-time loop over the rows: unrolled, the
+        lies in hs, for the rows it reads from memory; with ``packed``, those come from mw, the thread's
+        first at ``at_m`` (``packed_rows_dot``). A run-time loop over the rows: unrolled, the
         products of 8 rows were interleaved and ran 2-3x slower (b8 against b1, per row)."""
         j0 = ti.min(k, chunks - 1) * CHUNK   # the chunk's first column
         for r in range(rows):
-            sums = rows_dot(w, wts, at, sj, H, hs, j0, lr.n, held, at_v + r * PAD)
+            sums = ti.Vector([0.0] * lr.n, ti.f32)
+            if ti.static(packed):
+                sums = packed_rows_dot(w, mw, at_m, hs, j0, at_v + r * PAD)
+            else:
+                sums = rows_dot(w, wts, at, sj, H, hs, j0, lr.n, held, at_v + r * PAD)
             for q in ti.static(range(lr.n)):
                 if lr[q] >= 0:
                     part[(r * R + lr[q]) * chunks + k] = sums[q]
+
+    @ti.func
+    def packed_rows_at(blk, phase, tid):
+        """Where thread tid of unit block blk finds its first packed row of ``phase`` (0, or the GRU's
+        1): ``pack_memory_rows``'s order."""
+        return ((phase * nblocks + blk) * M * CHUNK) * threads + tid
+
+    @ti.func
+    def packed_rows_dot(w, mw: ti.template(), at_m, hs: ti.template(), j0, v0):
+        """``rows_dot`` for a thread whose rows past the held ones lie in the packed copy mw
+        (``pack_memory_rows``): its row held + m at input j0 + j at at_m + (m·CHUNK + j)·threads,
+        so each of a warp's loads reads 128 consecutive bytes and a block's 4·threads. Zeros past H
+        and for rows that do not exist: nothing to clamp."""
+        held = ti.static(rho - M)
+        acc = ti.Vector([0.0] * (2 * rho), ti.f32)   # two accumulators a row
+        for j in ti.static(range(CHUNK)):
+            x = hs[v0 + j0 + j]
+            for i in ti.static(range(rho)):
+                if ti.static(i < held):
+                    acc[2 * i + j % 2] += w[i * CHUNK + j] * x
+                else:
+                    acc[2 * i + j % 2] += w32(mw, at_m + ((i - held) * CHUNK + j) * threads) * x
+        return ti.Vector([acc[2 * i] + acc[2 * i + 1] for i in ti.static(range(rho))], ti.f32)
 
     @ti.func
     def gate_sum(part: ti.template(), o):
@@ -348,9 +452,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
     @ti.func
     def run_layer(x: ti.template(), ws: ti.template(), wts: ti.template(),
                   frame: ti.template(), head: ti.template(), out: ti.template(),
-                  hs: ti.template(), part: ti.template(), blk, tid, layer):
+                  hs: ti.template(), part: ti.template(), blk, tid, layer, mw: ti.template()):
         """Block blk's share of one layer's whole sequence (the kernel's body: see the module text);
-        ``layer``: 1 for the second of a paired launch, whose tagged words are the field's second half."""
+        ``layer``: 1 for the second of a paired launch, whose tagged words are the field's second half;
+        ``mw``: the packed rows (``packed``; else the weights, not read)."""
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(projects):
             # over all the groups' blocks: the grid barrier after it makes every term visible
@@ -375,9 +480,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         if ti.static(one_step):
             step_from_zeros(ws, wts, frame, head, out, blk, tid)
         elif ti.static(cell == CELL_GRU):
-            gru_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier, tag0, w0)
+            gru_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier, tag0, w0, mw)
         else:
-            gated_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier, tag0, w0)
+            gated_layer(ws, wts, frame, head, out, hs, part, blk % nblocks, blk // nblocks, tid, barrier, tag0, w0,
+                        mw)
         if ti.static(epochs):
             finish_epoch(EX, EP, frame, head, hs, tid, tag0, layer)
         else:
@@ -417,7 +523,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
 
     @ti.func
     def gru_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
-                  out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed, tag0, w0):
+                  out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed, tag0, w0,
+                  mw: ti.template()):
         """The GRU: two phases a step, each a pass per bc batch rows, with a grid barrier after each.
         Phase 1: Uz and Ur against h give z and r of the block's units; r∘h0 and z∘h0 go to fresh
         slots of the C region (z to the scratch rows). Phase 2 needs every unit's r∘h0 and z∘h0: Uh
@@ -425,7 +532,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         A thread holds ``rho`` rows of each phase, all in one half of it: the rows of the block's
         units q, q + span, ... (span = ceil(units / rho)) in [Uz; Ur] and in [Uh; Vh], chunk k (rho
         = 1: row p of each). The first GRU_HELD of each phase stay in registers, the rest are read
-        from memory every step. Its phase-2 rows all read r∘h0 (Uh) or all z∘h0 (Vh), by an offset,
+        from memory every step (with ``packed``, from mw: ``pack_memory_rows``). Its phase-2 rows all read r∘h0 (Uh) or all z∘h0 (Vh), by an offset,
         so a warp that holds both kinds of row does not diverge. Without Vh (the conventional GRU:
         ``vh_is_set``, a uniform branch) z∘h0 is neither written nor read, and the threads of Vh's
         rows skip phase 2's products."""
@@ -459,6 +566,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                         at2[q] = v0 + u * vso              # Vh
         w1 = load_rows(wts, at1, usj, k * CHUNK, H, rho, GRU_HELD)
         w2 = load_rows(wts, at2, sj2, k * CHUNK, H, rho, GRU_HELD)
+        at_m1 = packed_rows_at(blk, 0, tid)
+        at_m2 = packed_rows_at(blk, 1, tid)
         second = ti.select(half == 1, bc * PAD, 0)   # where this thread's phase-2 vector lies in hs
         bb = tid // units
         iu = tid % units
@@ -482,7 +591,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     xz = ws[head[F_WS_XW] + (s * B + b) * 3 * H + i]
                     xr = ws[head[F_WS_XW] + (s * B + b) * 3 * H + H + i]
                 ti.simt.block.sync()
-                pass_products(part, w1, wts, at1, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0), GRU_HELD)
+                pass_products(part, w1, wts, at1, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0), GRU_HELD, mw, at_m1)
                 ti.simt.block.sync()
                 if mine:
                     h0 = hs[bb * PAD + i]
@@ -520,7 +629,8 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                         xh = ws[head[F_WS_XW] + (s * B + b) * 3 * H + 2 * H + i]
                 ti.simt.block.sync()
                 if lr2[0] >= 0:   # (a Vh row's thread without Vh has none: its products are skipped)
-                    pass_products(part, w2, wts, at2, sj2, H, hs, second, lr2, k, R, ti.min(bc, B - b0), GRU_HELD)
+                    pass_products(part, w2, wts, at2, sj2, H, hs, second, lr2, k, R, ti.min(bc, B - b0), GRU_HELD,
+                                  mw, at_m2)
                 ti.simt.block.sync()
                 if mine:
                     hv = h0
@@ -538,7 +648,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
     @ti.func
     def gated_layer(ws: ti.template(), wts: ti.template(), frame: ti.template(), head: ti.template(),
                     out: ti.template(), hs: ti.template(), part: ti.template(), blk, group, tid, passed, tag0,
-                    w0):
+                    w0, mw: ti.template()):
         """The LSTM and the single gate: one phase a step. ``blk``: the block's share of the units;
         ``group``: its share of the batch's passes (``batch_groups``); ``tag0``: where the run's tags
         count from (``start_exchange``); ``w0``: the layer's first tagged word."""
@@ -562,6 +672,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                 lr[i] = r_
                 at[i] = u0 + ((r_ // units) * H + u_lo + r_ % units) * uso
         w = load_rows(wts, at, usj, k * CHUNK, H, rho, MAX_ROWS)
+        at_m = packed_rows_at(blk, 0, tid)
         # the (unit, batch row) this thread finishes in each pass
         bb = tid // units
         iu = tid % units
@@ -585,7 +696,7 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
                     if mine:
                         c = ws[cp + b * H + i]
                 ti.simt.block.sync()
-                pass_products(part, w, wts, at, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0), MAX_ROWS)
+                pass_products(part, w, wts, at, usj, H, hs, 0, lr, k, R, ti.min(bc, B - b0), MAX_ROWS, mw, at_m)
                 ti.simt.block.sync()
                 if mine:
                     hv = 0.0
@@ -615,5 +726,15 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
     kind = ('single_gate', 'gru', 'lstm')[cell] + ('_fromzeros' if one_step else '')
     kind += ("_epochs" if epochs else "_tagged") if tagged else ""
     name = f"{kind}_spread{rho}x{nblocks}" + (f"x{groups}g" if groups > 1 else "") + (
-        f"_t{threads}" if threads != BLOCK else "")
-    return grid_kernels(run_layer, TOTAL, threads, (HS, bc * rho * threads), name)
+        "_packed" if packed else "") + (f"_t{threads}" if threads != BLOCK else "")
+    shared = (HS, bc * rho * threads)
+    if packed:
+        return grid_kernels(run_layer, TOTAL, threads, shared, name, rows=True)
+
+    @ti.func
+    def run_unpacked(x: ti.template(), ws: ti.template(), wts: ti.template(), frame: ti.template(),
+                     head: ti.template(), out: ti.template(), hs: ti.template(), part: ti.template(), blk, tid,
+                     layer):
+        run_layer(x, ws, wts, frame, head, out, hs, part, blk, tid, layer, wts)
+
+    return grid_kernels(run_unpacked, TOTAL, threads, shared, name)

@@ -123,6 +123,7 @@ class PackedCell:
         self._quads = None
         self._streams = None
         self._tiles = None
+        self._spread_rows = None
         if transposed:
             W, U = W.T, U.T
             V = V.T if v_rows else V
@@ -212,6 +213,21 @@ class PackedCell:
             self._tiles = (units, tiles)
         return self._tiles[1]
 
+    def spread_rows(self, nblocks, rho, threads):
+        """The rows the spread kernel's threads read from memory every step, on ``nblocks`` blocks of
+        ``threads`` threads with ``rho`` rows a thread, in their order
+        (``kernels/sequence_spread.pack_memory_rows``), in the layer's weight type. Made on first use;
+        the cell keeps the last shape asked for."""
+        key = (nblocks, rho, threads)
+        if self._spread_rows is None or self._spread_rows[0] != key:
+            import taichi as ti
+            from .kernels.sequence_spread import pack_memory_rows
+            host = pack_memory_rows(self.kind, self._phase_matrices(), self.n_out, nblocks, rho, threads)
+            rows = ti.ndarray(self._ti_weight_type(), host.shape)
+            rows.from_numpy(host.astype(self.host_wts.dtype))
+            self._spread_rows = (key, rows)
+        return self._spread_rows[1]
+
     def _phase_matrices(self):
         """[(matrix, gates)] of each product a step takes in turn, float32: U's first-phase gates (all
         of them but the GRU's), then the GRU's Uh, and its Vh where set."""
@@ -260,10 +276,11 @@ class PackedCell:
         """An independent cell with the same weights (new device arrays)."""
         new = PackedCell.__new__(PackedCell)
         new.__dict__.update({k: v for k, v in self.__dict__.items()
-                             if k not in ("wts", "lanes", "_quads", "_streams", "_tiles")})
+                             if k not in ("wts", "lanes", "_quads", "_streams", "_tiles", "_spread_rows")})
         new._quads = None
         new._streams = None
         new._tiles = None
+        new._spread_rows = None
         new._upload()
         return new
 

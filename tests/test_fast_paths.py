@@ -847,21 +847,27 @@ def test_spread_on_one_wide_block_as_vulkan_plans_it(kind, opts, rng, monkeypatc
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan", reason="Vulkan's plan of the spread kernel")
+@pytest.mark.parametrize("layout", ["packed", "plain"])
 @pytest.mark.parametrize("kind, opts, hidden, rho", [
     ("lstm", {"peephole": "diagonal"}, 100, 4), ("single", {}, 200, 3), ("gru", {}, 100, 2),
     ("gru", {"nil": ("output_gate_input_gate_weights",), "flip_output_gates": True}, 130, 3),
-], ids=["lstm-diagonal", "single", "gru", "gru-nil-vh-flipped"])
-def test_spread_with_rows_from_memory_as_vulkan_plans_it(kind, opts, hidden, rho, rng, monkeypatch):
+    ("lstm", {"peephole": None, "use_float32_weights": False}, 90, 3),
+], ids=["lstm-diagonal", "single", "gru", "gru-nil-vh-flipped", "lstm-float16"])
+def test_spread_with_rows_from_memory_as_vulkan_plans_it(kind, opts, hidden, rho, layout, rng, monkeypatch):
     """A layer whose rows one block of 512 threads cannot hold in registers (stubbed: one SM) with
     MPSRNN_SPREAD_FROM_MEMORY=on: each thread holds two of its ``rho`` rows (a GRU's: ``rho`` of
-    each phase, one held) and reads the rest from memory every step; against the reference."""
+    each phase, one held) and reads the rest from memory every step, from their copy in the threads'
+    order (``pack_memory_rows``) or from U itself (MPSRNN_SPREAD_ROWS_LAYOUT); against the reference."""
     monkeypatch.setattr(recurrence, "spread_on_vulkan", lambda: True)
     monkeypatch.setattr(recurrence, "_sms", lambda: 1)
     monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
-    d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
+    monkeypatch.setenv("MPSRNN_SPREAD_ROWS_LAYOUT", layout)
+    d = descriptor(kind, rng, 7, hidden, **{"use_float32_weights": True, **opts})
     layer = m.RNNMatrixInferenceLayer(d)
     assert_spread_on_wide_blocks(layer, d, rng, 1)
-    assert all(f"_spread{rho}x1" in name for name in dispatched_kernels(layer) if "_spread" in name)
+    spread = [name for name in dispatched_kernels(layer) if "_spread" in name and "_fromzeros" not in name]
+    assert spread and all(f"_spread{rho}x1" in name for name in spread), spread
+    assert all(("_packed" in name) == (layout == "packed") for name in spread), spread
 
 
 @pytest.mark.skipif(m.current_arch() != "vulkan" or not recurrence.spread_on_vulkan(),
@@ -870,11 +876,13 @@ def test_spread_with_rows_from_memory_as_vulkan_plans_it(kind, opts, hidden, rho
     ("lstm", {"peephole": "diagonal"}, 1536), ("lstm", {"peephole": "diagonal"}, 2048), ("gru", {}, 1536),
     ("gru", {"nil": ("output_gate_input_gate_weights",)}, 2048),
 ], ids=["lstm-diagonal-1536", "lstm-diagonal-2048", "gru-1536", "gru-nil-vh-2048"])
-def test_spread_with_rows_from_memory_on_a_vulkan_gpu(kind, opts, hidden, rng, monkeypatch):
+@pytest.mark.parametrize("layout", ["packed", "plain"])
+def test_spread_with_rows_from_memory_on_a_vulkan_gpu(kind, opts, hidden, layout, rng, monkeypatch):
     """Layers past what the SMs' registers hold, on one block an SM of 512 threads reading the rows
-    past two a thread (a GRU's past one a phase) from memory (MPSRNN_SPREAD_FROM_MEMORY=on), against
-    the reference."""
+    past two a thread (a GRU's past one a phase) from memory (MPSRNN_SPREAD_FROM_MEMORY=on), packed
+    in the threads' order or from U itself (MPSRNN_SPREAD_ROWS_LAYOUT), against the reference."""
     monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
+    monkeypatch.setenv("MPSRNN_SPREAD_ROWS_LAYOUT", layout)
     d = descriptor(kind, rng, 7, hidden, use_float32_weights=True, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
     assert_spread_on_wide_blocks(layer, d, rng, recurrence._sms())

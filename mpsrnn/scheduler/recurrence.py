@@ -77,12 +77,13 @@ from ..kernels.sequence_split import (
 )
 from ..kernels.sequence_spread import BLOCK as SPREAD_BLOCK
 from ..kernels.sequence_spread import (
-    GRU_HELD,
     MAX_ROWS,
     MEMORY_ROWS,
     WIDE_BLOCK,
     batch_groups,
+    memory_rows,
     paired_spread_kernel,
+    rows_packed,
     spread_kernel,
     spread_shape,
 )
@@ -623,8 +624,7 @@ def memory_reads(cell, shape, batch):
     step of ``batch`` rows: its rows past MAX_ROWS (the GRU's past GRU_HELD in each of its two
     phases), once for each pass of batch rows."""
     rho, _, _, bc = shape
-    held, phases = (GRU_HELD, 2) if cell.kind == CELL_GRU else (MAX_ROWS, 1)
-    return phases * max(0, rho - held) * -(-batch // bc)
+    return (2 if cell.kind == CELL_GRU else 1) * memory_rows(cell.kind, rho) * -(-batch // bc)
 
 
 def spread_rows_from_memory(reads):
@@ -814,9 +814,12 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
         one_step = _one_step(lr, steps)
         rho, grid, chunks, bc, groups = _spread_plan(lr.cell, batch, one_step)
         tagged = spread_tagged(current_arch(), lr.cell, batch, one_step, grid)
+        threads = _spread_fit(lr.cell, batch)[1]
+        packed = not one_step and memory_rows(kind, rho) > 0 and rows_packed()
+        rows = (lr.cell.spread_rows(grid, rho, threads),) if packed else ()
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups, tagged,
-                               spread_epochs(tagged), _spread_fit(lr.cell, batch)[1]),
-                 x, *args)
+                               spread_epochs(tagged), threads, packed),
+                 x, *args, *rows)
     elif name == "split":
         halves = split_halves(lr.cell, batch)
         prog.add(split_kernel(kind, *_split_shape(lr.cell, batch), split_projection(lr.cell, steps, batch), halves,
