@@ -306,27 +306,27 @@ def test_spread_with_rows_from_memory(monkeypatch):
     """On Vulkan, the layers past what 132 blocks of 512 threads hold in registers take spread with
     up to 8 rows a thread (the GRU's up to 4 of each phase), those past 2 (the GRU's past 1 a phase)
     read from memory, where a thread reads at most MEMORY_ROW_READS rows a step over its passes
-    (LSTM 1536 at batch 1-4: 3 rows, one or two passes; LSTM 2048 at batch 1: 6; GRU 1536 at batch
-    1: 2 a phase; GRU 2048: 3 a phase), else the tiles. MPSRNN_SPREAD_FROM_MEMORY=on takes it at any
-    read count, off never."""
+    (LSTM 1536 at batch 1-4: 3 rows, one or two passes; LSTM 2048 at batch 1: 6; GRU 2048: 3 a phase)
+    or at most MEMORY_PASS_ROWS a pass up to batch MEMORY_PASS_BATCH (GRU 1536: 2 a phase, batch 1-4),
+    else the tiles. MPSRNN_SPREAD_FROM_MEMORY=on takes it at any read count, off never."""
     monkeypatch.setattr(rec, "spread_on_vulkan", lambda: True)
     monkeypatch.setattr(rec, "current_arch", lambda: "vulkan")
     monkeypatch.setattr(rec, "_sms", lambda: 132)
     rng = np.random.default_rng(0)
     lstm, mid, gru, big_gru = (cell(rng, "lstm", 2048), cell(rng, "lstm", 1536), cell(rng, "gru", 1536),
                                cell(rng, "gru", 2048))
-    assert rec._spread_fit(mid, 4) == ((5, 128, 48, 2), 512) and rec.memory_reads(mid, (5, 128, 48, 2), 4) == 6
+    assert rec._spread_fit(mid, 4) == ((5, 128, 48, 2), 512) and rec.memory_reads(mid, (5, 128, 48, 2), 4) == (3, 6)
     assert [rec.choose_recurrence("vulkan", mid, 50, b) for b in (1, 2, 4, 5, 8)] == ["spread"] * 3 + ["tiles"] * 2
     assert rec._spread_fit(lstm, 1) == ((8, 128, 64, 1), 512)
     assert [rec.choose_recurrence("vulkan", lstm, 25, b) for b in (1, 2, 4)] == ["spread", "tiles", "tiles"]
-    assert rec._spread_fit(gru, 1) == ((3, 103, 48, 1), 512) and rec.memory_reads(gru, (3, 103, 48, 1), 1) == 4
-    assert [rec.choose_recurrence("vulkan", gru, 1500, b) for b in (1, 2)] == ["spread", "tiles"]
+    assert rec._spread_fit(gru, 1) == ((3, 103, 48, 1), 512) and rec.memory_reads(gru, (3, 103, 48, 1), 4) == (4, 16)
+    assert [rec.choose_recurrence("vulkan", gru, 1500, b) for b in (1, 2, 4, 5)] == ["spread"] * 3 + ["tiles"]
     assert rec._spread_fit(big_gru, 1) == ((4, 128, 64, 1), 512)
     assert [rec.choose_recurrence("vulkan", big_gru, 1500, b) for b in (1, 2)] == ["spread", "tiles"]
     assert rec.choose_recurrence("vulkan", cell(rng, "gru", 2560), 1500, 1) == "tiles"   # past 4 rows a phase
     monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")
     assert rec.choose_recurrence("vulkan", lstm, 25, 8) == "spread" and rec._spread_fit(lstm, 8)[0] == (8, 128, 64, 1)
-    assert rec.choose_recurrence("vulkan", gru, 1500, 4) == "spread"
+    assert rec.choose_recurrence("vulkan", gru, 1500, 8) == "spread"
     monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "off")
     assert rec.choose_recurrence("vulkan", mid, 50, 1) == "tiles" and rec.choose_recurrence("vulkan", gru, 1500, 1) == "tiles"
     monkeypatch.setenv("MPSRNN_SPREAD_FROM_MEMORY", "on")

@@ -450,7 +450,7 @@ def _spread_fit(cell, batch, sms=None):
         shape = on(_sms(), WIDE_BLOCK)
         if shape is None:
             shape = on(_sms(), WIDE_BLOCK, MEMORY_ROWS)
-            if shape is not None and not spread_rows_from_memory(memory_reads(cell, shape, batch)):
+            if shape is not None and not spread_rows_from_memory(cell, shape, batch):
                 shape = None
         return shape, WIDE_BLOCK
     return shape, SPREAD_BLOCK
@@ -611,33 +611,41 @@ def spread_wide_blocks():
     return wide and current_arch() == "vulkan"
 
 
-VULKAN_ROWS_FROM_MEMORY = True   # where a step reads few rows from memory: MEMORY_ROW_READS
+VULKAN_ROWS_FROM_MEMORY = True   # where a step reads few rows from memory: MEMORY_ROW_READS, MEMORY_PASS_ROWS
 MEMORY_ROW_READS = 6   # rows a thread reads from memory a step, over the step's passes of batch rows.
                        # H200 Vulkan, same process, median of 2 rounds, µs a step, per-step tiles /
                        # rows from memory (reads): LSTM 1536 b1 t50 60.0 / 38.9 (3), b4 97.9 / 91.0
                        # (6: 3 rows, 2 passes), LSTM 2048 b1 t25 97.6 / 97.5 (6); but b4 151.6 /
                        # 219.6 (24: 6 rows, 4 passes of one row), b8 184.5 / 396.3 (48)
+MEMORY_PASS_ROWS = 4   # or where a pass reads at most this many (over the GRU's two phases), up to a
+MEMORY_PASS_BATCH = 4  # batch of this. H200 Vulkan, packed rows (pack_memory_rows), µs a step, tiles /
+                       # rows from memory (rows a pass, passes): GRU 1536 t375 b2 46.4 / 32.6 (4, 2),
+                       # b4 74.4 / 58.8 (4, 4); but GRU 2048 b2 64.5 / 79.6 (6, 2), b4 77.7 / 135.5,
+                       # LSTM 2048 b2 t25 113.7 / 142.2 (6, 2)
 
 
 def memory_reads(cell, shape, batch):
-    """Rows a thread of the spread kernel of ``shape`` (``spread_shape``) reads from memory in a
-    step of ``batch`` rows: its rows past MAX_ROWS (the GRU's past GRU_HELD in each of its two
-    phases), once for each pass of batch rows."""
+    """(rows a thread of the spread kernel of ``shape`` (``spread_shape``) reads from memory in a
+    pass of batch rows, in a step of ``batch`` rows): its rows past MAX_ROWS (the GRU's past
+    GRU_HELD in each of its two phases), once for each pass, since every pass reads them again."""
     rho, _, _, bc = shape
-    return (2 if cell.kind == CELL_GRU else 1) * memory_rows(cell.kind, rho) * -(-batch // bc)
+    a_pass = (2 if cell.kind == CELL_GRU else 1) * memory_rows(cell.kind, rho)
+    return a_pass, a_pass * -(-batch // bc)
 
 
-def spread_rows_from_memory(reads):
+def spread_rows_from_memory(cell, shape, batch):
     """Whether spread on Vulkan, on one block an SM of WIDE_BLOCK threads (``spread_wide_blocks``),
     takes a layer whose rows those blocks' registers cannot hold (LSTM 1025-2048, GRU 1025-2048 on
     132 SMs), each thread reading its rows past MAX_ROWS (the GRU's past GRU_HELD a phase) from
     memory every step (up to MEMORY_ROWS, the GRU's half of them a phase), rather than Vulkan's
     per-step kernels: with no grid barrier on Vulkan, the way to run those layers in one launch
-    (CUDA's persistent kernel streams them behind a barrier). Taken where a
-    thread reads at most MEMORY_ROW_READS rows a step (``memory_reads``): every pass of batch rows
-    reads them again, and past that the tiles' dispatches won. ``MPSRNN_SPREAD_FROM_MEMORY=on|off``
-    decides when set, at any read count, for A/B benchmarks."""
-    return switch("MPSRNN_SPREAD_FROM_MEMORY", VULKAN_ROWS_FROM_MEMORY and reads <= MEMORY_ROW_READS)
+    (CUDA's persistent kernel streams them behind a barrier). Taken where a thread reads at most
+    MEMORY_ROW_READS rows a step, or at most MEMORY_PASS_ROWS a pass up to a batch of
+    MEMORY_PASS_BATCH (``memory_reads``); past those the tiles' dispatches won.
+    ``MPSRNN_SPREAD_FROM_MEMORY=on|off`` decides when set, at any read count, for A/B benchmarks."""
+    a_pass, reads = memory_reads(cell, shape, batch)
+    few = reads <= MEMORY_ROW_READS or a_pass <= MEMORY_PASS_ROWS and batch <= MEMORY_PASS_BATCH
+    return switch("MPSRNN_SPREAD_FROM_MEMORY", VULKAN_ROWS_FROM_MEMORY and few)
 
 
 def small_gru_spreads(cell, steps, batch):
