@@ -160,8 +160,9 @@ def pack_memory_rows(cell, phases, H, nblocks, rho, threads):
     m, input j of its chunk, thread t at (((p·nblocks + b)·M + m)·CHUNK + j)·threads + t, zeros past
     H and where a thread has no such row. ``phases``: [(matrix (gates·H, H), gates), ...] as
     ``PackedCell._phase_matrices`` gives them (the GRU's [Uz; Ur], Uh, and Vh where set). In U's
-    transposed layout a warp's load of these rows read 32-byte runs of four lines, each line's
-    next run 4·H floats on; here it reads 128 consecutive bytes, and a block 4·threads."""
+    transposed layout a warp's threads hold 8-10 neighbouring rows of 3-4 chunks, so one of its
+    loads read runs of 20-40 bytes from 3-4 lines, and a thread's next input lay a row of U·h on;
+    here it reads 128 consecutive bytes, and a block 4·threads."""
     M = memory_rows(cell, rho)
     chunks = -(-H // CHUNK)
     units = -(-H // nblocks)
@@ -532,10 +533,10 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
         A thread holds ``rho`` rows of each phase, all in one half of it: the rows of the block's
         units q, q + span, ... (span = ceil(units / rho)) in [Uz; Ur] and in [Uh; Vh], chunk k (rho
         = 1: row p of each). The first GRU_HELD of each phase stay in registers, the rest are read
-        from memory every step (with ``packed``, from mw: ``pack_memory_rows``). Its phase-2 rows all read r∘h0 (Uh) or all z∘h0 (Vh), by an offset,
-        so a warp that holds both kinds of row does not diverge. Without Vh (the conventional GRU:
-        ``vh_is_set``, a uniform branch) z∘h0 is neither written nor read, and the threads of Vh's
-        rows skip phase 2's products."""
+        from memory every step (with ``packed``, from mw: ``pack_memory_rows``). Its phase-2 rows
+        all read r∘h0 (Uh) or all z∘h0 (Vh), by an offset, so a warp that holds both kinds of row
+        does not diverge. Without Vh (the conventional GRU: ``vh_is_set``, a uniform branch) z∘h0 is
+        neither written nor read, and the threads of Vh's rows skip phase 2's products."""
         barrier = passed   # run_layer's count so far
         _, _, H, _ = run_sizes(head)
         units = (H + nblocks - 1) // nblocks
