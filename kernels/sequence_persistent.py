@@ -243,33 +243,34 @@ def grid_kernels(run_layer, nblocks, block, shared, name, rows=False):
     frame and then where to read its header: a copy in shared memory (``copy_header``) where the
     arrays leave room for it within SHARED_LIMIT, else the frame itself; last, which layer of the
     launch it runs (0, or 1 for a pair's second: whatever the layers share apart from their
-    arrays, such as the spread kernel's tagged words, it splits by this). ``rows``: ``kernel`` takes
-    one more weight array after the output, passed to ``run_layer`` after its last argument (the
-    spread kernel's packed rows: ``sequence_spread.pack_memory_rows``); there is then no ``paired``
-    (None). ``name``: the kernels' names in profiles (the paired one's ends in ``_paired``)."""
+    arrays, such as the spread kernel's tagged words, it splits by this); after that, the packed
+    rows where ``rows`` (``kernel`` then takes one more weight array after the output: the spread
+    kernel's, ``sequence_spread.pack_memory_rows``; and there is no ``paired``, None), else the
+    layer's weights again, not read. ``name``: the kernels' names in profiles (the paired one's ends
+    in ``_paired``)."""
     room = sum(shared) + HEADER_ROOM <= SHARED_LIMIT
+
+    @ti.func
+    def one_layer(x: ti.template(), ws: ti.template(), wts: ti.template(), frame: ti.template(),
+                  out: ti.template(), mw: ti.template(), t):
+        """Thread t of a one-layer launch: its block's shared arrays and header, then the body."""
+        arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
+        if ti.static(room):
+            head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
+            copy_header(frame, head, t % block, block)
+            run_layer(x, ws, wts, frame, head, out, *arrays, t // block, t % block, 0, mw)
+        else:
+            run_layer(x, ws, wts, frame, frame, out, *arrays, t // block, t % block, 0, mw)
 
     def kernel(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(block_dim=block)
         for t in range(nblocks * block):
-            arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
-            if ti.static(room):
-                head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
-                copy_header(frame, head, t % block, block)
-                run_layer(x, ws, wts, frame, head, out, *arrays, t // block, t % block, 0)
-            else:
-                run_layer(x, ws, wts, frame, frame, out, *arrays, t // block, t % block, 0)
+            one_layer(x, ws, wts, frame, out, wts, t)
 
     def kernel_with_rows(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT, mw: WEIGHTS):
         ti.loop_config(block_dim=block)
         for t in range(nblocks * block):
-            arrays = [ti.simt.block.SharedArray((n,), ti.f32) for n in ti.static(shared)]
-            if ti.static(room):
-                head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
-                copy_header(frame, head, t % block, block)
-                run_layer(x, ws, wts, frame, head, out, *arrays, t // block, t % block, 0, mw)
-            else:
-                run_layer(x, ws, wts, frame, frame, out, *arrays, t // block, t % block, 0, mw)
+            one_layer(x, ws, wts, frame, out, mw, t)
 
     def paired(x: INPUT, ws: WORKSPACE, wts: WEIGHTS, frame: FRAME, out: OUTPUT,
                x2: INPUT, ws2: WORKSPACE, wts2: WEIGHTS, frame2: FRAME, out2: OUTPUT):
@@ -281,14 +282,14 @@ def grid_kernels(run_layer, nblocks, block, shared, name, rows=False):
                 head = ti.simt.block.SharedArray((HEADER_ROOM,), ti.i32)
                 if blk < nblocks:   # (a block is all of one layer: the branch is uniform, its barrier safe)
                     copy_header(frame, head, t % block, block)
-                    run_layer(x, ws, wts, frame, head, out, *arrays, blk, t % block, 0)
+                    run_layer(x, ws, wts, frame, head, out, *arrays, blk, t % block, 0, wts)
                 else:
                     copy_header(frame2, head, t % block, block)
-                    run_layer(x2, ws2, wts2, frame2, head, out2, *arrays, blk - nblocks, t % block, 1)
+                    run_layer(x2, ws2, wts2, frame2, head, out2, *arrays, blk - nblocks, t % block, 1, wts2)
             elif blk < nblocks:
-                run_layer(x, ws, wts, frame, frame, out, *arrays, blk, t % block, 0)
+                run_layer(x, ws, wts, frame, frame, out, *arrays, blk, t % block, 0, wts)
             else:
-                run_layer(x2, ws2, wts2, frame2, frame2, out2, *arrays, blk - nblocks, t % block, 1)
+                run_layer(x2, ws2, wts2, frame2, frame2, out2, *arrays, blk - nblocks, t % block, 1, wts2)
 
     if rows:
         kernel_with_rows.__name__ = name

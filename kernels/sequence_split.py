@@ -425,9 +425,10 @@ def _split_kernels(cell, units, groups, splits, bc, width, projects, halves, ato
     @ti.func
     def run_layer(x: ti.template(), ws: ti.template(), wts: ti.template(),
                   frame: ti.template(), head: ti.template(), out: ti.template(),
-                  hs: ti.template(), blk, tid, layer):
+                  hs: ti.template(), blk, tid, layer, unread: ti.template()):
         """Block blk's share of one layer's whole sequence; ``layer`` (of a paired launch) is not
-        needed: the two layers share nothing but the grid."""
+        needed: the two layers share nothing but the grid; nor is ``unread`` (``grid_kernels``' packed
+        rows, which this kernel has none of)."""
         barrier = 0   # grid barriers passed, times the blocks: what the next one waits for
         if ti.static(atomic):   # the sums start at zero (each reader sets them back after)
             _, B, H, _ = run_sizes(frame)

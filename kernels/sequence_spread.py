@@ -728,14 +728,4 @@ def _spread_kernels(cell, rho, nblocks, chunks, bc, projects, one_step, groups, 
     kind += ("_epochs" if epochs else "_tagged") if tagged else ""
     name = f"{kind}_spread{rho}x{nblocks}" + (f"x{groups}g" if groups > 1 else "") + (
         "_packed" if packed else "") + (f"_t{threads}" if threads != BLOCK else "")
-    shared = (HS, bc * rho * threads)
-    if packed:
-        return grid_kernels(run_layer, TOTAL, threads, shared, name, rows=True)
-
-    @ti.func
-    def run_unpacked(x: ti.template(), ws: ti.template(), wts: ti.template(), frame: ti.template(),
-                     head: ti.template(), out: ti.template(), hs: ti.template(), part: ti.template(), blk, tid,
-                     layer):
-        run_layer(x, ws, wts, frame, head, out, hs, part, blk, tid, layer, wts)
-
-    return grid_kernels(run_unpacked, TOTAL, threads, shared, name)
+    return grid_kernels(run_layer, TOTAL, threads, (HS, bc * rho * threads), name, rows=packed)
