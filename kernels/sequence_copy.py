@@ -56,6 +56,33 @@ def copy_item(dst: ti.template(), d_base, d_step, d_row, src: ti.template(), s_b
         dst[d_base + t * d_step + r * d_row + c] = ti.cast(v, dst.get_type().element_type)
 
 
+@ti.func
+def copy_step(dst: ti.template(), d_base, d_step, d_row, src: ti.template(), s_base, s_step, s_row,
+              src2: ti.template(), s2_base, s2_step, s2_row, mode, channels, channels2, batch,
+              rows_tab: ti.template(), rows_at, t):
+    """Step t of the destination view, as ``copy_item`` writes it element by element, in runs of a
+    row's channels: no division an element, and each run a plain loop over consecutive elements
+    (the serial copy: on the CPU the per-element form took ~11 ns an element, 70 µs of a 190 µs
+    bidirectional LSTM 64 b2 t25 call)."""
+    rows = batch
+    if rows_at >= 0:
+        rows = ti.min(rows_tab[rows_at + t], batch)
+    for r in range(rows):
+        d = d_base + t * d_step + r * d_row
+        a = s_base + t * s_step + r * s_row
+        b = s2_base + t * s2_step + r * s2_row
+        if mode == SEQ_ADD:
+            for c in range(channels):
+                dst[d + c] = ti.cast(ti.cast(src[a + c], ti.f32) + ti.cast(src2[b + c], ti.f32),
+                                     dst.get_type().element_type)
+        else:
+            for c in range(channels):
+                dst[d + c] = ti.cast(ti.cast(src[a + c], ti.f32), dst.get_type().element_type)
+            if mode == SEQ_CONCAT:
+                for c in range(channels2):
+                    dst[d + channels + c] = ti.cast(ti.cast(src2[b + c], ti.f32), dst.get_type().element_type)
+
+
 def _copy_kernel(serial):
     """copy_sequence on the fixed workers (grid.py), or with ``serial`` as one loop that Taichi runs
     on the calling thread: on the CPU a small copy costs less than waking the thread pool (the
@@ -67,11 +94,9 @@ def _copy_kernel(serial):
                       rows_tab: ti.types.ndarray(dtype=ti.i32, ndim=1), rows_at: ti.i32):
         if ti.static(serial):
             ti.loop_config(serialize=True)
-            for _ in range(1):
-                width = channels + channels2 if mode == SEQ_CONCAT else channels
-                for idx in range(steps * batch * width):
-                    copy_item(dst, d_base, d_step, d_row, src, s_base, s_step, s_row, src2, s2_base, s2_step,
-                              s2_row, mode, channels, width, batch, rows_tab, rows_at, idx)
+            for t in range(steps):
+                copy_step(dst, d_base, d_step, d_row, src, s_base, s_step, s_row, src2, s2_base, s2_step, s2_row,
+                          mode, channels, channels2, batch, rows_tab, rows_at, t)
         else:
             ti.loop_config(block_dim=ti.static(worker_block()))
             for w in range(ti.static(workers())):
