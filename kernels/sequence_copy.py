@@ -84,9 +84,10 @@ def copy_step(dst: ti.template(), d_base, d_step, d_row, src: ti.template(), s_b
 
 
 def _copy_kernel(serial):
-    """copy_sequence on the fixed workers (grid.py), or with ``serial`` as one loop that Taichi runs
-    on the calling thread: on the CPU a small copy costs less than waking the thread pool (the
-    scheduler's ``copy_kernel`` chooses)."""
+    """copy_sequence on the fixed workers (grid.py), an element an item (GPUs), or with ``serial``
+    as one loop over the steps that Taichi runs on the calling thread (``copy_step``: the CPU, where
+    it beat waking the thread pool at every size measured; the scheduler's ``copy_kernel``
+    chooses)."""
     def copy_sequence(dst: ti.types.ndarray(ndim=1), d_base: ti.i32, d_step: ti.i32, d_row: ti.i32,
                       src: ti.types.ndarray(ndim=1), s_base: ti.i32, s_step: ti.i32, s_row: ti.i32,
                       src2: ti.types.ndarray(ndim=1), s2_base: ti.i32, s2_step: ti.i32, s2_row: ti.i32,

@@ -108,15 +108,13 @@ class _LayerRun:
         return x[0], output[0]
 
 
-COPY_SERIAL_ITEMS = 32768   # CPU: copies up to this many elements run serially on the calling thread, which
-                            # costs less than waking Taichi's thread pool. This 2-core VM, µs a launch,
-                            # parallel / serial (concatenate): 6,400 elements 190 / 107, 25,600 343 / 240,
-                            # 102,400 520 / 788
-
-
-def copy_kernel(items):
-    """The copy kernel for ``items`` elements: serial for small copies on the CPU."""
-    return copy_sequence_serial if current_arch() == "cpu" and items <= COPY_SERIAL_ITEMS else copy_sequence
+def copy_kernel():
+    """The copy kernel: on the CPU the serial one, which walks a step's rows in
+    runs of channels on the calling thread. It beat the parallel kernel (Taichi's thread pool, one
+    element an item) at every size measured (this session's 2-core AMD EPYC VM, concatenations, µs
+    a launch, parallel / serial): 6,400 elements 140 / 48, 51,200 381 / 66, 204,800 1181 / 120,
+    819,200 2342 / 324, 3,276,800 8948 / 1254. A GPU takes an element a thread."""
+    return copy_sequence_serial if current_arch() == "cpu" else copy_sequence
 
 
 class StackRun:
@@ -151,7 +149,7 @@ class StackRun:
         for what, offset in (("h0", lr.h), ("c0", lr.c)):
             if lr.has_initial_state and (what == "h0" or cell.is_lstm):
                 src = (Slot(f"{what}_{k}"), Slot(f"{what}_{k}_base"), 0, Slot(f"{what}_{k}_row"))
-                prog.add(copy_kernel(B * H), ws, offset, 0, H, *src, ws, 0, 0, 0, SEQ_COPY, H, 0, 1, B,
+                prog.add(copy_kernel(), ws, offset, 0, H, *src, ws, 0, 0, 0, SEQ_COPY, H, 0, 1, B,
                          self.time_rows, -1)
 
     def views(self, k, x_slots, output=None):
@@ -177,7 +175,7 @@ class StackRun:
                     src, n = (lr.ws, offset + lr.slot, lr.slot, H), T
                 else:
                     src, n = (lr.ws, offset + T * lr.slot, 0, H), 1
-                prog.add(copy_kernel(n * B * H), Slot(f"{name}_{k}"), 0, B * H, H, *src, lr.ws, 0, 0, 0,
+                prog.add(copy_kernel(), Slot(f"{name}_{k}"), 0, B * H, H, *src, lr.ws, 0, 0, 0,
                          SEQ_COPY, H, 0, n, B, self.time_rows, -1)
 
     def output_view(self):
@@ -259,7 +257,7 @@ def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy):
                 emit_layer(prog, lr.recurrence, lr, fwd.steps, fwd.batch, x, out)
     f, b = fwd.output_view(), bwd.output_view()
     T, B = fwd.steps, fwd.batch
-    copy = copy_kernel(T * B * (fwd.out_channels + bwd.out_channels))
+    copy = copy_kernel()
     if combine == 0:
         prog.add(copy, *_dest("y"), *f, f[0], 0, 0, 0, SEQ_COPY, fwd.out_channels, 0, T, B, time_rows, 0)
         prog.add(copy, *_dest("y2"), *b, b[0], 0, 0, 0, SEQ_COPY, bwd.out_channels, 0, T, B, time_rows, 0)
