@@ -230,8 +230,8 @@ def _pack(items, offs, rows, channels, dt):
 
 def copy_rows(src, dst, t, rows, channels, src_t=0):
     """Device copy of one step: ``rows`` × ``channels`` from src step ``src_t`` to dst step ``t``."""
-    from .kernels.sequence_copy import SEQ_COPY, copy_sequence
-    copy_sequence(dst.storage.array, dst.base + t * dst.step, 0, dst.row,
+    from .kernels.sequence_copy import SEQ_COPY, copy_kernel
+    copy_kernel()(dst.storage.array, dst.base + t * dst.step, 0, dst.row,
                   src.storage.array, src.base + src_t * src.step, 0, src.row,
                   src.storage.array, 0, 0, 0, SEQ_COPY, channels, 0, 1, rows, _no_rows(), -1)
 

@@ -29,7 +29,7 @@ from ..kernels.knobs import PLANNING_KNOBS, knob_settings
 from ..kernels.quads import QUAD
 from ..kernels.sequence_lanes_pipelined import pipeline_counters
 from ..kernels.sequence_persistent import term_quads
-from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_sequence, copy_sequence_serial
+from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, copy_kernel
 from .program import Program, Slot
 from .recurrence import (choose_recurrence, emit_layer, emit_paired, lane_row_group, lanes_serial, pair_directions,
                          project_apart, split_projection, split_workspace)
@@ -106,15 +106,6 @@ class _LayerRun:
         if fields:
             prog.bind_frame(self.frame, self.host_frame, fields)
         return x[0], output[0]
-
-
-def copy_kernel():
-    """The copy kernel: on the CPU the serial one, which walks a step's rows in
-    runs of channels on the calling thread. It beat the parallel kernel (Taichi's thread pool, one
-    element an item) at every size measured (this session's 2-core AMD EPYC VM, concatenations, µs
-    a launch, parallel / serial): 6,400 elements 140 / 48, 51,200 381 / 66, 204,800 1181 / 120,
-    819,200 2342 / 324, 3,276,800 8948 / 1254. A GPU takes an element a thread."""
-    return copy_sequence_serial if current_arch() == "cpu" else copy_sequence
 
 
 class StackRun:
