@@ -12,7 +12,8 @@ the rows present at each step are written (``rows_tab[rows_at + t]``; a
 negative ``rows_at`` means all ``batch`` rows at every step), so a user's
 matrices with fewer rows are never written past their end. Values are stored in
 the destination's type (float16 or float32). One task on the device: the
-workers of ``grid.py`` share the items.
+workers of ``grid.py`` share the items; on the CPU one loop on the calling
+thread, a row's channels at a time (``copy_kernel`` chooses).
 
 ``store_output`` is the same store from inside a recurrence kernel: the last
 layer of ``encode_sequence`` writes each new h straight into the caller's
@@ -86,8 +87,7 @@ def copy_step(dst: ti.template(), d_base, d_step, d_row, src: ti.template(), s_b
 def _copy_kernel(serial):
     """copy_sequence on the fixed workers (grid.py), an element an item (GPUs), or with ``serial``
     as one loop over the steps that Taichi runs on the calling thread (``copy_step``: the CPU, where
-    it beat waking the thread pool at every size measured; the scheduler's ``copy_kernel``
-    chooses)."""
+    it beat waking the thread pool at every size measured; ``copy_kernel`` chooses)."""
     def copy_sequence(dst: ti.types.ndarray(ndim=1), d_base: ti.i32, d_step: ti.i32, d_row: ti.i32,
                       src: ti.types.ndarray(ndim=1), s_base: ti.i32, s_step: ti.i32, s_row: ti.i32,
                       src2: ti.types.ndarray(ndim=1), s2_base: ti.i32, s2_step: ti.i32, s2_row: ti.i32,
