@@ -190,43 +190,48 @@ class PackedCell:
         in shared memory (``kept_counts``), which open each run. Made on first use; the cell keeps
         the last shape asked for."""
         from .kernels.sequence_persistent import BLOCK
-        key = (nblocks, rows, loads, kept)
-        if self._streams is None or self._streams[0] != key:
+
+        def make():
             import taichi as ti
             phases = self._phase_matrices()
             host = pack_streams(phases, self.n_out, nblocks, rows, loads, BLOCK, (*kept, 0)[:len(phases)])
             quads = ti.Vector.ndarray(QUAD, ti.f32, len(host))
             quads.from_numpy(host)
-            self._streams = (key, quads)
-        return self._streams[1]
+            return quads
+        return self._kept("_streams", (nblocks, rows, loads, kept), make)
 
     def tile_weights(self, units):
         """U, then for a GRU whose Vh is set Vh, in the order the tiles kernels' threads read them for
         tiles of ``units`` units (``kernels/sequence_tiles.pack_tiles``), in the layer's weight type.
         Made on first use; the cell keeps the last size asked for."""
-        if self._tiles is None or self._tiles[0] != units:
-            import taichi as ti
-            from .kernels.sequence_tiles import pack_tiles
-            host = pack_tiles(self._phase_matrices(), self.n_out, units).astype(self.host_wts.dtype)
-            tiles = ti.ndarray(self._ti_weight_type(), host.shape)
-            tiles.from_numpy(host)
-            self._tiles = (units, tiles)
-        return self._tiles[1]
+        from .kernels.sequence_tiles import pack_tiles
+        return self._kept("_tiles", units,
+                          lambda: self._weight_array(pack_tiles(self._phase_matrices(), self.n_out, units)))
 
     def spread_rows(self, nblocks, rho, threads):
         """The rows the spread kernel's threads read from memory every step, on ``nblocks`` blocks of
         ``threads`` threads with ``rho`` rows a thread, in their order
         (``kernels/sequence_spread.pack_memory_rows``), in the layer's weight type. Made on first use;
         the cell keeps the last shape asked for."""
-        key = (nblocks, rho, threads)
-        if self._spread_rows is None or self._spread_rows[0] != key:
-            import taichi as ti
-            from .kernels.sequence_spread import pack_memory_rows
-            host = pack_memory_rows(self.kind, self._phase_matrices(), self.n_out, nblocks, rho, threads)
-            rows = ti.ndarray(self._ti_weight_type(), host.shape)
-            rows.from_numpy(host.astype(self.host_wts.dtype))
-            self._spread_rows = (key, rows)
-        return self._spread_rows[1]
+        from .kernels.sequence_spread import pack_memory_rows
+        return self._kept("_spread_rows", (nblocks, rho, threads), lambda: self._weight_array(
+            pack_memory_rows(self.kind, self._phase_matrices(), self.n_out, nblocks, rho, threads)))
+
+    def _kept(self, attr, key, make):
+        """The device array that ``make()`` builds for ``key``, kept in ``attr`` for the last key asked
+        for: a copy of the weights in the order one kernel's threads read them, for its shape."""
+        kept = getattr(self, attr)
+        if kept is None or kept[0] != key:
+            kept = (key, make())
+            setattr(self, attr, kept)
+        return kept[1]
+
+    def _weight_array(self, host):
+        """The host array ``host`` as a device array in the layer's weight type."""
+        import taichi as ti
+        array = ti.ndarray(self._ti_weight_type(), host.shape)
+        array.from_numpy(host.astype(self.host_wts.dtype))
+        return array
 
     def _phase_matrices(self):
         """[(matrix, gates)] of each product a step takes in turn, float32: U's first-phase gates (all
