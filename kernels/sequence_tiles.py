@@ -153,32 +153,31 @@ def tile_kernels(chunk, packed=True, loads=4):
         i = tile * units + lane % units
         acc = ti.Vector([0.0] * chunk, ti.f32)
         if i < H:
-            row = m0 + ((lane // units) * H + i) * mso
-            row2 = m2 + i * m2so
-            if ti.static(packed):   # (the second matrix is the GRU's Vh: one gate, rows_r = units)
-                row = m0 + tile * H * rows_r + lane
-                row2 = m2 + tile * H * rows_r + lane
-                msj = rows_r
-                m2sj = rows_r
+            # packed: the tile's rows side by side, rows_r apart an input (the second matrix is the
+            # GRU's Vh, one gate: rows_r = units); else the rows at U's (and Vh's) own strides
+            row = m0 + tile * H * rows_r + lane if ti.static(packed) else m0 + ((lane // units) * H + i) * mso
+            row2 = m2 + tile * H * rows_r + lane if ti.static(packed) else m2 + i * m2so
+            sj = rows_r if ti.static(packed) else msj
+            sj2 = rows_r if ti.static(packed) else m2sj
             n = (H - split + n_split - 1) // n_split   # terms j = split + q * n_split, q < n
             for qg in range(n // loads):
                 j = split + qg * loads * n_split
-                w = ti.Vector([weight(wts, tw, row + (j + e * n_split) * msj) for e in ti.static(range(loads))])
+                w = ti.Vector([weight(wts, tw, row + (j + e * n_split) * sj) for e in ti.static(range(loads))])
                 for k in ti.static(range(chunk)):
                     acc[k] += tree_sum(ti.Vector([w[e] * ws[x1[k] + j + e * n_split]
                                                   for e in ti.static(range(loads))]))
                 if ti.static(with2):
-                    v = ti.Vector([weight(wts, tw, row2 + (j + e * n_split) * m2sj) for e in ti.static(range(loads))])
+                    v = ti.Vector([weight(wts, tw, row2 + (j + e * n_split) * sj2) for e in ti.static(range(loads))])
                     for k in ti.static(range(chunk)):
                         acc[k] += tree_sum(ti.Vector([v[e] * ws[x2[k] + j + e * n_split]
                                                       for e in ti.static(range(loads))]))
             for q in range(n - n % loads, n):
                 j = split + q * n_split
-                w = weight(wts, tw, row + j * msj)
+                w = weight(wts, tw, row + j * sj)
                 for k in ti.static(range(chunk)):
                     acc[k] += w * ws[x1[k] + j]
                 if ti.static(with2):
-                    v = weight(wts, tw, row2 + j * m2sj)
+                    v = weight(wts, tw, row2 + j * sj2)
                     for k in ti.static(range(chunk)):
                         acc[k] += v * ws[x2[k] + j]
         for k in ti.static(range(chunk)):
