@@ -8,7 +8,7 @@ from .descriptors import RNNDescriptor
 from .enums import BidirectionalCombineMode, DataType, SequenceDirection, coerce_enum
 from .matrix import Matrix, MatrixSequence, Storage
 from .scheduler import PlanCache, default_launch, packs_lanes, plan_bidirectional, plan_sequence, weights_transposed
-from .sequences import prepare_destination, read_source, sequence_destination, sequence_source
+from .sequences import Staging, prepare_destination, read_source, sequence_destination, sequence_source
 from .state import RNNRecurrentMatrixState
 
 
@@ -51,6 +51,7 @@ class RNNMatrixInferenceLayer:
         if seq_err and bidi_err:
             raise ValueError(seq_err)
         self._plans = PlanCache()
+        self._staging = Staging()   # where host sequences are staged on the device, call after call
         self._launch = default_launch(current_arch())
         self._checked = None   # the last encode_sequence's sequences, as checked (see _source_and_destination)
         self.recurrent_output_is_temporary = False
@@ -100,6 +101,7 @@ class RNNMatrixInferenceLayer:
         new = RNNMatrixInferenceLayer.__new__(RNNMatrixInferenceLayer)
         new._cells = [c.copy() for c in self._cells]
         new._plans = PlanCache()
+        new._staging = Staging()
         new._launch = self._launch
         new._checked = None
         new._temporary = self._temporary
@@ -243,10 +245,12 @@ class RNNMatrixInferenceLayer:
         if plain and last is not None and last[0]() is source_matrices and last[1]() is destination_matrices:
             return sequence_source(source_matrices), sequence_destination(destination_matrices)
         self._checked = None
-        src = read_source(source_matrices, "source_matrices", self.input_feature_channels, source_offsets)
+        src = read_source(source_matrices, "source_matrices", self.input_feature_channels, source_offsets,
+                          staging=self._staging)
         dst = prepare_destination(destination_matrices, "destination_matrices", src.rows,
                                   self.output_feature_channels, src.data_type, destination_offsets,
-                                  sources=src.spans, as_sequence=isinstance(source_matrices, MatrixSequence))
+                                  sources=src.spans, as_sequence=isinstance(source_matrices, MatrixSequence),
+                                  staging=self._staging)
         if plain and isinstance(source_matrices, MatrixSequence) and isinstance(destination_matrices, MatrixSequence):
             self._checked = (weakref.ref(source_matrices), weakref.ref(destination_matrices))
         return src, dst
@@ -277,16 +281,17 @@ class RNNMatrixInferenceLayer:
         if combine != BidirectionalCombineMode.NONE and destination_backward_matrices is not None:
             raise ValueError(f"destination_backward_matrices: must be None with bidirectional_combine_mode "
                              f"{combine.name}; the combined sequence goes to destination_forward_matrices")
-        src = read_source(source_sequence, "source_sequence", self._cells[fwd_k[0]].n_in)
+        src = read_source(source_sequence, "source_sequence", self._cells[fwd_k[0]].n_in, staging=self._staging)
         rows, T = src.rows, len(src.rows)
         width = hf + hb if combine == BidirectionalCombineMode.CONCATENATE else hf
         seq = isinstance(source_sequence, MatrixSequence)
         dst = prepare_destination(destination_forward_matrices, "destination_forward_matrices", rows, width,
-                                  src.data_type, sources=src.spans, as_sequence=seq)
+                                  src.data_type, sources=src.spans, as_sequence=seq, staging=self._staging)
         dst2 = None
         if combine == BidirectionalCombineMode.NONE:
             dst2 = prepare_destination(destination_backward_matrices, "destination_backward_matrices", rows, hb,
-                                       src.data_type, sources=src.spans, as_sequence=seq)
+                                       src.data_type, sources=src.spans, as_sequence=seq, staging=self._staging,
+                                       role="y2")
         key = ("bidirectional", rows, int(combine), src.data_type, dst.view.storage.data_type,
                dst2 and dst2.view.storage.data_type)
         plan = self._plans.get(key, lambda: plan_bidirectional(fwd_cells, bwd_cells, rows, int(combine),

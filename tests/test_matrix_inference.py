@@ -336,6 +336,75 @@ def test_destinations_in_every_accepted_form(rng):
                          rtol=1e-3 if "float16" in name else 1e-5, what=name)
 
 
+def test_whole_host_arrays_as_destinations(rng):
+    """A 3-D array (NumPy, float32 or float16, or a tensor) of the sequence's shape is filled in one
+    copy; the call returns its steps, as for a list of arrays."""
+    import torch
+    d = lstm(rng, 3, 4, use_float32_weights=True)
+    layer = m.RNNMatrixInferenceLayer(d)
+    x3 = rng.standard_normal((4, 2, 3)).astype(np.float32)
+    ref = R.encode_sequence([d], list(x3))[0]
+    for name, dst in {"3-D ndarray": np.full((4, 2, 4), np.nan, np.float32),
+                      "3-D float16 ndarray": np.full((4, 2, 4), np.nan, np.float16),
+                      "3-D tensor": torch.full((4, 2, 4), float("nan"))}.items():
+        out = layer.encode_sequence(x3, dst)
+        assert len(out) == 4 and all(np.shares_memory(np.asarray(o), np.asarray(dst)) for o in out), name
+        assert_seq_close(np.asarray(dst, np.float32), ref, rtol=1e-3 if "float16" in name else 1e-5, what=name)
+
+
+def test_host_sequences_staged_call_after_call(rng):
+    """A layer stages host arrays in storages it keeps: each call sees its own data, results of earlier
+    calls stay as they were, and two calls encoded in one command buffer see the data as it was when
+    each was encoded."""
+    d = gru(rng, 3, 4, use_float32_weights=True)
+    layer = m.RNNMatrixInferenceLayer(d)
+    xa, xb = (rng.standard_normal((3, 2, 3)).astype(np.float32) for _ in range(2))
+    ra, rb = (R.encode_sequence([d], list(x))[0] for x in (xa, xb))
+    out_a = layer.encode_sequence(xa)
+    ya = np.full((3, 2, 4), np.nan, np.float32)
+    layer.encode_sequence(xa, ya)
+    out_b = layer.encode_sequence(xb)
+    assert_seq_close(out_a, ra, what="first call's matrices, after another call")
+    assert_seq_close(out_b, rb, what="second call")
+    assert_seq_close(ya, ra, what="first call's array")
+    cb = m.CommandBuffer()
+    x = xa.copy()
+    y1, y2 = np.full((3, 2, 4), np.nan, np.float32), np.full((3, 2, 4), np.nan, np.float32)
+    layer.encode_sequence(x, y1, command_buffer=cb)
+    x[...] = xb
+    layer.encode_sequence(x, y2, command_buffer=cb)
+    x[...] = 0
+    cb.commit()
+    assert_seq_close(y1, ra, what="first of two deferred calls")
+    assert_seq_close(y2, rb, what="second of two deferred calls")
+
+
+def test_separate_matrices_gathered_from_the_host_or_the_device(rng):
+    """Separate device matrices are packed on the host where each holds a current host copy (made
+    from NumPy), else copied on the device (a kernel wrote them); in a command buffer, a call that
+    reads what an earlier call of the buffer writes sees its results."""
+    d1 = lstm(rng, 3, 4, use_float32_weights=True)
+    d2 = single_gate(rng, 4, 4, use_float32_weights=True)
+    first, second = m.RNNMatrixInferenceLayer(d1), m.RNNMatrixInferenceLayer(d2)
+    rows = [3, 3, 2, 1]
+    xs = sequence(rng, rows, 3)
+    ref1 = R.encode_sequence([d1], xs)[0]
+    ref2 = R.encode_sequence([d2], ref1)[0]
+    uploaded = [m.Matrix.from_numpy(x) for x in xs]
+    assert all(x.storage.host_is_current() for x in uploaded)
+    assert_seq_close(first.encode_sequence(uploaded), ref1, what="from host copies")
+    written = poisoned(rows, 4)
+    first.encode_sequence(uploaded, written)
+    assert not any(w.storage.host_is_current() for w in written)
+    assert_seq_close(second.encode_sequence(written), ref2, what="from the device")
+    cb = m.CommandBuffer()
+    written = [m.Matrix.from_numpy(np.full((r, 4), np.nan, np.float32)) for r in rows]
+    first.encode_sequence(uploaded, written, command_buffer=cb)
+    out = second.encode_sequence(written, command_buffer=cb)
+    cb.commit()
+    assert_seq_close(out, ref2, what="reading an earlier deferred call's outputs")
+
+
 def test_copy_is_independent_and_equal(rng):
     ds = build_stack(rng, STACKS[0])
     layer = m.RNNMatrixInferenceLayer(ds)

@@ -1,0 +1,70 @@
+"""What a call costs by the form its data comes in: host arrays (a NumPy array in, a list of
+matrices or a NumPy array out), a MatrixSequence in and out (what `mpsrnn bench` times), a list of
+per-step device matrices (MPS's own form), beside PyTorch's module called on the same host array.
+
+    python bench/probes/call_forms.py [--arch cpu] [--config lstm:64:2:25 ...] [--repeats 30]
+
+A config is cell:hidden:batch:steps (input = hidden). Every figure is the median µs of a whole
+call, device synchronisation included, and for the host forms the outputs read back to NumPy (a
+NumPy array in the end, as PyTorch's ``out.numpy()``). The forms alternate within each repeat.
+"""
+import argparse
+import time
+
+import numpy as np
+
+
+def forms(m, layer, x, torch, tmod):
+    """(label, call) pairs; each call returns once its results are on the host or synchronised."""
+    T, B, _ = x.shape
+    xs = m.MatrixSequence.from_numpy(x)
+    ys = layer.encode_sequence(xs)
+    y = np.empty((T, B, layer.output_feature_channels), np.float32)
+    mats = [m.Matrix.from_numpy(a) for a in x]
+    sync = m.backend.sync
+    out = [
+        ("MatrixSequence in and out", lambda: (layer.encode_sequence(xs, ys), sync())),
+        ("NumPy in, NumPy out", lambda: layer.encode_sequence(x, y)),
+        ("NumPy in, matrices out", lambda: np.stack([np.asarray(a) for a in layer.encode_sequence(x)])),
+        ("list of device matrices in", lambda: (layer.encode_sequence(mats, ys), sync())),
+    ]
+    if tmod is not None:
+        def run_torch():
+            with torch.no_grad():
+                return tmod(torch.from_numpy(x))[0].numpy()
+        out.append(("PyTorch, NumPy in and out", run_torch))
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--arch", default="cpu")
+    p.add_argument("--config", action="append", default=None)
+    p.add_argument("--repeats", type=int, default=30)
+    a = p.parse_args()
+    import mpsrnn as m
+    from mpsrnn.benchmark import Config, _torch, build_pair
+    m.init(a.arch)
+    torch = _torch() if a.arch == "cpu" else None   # the peer on the same host arrays (CPU)
+    for spec in a.config or ["lstm:64:2:25", "lstm:256:1:50", "lstm:64:1:1000"]:
+        cell, hidden, batch, steps = spec.split(":")
+        cfg = Config(cell, int(hidden), int(hidden), int(batch), int(steps))
+        layer, tmod = build_pair(cfg)
+        x = np.random.default_rng(1).standard_normal((cfg.steps, cfg.batch, cfg.input)).astype(np.float32)
+        calls = forms(m, layer, x, torch, tmod)
+        times = {label: [] for label, _ in calls}
+        for _ in range(3):
+            for _, call in calls:
+                call()
+        for _ in range(a.repeats):
+            for label, call in calls:
+                t0 = time.perf_counter()
+                call()
+                times[label].append((time.perf_counter() - t0) * 1e6)
+        print(f"{cfg.label} ({a.arch}), µs a call, median [p20, p80]:")
+        for label, ts in times.items():
+            print(f"  {label:30s} {np.median(ts):9.1f} [{np.percentile(ts, 20):.1f}, {np.percentile(ts, 80):.1f}]")
+
+
+if __name__ == "__main__":
+    main()
