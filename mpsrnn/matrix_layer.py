@@ -195,11 +195,18 @@ class RNNMatrixInferenceLayer:
             states = "all" if self._store_all else "last"
         given = [initial is not None] * len(self._cells)
         key = ("sequence", rows, B, tuple(given), states, src.data_type, dst.view.storage.data_type,
-               None if initial is None else tuple((h.data_type, c and c.data_type) for h, c in initial))
-        plan = self._plans.get(key, lambda: plan_sequence(self._cells, rows, B, given, states, self._launch))
+               None if initial is None else tuple((h.data_type, c and c.data_type) for h, c in initial),
+               dst.scatter is not None)
+
+        def plan_for(gather):
+            return self._plans.get(key + (gather,), lambda: plan_sequence(
+                self._cells, rows, B, given, states, self._launch, gather, dst.scatter is not None))
+        if src.gather is None:
+            plan_for(False)   # planned now; a gathering source's plan waits for its run
 
         values = dict(src.view.binds("x"))
         values.update(dst.view.binds("y"))
+        values.update(dst.scatter or {})
         if initial is not None:
             for k, (h, c) in enumerate(initial):
                 for name, m in (("h0", h), ("c0", c)):
@@ -227,7 +234,7 @@ class RNNMatrixInferenceLayer:
         def work():
             for p in src.prelude:
                 p()
-            plan.run(values)
+            _run_plan(plan_for, src, values)
             _finish(dst, outputs)
         submit(work, command_buffer)
         return dst.result
@@ -292,13 +299,21 @@ class RNNMatrixInferenceLayer:
             dst2 = prepare_destination(destination_backward_matrices, "destination_backward_matrices", rows, hb,
                                        src.data_type, sources=src.spans, as_sequence=seq, staging=self._staging,
                                        role="y2")
+        scatter = tuple(name for name, d in (("y", dst), ("y2", dst2)) if d is not None and d.scatter is not None)
         key = ("bidirectional", rows, int(combine), src.data_type, dst.view.storage.data_type,
-               dst2 and dst2.view.storage.data_type)
-        plan = self._plans.get(key, lambda: plan_bidirectional(fwd_cells, bwd_cells, rows, int(combine),
-                                                               self._launch))
+               dst2 and dst2.view.storage.data_type, scatter)
+
+        def plan_for(gather):
+            return self._plans.get(key + (gather,), lambda: plan_bidirectional(
+                fwd_cells, bwd_cells, rows, int(combine), self._launch, gather, scatter))
+        if src.gather is None:
+            plan_for(False)
         values = dict(src.view.binds("x"))
         values["xr_base"] = src.view.base + (T - 1) * src.view.step
         values["xr_step"] = -src.view.step
+        for d in (dst, dst2):
+            if d is not None:
+                values.update(d.scatter or {})
         values.update(dst.view.binds("y"))
         if dst2 is not None:
             values.update(dst2.view.binds("y2"))
@@ -306,7 +321,7 @@ class RNNMatrixInferenceLayer:
         def work():
             for p in src.prelude:
                 p()
-            plan.run(values)
+            _run_plan(plan_for, src, values)
             _finish(dst, [])
             if dst2 is not None:
                 _finish(dst2, [])
@@ -317,6 +332,16 @@ class RNNMatrixInferenceLayer:
         kinds = {0: "single gate", 1: "GRU", 2: "LSTM"}
         layers = ", ".join(f"{kinds[c.kind]} {c.n_in}->{c.n_out}" for c in self._cells)
         return f"RNNMatrixInferenceLayer([{layers}])"
+
+
+def _run_plan(plan_for, src, values):
+    """Run the call's plan, ``plan_for(gather)``. A source of separate device matrices is gathered
+    first (``Source.gather``): packed on the host, or by the copies of a plan of its own."""
+    binds = src.gather() if src.gather is not None else None
+    if binds is None:
+        plan_for(False).run(values)
+    else:
+        plan_for(True).run({**values, **binds})
 
 
 def _finish(dst, state_storages):

@@ -37,16 +37,31 @@ class Source:
     view: View
     rows: tuple          # rows present at each time step
     data_type: DataType
-    prelude: list        # callables to run before the layer (packing on the device)
+    prelude: list        # callables to run before the layer (uploads of host data)
     spans: list          # (storage, first, end) per step, for alias checks
+    gather: object = None  # separate device matrices: a callable run before the layer, which packs them
+    #                        on the host and returns None, or returns the per-step slots of the plan's
+    #                        gather into the view (``step_binds("x", ...)``)
 
 
 @dataclass
 class Destination:
     view: View
     result: list         # what encode returns: the user's destinations, or new matrices
-    postlude: list       # callables to run after the layer (scatter to irregular targets)
+    postlude: list       # callables to run after the layer (copies to host arrays)
     storages: list       # storages whose host copies must be dropped after writing
+    scatter: dict = None  # separate device matrices: the per-step slots of the plan's scatter from the view
+
+
+def step_binds(prefix, items, offs):
+    """Separate matrices, one a step, as a plan's per-step slots: ``{prefix}d{t}`` the array of step
+    t's storage, ``{prefix}d{t}_base`` and ``_row`` its element offset and row stride."""
+    values = {}
+    for t, (m, o) in enumerate(zip(items, offs)):
+        values[f"{prefix}d{t}"] = m.storage.array
+        values[f"{prefix}d{t}_base"] = m.offset + o
+        values[f"{prefix}d{t}_row"] = m.row_stride
+    return values
 
 
 class Staging:
@@ -191,11 +206,13 @@ def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"
     offs = offs or [0] * len(items)
     spans = [(m.storage, *m.span()) for m in items if isinstance(m, Matrix)]
     view = _regular_view(items, offs)
-    prelude = []
-    if view is None:
-        storage = _new_storage(staging, "x", len(rows) * rows[0] * channels, dt)
-        view, prelude = _pack(items, offs, rows, channels, storage)
-    return Source(view, tuple(rows), dt, prelude, spans)
+    if view is not None:
+        return Source(view, tuple(rows), dt, [], spans)
+    storage = _new_storage(staging, "x", len(rows) * rows[0] * channels, dt)
+    view = View(storage, 0, rows[0] * channels, channels)
+    if not any(isinstance(m, Matrix) for m in items):
+        return Source(view, tuple(rows), dt, [_host_pack(items, offs, rows, channels, storage)], spans)
+    return Source(view, tuple(rows), dt, [], spans, _gather(items, offs, rows, channels, storage))
 
 
 def _shrink_error(name, rows):
@@ -253,54 +270,37 @@ def _regular_view(items, offs):
     return View(first.storage, bases[0], step, first.row_stride)
 
 
-def _pack(items, offs, rows, channels, storage):
-    """Pack irregular steps into ``storage``, (T, B, channels)."""
-    T, B = len(items), rows[0]
-    if not any(isinstance(m, Matrix) for m in items):
-        packed = np.zeros((T, B, channels), NUMPY_TYPES[storage.data_type])
-        for t, (a, o) in enumerate(zip(items, offs)):
-            packed[t, : rows[t]] = a[:, o: o + channels]
-        # uploaded when the call runs: validation of the other arguments comes first
-        return View(storage, 0, B * channels, channels), [lambda: storage.upload(packed, owned=True)]
-    view = View(storage, 0, B * channels, channels)
+def _packed(items, offs, rows, channels, data_type):
+    """The steps packed into one host array, (T, rows[0], channels), zeros past each step's rows."""
+    packed = np.zeros((len(items), rows[0], channels), NUMPY_TYPES[data_type])
+    for t, (m, o) in enumerate(zip(items, offs)):
+        a = m.host_view() if isinstance(m, Matrix) else m
+        packed[t, : rows[t]] = a[:, o: o + channels]
+    return packed
 
+
+def _host_pack(items, offs, rows, channels, storage):
+    """Host arrays packed now (the data as it is at the call) and uploaded when the call runs:
+    validation of the other arguments comes first."""
+    packed = _packed(items, offs, rows, channels, storage.data_type)
+    return lambda: storage.upload(packed, owned=True)
+
+
+def _gather(items, offs, rows, channels, storage):
+    """Separate device matrices (host arrays among them), read when the call runs: a command
+    buffer's earlier work may write them. Where each matrix's storage holds a current host copy
+    (uploaded, and no kernel has written it since: matrices made from NumPy) they are packed on the
+    host and uploaded once. Else the plan copies them on the device, a dispatch a step inside its
+    graph (~3.4 µs each on the CPU, where a launch a step from Python took ~60)."""
     def gather():
-        # When the call runs (a command buffer's earlier work may write these matrices): where every
-        # matrix's storage holds a current host copy (uploaded, and no kernel has written it since:
-        # matrices made from NumPy), the steps are packed on the host and uploaded once. Else a
-        # copy launch a step (~60 µs each on the CPU: a call of 1000 steps took 61 ms).
         if all(not isinstance(m, Matrix) or m.storage.host_is_current() for m in items):
-            packed = np.zeros((T, B, channels), NUMPY_TYPES[storage.data_type])
-            for t, (m, o) in enumerate(zip(items, offs)):
-                a = m.host_view() if isinstance(m, Matrix) else m
-                packed[t, : rows[t]] = a[:, o: o + channels]
-            storage.upload(packed, owned=True)
-            return
-        for t, (m, o) in enumerate(zip(items, offs)):
-            if not isinstance(m, Matrix):
-                m, o = Matrix.from_numpy(m[:, o: o + channels]), 0
-            copy_rows(View(m.storage, m.offset + o, 0, m.row_stride), view, t, rows[t], channels)
+            storage.upload(_packed(items, offs, rows, channels, storage.data_type), owned=True)
+            return None
+        mats = [(m, o) if isinstance(m, Matrix) else (Matrix.from_numpy(m[:, o: o + channels]), 0)
+                for m, o in zip(items, offs)]
         storage.written()
-    return view, [gather]
-
-
-def copy_rows(src, dst, t, rows, channels, src_t=0):
-    """Device copy of one step: ``rows`` × ``channels`` from src step ``src_t`` to dst step ``t``."""
-    from .kernels.sequence_copy import SEQ_COPY, copy_kernel
-    copy_kernel()(dst.storage.array, dst.base + t * dst.step, 0, dst.row,
-                  src.storage.array, src.base + src_t * src.step, 0, src.row,
-                  src.storage.array, 0, 0, 0, SEQ_COPY, channels, 0, 1, rows, _no_rows(), -1)
-
-
-_NO_ROWS = []
-
-
-def _no_rows():
-    """A placeholder row table for copies that take every row."""
-    if not _NO_ROWS:
-        import taichi as ti
-        _NO_ROWS.append(ti.ndarray(ti.i32, (1,)))
-    return _NO_ROWS[0]
+        return step_binds("x", *zip(*mats))
+    return gather
 
 
 def prepare_destination(obj, name, rows, channels, data_type, offsets=None, offsets_name="destination_offsets",
@@ -377,11 +377,8 @@ def _device_destination(items, name, rows, channels, offsets, offsets_name, sour
         return Destination(view, list(items), [], storages)
     T, B = len(rows), rows[0]
     sview = View(_new_storage(staging, role, T * B * channels, DataType.FLOAT32), 0, B * channels, channels)
-
-    def scatter():
-        for t, (m, o) in enumerate(zip(items, offs)):
-            copy_rows(sview, View(m.storage, m.offset + o, 0, m.row_stride), 0, rows[t], channels, src_t=t)
-    return Destination(sview, list(items), [scatter], storages)
+    # the plan copies the staged sequence to the matrices, a dispatch a step (``step_binds``)
+    return Destination(sview, list(items), [], storages, step_binds(role, items, offs))
 
 
 def _check_alias(items, offs, channels, name, sources):

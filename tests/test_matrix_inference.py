@@ -405,6 +405,29 @@ def test_separate_matrices_gathered_from_the_host_or_the_device(rng):
     assert_seq_close(out, ref2, what="reading an earlier deferred call's outputs")
 
 
+@pytest.mark.parametrize("launch", ["eager", "graph"])
+def test_bidirectional_between_separate_matrices(launch, rng):
+    """A bidirectional call reads separate matrices a kernel wrote (the plan gathers them) and writes
+    both directions to separate matrices (the plan scatters them), twice with other matrices (the
+    slots are per call), in either launch strategy."""
+    from mpsrnn.scheduler.launch import STRATEGIES
+    ds = build_stack(rng, BIDI_STACKS[0])
+    copier = m.RNNMatrixInferenceLayer(single_gate(rng, 3, 3, use_float32_weights=True))
+    layer = m.RNNMatrixInferenceLayer(ds)
+    layer._launch = STRATEGIES[launch]()
+    for _ in range(2):
+        xs = sequence(rng, VARIABLE_ROWS, 3)
+        written = poisoned(VARIABLE_ROWS, 3)
+        copier.encode_sequence(xs, written)
+        assert not any(w.storage.host_is_current() for w in written)
+        df, db = poisoned(VARIABLE_ROWS, 5), poisoned(VARIABLE_ROWS, 5)
+        layer.encode_bidirectional_sequence(written, df, db)
+        ref_f, ref_b = R.encode_bidirectional(ds, [np.asarray(w) for w in written], 0)
+        assert [key[-1] for key, _ in layer._plans._plans] == [True], "the plan that gathers"
+        assert_seq_close(df, ref_f, what=f"{launch}: forward")
+        assert_seq_close(db, ref_b, what=f"{launch}: backward")
+
+
 def test_copy_is_independent_and_equal(rng):
     ds = build_stack(rng, STACKS[0])
     layer = m.RNNMatrixInferenceLayer(ds)

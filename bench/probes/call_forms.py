@@ -1,6 +1,8 @@
 """What a call costs by the form its data comes in: host arrays (a NumPy array in, a list of
-matrices or a NumPy array out), a MatrixSequence in and out (what `mpsrnn bench` times), a list of
-per-step device matrices (MPS's own form), beside PyTorch's module called on the same host array.
+matrices or a NumPy array out), a MatrixSequence in and out (what `mpsrnn bench` times), lists of
+separate device matrices (MPS's own form: made from NumPy, written by a kernel, as destinations),
+beside PyTorch's module called on the same host array. "Matrices a kernel wrote in" times two calls:
+another layer's (the copier's, a single gate) that writes them, then this one's.
 
     python bench/probes/call_forms.py [--arch cpu] [--config lstm:64:2:25 ...] [--repeats 30]
 
@@ -9,9 +11,13 @@ call, device synchronisation included, and for the host forms the outputs read b
 NumPy array in the end, as PyTorch's ``out.numpy()``). The forms alternate within each repeat.
 """
 import argparse
+import os
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # its tree's
 
 
 def forms(m, layer, x, torch, tmod):
@@ -21,12 +27,18 @@ def forms(m, layer, x, torch, tmod):
     ys = layer.encode_sequence(xs)
     y = np.empty((T, B, layer.output_feature_channels), np.float32)
     mats = [m.Matrix.from_numpy(a) for a in x]
+    outs = [m.Matrix(B, layer.output_feature_channels) for _ in range(T)]
+    copier = m.RNNMatrixInferenceLayer(m.RNNSingleGateDescriptor(x.shape[2], x.shape[2]))
+    written = [m.Matrix(B, x.shape[2]) for _ in range(T)]
     sync = m.backend.sync
     out = [
         ("MatrixSequence in and out", lambda: (layer.encode_sequence(xs, ys), sync())),
         ("NumPy in, NumPy out", lambda: layer.encode_sequence(x, y)),
         ("NumPy in, matrices out", lambda: np.stack([np.asarray(a) for a in layer.encode_sequence(x)])),
-        ("list of device matrices in", lambda: (layer.encode_sequence(mats, ys), sync())),
+        ("matrices from NumPy in", lambda: (layer.encode_sequence(mats, ys), sync())),
+        ("separate matrices out", lambda: (layer.encode_sequence(xs, outs), sync())),
+        ("matrices a kernel wrote in", lambda: (copier.encode_sequence(xs, written), sync(),
+                                                layer.encode_sequence(written, ys), sync())),
     ]
     if tmod is not None:
         def run_torch():
