@@ -22,6 +22,21 @@ def test_reads_like_a_list(rng):
     assert m.MatrixSequence(3, [2, 2, 1], 4, m.DataType.FLOAT16).numpy()[2].dtype == np.float16
 
 
+def test_whole_array_of_views_with_offsets_and_strides(rng):
+    """``np.asarray`` of a sequence reads its steps through its base, step and row strides: a slice,
+    and a view whose rows are padded and whose steps are apart, in both types."""
+    for dtype in (np.float32, np.float16):
+        a = rng.standard_normal((4, 3, 5)).astype(dtype)
+        seq = m.MatrixSequence.from_numpy(a)
+        assert np.asarray(seq[1:3]).dtype == dtype and np.array_equal(np.asarray(seq[1:3]), a[1:3])
+        padded = np.full((4, 3, 4, 7), np.nan, dtype)   # a step is 3 x 4 x 7 elements, of which 3 x 5 are ours
+        padded[:, 1, :3, 2:] = a
+        flat = m.Matrix.from_numpy(padded.reshape(-1, 7))
+        view = m.MatrixSequence.view(flat.storage, 1 * 28 + 2, 3 * 28, [3] * 4, 5, 7)
+        assert np.array_equal(np.asarray(view), a)
+        assert np.array_equal(np.asarray(view[2:]), a[2:])
+
+
 def test_layers_take_and_return_sequences(rng):
     ds = [lstm(rng, 3, 5, use_float32_weights=True), gru(rng, 5, 4, use_float32_weights=True)]
     layer = m.RNNMatrixInferenceLayer(ds)
