@@ -188,6 +188,23 @@ def test_bad_destinations(layer, rng, monkeypatch):
         expect_error(monkeypatch, lambda: layer.encode_sequence(xs, dst), error, match, *xs, *dst)
 
 
+def test_bad_whole_arrays(layer, rng, monkeypatch):
+    """3-D host arrays, taken whole when they fit, get the per-step path's errors when they do not."""
+    x3 = rng.standard_normal((2, 3, 3)).astype(np.float32)
+    for src, match in ((x3.astype(np.float64), r"source_matrices\[0\]: dtype float64 is not supported"),
+                       (x3[:, :, :2].copy(), r"source_matrices\[0\]: has 2 columns but the layer expects 3"),
+                       (x3[:, :0], r"source_matrices\[0\]: has no rows")):
+        expect_error(monkeypatch, lambda: layer.encode_sequence(src), ValueError, match, src)
+    read_only = np.full((2, 3, 4), np.nan, np.float32)
+    read_only.flags.writeable = False
+    for dst, match in ((np.full((3, 3, 4), np.nan, np.float32), "destination_matrices: has 3 matrices for a sequence of 2"),
+                       (np.full((2, 2, 4), np.nan, np.float32), r"destination_matrices\[0\]: has 2 rows; step 0"),
+                       (np.full((2, 3, 5), np.nan, np.float32), r"destination_matrices\[0\]: has 5 columns"),
+                       (np.full((2, 3, 4), np.nan), "dtype float64 is not supported"),
+                       (read_only, r"destination_matrices\[0\]: the array is read-only")):
+        expect_error(monkeypatch, lambda: layer.encode_sequence(x3, dst), ValueError, match, x3, dst)
+
+
 def test_destinations_may_not_alias_sources(layer, rng, monkeypatch):
     big = m.Matrix.from_numpy(rng.standard_normal((4, 4)).astype(np.float32))
     xs = [m.Matrix.view(big.storage, 0, 2, 3, 4), m.Matrix.view(big.storage, 8, 2, 3, 4)]
