@@ -201,8 +201,7 @@ class RNNMatrixInferenceLayer:
         def plan_for(gather):
             return self._plans.get(key + (gather,), lambda: plan_sequence(
                 self._cells, rows, B, given, states, self._launch, gather, dst.scatter is not None))
-        if src.gather is None:
-            plan_for(False)   # planned now; a gathering source's plan waits for its run
+        plan = plan_for(False) if src.gather is None else None   # (a gathering source's: when it runs)
 
         values = dict(src.view.binds("x"))
         values.update(dst.view.binds("y"))
@@ -234,7 +233,7 @@ class RNNMatrixInferenceLayer:
         def work():
             for p in src.prelude:
                 p()
-            _run_plan(plan_for, src, values)
+            _run_plan(plan, plan_for, src, values)
             _finish(dst, outputs)
         submit(work, command_buffer)
         return dst.result
@@ -306,8 +305,7 @@ class RNNMatrixInferenceLayer:
         def plan_for(gather):
             return self._plans.get(key + (gather,), lambda: plan_bidirectional(
                 fwd_cells, bwd_cells, rows, int(combine), self._launch, gather, scatter))
-        if src.gather is None:
-            plan_for(False)
+        plan = plan_for(False) if src.gather is None else None
         values = dict(src.view.binds("x"))
         values["xr_base"] = src.view.base + (T - 1) * src.view.step
         values["xr_step"] = -src.view.step
@@ -321,7 +319,7 @@ class RNNMatrixInferenceLayer:
         def work():
             for p in src.prelude:
                 p()
-            _run_plan(plan_for, src, values)
+            _run_plan(plan, plan_for, src, values)
             _finish(dst, [])
             if dst2 is not None:
                 _finish(dst2, [])
@@ -334,10 +332,14 @@ class RNNMatrixInferenceLayer:
         return f"RNNMatrixInferenceLayer([{layers}])"
 
 
-def _run_plan(plan_for, src, values):
-    """Run the call's plan, ``plan_for(gather)``. A source of separate device matrices is gathered
-    first (``Source.gather``): packed on the host, or by the copies of a plan of its own."""
-    binds = src.gather() if src.gather is not None else None
+def _run_plan(plan, plan_for, src, values):
+    """Run the call's plan: ``plan``, planned when the call was encoded, or for a source of separate
+    device matrices ``plan_for(gather)`` once it is gathered (``Source.gather``): packed on the
+    host, or by the copies of a plan of its own."""
+    if src.gather is None:
+        plan.run(values)
+        return
+    binds = src.gather()
     if binds is None:
         plan_for(False).run(values)
     else:
