@@ -63,10 +63,11 @@ class Storage:
     def host(self):
         """The whole buffer as a read-only NumPy array (cached until the next write)."""
         if self._host_version != self._version:
-            if _host_copies():
+            copy = _host_copies()
+            if copy:
                 self._host = np.empty(self.size, NUMPY_TYPES[self.data_type])
                 if self.size:
-                    _host_copies()(self._host, self.array, self.size)
+                    copy(self._host, self.array, self.size)
             else:
                 self._host = self.array.to_numpy()[: self.size]
             self._host.flags.writeable = False
@@ -80,11 +81,11 @@ class Storage:
         flat = np.ascontiguousarray(flat, dtype=NUMPY_TYPES[self.data_type]).reshape(-1)
         if flat.size != self.size:
             raise ValueError(f"internal: uploading {flat.size} values into a storage of {self.size}")
-        if self.size:
-            if _host_copies():
-                _host_copies()(self.array, flat, self.size)
-            else:
-                self.array.from_numpy(flat)
+        copy = _host_copies()
+        if self.size and copy:
+            copy(self.array, flat, self.size)
+        elif self.size:
+            self.array.from_numpy(flat)
         self.written()
         self._host = flat if owned or not np.may_share_memory(flat, given) else flat.copy()
         self._host.flags.writeable = False

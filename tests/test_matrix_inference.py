@@ -379,30 +379,35 @@ def test_host_sequences_staged_call_after_call(rng):
     assert_seq_close(y2, rb, what="second of two deferred calls")
 
 
-def test_separate_matrices_gathered_from_the_host_or_the_device(rng):
+@pytest.mark.parametrize("dtype", [np.float32, np.float16], ids=["f32", "f16"])
+def test_separate_matrices_gathered_from_the_host_or_the_device(dtype, rng):
     """Separate device matrices are packed on the host where each holds a current host copy (made
-    from NumPy), else copied on the device (a kernel wrote them); in a command buffer, a call that
-    reads what an earlier call of the buffer writes sees its results."""
+    from NumPy), else copied on the device (a kernel wrote them), and separate destinations are
+    written by the plan's copies, in either matrix type; in a command buffer, a call that reads
+    what an earlier call of the buffer writes sees its results."""
+    mdt, tol = (m.DataType.FLOAT16, 1e-3) if dtype == np.float16 else (m.DataType.FLOAT32, 1e-5)
     d1 = lstm(rng, 3, 4, use_float32_weights=True)
     d2 = single_gate(rng, 4, 4, use_float32_weights=True)
     first, second = m.RNNMatrixInferenceLayer(d1), m.RNNMatrixInferenceLayer(d2)
     rows = [3, 3, 2, 1]
-    xs = sequence(rng, rows, 3)
+    xs = sequence(rng, rows, 3, dtype=dtype)
     ref1 = R.encode_sequence([d1], xs)[0]
-    ref2 = R.encode_sequence([d2], ref1)[0]
     uploaded = [m.Matrix.from_numpy(x) for x in xs]
     assert all(x.storage.host_is_current() for x in uploaded)
-    assert_seq_close(first.encode_sequence(uploaded), ref1, what="from host copies")
-    written = poisoned(rows, 4)
+    assert_seq_close(first.encode_sequence(uploaded), ref1, tol, what="from host copies")
+    written = poisoned(rows, 4, mdt)
     first.encode_sequence(uploaded, written)
     assert not any(w.storage.host_is_current() for w in written)
-    assert_seq_close(second.encode_sequence(written), ref2, what="from the device")
+    out = second.encode_sequence(written)
+    assert_seq_close(written, ref1, tol, what="separate destinations")
+    assert_seq_close(out, R.encode_sequence([d2], [np.asarray(w) for w in written])[0], tol, what="from the device")
     cb = m.CommandBuffer()
-    written = [m.Matrix.from_numpy(np.full((r, 4), np.nan, np.float32)) for r in rows]
+    written = [m.Matrix.from_numpy(np.full((r, 4), np.nan, dtype)) for r in rows]
     first.encode_sequence(uploaded, written, command_buffer=cb)
     out = second.encode_sequence(written, command_buffer=cb)
     cb.commit()
-    assert_seq_close(out, ref2, what="reading an earlier deferred call's outputs")
+    assert_seq_close(out, R.encode_sequence([d2], [np.asarray(w) for w in written])[0], tol,
+                     what="reading an earlier deferred call's outputs")
 
 
 @pytest.mark.parametrize("launch", ["eager", "graph"])
