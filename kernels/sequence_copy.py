@@ -84,10 +84,10 @@ def copy_step(dst: ti.template(), d_base, d_step, d_row, src: ti.template(), s_b
                     dst[d + channels + c] = ti.cast(ti.cast(src2[b + c], ti.f32), dst.get_type().element_type)
 
 
-def _copy_kernel(serial):
-    """copy_sequence on the fixed workers (grid.py), an element an item (GPUs), or with ``serial``
-    as one loop over the steps that Taichi runs on the calling thread (``copy_step``: the CPU, where
-    it beat waking the thread pool at every size measured; ``copy_kernel`` chooses)."""
+def _copy_body(serial):
+    """The body of copy_sequence on the fixed workers (grid.py), an element an item (GPUs), or with
+    ``serial`` as one loop over the steps that Taichi runs on the calling thread (``copy_step``: the
+    CPU, where it beat waking the thread pool at every size measured; ``copy_kernel`` chooses)."""
     def copy_sequence(dst: ti.types.ndarray(ndim=1), d_base: ti.i32, d_step: ti.i32, d_row: ti.i32,
                       src: ti.types.ndarray(ndim=1), s_base: ti.i32, s_step: ti.i32, s_row: ti.i32,
                       src2: ti.types.ndarray(ndim=1), s2_base: ti.i32, s2_step: ti.i32, s2_row: ti.i32,
@@ -106,13 +106,22 @@ def _copy_kernel(serial):
                 for q in range(count):
                     copy_item(dst, d_base, d_step, d_row, src, s_base, s_step, s_row, src2, s2_base, s2_step,
                               s2_row, mode, channels, width, batch, rows_tab, rows_at, first + q * stride)
-    if serial:
-        copy_sequence.__name__ = copy_sequence.__qualname__ = "copy_sequence_serial"
-    return ti.kernel(copy_sequence)
+    return copy_sequence
 
 
-copy_sequence = _copy_kernel(False)
-copy_sequence_serial = _copy_kernel(True)
+def _both(make):
+    """The kernels of the body ``make(serial)`` returns, parallel and serial; the serial one's name
+    ends in ``_serial`` (in profiles, and for test_launch_shape)."""
+    kernels = []
+    for serial in (False, True):
+        body = make(serial)
+        if serial:
+            body.__name__ = body.__qualname__ = body.__name__ + "_serial"
+        kernels.append(ti.kernel(body))
+    return kernels
+
+
+copy_sequence, copy_sequence_serial = _both(_copy_body)
 
 
 def copy_kernel():
@@ -124,8 +133,8 @@ def copy_kernel():
     return copy_sequence_serial if on_cpu() else copy_sequence
 
 
-def _block_kernel(serial):
-    """One matrix's ``rows`` x ``channels`` from ``src`` to ``dst``, each at its element base and row
+def _block_body(serial):
+    """The body of copy_block: one matrix's ``rows`` x ``channels`` from ``src`` to ``dst``, each at its element base and row
     stride: a step of a gather from separate source matrices or a scatter to separate destinations,
     a dispatch a step inside a plan. Eight arguments where ``copy_sequence`` takes nineteen (four of
     them arrays): inside the CPU's graph a dispatch of that took ~13 µs. Serial on the CPU, a row's
@@ -145,13 +154,10 @@ def _block_kernel(serial):
                     i = first + q * stride
                     r, c = i // channels, i % channels
                     dst[d_base + r * d_row + c] = ti.cast(src[s_base + r * s_row + c], dst.get_type().element_type)
-    if serial:
-        copy_block.__name__ = copy_block.__qualname__ = "copy_block_serial"
-    return ti.kernel(copy_block)
+    return copy_block
 
 
-copy_block = _block_kernel(False)
-copy_block_serial = _block_kernel(True)
+copy_block, copy_block_serial = _both(_block_body)
 
 
 def block_kernel():
