@@ -136,9 +136,10 @@ def copy_kernel():
 def _block_body(serial):
     """The body of copy_block: one matrix's ``rows`` x ``channels`` from ``src`` to ``dst``, each at
     its element base and row stride: a step of a gather from separate source matrices or a scatter
-    to separate destinations, a dispatch a step inside a plan. Eight arguments where ``copy_sequence`` takes nineteen (four of
-    them arrays): inside the CPU's graph a dispatch of that took ~13 µs. Serial on the CPU, a row's
-    channels a run; on a GPU the workers share the elements."""
+    to separate destinations, a dispatch a step inside a plan. Eight arguments where
+    ``copy_sequence`` takes nineteen (four of them arrays): inside the CPU's graph a dispatch of that
+    took ~13 µs, of this ~8. Serial on the CPU, a row's channels a run; on a GPU the workers share
+    the elements."""
     def copy_block(dst: ti.types.ndarray(ndim=1), d_base: ti.i32, d_row: ti.i32,
                    src: ti.types.ndarray(ndim=1), s_base: ti.i32, s_row: ti.i32, rows: ti.i32, channels: ti.i32):
         if ti.static(serial):
