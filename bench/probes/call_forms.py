@@ -1,8 +1,9 @@
 """What a call costs by the form its data comes in: host arrays (a NumPy array in, a list of
 matrices or a NumPy array out), a MatrixSequence in and out (what `mpsrnn bench` times), lists of
 separate device matrices (MPS's own form: made from NumPy, written by a kernel, as destinations),
-beside PyTorch's module called on the same host array. "Matrices a kernel wrote in" times two calls:
-another layer's (the copier's, a single gate) that writes them, then this one's.
+beside PyTorch's module called on the same host array (on the GPU beside a GPU arch: cuDNN, with
+the copies to and from it). "Matrices a kernel wrote in" times two calls: another layer's (the
+copier's, a single gate) that writes them, then this one's.
 
     python bench/probes/call_forms.py [--arch cpu] [--config lstm:64:2:25 ...] [--repeats 30]
 
@@ -41,9 +42,11 @@ def forms(m, layer, x, torch, tmod):
                                                 layer.encode_sequence(written, ys), sync())),
     ]
     if tmod is not None:
+        device = next(tmod.parameters()).device
+
         def run_torch():
             with torch.no_grad():
-                return tmod(torch.from_numpy(x))[0].numpy()
+                return tmod(torch.from_numpy(x).to(device))[0].cpu().numpy()
         out.append(("PyTorch, NumPy in and out", run_torch))
     return out
 
@@ -56,12 +59,13 @@ def main():
     a = p.parse_args()
     import mpsrnn as m
     from mpsrnn.benchmark import Config, _torch, build_pair
-    m.init(a.arch)
-    torch = _torch() if a.arch == "cpu" else None   # the peer on the same host arrays (CPU)
+    arch = m.init(a.arch)
+    torch = _torch()   # the peer on the same host arrays: its CPU module, or cuDNN beside a GPU arch
+    device = "cuda" if arch in ("cuda", "vulkan") and torch is not None and torch.cuda.is_available() else "cpu"
     for spec in a.config or ["lstm:64:2:25", "lstm:256:1:50", "lstm:64:1:1000"]:
         cell, hidden, batch, steps = spec.split(":")
         cfg = Config(cell, int(hidden), int(hidden), int(batch), int(steps))
-        layer, tmod = build_pair(cfg)
+        layer, tmod = build_pair(cfg, torch_device=device)
         x = np.random.default_rng(1).standard_normal((cfg.steps, cfg.batch, cfg.input)).astype(np.float32)
         calls = forms(m, layer, x, torch, tmod)
         times = {label: [] for label, _ in calls}
@@ -73,7 +77,7 @@ def main():
                 t0 = time.perf_counter()
                 call()
                 times[label].append((time.perf_counter() - t0) * 1e6)
-        print(f"{cfg.label} ({a.arch}), µs a call, median [p20, p80]:")
+        print(f"{cfg.label} ({arch}; PyTorch on {device}), µs a call, median [p20, p80]:")
         for label, ts in times.items():
             print(f"  {label:30s} {np.median(ts):9.1f} [{np.percentile(ts, 20):.1f}, {np.percentile(ts, 80):.1f}]")
 
