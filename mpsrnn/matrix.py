@@ -9,6 +9,8 @@ another layer reads it in place.
 The host copy of a storage is cached and invalidated whenever a kernel writes
 the storage, so converting T views of one storage to NumPy is one transfer.
 """
+import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,15 +31,26 @@ def data_type_of(np_dtype):
 
 
 class Storage:
-    """A flat device buffer of float32 or float16 that matrices view."""
+    """A flat device buffer of float32 or float16 that matrices view.
 
-    def __init__(self, size, data_type):
+    A new one is zero-filled. With ``recycled`` its array may be one that a storage made so, and no
+    longer referenced, left (``RECYCLED``), holding what it held: for the outputs of a layer, which
+    writes every element that can be seen through them. A new Taichi ndarray costs ~40-130 µs on the
+    CPU (Taichi formats the Python stack for its debug record, then zero-fills it), so a loop of calls
+    that each return new outputs, the last ones dropped, pays it once."""
+
+    def __init__(self, size, data_type, recycled=False):
         ensure_init()
         import taichi as ti
         self.data_type = DataType(data_type)
         self.size = int(size)
-        ti_type = ti.f32 if self.data_type == DataType.FLOAT32 else ti.f16
-        self.array = ti.ndarray(ti_type, (max(self.size, 1),))
+        key = (self.size, self.data_type)
+        self.array = RECYCLED.take(key) if recycled else None
+        if self.array is None:
+            ti_type = ti.f32 if self.data_type == DataType.FLOAT32 else ti.f16
+            self.array = ti.ndarray(ti_type, (max(self.size, 1),))
+        if recycled:
+            weakref.finalize(self, RECYCLED.give, key, self.array, taichi_program()).atexit = False
         self._version = 0
         self._host = None
         self._host_version = -1
@@ -100,6 +113,71 @@ def _host_copies():
         return None
     from .kernels.sequence_copy import copy_flat_serial
     return copy_flat_serial
+
+
+class Recycled:
+    """The arrays of recycled storages (``Storage(recycled=True)``) that nothing references any more,
+    by (size, data type): at most ``per_size`` of a size and ``limit`` bytes in all, the sizes given
+    least recently dropped first. They belong to one Taichi program: arrays of another (before a
+    ``ti.init`` again) are dropped. ``poison``, for tests: each array is filled with NaN when taken,
+    so that an output element a layer leaves unwritten shows."""
+
+    def __init__(self, per_size=2, limit=64 << 20):
+        self.per_size, self.limit = per_size, limit
+        self.poison = False
+        self._arrays = OrderedDict()   # (size, data type) -> [array]
+        self._bytes = 0
+        self._program = None
+
+    @staticmethod
+    def _nbytes(key):
+        return max(key[0], 1) * NUMPY_TYPES[key[1]].itemsize
+
+    def _kept_for(self, program):
+        """The pool, emptied first if it held another program's arrays."""
+        if program is not self._program:
+            self._arrays.clear()
+            self._bytes = 0
+            self._program = program
+        return self._arrays
+
+    def take(self, key):
+        arrays = self._kept_for(taichi_program()).get(key)
+        if not arrays:
+            return None
+        array = arrays.pop()
+        if not arrays:
+            del self._arrays[key]
+        self._bytes -= self._nbytes(key)
+        if self.poison:
+            array.fill(float("nan"))
+        return array
+
+    def give(self, key, array, program):
+        nbytes = self._nbytes(key)
+        if program is not taichi_program() or nbytes > self.limit:
+            return   # (dropped: Taichi frees it, or has already)
+        arrays = self._kept_for(program).setdefault(key, [])
+        self._arrays.move_to_end(key)
+        if len(arrays) == self.per_size:
+            return
+        arrays.append(array)
+        self._bytes += nbytes
+        while self._bytes > self.limit:
+            oldest, kept = next(iter(self._arrays.items()))
+            kept.pop(0)
+            self._bytes -= self._nbytes(oldest)
+            if not kept:
+                del self._arrays[oldest]
+
+
+def taichi_program():
+    """The Taichi program arrays are made in now (None before ``ti.init``)."""
+    import taichi as ti
+    return ti.lang.impl.get_runtime().prog
+
+
+RECYCLED = Recycled()
 
 
 class Matrix:

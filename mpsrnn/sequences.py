@@ -316,7 +316,7 @@ def prepare_destination(obj, name, rows, channels, data_type, offsets=None, offs
     if obj is None:
         if offsets is not None:
             raise ValueError(f"{offsets_name}: offsets need destination matrices to apply to")
-        storage = Storage(T * B * channels, data_type)
+        storage = Storage(T * B * channels, data_type, recycled=True)   # (the layer writes what the views see)
         if as_sequence:
             result = MatrixSequence.view(storage, 0, B * channels, rows, channels, channels)
         else:

@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mpsrnn  # noqa: E402
 from mpsrnn import backend  # noqa: E402
+from mpsrnn import matrix  # noqa: E402
 from mpsrnn.scheduler import plans  # noqa: E402
 
 # On the CPU a cold run's time is Taichi compiling, nine tenths of it its own IR optimisations (the
@@ -28,6 +29,7 @@ if backend.resolve_arch() == "cpu":
     os.environ.setdefault("MPSRNN_ADVANCED_OPTIMIZATION", "off")
 
 plans.POISON_WORKSPACES = True
+matrix.RECYCLED.poison = True   # recycled output arrays start as NaN too: what a layer leaves unwritten shows
 
 
 def pytest_report_header(config):

@@ -112,3 +112,47 @@ def test_unavailable_arch_is_a_clear_error():
         pytest.skip("every arch is available here")
     r = _python(f"import mpsrnn; mpsrnn.init({missing!r})")
     assert r.returncode != 0 and f"arch: Taichi cannot run on '{missing}' on this machine" in r.stderr
+
+
+def test_outputs_reuse_only_arrays_nothing_references(rng):
+    """A layer's new outputs take the array of earlier outputs once nothing references those (the
+    tests poison a recycled array with NaN, so the layer must write every element a view sees), and
+    never the array of outputs still held."""
+    import reference as R
+    from builders import gru
+    d = gru(rng, 3, 4, use_float32_weights=True)
+    layer = m.RNNMatrixInferenceLayer(d)
+    xa, xb, xc = (rng.standard_normal((5, 2, 3)).astype(np.float32) for _ in range(3))
+    first = layer.encode_sequence(xa)
+    held = [np.asarray(y) for y in first]
+    array = first[0].storage.array
+    second = layer.encode_sequence(xb)
+    assert second[0].storage.array is not array
+    assert all(np.array_equal(np.asarray(y), h) for y, h in zip(first, held)), "held outputs changed"
+    del first
+    third = layer.encode_sequence(xc)
+    assert third[0].storage.array is array, "the dropped outputs' array is taken again"
+    for got, x in ((second, xb), (third, xc)):
+        ref = R.encode_sequence([d], list(x))[0]
+        assert all(np.allclose(np.asarray(g), r, rtol=1e-5, atol=1e-6) for g, r in zip(got, ref))
+
+
+def test_recycled_pool_bounds():
+    """At most ``per_size`` arrays of a size and ``limit`` bytes in all, the sizes given least recently
+    dropped first; arrays of another Taichi program are never kept."""
+    from mpsrnn.matrix import Recycled, taichi_program
+    pool, program = Recycled(per_size=2, limit=1000), taichi_program()
+    f32 = m.DataType.FLOAT32
+    a = [object() for _ in range(6)]   # stand-ins: the pool only keeps them
+    pool.give((100, f32), a[0], program)
+    pool.give((100, f32), a[1], program)
+    pool.give((100, f32), a[2], program)   # a third of one size: dropped
+    assert pool.take((100, f32)) is a[1] and pool.take((100, f32)) is a[0] and pool.take((100, f32)) is None
+    pool.give((300, f32), a[3], program)   # 1200 bytes, past the limit
+    assert pool.take((300, f32)) is None
+    pool.give((100, f32), a[0], program)
+    pool.give((101, f32), a[1], program)
+    pool.give((102, f32), a[2], program)   # 400 + 404 + 408 bytes: the least recent size goes
+    assert pool.take((100, f32)) is None and pool.take((101, f32)) is a[1] and pool.take((102, f32)) is a[2]
+    pool.give((100, f32), a[4], object())  # another program's array
+    assert pool.take((100, f32)) is None
