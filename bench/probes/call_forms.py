@@ -34,6 +34,7 @@ def forms(m, layer, x, torch, tmod):
     sync = m.backend.sync
     out = [
         ("MatrixSequence in and out", lambda: (layer.encode_sequence(xs, ys), sync())),
+        ("MatrixSequence in, new out", lambda: (layer.encode_sequence(xs), sync())),
         ("NumPy in, NumPy out", lambda: layer.encode_sequence(x, y)),
         ("NumPy in, matrices out", lambda: np.stack([np.asarray(a) for a in layer.encode_sequence(x)])),
         ("matrices from NumPy in", lambda: (layer.encode_sequence(mats, ys), sync())),
