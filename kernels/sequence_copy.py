@@ -166,18 +166,6 @@ def block_kernel():
     return copy_block_serial if on_cpu() else copy_block
 
 
-@ti.kernel
-def copy_flat_serial(dst: ti.types.ndarray(ndim=1), src: ti.types.ndarray(ndim=1), n: ti.i32):
-    """``dst[:n] = src[:n]``, one loop on the calling thread: the CPU's transfers between a storage
-    and a NumPy array (either side may be the NumPy one: Taichi passes it by address on the CPU).
-    Taichi's own ``from_numpy``/``to_numpy`` wake the thread pool and take three arguments more
-    (2-core AMD EPYC VM, float32, µs a transfer, theirs / this): 3,200 elements 85 / 22,
-    64,000 168 / 46, 1,000,000 1307 / 448."""
-    ti.loop_config(serialize=True)
-    for i in range(n):
-        dst[i] = src[i]
-
-
 @ti.func
 def store_output(out: ti.template(), frame: ti.template(), s, r, i, v):
     """Write output channel i of row r at step s to the layer's output view (its frame's base, step

@@ -9,6 +9,7 @@ another layer reads it in place.
 The host copy of a storage is cached and invalidated whenever a kernel writes
 the storage, so converting T views of one storage to NumPy is one transfer.
 """
+import ctypes
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ class Storage:
         self._version = 0
         self._host = None
         self._host_version = -1
+        self._memory = None
 
     @classmethod
     def from_host(cls, flat):
@@ -73,16 +75,21 @@ class Storage:
         """Whether the cached host copy holds what the device holds (no kernel wrote it since)."""
         return self._host_version == self._version
 
+    def memory(self):
+        """On the CPU, the storage's own memory as a writable NumPy array (no copy: there the
+        device's memory is the host's, and Taichi's launches return once their tasks are done), else
+        None. Whoever writes it marks the storage ``written``. Moving 3,200 floats this way takes
+        ~1 µs, where Taichi's ``from_numpy``/``to_numpy`` took 85-90 (a parallel kernel that wakes
+        the thread pool) and a serial copy kernel ~22 (2-core AMD EPYC VM)."""
+        if self._memory is None and current_arch() == "cpu":
+            self._memory = cpu_memory(self.array, max(self.size, 1), NUMPY_TYPES[self.data_type])[: self.size]
+        return self._memory
+
     def host(self):
         """The whole buffer as a read-only NumPy array (cached until the next write)."""
         if self._host_version != self._version:
-            copy = _host_copies()
-            if copy:
-                self._host = np.empty(self.size, NUMPY_TYPES[self.data_type])
-                if self.size:
-                    copy(self._host, self.array, self.size)
-            else:
-                self._host = self.array.to_numpy()[: self.size]
+            memory = self.memory()
+            self._host = memory.copy() if memory is not None else self.array.to_numpy()[: self.size]
             self._host.flags.writeable = False
             self._host_version = self._version
         return self._host
@@ -94,9 +101,9 @@ class Storage:
         flat = np.ascontiguousarray(flat, dtype=NUMPY_TYPES[self.data_type]).reshape(-1)
         if flat.size != self.size:
             raise ValueError(f"internal: uploading {flat.size} values into a storage of {self.size}")
-        copy = _host_copies()
-        if self.size and copy:
-            copy(self.array, flat, self.size)
+        memory = self.memory()
+        if memory is not None:
+            memory[...] = flat
         elif self.size:
             self.array.from_numpy(flat)
         self.written()
@@ -105,14 +112,12 @@ class Storage:
         self._host_version = self._version
 
 
-def _host_copies():
-    """The kernel that moves a storage to or from NumPy on the CPU (``copy_flat_serial``: one loop on the
-    calling thread, 2-4x faster there than Taichi's ``from_numpy``/``to_numpy``), else None: the GPUs
-    keep Taichi's transfers, not measured against it."""
-    if current_arch() != "cpu":
-        return None
-    from .kernels.sequence_copy import copy_flat_serial
-    return copy_flat_serial
+def cpu_memory(array, count, dtype):
+    """The ``count`` elements of a Taichi ndarray on the CPU as a NumPy array over the same memory.
+    It must not outlive ``array`` (a Storage keeps both)."""
+    import taichi as ti
+    address = ti.lang.impl.get_runtime().prog.get_ndarray_data_ptr_as_int(array.arr)
+    return np.frombuffer((ctypes.c_char * (count * dtype.itemsize)).from_address(address), dtype)
 
 
 class Recycled:

@@ -40,10 +40,9 @@ CHILD = textwrap.dedent("""
         prog = ti.lang.impl.get_runtime().prog
         prog.sync_kernel_profiler()
         prog.update_kernel_profiler()
-        # the host transfers (the NumPy sources are uploaded per call; on the CPU by copy_flat_serial,
-        # elsewhere by Taichi's own copy kernels) are not the planned run's
+        # Taichi's own copy kernels (the NumPy sources are uploaded per call) are not mpsrnn's
         names = [r.name for r in prog.get_kernel_profiler_records()
-                 if not r.name.startswith(("ext_arr_to_ndarray", "ndarray_to_ext_arr", "copy_flat"))]
+                 if not r.name.startswith(("ext_arr_to_ndarray", "ndarray_to_ext_arr"))]
         report[name] = names
 
     for rec in ("lanes", "rows", "step"):
