@@ -205,10 +205,7 @@ class Matrix:
                 raise ValueError(f"row_bytes: expected a multiple of {itemsize} of at least "
                                  f"{columns * itemsize} bytes for {columns} columns, got {rb}")
             stride = rb // itemsize
-        storage = Storage(rows * stride, data_type)
-        if storage.size:
-            storage.array.fill(0)
-        storage.written()
+        storage = Storage(rows * stride, data_type)   # zero-filled (a new, not recycled, Taichi ndarray)
         self._bind(storage, 0, rows, columns, stride)
 
     def _bind(self, storage, offset, rows, columns, row_stride):
@@ -340,9 +337,7 @@ class MatrixSequence(Sequence):
         rows = _rows_per_step(rows, steps)
         columns = _positive(columns, "columns")
         data_type = coerce_enum(DataType, data_type, "data_type")
-        storage = Storage(steps * rows[0] * columns, data_type)
-        storage.array.fill(0)
-        storage.written()
+        storage = Storage(steps * rows[0] * columns, data_type)   # zero-filled, as Matrix's
         self._bind(storage, 0, rows[0] * columns, rows, columns, columns)
 
     def _bind(self, storage, base, step, rows, columns, row_stride):
