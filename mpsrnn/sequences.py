@@ -298,7 +298,7 @@ def _memory_rows(m, offset, channels):
     memory on the CPU (``Storage.memory``)."""
     memory = m.storage.memory()
     item = memory.itemsize
-    return np.lib.stride_tricks.as_strided(memory[m.offset + offset:], (m.rows, channels), (m.row_stride * item, item))
+    return np.ndarray((m.rows, channels), memory.dtype, memory, (m.offset + offset) * item, (m.row_stride * item, item))
 
 
 def _gather(items, offs, rows, channels, storage):
