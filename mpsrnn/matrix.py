@@ -292,15 +292,12 @@ class Matrix:
         return self.host_view().copy()
 
     def host_view(self):
-        """A read-only view of the storage's host copy (a transfer where it is not current)."""
-        return self._block(self._storage.host(), self._offset, self._rows, self._columns)
-
-    def _block(self, flat, offset, rows, columns):
-        stride = self._row_stride
-        need = offset + rows * stride
-        if need > flat.size:
-            flat = np.concatenate([flat, np.zeros(need - flat.size, flat.dtype)])
-        return flat[offset: offset + rows * stride].reshape(rows, stride)[:, :columns]
+        """A read-only view of the storage's host copy (a transfer where it is not current): the
+        matrix's rows at its row stride (its span lies inside the storage)."""
+        flat = self._storage.host()
+        item = flat.itemsize
+        return np.ndarray((self._rows, self._columns), flat.dtype, flat, self._offset * item,
+                          (self._row_stride * item, item))
 
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()
