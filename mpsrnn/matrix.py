@@ -38,24 +38,33 @@ class Storage:
     longer referenced, left (``RECYCLED``), holding what it held: for the outputs of a layer, which
     writes every element that can be seen through them. A new Taichi ndarray costs ~40-130 µs on the
     CPU (Taichi formats the Python stack for its debug record, then zero-fills it), so a loop of calls
-    that each return new outputs, the last ones dropped, pays it once."""
+    that each return new outputs, the last ones dropped, pays it once. A recycled storage takes its
+    array when it is first used: a call that fails its checks afterwards takes none."""
 
     def __init__(self, size, data_type, recycled=False):
         ensure_init()
-        import taichi as ti
         self.data_type = DataType(data_type)
         self.size = int(size)
-        key = (self.size, self.data_type)
-        self.array = RECYCLED.take(key) if recycled else None
-        if self.array is None:
-            ti_type = ti.f32 if self.data_type == DataType.FLOAT32 else ti.f16
-            self.array = ti.ndarray(ti_type, (max(self.size, 1),))
-        if recycled:
-            weakref.finalize(self, RECYCLED.give, key, self.array, taichi_program()).atexit = False
+        self._array = None if recycled else self._new_array()
         self._version = 0
         self._host = None
         self._host_version = -1
         self._memory = None
+
+    def _new_array(self):
+        import taichi as ti
+        return ti.ndarray(ti.f32 if self.data_type == DataType.FLOAT32 else ti.f16, (max(self.size, 1),))
+
+    @property
+    def array(self):
+        """The Taichi ndarray that holds the storage."""
+        if self._array is None:
+            key = (self.size, self.data_type)
+            self._array = RECYCLED.take(key)
+            if self._array is None:
+                self._array = self._new_array()
+            weakref.finalize(self, RECYCLED.give, key, self._array, taichi_program()).atexit = False
+        return self._array
 
     @classmethod
     def from_host(cls, flat):

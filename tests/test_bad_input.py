@@ -159,6 +159,12 @@ def test_bidirectional_call_with_a_prior_state(rng, monkeypatch):
 
 
 def test_bad_recurrent_state(layer, rng, monkeypatch):
+    """Checked after the destination is prepared: the new outputs take no array (a recycled one is
+    poisoned by a fill kernel in the tests) before every check has passed."""
+    from mpsrnn.matrix import RECYCLED
+    taken = []
+    take = RECYCLED.take
+    monkeypatch.setattr(RECYCLED, "take", lambda key: taken.append(key) or take(key))
     xs = sequence(rng, [3, 2], 3)
     h = rng.standard_normal((3, 4)).astype(np.float32)
     cases = [
@@ -170,6 +176,7 @@ def test_bad_recurrent_state(layer, rng, monkeypatch):
     for state, match in cases:
         expect_error(monkeypatch, lambda: layer.encode_sequence(xs, recurrent_input_state=state), ValueError,
                      "recurrent_input_state: " + match, *xs, h)
+        assert not taken, "a failed call took an array for its outputs"
     expect_error(monkeypatch, lambda: layer.encode_sequence(xs, recurrent_input_state=[h]), TypeError,
                  "recurrent_input_state", *xs)
 
