@@ -34,9 +34,9 @@ def data_type_of(np_dtype):
 class Storage:
     """A flat device buffer of float32 or float16 that matrices view.
 
-    A new one is zero-filled. With ``recycled`` its array may be one that a storage made so, and no
-    longer referenced, left (``RECYCLED``), holding what it held: for the outputs of a layer, which
-    writes every element that can be seen through them. A new Taichi ndarray costs ~40-130 µs on the
+    A new one is zero-filled. With ``recycled``, its array may come from a storage made the same way
+    that nothing references any more (``RECYCLED``), with that storage's contents: for the outputs
+    of a layer, which writes every element that can be seen through them. A new Taichi ndarray costs ~40-130 µs on the
     CPU (Taichi formats the Python stack for its debug record, then zero-fills it), so a loop of calls
     that each return new outputs, the last ones dropped, pays it once. A recycled storage takes its
     array when it is first used: a call that fails its checks afterwards takes none."""
@@ -430,15 +430,10 @@ class MatrixSequence(Sequence):
         µs a step)."""
         if len(set(self._rows)) != 1:
             raise ValueError("a MatrixSequence whose rows shrink has no 3-D array form; use .numpy()")
-        T, R, C = len(self._rows), self._rows[0], self._columns
-        if self._step < 0:   # (no public way makes one; the plain form then)
-            a = np.stack(self.numpy())
-        else:
-            flat = self._storage.host()
-            item = flat.itemsize
-            a = np.lib.stride_tricks.as_strided(flat[self._base:], (T, R, C),
-                                                (self._step * item, self._row_stride * item, item),
-                                                writeable=False).copy()
+        flat = self._storage.host()
+        item = flat.itemsize
+        a = np.ndarray((len(self._rows), self._rows[0], self._columns), flat.dtype, flat, self._base * item,
+                       (self._step * item, self._row_stride * item, item)).copy()
         return a if dtype is None else a.astype(dtype)
 
     def span(self):
