@@ -66,8 +66,8 @@ def step_binds(prefix, items, offs):
 
 class Staging:
     """The device storages a layer stages host sequences in, kept from one call to the next, one a
-    role ("x" the source; "y", "y2" destinations). A new Taichi ndarray costs ~50 µs on the CPU, most
-    of it Taichi formatting the Python stack for its debug record, and it is zero-filled. A layer's
+    role ("x" the source; "y", "y2" destinations). A new Taichi ndarray costs ~40-130 µs on the CPU
+    (``Storage``: Taichi's debug record of the Python stack, then a zero fill). A layer's
     calls run one after another (a command buffer's too, on commit), each uploading into or reading
     from its storage inside its own work, so one storage a role serves them all."""
 
