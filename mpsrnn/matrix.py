@@ -36,9 +36,10 @@ class Storage:
 
     A new one is zero-filled. With ``recycled``, its array may come from a storage made the same way
     that nothing references any more (``RECYCLED``), with that storage's contents: for the outputs
-    of a layer, which writes every element that can be seen through them. A new Taichi ndarray costs ~40-130 µs on the
-    CPU (Taichi formats the Python stack for its debug record, then zero-fills it), so a loop of calls
-    that each return new outputs, the last ones dropped, pays it once. A recycled storage takes its
+    of a layer, which writes every element that can be seen through them. A new Taichi ndarray
+    costs ~40-130 µs on the CPU (Taichi formats the Python stack for its debug record, then
+    zero-fills it), so a loop of calls that each return new outputs, the last ones dropped, pays it
+    once. A recycled storage takes its
     array when it is first used: a call that fails its checks afterwards takes none."""
 
     def __init__(self, size, data_type, recycled=False):
@@ -301,12 +302,16 @@ class Matrix:
         return self.host_view().copy()
 
     def host_view(self):
-        """A read-only view of the storage's host copy (a transfer where it is not current): the
-        matrix's rows at its row stride (its span lies inside the storage)."""
-        flat = self._storage.host()
+        """A read-only view of the storage's host copy (a transfer where it is not current)."""
+        return self.rows_in(self._storage.host())
+
+    def rows_in(self, flat, first_column=0, columns=None):
+        """The matrix's rows, ``columns`` of them (all by default) from ``first_column`` on, as a
+        view of ``flat``: one of its storage's whole arrays (the host copy, or on the CPU the
+        storage's memory), read at the matrix's row stride (its span lies inside the storage)."""
         item = flat.itemsize
-        return np.ndarray((self._rows, self._columns), flat.dtype, flat, self._offset * item,
-                          (self._row_stride * item, item))
+        return np.ndarray((self._rows, self._columns if columns is None else columns), flat.dtype, flat,
+                          (self._offset + first_column) * item, (self._row_stride * item, item))
 
     def __array__(self, dtype=None, copy=None):
         a = self.numpy()

@@ -293,14 +293,6 @@ def _on_host(m):
     return m.storage.host_is_current() or m.storage.memory() is not None
 
 
-def _memory_rows(m, offset, channels):
-    """``channels`` columns of matrix ``m`` from ``offset`` on, as a writable view of its storage's
-    memory on the CPU (``Storage.memory``)."""
-    memory = m.storage.memory()
-    item = memory.itemsize
-    return np.ndarray((m.rows, channels), memory.dtype, memory, (m.offset + offset) * item, (m.row_stride * item, item))
-
-
 def _gather(items, offs, rows, channels, storage):
     """Separate device matrices (host arrays among them), read when the call runs: a command
     buffer's earlier work may write them. Where the host reads each one without a transfer
@@ -399,7 +391,7 @@ def _device_destination(items, name, rows, channels, offsets, offsets_name, sour
     def scatter():   # the CPU: the host writes the matrices' memory (~8 µs a step less than a dispatch)
         staged = sview.storage.host().reshape(T, B, channels)
         for t, (m, o) in enumerate(zip(items, offs)):
-            _memory_rows(m, o, channels)[...] = staged[t, : rows[t]]
+            m.rows_in(m.storage.memory(), o, channels)[...] = staged[t, : rows[t]]
     return Destination(sview, list(items), [scatter], storages)
 
 
@@ -436,12 +428,7 @@ def _host_block_destination(obj, block, staging):
     T, B, channels = block.shape
 
     def copy_out():
-        host = staging.host().reshape(T, B, channels)
-        if isinstance(obj, np.ndarray):
-            obj[...] = host
-        else:
-            import torch
-            obj.detach().copy_(torch.from_numpy(host.copy()))
+        _fill(obj if isinstance(obj, np.ndarray) else obj.detach(), staging.host().reshape(T, B, channels))
     return Destination(View(staging, 0, B * channels, channels), list(obj), [copy_out], [staging])
 
 
@@ -479,10 +466,15 @@ def _host_destination(items, name, rows, channels, offsets, offsets_name, stagin
     def copy_out():
         host = staging.host().reshape(T, B, channels)
         for t, (a, o) in enumerate(zip(arrays, offs)):
-            block = host[t, : rows[t]]
-            if isinstance(a, np.ndarray):
-                a[:, o: o + channels] = block
-            else:
-                import torch
-                a[:, o: o + channels].copy_(torch.from_numpy(block.copy()))
+            _fill(a[:, o: o + channels], host[t, : rows[t]])
     return Destination(View(staging, 0, B * channels, channels), list(items), [copy_out], [staging])
+
+
+def _fill(target, values):
+    """Write ``values`` (NumPy, from a storage's host copy) into ``target``: a NumPy array, or a
+    PyTorch tensor (detached), in its own type."""
+    if isinstance(target, np.ndarray):
+        target[...] = values
+    else:
+        import torch
+        target.copy_(torch.from_numpy(values.copy()))

@@ -204,7 +204,8 @@ def test_bad_whole_arrays(layer, rng, monkeypatch):
         expect_error(monkeypatch, lambda: layer.encode_sequence(src), ValueError, match, src)
     read_only = np.full((2, 3, 4), np.nan, np.float32)
     read_only.flags.writeable = False
-    for dst, match in ((np.full((3, 3, 4), np.nan, np.float32), "destination_matrices: has 3 matrices for a sequence of 2"),
+    for dst, match in ((np.full((3, 3, 4), np.nan, np.float32),
+                        "destination_matrices: has 3 matrices for a sequence of 2"),
                        (np.full((2, 2, 4), np.nan, np.float32), r"destination_matrices\[0\]: has 2 rows; step 0"),
                        (np.full((2, 3, 5), np.nan, np.float32), r"destination_matrices\[0\]: has 5 columns"),
                        (np.full((2, 3, 4), np.nan), "dtype float64 is not supported"),
