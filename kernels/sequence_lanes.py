@@ -46,6 +46,7 @@ from .lanes import (
     gate_lanes,
     lane_blocks,
     vector_gates,
+    zigzag_block,
 )
 from .layout import (
     CELL_GRU,
@@ -129,8 +130,10 @@ def store_new_h(ws: ti.template(), frame: ti.template(), h1, v, i0, n, out: ti.t
 
 @ti.func
 def single_gate_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
-                         out: ti.template(), s, r, folded):
-    for u in range(lane_blocks(H)):
+                         out: ti.template(), s, r, folded, lo, hi):
+    """Unit blocks lo .. hi-1 of the step (all of them, but for ``sequence_lanes_pipelined``'s halves)."""
+    for k in range(lo, hi):
+        u = zigzag_block(k, lo, hi, s)
         i0, n = block_span(u, H)
         acc = zeros(1)
         if folded == 0:
@@ -152,7 +155,7 @@ def single_gate_step(standard: ti.template(), dense: ti.template(), ws: ti.templ
                      frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded):
     """(``dense``: the LSTM's, unused.)"""
     if ti.static(standard):
-        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r, folded)
+        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r, folded, 0, lane_blocks(H))
     else:
         single_gate_any(ws, lanes, frame, xw, h0, h1, H, out, s, r)
 
@@ -161,9 +164,10 @@ def single_gate_step(standard: ti.template(), dense: ti.template(), ws: ti.templ
 
 @ti.func
 def gru_standard_gates(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, sz, srh, szh, H,
-                       folded):
+                       s, folded):
     """The first phase: z and r of every block; the row's scratch gets z, r∘h0, z∘h0."""
-    for u in range(lane_blocks(H)):
+    for k in range(lane_blocks(H)):
+        u = zigzag_block(k, 0, lane_blocks(H), s)
         i0, n = block_span(u, H)
         acc = zeros(2)
         if folded == 0:
@@ -180,7 +184,8 @@ def gru_standard_gates(ws: ti.template(), lanes: ti.template(), frame: ti.templa
 def gru_standard_output(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh, szh,
                         H, out: ti.template(), s, r, folded):
     """The second phase: h1 from Uh·(r∘h0) + Vh·(z∘h0)."""
-    for u in range(lane_blocks(H)):
+    for k in range(lane_blocks(H)):
+        u = zigzag_block(k, 0, lane_blocks(H), s)
         i0, n = block_span(u, H)
         acc_u = zeros(1)
         acc_v = zeros(1)
@@ -230,7 +235,7 @@ def gru_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), l
     (``dense``: the LSTM's, unused.)"""
     sz, srh, szh = gru_scratch(frame, r, H)
     if ti.static(standard):
-        gru_standard_gates(ws, lanes, frame, xw, h0, sz, srh, szh, H, folded)
+        gru_standard_gates(ws, lanes, frame, xw, h0, sz, srh, szh, H, s, folded)
     else:
         gru_any(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
 
@@ -247,12 +252,14 @@ def gru_step_output(ws: ti.template(), lanes: ti.template(), frame: ti.template(
 
 @ti.func
 def lstm_standard(dense: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1,
-                  c0, c1, H, peep, out: ti.template(), s, r, folded):
+                  c0, c1, H, peep, out: ti.template(), s, r, folded, lo, hi):
     """Same formulas and order as gate_math.lstm_cell_state and lstm_output, a block of L = LANES
     units at a time. The LSTM's lane vectors hold a unit block's four gates (``lanes.lane_group``):
-    one accumulator of 4L lanes, gate g at lanes Lg .. Lg+L-1."""
+    one accumulator of 4L lanes, gate g at lanes Lg .. Lg+L-1. Unit blocks lo .. hi-1 (all of them,
+    but for ``sequence_lanes_pipelined``'s halves, which never have dense peepholes)."""
     vl = frame[F_LANE_V]
-    for u in range(lane_blocks(H)):
+    for k in range(lo, hi):
+        u = zigzag_block(k, lo, hi, s)
         i0, n = block_span(u, H)
         acc = zeros(1, 4)
         if folded == 0:
@@ -329,7 +336,7 @@ def lstm_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), 
     ones (F_PEEP, read at run time)."""
     peep = frame[F_PEEP]
     if ti.static(standard):
-        lstm_standard(dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r, folded)
+        lstm_standard(dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r, folded, 0, lane_blocks(H))
     else:
         lstm_any(dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
 
@@ -352,7 +359,8 @@ def fold_first_products(kind: ti.template(), rows: ti.template(), ws: ti.templat
     xws, h0s = [a[0] for a in at], [a[1] for a in at]
     first = ti.static(2 if kind == CELL_GRU else 1)   # vectors a unit block's product fills
     group = ti.static(4 if kind == CELL_LSTM else 1)  # gates a vector holds
-    for u in range(lane_blocks(H)):
+    for q in range(lane_blocks(H)):
+        u = zigzag_block(q, 0, lane_blocks(H), s)
         i0, n = block_span(u, H)
         acc = [zeros(first, group) for _ in ti.static(range(rows))]
         accumulate_rows(acc, lanes, frame[F_LANE_U] + u * ti.static(GATES[kind] // group) * H, H, ws, h0s)
@@ -368,7 +376,8 @@ def fold_gru_second_products(rows: ti.template(), ws: ti.template(), lanes: ti.t
     xws = [step_addresses(CELL_GRU, frame, s, r0 + k)[0] for k in ti.static(range(rows))]
     scratch = [gru_scratch(frame, r0 + k, H) for k in ti.static(range(rows))]   # (z, r∘h0, z∘h0) a row
     srhs, szhs = [sc[1] for sc in scratch], [sc[2] for sc in scratch]
-    for u in range(lane_blocks(H)):
+    for q in range(lane_blocks(H)):
+        u = zigzag_block(q, 0, lane_blocks(H), s)
         i0, n = block_span(u, H)
         acc_u = [zeros(1) for _ in ti.static(range(rows))]
         acc_v = [zeros(1) for _ in ti.static(range(rows))]
@@ -490,3 +499,24 @@ def lanes_kernel(kind, serial, standard=True, dense=False):
     """The lanes kernel of a ``kind`` cell, parallel or serial, for cells with the usual neurons or
     the others, for LSTMs with dense peepholes or the others (each compiled on first use)."""
     return _lanes_kernel(kind, serial, standard, dense)
+
+
+def splits_row(kind, standard, dense):
+    """Whether a ``kind`` cell's lone batch row can step in two halves of its unit blocks
+    (``row_blocks_step``): the LSTM without dense peepholes and the single gate, with the usual
+    neurons, whose blocks need nothing of each other within a step (the GRU's third gate needs every
+    block's r∘h0 first; the other neurons' step and dense peepholes pass over all units)."""
+    return standard and not dense and kind in (CELL_LSTM, CELL_SINGLE_GATE)
+
+
+@ti.func
+def row_blocks_step(kind: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(),
+                    out: ti.template(), s, lo, hi):
+    """Unit blocks lo .. hi-1 of batch row 0's step s, for a cell that ``splits_row`` (its row
+    present at the step)."""
+    H = frame[F_OUT]
+    xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, 0)
+    if ti.static(kind == CELL_LSTM):
+        lstm_standard(False, ws, lanes, frame, xw, h0, h1, c0, c1, H, frame[F_PEEP], out, s, 0, 0, lo, hi)
+    else:
+        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, 0, 0, lo, hi)

@@ -17,10 +17,24 @@ VM the second thread wakes ~200 µs after the first: ``bench/probes/cpu_wake.py`
 thread) costs nothing but the overlap. It waits only for a chunk the helper is projecting now.
 Whoever claims a chunk projects it, so every chunk is projected once.
 
-The counters (the claim counter, then a done flag a chunk) are floats after the workspace's scratch
-region, reset by a serial task before the workers start. Every read or write of them is an atomic
-add (of 0 to read), which LLVM neither hoists out of the wait loop nor reorders with the chunk's
-stores. Arguments: those of ``sequence_lanes``' kernels.
+**A split row** (the run's LANE_SPLIT: batch 1, a cell whose unit blocks need nothing of each
+other within a step, ``sequence_lanes.splits_row``). Once every chunk is claimed, the helper steps
+the second half of the row's unit blocks beside the stepping worker, so each thread reads half of
+U, which stays in its core's L2 (LSTM 256: 0.5 MiB a half, where the whole 1 MiB streamed from L3
+every step). The stepping worker steps a step's first half, then claims the second unless the
+helper has (``atomic_max`` on the last claimed step returns the old value: the claim is whoever
+moved it); it waits for a half the helper has claimed, then counts the step done. The helper takes
+the second half of the next step once the step before is done and its chunk projected. Either
+wait gives up after ``patience`` polls: the helper then leaves the rest to the stepping worker (a
+helper woken on the stepping worker's core would otherwise spin where it should step), and the
+stepping worker steps the half itself (a stalled helper writes the same values when it wakes).
+This VM (AMD EPYC, 1 MiB L2 a core), LSTM 256 b1 t50, same process, µs a step, split / not:
+7.5-8.5 / 9.3-9.9.
+
+The counters (the claim counter, a done flag a chunk, then the split row's three) are floats after
+the workspace's scratch region, reset by a serial task before the workers start. Every read or
+write of them is an atomic (an add of 0 to read), which LLVM neither hoists out of a wait loop nor
+reorders with the stores before it. Arguments: those of ``sequence_lanes``' kernels.
 """
 import functools
 
@@ -28,9 +42,10 @@ import taichi as ti
 
 from .frame import FRAME, INPUT, OUTPUT, WORKSPACE, run_sizes
 from .grid import CPU_TASK, worker_block, workers
-from .lanes import LANE_WEIGHTS
-from .layout import F_BATCH, F_STEPS, F_WS_SCRATCH
-from .sequence_lanes import STEP_BLOCK, lanes_name, project_span, row_group, rows_step, start_row
+from .lanes import LANE_WEIGHTS, lane_blocks
+from .layout import F_BATCH, F_LANE_RUN, F_ROWS, F_STEPS, F_WS_SCRATCH, LANE_SPLIT
+from .sequence_lanes import (STEP_BLOCK, lanes_name, project_span, row_blocks_step, row_group, rows_step,
+                             splits_row, start_row)
 
 
 FIRST_CHUNK = 4   # steps of the first chunk, which the stepping worker projects alone before its first step
@@ -45,9 +60,13 @@ def chunk_count(steps):
 chunk_count_ti = ti.func(chunk_count)
 
 
+SPLIT_COUNTERS = 3   # a split row's: steps done, second halves claimed, second halves done
+
+
 def pipeline_counters(steps):
-    """Floats the counters take after the scratch region: the claim counter and a flag a chunk."""
-    return 1 + chunk_count(steps)
+    """Floats the counters take after the scratch region: the claim counter, a flag a chunk, then
+    the split row's."""
+    return 1 + chunk_count(steps) + SPLIT_COUNTERS
 
 
 @ti.func
@@ -90,12 +109,42 @@ def claim_and_project(x: ti.template(), ws: ti.template(), lanes: ti.template(),
     return claimed
 
 
+@ti.func
+def chunk_of(s):
+    """The chunk that holds step s (``chunk_span``'s inverse)."""
+    k = 0
+    if s >= FIRST_CHUNK:
+        k = 1 + (s - FIRST_CHUNK) // STEP_BLOCK
+    return k
+
+
+@ti.func
+def wait_for(ws: ti.template(), i, value, polls):
+    """Poll counter ws[i] until it reaches ``value``, at most ``polls`` times; whether it did."""
+    reached = False
+    n = 0
+    while True:
+        if read_counter(ws, i) >= value:
+            reached = True
+            break
+        if n >= polls:
+            break
+        n += 1
+    return reached
+
+
+# What a worker does on a pass of the loop (``act``)
+PROJECT, STEP, WAIT, DONE, BLOCKS, NOTHING = 0, 1, 2, 3, 4, 5
+
+
 def _pipelined_kernel(kind, standard, dense):
+    splits = splits_row(kind, standard, dense)
+
     def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
         ti.loop_config(serialize=True)
         for _ in range(1):   # a serial task of its own, done before the workers start
             c = counters_at(frame)
-            for i in range(1 + chunk_count_ti(frame[F_STEPS])):   # (pipeline_counters)
+            for i in range(1 + chunk_count_ti(frame[F_STEPS]) + SPLIT_COUNTERS):   # (pipeline_counters)
                 ws[c + i] = 0.0
         ti.loop_config(block_dim=ti.static(worker_block()))
         for w in range(ti.static(workers())):
@@ -103,38 +152,98 @@ def _pipelined_kernel(kind, standard, dense):
                 T, B, H, _ = run_sizes(frame)
                 c = counters_at(frame)
                 chunks = chunk_count_ti(T)
+                done_steps = c + 1 + chunks   # steps the stepping worker has finished (split)
+                claimed_half = done_steps + 1  # 1 + the last step whose second half is claimed
+                done_half = done_steps + 2     # 1 + the last step whose second half is done
                 stepping = w == 0
+                nb = lane_blocks(H)
+                half = nb // 2
+                split = 0
+                if ti.static(splits):
+                    if B == 1 and half > 0 and frame[F_LANE_RUN] & LANE_SPLIT != 0:
+                        split = 1
+                patience = ti.max(H * H, 4096)   # polls before a wait gives up
                 if stepping:
                     for r in range(B):
                         start_row(ws, frame, r, H)
                 rows = row_group(frame)
-                k = 0   # the chunk the stepping worker steps next
+                k = 0        # the chunk the stepping worker steps next (whole chunks: not split)
+                s = 0        # the step the worker steps (split) or helps with (helper) next
+                second = 0   # whether the stepping worker is at step s's second half (split)
+                joined = 0   # whether the helper, every chunk claimed, helps step the row (split)
                 # One loop for both workers, so that the projection's and the step's code are each
-                # inlined once (Taichi inlines a function at every call: compile time). Each pass
-                # the stepping worker steps chunk k once it is projected, waits while the helper
-                # projects it, or else claims the next chunk; the helper only claims.
+                # inlined once (Taichi inlines a function at every call: compile time). The stepping
+                # worker steps chunk k once it is projected (split: step s, a half at a time), waits
+                # while the helper projects it, or else claims the next chunk; the helper claims
+                # chunks, then (split) takes the second half of the steps the stepping worker has
+                # not claimed yet.
                 while True:   # (calls in a while's condition broke Taichi's IR: the loop breaks instead)
-                    act = 0   # 0: claim a chunk and project it; 1: step chunk k; 2: wait; 3: done
+                    act = PROJECT
+                    s0, s1 = 0, 0   # STEP: steps s0 .. s1-1, whole
+                    lo, hi = half, nb   # BLOCKS: blocks lo .. hi-1 of step s
                     if stepping:
-                        if k >= chunks:
-                            act = 3
-                        elif read_counter(ws, c + 1 + k) != 0.0:
-                            act = 1
-                        elif ti.cast(read_counter(ws, c), ti.i32) > k:
-                            act = 2
-                    if act == 3:
+                        kk = k
+                        if split != 0:
+                            kk = chunk_of(s)
+                        if (split == 0 and k >= chunks) or (split != 0 and s >= T):
+                            act = DONE
+                        elif read_counter(ws, c + 1 + kk) == 0.0:
+                            if ti.cast(read_counter(ws, c), ti.i32) > kk:
+                                act = WAIT
+                        elif split == 0:
+                            act = STEP
+                            s0, s1 = chunk_span(k, T)
+                        elif frame[F_ROWS + s] < 1:   # the row is absent: its state carries forward
+                            act = STEP
+                            s0, s1 = s, s + 1
+                        elif second == 0:
+                            act = BLOCKS
+                            lo, hi = 0, half
+                        else:
+                            act = BLOCKS
+                            if ti.atomic_max(ws[claimed_half], s + 1.0) >= s + 1:   # the helper's
+                                if wait_for(ws, done_half, s + 1, patience):
+                                    act = NOTHING
+                                # (else the helper stalls: step the half too; both write the same values)
+                    elif joined != 0:
+                        act = NOTHING
+                        if s >= T or not wait_for(ws, done_steps, s, patience):
+                            act = DONE   # (the stepping worker stalls, or shares this core: leave it the rest)
+                        elif frame[F_ROWS + s] >= 1 and read_counter(ws, c + 1 + chunk_of(s)) != 0.0:
+                            if ti.atomic_max(ws[claimed_half], s + 1.0) < s + 1:
+                                act = BLOCKS
+                    if act == DONE:
                         break
-                    if act == 1:
-                        s0, end = chunk_span(k, T)
-                        for s in range(s0, end):
+                    if act == STEP:
+                        for st in range(s0, s1):
                             for g in range((B + rows - 1) // rows):
-                                rows_step(kind, standard, dense, ws, lanes, frame, out, s, g * rows,
+                                rows_step(kind, standard, dense, ws, lanes, frame, out, st, g * rows,
                                           ti.min(rows, B - g * rows))
-                        k += 1
-                    elif act == 0:
+                    elif act == BLOCKS:
+                        if ti.static(splits):
+                            row_blocks_step(kind, ws, lanes, frame, out, s, lo, hi)
+                    elif act == PROJECT:
                         claimed = claim_and_project(x, ws, lanes, frame, c, chunks)
                         if not claimed and not stepping:
-                            break
+                            if split == 0:
+                                break
+                            joined = 1
+                            s = ti.cast(read_counter(ws, done_steps), ti.i32)
+                    # what comes next
+                    if stepping:
+                        if split == 0:
+                            if act == STEP:
+                                k += 1
+                        elif act == STEP or (act == BLOCKS and second != 0) or act == NOTHING:
+                            second = 0
+                            s += 1
+                            ti.atomic_add(ws[done_steps], 1.0)
+                        elif act == BLOCKS:
+                            second = 1
+                    elif joined != 0 and (act == BLOCKS or act == NOTHING):
+                        if act == BLOCKS:
+                            ti.atomic_max(ws[done_half], s + 1.0)
+                        s += 1
     run.__name__ = run.__qualname__ = f"{lanes_name(kind, standard, dense)}_pipelined"
     return ti.kernel(run)
 

@@ -148,11 +148,15 @@ def init(arch=None):
     # products compile to vector instructions (kernels/lanes.py) and CUDA reads the persistent
     # kernel's weight quads with 128-bit loads (kernels/quads.py). MPSRNN_CUDA_SCALARIZE=on gives
     # CUDA Taichi's default back, for A/B runs.
+    from . import cpu_threads
+    before = cpu_threads.thread_ids()
     with contextlib.redirect_stdout(io.StringIO()):  # Taichi prints a start-up line
         ti.init(arch=_ti_arch(name), enable_fallback=False, fast_math=False, offline_cache=True,
                 default_fp=ti.f32, default_ip=ti.i32, log_level=ti.WARN, real_matrix_scalarize=_scalarizes(name),
                 advanced_optimization=_optimizes(name))
     _current = name
+    if name == "cpu":
+        cpu_threads.PINNED.update(cpu_threads.pin_pool(cpu_threads.thread_ids() - before))
     return name
 
 

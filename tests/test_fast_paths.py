@@ -155,6 +155,42 @@ def test_pipelined_projection_over_many_blocks(kind, opts, hidden, rows, rng, mo
     assert [n for n in dispatched_kernels(layer) if "lanes" in n] == [f"{name}_lanes{form}_pipelined"]
 
 
+@pytest.mark.skipif("lanes" not in ARCH_PATHS, reason="the lanes kernels are the CPU's")
+@pytest.mark.parametrize("kind, opts, hidden", [
+    ("lstm", {"peephole": None}, 40),
+    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 53),
+    ("single", {}, 33)])
+def test_pipelined_split_row(kind, opts, hidden, rng, monkeypatch):
+    """A lone row whose second half of unit blocks the pipelined kernel's helper steps beside the
+    stepping worker, once it has projected every chunk (LANE_SPLIT): blocks of 16 lanes or 8, the
+    last one ragged, an odd count (3 or 4 blocks a half of 1-2 or 2-3), 45 steps. Whoever steps a half, it
+    runs the same code on the same inputs, so the results equal those of the unsplit kernel bit for
+    bit, call after call, and both match the reference."""
+    from mpsrnn.kernels.layout import F_LANE_RUN, LANE_SPLIT
+    from mpsrnn.scheduler.plans import StackRun
+    monkeypatch.setenv("MPSRNN_RECURRENCE", "lanes")
+    monkeypatch.setenv("MPSRNN_PROJECTION", "apart")
+    monkeypatch.setenv("MPSRNN_CPU_PIPELINE", "on")
+    d = descriptor(kind, rng, 7, hidden, **opts)
+    results = {}
+    for split in ("on", "off"):
+        monkeypatch.setenv("MPSRNN_CPU_SPLIT_ROW", split)
+        layer = m.RNNMatrixInferenceLayer(d)
+        results[split] = []
+        for call in range(4):
+            xs = sequence(np.random.default_rng(call), [1] * 45, 7)
+            results[split].append([np.array(y) for y in layer.encode_sequence(xs)])
+            if split == "on":
+                assert_seq_close(results[split][-1], R.encode_sequence([d], xs)[0])
+        runs = [lr for p in layer._plans._plans.values() for part in p._keep if isinstance(part, StackRun)
+                for lr in part.layers]
+        assert runs and all(bool(lr.host_frame[F_LANE_RUN] & LANE_SPLIT) == (split == "on") for lr in runs)
+        name = {"lstm": "lstm", "single": "single_gate"}[kind]
+        assert [n for n in dispatched_kernels(layer) if "lanes" in n] == [f"{name}_lanes_pipelined"]
+    for on, off in zip(results["on"], results["off"], strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(on, off, strict=True))
+
+
 OTHER_LANES = textwrap.dedent("""
     import os, sys
     import numpy as np

@@ -1028,6 +1028,26 @@ def test_lanes_projection_pipelined_at_batch_1(monkeypatch):
         rec.lanes_pipelined(1)
 
 
+def test_lanes_split_row_at_batch_1(rng, monkeypatch):
+    """The pipelined kernel's helper steps half of a lone row's blocks for the LSTM without dense
+    peepholes and the single gate with the usual neurons, at batch 1 only; MPSRNN_CPU_SPLIT_ROW=off
+    turns it off, and on cannot force it where it does not apply."""
+    monkeypatch.delenv("MPSRNN_CPU_SPLIT_ROW", raising=False)
+    lstm, diagonal = cell(rng, "lstm", 40), cell(rng, "lstm", 40, peephole="diagonal")
+    single, dense = cell(rng, "single", 40), cell(rng, "lstm", 40, peephole="dense")
+    gru, hard = cell(rng, "gru", 40), cell(rng, "lstm", 40, neurons="hard")
+    assert all(rec.lanes_split_row(c, 1) for c in (lstm, diagonal, single))
+    assert not any(rec.lanes_split_row(c, 1) for c in (dense, gru, hard))
+    assert not rec.lanes_split_row(lstm, 2)
+    monkeypatch.setenv("MPSRNN_CPU_SPLIT_ROW", "off")
+    assert not rec.lanes_split_row(lstm, 1)
+    monkeypatch.setenv("MPSRNN_CPU_SPLIT_ROW", "on")
+    assert not rec.lanes_split_row(gru, 1) and not rec.lanes_split_row(lstm, 2)
+    monkeypatch.setenv("MPSRNN_CPU_SPLIT_ROW", "maybe")
+    with pytest.raises(ValueError, match="MPSRNN_CPU_SPLIT_ROW"):
+        rec.lanes_split_row(lstm, 1)
+
+
 @pytest.mark.parametrize("kind, peephole, hidden, standard, shuffles, shape", [
     ("lstm", "diagonal", 32, True, False, (1, 1)),   # a lane a unit, every gate row in its registers
     ("gru", "none", 17, True, False, (1, 1)),

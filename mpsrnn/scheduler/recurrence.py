@@ -45,7 +45,7 @@ from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.projection_tiled import projection_tile, projection_tiled_kernel
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
-from ..kernels.sequence_lanes import lanes_kernel
+from ..kernels.sequence_lanes import lanes_kernel, splits_row
 from ..kernels.sequence_lanes_pipelined import pipelined_kernel
 from ..kernels.sequence_persistent import (
     kept_counts,
@@ -715,6 +715,16 @@ def lanes_pipelined(batch):
     chunks of steps ahead of the thread that steps the rows. At batch 1, where one thread steps.
     ``MPSRNN_CPU_PIPELINE`` (on or off) decides instead, for A/B benchmarks and tests."""
     return switch("MPSRNN_CPU_PIPELINE", batch == 1)
+
+
+def lanes_split_row(cell, batch):
+    """Whether the pipelined lanes kernel's helper, once it has projected every chunk, steps the
+    second half of a lone row's unit blocks beside the stepping worker (``sequence_lanes_pipelined``;
+    the plan sets the run's LANE_SPLIT bit): at batch 1, for the cells whose blocks need nothing of
+    each other within a step (``sequence_lanes.splits_row``). ``MPSRNN_CPU_SPLIT_ROW`` (on or off)
+    decides instead, for A/B benchmarks and tests (on still needs batch 1 and such a cell)."""
+    return batch == 1 and switch("MPSRNN_CPU_SPLIT_ROW", True) and splits_row(
+        cell.kind, cell.standard, cell.dense_peepholes)
 
 
 def lane_row_group(serial, batch):
