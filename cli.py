@@ -98,7 +98,8 @@ def _environment():
 @click.option("--bidirectional", is_flag=True, help="One layer per direction, outputs concatenated.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True)
 @click.option("--repeats", type=int, default=10, show_default=True, help="Timed runs per configuration.")
-@click.option("--warmup", type=int, default=3, show_default=True)
+@click.option("--warmup", type=int, default=3, show_default=True,
+              help="Untimed runs of each per configuration first (and at least 0.2 s of them).")
 @click.option("--arch", type=ARCH_CHOICE, default=None, help="Backend (default: MPSRNN_ARCH, else the best here).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write the records (one per configuration, with a 'ratio' field) to this JSON file.")

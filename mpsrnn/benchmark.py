@@ -1,6 +1,7 @@
 """Timing recurrent configurations next to PyTorch, in the same process.
 
-mpsrnn and PyTorch are timed alternately, after warm-up, with a device
+mpsrnn and PyTorch are timed alternately, after warm-up (``warmup`` calls of each, and
+at least WARMUP_SECONDS of them), with a device
 synchronisation at the end of every timed call, and reported per time step as
 the median and the 20th/80th percentiles of the repeats. Where mpsrnn runs on
 Vulkan and PyTorch on CUDA on the same GPU, each timed call follows an untimed
@@ -24,6 +25,7 @@ import numpy as np
 from .backend import ensure_init, sync
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+WARMUP_SECONDS = 0.2   # the least time ``time_config`` warms up for
 
 
 @dataclass(frozen=True)
@@ -208,10 +210,17 @@ def time_config(cfg, repeats=10, warmup=3, seed=0):
             torch.backends.cudnn.allow_tf32 = tf32
             got = np.stack([np.asarray(y, np.float32) for y in ours])
             record["max_abs_diff_vs_torch"] = float(np.abs(ref - got).max())
-    for _ in range(warmup):
+    # warm-up: ``warmup`` calls of each, alternating, and on for at least WARMUP_SECONDS. A machine
+    # that has idled (while the layer compiled) runs both slowly for its first few ms of work: on
+    # this project's 2-core VM, LSTM 256 b1 t50 timed right after its first call, then again in the
+    # same process, µs a step: ours 17.2, 16.2, 12.6, 10.4, PyTorch 15.7, 15.9, 13.7, 13.1
+    started = time.perf_counter()
+    calls = 0
+    while calls < warmup or time.perf_counter() - started < WARMUP_SECONDS:
         run_ours()
         if run_torch:
             run_torch()
+        calls += 1
     # Vulkan and CUDA on one GPU: a Vulkan call right after CUDA work took 0.58 ms more on the H200,
     # and cuDNN's calls after Vulkan work ~0.36 ms more (bench/results/h200-vulkan-probe-sync.txt, the
     # deepbench records), a switch between the two APIs' contexts; so each timed call there follows
