@@ -8,7 +8,11 @@ each step's units (``kernels/sequence_lanes_pipelined.py``). This project's 2-co
 2026-12-04, back-to-back calls of a two-task kernel whose first task steps 50 times: unpinned, the
 second task started at step 50 (median of 90 calls), after the first had finished, pinned at step
 0-1; ``bench/probes/cpu_split.py``'s two-thread recurrence, µs a step, median of 200 calls,
-unpinned 11.4-11.6, pinned 5.5-7.6 (one thread 10.2).
+unpinned 11.4-11.6, pinned 5.5-7.6 (one thread 10.2). Layer calls back to back, µs a step, pinned
+/ not (``bench/probes/cpu_pin.py``, three processes each): LSTM 256 b1 t50 7.4-7.7 / 8.0-8.7, single
+gate 512 b1 8.6-8.7 / 14.1-15.6, single gate 128 b4 (rows on both threads) 3.7-4.7 / 5.7-5.8. Timed
+after a PyTorch call, as ``mpsrnn bench`` does, they tie: its OpenMP threads spin after their work
+and keep the cores awake.
 
 Pinned, each worker wakes on its own core. ``pin_pool`` finds the workers among the threads that
 ``ti.init`` started (by the CPU time each gains while a kernel keeps every worker busy,
