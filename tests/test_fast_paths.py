@@ -162,10 +162,10 @@ def test_pipelined_projection_over_many_blocks(kind, opts, hidden, rows, rng, mo
     ("single", {}, 33)])
 def test_pipelined_split_row(kind, opts, hidden, rng, monkeypatch):
     """A lone row whose second half of unit blocks the pipelined kernel's helper steps beside the
-    stepping worker, once it has projected every chunk (LANE_SPLIT): blocks of 16 lanes or 8, the
-    last one ragged, an odd count (3 or 4 blocks a half of 1-2 or 2-3), 45 steps. Whoever steps a half, it
-    runs the same code on the same inputs, so the results equal those of the unsplit kernel bit for
-    bit, call after call, and both match the reference."""
+    stepping worker, once it has projected every chunk (LANE_SPLIT): 3 to 7 blocks of 16 lanes or 8,
+    the last one ragged, halves of equal or unequal counts, 45 steps. Whoever steps a half runs the
+    same code on the same inputs, so the results equal those of the unsplit kernel bit for bit, call
+    after call, and both match the reference."""
     from mpsrnn.kernels.layout import F_LANE_RUN, LANE_SPLIT
     from mpsrnn.scheduler.plans import StackRun
     monkeypatch.setenv("MPSRNN_RECURRENCE", "lanes")
