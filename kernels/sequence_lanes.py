@@ -351,16 +351,17 @@ def fold_lanes(ws: ti.template(), b, v, n):
 
 @ti.func
 def fold_first_products(kind: ti.template(), rows: ti.template(), ws: ti.template(), lanes: ti.template(),
-                        frame: ti.template(), s, r0, H):
+                        frame: ti.template(), s, r0, H, lo, hi):
     """U·h0 of batch rows r0 .. r0+rows-1 at step s (the GRU's Uz and Ur only), each weight vector
     loaded once for all of them, added into each row's input terms: the rows' steps then run with
-    ``folded`` set and find their products there, added in the same order as their own would be."""
+    ``folded`` set and find their products there, added in the same order as their own would be.
+    Unit blocks lo .. hi-1 (all of them, but for ``row_blocks_step``'s halves)."""
     at = [step_addresses(kind, frame, s, r0 + k) for k in ti.static(range(rows))]   # (xw, h0, ...) a row
     xws, h0s = [a[0] for a in at], [a[1] for a in at]
     first = ti.static(2 if kind == CELL_GRU else 1)   # vectors a unit block's product fills
     group = ti.static(4 if kind == CELL_LSTM else 1)  # gates a vector holds
-    for q in range(lane_blocks(H)):
-        u = zigzag_block(q, 0, lane_blocks(H), s)
+    for q in range(lo, hi):
+        u = zigzag_block(q, lo, hi, s)
         i0, n = block_span(u, H)
         acc = [zeros(first, group) for _ in ti.static(range(rows))]
         accumulate_rows(acc, lanes, frame[F_LANE_U] + u * ti.static(GATES[kind] // group) * H, H, ws, h0s)
@@ -418,7 +419,7 @@ def rows_step(kind: ti.template(), standard: ti.template(), dense: ti.template()
     if ti.static(standard):
         if nr == PAIR and r0 + PAIR <= present:
             folded = 1
-            fold_first_products(kind, PAIR, ws, lanes, frame, s, r0, H)
+            fold_first_products(kind, PAIR, ws, lanes, frame, s, r0, H, 0, lane_blocks(H))
     for k in range(nr):
         xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
         if r0 + k < present:
@@ -502,21 +503,28 @@ def lanes_kernel(kind, serial, standard=True, dense=False):
 
 
 def splits_row(kind, standard, dense):
-    """Whether a ``kind`` cell's lone batch row can step in two halves of its unit blocks
-    (``row_blocks_step``): the LSTM without dense peepholes and the single gate, with the usual
-    neurons, whose blocks need nothing of each other within a step (the GRU's third gate needs every
-    block's r∘h0 first; the other neurons' step and dense peepholes pass over all units)."""
+    """Whether a ``kind`` cell's batch of one row or a pair can step in two halves of its unit
+    blocks (``row_blocks_step``): the LSTM without dense peepholes and the single gate, with the
+    usual neurons, whose blocks need nothing of each other within a step (the GRU's third gate needs
+    every block's r∘h0 first; the other neurons' step and dense peepholes pass over all units)."""
     return standard and not dense and kind in (CELL_LSTM, CELL_SINGLE_GATE)
 
 
 @ti.func
 def row_blocks_step(kind: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(),
                     out: ti.template(), s, lo, hi):
-    """Unit blocks lo .. hi-1 of batch row 0's step s, for a cell that ``splits_row`` (its row
-    present at the step)."""
+    """Unit blocks lo .. hi-1 of step s of every batch row, for a cell that ``splits_row`` and a
+    batch of one row or a pair (``PAIR``), all present at the step. A pair shares each load of U
+    (``fold_first_products``), as ``rows_step``'s pairs do."""
     H = frame[F_OUT]
-    xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, 0)
-    if ti.static(kind == CELL_LSTM):
-        lstm_standard(False, ws, lanes, frame, xw, h0, h1, c0, c1, H, frame[F_PEEP], out, s, 0, 0, lo, hi)
-    else:
-        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, 0, 0, lo, hi)
+    B = frame[F_BATCH]
+    folded = 0
+    if B == PAIR:
+        folded = 1
+        fold_first_products(kind, PAIR, ws, lanes, frame, s, 0, H, lo, hi)
+    for r in range(B):
+        xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r)
+        if ti.static(kind == CELL_LSTM):
+            lstm_standard(False, ws, lanes, frame, xw, h0, h1, c0, c1, H, frame[F_PEEP], out, s, r, folded, lo, hi)
+        else:
+            single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r, folded, lo, hi)

@@ -17,19 +17,21 @@ VM the second thread wakes ~200 µs after the first: ``bench/probes/cpu_wake.py`
 thread) costs nothing but the overlap. It waits only for a chunk the helper is projecting now.
 Whoever claims a chunk projects it, so every chunk is projected once.
 
-**A split row** (the run's LANE_SPLIT: batch 1, a cell whose unit blocks need nothing of each
-other within a step, ``sequence_lanes.splits_row``). Once every chunk is claimed, the helper steps
-the second half of the row's unit blocks beside the stepping worker, so each thread reads half of
+**A split row** (the run's LANE_SPLIT: batch 1 or a pair, a cell whose unit blocks need nothing of
+each other within a step, ``sequence_lanes.splits_row``). Once every chunk is claimed, the helper
+steps the second half of the unit blocks beside the stepping worker, so each thread reads half of
 U, which stays in its core's L2 (LSTM 256: 0.5 MiB a half, where the whole 1 MiB streamed from L3
-every step). The stepping worker steps a step's first half, then claims the second unless the
+every step); a pair shares each load of it (``row_blocks_step``). A step at which a row is absent
+runs whole, on the stepping worker. The stepping worker steps a step's first half, then claims the second unless the
 helper has (``atomic_max`` on the last claimed step returns the old value: the claim is whoever
 moved it); it waits for a half the helper has claimed, then counts the step done. The helper takes
 the second half of the next step once the step before is done and its chunk projected. Either
 wait gives up after ``patience`` polls: the helper then leaves the rest to the stepping worker (a
 helper woken on the stepping worker's core would otherwise spin where it should step), and the
 stepping worker steps the half itself (a stalled helper writes the same values when it wakes).
-This VM (AMD EPYC, 1 MiB L2 a core), LSTM 256 b1 t50, same process, µs a step, split / not:
-7.5-8.5 / 9.3-9.9.
+This VM (AMD EPYC, 1 MiB L2 a core), same process, µs a step, split / not: LSTM 256 b1 t50
+7.5-8.5 / 9.3-9.9; ratio to PyTorch, LSTM 256 b2 0.67 / 0.85 (the pair not split: a row a thread,
+the projection inside), LSTM 512 b2 0.68 / 1.61, LSTM 128 b2 0.75 / 0.82.
 
 The counters (the claim counter, a done flag a chunk, then the split row's three) are floats after
 the workspace's scratch region, reset by a serial task before the workers start. Every read or
@@ -44,8 +46,8 @@ from .frame import FRAME, INPUT, OUTPUT, WORKSPACE, run_sizes
 from .grid import CPU_TASK, worker_block, workers
 from .lanes import LANE_WEIGHTS, lane_blocks
 from .layout import F_BATCH, F_LANE_RUN, F_ROWS, F_STEPS, F_WS_SCRATCH, LANE_SPLIT
-from .sequence_lanes import (STEP_BLOCK, lanes_name, project_span, row_blocks_step, row_group, rows_step,
-                             splits_row, start_row)
+from .sequence_lanes import (PAIR, STEP_BLOCK, lanes_name, project_span, row_blocks_step, row_group,
+                             rows_step, splits_row, start_row)
 
 
 FIRST_CHUNK = 4   # steps of the first chunk, which the stepping worker projects alone before its first step
@@ -160,7 +162,7 @@ def _pipelined_kernel(kind, standard, dense):
                 half = nb // 2
                 split = 0
                 if ti.static(splits):
-                    if B == 1 and half > 0 and frame[F_LANE_RUN] & LANE_SPLIT != 0:
+                    if B <= PAIR and half > 0 and frame[F_LANE_RUN] & LANE_SPLIT != 0:
                         split = 1
                 patience = ti.max(H * H, 4096)   # polls before a wait gives up
                 if stepping:
@@ -193,7 +195,7 @@ def _pipelined_kernel(kind, standard, dense):
                         elif split == 0:
                             act = STEP
                             s0, s1 = chunk_span(k, T)
-                        elif frame[F_ROWS + s] < 1:   # the row is absent: its state carries forward
+                        elif frame[F_ROWS + s] < B:   # a row is absent: the step runs whole
                             act = STEP
                             s0, s1 = s, s + 1
                         elif second == 0:
@@ -209,7 +211,7 @@ def _pipelined_kernel(kind, standard, dense):
                         act = NOTHING
                         if s >= T or not wait_for(ws, done_steps, s, patience):
                             act = DONE   # (the stepping worker stalls, or shares this core: leave it the rest)
-                        elif frame[F_ROWS + s] >= 1 and read_counter(ws, c + 1 + chunk_of(s)) != 0.0:
+                        elif frame[F_ROWS + s] >= B and read_counter(ws, c + 1 + chunk_of(s)) != 0.0:
                             if ti.atomic_max(ws[claimed_half], s + 1.0) < s + 1:
                                 act = BLOCKS
                     if act == DONE:

@@ -156,16 +156,18 @@ def test_pipelined_projection_over_many_blocks(kind, opts, hidden, rows, rng, mo
 
 
 @pytest.mark.skipif("lanes" not in ARCH_PATHS, reason="the lanes kernels are the CPU's")
-@pytest.mark.parametrize("kind, opts, hidden", [
-    ("lstm", {"peephole": None}, 40),
-    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 53),
-    ("single", {}, 33)])
-def test_pipelined_split_row(kind, opts, hidden, rng, monkeypatch):
-    """A lone row whose second half of unit blocks the pipelined kernel's helper steps beside the
-    stepping worker, once it has projected every chunk (LANE_SPLIT): 3 to 7 blocks of 16 lanes or 8,
-    the last one ragged, halves of equal or unequal counts, 45 steps. Whoever steps a half runs the
-    same code on the same inputs, so the results equal those of the unsplit kernel bit for bit, call
-    after call, and both match the reference."""
+@pytest.mark.parametrize("kind, opts, hidden, rows", [
+    ("lstm", {"peephole": None}, 40, [1] * 45),
+    ("lstm", {"peephole": "diagonal", "use_float32_weights": False}, 53, [2] * 30 + [1] * 15),
+    ("single", {}, 33, [1] * 45),
+    ("single", {}, 35, [2] * 45)])
+def test_pipelined_split_row(kind, opts, hidden, rows, rng, monkeypatch):
+    """A lone row or a pair whose second half of unit blocks the pipelined kernel's helper steps
+    beside the stepping worker, once it has projected every chunk (LANE_SPLIT): 3 to 7 blocks of 16
+    lanes or 8, the last one ragged, halves of equal or unequal counts, 45 steps; a pair that shares
+    each load of U, and one whose second row leaves after 30 steps (the steps it misses run whole).
+    Whoever steps a half runs the same code on the same inputs, so the results equal those of the
+    unsplit kernel bit for bit, call after call, and both match the reference."""
     from mpsrnn.kernels.layout import F_LANE_RUN, LANE_SPLIT
     from mpsrnn.scheduler.plans import StackRun
     monkeypatch.setenv("MPSRNN_RECURRENCE", "lanes")
@@ -178,7 +180,7 @@ def test_pipelined_split_row(kind, opts, hidden, rng, monkeypatch):
         layer = m.RNNMatrixInferenceLayer(d)
         results[split] = []
         for call in range(4):
-            xs = sequence(np.random.default_rng(call), [1] * 45, 7)
+            xs = sequence(np.random.default_rng(call), rows, 7)
             results[split].append([np.array(y) for y in layer.encode_sequence(xs)])
             if split == "on":
                 assert_seq_close(results[split][-1], R.encode_sequence([d], xs)[0])

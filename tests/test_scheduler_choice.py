@@ -1014,35 +1014,46 @@ def test_warp_stores_in_a_warp_of_their_own_for_the_lstm(monkeypatch):
         warp_stores_apart(CELL_LSTM, 1)
 
 
-def test_lanes_projection_pipelined_at_batch_1(monkeypatch):
+def test_lanes_projection_pipelined_at_batch_1(rng, monkeypatch):
     """Where the lanes path projects apart, batch 1 pipelines the projection beside the recurrence
-    (LSTM 256 b1 t50 on the Xeon VM: 20.2 against 15.6 µs a step); MPSRNN_CPU_PIPELINE decides instead."""
+    (LSTM 256 b1 t50 on the Xeon VM: 20.2 against 15.6 µs a step), and so does a pair whose units
+    the helper then steps half of; MPSRNN_CPU_PIPELINE decides instead."""
     monkeypatch.delenv("MPSRNN_CPU_PIPELINE", raising=False)
-    assert rec.lanes_pipelined(1) and not rec.lanes_pipelined(2)
+    monkeypatch.delenv("MPSRNN_CPU_SPLIT_ROW", raising=False)
+    lstm, gru = cell(rng, "lstm", 40), cell(rng, "gru", 40)
+    assert rec.lanes_pipelined(lstm, 1) and rec.lanes_pipelined(gru, 1)
+    assert rec.lanes_pipelined(lstm, 2) and not rec.lanes_pipelined(gru, 2)
+    assert not rec.lanes_pipelined(lstm, 3)
+    monkeypatch.setenv("MPSRNN_CPU_SPLIT_ROW", "off")
+    assert rec.lanes_pipelined(lstm, 1) and not rec.lanes_pipelined(lstm, 2)
     monkeypatch.setenv("MPSRNN_CPU_PIPELINE", "off")
-    assert not rec.lanes_pipelined(1)
+    assert not rec.lanes_pipelined(lstm, 1)
     monkeypatch.setenv("MPSRNN_CPU_PIPELINE", "on")
-    assert rec.lanes_pipelined(3)
+    assert rec.lanes_pipelined(gru, 3)
     monkeypatch.setenv("MPSRNN_CPU_PIPELINE", "maybe")
     with pytest.raises(ValueError, match="MPSRNN_CPU_PIPELINE"):
-        rec.lanes_pipelined(1)
+        rec.lanes_pipelined(lstm, 1)
 
 
-def test_lanes_split_row_at_batch_1(rng, monkeypatch):
-    """The pipelined kernel's helper steps half of a lone row's blocks for the LSTM without dense
-    peepholes and the single gate with the usual neurons, at batch 1 only; MPSRNN_CPU_SPLIT_ROW=off
-    turns it off, and on cannot force it where it does not apply."""
+def test_lanes_split_row_at_batch_1_and_2(rng, monkeypatch):
+    """The pipelined kernel's helper steps half of the blocks of a lone row or a pair for the LSTM
+    without dense peepholes and the single gate with the usual neurons; MPSRNN_CPU_SPLIT_ROW=off
+    turns it off, and on cannot force it where it does not apply. A split pair projects apart (on
+    the pipelined kernel's helper) where a pair's projection would run inside on this CPU's threads."""
     monkeypatch.delenv("MPSRNN_CPU_SPLIT_ROW", raising=False)
+    monkeypatch.delenv("MPSRNN_PROJECTION", raising=False)
     lstm, diagonal = cell(rng, "lstm", 40), cell(rng, "lstm", 40, peephole="diagonal")
     single, dense = cell(rng, "single", 40), cell(rng, "lstm", 40, peephole="dense")
     gru, hard = cell(rng, "gru", 40), cell(rng, "lstm", 40, neurons="hard")
-    assert all(rec.lanes_split_row(c, 1) for c in (lstm, diagonal, single))
+    assert all(rec.lanes_split_row(c, b) for c in (lstm, diagonal, single) for b in (1, 2))
     assert not any(rec.lanes_split_row(c, 1) for c in (dense, gru, hard))
-    assert not rec.lanes_split_row(lstm, 2)
+    assert not rec.lanes_split_row(lstm, 3)
+    wide_lstm, wide_gru = cell(rng, "lstm", 128), cell(rng, "gru", 128)   # projections past APART_FLOPS
+    assert rec.project_apart("lanes", wide_lstm, 50, 2) and not rec.project_apart("lanes", wide_gru, 50, 8)
     monkeypatch.setenv("MPSRNN_CPU_SPLIT_ROW", "off")
     assert not rec.lanes_split_row(lstm, 1)
     monkeypatch.setenv("MPSRNN_CPU_SPLIT_ROW", "on")
-    assert not rec.lanes_split_row(gru, 1) and not rec.lanes_split_row(lstm, 2)
+    assert not rec.lanes_split_row(gru, 1) and not rec.lanes_split_row(lstm, 3)
     monkeypatch.setenv("MPSRNN_CPU_SPLIT_ROW", "maybe")
     with pytest.raises(ValueError, match="MPSRNN_CPU_SPLIT_ROW"):
         rec.lanes_split_row(lstm, 1)

@@ -45,7 +45,7 @@ from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
 from ..kernels.projection_tiled import projection_tile, projection_tiled_kernel
 from ..kernels.sequence_blocks import BLOCK_KERNELS, MAX_HIDDEN
-from ..kernels.sequence_lanes import lanes_kernel, splits_row
+from ..kernels.sequence_lanes import PAIR, lanes_kernel, splits_row
 from ..kernels.sequence_lanes_pipelined import pipelined_kernel
 from ..kernels.sequence_persistent import (
     kept_counts,
@@ -709,21 +709,23 @@ def lanes_serial(cell, steps, batch):
     return batch == 1 or flops <= LANES_SERIAL_FLOPS
 
 
-def lanes_pipelined(batch):
+def lanes_pipelined(cell, batch):
     """Whether a lanes layer whose projection runs apart (``project_apart``) runs it beside its
     recurrence instead, in one kernel (``sequence_lanes_pipelined``): a helper thread projects
-    chunks of steps ahead of the thread that steps the rows. At batch 1, where one thread steps.
+    chunks of steps ahead of the thread that steps the rows. At batch 1, where one thread steps, and
+    where the helper then steps half of the units (``lanes_split_row``).
     ``MPSRNN_CPU_PIPELINE`` (on or off) decides instead, for A/B benchmarks and tests."""
-    return switch("MPSRNN_CPU_PIPELINE", batch == 1)
+    return switch("MPSRNN_CPU_PIPELINE", batch == 1 or lanes_split_row(cell, batch))
 
 
 def lanes_split_row(cell, batch):
     """Whether the pipelined lanes kernel's helper, once it has projected every chunk, steps the
-    second half of a lone row's unit blocks beside the stepping worker (``sequence_lanes_pipelined``;
-    the plan sets the run's LANE_SPLIT bit): at batch 1, for the cells whose blocks need nothing of
-    each other within a step (``sequence_lanes.splits_row``). ``MPSRNN_CPU_SPLIT_ROW`` (on or off)
-    decides instead, for A/B benchmarks and tests (on still needs batch 1 and such a cell)."""
-    return batch == 1 and switch("MPSRNN_CPU_SPLIT_ROW", True) and splits_row(
+    second half of the unit blocks of a lone row or a pair beside the stepping worker
+    (``sequence_lanes_pipelined``; the plan sets the run's LANE_SPLIT bit): at batch 1 and 2, for
+    the cells whose blocks need nothing of each other within a step (``sequence_lanes.splits_row``).
+    ``MPSRNN_CPU_SPLIT_ROW`` (on or off) decides instead, for A/B benchmarks and tests (on still needs
+    such a batch and cell)."""
+    return batch <= PAIR and switch("MPSRNN_CPU_SPLIT_ROW", True) and splits_row(
         cell.kind, cell.standard, cell.dense_peepholes)
 
 
@@ -772,9 +774,9 @@ def project_apart(name, cell, steps, batch):
     if forced:
         return forced == "apart"
     flops = 2.0 * steps * batch * cell.gates * cell.n_out * cell.n_in
-    if name == "lanes":
+    if name == "lanes":   # (a pair that the pipelined kernel splits has threads for its projection too)
         from ..kernels.grid import cpu_tasks
-        return batch < cpu_tasks() and flops >= APART_FLOPS
+        return (batch < cpu_tasks() or lanes_split_row(cell, batch)) and flops >= APART_FLOPS
     if name == "spread":   # fewer blocks project: the limit shrinks with the share of SMs they are
         _, grid, _, _, groups = _spread_plan(cell, batch, False)
         flops *= _sms() / (grid * groups)
@@ -797,7 +799,7 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     kind = lr.cell.kind
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
         form = (lr.cell.standard, lr.cell.dense_peepholes)   # (each a kernel of its own)
-        if lr.projected_apart and lanes_pipelined(batch):
+        if lr.projected_apart and lanes_pipelined(lr.cell, batch):
             prog.add(pipelined_kernel(kind, *form), x, lr.ws, lr.cell.lanes, lr.frame, output)
             return
         if lr.projected_apart:
