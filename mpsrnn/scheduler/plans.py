@@ -31,8 +31,8 @@ from ..kernels.sequence_lanes_pipelined import pipeline_counters
 from ..kernels.sequence_persistent import term_quads
 from ..kernels.sequence_copy import SEQ_ADD, SEQ_CONCAT, SEQ_COPY, block_kernel, copy_kernel
 from .program import Program, Slot
-from .recurrence import (choose_recurrence, emit_layer, emit_paired, lane_row_group, lanes_serial, lanes_split_row,
-                         pair_directions, project_apart, split_projection, split_workspace)
+from .recurrence import (choose_recurrence, emit_layer, emit_paired, lane_row_group, lanes_pipelined, lanes_serial,
+                         lanes_split_row, pair_directions, project_apart, split_projection, split_workspace)
 
 # Tests set this: workspaces start as NaN, so reading memory no kernel wrote shows up.
 POISON_WORKSPACES = False
@@ -65,7 +65,8 @@ class _LayerRun:
         self.cell = cell
         self.projected_apart = project_apart(self.recurrence, cell, steps, batch)
         pairs = self.recurrence == "lanes" and lane_row_group(lanes_serial(cell, steps, batch), batch) == 2
-        split = self.recurrence == "lanes" and lanes_split_row(cell, batch)
+        split = (self.recurrence == "lanes" and self.projected_apart and lanes_pipelined(cell, batch)
+                 and lanes_split_row(cell, batch))   # (the pipelined kernel's, emit_layer)
         frame[L.F_LANE_RUN] = ((L.LANE_PROJECTED if self.projected_apart else 0) | (L.LANE_PAIRS if pairs else 0)
                                | (L.LANE_SPLIT if split else 0))
         frame[L.F_OUT_BASE] = -1   # no output view until bind_views gives one
