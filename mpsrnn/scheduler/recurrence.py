@@ -724,7 +724,11 @@ def lanes_split_row(cell, batch):
     (``sequence_lanes_pipelined``; the plan sets the run's LANE_SPLIT bit): at batch 1 and 2, for
     the cells whose blocks need nothing of each other within a step (``sequence_lanes.splits_row``).
     ``MPSRNN_CPU_SPLIT_ROW`` (on or off) decides instead, for A/B benchmarks and tests (on still needs
-    such a batch and cell)."""
+    such a batch and cell).
+
+    Not past a pair: with two pairs split over two threads (a form tried on the 2-core EPYC VM, ratio
+    to PyTorch split / a pair a thread), LSTM 256 b4 t50 1.15 / 1.01, LSTM 512 b4 1.12 / 0.89, LSTM
+    192 b4 1.05 / 0.90, LSTM 128 b4 0.87 / 0.70; only b3 gained (0.97 / 1.07)."""
     return batch <= PAIR and switch("MPSRNN_CPU_SPLIT_ROW", True) and splits_row(
         cell.kind, cell.standard, cell.dense_peepholes)
 
