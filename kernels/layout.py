@@ -87,7 +87,7 @@ F_LANE_V = 40      # (W starts at 0; see lanes.py)
 F_LANE_RUN = 41    # the CPU's lanes kernel, set per run by the plan: LANE_PROJECTED where
                    # project_inputs_lanes has written the run's input terms, so the kernel does not
                    # project them itself; LANE_PAIRS where its workers step rows in pairs; LANE_SPLIT
-                   # where the pipelined kernel's helper steps half of a lone row's units
+                   # where the pipelined kernel's helper steps half of the units of a lone row or a pair
 F_DEPART = 42      # blocks that have left a persistent kernel's last grid barrier: the last one out
                    # resets this and F_BARRIER for the next run
 F_HAS_VH = 43      # GRU: 1 when Vh is set; nil means zero, and the kernels skip Vh·(z∘h0)
