@@ -513,18 +513,33 @@ def splits_row(kind, standard, dense):
 @ti.func
 def row_blocks_step(kind: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(),
                     out: ti.template(), s, lo, hi):
-    """Unit blocks lo .. hi-1 of step s of every batch row, for a cell that ``splits_row`` and a
-    batch of one row or a pair (``PAIR``), all present at the step. A pair shares each load of U
-    (``fold_first_products``), as ``rows_step``'s pairs do."""
+    """``rows_step`` for every batch row over unit blocks lo .. hi-1 only, for a cell that
+    ``splits_row``: the rows in the run's groups (a pair shares each load of U,
+    ``fold_first_products``), a row absent at step s carrying those units forward. The pipelined
+    kernel's one call of a step, whole (0 .. lane_blocks(H)) or a half (Taichi inlines every call,
+    and its optimiser's time grows faster than the code: a second call took an LSTM's pipelined
+    kernel from 27 s of compiling to 110)."""
     H = frame[F_OUT]
     B = frame[F_BATCH]
-    folded = 0
-    if B == PAIR:
-        folded = 1
-        fold_first_products(kind, PAIR, ws, lanes, frame, s, 0, H, lo, hi)
-    for r in range(B):
-        xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r)
-        if ti.static(kind == CELL_LSTM):
-            lstm_standard(False, ws, lanes, frame, xw, h0, h1, c0, c1, H, frame[F_PEEP], out, s, r, folded, lo, hi)
-        else:
-            single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r, folded, lo, hi)
+    present = frame[F_ROWS + s]
+    rows = row_group(frame)
+    u0, u1 = lo * LANES, ti.min(hi * LANES, H)
+    for g in range((B + rows - 1) // rows):
+        r0 = g * rows
+        nr = ti.min(rows, B - r0)
+        folded = 0
+        if nr == PAIR and r0 + PAIR <= present:
+            folded = 1
+            fold_first_products(kind, PAIR, ws, lanes, frame, s, r0, H, lo, hi)
+        for k in range(nr):
+            xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
+            if r0 + k < present:
+                if ti.static(kind == CELL_LSTM):
+                    lstm_standard(False, ws, lanes, frame, xw, h0, h1, c0, c1, H, frame[F_PEEP], out, s, r0 + k,
+                                  folded, lo, hi)
+                else:
+                    single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r0 + k, folded, lo, hi)
+            else:
+                copy_row_forward(ws, h0 + u0, h1 + u0, u1 - u0)
+                if ti.static(kind == CELL_LSTM):
+                    copy_row_forward(ws, c0 + u0, c1 + u0, u1 - u0)

@@ -25,10 +25,13 @@ every step); a pair shares each load of it (``row_blocks_step``). A step at whic
 runs whole, on the stepping worker. The stepping worker steps a step's first half, then claims the second unless the
 helper has (``atomic_max`` on the last claimed step returns the old value: the claim is whoever
 moved it); it waits for a half the helper has claimed, then counts the step done. The helper takes
-the second half of the next step once the step before is done and its chunk projected. Either
-wait gives up after ``patience`` polls: the helper then leaves the rest to the stepping worker (a
-helper woken on the stepping worker's core would otherwise spin where it should step), and the
-stepping worker steps the half itself (a stalled helper writes the same values when it wakes).
+the second half of the next step once the step before is done and its chunk projected (and, for
+the first, once the stepping worker has written the rows' zero start: a helper that Taichi's pool
+starts before the stepping worker projects every chunk and could come to step 0 first). The
+helper's waits give up after ``patience`` polls, and it then leaves the rest to the stepping worker
+(a helper woken on the stepping worker's core would otherwise spin where it should step). The
+stepping worker waits for a half the helper has claimed however long it takes: a pair's half adds
+its products into the input terms in place, so no half may run twice.
 This VM (AMD EPYC, 1 MiB L2 a core), same process, µs a step, split / not: LSTM 256 b1 t50
 7.5-8.5 / 9.3-9.9; ratio to PyTorch, LSTM 256 b2 0.67 / 0.85 (the pair not split: a row a thread,
 the projection inside), LSTM 512 b2 0.68 / 1.61, LSTM 128 b2 0.75 / 0.82.
@@ -62,7 +65,7 @@ def chunk_count(steps):
 chunk_count_ti = ti.func(chunk_count)
 
 
-SPLIT_COUNTERS = 3   # a split row's: steps done, second halves claimed, second halves done
+SPLIT_COUNTERS = 3   # a split row's: progress (start, steps done), second halves claimed, second halves done
 
 
 def pipeline_counters(steps):
@@ -135,6 +138,8 @@ def wait_for(ws: ti.template(), i, value, polls):
     return reached
 
 
+NO_END = 2147483647   # polls: a wait that never gives up
+
 # What a worker does on a pass of the loop (``act``)
 PROJECT, STEP, WAIT, DONE, BLOCKS, NOTHING = 0, 1, 2, 3, 4, 5
 
@@ -154,9 +159,9 @@ def _pipelined_kernel(kind, standard, dense):
                 T, B, H, _ = run_sizes(frame)
                 c = counters_at(frame)
                 chunks = chunk_count_ti(T)
-                done_steps = c + 1 + chunks   # steps the stepping worker has finished (split)
-                claimed_half = done_steps + 1  # 1 + the last step whose second half is claimed
-                done_half = done_steps + 2     # 1 + the last step whose second half is done
+                progress = c + 1 + chunks    # split: 0 until the rows' start is written, then 1 + steps done
+                claimed_half = progress + 1  # 1 + the last step whose second half is claimed
+                done_half = progress + 2     # 1 + the last step whose second half is done
                 stepping = w == 0
                 nb = lane_blocks(H)
                 half = nb // 2
@@ -164,10 +169,11 @@ def _pipelined_kernel(kind, standard, dense):
                 if ti.static(splits):
                     if B <= PAIR and half > 0 and frame[F_LANE_RUN] & LANE_SPLIT != 0:
                         split = 1
-                patience = ti.max(H * H, 4096)   # polls before a wait gives up
+                patience = ti.max(H * H, 4096)   # polls before a helper's wait gives up
                 if stepping:
                     for r in range(B):
                         start_row(ws, frame, r, H)
+                    ti.atomic_add(ws[progress], 1.0)   # (a helper that starts first must not step before it)
                 rows = row_group(frame)
                 k = 0        # the chunk the stepping worker steps next (whole chunks: not split)
                 s = 0        # the step the worker steps (split) or helps with (helper) next
@@ -204,33 +210,38 @@ def _pipelined_kernel(kind, standard, dense):
                         else:
                             act = BLOCKS
                             if ti.atomic_max(ws[claimed_half], s + 1.0) >= s + 1:   # the helper's
-                                if wait_for(ws, done_half, s + 1, patience):
-                                    act = NOTHING
-                                # (else the helper stalls: step the half too; both write the same values)
+                                # wait however long it takes: a pair's half adds its products into
+                                # the input terms in place, so it must run once
+                                wait_for(ws, done_half, s + 1, NO_END)
+                                act = NOTHING
                     elif joined != 0:
                         act = NOTHING
-                        if s >= T or not wait_for(ws, done_steps, s, patience):
+                        if s >= T or not wait_for(ws, progress, s + 1, patience):
                             act = DONE   # (the stepping worker stalls, or shares this core: leave it the rest)
                         elif frame[F_ROWS + s] >= B and read_counter(ws, c + 1 + chunk_of(s)) != 0.0:
                             if ti.atomic_max(ws[claimed_half], s + 1.0) < s + 1:
                                 act = BLOCKS
                     if act == DONE:
                         break
-                    if act == STEP:
+                    if act == STEP or act == BLOCKS:   # (one call of the step: one inlined copy)
+                        if act == BLOCKS:
+                            s0, s1 = s, s + 1
+                        else:
+                            lo, hi = 0, nb
                         for st in range(s0, s1):
-                            for g in range((B + rows - 1) // rows):
-                                rows_step(kind, standard, dense, ws, lanes, frame, out, st, g * rows,
-                                          ti.min(rows, B - g * rows))
-                    elif act == BLOCKS:
-                        if ti.static(splits):
-                            row_blocks_step(kind, ws, lanes, frame, out, s, lo, hi)
+                            if ti.static(splits):
+                                row_blocks_step(kind, ws, lanes, frame, out, st, lo, hi)
+                            else:
+                                for g in range((B + rows - 1) // rows):
+                                    rows_step(kind, standard, dense, ws, lanes, frame, out, st, g * rows,
+                                              ti.min(rows, B - g * rows))
                     elif act == PROJECT:
                         claimed = claim_and_project(x, ws, lanes, frame, c, chunks)
                         if not claimed and not stepping:
                             if split == 0:
                                 break
                             joined = 1
-                            s = ti.cast(read_counter(ws, done_steps), ti.i32)
+                            s = ti.max(ti.cast(read_counter(ws, progress), ti.i32) - 1, 0)
                     # what comes next
                     if stepping:
                         if split == 0:
@@ -239,7 +250,7 @@ def _pipelined_kernel(kind, standard, dense):
                         elif act == STEP or (act == BLOCKS and second != 0) or act == NOTHING:
                             second = 0
                             s += 1
-                            ti.atomic_add(ws[done_steps], 1.0)
+                            ti.atomic_add(ws[progress], 1.0)
                         elif act == BLOCKS:
                             second = 1
                     elif joined != 0 and (act == BLOCKS or act == NOTHING):

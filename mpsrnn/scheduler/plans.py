@@ -64,9 +64,11 @@ class _LayerRun:
         self.has_initial_state = has_initial_state
         self.cell = cell
         self.projected_apart = project_apart(self.recurrence, cell, steps, batch)
-        pairs = self.recurrence == "lanes" and lane_row_group(lanes_serial(cell, steps, batch), batch) == 2
-        split = (self.recurrence == "lanes" and self.projected_apart and lanes_pipelined(cell, batch)
-                 and lanes_split_row(cell, batch))   # (the pipelined kernel's, emit_layer)
+        # the pipelined kernel (emit_layer's) steps every row on one worker, as the serial kernel does
+        pipelined = self.recurrence == "lanes" and self.projected_apart and lanes_pipelined(cell, batch)
+        one_worker = pipelined or lanes_serial(cell, steps, batch)
+        pairs = self.recurrence == "lanes" and lane_row_group(one_worker, batch) == 2
+        split = pipelined and lanes_split_row(cell, batch)
         frame[L.F_LANE_RUN] = ((L.LANE_PROJECTED if self.projected_apart else 0) | (L.LANE_PAIRS if pairs else 0)
                                | (L.LANE_SPLIT if split else 0))
         frame[L.F_OUT_BASE] = -1   # no output view until bind_views gives one
