@@ -66,8 +66,7 @@ class _LayerRun:
         self.projected_apart = project_apart(self.recurrence, cell, steps, batch)
         # the pipelined kernel (emit_layer's) steps every row on one worker, as the serial kernel does
         pipelined = self.recurrence == "lanes" and self.projected_apart and lanes_pipelined(cell, batch)
-        one_worker = pipelined or lanes_serial(cell, steps, batch)
-        pairs = self.recurrence == "lanes" and lane_row_group(one_worker, batch) == 2
+        pairs = self.recurrence == "lanes" and lane_row_group(pipelined or lanes_serial(cell, steps, batch), batch) == 2
         split = pipelined and lanes_split_row(cell, batch)
         frame[L.F_LANE_RUN] = ((L.LANE_PROJECTED if self.projected_apart else 0) | (L.LANE_PAIRS if pairs else 0)
                                | (L.LANE_SPLIT if split else 0))
