@@ -6,15 +6,18 @@ import pytest
 
 import mpsrnn as m
 from mpsrnn import cpu_threads
+from mpsrnn.kernels.knobs import switch
+from mpsrnn.kernels.pool import MAX_POOL_TASKS
 
 ARCH = m.init()
 pytestmark = pytest.mark.skipif(ARCH != "cpu", reason="Taichi's CPU thread pool")
 
-PINNABLE = (hasattr(os, "sched_getaffinity") and (os.cpu_count() or 1) >= 2
-            and len(os.sched_getaffinity(0)) == os.cpu_count() and bool(cpu_threads.thread_ids()))
+PINNABLE = (hasattr(os, "sched_getaffinity") and 2 <= (os.cpu_count() or 1) <= MAX_POOL_TASKS
+            and len(os.sched_getaffinity(0)) == os.cpu_count() and bool(cpu_threads.thread_ids())
+            and switch("MPSRNN_CPU_PIN", True))
 
 
-@pytest.mark.skipif(not PINNABLE, reason="pins only where the process may use every core (Linux)")
+@pytest.mark.skipif(not PINNABLE, reason="pins only where the process may use every core (Linux), unless told not to")
 def test_pool_workers_pinned_one_to_a_core():
     """``init`` pinned one thread to each core the process may use, the calling thread not among
     them (that they are the pool's workers: below)."""
@@ -26,7 +29,7 @@ def test_pool_workers_pinned_one_to_a_core():
         assert os.sched_getaffinity(tid) == {core}
 
 
-@pytest.mark.skipif(not PINNABLE, reason="pins only where the process may use every core (Linux)")
+@pytest.mark.skipif(not PINNABLE, reason="pins only where the process may use every core (Linux), unless told not to")
 def test_pool_workers_found_only_among_candidates():
     """The calibration names the threads that run the pool's tasks among those it is given: every
     thread but the calling one (which launches the kernels, so it gains CPU time too: ``init`` gives
