@@ -152,10 +152,11 @@ def single_gate_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(
 
 @ti.func
 def single_gate_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), lanes: ti.template(),
-                     frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded):
-    """(``dense``: the LSTM's, unused.)"""
+                     frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded, lo, hi):
+    """(``dense``: the LSTM's, unused.) Unit blocks lo .. hi-1 with the usual neurons; with others
+    all of them (``rows_step``)."""
     if ti.static(standard):
-        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r, folded, 0, lane_blocks(H))
+        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r, folded, lo, hi)
     else:
         single_gate_any(ws, lanes, frame, xw, h0, h1, H, out, s, r)
 
@@ -164,10 +165,10 @@ def single_gate_step(standard: ti.template(), dense: ti.template(), ws: ti.templ
 
 @ti.func
 def gru_standard_gates(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, sz, srh, szh, H,
-                       s, folded):
-    """The first phase: z and r of every block; the row's scratch gets z, r∘h0, z∘h0."""
-    for k in range(lane_blocks(H)):
-        u = zigzag_block(k, 0, lane_blocks(H), s)
+                       s, folded, lo, hi):
+    """The first phase: z and r of blocks lo .. hi-1; the row's scratch gets z, r∘h0, z∘h0."""
+    for k in range(lo, hi):
+        u = zigzag_block(k, lo, hi, s)
         i0, n = block_span(u, H)
         acc = zeros(2)
         if folded == 0:
@@ -182,10 +183,10 @@ def gru_standard_gates(ws: ti.template(), lanes: ti.template(), frame: ti.templa
 
 @ti.func
 def gru_standard_output(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh, szh,
-                        H, out: ti.template(), s, r, folded):
-    """The second phase: h1 from Uh·(r∘h0) + Vh·(z∘h0)."""
-    for k in range(lane_blocks(H)):
-        u = zigzag_block(k, 0, lane_blocks(H), s)
+                        H, out: ti.template(), s, r, folded, lo, hi):
+    """The second phase: h1 of blocks lo .. hi-1 from Uh·(r∘h0) + Vh·(z∘h0)."""
+    for k in range(lo, hi):
+        u = zigzag_block(k, lo, hi, s)
         i0, n = block_span(u, H)
         acc_u = zeros(1)
         acc_v = zeros(1)
@@ -230,22 +231,22 @@ def gru_scratch(frame: ti.template(), r, H):
 
 @ti.func
 def gru_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), lanes: ti.template(),
-             frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded):
+             frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded, lo, hi):
     """The GRU's first phase (its whole step with other neurons); ``gru_step_output`` is the second.
     (``dense``: the LSTM's, unused.)"""
     sz, srh, szh = gru_scratch(frame, r, H)
     if ti.static(standard):
-        gru_standard_gates(ws, lanes, frame, xw, h0, sz, srh, szh, H, s, folded)
+        gru_standard_gates(ws, lanes, frame, xw, h0, sz, srh, szh, H, s, folded, lo, hi)
     else:
         gru_any(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
 
 
 @ti.func
 def gru_step_output(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
-                    out: ti.template(), s, r, folded):
+                    out: ti.template(), s, r, folded, lo, hi):
     """The standard GRU's second phase (``gru_step`` did the whole step of any other)."""
     sz, srh, szh = gru_scratch(frame, r, H)
-    gru_standard_output(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r, folded)
+    gru_standard_output(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r, folded, lo, hi)
 
 
 # --- LSTM ----------------------------------------------------------------------------------
@@ -331,12 +332,13 @@ def lstm_any(dense: ti.template(), ws: ti.template(), lanes: ti.template(), fram
 
 @ti.func
 def lstm_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), lanes: ti.template(),
-              frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded):
+              frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded, lo, hi):
     """``dense``: the LSTM with dense peepholes (a kernel of its own), else with none or diagonal
-    ones (F_PEEP, read at run time)."""
+    ones (F_PEEP, read at run time). Unit blocks lo .. hi-1 with the usual neurons; with others all
+    of them (``rows_step``)."""
     peep = frame[F_PEEP]
     if ti.static(standard):
-        lstm_standard(dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r, folded, 0, lane_blocks(H))
+        lstm_standard(dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r, folded, lo, hi)
     else:
         lstm_any(dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
 
@@ -372,13 +374,13 @@ def fold_first_products(kind: ti.template(), rows: ti.template(), ws: ti.templat
 
 @ti.func
 def fold_gru_second_products(rows: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(),
-                             s, r0, H):
+                             s, r0, H, lo, hi):
     """The GRU's Uh·(r∘h0) + Vh·(z∘h0) of rows r0 .. r0+rows-1, as ``fold_first_products``."""
     xws = [step_addresses(CELL_GRU, frame, s, r0 + k)[0] for k in ti.static(range(rows))]
     scratch = [gru_scratch(frame, r0 + k, H) for k in ti.static(range(rows))]   # (z, r∘h0, z∘h0) a row
     srhs, szhs = [sc[1] for sc in scratch], [sc[2] for sc in scratch]
-    for q in range(lane_blocks(H)):
-        u = zigzag_block(q, 0, lane_blocks(H), s)
+    for q in range(lo, hi):
+        u = zigzag_block(q, lo, hi, s)
         i0, n = block_span(u, H)
         acc_u = [zeros(1) for _ in ti.static(range(rows))]
         acc_v = [zeros(1) for _ in ti.static(range(rows))]
@@ -409,33 +411,39 @@ def row_group(frame: ti.template()):
 
 @ti.func
 def rows_step(kind: ti.template(), standard: ti.template(), dense: ti.template(), ws: ti.template(),
-              lanes: ti.template(), frame: ti.template(), out: ti.template(), s, r0, nr):
-    """Step s of batch rows r0 .. r0+nr-1 (nr ≤ PAIR). A pair of rows, both present at the step,
-    with the usual neurons, shares each load of U (``fold_first_products``); otherwise each row
-    takes its own products. A row absent at step s carries its state forward."""
+              lanes: ti.template(), frame: ti.template(), out: ti.template(), s, r0, nr, lo, hi):
+    """Step s of batch rows r0 .. r0+nr-1 (nr ≤ PAIR), over unit blocks lo .. hi-1. A pair of rows,
+    both present at the step, with the usual neurons, shares each load of U
+    (``fold_first_products``); otherwise each row takes its own products. A row absent at step s
+    carries those units' state forward.
+
+    Part of the blocks (``sequence_lanes_pipelined``'s halves) only for the cells that
+    ``splits_row``; the others take all of them (0 .. lane_blocks(H)): a GRU's second phase needs
+    every block's first, and the other neurons' step and dense peepholes pass over every unit."""
     H = frame[F_OUT]
     present = frame[F_ROWS + s]
     folded = 0
     if ti.static(standard):
         if nr == PAIR and r0 + PAIR <= present:
             folded = 1
-            fold_first_products(kind, PAIR, ws, lanes, frame, s, r0, H, 0, lane_blocks(H))
+            fold_first_products(kind, PAIR, ws, lanes, frame, s, r0, H, lo, hi)
+    u0, u1 = lo * LANES, ti.min(hi * LANES, H)
     for k in range(nr):
         xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
         if r0 + k < present:
             ti.static(LANE_STEPS[kind])(standard, dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, out, s, r0 + k,
-                                        folded)
+                                        folded, lo, hi)
         else:
-            copy_row_forward(ws, h0, h1, H)
+            copy_row_forward(ws, h0 + u0, h1 + u0, u1 - u0)
             if ti.static(kind == CELL_LSTM):
-                copy_row_forward(ws, c0, c1, H)
+                copy_row_forward(ws, c0 + u0, c1 + u0, u1 - u0)
     if ti.static(kind == CELL_GRU and standard):   # its second phase needs every row's r∘h0
         if folded != 0:
-            fold_gru_second_products(PAIR, ws, lanes, frame, s, r0, H)
+            fold_gru_second_products(PAIR, ws, lanes, frame, s, r0, H, lo, hi)
         for k in range(nr):
             xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
             if r0 + k < present:
-                gru_step_output(ws, lanes, frame, xw, h0, h1, H, out, s, r0 + k, folded)
+                gru_step_output(ws, lanes, frame, xw, h0, h1, H, out, s, r0 + k, folded, lo, hi)
 
 
 @ti.func
@@ -453,7 +461,7 @@ def run_rows(kind: ti.template(), standard: ti.template(), dense: ti.template(),
             for k in range(nr):
                 project_steps(x, ws, lanes, frame, r0 + k, sb * STEP_BLOCK)
         for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-            rows_step(kind, standard, dense, ws, lanes, frame, out, s, r0, nr)
+            rows_step(kind, standard, dense, ws, lanes, frame, out, s, r0, nr, 0, lane_blocks(H))
 
 
 def _lanes_kernel(kind, serial, standard, dense):
@@ -511,35 +519,13 @@ def splits_row(kind, standard, dense):
 
 
 @ti.func
-def row_blocks_step(kind: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(),
-                    out: ti.template(), s, lo, hi):
-    """``rows_step`` for every batch row over unit blocks lo .. hi-1 only, for a cell that
-    ``splits_row``: the rows in the run's groups (a pair shares each load of U,
-    ``fold_first_products``), a row absent at step s carrying those units forward. The pipelined
-    kernel's one call of a step, whole (0 .. lane_blocks(H)) or a half (Taichi inlines every call,
-    and its optimiser's time grows faster than the code: a second call took an LSTM's pipelined
-    kernel from 27 s of compiling to 110)."""
-    H = frame[F_OUT]
+def row_blocks_step(kind: ti.template(), standard: ti.template(), dense: ti.template(), ws: ti.template(),
+                    lanes: ti.template(), frame: ti.template(), out: ti.template(), s, lo, hi):
+    """Step s of every batch row over unit blocks lo .. hi-1 (``rows_step``, the rows in the run's
+    groups): the pipelined kernel's one call of a step, whole (0 .. lane_blocks(H)) or a half.
+    (Taichi inlines every call, and its optimiser's time grows faster than the code: a second call
+    took an LSTM's pipelined kernel from 27 s of compiling to 110.)"""
     B = frame[F_BATCH]
-    present = frame[F_ROWS + s]
     rows = row_group(frame)
-    u0, u1 = lo * LANES, ti.min(hi * LANES, H)
     for g in range((B + rows - 1) // rows):
-        r0 = g * rows
-        nr = ti.min(rows, B - r0)
-        folded = 0
-        if nr == PAIR and r0 + PAIR <= present:
-            folded = 1
-            fold_first_products(kind, PAIR, ws, lanes, frame, s, r0, H, lo, hi)
-        for k in range(nr):
-            xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
-            if r0 + k < present:
-                if ti.static(kind == CELL_LSTM):
-                    lstm_standard(False, ws, lanes, frame, xw, h0, h1, c0, c1, H, frame[F_PEEP], out, s, r0 + k,
-                                  folded, lo, hi)
-                else:
-                    single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r0 + k, folded, lo, hi)
-            else:
-                copy_row_forward(ws, h0 + u0, h1 + u0, u1 - u0)
-                if ti.static(kind == CELL_LSTM):
-                    copy_row_forward(ws, c0 + u0, c1 + u0, u1 - u0)
+        rows_step(kind, standard, dense, ws, lanes, frame, out, s, g * rows, ti.min(rows, B - g * rows), lo, hi)

@@ -49,8 +49,7 @@ from .frame import FRAME, INPUT, OUTPUT, WORKSPACE, run_sizes
 from .grid import CPU_TASK, worker_block, workers
 from .lanes import LANE_WEIGHTS, lane_blocks
 from .layout import F_BATCH, F_LANE_RUN, F_ROWS, F_STEPS, F_WS_SCRATCH, LANE_SPLIT
-from .sequence_lanes import (PAIR, STEP_BLOCK, lanes_name, project_span, row_blocks_step, row_group,
-                             rows_step, splits_row, start_row)
+from .sequence_lanes import PAIR, STEP_BLOCK, lanes_name, project_span, row_blocks_step, splits_row, start_row
 
 
 FIRST_CHUNK = 4   # steps of the first chunk, which the stepping worker projects alone before its first step
@@ -174,7 +173,6 @@ def _pipelined_kernel(kind, standard, dense):
                     for r in range(B):
                         start_row(ws, frame, r, H)
                     ti.atomic_add(ws[progress], 1.0)   # (a helper that starts first must not step before it)
-                rows = row_group(frame)
                 k = 0        # the chunk the stepping worker steps next (whole chunks: not split)
                 s = 0        # the step the worker steps (split) or helps with (helper) next
                 second = 0   # whether the stepping worker is at step s's second half (split)
@@ -229,12 +227,7 @@ def _pipelined_kernel(kind, standard, dense):
                         else:
                             lo, hi = 0, nb
                         for st in range(s0, s1):
-                            if ti.static(splits):
-                                row_blocks_step(kind, ws, lanes, frame, out, st, lo, hi)
-                            else:
-                                for g in range((B + rows - 1) // rows):
-                                    rows_step(kind, standard, dense, ws, lanes, frame, out, st, g * rows,
-                                              ti.min(rows, B - g * rows))
+                            row_blocks_step(kind, standard, dense, ws, lanes, frame, out, st, lo, hi)
                     elif act == PROJECT:
                         claimed = claim_and_project(x, ws, lanes, frame, c, chunks)
                         if not claimed and not stepping:
