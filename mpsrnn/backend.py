@@ -149,7 +149,7 @@ def init(arch=None):
     # kernel's weight quads with 128-bit loads (kernels/quads.py). MPSRNN_CUDA_SCALARIZE=on gives
     # CUDA Taichi's default back, for A/B runs.
     from . import cpu_threads
-    before = cpu_threads.thread_ids()
+    before = cpu_threads.thread_ids() if name == "cpu" else None   # (to tell the threads ti.init starts)
     with contextlib.redirect_stdout(io.StringIO()):  # Taichi prints a start-up line
         ti.init(arch=_ti_arch(name), enable_fallback=False, fast_math=False, offline_cache=True,
                 default_fp=ti.f32, default_ip=ti.i32, log_level=ti.WARN, real_matrix_scalarize=_scalarizes(name),
