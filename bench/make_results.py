@@ -131,8 +131,9 @@ def main():
         if run.get("partial"):
             lines += [f"**Partial:** {run['partial']}.", ""]
         if any(r.get("settled") for r in run["records"]):
-            lines += ["Settled: each timed call followed an untimed one of its own (Vulkan and CUDA on one GPU: "
-                      "a call right after the other API's work pays a switch between their contexts).", ""]
+            lines += ["Settled: each timed call followed untimed ones of its own (`benchmark.settle_seconds`: "
+                      "on the CPU, PyTorch's OpenMP worker keeps a core busy for ~10 ms after its call; Vulkan "
+                      "and CUDA on one GPU pay a switch between their contexts).", ""]
         lines += [table(run), ""]
     with open(os.path.join(HERE, "analysis.md")) as f:
         lines += [f.read().rstrip(), ""]

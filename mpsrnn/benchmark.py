@@ -3,10 +3,12 @@
 mpsrnn and PyTorch are timed alternately, after warm-up (``warmup`` calls of each, and
 at least WARMUP_SECONDS of them), with a device
 synchronisation at the end of every timed call, and reported per time step as
-the median and the 20th/80th percentiles of the repeats. Where mpsrnn runs on
-Vulkan and PyTorch on CUDA on the same GPU, each timed call follows an untimed
-one of its own (the record's ``settled``): a call right after the other API's
-work pays a switch between their contexts, which a user of one API does not.
+the median and the 20th/80th percentiles of the repeats. Where a call right
+after the other library's work pays for that work, each timed call follows
+untimed ones of its own (the record's ``settled``; ``settle_seconds``), as a
+user of one library calls it: on the CPU, PyTorch's OpenMP worker keeps a core
+busy for ~10 ms after its call; where mpsrnn runs on Vulkan and PyTorch on
+CUDA on the same GPU, a call pays a switch between the two APIs' contexts.
 The same weights are loaded into both and the outputs compared (PyTorch with
 TF32 off), so a timing never hides a wrong result. TFLOP/s count the
 multiply-adds of the input and recurrent products, 2 x batch x gates x hidden
@@ -26,6 +28,7 @@ from .backend import ensure_init, sync
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 WARMUP_SECONDS = 0.2   # the least time ``time_config`` warms up for
+SETTLE_SECONDS = 0.02  # on the CPU, the least time of a side's untimed calls before its timed one
 
 
 @dataclass(frozen=True)
@@ -221,24 +224,12 @@ def time_config(cfg, repeats=10, warmup=3, seed=0):
         if run_torch:
             run_torch()
         calls += 1
-    # Vulkan and CUDA on one GPU: a Vulkan call right after CUDA work took 0.58 ms more on the H200,
-    # and cuDNN's calls after Vulkan work ~0.36 ms more (bench/results/h200-vulkan-probe-sync.txt, the
-    # deepbench records), a switch between the two APIs' contexts; so each timed call there follows
-    # an untimed one of its own, the rounds still alternating
-    settle = arch == "vulkan" and gpu
-    record["settled"] = settle
+    settle = settle_seconds(arch, gpu) if run_torch else None
+    record["settled"] = settle is not None
     for _ in range(repeats):
-        if settle:
-            run_ours()
-        t0 = time.perf_counter()
-        run_ours()
-        t_ours.append(time.perf_counter() - t0)
+        t_ours.append(_timed_call(run_ours, settle))
         if run_torch:
-            if settle:
-                run_torch()
-            t0 = time.perf_counter()
-            run_torch()
-            t_torch.append(time.perf_counter() - t0)
+            t_torch.append(_timed_call(run_torch, settle))
     record["mpsrnn"] = _percentiles(t_ours, cfg.steps)
     record["mpsrnn"]["tflops"] = cfg.flops_per_step() / (record["mpsrnn"]["median_us"] * 1e-6) / 1e12
     if t_torch:
@@ -250,6 +241,41 @@ def time_config(cfg, repeats=10, warmup=3, seed=0):
         record["torch"] = None
         record["ratio"] = None
     return record
+
+
+def settle_seconds(arch, gpu):
+    """How long each side runs untimed calls of its own before each timed one (at least one call),
+    or None where a timed call may follow the other side's at once.
+
+    * CPU (``SETTLE_SECONDS``): after its call, PyTorch's OpenMP worker spins on one of the cores for
+      some ms, then sleeps. A call of ours that needs both cores meanwhile shares one with it. On
+      this project's 2-core EPYC VM, LSTM 128 b8 t100, µs a step of our k-th call after a PyTorch
+      call (ms since it): 23.9 (0), 22.2 (2.4), 12.7, 13.3, 23.0 (7.3), 17.0 (9.4), then 12.3-12.8
+      from 11 ms on; at t1000, ours right after PyTorch 19.4, after one of ours 12.5. PyTorch's
+      own steps do not wait on ours (7.3 µs a step after its own call, 7.6 after ours).
+    * Vulkan beside CUDA on one GPU (one call): a Vulkan call right after CUDA work took 0.58 ms more
+      on the H200, and cuDNN's calls after Vulkan work ~0.36 ms more
+      (bench/results/h200-vulkan-probe-sync.txt, the deepbench records), a switch between the two
+      APIs' contexts.
+    * CUDA: none (the host threads wait on the GPU)."""
+    if arch == "cpu":
+        return SETTLE_SECONDS
+    if arch == "vulkan" and gpu:
+        return 0.0
+    return None
+
+
+def _timed_call(run, settle):
+    """Seconds one call of ``run`` takes, after untimed calls of it for ``settle`` seconds (at least
+    one; none where ``settle`` is None)."""
+    if settle is not None:
+        started = time.perf_counter()
+        run()
+        while time.perf_counter() - started < settle:
+            run()
+    t0 = time.perf_counter()
+    run()
+    return time.perf_counter() - t0
 
 
 HEADER = (f"{'configuration':34s} {'mpsrnn us/step [p20, p80]':>28s} {'TFLOP/s':>8s} "

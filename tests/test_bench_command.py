@@ -32,7 +32,7 @@ def test_smoke_suite_writes_one_record_per_configuration(tmp_path):
         assert rec["label"] == cfg.label and rec["mpsrnn"]["median_us"] > 0
         assert rec["ratio"] > 0 and rec["torch"]["median_us"] > 0
         assert rec["ratio"] == rec["mpsrnn"]["median_us"] / rec["torch"]["median_us"]
-        assert rec["settled"] is (rec["arch"] == "vulkan" and rec["torch_device"] == "cuDNN")
+        assert rec["settled"] is (rec["arch"] == "cpu" or (rec["arch"] == "vulkan" and rec["torch_device"] == "cuDNN"))
         if rec["same_math"]:
             assert rec["max_abs_diff_vs_torch"] < 1e-4   # a timing never hides a wrong result
     assert all(cfg.label in r.output for cfg in SUITES["smoke"])
@@ -96,3 +96,23 @@ def test_results_page_is_regenerated_from_the_records(tmp_path):
         assert all(rec["label"] in page for rec in data["records"])
     with open(os.path.join(bench, "RESULTS.md")) as f:
         assert f.read() == page, "bench/RESULTS.md is stale: run python bench/make_results.py"
+
+
+def test_timed_call_settles_on_its_own_calls_first():
+    """A timed call follows untimed ones of the same side for the settle time (at least one), or none."""
+    import time
+
+    from mpsrnn.benchmark import _timed_call, settle_seconds
+    stamps = []
+
+    def run():
+        stamps.append(time.perf_counter())
+    assert _timed_call(run, None) >= 0 and len(stamps) == 1
+    stamps.clear()
+    _timed_call(run, 0.0)
+    assert len(stamps) == 2
+    stamps.clear()
+    _timed_call(run, 0.01)
+    assert len(stamps) >= 3 and stamps[-1] - stamps[0] >= 0.01
+    assert settle_seconds("cpu", False) > 0 and settle_seconds("vulkan", True) == 0.0
+    assert settle_seconds("cuda", True) is None and settle_seconds("vulkan", False) is None
