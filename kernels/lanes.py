@@ -37,7 +37,7 @@ import numpy as np
 import taichi as ti
 
 from .knobs import knob
-from .layout import CELL_LSTM
+from .layout import CELL_LSTM, F_GATES, F_LANE_U, F_OUT
 
 
 def lane_width(cpu_flags=None):
@@ -81,11 +81,17 @@ def _cpu_flags():
 
 LANES = lane_width()
 LANE_WEIGHTS = ti.types.ndarray(ndim=1)   # vectors of LANES x lane_group floats (one compile per width)
+LANE_TERMS = ti.types.ndarray(dtype=ti.types.vector(LANES, ti.f32), ndim=1)   # input terms: ``term_at``
 
 
 def lane_group(kind):
     """Gates a lane vector holds for a cell of ``kind``: the LSTM's four, one for the others."""
     return 4 if kind == CELL_LSTM else 1
+
+
+def lane_terms(steps, batch, gates, hidden):
+    """Vectors of LANES floats that a run's input terms take (``term_at``)."""
+    return steps * batch * gates * ((hidden + LANES - 1) // LANES)
 
 
 def pack_lanes(matrix, gates, hidden, group=1):
@@ -108,6 +114,34 @@ def vector_gates(lanes):
 def gate_lanes(v, g: ti.template()):
     """The LANES lanes of gate g (its place in the vector) of a vector of several gates' lanes."""
     return ti.Vector([v[g * LANES + m] for m in ti.static(range(LANES))])
+
+
+@ti.func
+def term_at(frame: ti.template(), n):
+    """Where the input terms W·x + b of row n = s·B + r start in a run's terms array: a vector of
+    LANES floats per (gate g, unit block u), at term_at(n) + g·blocks + u (units past H: lanes no
+    step reads).
+
+    Why vectors of their own, not the workspace's floats: Taichi's index into an ndarray is i32,
+    sign-extended at each load, so LLVM cannot prove that ws[b], ws[b+1] .. are neighbours and
+    moves a block's LANES floats one at a time (a load, an insert into the vector) where one
+    vector load would do. A vector element of an ndarray is one load or store. The terms are the
+    step's most moved data: written by the projection, read by the step, and a pair's products
+    added into them. This project's 2-core EPYC VM (Zen 5), ``ab_trees.py``, 3 rounds, µs a step,
+    terms in the workspace / here: LSTM 128 b8 t1000 12.4 / 9.1, LSTM 192 b4 12.2 / 9.5, LSTM 256
+    b1 t50 8.8 / 7.0, LSTM 64 b1 t50 1.35 / 1.12, GRU 128 b8 11.7 / 9.1, single gate 128 b4 t50
+    3.75 / 3.08. The gathers were also most of the kernels' code: a cold compile of LSTM 256 b1's
+    pipelined kernel took 36.6 s, now 6.4; LSTM 128 b4's 24.2 s, now 5.4; GRU 128 b2's 16.5, now 3.3."""
+    return n * frame[F_GATES] * lane_blocks(frame[F_OUT])
+
+
+@ti.func
+def bias_vector(lanes: ti.template(), frame: ti.template(), e):
+    """The biases of vector e of a unit block's gates (e = (u·G + g) // group, as W's and U's
+    vectors are counted), packed like a one-column matrix just before U (``PackedCell``)."""
+    G = frame[F_GATES]
+    group = ti.static(vector_gates(lanes))
+    return lanes[frame[F_LANE_U] - lane_blocks(frame[F_OUT]) * (G // group) + e]
 
 
 @ti.func
@@ -162,21 +196,27 @@ def accumulate_rows(acc: ti.template(), lanes: ti.template(), b, cols, ws: ti.te
 
 
 @ti.func
-def add_products(ws: ti.template(), dst, lanes: ti.template(), base, layout_gates: ti.template(),
-                 first: ti.template(), count: ti.template(), cols, v0, H):
-    """ws[dst + g·H + i] += Σ_j M[(first + g)·H + i, j]·ws[v0 + j], for g < count and i < H.
+def add_products(terms: ti.template(), t, lanes: ti.template(), base, layout_gates: ti.template(),
+                 first: ti.template(), count: ti.template(), cols, ws: ti.template(), v0, H):
+    """terms[t + g·blocks + u] += (Σ_j M[(first + g)·H + Lu + m, j]·ws[v0 + j] for m < LANES), for
+    g < count and every unit block u: products added into a row's input terms (``term_at``).
 
     M is the lane-packed matrix at ``base`` with ``layout_gates`` gates and ``cols`` columns (the
-    kernels' path for any neurons, whose gate math then runs unit by unit). Where a vector holds
-    several gates, all of its gates are multiplied and the wanted ones kept."""
+    kernels' path for any neurons, whose gate math then runs unit by unit: ``term_value``). Where a
+    vector holds several gates, all of its gates are multiplied and the wanted ones kept."""
     group = ti.static(vector_gates(lanes))
     e0 = ti.static(first // group)                         # the vectors that hold gates first ..
     e1 = ti.static((first + count - 1) // group + 1)       # .. first + count - 1 of a unit block
-    for u in range(lane_blocks(H)):
+    nb = lane_blocks(H)
+    for u in range(nb):
         acc = [ti.Vector([0.0] * (group * LANES)) for _ in ti.static(range(e1 - e0))]
         accumulate_products(acc, lanes, base + (u * (layout_gates // group) + e0) * cols, cols, ws, v0)
         for g in ti.static(range(count)):
-            for m in ti.static(range(LANES)):
-                i = u * LANES + m
-                if i < H:
-                    ws[dst + g * H + i] += acc[(first + g) // group - e0][((first + g) % group) * LANES + m]
+            at = t + g * nb + u   # (not +=: a global += is an atomic, which Taichi has no vector form of)
+            terms[at] = terms[at] + gate_lanes(acc[(first + g) // group - e0], (first + g) % group)
+
+
+@ti.func
+def term_value(terms: ti.template(), t, g, i, H):
+    """Unit i of gate g in a row's input terms from t (``term_at``): one float."""
+    return terms[t + g * lane_blocks(H) + i // LANES][i % LANES]

@@ -39,7 +39,8 @@ N_EXPONENTIAL, N_LOGARITHM, N_GELU = 13, 14, 15
 F_ZERO_STATE = 0   # 1: the run has no initial state; project_inputs writes zeros to history slot 0
 F_STEPS = 1        # T
 F_BATCH = 2        # B: rows of the first step (rows never grow)
-F_WS_XW = 3        # workspace offset of the projected inputs, (T, B, G*H)
+F_WS_XW = 3        # workspace offset of the projected inputs, (T, B, G*H) (none in a CPU lanes run's:
+                   # its terms are an array of their own, kernels/lanes.term_at)
 F_WS_H = 4         # workspace offset of the output history, T+1 slots of (B, H); slot 0 = initial state
 F_WS_C = 5         # workspace offset of the LSTM cell history, T+1 slots of (B, H)
 F_WS_SCRATCH = 6   # workspace offset of per-step scratch, (3, B, H)

@@ -27,8 +27,7 @@ import taichi as ti
 
 from .frame import FRAME, INPUT, WEIGHTS, WORKSPACE, input_view, param
 from .grid import on_cuda, share, worker_block, workers
-from .lane_math import store_lanes
-from .lanes import LANE_WEIGHTS, LANES, block_span, gate_lanes, lane_blocks, vector_gates
+from .lanes import LANE_TERMS, LANE_WEIGHTS, LANES, bias_vector, block_span, gate_lanes, lane_blocks, term_at, vector_gates
 from .layout import (
     CELL_LSTM,
     F_BATCH,
@@ -251,15 +250,17 @@ def step_group(frame: ti.template(), r, s0, T):
 
 
 QUAD = 4   # blocks of W (LANES output channels each) that the CPU's projection takes in one pass
+QUAD_ROWS = 2   # x rows a quad's pass takes (its accumulators: QUAD_ROWS x QUAD blocks)
 
 
 @ti.func
-def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.template(), lanes: ti.template(),
+def project_lanes(x: ti.template(), starts, present, t0, t_stride, terms: ti.template(), lanes: ti.template(),
                   frame: ti.template()):
     """The projection on the CPU's lane-packed W (``lanes.py``) for 8 input rows (x at ``starts``),
-    into ws[dst0 + k·dst_stride + o]: four blocks of LANES units (4·LANES output channels) against
-    two rows at a time, 8 vector accumulators, so each x element loaded serves 4·LANES multiply-adds
-    and each weight vector 2·LANES. The rows past the last present one are skipped.
+    into the input terms of rows t0 + k·t_stride (vectors of ``terms``: ``lanes.term_at``), bias
+    added: four blocks of LANES units (4·LANES output channels) against QUAD_ROWS rows at a time,
+    4·QUAD_ROWS vector accumulators, so each x element loaded serves 4·LANES multiply-adds and each
+    weight vector QUAD_ROWS·LANES. The rows past the last present one are skipped.
 
     Why four blocks and two rows: one block against all 8 rows loaded 8 x elements a weight vector,
     each through its own index arithmetic (Taichi's i32 index, sign-extended at every load, which
@@ -278,51 +279,51 @@ def project_lanes(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.te
             if frame[F_INPUT_MODE + (qd * QUAD + h) % G] != INPUT_DENSE:
                 dense = 0
         if dense != 0:
-            for pair in range((rows + 1) // 2):
-                quad_against_rows(x, starts[2 * pair], starts[2 * pair + 1], present[2 * pair],
-                                  present[2 * pair + 1], dst0 + 2 * pair * dst_stride, dst_stride, ws, lanes, frame,
-                                  qd * QUAD)
+            for grp in range((rows + QUAD_ROWS - 1) // QUAD_ROWS):
+                k0 = grp * QUAD_ROWS
+                quad_against_rows(x, [starts[k0 + k] for k in ti.static(range(QUAD_ROWS))],
+                                  [present[k0 + k] for k in ti.static(range(QUAD_ROWS))],
+                                  t0 + k0 * t_stride, t_stride, terms, lanes, frame, qd * QUAD)
         else:
             for h in range(QUAD):
-                block_rows(x, starts, present, dst0, dst_stride, ws, lanes, frame, qd * QUAD + h)
+                block_rows(x, starts, present, t0, t_stride, terms, lanes, frame, qd * QUAD + h)
     for blk in range(blocks - blocks % QUAD, blocks):   # (none where a vector holds four gates: G = 4)
-        block_rows(x, starts, present, dst0, dst_stride, ws, lanes, frame, blk)
+        block_rows(x, starts, present, t0, t_stride, terms, lanes, frame, blk)
 
 
 @ti.func
-def quad_against_rows(x: ti.template(), sa, sb, pa, pb, dst, dst_stride, ws: ti.template(), lanes: ti.template(),
-                      frame: ti.template(), b0):
+def quad_against_rows(x: ti.template(), starts: ti.template(), present: ti.template(), t0, t_stride,
+                      terms: ti.template(), lanes: ti.template(), frame: ti.template(), b0):
     """Blocks b0 .. b0+3 (all dense; QUAD / group vectors of ``group`` gates' blocks) against the
-    rows of x at sa and sb, into ws[dst + o] and ws[dst + dst_stride + o] where the row is present
-    (pa, pb)."""
-    H = frame[F_OUT]
+    rows of x at starts[k], into the terms of rows t0 + k·t_stride where the row is present
+    (present[k])."""
     G = frame[F_GATES]
     n_in = frame[F_IN]
     group = ti.static(vector_gates(lanes))
     per = ti.static(QUAD // group)   # vectors a quad spans
-    acc = [ti.Vector([0.0] * (group * LANES)) for _ in ti.static(range(2 * per))]
+    rows = ti.static(len(starts))
+    acc = [[ti.Vector([0.0] * (group * LANES)) for _ in ti.static(range(per))] for _ in ti.static(range(rows))]
     wb = [(b0 // group + e) * n_in for e in ti.static(range(per))]
     for j in range(n_in):
-        xa = ti.cast(x[sa + j], ti.f32)
-        xb = ti.cast(x[sb + j], ti.f32)
+        xs = [ti.cast(x[starts[k] + j], ti.f32) for k in ti.static(range(rows))]
         for e in ti.static(range(per)):
             wv = lanes[wb[e] + j]
-            acc[e] += wv * xa
-            acc[per + e] += wv * xb
+            for k in ti.static(range(rows)):
+                acc[k][e] += wv * xs[k]
+    nb = lane_blocks(frame[F_OUT])
     for h in ti.static(range(QUAD)):
-        blk = b0 + h
-        i0, n = block_span(blk // G, H)
-        o = (blk % G) * H + i0
-        if pa != 0:
-            store_with_bias(ws, frame, dst, o, n, gate_lanes(acc[h // group], h % group))
-        if pb != 0:
-            store_with_bias(ws, frame, dst + dst_stride, o, n, gate_lanes(acc[per + h // group], h % group))
+        blk = b0 + h   # (b0, a multiple of QUAD, is one of group: the block's gate in its vector is h % group)
+        bias = gate_lanes(bias_vector(lanes, frame, blk // group), h % group)
+        t = (blk % G) * nb + blk // G
+        for k in ti.static(range(rows)):
+            if present[k] != 0:
+                terms[t0 + k * t_stride + t] = gate_lanes(acc[k][h // group], h % group) + bias
 
 
 @ti.func
-def block_rows(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.template(), lanes: ti.template(),
+def block_rows(x: ti.template(), starts, present, t0, t_stride, terms: ti.template(), lanes: ti.template(),
                frame: ti.template(), blk):
-    """Block blk (units 8u .. 8u+7 of gate g: u = blk // G, g = blk % G) against the 8 rows, for
+    """Block blk (units Lu .. Lu+L-1 of gate g: u = blk // G, g = blk % G) against the 8 rows, for
     any input: W's vectors (dense), x itself (the identity), or nothing (nil). Where a vector holds
     several gates' blocks, all are multiplied and block blk's lanes kept (a quad with a gate whose
     input is not dense: a rare cell)."""
@@ -337,51 +338,44 @@ def block_rows(x: ti.template(), starts, present, dst0, dst_stride, ws: ti.templ
     i0, n = block_span(blk // G, H)
     mode = frame[F_INPUT_MODE + g]
     acc = [ti.Vector([0.0] * LANES) for _ in ti.static(range(ROWS_PER_THREAD))]
+    bias = ti.Vector([0.0] * LANES)
+    wide_bias = bias_vector(lanes, frame, blk // group)
+    wide = [ti.Vector([0.0] * (group * LANES)) for _ in ti.static(range(ROWS_PER_THREAD))]
     if mode == INPUT_DENSE:
-        wide = [ti.Vector([0.0] * (group * LANES)) for _ in ti.static(range(ROWS_PER_THREAD))]
         wb = (blk // group) * n_in
         for j in range(n_in):
             wv = lanes[wb + j]
             for k in ti.static(range(ROWS_PER_THREAD)):
                 wide[k] += wv * ti.cast(x[start[k] + j], ti.f32)
-        for p in ti.static(range(group)):
-            if blk % group == p:
-                for k in ti.static(range(ROWS_PER_THREAD)):
-                    acc[k] = gate_lanes(wide[k], p)
-    elif mode == INPUT_IDENTITY:
+    for p in ti.static(range(group)):
+        if blk % group == p:
+            bias = gate_lanes(wide_bias, p)
+            for k in ti.static(range(ROWS_PER_THREAD)):
+                acc[k] = gate_lanes(wide[k], p)
+    if mode == INPUT_IDENTITY:   # (lanes past n repeat unit n-1: lanes no step reads)
         for k in ti.static(range(ROWS_PER_THREAD)):
             for m in ti.static(range(LANES)):
-                if m < n:
-                    acc[k][m] = ti.cast(x[start[k] + i0 + m], ti.f32)
+                acc[k][m] = ti.cast(x[start[k] + i0 + ti.min(m, n - 1)], ti.f32)
+    t = g * lane_blocks(H) + blk // G
     for k in ti.static(range(ROWS_PER_THREAD)):
         if present[k] != 0:
-            store_with_bias(ws, frame, dst0 + k * dst_stride, g * H + i0, n, acc[k])
-
-
-@ti.func
-def store_with_bias(ws: ti.template(), frame: ti.template(), dst, o, n, acc):
-    """Channels o .. o+n-1 of one row (n of a block's LANES: fewer in the last block): acc plus their
-    biases, to ws[dst + o + m] (``lane_math.store_lanes``). Lanes past n repeat the bias of n-1,
-    as ``load_lanes`` does, so no read leaves the gate's biases."""
-    o_bias = frame[F_P_BIAS] + o
-    bias = ti.Vector([param(frame, o_bias + ti.min(m, n - 1)) for m in ti.static(range(LANES))])
-    store_lanes(ws, dst + o, acc + bias, n)
+            terms[t0 + k * t_stride + t] = acc[k] + bias
 
 
 @ti.kernel
-def project_inputs_lanes(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME):
-    """``project_inputs`` on the CPU's lane-packed W, a work item per 8 rows n = s·B + r: for a
-    large projection whose batch is too small to give every CPU thread rows of its own (the lanes
-    kernel projects as it goes otherwise, and saves this dispatch)."""
+def project_inputs_lanes(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, terms: LANE_TERMS, frame: FRAME):
+    """``project_inputs`` on the CPU's lane-packed W, into the input terms (``lanes.term_at``), a
+    work item per 8 rows n = s·B + r: for a large projection whose batch is too small to give every
+    CPU thread rows of its own (the lanes kernel projects as it goes otherwise, and saves this
+    dispatch)."""
     ti.loop_config(block_dim=ti.static(worker_block()))
     for w in range(ti.static(workers())):
         T = frame[F_STEPS]
         B = frame[F_BATCH]
         N = T * B
-        GH = frame[F_GATES] * frame[F_OUT]
         first, count, stride = share((N + ROWS_PER_THREAD - 1) // ROWS_PER_THREAD, w)
         for q in range(count):
             n0 = (first + q * stride) * ROWS_PER_THREAD
             starts, present = row_group(frame, n0, N, B)
-            project_lanes(x, starts, present, frame[F_WS_XW] + n0 * GH, GH, ws, lanes, frame)
+            project_lanes(x, starts, present, term_at(frame, n0), term_at(frame, 1), terms, lanes, frame)
         start_run(ws, frame, w)

@@ -2,7 +2,9 @@
 
 As in ``sequence_rows``, a worker runs every step of its batch row alone: no barrier and no
 launch per step. It also projects its row's inputs (W·x + b), 8 steps at a time just before it
-runs them (``projection.project_lanes``: one weight load serves the 8 steps), and writes the row's
+runs them (``projection.project_lanes``: one weight load serves the 8 steps), into the run's input
+terms (an array of LANES-float vectors, ``lanes.term_at``, which moves a block's terms in one
+load or store where the workspace's floats took LANES of each), and writes the row's
 zero initial state when the run has none: a layer is one dispatch, where a CPU dispatch costs
 ~15-20 µs (the thread pool's round trip, whatever the kernel does). The recurrent products walk
 the state once per block of ``LANES`` units and serve every gate of those units with vector
@@ -11,8 +13,8 @@ multiply-adds (``lanes.py``). Then:
 * with the usual neurons (``F_STANDARD``), each block's gate math runs right away on the
   accumulators, a block of units at a time (``lane_math``), and the block's new h (and c) are stored;
 * with any other neurons (a kernel of their own: ``lanes_kernel``'s ``standard``) the products
-  are added in place to the step's projected inputs (read once, so those workspace rows can take
-  the sum) and the gate math runs unit by unit (``gate_math``, as in every other variant).
+  are added in place to the step's input terms (read once, so they can take the sum) and the gate
+  math runs unit by unit (``gate_math``, as in every other variant).
 
 Where a thread has two batch rows or more, it steps them in pairs (the run's LANE_PAIRS): a pair
 shares each load of U, its products added into the rows' input terms first (``fold_first_products``),
@@ -24,9 +26,9 @@ needs r∘h0 and z∘h0 before its third gate's products, so its step is two pas
 A dense-peephole LSTM adds V·c0 to the input, forget and cell gates, and Vo·c1 to the output gate
 once the whole new cell is known (a second pass).
 
-Arguments: the layer's input array (as ``project_inputs`` takes it), then those of the other
-recurrence kernels (frame, workspace, output), with the lane-packed weights (``lanes``) in place of
-``wts``.
+Arguments: the layer's input array (as ``project_inputs`` takes it), the workspace (the state
+history, scratch: no input terms), the lane-packed weights (``lanes``, in place of ``wts``), the
+input terms, the frame and the output.
 """
 import functools
 
@@ -37,6 +39,7 @@ from .gate_math import gru_gates, gru_output, lstm_cell_state, lstm_output, sing
 from .grid import share, worker_block, workers
 from .lane_math import load_lanes, sigmoid_lanes, store_lanes, tanh_lanes
 from .lanes import (
+    LANE_TERMS,
     LANE_WEIGHTS,
     LANES,
     accumulate_products,
@@ -45,6 +48,8 @@ from .lanes import (
     block_span,
     gate_lanes,
     lane_blocks,
+    term_at,
+    term_value,
     vector_gates,
     zigzag_block,
 )
@@ -54,7 +59,6 @@ from .layout import (
     CELL_SINGLE_GATE,
     F_BATCH,
     F_FLIP,
-    F_GATES,
     F_LANE_U,
     F_LANE_RUN,
     F_LANE_V,
@@ -63,7 +67,6 @@ from .layout import (
     F_ROWS,
     F_STEPS,
     F_WS_SCRATCH,
-    F_WS_XW,
     F_ZERO_STATE,
     GATES,
     LANE_PAIRS,
@@ -93,22 +96,20 @@ def start_row(ws: ti.template(), frame: ti.template(), r, H):
 
 
 @ti.func
-def project_steps(x: ti.template(), ws: ti.template(), lanes: ti.template(),
+def project_steps(x: ti.template(), terms: ti.template(), lanes: ti.template(),
                   frame: ti.template(), r, s0):
-    """Input terms W·x + b of row r for steps s0 .. s0+STEP_BLOCK-1 (those it has), into its
-    workspace rows: the projection fused into the recurrence, one weight load for 8 steps."""
-    project_span(x, ws, lanes, frame, r, s0, frame[F_STEPS])
+    """Input terms W·x + b of row r for steps s0 .. s0+STEP_BLOCK-1 (those it has), into the terms
+    array: the projection fused into the recurrence, one weight load for 8 steps."""
+    project_span(x, terms, lanes, frame, r, s0, frame[F_STEPS])
 
 
 @ti.func
-def project_span(x: ti.template(), ws: ti.template(), lanes: ti.template(),
+def project_span(x: ti.template(), terms: ti.template(), lanes: ti.template(),
                  frame: ti.template(), r, s0, end):
     """``project_steps`` for the steps before ``end`` only."""
     B = frame[F_BATCH]
-    G = frame[F_GATES]
-    H = frame[F_OUT]
     starts, present = step_group(frame, r, s0, end)
-    project_lanes(x, starts, present, frame[F_WS_XW] + (s0 * B + r) * G * H, B * G * H, ws, lanes, frame)
+    project_lanes(x, starts, present, term_at(frame, s0 * B + r), term_at(frame, B), terms, lanes, frame)
 
 
 @ti.func
@@ -129,8 +130,8 @@ def store_new_h(ws: ti.template(), frame: ti.template(), h1, v, i0, n, out: ti.t
 # --- single gate ---------------------------------------------------------------------------
 
 @ti.func
-def single_gate_standard(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
-                         out: ti.template(), s, r, folded, lo, hi):
+def single_gate_standard(ws: ti.template(), lanes: ti.template(), terms: ti.template(), frame: ti.template(), xt,
+                         h0, h1, H, out: ti.template(), s, r, folded, lo, hi):
     """Unit blocks lo .. hi-1 of the step (all of them, but for ``sequence_lanes_pipelined``'s halves)."""
     for k in range(lo, hi):
         u = zigzag_block(k, lo, hi, s)
@@ -138,34 +139,35 @@ def single_gate_standard(ws: ti.template(), lanes: ti.template(), frame: ti.temp
         acc = zeros(1)
         if folded == 0:
             accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
-        store_new_h(ws, frame, h1, tanh_lanes(load_lanes(ws, xw + i0, n) + acc[0]), i0, n, out, s, r)
+        store_new_h(ws, frame, h1, tanh_lanes(terms[xt + u] + acc[0]), i0, n, out, s, r)
 
 
 @ti.func
-def single_gate_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1,
+def single_gate_any(ws: ti.template(), lanes: ti.template(), terms: ti.template(), frame: ti.template(), xt, h0, h1,
                     H, out: ti.template(), s, r):
-    add_products(ws, xw, lanes, frame[F_LANE_U], 1, 0, 1, H, h0, H)
+    add_products(terms, xt, lanes, frame[F_LANE_U], 1, 0, 1, H, ws, h0, H)
     for i in range(H):
-        ws[h1 + i] = single_gate_output(frame, i, ws[xw + i])
+        ws[h1 + i] = single_gate_output(frame, i, term_value(terms, xt, 0, i, H))
         store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
 def single_gate_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), lanes: ti.template(),
-                     frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded, lo, hi):
+                     terms: ti.template(), frame: ti.template(), xt, h0, h1, c0, c1, H, out: ti.template(), s, r,
+                     folded, lo, hi):
     """(``dense``: the LSTM's, unused.) Unit blocks lo .. hi-1 with the usual neurons; with others
     all of them (``rows_step``)."""
     if ti.static(standard):
-        single_gate_standard(ws, lanes, frame, xw, h0, h1, H, out, s, r, folded, lo, hi)
+        single_gate_standard(ws, lanes, terms, frame, xt, h0, h1, H, out, s, r, folded, lo, hi)
     else:
-        single_gate_any(ws, lanes, frame, xw, h0, h1, H, out, s, r)
+        single_gate_any(ws, lanes, terms, frame, xt, h0, h1, H, out, s, r)
 
 
 # --- GRU -----------------------------------------------------------------------------------
 
 @ti.func
-def gru_standard_gates(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, sz, srh, szh, H,
-                       s, folded, lo, hi):
+def gru_standard_gates(ws: ti.template(), lanes: ti.template(), terms: ti.template(), frame: ti.template(), xt, h0,
+                       sz, srh, szh, H, s, folded, lo, hi):
     """The first phase: z and r of blocks lo .. hi-1; the row's scratch gets z, r∘h0, z∘h0."""
     for k in range(lo, hi):
         u = zigzag_block(k, lo, hi, s)
@@ -173,8 +175,8 @@ def gru_standard_gates(ws: ti.template(), lanes: ti.template(), frame: ti.templa
         acc = zeros(2)
         if folded == 0:
             accumulate_products(acc, lanes, frame[F_LANE_U] + u * 3 * H, H, ws, h0)
-        z = sigmoid_lanes(load_lanes(ws, xw + i0, n) + acc[0])
-        rg = sigmoid_lanes(load_lanes(ws, xw + H + i0, n) + acc[1])
+        z = sigmoid_lanes(terms[xt + u] + acc[0])
+        rg = sigmoid_lanes(terms[xt + lane_blocks(H) + u] + acc[1])
         h_old = load_lanes(ws, h0 + i0, n)
         store_lanes(ws, sz + i0, z, n)
         store_lanes(ws, srh + i0, rg * h_old, n)
@@ -182,8 +184,8 @@ def gru_standard_gates(ws: ti.template(), lanes: ti.template(), frame: ti.templa
 
 
 @ti.func
-def gru_standard_output(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh, szh,
-                        H, out: ti.template(), s, r, folded, lo, hi):
+def gru_standard_output(ws: ti.template(), lanes: ti.template(), terms: ti.template(), frame: ti.template(), xt, h0,
+                        h1, sz, srh, szh, H, out: ti.template(), s, r, folded, lo, hi):
     """The second phase: h1 of blocks lo .. hi-1 from Uh·(r∘h0) + Vh·(z∘h0)."""
     for k in range(lo, hi):
         u = zigzag_block(k, lo, hi, s)
@@ -194,7 +196,7 @@ def gru_standard_output(ws: ti.template(), lanes: ti.template(), frame: ti.templ
             accumulate_products(acc_u, lanes, frame[F_LANE_U] + (u * 3 + 2) * H, H, ws, srh)
             if vh_is_set(frame):
                 accumulate_products(acc_v, lanes, frame[F_LANE_V] + u * H, H, ws, szh)
-        hv = tanh_lanes((load_lanes(ws, xw + 2 * H + i0, n) + acc_u[0]) + acc_v[0])
+        hv = tanh_lanes((terms[xt + 2 * lane_blocks(H) + u] + acc_u[0]) + acc_v[0])
         z = load_lanes(ws, sz + i0, n)
         h_old = load_lanes(ws, h0 + i0, n)
         keep = 1.0 - z
@@ -205,19 +207,20 @@ def gru_standard_output(ws: ti.template(), lanes: ti.template(), frame: ti.templ
 
 
 @ti.func
-def gru_any(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, sz, srh,
+def gru_any(ws: ti.template(), lanes: ti.template(), terms: ti.template(), frame: ti.template(), xt, h0, h1, sz, srh,
             szh, H, out: ti.template(), s, r):
-    add_products(ws, xw, lanes, frame[F_LANE_U], 3, 0, 2, H, h0, H)   # Uz·h0, Ur·h0
+    add_products(terms, xt, lanes, frame[F_LANE_U], 3, 0, 2, H, ws, h0, H)   # Uz·h0, Ur·h0
     for i in range(H):
-        z, rg = gru_gates(frame, i, ws[xw + i], ws[xw + H + i])
+        z, rg = gru_gates(frame, i, term_value(terms, xt, 0, i, H), term_value(terms, xt, 1, i, H))
         ws[sz + i] = z
         ws[srh + i] = rg * ws[h0 + i]
         ws[szh + i] = z * ws[h0 + i]
-    add_products(ws, xw + 2 * H, lanes, frame[F_LANE_U], 3, 2, 1, H, srh, H)   # Uh·(r∘h0)
+    x2 = xt + 2 * lane_blocks(H)   # the third gate's terms
+    add_products(terms, x2, lanes, frame[F_LANE_U], 3, 2, 1, H, ws, srh, H)   # Uh·(r∘h0)
     if vh_is_set(frame):
-        add_products(ws, xw + 2 * H, lanes, frame[F_LANE_V], 1, 0, 1, H, szh, H)   # Vh·(z∘h0)
+        add_products(terms, x2, lanes, frame[F_LANE_V], 1, 0, 1, H, ws, szh, H)   # Vh·(z∘h0)
     for i in range(H):
-        ws[h1 + i] = gru_output(frame, i, ws[xw + 2 * H + i], ws[sz + i], ws[h0 + i])
+        ws[h1 + i] = gru_output(frame, i, term_value(terms, x2, 0, i, H), ws[sz + i], ws[h0 + i])
         store_output(out, frame, s, r, i, ws[h1 + i])
 
 
@@ -231,44 +234,46 @@ def gru_scratch(frame: ti.template(), r, H):
 
 @ti.func
 def gru_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), lanes: ti.template(),
-             frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded, lo, hi):
+             terms: ti.template(), frame: ti.template(), xt, h0, h1, c0, c1, H, out: ti.template(), s, r, folded,
+             lo, hi):
     """The GRU's first phase (its whole step with other neurons); ``gru_step_output`` is the second.
     (``dense``: the LSTM's, unused.)"""
     sz, srh, szh = gru_scratch(frame, r, H)
     if ti.static(standard):
-        gru_standard_gates(ws, lanes, frame, xw, h0, sz, srh, szh, H, s, folded, lo, hi)
+        gru_standard_gates(ws, lanes, terms, frame, xt, h0, sz, srh, szh, H, s, folded, lo, hi)
     else:
-        gru_any(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r)
+        gru_any(ws, lanes, terms, frame, xt, h0, h1, sz, srh, szh, H, out, s, r)
 
 
 @ti.func
-def gru_step_output(ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, H,
-                    out: ti.template(), s, r, folded, lo, hi):
+def gru_step_output(ws: ti.template(), lanes: ti.template(), terms: ti.template(), frame: ti.template(), xt, h0, h1,
+                    H, out: ti.template(), s, r, folded, lo, hi):
     """The standard GRU's second phase (``gru_step`` did the whole step of any other)."""
     sz, srh, szh = gru_scratch(frame, r, H)
-    gru_standard_output(ws, lanes, frame, xw, h0, h1, sz, srh, szh, H, out, s, r, folded, lo, hi)
+    gru_standard_output(ws, lanes, terms, frame, xt, h0, h1, sz, srh, szh, H, out, s, r, folded, lo, hi)
 
 
 # --- LSTM ----------------------------------------------------------------------------------
 
 @ti.func
-def lstm_standard(dense: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1,
-                  c0, c1, H, peep, out: ti.template(), s, r, folded, lo, hi):
+def lstm_standard(dense: ti.template(), ws: ti.template(), lanes: ti.template(), terms: ti.template(),
+                  frame: ti.template(), xt, h0, h1, c0, c1, H, peep, out: ti.template(), s, r, folded, lo, hi):
     """Same formulas and order as gate_math.lstm_cell_state and lstm_output, a block of L = LANES
     units at a time. The LSTM's lane vectors hold a unit block's four gates (``lanes.lane_group``):
     one accumulator of 4L lanes, gate g at lanes Lg .. Lg+L-1. Unit blocks lo .. hi-1 (all of them,
     but for ``sequence_lanes_pipelined``'s halves, which never have dense peepholes)."""
     vl = frame[F_LANE_V]
+    nb = lane_blocks(H)
     for k in range(lo, hi):
         u = zigzag_block(k, lo, hi, s)
         i0, n = block_span(u, H)
         acc = zeros(1, 4)
         if folded == 0:
             accumulate_products(acc, lanes, frame[F_LANE_U] + u * H, H, ws, h0)
-        a_i = load_lanes(ws, xw + i0, n) + gate_lanes(acc[0], 0)
-        a_f = load_lanes(ws, xw + H + i0, n) + gate_lanes(acc[0], 1)
-        a_c = load_lanes(ws, xw + 2 * H + i0, n) + gate_lanes(acc[0], 2)
-        a_o = load_lanes(ws, xw + 3 * H + i0, n) + gate_lanes(acc[0], 3)
+        a_i = terms[xt + u] + gate_lanes(acc[0], 0)
+        a_f = terms[xt + nb + u] + gate_lanes(acc[0], 1)
+        a_c = terms[xt + 2 * nb + u] + gate_lanes(acc[0], 2)
+        a_o = terms[xt + 3 * nb + u] + gate_lanes(acc[0], 3)
         c_old = load_lanes(ws, c0 + i0, n)
         if ti.static(dense):
             pv = zeros(1, 4)   # (its output gate's lanes unused: Vo multiplies c1, below)
@@ -284,7 +289,7 @@ def lstm_standard(dense: ti.template(), ws: ti.template(), lanes: ti.template(),
         c_new = sigmoid_lanes(a_f) * c_old + sigmoid_lanes(a_i) * tanh_lanes(a_c)
         store_lanes(ws, c1 + i0, c_new, n)
         if ti.static(dense):
-            store_lanes(ws, xw + 3 * H + i0, a_o, n)   # Vo·c1 needs the whole new cell: below
+            terms[xt + 3 * nb + u] = a_o   # Vo·c1 needs the whole new cell: below
         else:
             if peep == PEEP_DIAGONAL:
                 a_o += gate_lanes(lanes[vl + u], 3) * c_new
@@ -294,22 +299,22 @@ def lstm_standard(dense: ti.template(), ws: ti.template(), lanes: ti.template(),
             i0, n = block_span(u, H)
             acc = zeros(1, 4)   # all four gates' V·c1, of which the output gate's is wanted (a rare cell)
             accumulate_products(acc, lanes, vl + u * H, H, ws, c1)
-            h_new = (sigmoid_lanes(load_lanes(ws, xw + 3 * H + i0, n) + gate_lanes(acc[0], 3))
+            h_new = (sigmoid_lanes(terms[xt + 3 * nb + u] + gate_lanes(acc[0], 3))
                      * tanh_lanes(load_lanes(ws, c1 + i0, n)))
             store_new_h(ws, frame, h1, h_new, i0, n, out, s, r)
 
 
 @ti.func
-def lstm_any(dense: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), xw, h0, h1, c0,
-             c1, H, peep, out: ti.template(), s, r):
+def lstm_any(dense: ti.template(), ws: ti.template(), lanes: ti.template(), terms: ti.template(), frame: ti.template(),
+             xt, h0, h1, c0, c1, H, peep, out: ti.template(), s, r):
     vl = frame[F_LANE_V]
-    add_products(ws, xw, lanes, frame[F_LANE_U], 4, 0, 4, H, h0, H)
+    add_products(terms, xt, lanes, frame[F_LANE_U], 4, 0, 4, H, ws, h0, H)
     if ti.static(dense):
-        add_products(ws, xw, lanes, vl, 4, 0, 3, H, c0, H)
+        add_products(terms, xt, lanes, vl, 4, 0, 3, H, ws, c0, H)
     for i in range(H):
-        a_i = ws[xw + i]
-        a_f = ws[xw + H + i]
-        a_c = ws[xw + 2 * H + i]
+        a_i = term_value(terms, xt, 0, i, H)
+        a_f = term_value(terms, xt, 1, i, H)
+        a_c = term_value(terms, xt, 2, i, H)
         c_old = ws[c0 + i]
         if peep == PEEP_DIAGONAL:
             a_i += lane_weight(lanes, vl, 4, 0, i) * c_old
@@ -318,48 +323,45 @@ def lstm_any(dense: ti.template(), ws: ti.template(), lanes: ti.template(), fram
         c_new = lstm_cell_state(frame, i, a_i, a_f, a_c, c_old)
         ws[c1 + i] = c_new
         if ti.static(not dense):   # a dense peephole needs the whole new cell: below
-            a_o = ws[xw + 3 * H + i]
+            a_o = term_value(terms, xt, 3, i, H)
             if peep == PEEP_DIAGONAL:
                 a_o += lane_weight(lanes, vl, 4, 3, i) * c_new
             ws[h1 + i] = lstm_output(frame, i, a_o, c_new)
             store_output(out, frame, s, r, i, ws[h1 + i])
     if ti.static(dense):
-        add_products(ws, xw + 3 * H, lanes, vl, 4, 3, 1, H, c1, H)   # Vo·c1
+        x3 = xt + 3 * lane_blocks(H)   # the output gate's terms
+        add_products(terms, x3, lanes, vl, 4, 3, 1, H, ws, c1, H)   # Vo·c1
         for i in range(H):
-            ws[h1 + i] = lstm_output(frame, i, ws[xw + 3 * H + i], ws[c1 + i])
+            ws[h1 + i] = lstm_output(frame, i, term_value(terms, x3, 0, i, H), ws[c1 + i])
             store_output(out, frame, s, r, i, ws[h1 + i])
 
 
 @ti.func
 def lstm_step(standard: ti.template(), dense: ti.template(), ws: ti.template(), lanes: ti.template(),
-              frame: ti.template(), xw, h0, h1, c0, c1, H, out: ti.template(), s, r, folded, lo, hi):
+              terms: ti.template(), frame: ti.template(), xt, h0, h1, c0, c1, H, out: ti.template(), s, r, folded,
+              lo, hi):
     """``dense``: the LSTM with dense peepholes (a kernel of its own), else with none or diagonal
     ones (F_PEEP, read at run time). Unit blocks lo .. hi-1 with the usual neurons; with others all
     of them (``rows_step``)."""
     peep = frame[F_PEEP]
     if ti.static(standard):
-        lstm_standard(dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r, folded, lo, hi)
+        lstm_standard(dense, ws, lanes, terms, frame, xt, h0, h1, c0, c1, H, peep, out, s, r, folded, lo, hi)
     else:
-        lstm_any(dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, peep, out, s, r)
+        lstm_any(dense, ws, lanes, terms, frame, xt, h0, h1, c0, c1, H, peep, out, s, r)
 
 
 # --- rows that share each weight load ------------------------------------------------------
 
 @ti.func
-def fold_lanes(ws: ti.template(), b, v, n):
-    """ws[b .. b+n-1] += v: a block's products added into its input terms, where the step reads them."""
-    store_lanes(ws, b, load_lanes(ws, b, n) + v, n)
-
-
-@ti.func
 def fold_first_products(kind: ti.template(), rows: ti.template(), ws: ti.template(), lanes: ti.template(),
-                        frame: ti.template(), s, r0, H, lo, hi):
+                        terms: ti.template(), frame: ti.template(), s, r0, H, lo, hi):
     """U·h0 of batch rows r0 .. r0+rows-1 at step s (the GRU's Uz and Ur only), each weight vector
     loaded once for all of them, added into each row's input terms: the rows' steps then run with
     ``folded`` set and find their products there, added in the same order as their own would be.
     Unit blocks lo .. hi-1 (all of them, but for ``row_blocks_step``'s halves)."""
-    at = [step_addresses(kind, frame, s, r0 + k) for k in ti.static(range(rows))]   # (xw, h0, ...) a row
-    xws, h0s = [a[0] for a in at], [a[1] for a in at]
+    xts = [term_at(frame, s * frame[F_BATCH] + r0 + k) for k in ti.static(range(rows))]
+    h0s = [step_addresses(kind, frame, s, r0 + k)[1] for k in ti.static(range(rows))]
+    nb = lane_blocks(H)
     first = ti.static(2 if kind == CELL_GRU else 1)   # vectors a unit block's product fills
     group = ti.static(4 if kind == CELL_LSTM else 1)  # gates a vector holds
     for q in range(lo, hi):
@@ -369,14 +371,15 @@ def fold_first_products(kind: ti.template(), rows: ti.template(), ws: ti.templat
         accumulate_rows(acc, lanes, frame[F_LANE_U] + u * ti.static(GATES[kind] // group) * H, H, ws, h0s)
         for k in ti.static(range(rows)):
             for g in ti.static(range(first * group)):
-                fold_lanes(ws, xws[k] + g * H + i0, gate_lanes(acc[k][g // group], g % group), n)
+                at = xts[k] + g * nb + u   # (not +=: see lanes.add_products)
+                terms[at] = terms[at] + gate_lanes(acc[k][g // group], g % group)
 
 
 @ti.func
-def fold_gru_second_products(rows: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(),
-                             s, r0, H, lo, hi):
+def fold_gru_second_products(rows: ti.template(), ws: ti.template(), lanes: ti.template(), terms: ti.template(),
+                             frame: ti.template(), s, r0, H, lo, hi):
     """The GRU's Uh·(r∘h0) + Vh·(z∘h0) of rows r0 .. r0+rows-1, as ``fold_first_products``."""
-    xws = [step_addresses(CELL_GRU, frame, s, r0 + k)[0] for k in ti.static(range(rows))]
+    x2s = [term_at(frame, s * frame[F_BATCH] + r0 + k) + 2 * lane_blocks(H) for k in ti.static(range(rows))]
     scratch = [gru_scratch(frame, r0 + k, H) for k in ti.static(range(rows))]   # (z, r∘h0, z∘h0) a row
     srhs, szhs = [sc[1] for sc in scratch], [sc[2] for sc in scratch]
     for q in range(lo, hi):
@@ -388,8 +391,7 @@ def fold_gru_second_products(rows: ti.template(), ws: ti.template(), lanes: ti.t
         if vh_is_set(frame):
             accumulate_rows(acc_v, lanes, frame[F_LANE_V] + u * H, H, ws, szhs)
         for k in ti.static(range(rows)):
-            b = xws[k] + 2 * H + i0
-            store_lanes(ws, b, (load_lanes(ws, b, n) + acc_u[k][0]) + acc_v[k][0], n)
+            terms[x2s[k] + u] = (terms[x2s[k] + u] + acc_u[k][0]) + acc_v[k][0]
 
 
 # --- the sequence ----------------------------------------------------------------------------
@@ -411,7 +413,7 @@ def row_group(frame: ti.template()):
 
 @ti.func
 def rows_step(kind: ti.template(), standard: ti.template(), dense: ti.template(), ws: ti.template(),
-              lanes: ti.template(), frame: ti.template(), out: ti.template(), s, r0, nr, lo, hi):
+              lanes: ti.template(), terms: ti.template(), frame: ti.template(), out: ti.template(), s, r0, nr, lo, hi):
     """Step s of batch rows r0 .. r0+nr-1 (nr ≤ PAIR), over unit blocks lo .. hi-1. A pair of rows,
     both present at the step, with the usual neurons, shares each load of U
     (``fold_first_products``); otherwise each row takes its own products. A row absent at step s
@@ -421,34 +423,36 @@ def rows_step(kind: ti.template(), standard: ti.template(), dense: ti.template()
     ``splits_row``; the others take all of them (0 .. lane_blocks(H)): a GRU's second phase needs
     every block's first, and the other neurons' step and dense peepholes pass over every unit."""
     H = frame[F_OUT]
+    B = frame[F_BATCH]
     present = frame[F_ROWS + s]
     folded = 0
     if ti.static(standard):
         if nr == PAIR and r0 + PAIR <= present:
             folded = 1
-            fold_first_products(kind, PAIR, ws, lanes, frame, s, r0, H, lo, hi)
+            fold_first_products(kind, PAIR, ws, lanes, terms, frame, s, r0, H, lo, hi)
     u0, u1 = lo * LANES, ti.min(hi * LANES, H)
     for k in range(nr):
-        xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
+        _, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
         if r0 + k < present:
-            ti.static(LANE_STEPS[kind])(standard, dense, ws, lanes, frame, xw, h0, h1, c0, c1, H, out, s, r0 + k,
-                                        folded, lo, hi)
+            ti.static(LANE_STEPS[kind])(standard, dense, ws, lanes, terms, frame, term_at(frame, s * B + r0 + k), h0,
+                                        h1, c0, c1, H, out, s, r0 + k, folded, lo, hi)
         else:
             copy_row_forward(ws, h0 + u0, h1 + u0, u1 - u0)
             if ti.static(kind == CELL_LSTM):
                 copy_row_forward(ws, c0 + u0, c1 + u0, u1 - u0)
     if ti.static(kind == CELL_GRU and standard):   # its second phase needs every row's r∘h0
         if folded != 0:
-            fold_gru_second_products(PAIR, ws, lanes, frame, s, r0, H, lo, hi)
+            fold_gru_second_products(PAIR, ws, lanes, terms, frame, s, r0, H, lo, hi)
         for k in range(nr):
-            xw, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
+            _, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
             if r0 + k < present:
-                gru_step_output(ws, lanes, frame, xw, h0, h1, H, out, s, r0 + k, folded, lo, hi)
+                gru_step_output(ws, lanes, terms, frame, term_at(frame, s * B + r0 + k), h0, h1, H, out, s, r0 + k,
+                                folded, lo, hi)
 
 
 @ti.func
 def run_rows(kind: ti.template(), standard: ti.template(), dense: ti.template(), x: ti.template(), ws: ti.template(),
-             lanes: ti.template(), frame: ti.template(), out: ti.template(), r0, nr):
+             lanes: ti.template(), terms: ti.template(), frame: ti.template(), out: ti.template(), r0, nr):
     """Every step of batch rows r0 .. r0+nr-1 of a ``kind`` cell (CELL_*: one compiled kernel per
     kind), each row's inputs projected 8 steps at a time unless the run did it apart."""
     T, _, H, _ = run_sizes(frame)
@@ -459,9 +463,9 @@ def run_rows(kind: ti.template(), standard: ti.template(), dense: ti.template(),
     for sb in range((T + STEP_BLOCK - 1) // STEP_BLOCK):
         if projected == 0:
             for k in range(nr):
-                project_steps(x, ws, lanes, frame, r0 + k, sb * STEP_BLOCK)
+                project_steps(x, terms, lanes, frame, r0 + k, sb * STEP_BLOCK)
         for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-            rows_step(kind, standard, dense, ws, lanes, frame, out, s, r0, nr, 0, lane_blocks(H))
+            rows_step(kind, standard, dense, ws, lanes, terms, frame, out, s, r0, nr, 0, lane_blocks(H))
 
 
 def _lanes_kernel(kind, serial, standard, dense):
@@ -477,13 +481,14 @@ def _lanes_kernel(kind, serial, standard, dense):
     only (a rare cell: its passes over V cost the others' kernel a third of its compile, 26-34 s
     against 17-24)."""
     # (nothing before the outermost loop: a statement there is a task of its own, grid.py)
-    def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
+    def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, terms: LANE_TERMS, frame: FRAME, out: OUTPUT):
         if ti.static(serial):
             ti.loop_config(serialize=True)
             for _ in range(1):
                 B, rows = frame[F_BATCH], row_group(frame)
                 for g in range((B + rows - 1) // rows):
-                    run_rows(kind, standard, dense, x, ws, lanes, frame, out, g * rows, ti.min(rows, B - g * rows))
+                    run_rows(kind, standard, dense, x, ws, lanes, terms, frame, out, g * rows,
+                             ti.min(rows, B - g * rows))
         else:
             ti.loop_config(block_dim=ti.static(worker_block()))
             for w in range(ti.static(workers())):
@@ -491,7 +496,7 @@ def _lanes_kernel(kind, serial, standard, dense):
                 first, count, stride = share((B + rows - 1) // rows, w)
                 for q in range(count):
                     r0 = (first + q * stride) * rows
-                    run_rows(kind, standard, dense, x, ws, lanes, frame, out, r0, ti.min(rows, B - r0))
+                    run_rows(kind, standard, dense, x, ws, lanes, terms, frame, out, r0, ti.min(rows, B - r0))
     name = f"{lanes_name(kind, standard, dense)}{'_serial' if serial else ''}"
     run.__name__ = run.__qualname__ = name   # names in profiles
     return ti.kernel(run)
@@ -520,7 +525,7 @@ def splits_row(kind, standard, dense):
 
 @ti.func
 def row_blocks_step(kind: ti.template(), standard: ti.template(), dense: ti.template(), ws: ti.template(),
-                    lanes: ti.template(), frame: ti.template(), out: ti.template(), s, lo, hi):
+                    lanes: ti.template(), terms: ti.template(), frame: ti.template(), out: ti.template(), s, lo, hi):
     """Step s of every batch row over unit blocks lo .. hi-1 (``rows_step``, the rows in the run's
     groups): the pipelined kernel's one call of a step, whole (0 .. lane_blocks(H)) or a half.
     (Taichi inlines every call, and its optimiser's time grows faster than the code: a second call
@@ -528,4 +533,5 @@ def row_blocks_step(kind: ti.template(), standard: ti.template(), dense: ti.temp
     B = frame[F_BATCH]
     rows = row_group(frame)
     for g in range((B + rows - 1) // rows):
-        rows_step(kind, standard, dense, ws, lanes, frame, out, s, g * rows, ti.min(rows, B - g * rows), lo, hi)
+        rows_step(kind, standard, dense, ws, lanes, terms, frame, out, s, g * rows, ti.min(rows, B - g * rows), lo,
+                  hi)

@@ -47,7 +47,7 @@ import taichi as ti
 
 from .frame import FRAME, INPUT, OUTPUT, WORKSPACE, run_sizes
 from .grid import CPU_TASK, worker_block, workers
-from .lanes import LANE_WEIGHTS, lane_blocks
+from .lanes import LANE_TERMS, LANE_WEIGHTS, lane_blocks
 from .layout import F_BATCH, F_LANE_RUN, F_ROWS, F_STEPS, F_WS_SCRATCH, LANE_SPLIT
 from .sequence_lanes import PAIR, STEP_BLOCK, lanes_name, project_span, row_blocks_step, splits_row, start_row
 
@@ -95,21 +95,23 @@ def read_counter(ws: ti.template(), i):
 
 
 @ti.func
-def project_claimed(x: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), c, k):
+def project_claimed(x: ti.template(), ws: ti.template(), lanes: ti.template(), terms: ti.template(),
+                    frame: ti.template(), c, k):
     """Chunk k's input terms for every batch row, then its done flag."""
     s0, end = chunk_span(k, frame[F_STEPS])
     for r in range(frame[F_BATCH]):
-        project_span(x, ws, lanes, frame, r, s0, end)
+        project_span(x, terms, lanes, frame, r, s0, end)
     ti.atomic_add(ws[c + 1 + k], 1.0)
 
 
 @ti.func
-def claim_and_project(x: ti.template(), ws: ti.template(), lanes: ti.template(), frame: ti.template(), c, chunks):
+def claim_and_project(x: ti.template(), ws: ti.template(), lanes: ti.template(), terms: ti.template(),
+                      frame: ti.template(), c, chunks):
     """Claim the next unclaimed chunk and project it; False once every chunk is claimed."""
     k = ti.cast(ti.atomic_add(ws[c], 1.0), ti.i32)
     claimed = k < chunks
     if claimed:
-        project_claimed(x, ws, lanes, frame, c, k)
+        project_claimed(x, ws, lanes, terms, frame, c, k)
     return claimed
 
 
@@ -146,7 +148,7 @@ PROJECT, STEP, WAIT, DONE, BLOCKS, NOTHING = 0, 1, 2, 3, 4, 5
 def _pipelined_kernel(kind, standard, dense):
     splits = splits_row(kind, standard, dense)
 
-    def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, frame: FRAME, out: OUTPUT):
+    def run(x: INPUT, ws: WORKSPACE, lanes: LANE_WEIGHTS, terms: LANE_TERMS, frame: FRAME, out: OUTPUT):
         ti.loop_config(serialize=True)
         for _ in range(1):   # a serial task of its own, done before the workers start
             c = counters_at(frame)
@@ -227,9 +229,9 @@ def _pipelined_kernel(kind, standard, dense):
                         else:
                             lo, hi = 0, nb
                         for st in range(s0, s1):
-                            row_blocks_step(kind, standard, dense, ws, lanes, frame, out, st, lo, hi)
+                            row_blocks_step(kind, standard, dense, ws, lanes, terms, frame, out, st, lo, hi)
                     elif act == PROJECT:
-                        claimed = claim_and_project(x, ws, lanes, frame, c, chunks)
+                        claimed = claim_and_project(x, ws, lanes, terms, frame, c, chunks)
                         if not claimed and not stepping:
                             if split == 0:
                                 break

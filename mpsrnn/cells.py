@@ -119,7 +119,8 @@ class PackedCell:
             v_rows = V.size // H
             V = V.reshape(v_rows, H)
         wtype = np.float32 if self.weight_type == DataType.FLOAT32 else np.float16
-        self.host_lanes = self._pack_lanes(W, U, V, v_rows, header, wtype) if lanes else None
+        self.host_lanes = (self._pack_lanes(W, prm[o_bias: o_bias + G * H], U, V, v_rows, header, wtype)
+                           if lanes else None)
         self._quads = None
         self._streams = None
         self._tiles = None
@@ -140,11 +141,14 @@ class PackedCell:
         self.host_prm = prm
         self._upload()
 
-    def _pack_lanes(self, W, U, V, v_rows, header, wtype):
-        """W, U and V in the CPU's lane layout (kernels/lanes.py), after rounding to the weight type;
-        their offsets go to the header (F_LANE_U, F_LANE_V)."""
+    def _pack_lanes(self, W, bias, U, V, v_rows, header, wtype):
+        """W, the biases (float32, as the other kernels read them), U and V in the CPU's lane layout
+        (kernels/lanes.py), W's after rounding to the weight type; U's and V's offsets go to the
+        header (F_LANE_U, F_LANE_V), the biases sit just before U (``lanes.bias_vector``)."""
         G, H, group = self.gates, self.n_out, lane_group(self.kind)
-        parts = [pack_lanes(W.astype(wtype), G, H, group), pack_lanes(U.astype(wtype), G, H, group)]
+        parts = [np.concatenate([pack_lanes(W.astype(wtype), G, H, group),
+                                 pack_lanes(bias.reshape(G * H, 1), G, H, group)]),
+                 pack_lanes(U.astype(wtype), G, H, group)]
         if V.size:
             v_gates = v_rows // H if v_rows else 4   # dense: 4 (LSTM) or 1 (GRU Vh) gates; diagonal: 4 columns of one
             parts.append(pack_lanes(V.reshape(v_gates * H, -1).astype(wtype), v_gates, H, group))
@@ -289,14 +293,16 @@ class PackedCell:
         new._upload()
         return new
 
-    def workspace_layout(self, steps, batch):
+    def workspace_layout(self, steps, batch, terms_apart=False):
         """Offsets (xw, h history, c history, scratch), history slot stride and total size, in floats.
+        ``terms_apart``: the run keeps its input terms in an array of their own (the CPU's lanes
+        kernels: ``kernels/lanes.term_at``), so the workspace has no xw region.
 
         Every region starts on a 128-byte line (see ``kernels/layout.history_slot``)."""
         H, G = self.n_out, self.gates
         slot = L.history_slot(batch, H)
         xw = 0
-        h = L.history_slot(steps * batch * G, H)
+        h = 0 if terms_apart else L.history_slot(steps * batch * G, H)
         c = h + (steps + 1) * slot
         # the C region: the LSTM's cell history; for a GRU, per-step r∘h and z∘h (persistent kernels)
         c_slots = {L.CELL_LSTM: steps + 1, L.CELL_GRU: 2 * steps}.get(self.kind, 0)

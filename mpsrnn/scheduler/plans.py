@@ -26,6 +26,7 @@ import numpy as np
 from ..backend import current_arch
 from ..kernels import layout as L
 from ..kernels.knobs import PLANNING_KNOBS, knob_settings
+from ..kernels.lanes import LANES, lane_terms
 from ..kernels.quads import QUAD
 from ..kernels.sequence_lanes_pipelined import pipeline_counters
 from ..kernels.sequence_persistent import term_quads
@@ -42,7 +43,7 @@ class _LayerRun:
     def __init__(self, cell, steps, batch, proc_rows, has_initial_state):
         import taichi as ti
         self.recurrence = choose_recurrence(current_arch(), cell, steps, batch)
-        xw, h, c, scratch, slot, size = cell.workspace_layout(steps, batch)
+        xw, h, c, scratch, slot, size = cell.workspace_layout(steps, batch, terms_apart=self.recurrence == "lanes")
         if self.recurrence == "split":
             size += split_workspace(cell, steps, batch, split_projection(cell, steps, batch))
         if self.recurrence == "lanes":
@@ -75,8 +76,13 @@ class _LayerRun:
         self.c = c
         self.slot = slot
         self.ws = ti.ndarray(ti.f32, (size,))
+        self.terms = None   # the lanes kernels' input terms (kernels/lanes.py: term_at), in place of ws's
+        if self.recurrence == "lanes":
+            self.terms = ti.Vector.ndarray(LANES, ti.f32, (lane_terms(steps, batch, cell.gates, cell.n_out),))
         if POISON_WORKSPACES:
             self.ws.fill(float("nan"))
+            if self.terms is not None:
+                self.terms.fill(float("nan"))
         self.host_frame = frame
         self.frame = ti.ndarray(ti.i32, frame.shape)   # filled by bind_views, once the views are in
         self._views = None

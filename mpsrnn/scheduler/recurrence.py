@@ -804,12 +804,12 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
     if name == "lanes":   # one kernel, which projects each row's inputs as it goes unless told apart
         form = (lr.cell.standard, lr.cell.dense_peepholes)   # (each a kernel of its own)
         if lr.projected_apart and lanes_pipelined(lr.cell, batch):
-            prog.add(pipelined_kernel(kind, *form), x, lr.ws, lr.cell.lanes, lr.frame, output)
+            prog.add(pipelined_kernel(kind, *form), x, lr.ws, lr.cell.lanes, lr.terms, lr.frame, output)
             return
         if lr.projected_apart:
-            prog.add(project_inputs_lanes, x, lr.ws, lr.cell.lanes, lr.frame)
-        prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch), *form), x, lr.ws, lr.cell.lanes, lr.frame,
-                 output)
+            prog.add(project_inputs_lanes, x, lr.ws, lr.cell.lanes, lr.terms, lr.frame)
+        prog.add(lanes_kernel(kind, lanes_serial(lr.cell, steps, batch), *form), x, lr.ws, lr.cell.lanes, lr.terms,
+                 lr.frame, output)
         return
     _emit_projection(prog, lr, x, steps * batch)
     if name == "rows":
