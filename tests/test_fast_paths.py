@@ -169,7 +169,12 @@ def test_pipelined_split_row(kind, opts, hidden, rows, rng, monkeypatch):
     Whoever steps a half runs the same code on the same inputs, so the results equal those of the
     unsplit kernel bit for bit, call after call, and both match the reference. (A first form let a
     helper that started before the stepping worker step half of step 0 before the rows' zero start
-    was written: it failed here once, in the pair's case.)"""
+    was written: it failed here once, in the pair's case.) The reference's tolerance is 3e-5: over 45
+    steps the rounding of float32 grows with the cell's sensitivity, most with diagonal peepholes of
+    unit size. With seed 764706861 the pair's second call erred 1.33e-5 relative (the test's
+    measure) in every lanes form (split, unsplit, pipelined or not, pairs or not), and the plain
+    ``rows`` kernel 2.1e-6; over 30 other draws of 10 steps the worst absolute error was 6.1e-7 in
+    lanes and 1.5e-6 in ``rows``: which kernel errs more depends on the draw."""
     from mpsrnn.kernels.layout import F_LANE_RUN, LANE_SPLIT
     from mpsrnn.scheduler.plans import StackRun
     monkeypatch.setenv("MPSRNN_RECURRENCE", "lanes")
@@ -184,8 +189,8 @@ def test_pipelined_split_row(kind, opts, hidden, rows, rng, monkeypatch):
         for call in range(6):
             xs = sequence(np.random.default_rng(call), rows, 7)
             results[split].append([np.array(y) for y in layer.encode_sequence(xs)])
-            if split == "on":
-                assert_seq_close(results[split][-1], R.encode_sequence([d], xs)[0])
+            if split == "on":   # (rtol: float32's error grows along 45 steps, path or not: below)
+                assert_seq_close(results[split][-1], R.encode_sequence([d], xs)[0], rtol=3e-5)
         runs = [lr for p in layer._plans._plans.values() for part in p._keep if isinstance(part, StackRun)
                 for lr in part.layers]
         assert runs and all(bool(lr.host_frame[F_LANE_RUN] & LANE_SPLIT) == (split == "on") for lr in runs)
