@@ -250,9 +250,7 @@ def step_group(frame: ti.template(), r, s0, T):
 
 
 QUAD = 4   # blocks of W (LANES output channels each) that the CPU's projection takes in one pass
-QUAD_ROWS = 2   # x rows a quad's pass takes (its accumulators: QUAD_ROWS x QUAD blocks). Four, 16 accumulators
-# (AVX-512), were no faster on the 2-core EPYC VM, µs a step two / four: LSTM 128 b8 t1000 9.2 / 9.4,
-# LSTM 512 b1 t25 28.0 / 30.5, GRU 128 b8 9.2 / 8.9 (ab_trees.py, 3 rounds)
+QUAD_ROWS = 4 if LANES == 16 else 2   # x rows a quad's pass takes (see project_lanes)
 
 
 @ti.func
@@ -264,11 +262,17 @@ def project_lanes(x: ti.template(), starts, present, t0, t_stride, terms: ti.tem
     4·QUAD_ROWS vector accumulators, so each x element loaded serves 4·LANES multiply-adds and each
     weight vector QUAD_ROWS·LANES. The rows past the last present one are skipped.
 
-    Why four blocks and two rows: one block against all 8 rows loaded 8 x elements a weight vector,
-    each through its own index arithmetic (Taichi's i32 index, sign-extended at every load, which
-    LLVM cannot hoist), and the loop was bound by the µops that cost (``llvm-mca`` on Zen 3). In
+    Why four blocks: one block against all 8 rows loaded 8 x elements a weight vector, each through
+    its own index arithmetic (Taichi's i32 index, sign-extended at every load, which LLVM cannot
+    hoist), and the loop was bound by the µops that cost (``llvm-mca`` on Zen 3). In
     ``bench/probes/cpu_projection.py``'s form with x at run-time offsets, one thread, 56 rows, it
-    took 1.4-1.7x the time of this one (bench/analysis.md). A quad with a gate whose input is not
+    took 1.4-1.7x the time of four blocks against two rows (bench/analysis.md).
+    Why four rows with AVX-512 (16 accumulators of its 32 registers; AVX2 has 16, so two rows
+    there): each pass streams W once, and half as many passes keep it in L2 beside U where the two
+    outgrow it. 2-core EPYC VM (Zen 5, 1 MiB of L2 a core), ``ab_trees.py``, µs a step, two / four
+    rows: LSTM 192 b4 t1000 9.47 / 8.71, LSTM 256 b4 t200 18.0 / 16.8, LSTM 256 b8 35.3 / 32.5,
+    GRU 128 b8 8.9 / 8.2, LSTM 64 b8 3.26 / 3.09, LSTM 512 b1 t25 27.8 / 26.7, LSTM 128 b8 8.9 /
+    8.8 (W and U fit: a tie). A quad with a gate whose input is not
     dense (the identity, or nil), and the blocks past the last whole quad, take one block at a
     time (``block_rows``). Blocks are counted as in ``lanes.py``, (u, g) in order, so where a lane
     vector holds four gates (the LSTM's) a quad is one vector."""
