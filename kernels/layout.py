@@ -87,8 +87,9 @@ F_LANE_U = 39      # offsets, in lane vectors, of U and V in the CPU's lane-pack
 F_LANE_V = 40      # (W starts at 0; see lanes.py)
 F_LANE_RUN = 41    # the CPU's lanes kernel, set per run by the plan: LANE_PROJECTED where
                    # project_inputs_lanes has written the run's input terms, so the kernel does not
-                   # project them itself; LANE_PAIRS where its workers step rows in pairs; LANE_SPLIT
-                   # where the pipelined kernel's helper steps half of the units of a lone row or a pair
+                   # project them itself; LANE_PAIRS (LANE_FOURS) where its workers step rows in pairs
+                   # (fours); LANE_SPLIT where the pipelined kernel's helper steps half of the units of
+                   # a lone row or a pair
 F_DEPART = 42      # blocks that have left a persistent kernel's last grid barrier: the last one out
                    # resets this and F_BARRIER for the next run
 F_HAS_VH = 43      # GRU: 1 when Vh is set; nil means zero, and the kernels skip Vh·(z∘h0)
@@ -105,6 +106,7 @@ F_ROWS = F_HEADER  # T entries: rows present at each processing step
 LANE_PROJECTED = 1   # F_LANE_RUN's bits
 LANE_PAIRS = 2
 LANE_SPLIT = 4
+LANE_FOURS = 8
 
 # --- prm: float parameters (in the frame, after the rows) ------------------------
 # bias (G*H) at 0, PReLU slopes (G*H) at G*H, then per gate (a, b, c), then the

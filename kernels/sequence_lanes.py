@@ -16,10 +16,13 @@ multiply-adds (``lanes.py``). Then:
   are added in place to the step's input terms (read once, so they can take the sum) and the gate
   math runs unit by unit (``gate_math``, as in every other variant).
 
-Where a thread has two batch rows or more, it steps them in pairs (the run's LANE_PAIRS): a pair
-shares each load of U, its products added into the rows' input terms first (``fold_first_products``),
-and each row's step then runs as alone, on terms that hold its products. One thread, µs a step,
-rows alone / in pairs: LSTM 256 b2 t50 51.0 / 43.1, GRU 128 b2 16.4 / 14.4 (``lane_row_group``).
+Where a thread has two batch rows or more, it steps them in pairs (the run's LANE_PAIRS), or in
+fours where it has four and the CPU has AVX-512 (LANE_FOURS): a group shares each load of U, its
+products added into the rows' input terms first (``fold_first_products``), and each row's step
+then runs as alone, on terms that hold its products. One thread, µs a step, rows alone / in
+pairs: LSTM 256 b2 t50 51.0 / 43.1, GRU 128 b2 16.4 / 14.4; both threads, pairs / fours: LSTM 128
+b8 t1000 8.3 / 7.7, LSTM 64 b8 3.22 / 2.71, GRU 128 b8 8.1 / 7.1, LSTM 256 b8 t200 31.1 / 25.8
+(``lane_row_group``).
 
 Both add the terms in the same order as the other kernels: (input term + U·h) + peephole. A GRU
 needs r∘h0 and z∘h0 before its third gate's products, so its step is two passes over the blocks.
@@ -69,6 +72,7 @@ from .layout import (
     F_WS_SCRATCH,
     F_ZERO_STATE,
     GATES,
+    LANE_FOURS,
     LANE_PAIRS,
     LANE_PROJECTED,
     PEEP_DIAGONAL,
@@ -400,24 +404,30 @@ LANE_STEPS = {CELL_SINGLE_GATE: single_gate_step, CELL_GRU: gru_step, CELL_LSTM:
 
 
 PAIR = 2   # rows that share each load of U (``scheduler.recurrence.lane_row_group``)
+FOUR = 4   # and four, with AVX-512's 32 registers (16 lanes): the LSTM's accumulators take 16 of them
+MOST_ROWS = FOUR if LANES == 16 else PAIR   # the largest group the lanes kernels take
 
 
 @ti.func
 def row_group(frame: ti.template()):
-    """Rows a worker steps at a time: a pair where the run says so (LANE_PAIRS), else one."""
+    """Rows a worker steps at a time: four or a pair where the run says so (LANE_FOURS,
+    LANE_PAIRS), else one."""
     rows = 1
-    if frame[F_LANE_RUN] & LANE_PAIRS != 0:
+    if frame[F_LANE_RUN] & LANE_FOURS != 0:
+        rows = FOUR
+    elif frame[F_LANE_RUN] & LANE_PAIRS != 0:
         rows = PAIR
     return rows
 
 
 @ti.func
-def rows_step(kind: ti.template(), standard: ti.template(), dense: ti.template(), ws: ti.template(),
-              lanes: ti.template(), terms: ti.template(), frame: ti.template(), out: ti.template(), s, r0, nr, lo, hi):
-    """Step s of batch rows r0 .. r0+nr-1 (nr ≤ PAIR), over unit blocks lo .. hi-1. A pair of rows,
-    both present at the step, with the usual neurons, shares each load of U
-    (``fold_first_products``); otherwise each row takes its own products. A row absent at step s
-    carries those units' state forward.
+def rows_step(kind: ti.template(), standard: ti.template(), dense: ti.template(), most: ti.template(),
+              ws: ti.template(), lanes: ti.template(), terms: ti.template(), frame: ti.template(), out: ti.template(),
+              s, r0, nr, lo, hi):
+    """Step s of batch rows r0 .. r0+nr-1 (nr ≤ ``most``, FOUR or PAIR), over unit blocks lo .. hi-1.
+    Four rows, or else the first two, all present at the step, with the usual neurons, share each
+    load of U (``fold_first_products``); the other rows take their own products. A row absent at
+    step s carries those units' state forward.
 
     Part of the blocks (``sequence_lanes_pipelined``'s halves) only for the cells that
     ``splits_row``; the others take all of them (0 .. lane_blocks(H)): a GRU's second phase needs
@@ -425,29 +435,36 @@ def rows_step(kind: ti.template(), standard: ti.template(), dense: ti.template()
     H = frame[F_OUT]
     B = frame[F_BATCH]
     present = frame[F_ROWS + s]
-    folded = 0
+    folded = 0   # the first rows of the group whose products are in their terms
     if ti.static(standard):
-        if nr == PAIR and r0 + PAIR <= present:
-            folded = 1
+        if ti.static(most >= FOUR):
+            if nr == FOUR and r0 + FOUR <= present:
+                folded = FOUR
+                fold_first_products(kind, FOUR, ws, lanes, terms, frame, s, r0, H, lo, hi)
+        if folded == 0 and nr >= PAIR and r0 + PAIR <= present:
+            folded = PAIR
             fold_first_products(kind, PAIR, ws, lanes, terms, frame, s, r0, H, lo, hi)
     u0, u1 = lo * LANES, ti.min(hi * LANES, H)
     for k in range(nr):
         _, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
         if r0 + k < present:
             ti.static(LANE_STEPS[kind])(standard, dense, ws, lanes, terms, frame, term_at(frame, s * B + r0 + k), h0,
-                                        h1, c0, c1, H, out, s, r0 + k, folded, lo, hi)
+                                        h1, c0, c1, H, out, s, r0 + k, ti.select(k < folded, 1, 0), lo, hi)
         else:
             copy_row_forward(ws, h0 + u0, h1 + u0, u1 - u0)
             if ti.static(kind == CELL_LSTM):
                 copy_row_forward(ws, c0 + u0, c1 + u0, u1 - u0)
     if ti.static(kind == CELL_GRU and standard):   # its second phase needs every row's r∘h0
-        if folded != 0:
+        if ti.static(most >= FOUR):
+            if folded == FOUR:
+                fold_gru_second_products(FOUR, ws, lanes, terms, frame, s, r0, H, lo, hi)
+        if folded == PAIR:
             fold_gru_second_products(PAIR, ws, lanes, terms, frame, s, r0, H, lo, hi)
         for k in range(nr):
             _, h0, h1, c0, c1 = step_addresses(kind, frame, s, r0 + k)
             if r0 + k < present:
                 gru_step_output(ws, lanes, terms, frame, term_at(frame, s * B + r0 + k), h0, h1, H, out, s, r0 + k,
-                                folded, lo, hi)
+                                ti.select(k < folded, 1, 0), lo, hi)
 
 
 @ti.func
@@ -465,12 +482,12 @@ def run_rows(kind: ti.template(), standard: ti.template(), dense: ti.template(),
             for k in range(nr):
                 project_steps(x, terms, lanes, frame, r0 + k, sb * STEP_BLOCK)
         for s in range(sb * STEP_BLOCK, ti.min(sb * STEP_BLOCK + STEP_BLOCK, T)):
-            rows_step(kind, standard, dense, ws, lanes, terms, frame, out, s, r0, nr, 0, lane_blocks(H))
+            rows_step(kind, standard, dense, MOST_ROWS, ws, lanes, terms, frame, out, s, r0, nr, 0, lane_blocks(H))
 
 
 def _lanes_kernel(kind, serial, standard, dense):
     """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py), one or a
-    pair at a time (the run's LANE_PAIRS); or, with ``serial``, one loop over them that Taichi runs
+    pair or four at a time (the run's LANE_PAIRS, LANE_FOURS); or, with ``serial``, one loop over them that Taichi runs
     on the calling thread. A parallel dispatch wakes Taichi's thread pool, which on a 2-core VM
     costs 14-53 µs (p20, median) against 5 µs for a serial one (a trivial kernel in a graph), so
     small layers run serially (``lanes_serial`` in ``scheduler/recurrence.py`` decides).
@@ -533,5 +550,5 @@ def row_blocks_step(kind: ti.template(), standard: ti.template(), dense: ti.temp
     B = frame[F_BATCH]
     rows = row_group(frame)
     for g in range((B + rows - 1) // rows):
-        rows_step(kind, standard, dense, ws, lanes, terms, frame, out, s, g * rows, ti.min(rows, B - g * rows), lo,
-                  hi)
+        rows_step(kind, standard, dense, PAIR, ws, lanes, terms, frame, out, s, g * rows, ti.min(rows, B - g * rows),
+                  lo, hi)

@@ -105,31 +105,38 @@ PAIRED = [("lstm", {"peephole": "diagonal"}), ("lstm", {"peephole": "dense"}), (
 
 
 @pytest.mark.skipif("lanes" not in ARCH_PATHS, reason="the lanes kernels are the CPU's")
+@pytest.mark.parametrize("group", ["2", "4"])
 @pytest.mark.parametrize("threads", ["serial", "threads"])
 @pytest.mark.parametrize("kind, opts", PAIRED, ids=["lstm-diagonal", "lstm-dense", "gru", "gru-nil-flip", "single"])
-def test_lanes_rows_in_pairs_as_one_by_one(kind, opts, threads, rng, monkeypatch):
-    """The lanes kernel stepping batch rows in pairs that share each load of U (the usual neurons;
-    ``sequence_lanes.fold_first_products``): the same sums in the same order as row by row, so bit
-    for bit the same results, and the reference's. Hidden 37 (a partial lane block), 5 rows that
-    shrink to 4, 3 and 1 (a pair with one row absent, a lone last row), with the inputs projected
-    inside the kernel (serially: every row on one thread) and apart (on the pool's threads)."""
+def test_lanes_rows_in_groups_as_one_by_one(kind, opts, threads, group, rng, monkeypatch):
+    """The lanes kernel stepping batch rows in pairs or fours that share each load of U (the usual
+    neurons; ``sequence_lanes.fold_first_products``): the same sums in the same order as row by row,
+    so bit for bit the same results, and the reference's. Hidden 37 (a partial lane block), rows
+    that shrink: pairs, 5 rows to 4, 3 and 1 (a pair with one row absent, a lone last row); fours,
+    6 rows (a four and a pair) to 5, 4, 3 and 1 (a four with one row absent folds a pair, its third
+    row alone). The inputs projected inside the kernel (serially: every row on one thread) and apart
+    (on the pool's threads)."""
+    from mpsrnn.kernels.layout import F_LANE_RUN, LANE_FOURS, LANE_PAIRS
+    from mpsrnn.kernels.sequence_lanes import MOST_ROWS
+    from mpsrnn.scheduler.plans import StackRun
+    if int(group) > MOST_ROWS:
+        pytest.skip("fours need AVX-512's 16 lanes")
     monkeypatch.setenv("MPSRNN_RECURRENCE", "lanes")
     monkeypatch.setenv("MPSRNN_PROJECTION", "inside" if threads == "serial" else "apart")
     monkeypatch.setattr(recurrence, "LANES_SERIAL_FLOPS", float("inf") if threads == "serial" else 0.0)
     d = descriptor(kind, rng, 6, 37, use_float32_weights=True, **opts)
     layer = m.RNNMatrixInferenceLayer(d)
-    xs = sequence(rng, [5, 5, 4, 3, 1], 6)
-    monkeypatch.delenv("MPSRNN_CPU_ROW_GROUP", raising=False)   # the default: pairs where a thread has two rows
-    paired = [np.array(y) for y in layer.encode_sequence(xs)]
-    from mpsrnn.kernels.layout import F_LANE_RUN, LANE_PAIRS
-    from mpsrnn.scheduler.plans import StackRun
+    xs = sequence(rng, [5, 5, 4, 3, 1] if group == "2" else [6, 6, 5, 4, 3, 1], 6)
+    monkeypatch.setenv("MPSRNN_CPU_ROW_GROUP", group)
+    grouped = [np.array(y) for y in layer.encode_sequence(xs)]
     runs = [lr for p in layer._plans._plans.values() for part in p._keep if isinstance(part, StackRun)
             for lr in part.layers]
-    assert runs and all(lr.host_frame[F_LANE_RUN] & LANE_PAIRS for lr in runs)
+    bit = LANE_PAIRS if group == "2" else LANE_FOURS
+    assert runs and all(lr.host_frame[F_LANE_RUN] & (LANE_PAIRS | LANE_FOURS) == bit for lr in runs)
     monkeypatch.setenv("MPSRNN_CPU_ROW_GROUP", "1")
     alone = [np.array(y) for y in layer.encode_sequence(xs)]
-    assert all(np.array_equal(p, a) for p, a in zip(paired, alone, strict=True))
-    assert_seq_close(paired, R.encode_sequence([d], xs)[0])
+    assert all(np.array_equal(p, a) for p, a in zip(grouped, alone, strict=True))
+    assert_seq_close(grouped, R.encode_sequence([d], xs)[0])
 
 
 @pytest.mark.skipif("lanes" not in ARCH_PATHS, reason="the lanes kernels are the CPU's")

@@ -588,17 +588,23 @@ def test_which_bidirectional_levels_share_a_launch(rng, monkeypatch):
 
 
 def test_lanes_row_groups(monkeypatch):
-    """The CPU's lanes kernel steps a thread's rows in pairs where it has two or more (serially, every
-    row of the batch is the calling thread's), as MPSRNN_CPU_ROW_GROUP says where set."""
+    """The CPU's lanes kernel steps a thread's rows in fours where it has four or more and the CPU has
+    AVX-512, in pairs where it has two or more (serially, every row of the batch is the calling
+    thread's), as MPSRNN_CPU_ROW_GROUP says where set."""
     from mpsrnn.kernels.grid import cpu_tasks
+    from mpsrnn.kernels.sequence_lanes import MOST_ROWS
     monkeypatch.delenv("MPSRNN_CPU_ROW_GROUP", raising=False)
-    assert [rec.lane_row_group(True, b) for b in (1, 2, 3, 8)] == [1, 2, 2, 2]
+    four = min(4, MOST_ROWS)
+    assert [rec.lane_row_group(True, b) for b in (1, 2, 3, 4, 8)] == [1, 2, 2, four, four]
     threads = cpu_tasks()
     assert rec.lane_row_group(False, threads) == 1 and rec.lane_row_group(False, threads + 1) == 2
+    assert rec.lane_row_group(False, 3 * threads) == 2 and rec.lane_row_group(False, 4 * threads) == four
     monkeypatch.setenv("MPSRNN_CPU_ROW_GROUP", "1")
     assert rec.lane_row_group(True, 8) == 1
     monkeypatch.setenv("MPSRNN_CPU_ROW_GROUP", "4")
-    with pytest.raises(ValueError, match="MPSRNN_CPU_ROW_GROUP: expected 1 or 2"):
+    assert rec.lane_row_group(True, 2) == four
+    monkeypatch.setenv("MPSRNN_CPU_ROW_GROUP", "3")
+    with pytest.raises(ValueError, match="MPSRNN_CPU_ROW_GROUP: expected 1, 2 or 4"):
         rec.lane_row_group(True, 8)
 
 

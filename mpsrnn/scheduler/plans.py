@@ -67,10 +67,10 @@ class _LayerRun:
         self.projected_apart = project_apart(self.recurrence, cell, steps, batch)
         # the pipelined kernel (emit_layer's) steps every row on one worker, as the serial kernel does
         pipelined = self.recurrence == "lanes" and self.projected_apart and lanes_pipelined(cell, batch)
-        pairs = self.recurrence == "lanes" and lane_row_group(pipelined or lanes_serial(cell, steps, batch), batch) == 2
+        group = lane_row_group(pipelined or lanes_serial(cell, steps, batch), batch) if self.recurrence == "lanes" else 1
         split = pipelined and lanes_split_row(cell, batch)
-        frame[L.F_LANE_RUN] = ((L.LANE_PROJECTED if self.projected_apart else 0) | (L.LANE_PAIRS if pairs else 0)
-                               | (L.LANE_SPLIT if split else 0))
+        frame[L.F_LANE_RUN] = ((L.LANE_PROJECTED if self.projected_apart else 0) | (L.LANE_PAIRS if group == 2 else 0)
+                               | (L.LANE_FOURS if group == 4 else 0) | (L.LANE_SPLIT if split else 0))
         frame[L.F_OUT_BASE] = -1   # no output view until bind_views gives one
         self.h = h
         self.c = c

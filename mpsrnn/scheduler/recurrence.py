@@ -39,7 +39,7 @@ import os
 
 from ..backend import current_arch
 from ..kernels.exchange import exchange_fits
-from ..kernels.knobs import knob, one_or_two, switch
+from ..kernels.knobs import knob, one_or_two, row_count, switch
 from ..kernels.layout import CELL_GRU, F_INPUT_MODE, INPUT_IDENTITY
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
@@ -735,24 +735,30 @@ def lanes_split_row(cell, batch):
 
 def lane_row_group(serial, batch):
     """Batch rows a worker of the lanes kernel steps together, sharing each load of U
-    (``sequence_lanes.fold_first_products``; the plan sets the run's LANE_PAIRS bit): 2 where a
-    thread has two rows or more (all of the batch serially; else the batch over the pool's threads),
-    else 1. ``MPSRNN_CPU_ROW_GROUP`` (1 or 2) decides instead, for A/B benchmarks.
+    (``sequence_lanes.fold_first_products``; the plan sets the run's LANE_PAIRS or LANE_FOURS bit):
+    4 where a thread has four rows or more and the CPU has AVX-512 (``sequence_lanes.MOST_ROWS``), 2
+    where it has two or more (all of the batch serially; else the batch over the pool's threads),
+    else 1. ``MPSRNN_CPU_ROW_GROUP`` (1, 2 or 4) decides instead, for A/B benchmarks (4 still needs
+    AVX-512: it is 2 without).
 
     Xeon VM (AVX-512, 16 lanes), same process, µs a step (min of 7 calls, median of 7 rounds), rows
     alone / in pairs: on both threads, LSTM 256 b4 t50 52.4 / 44.6, GRU 128 b8 t200 29.3 / 25.0,
     single gate 128 b4 t100 7.9 / 7.2, LSTM 192 b4 26.3 / 24.6, LSTM 128 b8 26.8 / 26.0, LSTM 64 b8
     9.0 / 9.2; serially, LSTM 256 b2 t50 51.0 / 43.1, GRU 128 b2 16.4 / 14.4, LSTM 64 b2 t25 8.0 /
-    7.9 (LSTMs without peepholes). In fours (a first form, LSTMs with dense peepholes, one thread):
-    LSTM 256 b4 270 / 219 / 189 alone / pairs / fours, GRU 128 b8 60.9 / 52.0 / 47.3; not kept,
-    since their code took an LSTM's kernel from 41 s of compiling to 66. Pairs take it to 51; they
-    are a run-time choice, so one kernel serves both.
+    7.9 (LSTMs without peepholes). Fours: a first form (LSTMs with dense peepholes, one thread),
+    LSTM 256 b4 270 / 219 / 189 alone / pairs / fours, GRU 128 b8 60.9 / 52.0 / 47.3, was not kept
+    then, since it took an LSTM's kernel from 41 s of compiling to 66. Since the input terms are
+    vectors (``kernels/lanes.term_at``) a kernel compiles in ~5 s, and fours came back: 2-core EPYC
+    VM (Zen 5), both threads, ``ab_trees.py``, µs a step, pairs / fours: LSTM 128 b8 t1000 8.3 /
+    7.7, LSTM 64 b8 3.22 / 2.71, GRU 128 b8 8.1 / 7.1, LSTM 256 b8 t200 31.1 / 25.8.
     """
-    forced = one_or_two("MPSRNN_CPU_ROW_GROUP")
+    from ..kernels.sequence_lanes import MOST_ROWS
+    forced = row_count("MPSRNN_CPU_ROW_GROUP")
     if forced:
-        return forced
+        return min(forced, MOST_ROWS)
     from ..kernels.grid import cpu_tasks
-    return 2 if (batch if serial else -(-batch // cpu_tasks())) >= 2 else 1
+    rows = batch if serial else -(-batch // cpu_tasks())
+    return min(MOST_ROWS, 4 if rows >= 4 else 2 if rows >= 2 else 1)
 
 
 def project_apart(name, cell, steps, batch):
