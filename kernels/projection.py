@@ -27,7 +27,8 @@ import taichi as ti
 
 from .frame import FRAME, INPUT, WEIGHTS, WORKSPACE, input_view, param
 from .grid import on_cuda, share, worker_block, workers
-from .lanes import LANE_TERMS, LANE_WEIGHTS, LANES, bias_vector, block_span, gate_lanes, lane_blocks, term_at, vector_gates
+from .lanes import (LANE_TERMS, LANE_WEIGHTS, LANES, bias_vector, block_span, gate_lanes, lane_blocks, term_at,
+                    vector_gates)
 from .layout import (
     CELL_LSTM,
     F_BATCH,
@@ -272,9 +273,10 @@ def project_lanes(x: ti.template(), starts, present, t0, t_stride, terms: ti.tem
     outgrow it. 2-core EPYC VM (Zen 5, 1 MiB of L2 a core), ``ab_trees.py``, µs a step, two / four
     rows: LSTM 192 b4 t1000 9.47 / 8.71, LSTM 256 b4 t200 18.0 / 16.8, LSTM 256 b8 35.3 / 32.5,
     GRU 128 b8 8.9 / 8.2, LSTM 64 b8 3.26 / 3.09, LSTM 512 b1 t25 27.8 / 26.7, LSTM 128 b8 8.9 /
-    8.8 (W and U fit: a tie). A quad with a gate whose input is not
-    dense (the identity, or nil), and the blocks past the last whole quad, take one block at a
-    time (``block_rows``). Blocks are counted as in ``lanes.py``, (u, g) in order, so where a lane
+    8.8 (W and U fit: a tie).
+
+    A quad with a gate whose input is not dense (the identity, or nil), and the blocks past the
+    last whole quad, take one block at a time (``block_rows``). Blocks are counted as in ``lanes.py``, (u, g) in order, so where a lane
     vector holds four gates (the LSTM's) a quad is one vector."""
     G = frame[F_GATES]
     blocks = G * lane_blocks(frame[F_OUT])

@@ -67,7 +67,9 @@ class _LayerRun:
         self.projected_apart = project_apart(self.recurrence, cell, steps, batch)
         # the pipelined kernel (emit_layer's) steps every row on one worker, as the serial kernel does
         pipelined = self.recurrence == "lanes" and self.projected_apart and lanes_pipelined(cell, batch)
-        group = lane_row_group(pipelined or lanes_serial(cell, steps, batch), batch) if self.recurrence == "lanes" else 1
+        group = 1   # rows a lanes worker steps together
+        if self.recurrence == "lanes":
+            group = lane_row_group(pipelined or lanes_serial(cell, steps, batch), batch)
         split = pipelined and lanes_split_row(cell, batch)
         frame[L.F_LANE_RUN] = ((L.LANE_PROJECTED if self.projected_apart else 0) | (L.LANE_PAIRS if group == 2 else 0)
                                | (L.LANE_FOURS if group == 4 else 0) | (L.LANE_SPLIT if split else 0))
