@@ -108,3 +108,14 @@ def test_check_command_runs_the_conformance_suite():
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"conformance suite on {mpsrnn.current_arch()}" in r.stdout
     assert re.search(r"\b10 passed\b", r.stdout), r.stdout
+
+
+@pytest.mark.skipif(not IN_CHECKOUT, reason="bench/ is the source checkout's")
+def test_device_session_script_parses_and_refuses_unknown_steps(tmp_path):
+    """``bench/device_session.sh``, the runs that wait for a GPU, is valid bash, and a step it does
+    not know stops it before any run (its steps need a GPU, so this is what can be checked here)."""
+    script = os.path.join(ROOT, "bench", "device_session.sh")
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    r = subprocess.run(["bash", script, "no-such-step"], capture_output=True, text=True,
+                       env=dict(os.environ, OUT=str(tmp_path)))
+    assert r.returncode == 2 and "no-such-step: no such step" in r.stdout

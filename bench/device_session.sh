@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The runs that wait for a GPU machine (the `device` tool), in one command: the checks and A/B probes
+# the session notes left open, each with a time limit, its output in $OUT/<step>.txt and a line here.
+# Run it after device-wheels.sh's prelude, in the project root:
+#     bash bench/device_session.sh                  # every step below, in order
+#     bash bench/device_session.sh vulkan-tile      # some of them
+# Steps: cuda-tests (the split and spread kernels' tests, not run on CUDA since grid.py changed),
+# call-forms-cuda, call-forms-vulkan (what a call costs by its data's form), vulkan-tile (the
+# projection's 128x128 tile on Vulkan, never timed), call-forms-cpu (the same on the CPU: a check
+# of this script anywhere).
+set -u
+OUT=${OUT:-/tmp/device_session}
+mkdir -p "$OUT"
+
+step() {   # step NAME SECONDS COMMAND...: run it, keep its output, print its exit status and last line
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name: $*"
+    timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
+    echo "   rc=$? | $(tail -n 1 "$OUT/$name.txt")"
+}
+
+for s in ${*:-cuda-tests call-forms-cuda call-forms-vulkan vulkan-tile}; do
+    case $s in
+        cuda-tests) step "$s" 300 env MPSRNN_ARCH=cuda python -m pytest -q tests/test_fast_paths.py -k "split or spread" ;;
+        call-forms-cuda) step "$s" 150 python bench/probes/call_forms.py --arch cuda ;;
+        call-forms-vulkan) step "$s" 150 python bench/probes/call_forms.py --arch vulkan ;;
+        call-forms-cpu) step "$s" 150 python bench/probes/call_forms.py --arch cpu --repeats 5 ;;
+        vulkan-tile) step "$s" 300 python bench/probes/ab.py --arch vulkan --rounds 2 --repeats 3 \
+            --config gru:1536:1:1500 --config gru:1024:2:1500 --config gru:2816:1:750 \
+            --variant "" --variant "MPSRNN_PROJECTION_TILE=128x128" ;;
+        *) echo "== $s: no such step"; exit 2 ;;
+    esac
+done
