@@ -110,7 +110,7 @@ def test_check_command_runs_the_conformance_suite():
     assert re.search(r"\b10 passed\b", r.stdout), r.stdout
 
 
-@pytest.mark.skipif(not IN_CHECKOUT, reason="bench/ is the source checkout's")
+@checkout_only
 def test_device_session_script_parses_and_refuses_unknown_steps(tmp_path):
     """``bench/device_session.sh``, the runs that wait for a GPU, is valid bash, and a step it does
     not know stops it before any run (its steps need a GPU, so this is what can be checked here)."""
