@@ -541,6 +541,7 @@ def test_registers_shapes(cell_kind, peephole, hidden, standard, rho, on_cuda, m
 def test_where_the_lanes_kernel_runs_serially(rng):
     assert rec.lanes_serial(cell(rng, "lstm", 256), 50, 1)          # one row: one thread works anyway
     assert rec.lanes_serial(cell(rng, "lstm", 64), 25, 2)           # 3.3 MFLOP: waking the pool costs more
+    assert rec.lanes_serial(cell(rng, "lstm", 64), 50, 2)           # 6.6 MFLOP
     assert not rec.lanes_serial(cell(rng, "single", 128), 50, 4)    # 13 MFLOP
     assert not rec.lanes_serial(cell(rng, "lstm", 64), 200, 8)
 

@@ -700,7 +700,11 @@ FOLD_MAX_INPUT = 512
 # µs a step, parallel / serial, same process: LSTM 64 b2 t25 (3.3 MFLOP) two layers 16-25 / 12,
 # bidirectional 19 / 15-17; but single gate 128 b4 t50 (13 MFLOP) 9.3 / 11.9, GRU 128 b2 t50
 # (20 MFLOP) 14 / 24, LSTM 64 b8 t200 (105 MFLOP) 16 / 25. One row is always serial (one thread works).
-LANES_SERIAL_FLOPS = 6e6
+# Rerun on the 2-core EPYC VM (Zen 5) with the input terms in vectors and settled timing, ratio to
+# PyTorch serial / parallel, median of 3 rounds: LSTM 64 b2 t50 (6.6 MFLOP) 0.49 / 0.64, single gate
+# 128 b4 t50 (13 MFLOP) 0.40 / 0.37, GRU 128 b2 t50 (20) 0.25 / 0.24, LSTM 128 b4 t50 (52) 1.24 / 0.94,
+# LSTM 64 b8 t100 (52) 1.39 / 0.90: the crossover moved from ~6 MFLOP to ~10-13.
+LANES_SERIAL_FLOPS = 10e6
 
 
 def lanes_serial(cell, steps, batch):
