@@ -71,12 +71,6 @@ def one_or_two(name):
     return int(forced) if forced else None
 
 
-def row_count(name):
-    """An A/B knob that takes 1, 2 or 4 (rows a group): its value, or None where it is unset."""
-    forced = knob(name, ("1", "2", "4"))
-    return int(forced) if forced else None
-
-
 def alternatives(choices):
     """'a' or 'b'; 'a', 'b' or 'c': words quoted, numbers as they are."""
     said = [c if c.isdigit() else f"'{c}'" for c in choices]

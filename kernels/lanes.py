@@ -89,16 +89,24 @@ def lane_group(kind):
     return 4 if kind == CELL_LSTM else 1
 
 
+def lane_block_count(hidden):
+    """Blocks of LANES units that cover ``hidden`` units (``lane_blocks`` in Taichi scope)."""
+    return (hidden + LANES - 1) // LANES
+
+
+lane_blocks = ti.func(lane_block_count)
+
+
 def lane_terms(steps, batch, gates, hidden):
     """Vectors of LANES floats that a run's input terms take (``term_at``)."""
-    return steps * batch * gates * ((hidden + LANES - 1) // LANES)
+    return steps * batch * gates * lane_block_count(hidden)
 
 
 def pack_lanes(matrix, gates, hidden, group=1):
     """``matrix`` (gates·hidden, cols) as (blocks·gates/group·cols, LANES·group) lane vectors of ``group``
     gates each (layout above; ``gates`` a multiple of ``group``)."""
     cols = matrix.shape[1]
-    blocks = (hidden + LANES - 1) // LANES
+    blocks = lane_block_count(hidden)
     padded = np.zeros((gates, blocks * LANES, cols), np.float32)
     padded[:, :hidden] = matrix.reshape(gates, hidden, cols)
     return (padded.reshape(gates // group, group, blocks, LANES, cols).transpose(2, 0, 4, 1, 3)
@@ -142,12 +150,6 @@ def bias_vector(lanes: ti.template(), frame: ti.template(), e):
     G = frame[F_GATES]
     group = ti.static(vector_gates(lanes))
     return lanes[frame[F_LANE_U] - lane_blocks(frame[F_OUT]) * (G // group) + e]
-
-
-@ti.func
-def lane_blocks(H):
-    """Blocks of LANES units that cover H units."""
-    return (H + LANES - 1) // LANES
 
 
 @ti.func

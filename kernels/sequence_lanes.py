@@ -370,7 +370,6 @@ def fold_first_products(kind: ti.template(), rows: ti.template(), ws: ti.templat
     group = ti.static(4 if kind == CELL_LSTM else 1)  # gates a vector holds
     for q in range(lo, hi):
         u = zigzag_block(q, lo, hi, s)
-        i0, n = block_span(u, H)
         acc = [zeros(first, group) for _ in ti.static(range(rows))]
         accumulate_rows(acc, lanes, frame[F_LANE_U] + u * ti.static(GATES[kind] // group) * H, H, ws, h0s)
         for k in ti.static(range(rows)):
@@ -388,7 +387,6 @@ def fold_gru_second_products(rows: ti.template(), ws: ti.template(), lanes: ti.t
     srhs, szhs = [sc[1] for sc in scratch], [sc[2] for sc in scratch]
     for q in range(lo, hi):
         u = zigzag_block(q, lo, hi, s)
-        i0, n = block_span(u, H)
         acc_u = [zeros(1) for _ in ti.static(range(rows))]
         acc_v = [zeros(1) for _ in ti.static(range(rows))]
         accumulate_rows(acc_u, lanes, frame[F_LANE_U] + (u * 3 + 2) * H, H, ws, srhs)
@@ -487,8 +485,8 @@ def run_rows(kind: ti.template(), standard: ti.template(), dense: ti.template(),
 
 def _lanes_kernel(kind, serial, standard, dense):
     """The kernel of a ``kind`` cell: the fixed workers share the batch rows (grid.py), one or a
-    pair or four at a time (the run's LANE_PAIRS, LANE_FOURS); or, with ``serial``, one loop over them that Taichi runs
-    on the calling thread. A parallel dispatch wakes Taichi's thread pool, which on a 2-core VM
+    pair or four at a time (the run's LANE_PAIRS, LANE_FOURS); or, with ``serial``, one loop over
+    them that Taichi runs on the calling thread. A parallel dispatch wakes Taichi's thread pool, which on a 2-core VM
     costs 14-53 µs (p20, median) against 5 µs for a serial one (a trivial kernel in a graph), so
     small layers run serially (``lanes_serial`` in ``scheduler/recurrence.py`` decides).
     ``standard``: for cells with the usual neurons (the frame's F_STANDARD) only, or for the others

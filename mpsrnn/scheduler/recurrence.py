@@ -39,7 +39,7 @@ import os
 
 from ..backend import current_arch
 from ..kernels.exchange import exchange_fits
-from ..kernels.knobs import knob, one_or_two, row_count, switch
+from ..kernels.knobs import knob, one_or_two, switch
 from ..kernels.layout import CELL_GRU, F_INPUT_MODE, INPUT_IDENTITY
 from ..kernels.matrix_cells import STEP_KERNELS, lstm_peephole_output_step
 from ..kernels.projection import project_inputs, project_inputs_lanes
@@ -757,9 +757,9 @@ def lane_row_group(serial, batch):
     7.7, LSTM 64 b8 3.22 / 2.71, GRU 128 b8 8.1 / 7.1, LSTM 256 b8 t200 31.1 / 25.8.
     """
     from ..kernels.sequence_lanes import MOST_ROWS
-    forced = row_count("MPSRNN_CPU_ROW_GROUP")
+    forced = knob("MPSRNN_CPU_ROW_GROUP", ("1", "2", "4"))
     if forced:
-        return min(forced, MOST_ROWS)
+        return min(int(forced), MOST_ROWS)
     from ..kernels.grid import cpu_tasks
     rows = batch if serial else -(-batch // cpu_tasks())
     return min(MOST_ROWS, 4 if rows >= 4 else 2 if rows >= 2 else 1)
