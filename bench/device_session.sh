@@ -4,7 +4,8 @@
 # Run it after device-wheels.sh's prelude, in the project root:
 #     bash bench/device_session.sh                  # every step below, in order
 #     bash bench/device_session.sh vulkan-tile      # some of them
-# Steps: cuda-tests (the split and spread kernels' tests, not run on CUDA since grid.py changed),
+# Steps: cuda-tests (the split and spread kernels' tests, not run on CUDA since grid.py changed, and
+# CUDA tensors read and written in place),
 # call-forms-cuda, call-forms-vulkan (what a call costs by its data's form), vulkan-tile (the
 # projection's 128x128 tile on Vulkan, never timed), call-forms-cpu (the same on the CPU: a check
 # of this script anywhere).
@@ -22,7 +23,8 @@ step() {   # step NAME SECONDS COMMAND...: run it, keep its output, print its ex
 
 for s in ${*:-cuda-tests call-forms-cuda call-forms-vulkan vulkan-tile}; do
     case $s in
-        cuda-tests) step "$s" 300 env MPSRNN_ARCH=cuda python -m pytest -q tests/test_fast_paths.py -k "split or spread" ;;
+        cuda-tests) step "$s" 300 env MPSRNN_ARCH=cuda python -m pytest -q tests/test_fast_paths.py \
+            tests/test_matrix_inference.py -k "split or spread or gpu_tensors or accepted_form or whole_host" ;;
         call-forms-cuda) step "$s" 150 python bench/probes/call_forms.py --arch cuda ;;
         call-forms-vulkan) step "$s" 150 python bench/probes/call_forms.py --arch vulkan ;;
         call-forms-cpu) step "$s" 150 python bench/probes/call_forms.py --arch cpu --repeats 5 ;;

@@ -11,11 +11,13 @@ the argument and step and says what was expected, so a bad call leaves the
 user's data untouched.
 """
 import bisect
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from .arrays import as_numpy, is_torch_tensor
+from .backend import current_arch
 from .enums import DataType
 from .matrix import NUMPY_TYPES, Matrix, MatrixSequence, Storage, data_type_of
 
@@ -177,6 +179,8 @@ def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"
     sequences go to ``staging``'s "x" storage where given (a :class:`Staging`)."""
     if isinstance(obj, MatrixSequence):
         return _read_matrix_sequence(obj, name, channels, offsets, offsets_name)
+    if _whole_array(obj, channels, offsets) and _on_taichi_gpu(obj):
+        return _gpu_tensor_source(obj.detach(), channels, staging)
     if _whole_array(obj, channels, offsets):
         block = as_numpy(obj, name)
         T, B, _ = block.shape
@@ -213,6 +217,39 @@ def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"
     if not any(isinstance(m, Matrix) for m in items):
         return Source(view, tuple(rows), dt, [_host_pack(items, offs, rows, channels, storage)], spans)
     return Source(view, tuple(rows), dt, [], spans, _gather(items, offs, rows, channels, storage))
+
+
+def _on_taichi_gpu(obj):
+    """Whether ``obj`` is a PyTorch tensor in the memory of the GPU that Taichi's CUDA backend runs
+    on (its first), where a kernel reads and writes it in place. A CUDA tensor that is not went
+    through the host: ``.cpu()``, then Taichi's upload, and back the same way for a destination."""
+    return (is_torch_tensor(obj) and obj.is_cuda and obj.get_device() == 0 and current_arch() == "cuda"
+            and os.environ.get("TI_VISIBLE_DEVICE", "0") == "0")
+
+
+def copy_flat(dst, src):
+    """Copy all of ``src`` into ``dst``, one flat array (a storage's ndarray or a PyTorch tensor on
+    Taichi's GPU) to another of as many elements, in ``dst``'s type: one dispatch of ``copy_block``.
+    Both PyTorch and Taichi queue their work on CUDA's default stream, so it is ordered after the
+    work that wrote ``src`` and before the work that reads ``dst``."""
+    from .kernels.sequence_copy import block_kernel
+    n = int(src.shape[0])
+    block_kernel()(dst, 0, n, src, 0, n, 1, n)
+
+
+def _gpu_tensor_source(t, channels, staging):
+    """A whole 3-D tensor on Taichi's GPU (``_on_taichi_gpu``): a copy of it as it is now, made by
+    PyTorch on the device (the call may run later, from a command buffer), moved into the staging
+    storage by one copy on the device when the call runs."""
+    T, B, _ = t.shape
+    dt = DataType.FLOAT16 if str(t.dtype) == "torch.float16" else DataType.FLOAT32
+    flat = t.reshape(-1).clone()
+    storage = _new_storage(staging, "x", flat.shape[0], dt)
+
+    def upload():
+        copy_flat(storage.array, flat)
+        storage.written()
+    return Source(View(storage, 0, B * channels, channels), (B,) * T, dt, [upload], [])
 
 
 def _shrink_error(name, rows):
@@ -318,7 +355,10 @@ def prepare_destination(obj, name, rows, channels, data_type, offsets=None, offs
     T, B = len(rows), rows[0]
     if (_whole_array(obj, channels, offsets) and tuple(obj.shape[:2]) == (T, B) and rows[-1] == B
             and (is_torch_tensor(obj) or obj.flags.writeable)):
-        return _host_block_destination(obj, _new_storage(staging, role, T * B * channels, DataType.FLOAT32))
+        storage = _new_storage(staging, role, T * B * channels, DataType.FLOAT32)
+        if _on_taichi_gpu(obj) and obj.is_contiguous():
+            return _gpu_tensor_destination(obj, storage)
+        return _host_block_destination(obj, storage)
     if obj is None:
         if offsets is not None:
             raise ValueError(f"{offsets_name}: offsets need destination matrices to apply to")
@@ -423,12 +463,23 @@ def _check_alias(items, offs, channels, name, sources):
 
 
 def _host_block_destination(obj, staging):
-    """A whole 3-D host array (``_whole_array``, of the sequence's shape), written in one copy."""
+    """A whole 3-D host array (``_whole_array``, of the sequence's shape), written in one copy. The
+    call returns the array itself, whose items are its steps: a list of them cost ~0.08 µs a step
+    for NumPy and ~2.3 for PyTorch (4.6 ms at 2000 steps, for the tensor's views)."""
     T, B, channels = obj.shape
 
     def copy_out():
         _fill(obj if isinstance(obj, np.ndarray) else obj.detach(), staging.host().reshape(T, B, channels))
-    return Destination(View(staging, 0, B * channels, channels), list(obj), [copy_out], [staging])
+    return Destination(View(staging, 0, B * channels, channels), obj, [copy_out], [staging])
+
+
+def _gpu_tensor_destination(obj, staging):
+    """A whole 3-D contiguous tensor on Taichi's GPU (``_on_taichi_gpu``), written by one copy on the
+    device from the storage the layer writes; the call returns the tensor."""
+    T, B, channels = obj.shape
+    flat = obj.detach().view(-1)
+    return Destination(View(staging, 0, B * channels, channels), obj,
+                       [lambda: copy_flat(flat, staging.array)], [staging])
 
 
 def _host_destination(items, name, rows, channels, offsets, offsets_name, staging, role):

@@ -338,7 +338,7 @@ def test_destinations_in_every_accepted_form(rng):
 
 def test_whole_host_arrays_as_destinations(rng):
     """A 3-D array (NumPy, float32 or float16, or a tensor) of the sequence's shape is filled in one
-    copy; the call returns its steps, as for a list of arrays."""
+    copy; the call returns the array itself, as it returns a list the caller passed."""
     import torch
     d = lstm(rng, 3, 4, use_float32_weights=True)
     layer = m.RNNMatrixInferenceLayer(d)
@@ -348,8 +348,51 @@ def test_whole_host_arrays_as_destinations(rng):
                       "3-D float16 ndarray": np.full((4, 2, 4), np.nan, np.float16),
                       "3-D tensor": torch.full((4, 2, 4), float("nan"))}.items():
         out = layer.encode_sequence(x3, dst)
-        assert len(out) == 4 and all(np.shares_memory(np.asarray(o), np.asarray(dst)) for o in out), name
+        assert out is dst, name
         assert_seq_close(np.asarray(dst, np.float32), ref, rtol=1e-3 if "float16" in name else 1e-5, what=name)
+
+
+def _cuda_torch():
+    """PyTorch, where its tensors can live on the GPU Taichi runs on (the arch is CUDA), else None."""
+    if m.init() != "cuda":
+        return None
+    torch = pytest.importorskip("torch")
+    return torch if torch.cuda.is_available() else None
+
+
+def test_gpu_tensors_stay_on_the_device(rng, monkeypatch):
+    """With Taichi on CUDA, a whole 3-D PyTorch tensor on its GPU is read and written there, by one
+    copy on the device each way (nothing goes through the host), in float32 and float16; the call
+    returns the destination tensor, and the source is untouched. A call encoded in a command buffer
+    sees the source as it was when it was encoded."""
+    torch = _cuda_torch()
+    if torch is None:
+        pytest.skip("needs the CUDA arch and PyTorch with CUDA")
+    import mpsrnn.sequences as S
+
+    def no_host(obj, name):
+        raise AssertionError(f"{name} went through the host")
+    monkeypatch.setattr(S, "as_numpy", no_host)
+    d = lstm(rng, 3, 4, use_float32_weights=True)
+    layer = m.RNNMatrixInferenceLayer(d)
+    x3 = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    ref = R.encode_sequence([d], list(x3))[0]
+    for dtype, rtol in ((torch.float32, 1e-5), (torch.float16, 1e-2)):
+        x = torch.from_numpy(x3).to("cuda", dtype)
+        kept = x.clone()
+        y = torch.full((5, 2, 4), float("nan"), dtype=dtype, device="cuda")
+        out = layer.encode_sequence(x, y)
+        assert out is y
+        assert torch.equal(x, kept), "the source changed"
+        xr = x3 if dtype == torch.float32 else x3.astype(np.float16).astype(np.float32)
+        assert_seq_close(y.float().cpu().numpy(), R.encode_sequence([d], list(xr))[0], rtol=rtol, what=str(dtype))
+    x = torch.from_numpy(x3).cuda()
+    y = torch.full((5, 2, 4), float("nan"), device="cuda")
+    cb = m.CommandBuffer()
+    layer.encode_sequence(x, y, command_buffer=cb)
+    x.fill_(7.0)
+    cb.commit()
+    assert_seq_close(y.cpu().numpy(), ref, what="committed after the source changed")
 
 
 def test_host_sequences_staged_call_after_call(rng):

@@ -2,8 +2,9 @@
 matrices or a NumPy array out), a MatrixSequence in and out (what `mpsrnn bench` times), lists of
 separate device matrices (MPS's own form: made from NumPy, written by a kernel, as destinations),
 beside PyTorch's module called on the same host array (on the GPU beside a GPU arch: cuDNN, with
-the copies to and from it). "Matrices a kernel wrote in" times two calls: another layer's (the
-copier's, a single gate) that writes them, then this one's.
+the copies to and from it). On the GPU both sides also take CUDA tensors already there, which
+mpsrnn on the CUDA arch reads and writes in place. "Matrices a kernel wrote in" times two calls:
+another layer's (the copier's, a single gate) that writes them, then this one's.
 
     python bench/probes/call_forms.py [--arch cpu] [--config lstm:64:2:25 ...] [--repeats 30]
 
@@ -49,6 +50,18 @@ def forms(m, layer, x, torch, tmod):
             with torch.no_grad():
                 return tmod(torch.from_numpy(x).to(device))[0].cpu().numpy()
         out.append(("PyTorch, NumPy in and out", run_torch))
+        if device.type == "cuda":   # both sides on tensors already on the GPU, synchronised
+            xc = torch.from_numpy(x).to(device)
+            yc = torch.empty((T, B, layer.output_feature_channels), device=device)
+
+            def run_torch_gpu():
+                with torch.no_grad():
+                    r = tmod(xc)[0]
+                torch.cuda.synchronize()
+                return r
+            out.append(("CUDA tensor in and out", lambda: (layer.encode_sequence(xc, yc), sync(),
+                                                           torch.cuda.synchronize())))
+            out.append(("PyTorch, CUDA tensor in, out", run_torch_gpu))
     return out
 
 
