@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import cuda_copy
 from .arrays import as_numpy
 from .backend import current_arch, ensure_init
 from .enums import DataType, coerce_enum
@@ -99,10 +100,19 @@ class Storage:
         """The whole buffer as a read-only NumPy array (cached until the next write)."""
         if self._host_version != self._version:
             memory = self.memory()
-            self._host = memory.copy() if memory is not None else self.array.to_numpy()[: self.size]
+            self._host = memory.copy() if memory is not None else self._download()
             self._host.flags.writeable = False
             self._host_version = self._version
         return self._host
+
+    def _download(self):
+        """The device's contents, copied to a new host array (on CUDA by the driver's memcpy,
+        ``cuda_copy``, where Taichi's ``to_numpy`` allocates, copies twice and frees)."""
+        if current_arch() == "cuda":
+            out = np.empty(self.size, NUMPY_TYPES[self.data_type])
+            if not self.size or cuda_copy.to_host(self.array, out):
+                return out
+        return self.array.to_numpy()[: self.size]
 
     def upload(self, flat, owned=False):
         """Write ``flat`` (all ``size`` values) to the device. It becomes the cached host copy: with
@@ -114,7 +124,7 @@ class Storage:
         memory = self.memory()
         if memory is not None:
             memory[...] = flat
-        elif self.size:
+        elif self.size and not (current_arch() == "cuda" and cuda_copy.to_device(self.array, flat)):
             self.array.from_numpy(flat)
         self.written()
         self._host = flat if owned or not np.may_share_memory(flat, given) else flat.copy()

@@ -395,6 +395,34 @@ def test_gpu_tensors_stay_on_the_device(rng, monkeypatch):
     assert_seq_close(y.cpu().numpy(), ref, what="committed after the source changed")
 
 
+def test_cuda_host_transfers_by_the_driver(rng):
+    """On CUDA a storage's host transfers are the driver's memcpy on the ndarray's device memory
+    (``cuda_copy``), checked against Taichi's own transfers, in float32 and float16; and calls
+    with NumPy arrays in and out, back to back with no synchronisation between them, see each its
+    own data (a copy in waits for the kernels of the call before, still reading the staging
+    storage: the calls return device outputs, so nothing synchronises until they are read)."""
+    if m.init() != "cuda":
+        pytest.skip("needs the CUDA arch")
+    from mpsrnn import cuda_copy
+    from mpsrnn.matrix import Storage
+    for dtype, data_type in ((np.float32, m.DataType.FLOAT32), (np.float16, m.DataType.FLOAT16)):
+        a = rng.standard_normal(1003).astype(dtype)
+        s = Storage(a.size, data_type)
+        s.upload(a)
+        assert cuda_copy.in_use()
+        assert np.array_equal(s.array.to_numpy()[: a.size], a), "driver copy in, Taichi's copy out"
+        b = rng.standard_normal(a.size).astype(dtype)
+        s.array.from_numpy(b)
+        s.written()
+        assert np.array_equal(s.host(), b), "Taichi's copy in, driver copy out"
+    d = single_gate(rng, 24, 32, use_float32_weights=True)
+    layer = m.RNNMatrixInferenceLayer(d)
+    xs = [rng.standard_normal((300, 2, 24)).astype(np.float32) for _ in range(3)]
+    ys = [layer.encode_sequence(x) for x in xs]
+    for k, (x, y) in enumerate(zip(xs, ys)):
+        assert_seq_close(y, R.encode_sequence([d], list(x))[0], what=f"call {k}")
+
+
 def test_host_sequences_staged_call_after_call(rng):
     """A layer stages host arrays in storages it keeps: each call sees its own data, results of earlier
     calls stay as they were, and two calls encoded in one command buffer see the data as it was when
