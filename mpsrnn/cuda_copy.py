@@ -15,11 +15,12 @@ before it are done and the bytes are on the host.
 
 Used only where it can be checked: the driver library loads, and the ndarray's memory belongs to
 the device's primary context (the one Taichi 1.7.4 runs in, as PyTorch does). Otherwise, or on
-any error from the driver, or with ``MPSRNN_CUDA_MEMCPY=off``, Taichi's own transfers, for the rest
-of the process.
+any error from the driver, or with ``MPSRNN_CUDA_MEMCPY=off`` (read at the first transfer), Taichi's own
+transfers, for the rest of the process.
 """
 import ctypes
-import os
+
+from .kernels.knobs import switch
 
 CU_POINTER_ATTRIBUTE_CONTEXT = 1
 
@@ -29,7 +30,7 @@ _driver = None   # None: not tried yet; False: not usable; else (library, primar
 def _load():
     """The driver library and device 0's primary context (retained: it lives as long as the
     process), or False."""
-    if os.environ.get("MPSRNN_CUDA_MEMCPY", "on").lower() in ("off", "0", "no"):
+    if not switch("MPSRNN_CUDA_MEMCPY", True):
         return False
     try:
         lib = ctypes.CDLL("libcuda.so.1")
