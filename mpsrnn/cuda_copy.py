@@ -14,7 +14,8 @@ staging storage) and the kernels after it wait for the copy; a copy out returns 
 before it are done and the bytes are on the host.
 
 Used only where it can be checked: the driver library loads, and the ndarray's memory belongs to
-the device's primary context (the one Taichi 1.7.4 runs in, as PyTorch does). Otherwise, or on
+the device's primary context (the one Taichi 1.7.4 runs in, as PyTorch does), or to no context (a
+memory pool's, which every context of the device reaches). Otherwise, or on
 any error from the driver, or with ``MPSRNN_CUDA_MEMCPY=off`` (read at the first transfer), Taichi's own
 transfers, for the rest of the process.
 """
@@ -66,7 +67,7 @@ def _copy(array, transfer):
     try:
         owner = ctypes.c_void_p()
         if (lib.cuPointerGetAttribute(ctypes.byref(owner), CU_POINTER_ATTRIBUTE_CONTEXT, address)
-                or owner.value != context.value or transfer(lib, address)):
+                or owner.value not in (None, context.value) or transfer(lib, address)):
             _driver = False
             return False
         return True
