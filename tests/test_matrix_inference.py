@@ -395,6 +395,27 @@ def test_gpu_tensors_stay_on_the_device(rng, monkeypatch):
     assert_seq_close(y.cpu().numpy(), ref, what="committed after the source changed")
 
 
+def test_copy_flat_between_storages_and_tensors(rng):
+    """``copy_flat``, the one dispatch that moves a whole tensor on Taichi's GPU in or out of a
+    storage, in the destination's type: here with the tensors the arch takes as kernel arguments
+    in place (CUDA tensors on CUDA, else host tensors), float32 and float16 either way."""
+    torch = pytest.importorskip("torch")
+    from mpsrnn.matrix import Storage
+    from mpsrnn.sequences import copy_flat
+    device = "cuda" if _cuda_torch() is not None else "cpu"
+    a = rng.standard_normal(203).astype(np.float32)
+    for tensor_type, data_type in ((torch.float32, m.DataType.FLOAT16), (torch.float16, m.DataType.FLOAT32)):
+        t = torch.from_numpy(a).to(device, tensor_type)
+        s = Storage(a.size, data_type)
+        copy_flat(s.array, t)
+        s.written()
+        want = a.astype(np.float16).astype(np.float32)   # either way the values pass through float16 once
+        assert np.array_equal(s.host().astype(np.float32), want), (tensor_type, data_type)
+        back = torch.full((a.size,), float("nan"), dtype=tensor_type, device=device)
+        copy_flat(back, s.array)
+        assert np.array_equal(back.float().cpu().numpy(), want), (tensor_type, data_type)
+
+
 def test_cuda_host_transfers_by_the_driver(rng):
     """On CUDA a storage's host transfers are the driver's memcpy on the ndarray's device memory
     (``cuda_copy``), checked against Taichi's own transfers, in float32 and float16; and calls
