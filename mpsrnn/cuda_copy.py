@@ -16,14 +16,17 @@ before it are done and the bytes are on the host.
 Used only where it can be checked: the driver library loads, and the ndarray's memory belongs to
 the device's primary context (the one Taichi 1.7.4 runs in, as PyTorch does), or to no context (a
 memory pool's, which every context of the device reaches). Otherwise, or on
-any error from the driver, or with ``MPSRNN_CUDA_MEMCPY=off`` (read at the first transfer), Taichi's own
-transfers, for the rest of the process.
+any error from the driver, Taichi's own transfers, for the rest of the process. ``MPSRNN_CUDA_MEMCPY=on|off``
+(read at the first transfer) decides; by default off (``DRIVER_COPIES``) until it has run on CUDA.
 """
 import ctypes
 
 from .kernels.knobs import switch
 
 CU_POINTER_ATTRIBUTE_CONTEXT = 1
+DRIVER_COPIES = False   # the default of MPSRNN_CUDA_MEMCPY: off until a CUDA run has passed
+# tests/test_matrix_inference.py's test_cuda_host_transfers_by_the_driver (written 2026-12-05, when no
+# GPU machine could be started) and call_forms.py has timed it
 
 _driver = None   # None: not tried yet; False: not usable; else (library, primary context)
 
@@ -31,7 +34,7 @@ _driver = None   # None: not tried yet; False: not usable; else (library, primar
 def _load():
     """The driver library and device 0's primary context (retained: it lives as long as the
     process), or False."""
-    if not switch("MPSRNN_CUDA_MEMCPY", True):
+    if not switch("MPSRNN_CUDA_MEMCPY", DRIVER_COPIES):
         return False
     try:
         lib = ctypes.CDLL("libcuda.so.1")

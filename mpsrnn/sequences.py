@@ -19,6 +19,7 @@ import numpy as np
 from .arrays import as_numpy, is_torch_tensor
 from .backend import current_arch
 from .enums import DataType
+from .kernels.knobs import switch
 from .matrix import NUMPY_TYPES, Matrix, MatrixSequence, Storage, data_type_of
 
 
@@ -219,12 +220,19 @@ def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"
     return Source(view, tuple(rows), dt, [], spans, _gather(items, offs, rows, channels, storage))
 
 
+CUDA_TENSORS_IN_PLACE = False   # the default of MPSRNN_CUDA_TENSORS: off until a CUDA run has passed
+# tests/test_matrix_inference.py's test_gpu_tensors_stay_on_the_device (written 2026-12-05, when no GPU
+# machine could be started)
+
+
 def _on_taichi_gpu(obj):
     """Whether ``obj`` is a PyTorch tensor in the memory of the GPU that Taichi's CUDA backend runs
-    on (its first), where a kernel reads and writes it in place. A CUDA tensor that is not went
-    through the host: ``.cpu()``, then Taichi's upload, and back the same way for a destination."""
+    on (its first), where a kernel reads and writes it in place (``MPSRNN_CUDA_TENSORS=on``). A CUDA
+    tensor that is not goes through the host: ``.cpu()``, then Taichi's upload, and back the same way
+    for a destination."""
     return (is_torch_tensor(obj) and obj.is_cuda and obj.get_device() == 0 and current_arch() == "cuda"
-            and os.environ.get("TI_VISIBLE_DEVICE", "0") == "0")
+            and os.environ.get("TI_VISIBLE_DEVICE", "0") == "0"
+            and switch("MPSRNN_CUDA_TENSORS", CUDA_TENSORS_IN_PLACE))
 
 
 def copy_flat(dst, src):

@@ -369,6 +369,7 @@ def test_gpu_tensors_stay_on_the_device(rng, monkeypatch):
     if torch is None:
         pytest.skip("needs the CUDA arch and PyTorch with CUDA")
     import mpsrnn.sequences as S
+    monkeypatch.setenv("MPSRNN_CUDA_TENSORS", "on")
 
     def no_host(obj, name):
         raise AssertionError(f"{name} went through the host")
@@ -416,7 +417,7 @@ def test_copy_flat_between_storages_and_tensors(rng):
         assert np.array_equal(back.float().cpu().numpy(), want), (tensor_type, data_type)
 
 
-def test_cuda_host_transfers_by_the_driver(rng):
+def test_cuda_host_transfers_by_the_driver(rng, monkeypatch):
     """On CUDA a storage's host transfers are the driver's memcpy on the ndarray's device memory
     (``cuda_copy``), checked against Taichi's own transfers, in float32 and float16; and calls
     with NumPy arrays in and out, back to back with no synchronisation between them, see each its
@@ -426,6 +427,8 @@ def test_cuda_host_transfers_by_the_driver(rng):
         pytest.skip("needs the CUDA arch")
     from mpsrnn import cuda_copy
     from mpsrnn.matrix import Storage
+    monkeypatch.setenv("MPSRNN_CUDA_MEMCPY", "on")
+    monkeypatch.setattr(cuda_copy, "_driver", None)   # read the knob again at the next transfer
     for dtype, data_type in ((np.float32, m.DataType.FLOAT32), (np.float16, m.DataType.FLOAT16)):
         a = rng.standard_normal(1003).astype(dtype)
         s = Storage(a.size, data_type)
