@@ -5,8 +5,8 @@
 #     bash bench/device_session.sh                  # every step below, in order
 #     bash bench/device_session.sh vulkan-tile      # some of them
 # Steps: cuda-tests (the split and spread kernels' tests, not run on CUDA since grid.py changed, and
-# CUDA tensors read and written in place),
-# call-forms-cuda, call-forms-vulkan (what a call costs by its data's form), vulkan-tile (the
+# CUDA tensors read and written in place; 300 s ran 162 of its ~277 tests on 2026-12-05),
+# call-forms-cuda, call-forms-cuda-direct (with the driver's copies and CUDA tensors in place), call-forms-vulkan (what a call costs by its data's form), vulkan-tile (the
 # projection's 128x128 tile on Vulkan, never timed), call-forms-cpu (the same on the CPU: a check
 # of this script anywhere).
 set -u
@@ -21,11 +21,13 @@ step() {   # step NAME SECONDS COMMAND...: run it, keep its output, print its ex
     echo "   rc=$? | $(tail -n 1 "$OUT/$name.txt")"
 }
 
-for s in ${*:-cuda-tests call-forms-cuda call-forms-vulkan vulkan-tile}; do
+for s in ${*:-cuda-tests call-forms-cuda call-forms-cuda-direct call-forms-vulkan vulkan-tile}; do
     case $s in
-        cuda-tests) step "$s" 300 env MPSRNN_ARCH=cuda python -m pytest -q tests/test_fast_paths.py \
-            tests/test_matrix_inference.py -k "split or spread or gpu_tensors or accepted_form or whole_host" ;;
+        cuda-tests) step "$s" 560 env MPSRNN_ARCH=cuda python -m pytest -q tests/test_fast_paths.py \
+            tests/test_matrix_inference.py -k "split or spread or gpu_tensors or cuda_host or copy_flat or accepted_form or whole_host" ;;
         call-forms-cuda) step "$s" 150 python bench/probes/call_forms.py --arch cuda ;;
+        call-forms-cuda-direct) step "$s" 150 env MPSRNN_CUDA_MEMCPY=on MPSRNN_CUDA_TENSORS=on \
+            python bench/probes/call_forms.py --arch cuda ;;
         call-forms-vulkan) step "$s" 150 python bench/probes/call_forms.py --arch vulkan ;;
         call-forms-cpu) step "$s" 150 python bench/probes/call_forms.py --arch cpu --repeats 5 ;;
         vulkan-tile) step "$s" 300 python bench/probes/ab.py --arch vulkan --rounds 2 --repeats 3 \
