@@ -15,9 +15,9 @@ before it are done and the bytes are on the host.
 
 Used only where it can be checked: the driver library loads, and the ndarray's memory belongs to
 the device's primary context (the one Taichi 1.7.4 runs in, as PyTorch does), or to no context (a
-memory pool's, which every context of the device reaches). Otherwise, or on
-any error from the driver, Taichi's own transfers, for the rest of the process. ``MPSRNN_CUDA_MEMCPY=on|off``
-(read at the first transfer) decides; by default off (``DRIVER_COPIES``) until it has run on CUDA.
+memory pool's, which every context of the device reaches). Otherwise, or on any error from the
+driver, Taichi's own transfers, for the rest of the process. ``MPSRNN_CUDA_MEMCPY=on|off`` (read at
+the first transfer) decides; by default off (``DRIVER_COPIES``) until it has run on CUDA.
 """
 import ctypes
 

@@ -180,9 +180,10 @@ def read_source(obj, name, channels, offsets=None, offsets_name="source_offsets"
     sequences go to ``staging``'s "x" storage where given (a :class:`Staging`)."""
     if isinstance(obj, MatrixSequence):
         return _read_matrix_sequence(obj, name, channels, offsets, offsets_name)
-    if _whole_array(obj, channels, offsets) and _on_taichi_gpu(obj):
+    whole = _whole_array(obj, channels, offsets)
+    if whole and _on_taichi_gpu(obj):
         return _gpu_tensor_source(obj.detach(), channels, staging)
-    if _whole_array(obj, channels, offsets):
+    if whole:
         block = as_numpy(obj, name)
         T, B, _ = block.shape
         dt = data_type_of(block.dtype)
@@ -238,7 +239,8 @@ def _on_taichi_gpu(obj):
 def copy_flat(dst, src):
     """Copy all of ``src`` into ``dst``, one flat array (a storage's ndarray or a PyTorch tensor on
     Taichi's GPU) to another of as many elements, in ``dst``'s type: one dispatch of ``copy_block``.
-    Both PyTorch and Taichi queue their work on CUDA's default stream, so it is ordered after the
+    Taichi queues its work on CUDA's legacy default stream, as PyTorch does unless the caller made
+    another stream current (a blocking one still waits for it), so the copy is ordered after the
     work that wrote ``src`` and before the work that reads ``dst``."""
     from .kernels.sequence_copy import block_kernel
     n = int(src.shape[0])
@@ -484,7 +486,7 @@ def _host_block_destination(obj, staging):
 def _gpu_tensor_destination(obj, staging):
     """A whole 3-D contiguous tensor on Taichi's GPU (``_on_taichi_gpu``), written by one copy on the
     device from the storage the layer writes; the call returns the tensor."""
-    T, B, channels = obj.shape
+    _, B, channels = obj.shape
     flat = obj.detach().view(-1)
     return Destination(View(staging, 0, B * channels, channels), obj,
                        [lambda: copy_flat(flat, staging.array)], [staging])

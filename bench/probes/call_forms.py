@@ -3,8 +3,9 @@ matrices or a NumPy array out), a MatrixSequence in and out (what `mpsrnn bench`
 separate device matrices (MPS's own form: made from NumPy, written by a kernel, as destinations),
 beside PyTorch's module called on the same host array (on the GPU beside a GPU arch: cuDNN, with
 the copies to and from it). On the GPU both sides also take CUDA tensors already there, which
-mpsrnn on the CUDA arch reads and writes in place with ``MPSRNN_CUDA_TENSORS=on``. "Matrices a kernel wrote in" times two calls:
-another layer's (the copier's, a single gate) that writes them, then this one's.
+mpsrnn on the CUDA arch reads and writes in place with ``MPSRNN_CUDA_TENSORS=on``. "Matrices a
+kernel wrote in" times two calls: another layer's (the copier's, a single gate) that writes them,
+then this one's.
 
     python bench/probes/call_forms.py [--arch cpu] [--config lstm:64:2:25 ...] [--repeats 30]
 
