@@ -6,13 +6,19 @@ def is_torch_tensor(obj):
     return type(obj).__module__.startswith("torch") and hasattr(obj, "detach")
 
 
+def torch_dtype_name(t):
+    """A PyTorch tensor's element type as NumPy spells it ("float32", "float16", "bfloat16"...),
+    read without importing torch."""
+    return str(t.dtype).replace("torch.", "")
+
+
 def as_numpy(obj, name):
     """A NumPy view/copy of an array-like (NumPy array, PyTorch tensor, nested lists)."""
     if isinstance(obj, np.ndarray):
         return obj
     if is_torch_tensor(obj):
         t = obj.detach()
-        if str(t.dtype) == "torch.bfloat16":
+        if torch_dtype_name(t) == "bfloat16":
             raise ValueError(f"{name}: dtype bfloat16 is not supported; expected float32 or float16")
         return t.cpu().numpy()
     if isinstance(obj, (list, tuple, float, int)):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arrays import as_numpy, is_torch_tensor
+from .arrays import as_numpy, is_torch_tensor, torch_dtype_name
 from .backend import current_arch
 from .enums import DataType
 from .kernels.knobs import switch
@@ -99,7 +99,7 @@ def _whole_array(obj, channels, offsets):
     if obj.ndim != 3 or min(obj.shape) < 1 or obj.shape[2] != channels:
         return False
     if is_torch_tensor(obj):
-        return str(obj.dtype) in ("torch.float32", "torch.float16")
+        return torch_dtype_name(obj) in ("float32", "float16")
     return data_type_of(obj.dtype) is not None
 
 
@@ -252,7 +252,7 @@ def _gpu_tensor_source(t, channels, staging):
     PyTorch on the device (the call may run later, from a command buffer), moved into the staging
     storage by one copy on the device when the call runs."""
     T, B, _ = t.shape
-    dt = DataType.FLOAT16 if str(t.dtype) == "torch.float16" else DataType.FLOAT32
+    dt = DataType.FLOAT16 if torch_dtype_name(t) == "float16" else DataType.FLOAT32
     flat = t.reshape(-1).clone()
     storage = _new_storage(staging, "x", flat.shape[0], dt)
 
