@@ -221,25 +221,18 @@ def _time_rows(rows):
     return t
 
 
-def _emit_gather(prog, rows, channels):
-    """Copies of a call's separate source matrices (slots ``xd{t}``, ``_base``, ``_row``) into its
-    staged sequence ``x`` (base 0, rows[0] rows a step), a dispatch a step: inside the plan's graph
-    each costs ~8 µs on the CPU, where a copy launched from Python cost ~60."""
+def _emit_step_copies(prog, staged, rows, channels, into_staged):
+    """Copies between a call's staged sequence ``staged`` (base 0, rows[0] rows a step) and its
+    separate per-step matrices (slots ``{staged}d{t}``, ``_base``, ``_row``), a dispatch a step:
+    into the staged sequence for a source (``into_staged``), out of it for a destination. Inside
+    the plan's graph each copy costs ~8 µs on the CPU, where one launched from Python cost ~60."""
     step = rows[0] * channels
     for t, r in enumerate(rows):
-        m = f"xd{t}"
-        prog.add(block_kernel(), Slot("x"), t * step, channels, Slot(m), Slot(m + "_base"), Slot(m + "_row"), r,
-                 channels)
-
-
-def _emit_scatter(prog, prefix, rows, channels):
-    """Copies of the staged destination ``prefix`` (base 0, rows[0] rows a step) to a call's separate
-    destination matrices (slots ``{prefix}d{t}``, ``_base``, ``_row``), a dispatch a step."""
-    step = rows[0] * channels
-    for t, r in enumerate(rows):
-        m = f"{prefix}d{t}"
-        prog.add(block_kernel(), Slot(m), Slot(m + "_base"), Slot(m + "_row"), Slot(prefix), t * step, channels, r,
-                 channels)
+        m = f"{staged}d{t}"
+        staged_rows = (Slot(staged), t * step, channels)
+        matrix_rows = (Slot(m), Slot(m + "_base"), Slot(m + "_row"))
+        dst, src = (staged_rows, matrix_rows) if into_staged else (matrix_rows, staged_rows)
+        prog.add(block_kernel(), *dst, *src, r, channels)
 
 
 def plan_sequence(cells, rows, batch, initial_state, states, strategy, gather=False, scatter=False):
@@ -252,12 +245,12 @@ def plan_sequence(cells, rows, batch, initial_state, states, strategy, gather=Fa
     run = StackRun(cells, rows, False, time_rows, initial_state, batch)
     prog = Program()
     if gather:
-        _emit_gather(prog, rows, cells[0].n_in)
+        _emit_step_copies(prog, "x", rows, cells[0].n_in, True)
     run.emit(prog, _dest("x"), output=_dest("y"))   # the last layer writes y itself: no copy dispatch
     if states:
         run.emit_states(prog, states == "all")
     if scatter:
-        _emit_scatter(prog, "y", rows, cells[-1].n_out)
+        _emit_step_copies(prog, "y", rows, cells[-1].n_out, False)
     return Plan(prog, strategy, (run, time_rows))
 
 
@@ -272,7 +265,7 @@ def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy, gather=Fal
     bwd = StackRun(bwd_cells, rows, True, time_rows, [False] * len(bwd_cells))
     prog = Program()
     if gather:
-        _emit_gather(prog, rows, fwd_cells[0].n_in)
+        _emit_step_copies(prog, "x", rows, fwd_cells[0].n_in, True)
     x_fwd, x_bwd = _dest("x"), (Slot("x"), Slot("xr_base"), Slot("xr_step"), Slot("x_row"))
     # level by level: a level's two directions depend only on the level below in their own direction,
     # so where both run the spread kernel they can share one launch, each on half the SMs
@@ -301,7 +294,7 @@ def plan_bidirectional(fwd_cells, bwd_cells, rows, combine, strategy, gather=Fal
                  time_rows, 0)
     widths = {"y": fwd.out_channels + (bwd.out_channels if combine == 2 else 0), "y2": bwd.out_channels}
     for prefix in scatter:
-        _emit_scatter(prog, prefix, rows, widths[prefix])
+        _emit_step_copies(prog, prefix, rows, widths[prefix], False)
     return Plan(prog, strategy, (fwd, bwd, time_rows))
 
 
