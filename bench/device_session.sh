@@ -5,7 +5,8 @@
 #     bash bench/device_session.sh                  # every step below, in order
 #     bash bench/device_session.sh vulkan-tile      # some of them
 # Steps: cuda-tests (the split and spread kernels' tests, not run on CUDA since grid.py changed, and
-# CUDA tensors read and written in place; 300 s ran 162 of its ~277 tests on 2026-12-05),
+# CUDA tensors read and written in place; one process ran 162 of its ~277 tests in 300 s on
+# 2026-12-05, so six processes share them now, each its shard: $OUT/cuda-tests.<i>.txt),
 # call-forms-cuda, call-forms-cuda-direct (with the driver's copies and CUDA tensors in place), call-forms-vulkan (what a call costs by its data's form), vulkan-tile (the
 # projection's 128x128 tile on Vulkan, never timed), call-forms-cpu (the same on the CPU: a check
 # of this script anywhere).
@@ -21,9 +22,24 @@ step() {   # step NAME SECONDS COMMAND...: run it, keep its output, print its ex
     echo "   rc=$? | $(tail -n 1 "$OUT/$name.txt")"
 }
 
+shards() {   # shards NAME SECONDS N COMMAND...: N processes, each on its shard of the tests
+    # (MPSRNN_TEST_SHARD, tests/conftest.py) side by side: a test run here is mostly Taichi
+    # compiling, one core a process, and the machine has 16
+    local name=$1 limit=$2 n=$3 i
+    shift 3
+    echo "== $name: $n shards of: $*"
+    for ((i = 0; i < n; i++)); do
+        MPSRNN_TEST_SHARD=$i/$n timeout "$limit" "$@" > "$OUT/$name.$i.txt" 2>&1 &
+    done
+    wait
+    for ((i = 0; i < n; i++)); do
+        echo "   shard $i/$n | $(tail -n 1 "$OUT/$name.$i.txt")"
+    done
+}
+
 for s in ${*:-cuda-tests call-forms-cuda call-forms-cuda-direct call-forms-vulkan vulkan-tile}; do
     case $s in
-        cuda-tests) step "$s" 560 env MPSRNN_ARCH=cuda python -m pytest -q tests/test_fast_paths.py \
+        cuda-tests) shards "$s" 560 6 env MPSRNN_ARCH=cuda python -m pytest -q -rs tests/test_fast_paths.py \
             tests/test_matrix_inference.py -k "split or spread or gpu_tensors or cuda_host or copy_flat or accepted_form or whole_host" ;;
         call-forms-cuda) step "$s" 150 python bench/probes/call_forms.py --arch cuda ;;
         call-forms-cuda-direct) step "$s" 150 env MPSRNN_CUDA_MEMCPY=on MPSRNN_CUDA_TENSORS=on \

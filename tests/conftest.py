@@ -8,6 +8,7 @@ import os
 import sys
 
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -34,6 +35,25 @@ matrix.RECYCLED.poison = True   # recycled output arrays start as NaN too: what 
 
 def pytest_report_header(config):
     return f"mpsrnn arch: {mpsrnn.init()}"
+
+
+def pytest_collection_modifyitems(config, items):
+    """``MPSRNN_TEST_SHARD=i/n`` keeps the i-th of n shards of the tests (by a hash of each test's
+    id, the same in every process), so that n processes run a long suite side by side: on a GPU
+    machine the time is mostly Taichi compiling on one core a process (``bench/device_session.sh``)."""
+    shard = os.environ.get("MPSRNN_TEST_SHARD", "").strip()
+    if not shard:
+        return
+    try:
+        i, n = (int(v) for v in shard.split("/"))
+        assert 0 <= i < n
+    except (ValueError, AssertionError):
+        raise pytest.UsageError(f"MPSRNN_TEST_SHARD: expected i/n with 0 <= i < n, got {shard!r}") from None
+    keep, drop = [], []
+    for item in items:
+        (keep if zlib.crc32(item.nodeid.encode()) % n == i else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -119,3 +119,22 @@ def test_device_session_script_parses_and_refuses_unknown_steps(tmp_path):
     r = subprocess.run(["bash", script, "no-such-step"], capture_output=True, text=True,
                        env=dict(os.environ, OUT=str(tmp_path)))
     assert r.returncode == 2 and "no-such-step: no such step" in r.stdout
+
+
+@checkout_only
+def test_test_shards_partition_the_suite():
+    """``MPSRNN_TEST_SHARD=i/n`` (tests/conftest.py) splits the collected tests into n disjoint shards
+    whose union is the whole, so that n processes together run every test once; a bad value stops
+    pytest with a message that names the variable."""
+    def collected(shard):
+        r = _run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider",
+                  "tests/test_descriptors.py"], MPSRNN_TEST_SHARD=shard)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return [line for line in r.stdout.splitlines() if "::" in line]
+    whole = collected("")
+    shards = [collected(f"{i}/3") for i in range(3)]
+    assert len(whole) > 10 and all(shards)
+    assert sorted(sum(shards, [])) == sorted(whole)
+    r = _run([sys.executable, "-m", "pytest", "-q", "--collect-only", "tests/test_descriptors.py"],
+             MPSRNN_TEST_SHARD="3/3")
+    assert r.returncode != 0 and "MPSRNN_TEST_SHARD" in r.stdout + r.stderr
