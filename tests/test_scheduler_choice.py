@@ -3,7 +3,7 @@
 The rules are set from measurements (their comments in ``mpsrnn/scheduler/recurrence.py`` name
 them); these tests pin them, so a change to a threshold is a visible decision. The cells are built
 on this machine's arch, and the GPU choices are asked for by name, with an H100's 132 SMs for the
-persistent grid.
+persistent grid, and the arch the process runs on stands for CUDA where a rule reads it.
 """
 import os
 
@@ -26,6 +26,9 @@ def no_knobs(monkeypatch):
     # Vulkan's choices are a device's without spread (lavapipe, other vendors), whatever runs the
     # tests; test_vulkan_spread's are an NVIDIA GPU's
     monkeypatch.setattr(rec, "spread_on_vulkan", lambda: False)
+    # The rules that read the running arch (blocks an SM, how spread starts) read CUDA's, whatever
+    # runs the tests (``mpsrnn check --arch vulkan`` too); tests of Vulkan's say so themselves
+    monkeypatch.setattr(rec, "current_arch", lambda: "cuda")
 
 
 def cell(rng, kind, hidden, n_in=None, **opts):
