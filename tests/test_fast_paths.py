@@ -33,6 +33,13 @@ PATHS = ([(rec, layout, "", "") for rec in ARCH_PATHS for layout in ("rows", "tr
          + [("lanes", "rows", "pipelined", "")] * ("lanes" in ARCH_PATHS))
 
 
+def on_lavapipe():
+    """Whether the tests run on a Vulkan driver that runs on the CPU (lavapipe), whose loop limiter ends
+    a shader loop after 65535 turns."""
+    from mpsrnn.backend import _vulkan_on_cpu_only
+    return m.current_arch() == "vulkan" and _vulkan_on_cpu_only()
+
+
 def dispatched_kernels(layer):
     """The names of the kernels every plan of ``layer`` dispatches."""
     return [getattr(d.kernel, "__name__", "") for p in layer._plans._plans.values() for d in p.program.dispatches]
@@ -81,7 +88,10 @@ SCENARIOS = [
 
 @pytest.mark.parametrize("kind, opts, n_in, hidden, rows", SCENARIOS,
                          ids=[f"{s[0]}-{s[3]}x{s[4]}" for s in SCENARIOS])
-def test_each_path_matches_reference(path, kind, opts, n_in, hidden, rows, rng):
+def test_each_path_matches_reference(path, kind, opts, n_in, hidden, rows, rng, request):
+    if path[0] == "rows" and hidden >= 250 and on_lavapipe():
+        request.applymarker(pytest.mark.xfail(reason="lavapipe's loop limiter cuts the rows kernel's long "
+                                                     "shader loops short (README); NVIDIA's Vulkan passes"))
     opts = dict(opts)
     opts.setdefault("use_float32_weights", True)
     d = descriptor(kind, rng, n_in, hidden, **opts)
