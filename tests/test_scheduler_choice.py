@@ -160,8 +160,9 @@ def test_spread_shapes(kind, hidden, batch, shape):
     ("gru", 512, 4, True, (1, 64, 16, 4, 1)),     # one step from zeros: its own kernel, one group
 ])
 def test_spread_plans(kind, hidden, batch, one_step, plan):
-    """The spread kernel's plan: its shape, then batch groups within one block an SM."""
-    assert rec._spread_plan(cell(np.random.default_rng(0), kind, hidden), batch, one_step) == plan
+    """The spread kernel's plan: its shape, then batch groups within one block an SM, on blocks of
+    SPREAD_BLOCK threads (CUDA's)."""
+    assert rec._spread_plan(cell(np.random.default_rng(0), kind, hidden), batch, one_step) == plan + (rec.SPREAD_BLOCK,)
 
 
 @pytest.mark.parametrize("kind, hidden, batch, one_step, tagged", [

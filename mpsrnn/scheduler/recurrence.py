@@ -461,12 +461,15 @@ SPREAD_GROUPS = 8   # the most copies of the spread kernel's blocks, each on a s
 
 
 def _spread_plan(cell, batch, one_step, share=1):
-    """(rows a thread, blocks, chunks, batch rows a pass, groups) of the spread kernel for a layer on
-    1/``share`` of the GPU (2: one of a pair of directions): ``_spread_shape``, then its batch groups
-    (``_spread_groups``)."""
-    rho, blocks, chunks, bc = _spread_shape(cell, batch) if share == 1 else _paired_shape(cell, batch)
+    """(rows a thread, blocks, chunks, batch rows a pass, groups, threads a block) of the spread kernel
+    for a layer on 1/``share`` of the GPU (2: one of a pair of directions, on blocks of SPREAD_BLOCK):
+    ``_spread_fit``, then its batch groups (``_spread_groups``)."""
+    if share == 1:
+        (rho, blocks, chunks, bc), threads = _spread_fit(cell, batch)
+    else:
+        (rho, blocks, chunks, bc), threads = _paired_shape(cell, batch), SPREAD_BLOCK
     bc, groups = _spread_groups(blocks, bc, batch, one_step, _sms() // share)
-    return rho, blocks, chunks, bc, groups
+    return rho, blocks, chunks, bc, groups, threads
 
 
 def _spread_groups(blocks, bc, batch, one_step, sms):
@@ -792,7 +795,7 @@ def project_apart(name, cell, steps, batch):
         from ..kernels.grid import cpu_tasks
         return (batch < cpu_tasks() or lanes_split_row(cell, batch)) and flops >= APART_FLOPS
     if name == "spread":   # fewer blocks project: the limit shrinks with the share of SMs they are
-        _, grid, _, _, groups = _spread_plan(cell, batch, False)
+        _, grid, _, _, groups, _ = _spread_plan(cell, batch, False)
         flops *= _sms() / (grid * groups)
     if name == "split":
         if split_chunks_by_default(cell, steps, batch):
@@ -846,9 +849,8 @@ def emit_layer(prog, name, layer_run, steps, batch, x, output):
                  x, lr.ws, lr.cell.wts, quads, lr.term_quads(steps, batch), lr.frame, output)
     elif name == "spread":
         one_step = _one_step(lr, steps)
-        rho, grid, chunks, bc, groups = _spread_plan(lr.cell, batch, one_step)
+        rho, grid, chunks, bc, groups, threads = _spread_plan(lr.cell, batch, one_step)
         tagged = spread_tagged(current_arch(), lr.cell, batch, one_step, grid)
-        threads = _spread_fit(lr.cell, batch)[1]
         packed = not one_step and memory_rows(kind, rho) > 0 and rows_packed()
         rows = (lr.cell.spread_rows(grid, rho, threads),) if packed else ()
         prog.add(spread_kernel(kind, rho, grid, chunks, bc, not lr.projected_apart, one_step, groups, tagged,
@@ -928,7 +930,7 @@ def emit_paired(prog, runs, steps, batch, xs, outputs):
                                      split_atomic(first.cell, batch), split_gates_here(first.cell, batch)), *args)
     else:
         one_step = _one_step(first, steps)
-        rho, grid, chunks, bc, groups = _spread_plan(first.cell, batch, one_step, share=2)
+        rho, grid, chunks, bc, groups, _ = _spread_plan(first.cell, batch, one_step, share=2)
         tagged = spread_tagged(current_arch(), first.cell, batch, one_step, grid, paired=True)
         prog.add(paired_spread_kernel(first.cell.kind, rho, grid, chunks, bc, projects, one_step, groups, tagged,
                                       spread_epochs(tagged)), *args)
