@@ -10,6 +10,8 @@
 # call-forms-cuda, call-forms-cuda-direct (with the driver's copies and CUDA tensors in place), call-forms-vulkan (what a call costs by its data's form), vulkan-tile (the
 # projection's 128x128 tile on Vulkan, never timed), call-forms-cpu (the same on the CPU: a check
 # of this script anywhere).
+# A device call runs 600 s at most, so the steps go in three calls: cuda-tests; then call-forms-cuda
+# call-forms-cuda-direct call-forms-vulkan (~450 s); then vulkan-tile.
 set -u
 OUT=${OUT:-/tmp/device_session}
 mkdir -p "$OUT"
