@@ -103,8 +103,12 @@ def assert_close(got, ref, rtol=1e-5, what=""):
 # b1 t45 on the CPU (2026-12-05), worst relative error (the measure of ``assert_close``): lanes
 # 4.3e-5, rows 8.5e-6, both in the same draw (medians 1.3e-6 both); seed 3475643862 of
 # test_pipelined_projection_over_many_blocks: lanes 2.4e-5, rows 1.5e-5. Without peepholes the worst
-# of 40 was 2.3e-6.
-LONG_DIAGONAL_RTOL = 1e-4
+# of 40 was 2.3e-6. 300 more draws (seeds 0-299, 2026-12-05, tenth session): lanes median 1.3e-6,
+# worst 2.5e-5; but seed 480178696 failed a CI run at 1e-4: lanes 1.4e-4, rows and step 6.4e-5 in
+# the same draw, whose float64 reference itself moves by up to 5.7e-5 when its inputs are perturbed
+# by float32's half ulp (10 perturbations: 1.1e-6 to 5.7e-5). An ill-conditioned draw, not a kernel
+# fault; a fault shows in every draw, at the median.
+LONG_DIAGONAL_RTOL = 3e-4
 
 
 def assert_seq_close(got, ref, rtol=1e-5, what="output"):
