@@ -252,7 +252,7 @@ def _gpu_tensor_source(t, channels, staging):
     PyTorch on the device (the call may run later, from a command buffer), moved into the staging
     storage by one copy on the device when the call runs."""
     T, B, _ = t.shape
-    dt = DataType.FLOAT16 if torch_dtype_name(t) == "float16" else DataType.FLOAT32
+    dt = data_type_of(torch_dtype_name(t))   # float32 or float16: _whole_array took no other
     flat = t.reshape(-1).clone()
     storage = _new_storage(staging, "x", flat.shape[0], dt)
 
